@@ -1,0 +1,145 @@
+"""The Capsule: a directory with a definition, a lock and maybe a signature.
+
+This is the object plugins receive. It reads; the only writes are ``seal``
+(capsule.lock, atomically) and what the pipeline asks for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from .errors import DefinitionError, IntegrityError, InputError
+from .globs import GlobSet
+from .lock import Lock, Status, atomic_write, build_lock, compare, read_lock, render_lock
+from .model import DEFINITION_FILE, LOCK_FILE, SIG_FILE, CapsuleDefinition, load_definition
+from .tree import FileEntry, check_relative, hash_files, walk
+
+__all__ = ["Capsule", "SealResult"]
+
+
+@dataclass
+class SealResult:
+    lock: Lock
+    written: bool
+
+    @property
+    def digest(self) -> str:
+        return self.lock.digest
+
+
+class Capsule:
+    """A capsule directory."""
+
+    def __init__(self, root: Path, definition: CapsuleDefinition) -> None:
+        self.root = root
+        self.definition = definition
+
+    @classmethod
+    def load(cls, root: str | Path = ".") -> Capsule:
+        path = Path(root)
+        if not path.exists():
+            raise InputError(f"{path}: no such directory")
+        if not path.is_dir():
+            raise InputError(f"{path}: not a directory")
+        definition_path = path / DEFINITION_FILE
+        if not definition_path.is_file():
+            raise DefinitionError(f"{definition_path}: no capsule.yaml here (run 'qlcapsule init {path}')")
+        return cls(path.resolve(), load_definition(definition_path))
+
+    # -- names ------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    @property
+    def version(self) -> str:
+        return self.definition.version
+
+    @property
+    def ref(self) -> str:
+        """``name@version``: the in-toto subject name."""
+        return f"{self.name}@{self.version}"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / LOCK_FILE
+
+    @property
+    def sig_path(self) -> Path:
+        return self.root / SIG_FILE
+
+    def globs(self) -> GlobSet:
+        return GlobSet(self.definition.include, self.definition.all_excludes())
+
+    # -- reading ----------------------------------------------------------
+    def scan(self, *, progress: Callable[[int], None] | None = None) -> list[FileEntry]:
+        """Walk and hash the included files as they are on disk now."""
+        found = walk(self.root, self.globs())
+        if not any(f.path == DEFINITION_FILE for f in found):
+            raise DefinitionError(f"{self.root / DEFINITION_FILE}: excluded by the capsule's own globs; it must be included")
+        return hash_files(self.root, found, progress=progress)
+
+    def read_lock(self) -> Lock | None:
+        return read_lock(self.lock_path)
+
+    def require_lock(self) -> Lock:
+        lock = self.read_lock()
+        if lock is None:
+            raise IntegrityError(f"{self.lock_path}: not sealed (run 'qlcapsule seal {self.root}')")
+        return lock
+
+    @property
+    def digest(self) -> str:
+        """The capsule digest recorded in the lock."""
+        return self.require_lock().digest
+
+    def files(self) -> list[str]:
+        """Paths recorded in the lock, in lock order."""
+        return [e.path for e in self.require_lock().files]
+
+    def open(self, path: str) -> Path:
+        """Absolute path of a capsule-relative path, refusing escapes."""
+        check_relative(path)
+        return self.root / path
+
+    def payload(self) -> Iterator[tuple[str, Path, str]]:
+        """What an export carries: every locked file, then capsule.lock and capsule.sig.
+
+        Yields ``(path, absolute path, mode)`` sorted by UTF-8 path bytes.
+        """
+        lock = self.require_lock()
+        items = [(e.path, self.root / e.path, e.mode) for e in lock.files]
+        items.append((LOCK_FILE, self.lock_path, "644"))
+        if self.sig_path.is_file():
+            items.append((SIG_FILE, self.sig_path, "644"))
+        items.sort(key=lambda t: t[0].encode("utf-8"))
+        yield from items
+
+    # -- sealing and checking ---------------------------------------------
+    def seal(self, *, progress: Callable[[int], None] | None = None) -> SealResult:
+        """Write capsule.lock for the files on disk; an unchanged capsule is left untouched."""
+        lock = build_lock(self.name, self.version, self.scan(progress=progress))
+        written = atomic_write(self.lock_path, render_lock(lock))
+        return SealResult(lock, written)
+
+    def status(self, *, progress: Callable[[int], None] | None = None) -> Status:
+        lock = self.require_lock()
+        status = compare(lock, self.scan(progress=progress))
+        if lock.name != self.name or lock.version != self.version:
+            status.problems.append(
+                f"capsule.lock: sealed as {lock.name}@{lock.version} but capsule.yaml says {self.ref}"
+            )
+        return status
+
+    def verify_integrity(self, *, progress: Callable[[int], None] | None = None) -> Lock:
+        """Raise IntegrityError naming what changed; return the lock when the disk matches it."""
+        status = self.status(progress=progress)
+        if not status.clean:
+            lines = status.lines()
+            more = f" (+{len(lines) - 1} more)" if len(lines) > 1 else ""
+            err = IntegrityError(f"{self.root}: {lines[0]}{more}")
+            err.status = status  # type: ignore[attr-defined]
+            raise err
+        return self.require_lock()

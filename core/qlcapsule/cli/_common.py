@@ -1,0 +1,91 @@
+"""Shared CLI machinery: the main group, error mapping, ``--json`` output."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from typing import Any, Callable
+
+import click
+
+from .. import __version__
+from ..errors import QlcapsuleError
+from ..log import configure, scrub
+
+
+class _Group(click.Group):
+    """A click group that turns expected errors into one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except QlcapsuleError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                traceback.print_exc()
+            click.echo(f"error: {scrub(exc.message)}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted", err=True)
+            ctx.exit(130)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except BrokenPipeError:
+            # stdout went away (``| head``): stop quietly like other Unix tools
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(141)
+        except OSError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                traceback.print_exc()
+            where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+            click.echo(f"error: {where}{scrub(exc.strerror or str(exc))}", err=True)
+            ctx.exit(2)
+        except Exception as exc:  # an unexpected bug: still one line unless --debug
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(
+                f"error: internal error: {type(exc).__name__}: {scrub(str(exc))} (run with --debug for the traceback)",
+                err=True,
+            )
+            ctx.exit(70)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="qlcapsule")
+@click.option("--debug", is_flag=True, envvar="QLCAPSULE_DEBUG", help="Show tracebacks for errors.")
+@click.option("-v", "--verbose", count=True, help="Structured logs on stderr (-v info, -vv debug).")
+@click.option(
+    "--log-format", type=click.Choice(["kv", "json"]), default="kv", show_default=True, help="Log line format."
+)
+@click.pass_context
+def main(ctx: click.Context, debug: bool, verbose: int, log_format: str) -> None:
+    """Generate, seal, sign, version, export and deliver capsules.
+
+    \b
+    Exit codes: 0 ok; 1 findings, tampering or failed verification;
+    2 bad usage or bad input; 3 a remote side failed after retries.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    configure(verbose + (2 if debug else 0), log_format)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
+
+
+def emit(as_json: bool, data: Any, text: Callable[[], None] | str | None = None) -> None:
+    """Print ``data`` as JSON, or call/print ``text`` for people."""
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+    elif callable(text):
+        text()
+    elif text is not None:
+        click.echo(text)
+
+
+def is_ci() -> bool:
+    return bool(os.environ.get("CI")) or not sys.stderr.isatty()
+
+
+capsule_dir = click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=str))

@@ -1,0 +1,107 @@
+"""init, seal, status, schema, plugins."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..errors import InputError
+from ._common import capsule_dir, emit, json_option, main
+
+
+@main.command()
+@capsule_dir
+@click.option("--name", help="Capsule name (default: the directory name, made a DNS label).")
+@click.option("--version", "version", default="0.1.0", show_default=True, help="SemVer 2 version.")
+@json_option
+def init(directory: str, name: str | None, version: str, as_json: bool) -> None:
+    """Write a minimal capsule.yaml for an existing DIRECTORY (never overwrites)."""
+    from ..pipeline import init_capsule
+
+    path = init_capsule(Path(directory), name=name, version=version)
+    emit(as_json, {"definition": str(path)}, f"wrote {path}")
+
+
+@main.command()
+@capsule_dir
+@json_option
+def seal(directory: str, as_json: bool) -> None:
+    """Write capsule.lock for DIRECTORY (atomic; an unchanged capsule is left untouched)."""
+    from ..pipeline import seal_capsule
+
+    result = seal_capsule(Path(directory))
+    data = {
+        "capsule": result.lock.name,
+        "version": result.lock.version,
+        "digest": result.digest,
+        "files": len(result.lock.files),
+        "written": result.written,
+    }
+    verb = "sealed" if result.written else "unchanged"
+    emit(as_json, data, f"{verb} {result.lock.name}@{result.lock.version} {len(result.lock.files)} files sha256:{result.digest}")
+
+
+@main.command()
+@capsule_dir
+@json_option
+def status(directory: str, as_json: bool) -> None:
+    """List files modified, added, removed or mode-changed since the last seal.
+
+    Exit status 1 when anything differs.
+    """
+    from ..capsule import Capsule
+
+    capsule = Capsule.load(directory)
+    st = capsule.status()
+    data = {"capsule": capsule.name, "version": capsule.version, **st.to_dict()}
+
+    def text() -> None:
+        if st.clean:
+            click.echo(f"{capsule.ref}: clean")
+        for line in st.lines():
+            click.echo(line)
+
+    emit(as_json, data, text)
+    if not st.clean:
+        raise SystemExit(1)
+
+
+@main.command()
+@click.argument("what", type=click.Choice(["capsule", "lock"]), default="capsule")
+def schema(what: str) -> None:
+    """Print the JSON Schema of capsule.yaml or capsule.lock."""
+    if what == "capsule":
+        from ..model import definition_schema
+
+        data = definition_schema()
+    else:
+        from ..lock import Lock
+
+        data = Lock.model_json_schema()
+        data["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    click.echo(json.dumps(data, indent=2))
+
+
+@main.command()
+@json_option
+def plugins(as_json: bool) -> None:
+    """List plugins: distribution, version, components and load status."""
+    from ..plugins import registry
+
+    reg = registry()
+    infos = sorted(reg.plugins.values(), key=lambda p: p.name)
+
+    def text() -> None:
+        for p in infos:
+            comps = ", ".join(f"{k}:{n}" for k, n in p.components) or "-"
+            where = f"{p.distribution or '(in-process)'} {p.version or ''}".strip()
+            line = f"{p.name:28} {p.status:8} {where:24} {comps}"
+            if p.error:
+                line += f"  ({p.error})"
+            click.echo(line)
+
+    emit(as_json, [p.to_dict() for p in infos], text)
+    if any(p.status == "failed" for p in infos) and not infos:
+        raise InputError("no plugins could be loaded")

@@ -1,0 +1,248 @@
+"""The base classes a plugin implements.
+
+A component is a class with a ``name``, an ``Options`` pydantic model (validated
+before any work starts) and the methods of its kind. Plugins register component
+*classes*; the core instantiates them with validated options::
+
+    exporter = registry.exporter("zip").from_options({"level": 9})
+
+Options models forbid unknown keys, so a typo in capsule.yaml is an error that
+names the field.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Iterable, Mapping, Sequence
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .errors import OptionsError
+
+if TYPE_CHECKING:
+    from .capsule import Capsule
+    from .findings import Finding, Rule
+
+__all__ = [
+    "Options",
+    "Component",
+    "Generator",
+    "GeneratorRecord",
+    "Validator",
+    "Signer",
+    "KeyPair",
+    "Exporter",
+    "Deliverer",
+    "Artifact",
+    "Receipt",
+]
+
+
+class Options(BaseModel):
+    """Base for component options: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def format_validation_error(exc: ValidationError, where: str) -> str:
+    """One line naming the first failing field of a pydantic error."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "(root)"
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    return f"{where}: {loc}: {msg}"
+
+
+class Component:
+    """Common behaviour of every component kind."""
+
+    kind: ClassVar[str] = "component"
+    #: the name users type (``--format zip``, ``provider: s3``); unique per kind
+    name: ClassVar[str] = ""
+    #: one line for ``qlcapsule plugins``
+    description: ClassVar[str] = ""
+    Options: ClassVar[type[Options]] = Options
+
+    def __init__(self, options: Options | None = None) -> None:
+        self.options = options if options is not None else self.Options()
+
+    @classmethod
+    def from_options(cls, raw: Mapping[str, Any] | None = None, *, where: str = "") -> Component:
+        """Validate ``raw`` with ``cls.Options`` and return an instance.
+
+        Raises :class:`OptionsError` with one line naming the field.
+        """
+        try:
+            opts = cls.Options.model_validate(dict(raw or {}))
+        except ValidationError as exc:
+            raise OptionsError(format_validation_error(exc, where or f"{cls.kind} {cls.name!r} options")) from None
+        return cls(opts)
+
+
+# -- generators ---------------------------------------------------------------
+
+
+@dataclass
+class GeneratorRecord:
+    """What a generator recorded about a run; stored as ``generator`` in capsule.yaml."""
+
+    template: str
+    version: str | None = None
+    commit: str | None = None
+    source: str | None = None
+    answers: dict[str, Any] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+
+    def to_definition(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("files")
+        return {k: v for k, v in data.items() if v is not None}
+
+
+class Generator(Component):
+    """Renders a template into a directory."""
+
+    kind = "generator"
+
+    def handles(self, source: str) -> bool:
+        """True when this generator understands ``source`` (a template name, path or URL)."""
+        raise NotImplementedError
+
+    def generate(
+        self,
+        source: str,
+        dest: Path,
+        answers: Mapping[str, Any],
+        *,
+        version: str | None = None,
+        interactive: bool = False,
+    ) -> GeneratorRecord:
+        """Render ``source`` (at ``version`` when given) into ``dest`` with ``answers``."""
+        raise NotImplementedError
+
+
+# -- validators ---------------------------------------------------------------
+
+
+class Validator(Component):
+    """Produces findings for files (matched by ``patterns``) and/or whole capsules."""
+
+    kind = "validator"
+    #: the rules this validator can report, by id
+    rules: ClassVar[Sequence[Rule]] = ()
+    #: glob patterns (capsule globs) of the files ``check_file`` wants; empty = none
+    patterns: ClassVar[Sequence[str]] = ()
+
+    def check_file(self, capsule: Capsule, path: str, data: bytes) -> Iterable[Finding]:
+        """Findings for one file. ``path`` is the capsule-relative POSIX path."""
+        return ()
+
+    def check_capsule(self, capsule: Capsule) -> Iterable[Finding]:
+        """Findings for the capsule as a whole."""
+        return ()
+
+
+# -- signers ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    """Serialized key material as written by ``qlcapsule keygen``."""
+
+    private: bytes
+    public: bytes | None
+    keyid: str
+
+
+class Signer(Component):
+    """Signs and verifies DSSE PAE bytes with one key algorithm."""
+
+    kind = "signer"
+
+    def generate_key(self) -> KeyPair:
+        raise NotImplementedError
+
+    def load_signing_key(self, material: bytes) -> Any:
+        raise NotImplementedError
+
+    def load_verify_key(self, material: bytes) -> Any:
+        raise NotImplementedError
+
+    def keyid(self, key: Any) -> str:
+        raise NotImplementedError
+
+    def sign(self, key: Any, pae: bytes) -> bytes:
+        raise NotImplementedError
+
+    def verify(self, key: Any, pae: bytes, signature: bytes) -> bool:
+        raise NotImplementedError
+
+
+# -- exporters ----------------------------------------------------------------
+
+
+class Exporter(Component):
+    """Turns a sealed capsule into an artifact written to a binary stream."""
+
+    kind = "exporter"
+    #: formats this exporter writes (``--format``); the first is its default
+    formats: ClassVar[Sequence[str]] = ()
+    #: True when ``export`` never seeks ``out`` (so ``-o -`` works)
+    streams: ClassVar[bool] = False
+    media_type: ClassVar[str] = "application/octet-stream"
+
+    def filename(self, capsule: Capsule, fmt: str) -> str:
+        return f"{capsule.name}-{capsule.version}.{fmt}"
+
+    def export(self, capsule: Capsule, out: BinaryIO, fmt: str) -> None:
+        raise NotImplementedError
+
+
+# -- deliverers ---------------------------------------------------------------
+
+
+@dataclass
+class Artifact:
+    """A file to deliver, with its digest already known."""
+
+    path: Path
+    name: str
+    sha256: str
+    size: int
+    media_type: str = "application/octet-stream"
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class Receipt:
+    """Where one artifact went. Never holds a credential."""
+
+    provider: str
+    target: str
+    location: str
+    sha256: str
+    size: int
+    url: str | None = None
+    time: str = field(default_factory=_now)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Deliverer(Component):
+    """Sends artifacts to a destination and returns one receipt per artifact."""
+
+    kind = "deliverer"
+
+    def check(self, capsule: Capsule) -> None:
+        """Validate credentials and reachability without writing (``--dry-run``)."""
+
+    def deliver(self, capsule: Capsule, artifacts: Sequence[Artifact], *, target: str) -> list[Receipt]:
+        raise NotImplementedError

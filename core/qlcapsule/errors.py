@@ -1,0 +1,119 @@
+"""The one exception hierarchy of qlcapsule.
+
+Every error the tool expects carries an exit code and a one-line message that
+names the file, field or line at fault. The CLI prints ``str(error)`` and exits
+with ``error.exit_code``; the traceback only appears with ``--debug``.
+
+Exit codes (documented in the README):
+
+- ``0`` success
+- ``1`` findings, tampering, failed verification, merge conflicts
+- ``2`` bad usage or bad input (malformed YAML, unknown keys, bad options, missing credentials)
+- ``3`` a remote side failed (unreachable server, rejected upload) after retries
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "QlcapsuleError",
+    "UsageError",
+    "InputError",
+    "DefinitionError",
+    "OptionsError",
+    "UnsafePathError",
+    "IntegrityError",
+    "VerificationError",
+    "SignatureError",
+    "PluginError",
+    "StoreError",
+    "ConflictError",
+    "CredentialsError",
+    "RemoteError",
+]
+
+
+class QlcapsuleError(Exception):
+    """Base class: an expected failure with a one-line message and an exit code."""
+
+    exit_code: int = 2
+
+    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else self.__class__.__name__
+
+
+class UsageError(QlcapsuleError):
+    """The command line itself is wrong."""
+
+    exit_code = 2
+
+
+class InputError(QlcapsuleError):
+    """A file or value given to the tool is malformed."""
+
+    exit_code = 2
+
+
+class DefinitionError(InputError):
+    """capsule.yaml (or capsule.lock) is malformed; the message names file, key and line."""
+
+
+class OptionsError(InputError):
+    """A component's options failed validation; the message names the field."""
+
+
+class UnsafePathError(InputError):
+    """A symlink, device, non-UTF-8 name or a path escaping the capsule was met."""
+
+
+class IntegrityError(QlcapsuleError):
+    """The files on disk do not match the lock."""
+
+    exit_code = 1
+
+
+class VerificationError(QlcapsuleError):
+    """Verification failed (integrity, signature, policy)."""
+
+    exit_code = 1
+
+
+class SignatureError(VerificationError):
+    """A signature is missing, invalid, expired or does not meet the trust policy."""
+
+
+class PluginError(QlcapsuleError):
+    """A plugin or component is unknown, failed to load, or misbehaved."""
+
+    exit_code = 2
+
+
+class StoreError(QlcapsuleError):
+    """The version store refused an operation (unknown revision, moved tag, ...)."""
+
+    exit_code = 2
+
+
+class ConflictError(QlcapsuleError):
+    """A merge or update left conflicts; ``paths`` lists them."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, paths: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.paths = list(paths or [])
+
+
+class CredentialsError(InputError):
+    """Credentials are missing or unusable. Never include the secret itself."""
+
+
+class RemoteError(QlcapsuleError):
+    """A remote service failed after bounded retries."""
+
+    exit_code = 3

@@ -1,0 +1,182 @@
+"""capsule.yaml as pydantic models.
+
+``load_definition(path)`` is the one way the tool reads a definition: YAML with
+line tracking, duplicate keys refused, unknown keys refused, and every error a
+single line ``capsule.yaml:LINE: key.path: reason``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from . import yamlsrc
+from .errors import DefinitionError
+from .globs import check_glob
+
+DEFINITION_FILE = "capsule.yaml"
+LOCK_FILE = "capsule.lock"
+SIG_FILE = "capsule.sig"
+
+DNS_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+# The regex published with SemVer 2.0.0 (https://semver.org).
+SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+)
+
+DEFAULT_EXCLUDE = [
+    ".git",
+    ".hg",
+    ".svn",
+    ".qlcapsule/",
+    "__pycache__/",
+    "*.py[cod]",
+    ".pytest_cache/",
+    ".mypy_cache/",
+    ".ruff_cache/",
+    ".tox/",
+    ".nox/",
+    ".venv/",
+    ".DS_Store",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GeneratorInfo(_Strict):
+    """Provenance of a generated capsule, enough to re-render it later."""
+
+    template: str = Field(description="template id")
+    version: str | None = Field(default=None, description="template version")
+    commit: str | None = Field(default=None, description="template commit, for git sources")
+    source: str | None = Field(default=None, description="where the template came from: name, path or git URL@rev")
+    answers: dict[str, Any] = Field(default_factory=dict)
+
+
+class ValidateConfig(_Strict):
+    rules: dict[str, bool] = Field(default_factory=dict, description="rule id (or validator name) -> on/off")
+    fail_on: Literal["error", "warning", "never"] = "error"
+    min_score: float = Field(default=0.0, ge=0.0, le=1.0)
+
+
+class PolicyConfig(_Strict):
+    """Signature policy applied by ``verify``."""
+
+    require_signature: bool = False
+    threshold: int = Field(default=1, ge=1)
+    trust: str | None = Field(default=None, description="path of a trust file (public keys), relative to the capsule")
+
+
+class WebhookConfig(_Strict):
+    url: str
+    secret_env: str | None = Field(default=None, description="environment variable holding the HMAC secret")
+    events: list[Literal["success", "failure"]] = Field(default_factory=lambda: ["success", "failure"])
+
+
+class TargetConfig(_Strict):
+    """A named delivery target. Options are checked by the provider's own model; never secrets."""
+
+    provider: str
+    formats: list[str] | None = Field(default=None, description="which exports to deliver (default: ship's)")
+    options: dict[str, Any] = Field(default_factory=dict)
+    notify: list[WebhookConfig] = Field(default_factory=list)
+
+
+class ShipConfig(_Strict):
+    formats: list[str] = Field(default_factory=lambda: ["tar.gz"])
+    targets: list[str] = Field(default_factory=list, description="target names; empty = local ./dist")
+    sign: bool = True
+    commit: bool = True
+
+
+class CapsuleDefinition(_Strict):
+    """The definition of a capsule (capsule.yaml)."""
+
+    name: str = Field(description="DNS label: lowercase letters, digits and '-', at most 63 characters")
+    version: str = Field(description="SemVer 2.0.0")
+    description: str = ""
+    authors: list[str] = Field(default_factory=list)
+    license: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    generator: GeneratorInfo | None = None
+    include: list[str] = Field(default_factory=lambda: ["**"])
+    exclude: list[str] = Field(default_factory=list, description="added to the built-in excludes")
+    validate_: ValidateConfig = Field(default_factory=ValidateConfig, alias="validate")
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    exports: dict[str, dict[str, Any]] = Field(default_factory=dict, description="exporter name -> options")
+    targets: dict[str, TargetConfig] = Field(default_factory=dict)
+    ship: ShipConfig = Field(default_factory=ShipConfig)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("name")
+    @classmethod
+    def _dns_label(cls, v: str) -> str:
+        if not DNS_LABEL.match(v):
+            raise ValueError(f"{v!r} is not a DNS label (lowercase a-z, 0-9 and '-', 1-63 characters)")
+        return v
+
+    @field_validator("version")
+    @classmethod
+    def _semver(cls, v: str) -> str:
+        if not SEMVER.match(v):
+            raise ValueError(f"{v!r} is not a SemVer 2.0.0 version (like 1.2.3)")
+        return v
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _globs(cls, v: list[str]) -> list[str]:
+        for i, pattern in enumerate(v):
+            try:
+                check_glob(pattern)
+            except ValueError as exc:
+                raise ValueError(f"bad glob {pattern!r} (item {i}): {exc}") from None
+        return v
+
+    @property
+    def validate_config(self) -> ValidateConfig:
+        return self.validate_
+
+    def all_excludes(self) -> list[str]:
+        return DEFAULT_EXCLUDE + list(self.exclude)
+
+
+def parse_definition(data: Any, lines: dict[yamlsrc.KeyPath, int], filename: str) -> CapsuleDefinition:
+    if not isinstance(data, dict):
+        raise DefinitionError(f"{filename}:1: expected a mapping at the top level")
+    try:
+        return CapsuleDefinition.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        line = yamlsrc.line_of(lines, loc)
+        where = f"{filename}:{line}" if line else filename
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+        more = len(exc.errors()) - 1
+        tail = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
+        raise DefinitionError(f"{where}: {yamlsrc.dotted(loc)}: {msg}{tail}") from None
+
+
+def load_definition(path: Path) -> CapsuleDefinition:
+    """Read and validate a capsule.yaml file."""
+    data, lines = yamlsrc.load_file(path)
+    return parse_definition(data, lines, str(path))
+
+
+def definition_schema() -> dict[str, Any]:
+    schema = CapsuleDefinition.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://qlcapsule.dev/schema/capsule.json"
+    return schema

@@ -1,0 +1,80 @@
+"""The single steps as plain functions: what the CLI, the Action and the hooks call.
+
+Each area keeps its own steps in its own module (signing in ``signing.py``,
+validation in ``validation.py``, export in ``exporting.py``, delivery in
+``delivery.py``, the store in ``store.py``); ``ship`` composes them.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from .capsule import Capsule, SealResult
+from .errors import InputError, IntegrityError
+from .lock import atomic_write
+from .log import event, get_logger
+from .model import DEFINITION_FILE, DNS_LABEL, SEMVER
+from .progress import bytes_progress
+from .tree import walk
+
+log = get_logger("pipeline")
+
+
+def dns_label(text: str) -> str:
+    """Best-effort DNS label from a directory name (``My_Service`` -> ``my-service``)."""
+    label = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:63].strip("-")
+    return label or "capsule"
+
+
+def init_capsule(root: Path, *, name: str | None = None, version: str = "0.1.0") -> Path:
+    """Write a minimal capsule.yaml in ``root``; refuse to overwrite one."""
+    if not root.is_dir():
+        raise InputError(f"{root}: not a directory")
+    path = root / DEFINITION_FILE
+    if path.exists():
+        raise InputError(f"{path}: already exists; not overwriting")
+    name = name or dns_label(root.resolve().name)
+    if not DNS_LABEL.match(name):
+        raise InputError(f"--name: {name!r} is not a DNS label (lowercase a-z, 0-9 and '-', 1-63 characters)")
+    if not SEMVER.match(version):
+        raise InputError(f"--version: {version!r} is not a SemVer 2.0.0 version")
+    text = (
+        f"# capsule definition; see 'qlcapsule schema capsule'\n"
+        f"name: {name}\n"
+        f"version: {version}\n"
+        f'description: ""\n'
+    )
+    atomic_write(path, text.encode("utf-8"))
+    return path
+
+
+def _total_bytes(capsule: Capsule) -> int:
+    return sum(f.size for f in walk(capsule.root, capsule.globs()))
+
+
+def seal_capsule(root: Path) -> SealResult:
+    capsule = Capsule.load(root)
+    with bytes_progress(f"sealing {capsule.ref}", _total_bytes(capsule)) as advance:
+        result = capsule.seal(progress=advance)
+    event(log, "seal.done", capsule=capsule.ref, digest=result.digest, written=result.written)
+    return result
+
+
+def verify_capsule(root: Path, **signature_options: Any) -> dict[str, Any]:
+    """Integrity (and, with the signing plugins, signatures); raises on any failure."""
+    capsule = Capsule.load(root)
+    lock = capsule.verify_integrity()
+    event(log, "verify.integrity", capsule=capsule.ref, digest=lock.digest)
+    return {
+        "ok": True,
+        "capsule": capsule.name,
+        "version": capsule.version,
+        "digest": lock.digest,
+        "files": len(lock.files),
+        "integrity": "ok",
+    }
+
+
+__all__ = ["init_capsule", "seal_capsule", "verify_capsule", "dns_label", "IntegrityError"]
