@@ -128,7 +128,7 @@ class Capsule:
         lock = self.require_lock()
         status = compare(lock, self.scan(progress=progress))
         if lock.name != self.name or lock.version != self.version:
-            status.problems.append(
+            status.identity.append(
                 f"capsule.lock: sealed as {lock.name}@{lock.version} but capsule.yaml says {self.ref}"
             )
         return status

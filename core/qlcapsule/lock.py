@@ -26,7 +26,7 @@ from typing import Any, Iterable, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import DefinitionError, UnsafePathError
-from .tree import FileEntry, check_relative, path_key
+from .tree import FileEntry, check_relative, display_path, path_key
 
 LOCK_VERSION = 1
 HEX64 = r"^[0-9a-f]{64}$"
@@ -157,10 +157,17 @@ class Status:
     removed: list[str] = field(default_factory=list)
     mode_changed: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    #: (old, new) pairs among removed/added whose content is identical
+    renamed: list[tuple[str, str]] = field(default_factory=list)
+    #: the lock was sealed under another name/version than capsule.yaml says (reported after file changes,
+    #: which usually explain it)
+    identity: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
-        return not (self.modified or self.added or self.removed or self.mode_changed or self.problems)
+        return not (
+            self.modified or self.added or self.removed or self.mode_changed or self.problems or self.identity
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -169,15 +176,21 @@ class Status:
             "added": self.added,
             "removed": self.removed,
             "mode_changed": self.mode_changed,
-            "problems": self.problems,
+            "renamed": [{"from": a, "to": b} for a, b in self.renamed],
+            "problems": self.problems + self.identity,
         }
 
     def lines(self) -> list[str]:
+        d = display_path
         out = [f"lock: {p}" for p in self.problems]
-        out += [f"modified: {p}" for p in self.modified]
-        out += [f"added: {p}" for p in self.added]
-        out += [f"removed: {p}" for p in self.removed]
-        out += [f"mode changed: {p}" for p in self.mode_changed]
+        moved_from = {a for a, _ in self.renamed}
+        moved_to = {b for _, b in self.renamed}
+        out += [f"modified: {d(p)}" for p in self.modified]
+        out += [f"renamed: {d(a)} -> {d(b)}" for a, b in self.renamed]
+        out += [f"added: {d(p)}" for p in self.added if p not in moved_to]
+        out += [f"removed: {d(p)}" for p in self.removed if p not in moved_from]
+        out += [f"mode changed: {d(p)}" for p in self.mode_changed]
+        out += [f"lock: {p}" for p in self.identity]
         return out
 
 
@@ -197,4 +210,11 @@ def compare(lock: Lock, disk: list[FileEntry]) -> Status:
         elif cur.mode != rec.mode:
             status.mode_changed.append(path)
     status.added = [p for p in actual if p not in recorded]
+    by_content: dict[tuple[str, int], list[str]] = {}
+    for p in status.added:
+        by_content.setdefault((actual[p].sha256, actual[p].size), []).append(p)
+    for p in status.removed:
+        candidates = by_content.get((recorded[p].sha256, recorded[p].size))
+        if candidates:
+            status.renamed.append((p, candidates.pop(0)))
     return status

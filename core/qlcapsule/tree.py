@@ -12,6 +12,7 @@ per worker) whatever the file sizes.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +47,13 @@ class Found:
     mode: str
 
 
+def display_path(path: str) -> str:
+    """``path`` for a one-line message: quoted and escaped when it holds control characters."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in path) or path != path.strip():
+        return json.dumps(path, ensure_ascii=False)
+    return path
+
+
 def mode_of(st_mode: int) -> str:
     return "755" if st_mode & 0o111 else "644"
 
@@ -76,6 +84,8 @@ def _walk_dir(base: Path, rel: str, globs: GlobSet, out: list[Found]) -> None:
             shown = os.fsencode(name).decode("utf-8", "backslashreplace")
             raise UnsafePathError(f"{rel + '/' if rel else ''}{shown}: file name is not valid UTF-8") from None
         path = f"{rel}/{name}" if rel else name
+        if "\\" in name:
+            raise UnsafePathError(f"{display_path(path)}: file name contains a backslash (not portable; rename or exclude it)")
         if not rel and name in ALWAYS_SKIPPED:
             continue
         st = entry.stat(follow_symlinks=False)
@@ -86,9 +96,9 @@ def _walk_dir(base: Path, rel: str, globs: GlobSet, out: list[Found]) -> None:
         if not globs.wants(path):
             continue
         if stat.S_ISLNK(st.st_mode):
-            raise UnsafePathError(f"{path}: is a symlink; capsules hold regular files only (exclude it or replace it)")
+            raise UnsafePathError(f"{display_path(path)}: is a symlink; capsules hold regular files only (exclude it or replace it)")
         if not stat.S_ISREG(st.st_mode):
-            raise UnsafePathError(f"{path}: is not a regular file (device, FIFO or socket)")
+            raise UnsafePathError(f"{display_path(path)}: is not a regular file (device, FIFO or socket)")
         out.append(Found(path, st.st_size, mode_of(st.st_mode)))
 
 
@@ -140,9 +150,9 @@ def hash_files(
             digest = _small_sha256(full) if item.size <= CHUNK else sha256_file(full)
             st = os.stat(full, follow_symlinks=False)
         except FileNotFoundError:
-            raise InputError(f"{item.path}: vanished while hashing") from None
+            raise InputError(f"{display_path(item.path)}: vanished while hashing") from None
         except PermissionError:
-            raise InputError(f"{item.path}: permission denied") from None
+            raise InputError(f"{display_path(item.path)}: permission denied") from None
         if progress is not None:
             progress(item.size)
         return FileEntry(item.path, digest, st.st_size, mode_of(st.st_mode))

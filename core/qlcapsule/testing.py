@@ -1,0 +1,145 @@
+"""A pytest plugin for plugin authors (registered as ``pytest11`` entry point ``qlcapsule``).
+
+Fixtures:
+
+- ``qlcapsule_registry``: a fresh plugin registry for the test (built-ins plus
+  whatever the test registers), dropped afterwards.
+- ``qlcapsule_plugin``: ``qlcapsule_plugin(module_or_object, name=None)`` registers an
+  in-process plugin for the duration of the test and returns the rebuilt registry.
+- ``make_capsule``: ``make_capsule({"app.py": "print(1)\\n"}, name="demo", version="1.0.0")``
+  writes a capsule into ``tmp_path`` and seals it (``seal=False`` to skip).
+- ``qlcapsule_cli``: ``qlcapsule_cli("verify", str(path))`` runs the CLI in-process and
+  returns a result with ``exit_code``, ``stdout`` and ``stderr``.
+
+Helpers for contract tests:
+
+- :func:`check_exporter` exports a capsule twice and asserts the bytes are identical,
+  non-empty, and that the exporter's options model forbids unknown keys.
+
+Nothing here is imported until a fixture is used, so the plugin costs nothing
+in unrelated test runs.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+
+import pytest
+
+if TYPE_CHECKING:
+    from .capsule import Capsule
+    from .plugins import Registry
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@pytest.fixture
+def qlcapsule_registry() -> Iterator[Registry]:
+    from . import plugins
+
+    plugins.reset()
+    try:
+        yield plugins.registry()
+    finally:
+        plugins.reset()
+
+
+@pytest.fixture
+def qlcapsule_plugin() -> Iterator[Callable[..., Registry]]:
+    from . import plugins
+
+    names: list[str] = []
+
+    def register(plugin: object, name: str | None = None) -> Registry:
+        pname = name or getattr(plugin, "__name__", None) or f"test-plugin-{len(names)}"
+        plugins.register_plugin(plugin, pname)
+        names.append(pname)
+        return plugins.registry()
+
+    try:
+        yield register
+    finally:
+        for n in names:
+            plugins.unregister_plugin(n)
+
+
+def write_capsule(
+    root: Path,
+    files: Mapping[str, str | bytes],
+    *,
+    name: str = "demo",
+    version: str = "1.0.0",
+    definition: str | None = None,
+    seal: bool = True,
+) -> Capsule:
+    """Write ``files`` and a capsule.yaml under ``root``; seal unless ``seal=False``."""
+    from .capsule import Capsule
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "capsule.yaml").write_text(definition or f"name: {name}\nversion: {version}\n", encoding="utf-8")
+    for rel, content in files.items():
+        target = root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, str):
+            target.write_text(content, encoding="utf-8")
+        else:
+            target.write_bytes(content)
+    capsule = Capsule.load(root)
+    if seal:
+        capsule.seal()
+    return capsule
+
+
+@pytest.fixture
+def make_capsule(tmp_path: Path) -> Callable[..., Capsule]:
+    counter = iter(range(1_000_000))
+
+    def make(files: Mapping[str, str | bytes] | None = None, **kwargs: Any) -> Capsule:
+        root = kwargs.pop("root", None) or tmp_path / f"capsule{next(counter)}"
+        return write_capsule(Path(root), files or {"README.md": "# demo\n"}, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def qlcapsule_cli() -> Callable[..., CliResult]:
+    from click.testing import CliRunner
+
+    from .cli import main
+
+    def run(*args: str, input: str | bytes | None = None, env: Mapping[str, str] | None = None) -> CliResult:
+        runner = CliRunner()
+        result = runner.invoke(main, list(args), input=input, env=dict(env or {}), catch_exceptions=False)
+        stderr = result.stderr if result.stderr_bytes is not None else ""
+        return CliResult(result.exit_code, result.stdout, stderr)
+
+    return run
+
+
+def check_exporter(exporter_cls: type, capsule: Capsule, fmt: str | None = None) -> bytes:
+    """Contract test for an exporter: deterministic, non-empty output; strict options."""
+    from pydantic import ValidationError
+
+    fmt = fmt or (exporter_cls.formats[0] if exporter_cls.formats else exporter_cls.name)
+    first, second = io.BytesIO(), io.BytesIO()
+    exporter_cls.from_options({}).export(capsule, first, fmt)
+    os.utime(capsule.root / "capsule.yaml")  # a new mtime must not change the bytes
+    exporter_cls.from_options({}).export(capsule, second, fmt)
+    assert first.getvalue(), f"{exporter_cls.__name__} wrote nothing"
+    assert first.getvalue() == second.getvalue(), f"{exporter_cls.__name__} is not reproducible"
+    with pytest.raises(ValidationError):
+        exporter_cls.Options.model_validate({"__no_such_option__": 1})
+    return first.getvalue()
