@@ -1,0 +1,242 @@
+"""The plugin manager: entry points one by one, failures named, operator controls."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import types
+from pathlib import Path
+
+import pytest
+
+from qlcapsule import Exporter, PluginError, hookimpl, hookspecs
+from qlcapsule.plugins import build_manager
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _fake_distribution(site: Path, dist: str, version: str, entries: dict[str, str], modules: dict[str, str]) -> None:
+    """A minimal installed distribution (dist-info + modules) that importlib.metadata finds."""
+    info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    lines = ["[qlcapsule]"] + [f"{k} = {v}" for k, v in entries.items()]
+    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+    for name, source in modules.items():
+        (site / f"{name}.py").write_text(textwrap.dedent(source))
+
+
+GOOD = """
+from qlcapsule import Exporter, hookimpl
+
+class Listing(Exporter):
+    name = "listing"
+    formats = ("listing",)
+    streams = True
+    def export(self, capsule, out, fmt):
+        for path in capsule.files():
+            out.write(path.encode() + b"\\n")
+
+@hookimpl
+def qlcapsule_register_exporters(register):
+    register(Listing)
+"""
+
+
+def _plugins_json(site: Path, **env: str) -> list[dict]:
+    full_env = {**os.environ, "PYTHONPATH": str(site), **env}
+    proc = subprocess.run(
+        [sys.executable, "-m", "qlcapsule.cli", "plugins", "--json"], capture_output=True, text=True, env=full_env, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    site = tmp_path / "site"
+    _fake_distribution(site, "qlc-good", "1.2.3", {"good": "qlc_good"}, {"qlc_good": GOOD})
+    _fake_distribution(site, "qlc-broken", "0.0.1", {"broken": "qlc_broken"}, {"qlc_broken": "raise ImportError('no numpy here')\n"})
+    return site
+
+
+def test_broken_plugin_is_named_and_others_keep_working(site: Path) -> None:
+    plugins = {p["name"]: p for p in _plugins_json(site)}
+    broken = plugins["broken"]
+    assert broken["status"] == "failed"
+    assert (broken["distribution"], broken["version"]) == ("qlc-broken", "0.0.1")
+    assert "no numpy here" in broken["error"]
+    good = plugins["good"]
+    assert good["status"] == "loaded" and good["components"] == [{"kind": "exporter", "name": "listing"}]
+    builtins = [p for p in plugins.values() if p["distribution"] == "qlcapsule"]
+    assert builtins, "built-ins are entry points in the same group"
+
+
+def test_block_list(site: Path) -> None:
+    plugins = {p["name"]: p for p in _plugins_json(site, QLCAPSULE_DISABLED_PLUGINS="good,qlc-broken")}
+    assert plugins["good"]["status"] == "blocked"
+    assert plugins["broken"]["status"] == "blocked"
+
+
+def test_allow_list_and_autoload_off(site: Path) -> None:
+    plugins = {p["name"]: p for p in _plugins_json(site, QLCAPSULE_LOAD_PLUGINS="good")}
+    assert plugins["good"]["status"] == "loaded"
+    assert plugins["broken"]["status"] == "skipped"
+    plugins = {p["name"]: p for p in _plugins_json(site, QLCAPSULE_DISABLE_PLUGIN_AUTOLOAD="1")}
+    assert plugins["good"]["status"] == "skipped"
+    assert all(p["status"] != "skipped" for p in plugins.values() if p["distribution"] == "qlcapsule")
+
+
+def test_plugins_text_output(site: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    proc = subprocess.run([sys.executable, "-m", "qlcapsule.cli", "plugins"], capture_output=True, text=True, env=env, timeout=60)
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("broken "))
+    assert "failed" in line and "qlc-broken 0.0.1" in line and "no numpy here" in line
+
+
+def _module(name: str, **attrs: object) -> types.ModuleType:
+    mod = types.ModuleType(name)
+    mod.__dict__.update(attrs)
+    return mod
+
+
+class _Zip2(Exporter):
+    name = "dup"
+    formats = ("dup",)
+
+
+class _Zip3(Exporter):
+    name = "dup"
+    formats = ("dup",)
+
+
+def test_duplicate_component_names_fail_only_the_second_plugin() -> None:
+    first = _module("first", qlcapsule_register_exporters=hookimpl(lambda register: register(_Zip2)))
+    second = _module("second", qlcapsule_register_exporters=hookimpl(lambda register: register(_Zip3)))
+    reg = build_manager([("first", first), ("second", second)])
+    assert reg.get("exporter", "dup") is _Zip2
+    assert reg.plugins["second"].status == "failed"
+    assert "already registered by plugin 'first'" in (reg.plugins["second"].error or "")
+
+
+def test_registering_a_non_component_is_refused() -> None:
+    bad = _module("bad", qlcapsule_register_exporters=hookimpl(lambda register: register(object)))
+    reg = build_manager([("bad", bad)])
+    assert reg.plugins["bad"].status == "failed"
+    assert "not a qlcapsule.Exporter subclass" in (reg.plugins["bad"].error or "")
+
+
+def test_unknown_component_lists_what_exists() -> None:
+    reg = build_manager([])
+    with pytest.raises(PluginError, match=r"unknown exporter 'nope' \(available: "):
+        reg.get("exporter", "nope")
+
+
+def test_fixture_registers_and_unregisters(qlcapsule_plugin, make_capsule) -> None:
+    import io
+
+    from qlcapsule.plugins import registry
+
+    plugin = _module("inproc", qlcapsule_register_exporters=hookimpl(lambda register: register(_Listing)))
+    reg = qlcapsule_plugin(plugin, "inproc")
+    cls = reg.get("exporter", "inproc-listing")
+    out = io.BytesIO()
+    cls.from_options({}).export(make_capsule({"x.txt": "x"}), out, "inproc-listing")
+    assert out.getvalue() == b"capsule.yaml\nx.txt\n"
+    assert registry() is reg
+
+
+class _Listing(Exporter):
+    name = "inproc-listing"
+    formats = ("inproc-listing",)
+
+    def export(self, capsule, out, fmt):
+        out.write("".join(p + "\n" for p in capsule.files()).encode())
+
+
+def test_options_are_validated_with_the_field_named() -> None:
+    from pydantic import Field
+
+    from qlcapsule import Options, OptionsError
+
+    class Opts(Options):
+        level: int = Field(default=6, ge=0, le=9)
+
+    class Leveled(Exporter):
+        name = "leveled"
+        Options = Opts
+
+    with pytest.raises(OptionsError, match=r"level: Input should be less than or equal to 9"):
+        Leveled.from_options({"level": 12})
+    with pytest.raises(OptionsError, match=r"colour: unknown key"):
+        Leveled.from_options({"colour": "red"})
+
+
+def test_every_hookspec_has_a_test_and_docs() -> None:
+    """Like datasette's test_plugin_hooks_have_tests: a new hook needs tests and docs."""
+    specs = [n for n in dir(hookspecs) if n.startswith("qlcapsule_register_")]
+    assert len(specs) == 5
+    tests_text = "\n".join(p.read_text() for p in (ROOT / "tests").rglob("test_*.py"))
+    docs = (ROOT / "docs" / "plugins.md").read_text() if (ROOT / "docs" / "plugins.md").exists() else ""
+    for spec in specs:
+        assert tests_text.count(spec) >= 1, f"{spec} has no test"
+        assert spec in docs, f"{spec} is not documented in docs/plugins.md"
+
+
+def test_core_never_imports_the_plugins() -> None:
+    """The boundary import-linter also checks in the lint env, enforced here without it."""
+    offenders = []
+    for path in (ROOT / "core" / "qlcapsule").rglob("*.py"):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            offenders += [f"{path.relative_to(ROOT)}:{node.lineno}" for n in names if n.split(".")[0] == "qlcapsule_plugins"]
+    assert offenders == []
+
+
+def test_plugins_import_only_the_public_api() -> None:
+    """Built-ins are written exactly as third-party plugins: `qlcapsule` root only."""
+    offenders = []
+    for path in (ROOT / "plugins" / "qlcapsule_plugins").rglob("*.py"):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            offenders += [f"{path.relative_to(ROOT)}:{node.lineno} {n}" for n in names if n.startswith("qlcapsule.")]
+    assert offenders == [], "plugins must import only from the qlcapsule package root"
+
+
+@pytest.mark.parametrize(
+    ("hook", "kind", "base"),
+    [
+        ("qlcapsule_register_generators", "generator", "Generator"),
+        ("qlcapsule_register_validators", "validator", "Validator"),
+        ("qlcapsule_register_signers", "signer", "Signer"),
+        ("qlcapsule_register_exporters", "exporter", "Exporter"),
+        ("qlcapsule_register_deliverers", "deliverer", "Deliverer"),
+    ],
+)
+def test_each_registration_hook_registers_its_kind(hook: str, kind: str, base: str) -> None:
+    import qlcapsule
+
+    cls = type(f"Test{base}", (getattr(qlcapsule, base),), {"name": f"test-{kind}"})
+    plugin = _module(f"p-{kind}", **{hook: hookimpl(lambda register: register(cls))})
+    reg = build_manager([(f"p-{kind}", plugin)])
+    assert reg.get(kind, f"test-{kind}") is cls
+    assert reg.plugins[f"p-{kind}"].components == [(kind, f"test-{kind}")]
+    # registering into the wrong kind is refused and blames the plugin
+    other = "exporter" if kind != "exporter" else "signer"
+    wrong = _module("wrong", **{f"qlcapsule_register_{other}s": hookimpl(lambda register: register(cls))})
+    reg = build_manager([("wrong", wrong)])
+    assert reg.plugins["wrong"].status == "failed"
