@@ -41,6 +41,18 @@ from .findings import Finding, Rule, Severity
 from .hookspecs import hookimpl
 from .lock import Lock, LockEntry, Status, atomic_write, capsule_digest
 from .log import get_logger, redact
+from .resilience import (
+    DEFAULT_TIMEOUT,
+    CircuitBreaker,
+    CircuitOpenError,
+    SignedUrlExpiry,
+    TransientError,
+    breaker_for,
+    read_secret,
+    retry,
+    scrub_error,
+    signed_url_expiry,
+)
 from .tree import FileEntry, check_relative, sha256_file
 
 __version__ = "0.1.0"
@@ -78,6 +90,17 @@ __all__ = [
     # logging
     "get_logger",
     "redact",
+    # robustness helpers for deliverers (resilience.py)
+    "retry",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "breaker_for",
+    "TransientError",
+    "DEFAULT_TIMEOUT",
+    "read_secret",
+    "scrub_error",
+    "signed_url_expiry",
+    "SignedUrlExpiry",
     # errors
     "QlcapsuleError",
     "UsageError",

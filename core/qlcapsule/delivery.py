@@ -1,0 +1,246 @@
+"""Delivery: send a capsule's exports to a named target and say exactly where they went.
+
+``deliver_capsule(root, target, artifacts=None, dry_run=False)`` is what the CLI,
+``ship``, the Action and the hooks call. Steps, in order, each failing with one line:
+
+1. find the target in capsule.yaml ``targets:`` (no target named and none
+   configured: the built-in ``local`` target writing to ``./dist``);
+2. validate the provider's options with its pydantic ``Options`` (before any
+   network traffic), then check credentials (``Deliverer.check``);
+3. with no artifacts given, export the capsule in the target's formats to a
+   temporary directory (under ``dry_run``: only plan, write nothing);
+4. ``Deliverer.deliver`` through the provider's circuit breaker; the deliverer
+   uploads with retries, reads the object back (or compares the server checksum)
+   and returns one :class:`Receipt` per artifact;
+5. the core checks every receipt's SHA-256 and size against the artifact, records
+   the receipts as a git note on the committed version (when there is a store),
+   and calls the target's webhooks on success and on failure.
+
+Credentials never appear in receipts, logs or errors: deliverers read them with
+:func:`qlcapsule.read_secret` (or register them with :func:`qlcapsule.redact`), and
+every SDK message goes through :func:`qlcapsule.scrub_error`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .capsule import Capsule
+from .components import Artifact, Deliverer, Receipt
+from .errors import InputError, IntegrityError, QlcapsuleError, RemoteError
+from .log import event, get_logger, scrub
+from .model import TargetConfig
+from .resilience import breaker_for, scrub_error
+from .tree import sha256_file
+
+__all__ = ["DEFAULT_TARGET", "deliver_capsule", "resolve_target", "make_artifact", "load_deliverer"]
+
+log = get_logger("qlcapsule.delivery")
+
+#: used when no target is named and capsule.yaml defines none called ``local``
+DEFAULT_TARGET = "local"
+DEFAULT_LOCAL_PATH = "dist"
+_MEDIA_TYPES = {
+    ".zip": "application/zip",
+    ".tar": "application/x-tar",
+    ".tgz": "application/gzip",
+    ".gz": "application/gzip",
+    ".xz": "application/x-xz",
+    ".zst": "application/zstd",
+    ".json": "application/json",
+}
+
+
+def make_artifact(path: str | Path, name: str | None = None, media_type: str | None = None) -> Artifact:
+    """An :class:`Artifact` for a local file, hashing it once."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no such file (artifacts must be regular files)")
+    mt = media_type or _MEDIA_TYPES.get(p.suffix.lower(), "application/octet-stream")
+    return Artifact(path=p, name=name or p.name, sha256=sha256_file(p), size=p.stat().st_size, media_type=mt)
+
+
+def resolve_target(capsule: Capsule, target: str | None) -> tuple[str, TargetConfig]:
+    """The target's name and configuration; a clear error listing the defined ones when unknown."""
+    targets = capsule.definition.targets
+    if target is None:
+        if DEFAULT_TARGET in targets or not targets:
+            target = DEFAULT_TARGET
+        elif len(targets) == 1:
+            target = next(iter(targets))
+        else:
+            raise InputError(
+                f"{capsule.root / 'capsule.yaml'}: several targets are defined ({', '.join(sorted(targets))}); "
+                "name one with --target"
+            )
+    if target in targets:
+        return target, targets[target]
+    if target == DEFAULT_TARGET:
+        return target, TargetConfig(provider="local", options={"path": DEFAULT_LOCAL_PATH})
+    known = ", ".join(sorted(targets)) or "none"
+    raise InputError(f"{capsule.root / 'capsule.yaml'}: targets: no target {target!r} (defined: {known})")
+
+
+def load_deliverer(name: str, config: TargetConfig) -> Deliverer:
+    """Look up the provider and validate its options; no network traffic."""
+    from . import plugins
+
+    cls = plugins.registry().get("deliverer", config.provider)
+    inst = cls.from_options(config.options, where=f"capsule.yaml: targets.{name}.options")
+    assert isinstance(inst, Deliverer)
+    return inst
+
+
+def _formats(capsule: Capsule, config: TargetConfig, formats: Sequence[str] | None) -> list[str]:
+    if formats:
+        return list(formats)
+    if config.formats:
+        return list(config.formats)
+    return list(capsule.definition.ship.formats) or ["tar.gz"]
+
+
+def _export(capsule: Capsule, fmts: Sequence[str], outdir: Path) -> list[Artifact]:
+    from . import exporting, plugins  # type: ignore[attr-defined]  # only needed without --artifact
+
+    reg = plugins.registry()
+    artifacts = []
+    for fmt in fmts:
+        exporter = reg.exporter_for(fmt)()
+        out = outdir / exporter.filename(capsule, fmt)
+        result: Any = exporting.export_capsule(capsule.root, fmt, out)
+        path = Path(getattr(result, "path", None) or (result if isinstance(result, (str, Path)) else out))
+        artifacts.append(make_artifact(path, media_type=exporter.media_type))
+    return artifacts
+
+
+def _planned(capsule: Capsule, fmts: Sequence[str]) -> list[Artifact]:
+    from . import plugins
+
+    reg = plugins.registry()
+    planned = []
+    for fmt in fmts:
+        exporter = reg.exporter_for(fmt)()
+        name = exporter.filename(capsule, fmt)
+        planned.append(Artifact(path=Path(name), name=name, sha256="", size=0, media_type=exporter.media_type))
+    return planned
+
+
+def _check_receipts(receipts: list[Receipt], artifacts: Sequence[Artifact], target: str) -> None:
+    """Every receipt must name an artifact's exact SHA-256 and size: a deliverer cannot claim more than it did."""
+    sizes = {a.sha256: a.size for a in artifacts}
+    if len(receipts) < len(artifacts):
+        raise RemoteError(
+            f"target {target!r}: {len(artifacts)} artifacts sent but only {len(receipts)} receipts returned"
+        )
+    for r in receipts:
+        if r.sha256 not in sizes or sizes[r.sha256] != r.size:
+            raise IntegrityError(
+                f"target {target!r}: {r.location}: delivered sha256 {r.sha256[:12]} / {r.size} bytes matches no artifact"
+            )
+        r.target = target
+
+
+def _record(capsule: Capsule, receipts: list[Receipt]) -> bool:
+    """Add the receipts as a git note to the committed version; skip with a log line without a store."""
+    try:
+        from . import store  # type: ignore[attr-defined]
+
+        add_note = store.add_note  # type: ignore[attr-defined]
+    except (ImportError, AttributeError):
+        event(log, "receipt.note.skipped", reason="no version store module")
+        return False
+    data = {"receipts": [r.to_dict() for r in receipts]}
+    try:
+        add_note(capsule.root, capsule.ref, data, store=None)
+    except QlcapsuleError as exc:
+        event(log, "receipt.note.skipped", reason=scrub(exc.message))
+        return False
+    event(log, "receipt.note.added", ref=capsule.ref)
+    return True
+
+
+def _notify(config: TargetConfig, outcome: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
+    if not config.notify:
+        return []
+    from .notify import notify
+
+    return [r.to_dict() for r in notify(config.notify, outcome, payload)]
+
+
+def deliver_capsule(
+    root: str | Path,
+    target: str | None = None,
+    artifacts: Sequence[str | Path | Artifact] | None = None,
+    *,
+    dry_run: bool = False,
+    formats: Sequence[str] | None = None,
+    record: bool = True,
+) -> list[Receipt]:
+    """Deliver ``artifacts`` (or fresh exports of the capsule at ``root``) to ``target``.
+
+    Returns one receipt per artifact. Under ``dry_run`` options, credentials and
+    formats are checked and the returned receipts (``extra["dry_run"] = True``)
+    say what would be sent where; nothing is exported or uploaded.
+    """
+    capsule = Capsule.load(root)
+    name, config = resolve_target(capsule, target)
+    deliverer = load_deliverer(name, config)
+    for hook in config.notify:
+        if hook.secret_env:
+            from .resilience import read_secret
+
+            read_secret(hook.secret_env, what=f"targets.{name}.notify secret")
+    deliverer.check(capsule)
+    event(log, "deliver.checked", target=name, provider=config.provider)
+
+    given = [a if isinstance(a, Artifact) else make_artifact(a) for a in artifacts or []]
+    fmts = _formats(capsule, config, formats)
+    if dry_run:
+        planned = given or _planned(capsule, fmts)
+        describe = getattr(deliverer, "describe", None)
+        return [
+            Receipt(
+                provider=config.provider,
+                target=name,
+                location=describe(a) if callable(describe) else a.name,
+                sha256=a.sha256,
+                size=a.size,
+                url=None,
+                extra={"dry_run": True},
+            )
+            for a in planned
+        ]
+
+    tmp: Path | None = None
+    base = {"capsule": capsule.ref, "target": name, "provider": config.provider}
+    try:
+        if given:
+            arts = given
+        else:
+            capsule.require_lock()
+            tmp = Path(tempfile.mkdtemp(prefix="qlcapsule-deliver-"))
+            arts = _export(capsule, fmts, tmp)
+        breaker = breaker_for(config.provider)
+        try:
+            receipts = breaker.call(lambda: deliverer.deliver(capsule, arts, target=name))
+        except QlcapsuleError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an SDK error a deliverer did not translate
+            raise RemoteError(f"target {name!r} ({config.provider}): {scrub_error(exc)}") from None
+        _check_receipts(receipts, arts, name)
+    except QlcapsuleError as exc:
+        _notify(config, "failure", {**base, "error": scrub(exc.message)})
+        raise
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    for r in receipts:
+        event(log, "deliver.done", target=name, provider=r.provider, location=r.location, sha256=r.sha256)
+    if record:
+        _record(capsule, receipts)
+    _notify(config, "success", {**base, "receipts": [r.to_dict() for r in receipts]})
+    return receipts

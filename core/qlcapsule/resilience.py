@@ -1,0 +1,278 @@
+"""Robustness helpers for anything that talks to a remote service.
+
+Deliverers (built-in or third-party) import these from ``qlcapsule``:
+
+- :func:`retry` — bounded exponential backoff with full jitter;
+- :class:`CircuitBreaker` and :func:`breaker_for` — one breaker per provider, so a
+  dead service fails fast instead of burning every retry of every artifact;
+- :data:`DEFAULT_TIMEOUT` (connect, read) seconds — every network call gets one;
+- :class:`TransientError` — raise it (or list SDK errors in ``retry_on``) for
+  failures worth another attempt;
+- :func:`read_secret` — read a credential from the environment and register it
+  with :func:`qlcapsule.redact` so it never shows up in a log line;
+- :func:`scrub_error` — one line from any SDK exception, with secrets removed;
+- :func:`signed_url_expiry` — the signed-URL lifetime rule (default 1 hour,
+  never more than 7 days).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BeforeValidator
+
+from .errors import CredentialsError, OptionsError, RemoteError
+from .log import event, get_logger, redact, scrub
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_READ_TIMEOUT",
+    "SIGNED_URL_DEFAULT",
+    "SIGNED_URL_MAX",
+    "TransientError",
+    "CircuitOpenError",
+    "CircuitBreaker",
+    "breaker_for",
+    "reset_breakers",
+    "retry",
+    "read_secret",
+    "scrub_error",
+    "signed_url_expiry",
+    "SignedUrlExpiry",
+]
+
+log = get_logger("qlcapsule.resilience")
+T = TypeVar("T")
+
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 60.0
+#: (connect, read) seconds; every network call made by a deliverer uses a timeout
+DEFAULT_TIMEOUT = (DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT)
+
+SIGNED_URL_DEFAULT = 3600
+SIGNED_URL_MAX = 7 * 24 * 3600
+
+
+class TransientError(RemoteError):
+    """A remote failure that may go away on its own (5xx, throttling, reset connection)."""
+
+
+class CircuitOpenError(RemoteError):
+    """The provider failed too often recently; calls fail fast until the cool-down ends."""
+
+
+def retry(
+    fn: Callable[[], T],
+    *,
+    attempts: int = 4,
+    base_delay: float = 0.5,
+    max_delay: float = 8.0,
+    retry_on: tuple[type[BaseException], ...] = (TransientError, ConnectionError, TimeoutError),
+    what: str = "request",
+    sleep: Callable[[float], None] = time.sleep,
+    rng: Callable[[], float] = random.random,
+) -> T:
+    """Call ``fn`` until it succeeds, at most ``attempts`` times.
+
+    Between attempts it sleeps ``uniform(0, min(max_delay, base_delay * 2**n))``
+    ("full jitter", so many clients do not retry in lock-step). Only exceptions in
+    ``retry_on`` are retried; the last one is re-raised unchanged. ``sleep`` and
+    ``rng`` are injectable so tests never sleep.
+    """
+    if attempts < 1:
+        raise ValueError("attempts must be at least 1")
+    for n in range(attempts):
+        try:
+            return fn()
+        except retry_on as exc:
+            if n == attempts - 1:
+                raise
+            delay = rng() * min(max_delay, base_delay * (2**n))
+            event(
+                log,
+                "retry",
+                what=what,
+                attempt=n + 1,
+                of=attempts,
+                delay=round(delay, 3),
+                error=scrub_error(exc),
+            )
+            sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class CircuitBreaker:
+    """Closed -> (``threshold`` consecutive failures) -> open -> (``cooldown`` s) -> half-open.
+
+    In the half-open state one trial call is let through: success closes the
+    breaker, failure opens it again. Only :class:`qlcapsule.QlcapsuleError`
+    subclasses that are remote failures, and unexpected exceptions, count;
+    bad options or credentials do not (they are the caller's fault, not the service's).
+    """
+
+    def __init__(
+        self, name: str, *, threshold: int = 5, cooldown: float = 30.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.name = name
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self._clock = clock
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def state(self) -> str:
+        with self._lock:
+            return self._state()
+
+    def _state(self) -> str:
+        if self._opened_at is None:
+            return "closed"
+        if self._clock() - self._opened_at >= self.cooldown:
+            return "half-open"
+        return "open"
+
+    def before(self) -> None:
+        """Raise :class:`CircuitOpenError` when calls must fail fast."""
+        with self._lock:
+            if self._state() == "open":
+                assert self._opened_at is not None
+                left = self.cooldown - (self._clock() - self._opened_at)
+                raise CircuitOpenError(
+                    f"{self.name}: {self._failures} consecutive failures; not trying again for {left:.0f} s"
+                )
+
+    def success(self) -> None:
+        with self._lock:
+            self._failures = 0
+            self._opened_at = None
+
+    def failure(self) -> None:
+        with self._lock:
+            self._failures += 1
+            if self._opened_at is not None or self._failures >= self.threshold:
+                self._opened_at = self._clock()
+                event(log, "circuit.open", provider=self.name, failures=self._failures)
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` through the breaker."""
+        from .errors import QlcapsuleError
+
+        self.before()
+        try:
+            result = fn()
+        except QlcapsuleError as exc:
+            if isinstance(exc, RemoteError) and not isinstance(exc, CircuitOpenError):
+                self.failure()
+            raise
+        except Exception:
+            self.failure()
+            raise
+        self.success()
+        return result
+
+
+_breakers: dict[str, CircuitBreaker] = {}
+_breakers_lock = threading.Lock()
+
+
+def breaker_for(provider: str, *, threshold: int = 5, cooldown: float = 30.0) -> CircuitBreaker:
+    """The process-wide breaker of ``provider`` (created on first use)."""
+    with _breakers_lock:
+        if provider not in _breakers:
+            _breakers[provider] = CircuitBreaker(provider, threshold=threshold, cooldown=cooldown)
+        return _breakers[provider]
+
+
+def reset_breakers() -> None:
+    """Forget every breaker (tests, long-running processes after a config change)."""
+    with _breakers_lock:
+        _breakers.clear()
+
+
+def read_secret(env: str, *, required: bool = True, what: str = "") -> str | None:
+    """Read a credential from the environment variable ``env`` and register it for redaction.
+
+    Raises :class:`qlcapsule.CredentialsError` naming the variable (never a value)
+    when it is required and unset or empty.
+    """
+    value = os.environ.get(env)
+    if not value:
+        if required:
+            hint = f" ({what})" if what else ""
+            raise CredentialsError(f"missing credential: environment variable {env} is not set{hint}")
+        return None
+    redact(value)
+    # Connection strings carry the secret as one of several fields; register each part.
+    for part in re.split(r"[;\s]", value):
+        key, sep, val = part.partition("=")
+        if sep and key.lower() in {"accountkey", "sharedaccesssignature", "password", "secret", "token"}:
+            redact(val)
+    return value
+
+
+_URL_SECRETS = re.compile(
+    r"(?i)((?:X-Amz-Signature|X-Amz-Security-Token|X-Goog-Signature|Signature|sig|access_token|token)=)[^&\s\"']+"
+)
+_AUTH_HEADER = re.compile(
+    r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(?:(?:bearer|basic|token|aws4-hmac-sha256)\s+)?[^'\"\s,]+"
+)
+
+
+def scrub_error(exc: BaseException, *, limit: int = 300) -> str:
+    """One line describing ``exc``: registered secrets, URL signatures and auth headers removed."""
+    text = str(exc) or type(exc).__name__
+    text = " ".join(text.split())
+    text = _URL_SECRETS.sub(r"\1***", text)
+    text = _AUTH_HEADER.sub(r"\1***", text)
+    text = scrub(text)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def signed_url_expiry(value: int | str | None, *, field: str = "url_expires_in") -> int:
+    """Seconds a signed URL stays valid: ``None`` -> 1 hour; more than 7 days is refused.
+
+    Accepts seconds (``3600``) or a duration (``"30m"``, ``"12h"``, ``"7d"``).
+    """
+    if value is None:
+        return SIGNED_URL_DEFAULT
+    if isinstance(value, bool):
+        raise OptionsError(f"{field}: expected seconds or a duration like '1h'")
+    if isinstance(value, int):
+        seconds = value
+    else:
+        m = _DURATION.match(str(value))
+        if not m:
+            raise OptionsError(f"{field}: {value!r} is not a duration (use seconds or e.g. '30m', '1h', '7d')")
+        seconds = int(m.group(1)) * _UNITS[m.group(2)]
+    if seconds < 1:
+        raise OptionsError(f"{field}: must be at least 1 second")
+    if seconds > SIGNED_URL_MAX:
+        raise OptionsError(f"{field}: {value!r} is more than 7 days; signed URLs may live at most 7 days (604800 s)")
+    return seconds
+
+
+def _expiry_field(value: Any) -> int:
+    try:
+        return signed_url_expiry(value, field="")
+    except OptionsError as exc:
+        raise ValueError(exc.message.lstrip(": ")) from None
+
+
+#: Use in a deliverer's ``Options``: ``url_expires_in: SignedUrlExpiry = 3600``.
+#: Validated with the options (before any network call), stored as seconds.
+SignedUrlExpiry = Annotated[int, BeforeValidator(_expiry_field)]
