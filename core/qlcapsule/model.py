@@ -94,6 +94,11 @@ class ShipConfig(_Strict):
     targets: list[str] = Field(default_factory=list, description="target names; empty = local ./dist")
     sign: bool = True
     commit: bool = True
+    validate_: bool = Field(default=True, alias="validate", description="run the validators first")
+    deliver: bool = Field(default=True, description="deliver the exports (off: they stay in --output)")
+    branch: str = Field(default="main", description="store branch the version is committed to")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 class CapsuleDefinition(_Strict):

@@ -1,3 +1,394 @@
-"""CLI commands of this area (filled in by its issue)."""
+"""ship, hook validate|seal|verify, hooks install."""
 
 from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ..errors import InputError, QlcapsuleError
+from ._common import emit, is_ci, json_option, main
+
+if TYPE_CHECKING:
+    from ..ship import CapsuleResult, ShipResult
+
+FAIL_ON = click.Choice(["error", "warning", "note", "never"])
+
+
+# -- progress and summary -------------------------------------------------------
+
+
+class LineReporter:
+    """Quiet, line-oriented progress for CI logs: one line per finished step, on stderr."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self.names: list[str] = []
+
+    def plan(self, capsules: list[CapsuleResult]) -> None:
+        self.names = [c.name or c.path for c in capsules]
+
+    def __call__(self, index: int, step: str, status: str, detail: str) -> None:
+        if status in ("running", "skipped"):
+            return
+        who = self.names[index] if index < len(self.names) else str(index)
+        self.stream.write(f"{who}: {step}: {status}{': ' + detail if detail else ''}\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        pass
+
+
+class RichReporter:
+    """A live table on a terminal: one row per capsule, its current step and state."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self.console = Console(stderr=True)
+        self.rows: list[list[str]] = []
+        self.live = Live(console=self.console, transient=True, refresh_per_second=8)
+
+    def plan(self, capsules: list[CapsuleResult]) -> None:
+        self.rows = [[c.name or c.path, "", "waiting", ""] for c in capsules]
+        self.live.start()
+        self.live.update(self._table())
+
+    def _table(self) -> Any:
+        from rich.table import Table
+
+        table = Table(box=None, show_header=False)
+        for name, step, status, detail in self.rows:
+            style = {"failed": "red", "ok": "green", "running": "yellow"}.get(status, "dim")
+            table.add_row(name, step, f"[{style}]{status}[/]", detail)
+        return table
+
+    def __call__(self, index: int, step: str, status: str, detail: str) -> None:
+        if status == "skipped" or index >= len(self.rows):
+            return
+        self.rows[index] = [self.rows[index][0], step, status, detail[:60]]
+        self.live.update(self._table())
+
+    def close(self) -> None:
+        self.live.stop()
+
+
+def make_reporter(quiet: bool) -> Any:
+    if quiet:
+        return None
+    if is_ci() or os.environ.get("QLCAPSULE_NO_PROGRESS"):
+        return LineReporter()
+    return RichReporter()
+
+
+def _short_artifacts(c: CapsuleResult) -> str:
+    return ", ".join(_rel(a["path"]) for a in c.artifacts) or "-"
+
+
+def _rel(path: str) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return path
+
+
+def summary_rows(result: ShipResult) -> list[tuple[str, str, str, str, str]]:
+    rows = []
+    for c in result.capsules:
+        digest = f"sha256:{c.digest[:12]}" if c.digest else "-"
+        score = f"{c.score:.2f}" if c.score is not None else "-"
+        status = "ok" if c.ok else f"FAILED ({c.error})"
+        rows.append((c.ref, digest, score, _short_artifacts(c), status))
+    return rows
+
+
+def print_summary(result: ShipResult) -> None:
+    header = ("capsule", "digest", "score", "artifacts", "status")
+    rows = summary_rows(result)
+    if sys.stdout.isatty() and not is_ci():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*header, title="qlcapsule ship")
+        for row in rows:
+            table.add_row(*row[:-1], row[-1] if row[-1] == "ok" else f"[red]{row[-1]}[/]")
+        Console().print(table)
+        return
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header[:-1])]
+    for row in [header, *rows]:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)) + "  " + row[-1])
+
+
+# -- ship -----------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("directories", nargs=-1, type=click.Path(file_okay=False, path_type=str))
+@click.option("--no-validate", is_flag=True, help="Skip the validators.")
+@click.option("--no-seal", is_flag=True, help="Do not reseal: ship exactly what is sealed, fail if anything changed.")
+@click.option("--no-sign", is_flag=True, help="Do not sign.")
+@click.option("--no-commit", is_flag=True, help="Do not commit the version to the store.")
+@click.option("--no-export", is_flag=True, help="Do not export (implies --no-deliver).")
+@click.option("--no-deliver", is_flag=True, help="Export into --output but deliver nowhere.")
+@click.option("-f", "--format", "formats", multiple=True, help="Export format (repeatable; default: ship.formats).")
+@click.option("-t", "--target", "targets", multiple=True, help="Delivery target (repeatable; default: ship.targets, else local ./dist).")
+@click.option("--fail-on", type=FAIL_ON, help="Lowest finding severity that fails the validate step.")
+@click.option("--min-score", type=click.FloatRange(0, 1), help="Fail the validate step below this score (0..1).")
+@click.option("--store", envvar="QLCAPSULE_STORE", help="Bare git repository to commit to (default: the enclosing git repository, else .qlcapsule/store.git beside the capsule).")
+@click.option("--branch", help="Store branch (default: ship.branch, 'main').")
+@click.option("-m", "--message", help="Commit message.")
+@click.option("--key", envvar="QLCAPSULE_SIGNING_KEY", help="Signing key file (default: the development key, created on first use).")
+@click.option("-o", "--output", default="dist", show_default=True, help="Where exports go with --no-deliver.")
+@click.option("--dry-run", is_flag=True, help="Check delivery targets and say where artifacts would go; upload nothing.")
+@click.option("-j", "--jobs", type=click.IntRange(1), help="Capsules shipped at once (default: one per core).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@json_option
+def ship(directories: tuple[str, ...], **kw: Any) -> None:
+    """Validate, seal, sign, commit, export and deliver each capsule DIRECTORY (default: .).
+
+    Each step is driven by the capsule's ship: section and can be skipped
+    with its --no-STEP flag. Out of the box nothing leaves the machine: the
+    version is committed to the enclosing git repository (or
+    .qlcapsule/store.git beside the capsule), signed with a development key and
+    delivered to ./dist.
+
+    \b
+    Exit codes: 0 every capsule shipped; 1 findings, tampering or a failed
+    signature; 2 bad input (definition, options, credentials); 3 a remote
+    target failed after retries. With several capsules, the highest code wins.
+    """
+    from ..ship import ShipOptions
+    from ..ship import ship as run_ship
+
+    skip = frozenset(s for s in ("validate", "seal", "sign", "commit", "export", "deliver") if kw[f"no_{s}"])
+    options = ShipOptions(
+        skip=skip,
+        formats=list(kw["formats"]) or None,
+        targets=list(kw["targets"]) or None,
+        fail_on=kw["fail_on"],
+        min_score=kw["min_score"],
+        store=kw["store"],
+        branch=kw["branch"],
+        message=kw["message"],
+        key=kw["key"],
+        output=kw["output"],
+        dry_run=kw["dry_run"],
+    )
+    reporter = make_reporter(kw["quiet"])
+    try:
+        result = run_ship(
+            directories,
+            options,
+            jobs=kw["jobs"],
+            events=reporter,
+            on_plan=reporter.plan if reporter is not None else None,
+        )
+    finally:
+        if reporter is not None:
+            reporter.close()
+    emit(kw["as_json"], result.to_dict(), lambda: print_summary(result))
+    if result.exit_code:
+        raise SystemExit(result.exit_code)
+
+
+# -- hook: pre-commit entry points -------------------------------------------------
+
+
+@main.group()
+def hook() -> None:
+    """Entry points for pre-commit and git hooks: act on the capsules containing FILES.
+
+    Each FILE is mapped to its nearest ancestor directory holding a
+    capsule.yaml; files outside every capsule are ignored, and no FILES means
+    nothing to do (use --all for every capsule under the current directory).
+    """
+
+
+def _roots(files: tuple[str, ...], all_: bool) -> list[Path]:
+    from ..ship import all_capsules, capsules_containing
+
+    return all_capsules(".") if all_ else capsules_containing(files)
+
+
+hook_files = click.argument("files", nargs=-1, type=click.Path(path_type=str))
+all_option = click.option("--all", "all_", is_flag=True, help="Every capsule under the current directory.")
+
+
+@hook.command("validate")
+@hook_files
+@all_option
+@click.option("--fail-on", type=FAIL_ON, help="Lowest severity that fails (default: the capsule's validate.fail_on).")
+@click.option("--min-score", type=click.FloatRange(0, 1), help="Fail below this score.")
+@json_option
+def hook_validate(files: tuple[str, ...], all_: bool, fail_on: str | None, min_score: float | None, as_json: bool) -> None:
+    """Validate the capsules containing FILES. Exit 1 when findings fail them."""
+    roots = _roots(files, all_)
+    if not roots:
+        emit(as_json, {"capsules": [], "ok": True}, None)
+        return
+    from ..validation import validate_capsules
+
+    report: Any = validate_capsules(roots, fail_on=fail_on, min_score=min_score)
+    failed = _report_failed(report)
+    if as_json:
+        emit(True, _report_dict(report), None)
+    else:
+        click.echo(_render_text(report), nl=False)
+    if failed:
+        raise SystemExit(1)
+
+
+def _report_failed(report: Any) -> bool:
+    failed = getattr(report, "failed", None)
+    if callable(failed):
+        failed = failed()
+    if failed is None:
+        failed = not getattr(report, "ok", True)
+    return bool(failed)
+
+
+def _report_dict(report: Any) -> Any:
+    to_dict = getattr(report, "to_dict", None)
+    return to_dict() if callable(to_dict) else report
+
+
+def _render_text(report: Any) -> str:
+    from .. import report as report_mod
+
+    render = getattr(report_mod, "render_text", None) or getattr(report_mod, "render")
+    text = render(report) if render is not getattr(report_mod, "render", None) else render(report, "text")
+    return text if text.endswith("\n") or not text else text + "\n"
+
+
+@hook.command("seal")
+@hook_files
+@all_option
+@click.option("--sign", "resign", is_flag=True, help="Re-sign a capsule whose seal changed (--key or the development key).")
+@click.option("--key", envvar="QLCAPSULE_SIGNING_KEY", help="Signing key file for --sign.")
+@json_option
+def hook_seal(files: tuple[str, ...], all_: bool, resign: bool, key: str | None, as_json: bool) -> None:
+    """Reseal the capsules containing FILES (a fixer).
+
+    Exit 1 when a capsule.lock was rewritten, so the commit stops and the new
+    lock can be staged; 0 when every seal was already current.
+    """
+    from ..pipeline import seal_capsule
+
+    out = []
+    for root in _roots(files, all_):
+        sig = root / "capsule.sig"
+        result = seal_capsule(root)
+        item: dict[str, Any] = {"capsule": str(root), "digest": result.digest, "written": result.written, "signed": False}
+        if result.written and resign:
+            from .. import signing
+
+            signing.sign_capsule(root, key=key or signing.dev_key(create=True))
+            item["signed"] = True
+        elif result.written and sig.exists():
+            item["warning"] = f"{sig}: signed an older seal; run 'qlcapsule sign {root}'"
+        out.append(item)
+    written = [i for i in out if i["written"]]
+
+    def text() -> None:
+        for i in written:
+            click.echo(f"sealed {i['capsule']}: capsule.lock updated{' and re-signed' if i['signed'] else ''}")
+            if "warning" in i:
+                click.echo(f"warning: {i['warning']}", err=True)
+        if written:
+            click.echo("stage the updated capsule.lock and commit again", err=True)
+
+    emit(as_json, {"capsules": out, "written": len(written)}, text)
+    if written:
+        raise SystemExit(1)
+
+
+@hook.command("verify")
+@hook_files
+@all_option
+@json_option
+def hook_verify(files: tuple[str, ...], all_: bool, as_json: bool) -> None:
+    """Verify integrity (and signatures) of the capsules containing FILES. Exit 1 on any failure."""
+    from ..pipeline import verify_capsule
+
+    out: list[dict[str, Any]] = []
+    code = 0
+    for root in _roots(files, all_):
+        try:
+            report = verify_capsule(root)
+            out.append({"capsule": str(root), "ok": True, "digest": report.get("digest")})
+        except QlcapsuleError as exc:
+            code = max(code, exc.exit_code)
+            out.append({"capsule": str(root), "ok": False, "error": exc.message, "exit_code": exc.exit_code})
+
+    def text() -> None:
+        for i in out:
+            click.echo(f"ok {i['capsule']}" if i["ok"] else f"FAILED {i['capsule']}: {i['error']}")
+
+    emit(as_json, {"capsules": out, "ok": code == 0}, text)
+    if code:
+        raise SystemExit(code)
+
+
+# -- hooks install: plain git hooks ---------------------------------------------------
+
+HOOK_NAMES = ("pre-commit", "pre-push")
+
+
+def hook_sources() -> Path:
+    """The directory holding the plain git hook scripts (in the wheel, or the source checkout)."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "_hooks", here.parent.parent / "hooks"):
+        if all((candidate / n).is_file() for n in HOOK_NAMES):
+            return candidate
+    raise InputError("the git hook scripts are missing from this installation (expected qlcapsule/_hooks)")
+
+
+def git_hooks_dir() -> Path:
+    git = shutil.which("git")
+    if git is None:
+        raise InputError("git: not found on PATH")
+    proc = subprocess.run([git, "rev-parse", "--git-path", "hooks"], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise InputError(f"{Path.cwd()}: not inside a git repository")
+    return Path(proc.stdout.strip()).resolve()
+
+
+@main.group()
+def hooks() -> None:
+    """Plain git hooks for teams without the pre-commit framework."""
+
+
+@hooks.command("install")
+@click.option("--force", is_flag=True, help="Replace existing hooks (the old one is kept as HOOK.bak).")
+@json_option
+def hooks_install(force: bool, as_json: bool) -> None:
+    """Install pre-commit (seal + validate) and pre-push (verify) into this repository's hooks directory.
+
+    Refuses to replace a different existing hook unless --force (exit 2).
+    """
+    src, dest = hook_sources(), git_hooks_dir()
+    dest.mkdir(parents=True, exist_ok=True)
+    installed = []
+    for name in HOOK_NAMES:
+        new = (src / name).read_bytes()
+        target = dest / name
+        state = "installed"
+        if target.exists():
+            if target.read_bytes() == new:
+                state = "unchanged"
+            elif not force:
+                raise InputError(f"{target}: a different hook is already installed (use --force to replace it)")
+            else:
+                shutil.copy2(target, target.with_name(name + ".bak"))
+                state = "replaced"
+        if state != "unchanged":
+            target.write_bytes(new)
+        target.chmod(0o755)
+        installed.append({"hook": name, "path": str(target), "state": state})
+    emit(as_json, {"hooks": installed}, "\n".join(f"{i['state']} {i['path']}" for i in installed))

@@ -1,0 +1,573 @@
+"""``ship``: validate -> seal -> sign -> commit -> export -> deliver, for one or more capsules.
+
+Every step is one call into the module that owns it (``validation``,
+``pipeline``, ``signing``, ``store``, ``exporting``, ``delivery``); this module
+only plans, runs and reports. The capsule's ``ship:`` section in capsule.yaml
+switches steps on and off and names formats and targets; flags override it.
+
+Defaults need nothing outside the machine:
+
+- **commit** goes to the git repository that contains the capsule (under
+  ``refs/capsules/...``), or to ``--store``/``QLCAPSULE_STORE``, or else to a
+  bare repository ``.qlcapsule/store.git`` created beside the capsule (in its
+  parent directory, so capsules side by side share one store);
+- **sign** uses ``--key`` or a development key created on first use (with a
+  warning);
+- **deliver** goes to the built-in ``local`` target: ``./dist``.
+
+Several capsules run concurrently in worker processes (one per core by
+default), so CPU-bound validators use every core. Each capsule stops at its
+first failing step; the others carry on.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from .capsule import Capsule
+from .errors import InputError, QlcapsuleError
+from .log import event, get_logger, scrub
+
+__all__ = ["STEPS", "ShipOptions", "StepResult", "CapsuleResult", "ShipResult", "ship", "default_store", "plan"]
+
+log = get_logger("ship")
+
+STEPS = ("validate", "seal", "sign", "commit", "export", "deliver")
+DEFAULT_STORE = Path(".qlcapsule") / "store.git"
+
+#: ``events(index, step, status, detail)``: status is running, ok, skipped or failed
+EventSink = Callable[[int, str, str, str], None]
+
+
+@dataclass
+class ShipOptions:
+    """What the caller (CLI, Action) asks for; ``None`` means "as capsule.yaml says"."""
+
+    skip: frozenset[str] = frozenset()
+    formats: Sequence[str] | None = None
+    targets: Sequence[str] | None = None
+    fail_on: str | None = None
+    min_score: float | None = None
+    store: str | None = None
+    branch: str | None = None
+    message: str | None = None
+    key: str | None = None
+    output: str = "dist"
+    dry_run: bool = False
+
+
+@dataclass
+class StepResult:
+    name: str
+    status: str = "pending"  # pending, ok, skipped, failed, not-run
+    detail: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class CapsuleResult:
+    """What shipping one capsule did."""
+
+    path: str
+    name: str = ""
+    version: str = ""
+    digest: str | None = None
+    score: float | None = None
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[StepResult] = field(default_factory=list)
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+    receipts: list[dict[str, Any]] = field(default_factory=list)
+    commit: str | None = None
+    store: str | None = None
+    signed_by: list[str] = field(default_factory=list)
+    error: str | None = None
+    exit_code: int = 0
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}" if self.name else self.path
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    @property
+    def urls(self) -> list[str]:
+        return [r["url"] for r in self.receipts if r.get("url")]
+
+    def step(self, name: str) -> StepResult:
+        for s in self.steps:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(ref=self.ref, ok=self.ok, urls=self.urls)
+        return data
+
+
+@dataclass
+class ShipResult:
+    capsules: list[CapsuleResult]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.capsules)
+
+    @property
+    def exit_code(self) -> int:
+        return max((c.exit_code for c in self.capsules), default=0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "exit_code": self.exit_code, "capsules": [c.to_dict() for c in self.capsules]}
+
+
+# -- planning -----------------------------------------------------------------
+
+
+@dataclass
+class _Job:
+    index: int
+    root: str
+    steps: tuple[str, ...]
+    formats: tuple[str, ...]
+    targets: tuple[str | None, ...]
+    store: str | None
+    branch: str
+    options: ShipOptions
+
+
+def default_store(root: Path, store: str | None = None) -> str | None:
+    """The store ``commit`` writes to: explicit, the enclosing git repository (None), or the local default."""
+    store = store or os.environ.get("QLCAPSULE_STORE") or None
+    if store:
+        return store
+    if _enclosing_repo(root) is not None:
+        return None
+    return str(root.parent / DEFAULT_STORE)
+
+
+def _enclosing_repo(root: Path) -> str | None:
+    import pygit2
+
+    try:
+        found = pygit2.discover_repository(str(root))
+    except pygit2.GitError:
+        return None
+    return found or None
+
+
+def plan(paths: Iterable[str | Path], options: ShipOptions) -> list[_Job]:
+    """Load every capsule and resolve its steps, formats and targets before any work starts.
+
+    Bad input (no capsule.yaml, an unknown format or target, a bad option) raises
+    here, naming the file and field, so nothing is half-shipped.
+    """
+    from . import plugins
+    from .delivery import load_deliverer, resolve_target
+
+    unknown = set(options.skip) - set(STEPS)
+    if unknown:
+        raise InputError(f"unknown step(s) to skip: {', '.join(sorted(unknown))} (steps: {', '.join(STEPS)})")
+    roots = [Path(p) for p in paths] or [Path(".")]
+    seen: set[Path] = set()
+    jobs: list[_Job] = []
+    reg = plugins.registry()
+    for root in roots:
+        capsule = Capsule.load(root)
+        if capsule.root in seen:
+            continue
+        seen.add(capsule.root)
+        cfg = capsule.definition.ship
+        steps = [s for s in STEPS if s not in options.skip]
+        switched = {"validate": cfg.validate_, "sign": cfg.sign, "commit": cfg.commit, "deliver": cfg.deliver}
+        steps = [s for s in steps if switched.get(s, True)]
+        if "export" not in steps and "deliver" in steps:
+            steps.remove("deliver")
+        formats = tuple(options.formats or cfg.formats or ["tar.gz"])
+        for fmt in formats:
+            reg.exporter_for(fmt)  # raises naming the format and the known ones
+        targets: tuple[str | None, ...] = tuple(options.targets or cfg.targets) or (None,)
+        if "deliver" in steps:
+            for target in targets:
+                name, config = resolve_target(capsule, target)
+                load_deliverer(name, config)  # options checked now, not after the export
+                for fmt in config.formats or ():
+                    reg.exporter_for(fmt)
+        jobs.append(
+            _Job(
+                index=len(jobs),
+                root=str(capsule.root),
+                steps=tuple(steps),
+                formats=formats,
+                targets=targets,
+                store=default_store(capsule.root, options.store) if "commit" in steps else None,
+                branch=options.branch or cfg.branch,
+                options=options,
+            )
+        )
+    return jobs
+
+
+# -- the steps ----------------------------------------------------------------
+
+
+class _Context:
+    def __init__(self, job: _Job, capsule: Capsule, result: CapsuleResult, staging: Path) -> None:
+        self.job = job
+        self.capsule = capsule
+        self.result = result
+        self.staging = staging
+        self.artifacts: dict[str, Any] = {}  # format -> Artifact
+
+
+def _step_validate(ctx: _Context) -> str:
+    from .validation import validate_capsules
+
+    opts = ctx.job.options
+    report: Any = validate_capsules([ctx.capsule.root], fail_on=opts.fail_on, min_score=opts.min_score, jobs=1)
+    findings = list(getattr(report, "findings", []) or [])
+    ctx.result.findings = [f.to_dict() if hasattr(f, "to_dict") else dict(f) for f in findings]
+    score = getattr(report, "score", None)
+    if callable(score):
+        score = score()
+    ctx.result.score = float(score) if score is not None else None
+    failed = getattr(report, "failed", None)
+    if callable(failed):
+        failed = failed()
+    if failed is None:
+        failed = not getattr(report, "ok", True)
+    detail = f"{len(findings)} finding(s)" + (f", score {ctx.result.score:.2f}" if ctx.result.score is not None else "")
+    if failed:
+        reason = getattr(report, "reason", None) or "findings at or above --fail-on, or score below --min-score"
+        raise _StepFailed(f"validation failed: {detail}: {reason}", exit_code=1)
+    return detail
+
+
+def _step_seal(ctx: _Context) -> str:
+    from .pipeline import seal_capsule
+
+    result = seal_capsule(ctx.capsule.root)
+    ctx.capsule = Capsule.load(ctx.capsule.root)
+    ctx.result.digest = result.digest
+    return f"{'sealed' if result.written else 'unchanged'} sha256:{result.digest[:12]}"
+
+
+def _verify_sealed(ctx: _Context) -> str:
+    """With ``--no-seal``: ship exactly what was sealed, or fail naming the change."""
+    lock = ctx.capsule.verify_integrity()
+    ctx.result.digest = lock.digest
+    return f"verified sha256:{lock.digest[:12]} (not resealed)"
+
+
+def _step_sign(ctx: _Context) -> str:
+    from . import signing
+
+    opts = ctx.job.options
+    result: Any = signing.sign_capsule(ctx.capsule.root, key=opts.key) if opts.key else _sign_dev(ctx)
+    keyids = _keyids(result)
+    ctx.result.signed_by = keyids
+    return "signed" + (f" by {', '.join(k[:16] for k in keyids)}" if keyids else "")
+
+
+def _sign_dev(ctx: _Context) -> Any:
+    from . import signing
+
+    key = signing.dev_key(create=True)
+    return signing.sign_capsule(ctx.capsule.root, key=key)
+
+
+def _keyids(result: Any) -> list[str]:
+    for attr in ("keyids", "signed_by"):
+        value = getattr(result, attr, None)
+        if value:
+            return [str(v) for v in value]
+    keyid = getattr(result, "keyid", None)
+    return [str(keyid)] if keyid else []
+
+
+def _step_commit(ctx: _Context) -> str:
+    from . import store
+
+    opts = ctx.job.options
+    result: Any = store.commit_capsule(
+        ctx.capsule.root, message=opts.message, store=ctx.job.store, branch=ctx.job.branch
+    )
+    commit = getattr(result, "commit", None) or getattr(result, "id", None) or (result if isinstance(result, str) else None)
+    ctx.result.commit = str(commit) if commit else None
+    ctx.result.store = ctx.job.store or _enclosing_repo(ctx.capsule.root)
+    created = getattr(result, "created", True)
+    what = f"commit {str(commit)[:12]}" if commit else "committed"
+    return what if created else f"{what} (unchanged)"
+
+
+def _needed_formats(ctx: _Context) -> list[str]:
+    from .delivery import resolve_target
+
+    fmts = list(ctx.job.formats)
+    if "deliver" in ctx.job.steps:
+        for target in ctx.job.targets:
+            _, config = resolve_target(ctx.capsule, target)
+            fmts += [f for f in config.formats or () if f not in fmts]
+    return fmts
+
+
+def _step_export(ctx: _Context) -> str:
+    from .delivery import make_artifact
+    from .exporting import export_capsule
+
+    outdir = ctx.staging if "deliver" in ctx.job.steps else Path(ctx.job.options.output).resolve()
+    outdir.mkdir(parents=True, exist_ok=True)
+    for fmt in _needed_formats(ctx):
+        result: Any = export_capsule(ctx.capsule.root, fmt, _out_path(ctx, fmt, outdir))
+        path = Path(getattr(result, "path", None) or result)
+        artifact = make_artifact(path, media_type=getattr(result, "media_type", None))
+        ctx.artifacts[fmt] = artifact
+        if "deliver" not in ctx.job.steps:
+            ctx.result.artifacts.append(_artifact_dict(artifact, fmt))
+    return ", ".join(a.name for a in ctx.artifacts.values())
+
+
+def _out_path(ctx: _Context, fmt: str, outdir: Path) -> Path:
+    from . import plugins
+
+    exporter = plugins.registry().exporter_for(fmt)()
+    return outdir / exporter.filename(ctx.capsule, fmt)
+
+
+def _artifact_dict(artifact: Any, fmt: str, path: str | None = None) -> dict[str, Any]:
+    return {
+        "format": fmt,
+        "name": artifact.name,
+        "path": path or str(artifact.path),
+        "sha256": artifact.sha256,
+        "size": artifact.size,
+    }
+
+
+def _step_deliver(ctx: _Context) -> str:
+    from .delivery import deliver_capsule, resolve_target
+
+    where = []
+    for target in ctx.job.targets:
+        name, config = resolve_target(ctx.capsule, target)
+        fmts = list(config.formats or ctx.job.formats)
+        arts = [ctx.artifacts[f] for f in fmts]
+        receipts = deliver_capsule(ctx.capsule.root, name, arts, dry_run=ctx.job.options.dry_run)
+        for fmt, art, receipt in zip(fmts, arts, receipts):
+            rd = receipt.to_dict()
+            ctx.result.receipts.append(rd)
+            local = config.provider == "local" and not ctx.job.options.dry_run
+            ctx.result.artifacts.append(_artifact_dict(art, fmt, rd["location"] if local else rd.get("url") or rd["location"]))
+        where.append(f"{name}: {len(receipts)} artifact(s)")
+    return "; ".join(where)
+
+
+_RUNNERS: dict[str, Callable[[_Context], str]] = {
+    "validate": _step_validate,
+    "seal": _step_seal,
+    "sign": _step_sign,
+    "commit": _step_commit,
+    "export": _step_export,
+    "deliver": _step_deliver,
+}
+
+
+class _StepFailed(QlcapsuleError):
+    exit_code = 1
+
+
+def ship_one(job: _Job, events: EventSink | None = None) -> CapsuleResult:
+    """Ship one planned capsule; never raises for an expected failure (it is in the result)."""
+    emit = events or (lambda *_: None)
+    result = CapsuleResult(path=job.root)
+    result.steps = [StepResult(s, "pending" if s in job.steps else "skipped") for s in STEPS]
+    staging = Path(tempfile.mkdtemp(prefix="qlcapsule-ship-"))
+    try:
+        capsule = Capsule.load(job.root)
+        result.name, result.version = capsule.name, capsule.version
+        ctx = _Context(job, capsule, result, staging)
+        for step in result.steps:
+            runner = _RUNNERS[step.name]
+            if step.status == "skipped":
+                if step.name != "seal":
+                    emit(job.index, step.name, step.status, step.detail)
+                    continue
+                runner = _verify_sealed  # not resealing still means: ship only what was sealed
+            emit(job.index, step.name, "running", "")
+            started = time.perf_counter()
+            try:
+                step.detail = runner(ctx)
+                step.status = "ok"
+            except QlcapsuleError as exc:
+                step.status, step.detail = "failed", scrub(exc.message)
+                result.error, result.exit_code = f"{step.name}: {step.detail}", exc.exit_code
+            except Exception as exc:  # noqa: BLE001 - a bug in a step must not take down the other capsules
+                step.status, step.detail = "failed", scrub(f"internal error: {type(exc).__name__}: {exc}")
+                result.error, result.exit_code = f"{step.name}: {step.detail}", 70
+            step.seconds = round(time.perf_counter() - started, 3)
+            emit(job.index, step.name, step.status, step.detail)
+            if step.status == "failed":
+                for later in result.steps:
+                    if later.status == "pending":
+                        later.status = "not-run"
+                break
+    except QlcapsuleError as exc:
+        result.error, result.exit_code = scrub(exc.message), exc.exit_code
+        emit(job.index, "ship", "failed", result.error)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    event(log, "ship.done", capsule=result.ref, ok=result.ok, digest=result.digest)
+    return result
+
+
+# -- running several ----------------------------------------------------------
+
+_worker_queue: Any = None
+
+
+def _init_worker(queue: Any, env: dict[str, str]) -> None:
+    global _worker_queue
+    _worker_queue = queue
+    os.environ.update(env)
+
+
+def _worker(job: _Job) -> CapsuleResult:
+    def sink(index: int, step: str, status: str, detail: str) -> None:
+        if _worker_queue is not None:
+            _worker_queue.put((index, step, status, detail))
+
+    return ship_one(job, sink)
+
+
+def _prepare_shared(jobs: list[_Job]) -> None:
+    """Create what workers would otherwise race for: the dev key and the default stores."""
+    if any("sign" in j.steps for j in jobs) and not any(j.options.key for j in jobs):
+        from . import signing
+
+        signing.dev_key(create=True)
+    stores = {j.store for j in jobs if "commit" in j.steps and j.store}
+    for store in stores:
+        path = Path(store)
+        if not path.exists():
+            import pygit2
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pygit2.init_repository(str(path), bare=True)
+
+
+def ship(
+    paths: Iterable[str | Path],
+    options: ShipOptions | None = None,
+    *,
+    jobs: int | None = None,
+    events: EventSink | None = None,
+    on_plan: Callable[[list[CapsuleResult]], None] | None = None,
+) -> ShipResult:
+    """Ship every capsule in ``paths``; see the module docstring.
+
+    ``jobs`` caps the worker processes (default: one per core, never more than
+    the capsules); ``jobs=1`` runs in this process. ``events`` is called for
+    every step start and end, from this process.
+    """
+    options = options or ShipOptions()
+    planned = plan(paths, options)
+    if on_plan is not None:
+        on_plan([CapsuleResult(path=j.root, name=Capsule.load(j.root).name) for j in planned])
+    _prepare_shared(planned)
+    workers = min(len(planned), jobs or os.cpu_count() or 1)
+    if workers <= 1:
+        return ShipResult([ship_one(j, events) for j in planned])
+    return ShipResult(_run_pool(planned, workers, events))
+
+
+def _run_pool(planned: list[_Job], workers: int, events: EventSink | None) -> list[CapsuleResult]:
+    import multiprocessing
+    import queue as queue_mod
+
+    ctx = multiprocessing.get_context("spawn")  # safe with threads; the same on every OS
+    queue = ctx.Queue()
+    env = {k: v for k, v in os.environ.items() if k.startswith("QLCAPSULE_")}
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(queue, env)) as pool:
+        futures: list[Future[CapsuleResult]] = [pool.submit(_worker, j) for j in planned]
+
+        def drain(block: bool) -> None:
+            while True:
+                try:
+                    item = queue.get(timeout=0.1) if block else queue.get_nowait()
+                except queue_mod.Empty:
+                    return
+                if events is not None:
+                    events(*item)
+                block = False
+
+        while not all(f.done() for f in futures):
+            drain(True)
+        drain(False)
+        results = []
+        for job, fut in zip(planned, futures):
+            try:
+                results.append(fut.result())
+            except Exception as exc:  # noqa: BLE001 - a crashed worker fails its capsule only
+                results.append(CapsuleResult(path=job.root, error=f"worker failed: {exc}", exit_code=70))
+    queue.close()
+    return results
+
+
+# -- hooks: which capsules do these files belong to ----------------------------
+
+_SKIP_DIRS = frozenset({".git", ".hg", ".svn", ".venv", "venv", "node_modules", ".tox", ".nox", ".qlcapsule", "__pycache__"})
+
+
+def capsules_containing(files: Iterable[str]) -> list[Path]:
+    """The capsule of each file: its nearest ancestor directory holding a capsule.yaml.
+
+    Files outside every capsule are ignored; deleted files still map through
+    their directories. The walk stops at the current directory for relative
+    paths (pre-commit passes paths relative to the repository top), so a hook
+    run touching one capsule of hundreds only looks at that capsule.
+    """
+    found: dict[str, str | None] = {}
+    roots: list[Path] = []
+    seen: set[str] = set()
+    for name in files:
+        d = os.path.dirname(os.path.normpath(name)) if not os.path.isdir(name) else os.path.normpath(name)
+        chain: list[str] = []
+        root: str | None = None
+        while True:
+            key = d or "."
+            if key in found:
+                root = found[key]
+                break
+            chain.append(key)
+            if os.path.isfile(os.path.join(key, "capsule.yaml")):
+                root = key
+                break
+            parent = os.path.dirname(d)
+            if not d or parent == d or key == ".":
+                break
+            d = parent
+        for key in chain:
+            found[key] = root
+        if root is not None and root not in seen:
+            seen.add(root)
+            roots.append(Path(root))
+    return roots
+
+
+def all_capsules(top: str | Path = ".") -> list[Path]:
+    """Every capsule under ``top`` (not descending into VCS, virtualenv or cache directories)."""
+    out: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
+        if "capsule.yaml" in filenames:
+            out.append(Path(dirpath))
+    return out
