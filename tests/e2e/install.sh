@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Install what the end-to-end delivery tests need besides the Python test extras
+# (those come from `pip install -e '.[dev]'`, done by the CI setup):
+#   - Azurite (Azure Blob emulator), pinned in tests/e2e/package-lock.json -> tests/e2e/node_modules
+#   - the CNCF distribution registry (Debian package docker-registry) for the OCI deliverer
+# Idempotent: does nothing when everything is already there. Quiet unless it fails.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+die() { echo "tests/e2e/install.sh: $*" >&2; exit 1; }
+
+# -- Azurite (npm) ------------------------------------------------------------
+command -v node >/dev/null || die "node is required for Azurite (Node 20 works with azurite@3.35.0)"
+command -v npm >/dev/null || die "npm is required for Azurite"
+if [ ! -x "$here/node_modules/.bin/azurite-blob" ]; then
+  log="$(mktemp)"
+  if ! npm ci --prefix "$here" --no-audit --no-fund --loglevel=error >"$log" 2>&1; then
+    cat "$log" >&2; rm -f "$log"; die "npm ci of Azurite failed"
+  fi
+  rm -f "$log"
+fi
+[ -x "$here/node_modules/.bin/azurite-blob" ] || die "azurite-blob missing after npm ci"
+
+# -- docker-registry (apt) ----------------------------------------------------
+if ! command -v docker-registry >/dev/null; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  log="$(mktemp)"
+  if ! { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq docker-registry; } >"$log" 2>&1; then
+    cat "$log" >&2; rm -f "$log"; die "apt-get install docker-registry failed"
+  fi
+  rm -f "$log"
+  # The package starts a systemd service where systemd runs; tests start their own instances.
+fi
+command -v docker-registry >/dev/null || die "docker-registry missing after apt-get install"
