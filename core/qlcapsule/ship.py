@@ -59,6 +59,7 @@ class ShipOptions:
     branch: str | None = None
     message: str | None = None
     key: str | None = None
+    key_env: str | None = None
     output: str = "dist"
     dry_run: bool = False
 
@@ -272,41 +273,43 @@ def _step_sign(ctx: _Context) -> str:
     from . import signing
 
     opts = ctx.job.options
-    result: Any = signing.sign_capsule(ctx.capsule.root, key=opts.key) if opts.key else _sign_dev(ctx)
-    keyids = _keyids(result)
-    ctx.result.signed_by = keyids
-    return "signed" + (f" by {', '.join(k[:16] for k in keyids)}" if keyids else "")
+    if opts.key_env:
+        skey = signing.load_signing_key(key_env=opts.key_env)
+    else:
+        skey = signing.load_signing_key(opts.key or signing.dev_key(create=True))
+    ctx.result.signed_by = [skey.keyid]
+    if _already_signed(ctx, skey.keyid):
+        return f"already signed by {skey.keyid[:16]}"
+    result = signing.sign_capsule(ctx.capsule.root, key=skey)
+    ctx.result.signed_by = list(result.keyids)
+    return f"signed by {skey.keyid[:16]}" + (" (development key)" if not (opts.key or opts.key_env) else "")
 
 
-def _sign_dev(ctx: _Context) -> Any:
-    from . import signing
+def _already_signed(ctx: _Context, keyid: str) -> bool:
+    """True when capsule.sig already carries ``keyid`` over this exact seal: re-shipping stays a no-op."""
+    from .envelope import Envelope, Statement
 
-    key = signing.dev_key(create=True)
-    return signing.sign_capsule(ctx.capsule.root, key=key)
-
-
-def _keyids(result: Any) -> list[str]:
-    for attr in ("keyids", "signed_by"):
-        value = getattr(result, attr, None)
-        if value:
-            return [str(v) for v in value]
-    keyid = getattr(result, "keyid", None)
-    return [str(keyid)] if keyid else []
+    try:
+        envelope = Envelope.from_json(ctx.capsule.sig_path.read_bytes(), str(ctx.capsule.sig_path))
+        statement = Statement.parse(envelope.payload, str(ctx.capsule.sig_path))
+    except (OSError, QlcapsuleError):
+        return False
+    return (
+        statement.subject_name == ctx.capsule.ref
+        and statement.digest == ctx.capsule.digest
+        and statement.expires is None
+        and any(sig.keyid == keyid for sig in envelope.signatures)
+    )
 
 
 def _step_commit(ctx: _Context) -> str:
-    from . import store
+    from .store import commit_capsule
 
     opts = ctx.job.options
-    result: Any = store.commit_capsule(
-        ctx.capsule.root, message=opts.message, store=ctx.job.store, branch=ctx.job.branch
-    )
-    commit = getattr(result, "commit", None) or getattr(result, "id", None) or (result if isinstance(result, str) else None)
-    ctx.result.commit = str(commit) if commit else None
-    ctx.result.store = ctx.job.store or _enclosing_repo(ctx.capsule.root)
-    created = getattr(result, "created", True)
-    what = f"commit {str(commit)[:12]}" if commit else "committed"
-    return what if created else f"{what} (unchanged)"
+    result = commit_capsule(ctx.capsule.root, message=opts.message, store=ctx.job.store, branch=ctx.job.branch)
+    ctx.result.commit, ctx.result.store = result.commit, result.store
+    what = f"{result.branch} {result.commit[:12]}"
+    return what if result.created else f"{what} (unchanged)"
 
 
 def _needed_formats(ctx: _Context) -> list[str]:
@@ -321,15 +324,21 @@ def _needed_formats(ctx: _Context) -> list[str]:
 
 
 def _step_export(ctx: _Context) -> str:
-    from .delivery import make_artifact
+    from .components import Artifact
     from .exporting import export_capsule
 
-    outdir = ctx.staging if "deliver" in ctx.job.steps else Path(ctx.job.options.output).resolve()
+    deliver = "deliver" in ctx.job.steps
+    outdir = ctx.staging if deliver else Path(ctx.job.options.output).resolve()
     outdir.mkdir(parents=True, exist_ok=True)
     for fmt in _needed_formats(ctx):
-        result: Any = export_capsule(ctx.capsule.root, fmt, _out_path(ctx, fmt, outdir))
-        path = Path(getattr(result, "path", None) or result)
-        artifact = make_artifact(path, media_type=getattr(result, "media_type", None))
+        result = export_capsule(ctx.capsule.root, fmt, _out_path(ctx, fmt, outdir))
+        assert result.path is not None
+        if result.directory and deliver:
+            raise InputError(
+                f"format {fmt!r} exports a directory, which cannot be delivered; "
+                "pick an archive format or ship with --no-deliver"
+            )
+        artifact = Artifact(result.path, result.path.name, result.sha256, result.size, result.media_type)
         ctx.artifacts[fmt] = artifact
         if "deliver" not in ctx.job.steps:
             ctx.result.artifacts.append(_artifact_dict(artifact, fmt))
@@ -450,18 +459,17 @@ def _worker(job: _Job) -> CapsuleResult:
 
 def _prepare_shared(jobs: list[_Job]) -> None:
     """Create what workers would otherwise race for: the dev key and the default stores."""
-    if any("sign" in j.steps for j in jobs) and not any(j.options.key for j in jobs):
+    if any("sign" in j.steps and not (j.options.key or j.options.key_env) for j in jobs):
         from . import signing
 
         signing.dev_key(create=True)
     stores = {j.store for j in jobs if "commit" in j.steps and j.store}
-    for store in stores:
-        path = Path(store)
-        if not path.exists():
-            import pygit2
+    for store in sorted(stores):
+        if not Path(store).exists():
+            from .store import open_store
 
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pygit2.init_repository(str(path), bare=True)
+            Path(store).parent.mkdir(parents=True, exist_ok=True)
+            open_store(store=store, create=True)
 
 
 def ship(
@@ -481,7 +489,7 @@ def ship(
     options = options or ShipOptions()
     planned = plan(paths, options)
     if on_plan is not None:
-        on_plan([CapsuleResult(path=j.root, name=Capsule.load(j.root).name) for j in planned])
+        on_plan([_named(j.root) for j in planned])
     _prepare_shared(planned)
     workers = min(len(planned), jobs or os.cpu_count() or 1)
     if workers <= 1:
@@ -571,3 +579,8 @@ def all_capsules(top: str | Path = ".") -> list[Path]:
         if "capsule.yaml" in filenames:
             out.append(Path(dirpath))
     return out
+
+
+def _named(root: str) -> CapsuleResult:
+    capsule = Capsule.load(root)
+    return CapsuleResult(path=root, name=capsule.name, version=capsule.version)

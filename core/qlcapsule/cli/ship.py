@@ -31,7 +31,7 @@ class LineReporter:
         self.names: list[str] = []
 
     def plan(self, capsules: list[CapsuleResult]) -> None:
-        self.names = [c.name or c.path for c in capsules]
+        self.names = [c.ref for c in capsules]
 
     def __call__(self, index: int, step: str, status: str, detail: str) -> None:
         if status in ("running", "skipped"):
@@ -56,7 +56,7 @@ class RichReporter:
         self.live = Live(console=self.console, transient=True, refresh_per_second=8)
 
     def plan(self, capsules: list[CapsuleResult]) -> None:
-        self.rows = [[c.name or c.path, "", "waiting", ""] for c in capsules]
+        self.rows = [[c.ref, "", "waiting", ""] for c in capsules]
         self.live.start()
         self.live.update(self._table())
 
@@ -144,6 +144,7 @@ def print_summary(result: ShipResult) -> None:
 @click.option("--branch", help="Store branch (default: ship.branch, 'main').")
 @click.option("-m", "--message", help="Commit message.")
 @click.option("--key", envvar="QLCAPSULE_SIGNING_KEY", help="Signing key file (default: the development key, created on first use).")
+@click.option("--key-env", metavar="NAME", help="Environment variable holding the signing key itself (CI secrets).")
 @click.option("-o", "--output", default="dist", show_default=True, help="Where exports go with --no-deliver.")
 @click.option("--dry-run", is_flag=True, help="Check delivery targets and say where artifacts would go; upload nothing.")
 @click.option("-j", "--jobs", type=click.IntRange(1), help="Capsules shipped at once (default: one per core).")
@@ -177,6 +178,7 @@ def ship(directories: tuple[str, ...], **kw: Any) -> None:
         branch=kw["branch"],
         message=kw["message"],
         key=kw["key"],
+        key_env=kw["key_env"],
         output=kw["output"],
         dry_run=kw["dry_run"],
     )
