@@ -185,11 +185,21 @@ class Signer(Component):
 
 
 class Exporter(Component):
-    """Turns a sealed capsule into an artifact written to a binary stream."""
+    """Turns a sealed capsule into an artifact written to a binary stream.
+
+    ``export`` must write the same bytes for the same capsule, whatever the
+    files' mtimes, owners or umask: use :meth:`timestamp` for every date it
+    writes. Exporters whose ``streams`` is True never seek or read ``out``, so
+    they can write to a pipe (``-o -``). A format listed in
+    ``directory_formats`` is written by :meth:`export_dir` into a new directory
+    instead of a stream.
+    """
 
     kind = "exporter"
     #: formats this exporter writes (``--format``); the first is its default
     formats: ClassVar[Sequence[str]] = ()
+    #: formats (a subset of ``formats``) whose output is a directory, written by ``export_dir``
+    directory_formats: ClassVar[Sequence[str]] = ()
     #: True when ``export`` never seeks ``out`` (so ``-o -`` works)
     streams: ClassVar[bool] = False
     media_type: ClassVar[str] = "application/octet-stream"
@@ -197,8 +207,65 @@ class Exporter(Component):
     def filename(self, capsule: Capsule, fmt: str) -> str:
         return f"{capsule.name}-{capsule.version}.{fmt}"
 
+    def check(self, fmt: str) -> None:
+        """Refuse option values that do not suit ``fmt``; called before any byte is written."""
+
+    def media_type_for(self, fmt: str) -> str:
+        """The media type of ``fmt``'s output (default: ``media_type``)."""
+        return self.media_type
+
     def export(self, capsule: Capsule, out: BinaryIO, fmt: str) -> None:
         raise NotImplementedError
+
+    def export_dir(self, capsule: Capsule, dest: Path, fmt: str) -> None:
+        """Write a directory format into ``dest`` (an empty directory the caller created)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def timestamp(capsule: Capsule) -> int:
+        """The one date an export may carry, in seconds since the epoch.
+
+        ``SOURCE_DATE_EPOCH`` when set (https://reproducible-builds.org); else the
+        capsule's own date: the ``created`` time of the signed statement in
+        capsule.sig when the capsule is signed; else 1980-01-01T00:00:00Z (the
+        earliest date a ZIP file can hold), so the bytes never depend on when or
+        where the export ran.
+        """
+        return export_timestamp(capsule)
+
+
+#: 1980-01-01T00:00:00Z: the fallback export date (the ZIP epoch).
+DEFAULT_EPOCH = 315532800
+
+
+def export_timestamp(capsule: Capsule) -> int:
+    """See :meth:`Exporter.timestamp`."""
+    import os
+
+    raw = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if raw:
+        if not raw.isdigit():
+            raise OptionsError(f"SOURCE_DATE_EPOCH: {raw!r} is not a non-negative integer number of seconds")
+        return int(raw)
+    created = _signed_created(capsule.sig_path)
+    return created if created is not None else DEFAULT_EPOCH
+
+
+def _signed_created(sig_path: Path) -> int | None:
+    """``predicate.created`` of the DSSE statement in capsule.sig, or None."""
+    import base64
+    import json
+
+    try:
+        envelope = json.loads(sig_path.read_bytes())
+        statement = json.loads(base64.b64decode(envelope["payload"]))
+        created = statement["predicate"]["created"]
+        when = _dt.datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=_dt.timezone.utc)
+    return max(0, int(when.timestamp()))
 
 
 # -- deliverers ---------------------------------------------------------------

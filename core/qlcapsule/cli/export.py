@@ -1,3 +1,106 @@
-"""CLI commands of this area (filled in by its issue)."""
+"""``qlcapsule export`` and ``qlcapsule import``."""
 
 from __future__ import annotations
+
+import click
+
+from ._common import capsule_dir, emit, json_option, main
+
+
+@main.command("export")
+@capsule_dir
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    required=True,
+    metavar="FORMAT",
+    help="zip, tar, tar.gz, tar.xz, tar.zst, helm, terraform, terraform-dir, docker, oci, oci-dir, or a plugin's.",
+)
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    metavar="PATH|-",
+    help="File (or existing directory) to write; '-' streams to stdout. Default: the current directory.",
+)
+@click.option(
+    "-O",
+    "--option",
+    "option_args",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Exporter option, merged over capsule.yaml 'exports.<exporter>'. Dotted keys nest "
+    "(resources.limits.cpu=500m); JSON for lists and maps. Repeatable.",
+)
+@json_option
+def export_cmd(directory: str, fmt: str, output: str | None, option_args: tuple[str, ...], as_json: bool) -> None:
+    """Export the sealed capsule in DIRECTORY (default: .) as FORMAT.
+
+    The capsule must be sealed and untouched. Options are checked before any
+    byte is written; the archive goes to a temp file that is renamed into
+    place, and its SHA-256 is printed and written to FILE.sha256. With
+    '-o -' the archive streams to stdout and the SHA-256 goes to stderr.
+    The same capsule always exports to the same bytes (SOURCE_DATE_EPOCH
+    sets the date inside the archive).
+
+    \b
+    Exit codes: 0 exported; 1 the capsule is not sealed or was modified;
+    2 bad format, option or output path.
+    """
+    from ..errors import UsageError
+    from ..exporting import export_capsule, parse_option_args
+
+    if output == "-" and as_json:
+        raise UsageError("--json cannot be combined with '-o -' (stdout carries the archive)")
+    result = export_capsule(directory, fmt, output, parse_option_args(option_args))
+    if result.path is None:
+        click.echo(f"sha256: {result.sha256}  -  ({result.size} bytes, {result.format})", err=True)
+        return
+
+    def text() -> None:
+        kind = "directory" if result.directory else f"{result.size} bytes"
+        click.echo(f"exported {result.capsule} as {result.format}: {result.path} ({kind})")
+        click.echo(f"sha256: {result.sha256}")
+
+    emit(as_json, result.to_dict(), text)
+
+
+@main.command("import")
+@click.argument("archive", type=click.Path(dir_okay=True, path_type=str))
+@click.argument("dest", metavar="DIR", type=click.Path(path_type=str))
+@click.option("--max-size", default="16GiB", show_default=True, help="Refuse archives that unpack to more than this.")
+@click.option("--max-files", default=200_000, show_default=True, help="Refuse archives with more entries.")
+@click.option(
+    "--max-ratio",
+    default=200.0,
+    show_default=True,
+    help="Refuse entries (and compressed streams) that inflate more than this many times (bombs).",
+)
+@json_option
+def import_cmd(archive: str, dest: str, max_size: str, max_files: int, max_ratio: float, as_json: bool) -> None:
+    """Safely unpack a zip, tar (.tar/.gz/.xz/.zst) or OCI export into DIR and verify it.
+
+    DIR must not exist (or be empty). The archive is unpacked into a new
+    temp directory beside DIR; absolute paths, '..', backslashes, links,
+    devices, duplicate or colliding names (case, Unicode normalisation) and
+    bombs (size and compression-ratio limits) are refused. The unpacked
+    capsule is verified against its lock (and signature policy) before it is
+    renamed to DIR; on any failure nothing is left behind.
+
+    \b
+    Exit codes: 0 imported and verified; 1 verification failed;
+    2 unsafe or malformed archive, or DIR is not empty.
+    """
+    from pathlib import Path
+
+    from ..safeimport import Limits, import_archive, parse_size
+
+    limits = Limits(max_total=parse_size(max_size, "--max-size"), max_files=max_files, max_ratio=max_ratio)
+    result = import_archive(Path(archive), Path(dest), limits=limits)
+
+    def text() -> None:
+        click.echo(f"imported {result.capsule} ({result.files} files, {result.format}) into {result.path}")
+        click.echo(f"digest: {result.digest}")
+
+    emit(as_json, result.to_dict(), text)

@@ -1,0 +1,292 @@
+"""Export a sealed capsule with one of the registered exporters.
+
+``export_capsule(root, fmt, output)`` is what ``qlcapsule export``, ``ship``
+and the Action call. In order, before any byte is written:
+
+1. the exporter for ``fmt`` is looked up and its options — capsule.yaml
+   ``exports.<exporter>`` with ``--option k=v`` merged over them — are
+   validated by its pydantic model (and its ``check(fmt)``);
+2. the capsule must be sealed and untouched (:meth:`Capsule.verify_integrity`);
+3. the output must not land inside the capsule (it would change it).
+
+Files are written to a temp file in the destination directory, fsynced and
+renamed, so a failed export never leaves a half-written archive; the archive's
+SHA-256 is recorded beside it in ``<file>.sha256`` (``sha256sum -c`` format).
+``output="-"`` streams to stdout (exporters with ``streams = True`` only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from .capsule import Capsule
+from .components import Exporter
+from .errors import InputError, OptionsError
+from .lock import atomic_write
+from .log import event, get_logger
+
+__all__ = ["ExportResult", "export_capsule", "parse_option_args", "resolve_exporter"]
+
+log = get_logger("export")
+
+
+@dataclass
+class ExportResult:
+    """What was written: ``path`` is None when the export went to stdout."""
+
+    path: Path | None
+    format: str
+    exporter: str
+    sha256: str
+    size: int
+    media_type: str
+    capsule: str
+    digest: str
+    sidecar: Path | None = None
+    directory: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["path"] = str(self.path) if self.path else "-"
+        data["sidecar"] = str(self.sidecar) if self.sidecar else None
+        return data
+
+
+class _HashingWriter:
+    """Counts and hashes what passes through; never seeks."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.size = 0
+        self._h = hashlib.sha256()
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self._h.update(data)
+        self.raw.write(data)
+        n = len(data)
+        self.size += n
+        return n
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()
+
+
+def _parse_value(text: str) -> Any:
+    """``--option`` values are strings (pydantic coerces ``3`` or ``true``); JSON for lists and maps."""
+    if text[:1] in ("{", "["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise OptionsError(f"--option value {text!r}: invalid JSON: {exc.msg}") from None
+    return text
+
+
+def parse_option_args(pairs: Sequence[str]) -> dict[str, Any]:
+    """``["level=9", "resources.limits.cpu=500m"]`` -> nested dict; dotted keys nest."""
+    result: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise OptionsError(f"--option {pair!r}: expected KEY=VALUE")
+        parts = key.split(".")
+        if any(not p for p in parts):
+            raise OptionsError(f"--option {pair!r}: empty part in key {key!r}")
+        node = result
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise OptionsError(f"--option {pair!r}: {part!r} is already set to a value")
+            node = child
+        node[parts[-1]] = _parse_value(value)
+    return result
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def resolve_exporter(capsule: Capsule, fmt: str, options: Mapping[str, Any] | None = None) -> Exporter:
+    """The exporter for ``fmt`` with validated options (capsule.yaml ``exports`` + ``options``)."""
+    from .plugins import registry
+
+    cls = registry().exporter_for(fmt)
+    configured = capsule.definition.exports.get(cls.name, {})
+    merged = _merge(configured, options or {})
+    where = f"exporter {cls.name!r} options (capsule.yaml exports.{cls.name} and --option)"
+    exporter = cls.from_options(merged, where=where)
+    assert isinstance(exporter, Exporter)
+    exporter.check(fmt)
+    return exporter
+
+
+def _inside_capsule(capsule: Capsule, target: Path) -> str | None:
+    """The capsule-relative path when ``target`` would become one of the capsule's files."""
+    try:
+        rel = target.resolve().relative_to(capsule.root)
+    except ValueError:
+        return None
+    parts = rel.parts
+    globs = capsule.globs()
+    for i in range(1, len(parts)):
+        if globs.prune_dir("/".join(parts[:i])):
+            return None
+    path = "/".join(parts)
+    if path in ("capsule.lock", "capsule.sig"):
+        return path
+    return path if globs.wants(path) else None
+
+
+def export_capsule(
+    root: str | Path,
+    fmt: str,
+    output: str | Path | None = None,
+    options: Mapping[str, Any] | None = None,
+    *,
+    stdout: BinaryIO | None = None,
+) -> ExportResult:
+    """Export the capsule at ``root`` as ``fmt``; see the module docstring.
+
+    ``output``: None writes ``<cwd>/<exporter filename>``; a directory writes
+    that file inside it; ``"-"`` streams to ``stdout`` (default ``sys.stdout``).
+    """
+    capsule = Capsule.load(root)
+    exporter = resolve_exporter(capsule, fmt, options)
+    directory = fmt in exporter.directory_formats
+    to_stdout = str(output) == "-"
+    if to_stdout and (directory or not exporter.streams):
+        raise InputError(f"format {fmt!r} cannot be written to stdout; pass -o PATH")
+    target: Path | None = None
+    if not to_stdout:
+        target = Path(output) if output is not None else Path.cwd()
+        if target.is_dir() and not directory:
+            target = target / exporter.filename(capsule, fmt)
+        elif output is None and directory:
+            target = target / exporter.filename(capsule, fmt)
+        inside = _inside_capsule(capsule, target)
+        if inside is not None:
+            raise InputError(
+                f"{target}: refusing to write the export inside the capsule (it would become part of it as "
+                f"{inside!r}); pass -o outside {capsule.root} or exclude that path in capsule.yaml"
+            )
+        if not target.parent.is_dir():
+            raise InputError(f"{target.parent}: output directory does not exist")
+    lock = capsule.verify_integrity()
+    if directory:
+        assert target is not None
+        result = _export_dir(capsule, exporter, fmt, target)
+    elif to_stdout:
+        raw = stdout if stdout is not None else sys.stdout.buffer
+        hw = _HashingWriter(raw)
+        exporter.export(capsule, hw, fmt)  # type: ignore[arg-type]
+        hw.flush()
+        result = _result(None, fmt, exporter, hw, capsule, lock.digest)
+    else:
+        assert target is not None
+        result = _export_file(capsule, exporter, fmt, target, lock.digest)
+    event(log, "export.done", capsule=capsule.ref, format=fmt, path=str(result.path or "-"), sha256=result.sha256)
+    return result
+
+
+def _result(
+    path: Path | None, fmt: str, exporter: Exporter, hw: _HashingWriter, capsule: Capsule, digest: str
+) -> ExportResult:
+    return ExportResult(
+        path=path,
+        format=fmt,
+        exporter=exporter.name,
+        sha256=hw.hexdigest(),
+        size=hw.size,
+        media_type=exporter.media_type_for(fmt),
+        capsule=capsule.ref,
+        digest=digest,
+    )
+
+
+def _export_file(capsule: Capsule, exporter: Exporter, fmt: str, target: Path, digest: str) -> ExportResult:
+    if target.is_dir():
+        raise InputError(f"{target}: is a directory")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb", buffering=1 << 20) as f:
+            hw = _HashingWriter(f)  # type: ignore[arg-type]
+            exporter.export(capsule, hw, fmt)  # type: ignore[arg-type]
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        _unlink(Path(tmp))
+        raise
+    result = _result(target, fmt, exporter, hw, capsule, digest)
+    sidecar = target.with_name(target.name + ".sha256")
+    atomic_write(sidecar, f"{result.sha256}  {target.name}\n".encode())
+    result.sidecar = sidecar
+    return result
+
+
+def _export_dir(capsule: Capsule, exporter: Exporter, fmt: str, target: Path) -> ExportResult:
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise InputError(f"{target}: already exists and is not an empty directory")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+    try:
+        exporter.export_dir(capsule, tmp, fmt)
+        os.chmod(tmp, 0o755)
+        h, size = _tree_digest(tmp)
+        if target.exists():
+            target.rmdir()
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ExportResult(
+        path=target,
+        format=fmt,
+        exporter=exporter.name,
+        sha256=h,
+        size=size,
+        media_type=exporter.media_type_for(fmt),
+        capsule=capsule.ref,
+        digest=capsule.digest,
+        directory=True,
+    )
+
+
+def _tree_digest(root: Path) -> tuple[str, int]:
+    """SHA-256 over ``sha256sum``-style lines of every file (sorted), and the total size."""
+    lines = []
+    total = 0
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        total += path.stat().st_size
+        lines.append(f"{h.hexdigest()}  {rel}\n")
+    return hashlib.sha256("".join(lines).encode()).hexdigest(), total
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return
