@@ -63,11 +63,18 @@ def seal_capsule(root: Path) -> SealResult:
 
 
 def verify_capsule(root: Path, **signature_options: Any) -> dict[str, Any]:
-    """Integrity (and, with the signing plugins, signatures); raises on any failure."""
+    """Integrity first, then signatures and the signature policy; raises on any failure.
+
+    ``signature_options`` are those of :func:`qlcapsule.signing.verify_signatures`
+    (``keys``, ``hmac_key_envs``, ``trust``, ``threshold``, ``require_signature``,
+    ``min_version``, ``allow_rollback``, ``now``). The signing module (and through
+    the signer plugins, ``cryptography``) is imported only when there is something
+    to check: a capsule.sig, a key option or a policy that requires a signature.
+    """
     capsule = Capsule.load(root)
     lock = capsule.verify_integrity()
     event(log, "verify.integrity", capsule=capsule.ref, digest=lock.digest)
-    return {
+    report: dict[str, Any] = {
         "ok": True,
         "capsule": capsule.name,
         "version": capsule.version,
@@ -75,6 +82,15 @@ def verify_capsule(root: Path, **signature_options: Any) -> dict[str, Any]:
         "files": len(lock.files),
         "integrity": "ok",
     }
+    opts = {k: v for k, v in signature_options.items() if v not in (None, False, (), [])}
+    policy = capsule.definition.policy
+    if opts or capsule.sig_path.exists() or policy.require_signature or policy.min_version:
+        from .signing import verify_signatures
+
+        report["signature"] = verify_signatures(capsule, lock, **opts)
+    else:
+        report["signature"] = {"status": "unsigned"}
+    return report
 
 
 __all__ = ["init_capsule", "seal_capsule", "verify_capsule", "dns_label", "IntegrityError"]

@@ -1,3 +1,119 @@
-"""CLI commands of this area (filled in by its issue)."""
+"""keygen and sign."""
 
 from __future__ import annotations
+
+import sys
+
+import click
+
+from ._common import capsule_dir, emit, json_option, main
+
+
+@main.command()
+@click.option(
+    "--type",
+    "key_type",
+    default="ed25519",
+    show_default=True,
+    metavar="ed25519|hmac",
+    help="Key algorithm: ed25519 (a key pair) or hmac (hmac-sha256, a 32-byte shared secret).",
+)
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    default=None,
+    metavar="PATH",
+    help="Private key file (default ./qlcapsule.key); the public key goes next to it as .pub. "
+    "'-' prints the private key on stdout (to pipe into a secret store).",
+)
+@click.option("--force", is_flag=True, help="Replace existing key files.")
+@json_option
+def keygen(key_type: str, output: str | None, force: bool, as_json: bool) -> None:
+    """Generate a signing key and print its key id.
+
+    The private key file is written with mode 0600 and never overwritten
+    without --force. Ed25519 keys also get a public key file (PATH.pub, or
+    PATH with .key replaced by .pub) to hand to verifiers.
+
+    \b
+    Examples:
+      qlcapsule keygen                         # ./qlcapsule.key + ./qlcapsule.pub
+      qlcapsule keygen --type hmac -o ci.hmac  # a shared secret for --key-env / --hmac-key-env
+
+    Exit codes: 0 written; 2 bad usage or the file exists.
+    """
+    from ..signing import keygen as _keygen
+
+    result = _keygen(key_type, output, force=force)
+    if output == "-":
+        material = result.pop("material")
+        sys.stdout.buffer.write(material)
+        sys.stdout.flush()
+        click.echo(f"key id: {result['keyid']}", err=True)
+        return
+    text = f"wrote {result['private']} (private, 0600)"
+    if result["public"]:
+        text += f" and {result['public']} (public)"
+    emit(as_json, result, f"{text}\nkey id: {result['keyid']}")
+
+
+@main.command()
+@capsule_dir
+@click.option("--key", "key", metavar="FILE|-", help="Private key file, or '-' to read it from stdin.")
+@click.option(
+    "--key-env", "key_env", metavar="NAME", help="Environment variable holding the key (e.g. an HMAC secret)."
+)
+@click.option("--dev-key", is_flag=True, help="Sign with the development key (created on first use, with a warning).")
+@click.option(
+    "--type",
+    "key_type",
+    default=None,
+    metavar="ed25519|hmac",
+    help="Key algorithm; default: recognised from the key (PEM/OpenSSH -> ed25519, else hmac).",
+)
+@click.option(
+    "--expires",
+    metavar="WHEN",
+    help="Expiry: a duration from now (90d, 12h, 2w) or an RFC 3339 time. Omit it to co-sign an existing statement.",
+)
+@json_option
+def sign(
+    directory: str,
+    key: str | None,
+    key_env: str | None,
+    dev_key: bool,
+    key_type: str | None,
+    expires: str | None,
+    as_json: bool,
+) -> None:
+    """Sign the sealed capsule DIRECTORY: write capsule.sig (a DSSE envelope).
+
+    The capsule must be sealed and unchanged since. Signing with another key
+    adds a signature (co-signing, key rotation); signing again with the same
+    key replaces that key's signature. Keys come from --key FILE, --key -
+    (stdin) or --key-env NAME, never from capsule.yaml.
+
+    Exit codes: 0 signed; 1 the capsule changed since it was sealed;
+    2 bad usage, unreadable or unsuitable key.
+    """
+    from ..errors import UsageError
+    from ..signing import dev_key as _dev_key
+    from ..signing import sign_capsule
+
+    if dev_key:
+        if key or key_env:
+            raise UsageError("--dev-key cannot be combined with --key or --key-env")
+        key = str(_dev_key(create=True))
+    if not key and not key_env:
+        raise UsageError("no signing key: pass --key FILE, --key - (stdin), --key-env NAME or --dev-key")
+    result = sign_capsule(directory, key, key_env=key_env, key_type=key_type, expires=expires)
+    data = result.to_dict()
+    n = len(result.keyids)
+    text = (
+        f"signed {result.capsule}@{result.version} sha256:{result.digest} with {result.algorithm} key "
+        f"{result.keyid[:16]} ({n} signature{'s' if n != 1 else ''} in {result.path.name}"
+        + (f", expires {result.expires}" if result.expires else "")
+        + ")"
+    )
+    emit(as_json, data, text)

@@ -2,22 +2,129 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import click
 
 from ._common import capsule_dir, emit, json_option, main
 
 
+def _signature_text(sig: dict[str, Any]) -> str:
+    status = sig.get("status")
+    if status == "verified":
+        keys = ", ".join(f"{k['algorithm']} {k['keyid'][:16]}" for k in sig["keys"])
+        tail = f", expires {sig['expires']}" if sig.get("expires") else ""
+        return f"signed by {keys} ({len(sig['keys'])} of {sig['threshold']} required{tail})"
+    if status == "unchecked":
+        return f"capsule.sig present ({sig['signatures']} signature(s)) but NOT checked: {sig['reason']}"
+    return "unsigned"
+
+
 @main.command()
 @capsule_dir
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    metavar="PUB",
+    help="Trusted public key file (Ed25519 PEM or ssh-ed25519). Repeatable.",
+)
+@click.option(
+    "--hmac-key-env",
+    "hmac_key_envs",
+    multiple=True,
+    metavar="NAME",
+    help="Environment variable holding a trusted HMAC secret. Repeatable.",
+)
+@click.option(
+    "--trust",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="Trust file (YAML/JSON list of keys); replaces policy.trust.",
+)
+@click.option(
+    "--threshold",
+    type=click.IntRange(min=1),
+    help="Distinct trusted keys that must have signed (default: policy.threshold, 1).",
+)
+@click.option(
+    "--require-signature",
+    is_flag=True,
+    help="Fail when the capsule is unsigned (implied by --key, --hmac-key-env, --trust).",
+)
+@click.option(
+    "--min-version", metavar="VERSION", help="Refuse a signature for a version older than VERSION (rollback)."
+)
+@click.option("--allow-rollback", is_flag=True, help="Do not compare with the newest version in the version store.")
 @json_option
-def verify(directory: str, as_json: bool) -> None:
-    """Check DIRECTORY against its lock (and signatures).
+def verify(
+    directory: str,
+    keys: tuple[str, ...],
+    hmac_key_envs: tuple[str, ...],
+    trust: str | None,
+    threshold: int | None,
+    require_signature: bool,
+    min_version: str | None,
+    allow_rollback: bool,
+    as_json: bool,
+) -> None:
+    """Check DIRECTORY against its lock, then its signatures.
 
-    Exit status 1 naming the first difference when anything changed.
+    Integrity comes first: every file must match capsule.lock. Then, when
+    capsule.sig exists or a key option is given, the DSSE signatures are
+    checked against the trusted keys, followed by the signed statement
+    (name/version, digest of the files on disk, expiry, rollback).
+    A signed capsule with no trusted keys given is reported as "not checked".
+
+    Exit codes: 0 verified; 1 tampered, unsigned under a policy, or a
+    signature failed (the message names the cause); 2 bad usage or an
+    unreadable key/trust file. With --json a failure also prints
+    {"ok": false, "reason": ...} on stdout.
     """
+    from ..errors import QlcapsuleError
     from ..pipeline import verify_capsule
 
-    report = verify_capsule(Path(directory))
-    emit(as_json, report, f"ok {report['capsule']}@{report['version']} sha256:{report['digest']} ({report['files']} files)")
+    try:
+        report = verify_capsule(
+            Path(directory),
+            keys=list(keys),
+            hmac_key_envs=list(hmac_key_envs),
+            trust=trust,
+            threshold=threshold,
+            require_signature=require_signature,
+            min_version=min_version,
+            allow_rollback=allow_rollback,
+        )
+    except QlcapsuleError as exc:
+        if as_json:
+            from ..log import scrub
+
+            cause = (
+                "integrity"
+                if type(exc).__name__ == "IntegrityError"
+                else "signature"
+                if type(exc).__name__ == "SignatureError"
+                else "input"
+            )
+            click.echo(
+                json.dumps(
+                    {
+                        "ok": False,
+                        "directory": directory,
+                        "stage": cause,
+                        "reason": scrub(exc.message),
+                        "exit_code": exc.exit_code,
+                    },
+                    indent=2,
+                )
+            )
+        raise
+    sig = report.get("signature") or {"status": "unsigned"}
+    emit(
+        as_json,
+        report,
+        f"ok {report['capsule']}@{report['version']} sha256:{report['digest']} ({report['files']} files); "
+        + _signature_text(sig),
+    )

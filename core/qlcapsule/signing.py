@@ -1,0 +1,601 @@
+"""Signing and verifying capsules: keys, trust files, policy, capsule.sig.
+
+Keys come from a file, an environment variable or stdin (``-``), never from
+capsule.yaml. Signers are plugins (``hmac-sha256``, ``ed25519``) found through
+the registry; this module imports no cryptography itself, so ``verify`` of an
+unsigned capsule never pays for it.
+
+Verification (:func:`verify_signatures`) runs after the integrity check and
+fails closed: PAE signatures first (threshold of *distinct* trusted keys; key
+ids are hints only; each key verifies only its own algorithm), then the
+statement: subject name/version against capsule.yaml, subject digest against the
+digest of the files on disk, expiry, and rollback (``--min-version``,
+``policy.min_version`` and the newest version the version store knows). Any
+unexpected exception is a failure, never a pass.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .capsule import Capsule
+from .envelope import PAYLOAD_TYPE, Envelope, EnvelopeSignature, Statement, VerifyKey, format_time, pae, verify_envelope
+from .errors import CredentialsError, InputError, IntegrityError, QlcapsuleError, SignatureError, StoreError
+from .lock import Lock, atomic_write
+from .log import event, get_logger
+from .model import SEMVER
+
+log = get_logger("signing")
+
+ENV_HOME = "QLCAPSULE_HOME"
+DEFAULT_KEY = "qlcapsule.key"
+ALIASES = {"hmac": "hmac-sha256"}
+
+__all__ = [
+    "SigningKey",
+    "SignResult",
+    "load_signing_key",
+    "load_public_key",
+    "load_hmac_env",
+    "load_trust_file",
+    "keygen",
+    "sign_capsule",
+    "verify_signatures",
+    "dev_key",
+    "parse_expires",
+    "semver_key",
+]
+
+
+def _signer(name: str) -> Any:
+    from . import plugins
+
+    return plugins.instantiate("signer", ALIASES.get(name, name))
+
+
+def _warn(text: str) -> None:
+    sys.stderr.write(f"warning: {text}\n")
+    sys.stderr.flush()
+
+
+# -- keys ---------------------------------------------------------------------
+
+
+@dataclass
+class SigningKey:
+    signer: Any
+    key: Any
+    keyid: str
+    source: str
+
+    @property
+    def algorithm(self) -> str:
+        return str(self.signer.name)
+
+
+def _read_key_file(path: str | Path, what: str) -> bytes:
+    if str(path) == "-":
+        data = sys.stdin.buffer.read()
+        if not data.strip():
+            raise CredentialsError(f"{what} -: nothing on stdin")
+        return data
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise CredentialsError(f"{what} {p}: no such file") from None
+    except IsADirectoryError:
+        raise CredentialsError(f"{what} {p}: is a directory") from None
+    except PermissionError:
+        raise CredentialsError(f"{what} {p}: permission denied") from None
+    return data
+
+
+def _read_env(name: str, what: str) -> bytes:
+    value = os.environ.get(name)
+    if not value:
+        raise CredentialsError(f"{what} {name}: the environment variable is not set or empty")
+    return value.encode("utf-8")
+
+
+def _sniff(material: bytes, method: str) -> list[str]:
+    from . import plugins
+
+    reg = plugins.registry()
+    found = []
+    for name in reg.names("signer"):
+        fn = getattr(reg.get("signer", name), method, None)
+        if fn is not None and fn(material):
+            found.append(name)
+    return found
+
+
+def load_signing_key(
+    key: str | Path | SigningKey | None = None, *, key_env: str | None = None, key_type: str | None = None
+) -> SigningKey:
+    """A private key from a file (``-`` = stdin) or an environment variable.
+
+    The algorithm is ``key_type`` when given, else recognised from the material
+    (PEM/OpenSSH -> ed25519, anything else -> hmac-sha256).
+    """
+    if isinstance(key, SigningKey):
+        return key
+    if (key is None) == (key_env is None):
+        raise InputError("give exactly one signing key: --key FILE, --key - (stdin) or --key-env NAME")
+    if key_env is not None:
+        material, source = _read_env(key_env, "--key-env"), f"${key_env}"
+    else:
+        assert key is not None
+        material, source = _read_key_file(key, "--key"), ("stdin" if str(key) == "-" else str(key))
+        if str(key) != "-":
+            _check_permissions(Path(key))
+    if key_type:
+        name = ALIASES.get(key_type, key_type)
+    else:
+        found = [n for n in _sniff(material, "sniff_private") if n != "hmac-sha256"] or _sniff(
+            material, "sniff_private"
+        )
+        if not found:
+            raise CredentialsError(f"{source}: not a key any signer recognises; pass --type")
+        name = found[0]
+    signer = _signer(name)
+    try:
+        loaded = signer.load_signing_key(material)
+    except QlcapsuleError as exc:
+        raise CredentialsError(f"{source}: {exc.message}") from None
+    return SigningKey(signer, loaded, signer.keyid(loaded), source)
+
+
+def _check_permissions(path: Path) -> None:
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return
+    if os.name == "posix" and mode & 0o077:
+        _warn(f"{path}: private key is readable by others (mode {mode:04o}); run 'chmod 600 {path}'")
+
+
+def _verify_key(signer: Any, material: bytes, source: str) -> VerifyKey:
+    try:
+        loaded = signer.load_verify_key(material)
+    except QlcapsuleError as exc:
+        raise CredentialsError(f"{source}: {exc.message}") from None
+    return VerifyKey(signer, loaded, signer.keyid(loaded), source)
+
+
+def load_public_key(path: str | Path) -> VerifyKey:
+    """A public key file (``--key``); never read as an HMAC secret."""
+    material = _read_key_file(path, "--key")
+    found = _sniff(material, "sniff_public")
+    if not found:
+        raise CredentialsError(
+            f"--key {path}: not a public key (expected an Ed25519 PEM 'PUBLIC KEY' or 'ssh-ed25519 ...'); "
+            f"HMAC secrets are given with --hmac-key-env or a trust file entry"
+        )
+    return _verify_key(_signer(found[0]), material, str(path))
+
+
+def load_hmac_env(name: str) -> VerifyKey:
+    return _verify_key(_signer("hmac-sha256"), _read_env(name, "--hmac-key-env"), f"${name}")
+
+
+def load_trust_file(path: str | Path) -> list[VerifyKey]:
+    """Keys from a trust file (YAML or JSON); see docs/signing.md for the format."""
+    from pydantic import BaseModel, ConfigDict, ValidationError
+
+    from .components import format_validation_error
+    from .yamlsrc import load_file
+
+    class Entry(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        algorithm: str
+        key: str | None = None
+        key_file: str | None = None
+        key_env: str | None = None
+        keyid: str | None = None
+        name: str | None = None
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: trust file not found")
+    data, _ = load_file(p)
+    if isinstance(data, dict) and set(data) <= {"keys", "version"}:
+        data = data.get("keys")
+    if not isinstance(data, list) or not data:
+        raise InputError(f"{p}: a trust file is a non-empty list of keys (or a mapping with 'keys:')")
+    keys: list[VerifyKey] = []
+    for i, raw in enumerate(data):
+        where = f"{p}: keys[{i}]"
+        try:
+            entry = Entry.model_validate(raw)
+        except ValidationError as exc:
+            raise InputError(format_validation_error(exc, where)) from None
+        given = [f for f in ("key", "key_file", "key_env") if getattr(entry, f)]
+        if len(given) != 1:
+            raise InputError(f"{where}: give exactly one of key, key_file, key_env")
+        signer = _signer(entry.algorithm)
+        if entry.key is not None and signer.name == "hmac-sha256":
+            raise InputError(f"{where}: an HMAC secret cannot be written in a trust file; use key_env or key_file")
+        if entry.key is not None:
+            material, source = entry.key.encode("utf-8"), f"{where}"
+        elif entry.key_file is not None:
+            kf = (p.parent / entry.key_file) if not os.path.isabs(entry.key_file) else Path(entry.key_file)
+            material, source = _read_key_file(kf, f"{where}: key_file"), str(kf)
+        else:
+            material, source = _read_env(str(entry.key_env), f"{where}: key_env"), f"${entry.key_env}"
+        vk = _verify_key(signer, material, entry.name or source)
+        if entry.keyid and entry.keyid != vk.keyid:
+            raise InputError(f"{where}: keyid {entry.keyid[:16]}... does not match the key ({vk.keyid[:16]}...)")
+        keys.append(vk)
+    return keys
+
+
+def _write_private(path: Path, data: bytes, *, force: bool) -> None:
+    """Write a 0600 file atomically; without ``force`` never replace an existing one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if force:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # fails if the path exists: no clobbering, no race
+    except FileExistsError:
+        raise InputError(f"{path}: already exists; not overwriting (use --force)") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _public_path(private: Path) -> Path:
+    return private.with_suffix(".pub") if private.suffix == ".key" else private.with_name(private.name + ".pub")
+
+
+def keygen(key_type: str = "ed25519", out: str | Path | None = None, *, force: bool = False) -> dict[str, Any]:
+    """Generate a key pair; write the private half 0600 (and ``.pub`` for asymmetric keys)."""
+    signer = _signer(key_type)
+    pair = signer.generate_key()
+    result: dict[str, Any] = {"type": signer.name, "keyid": pair.keyid, "private": None, "public": None}
+    if str(out) == "-":
+        result["material"] = pair.private
+        return result
+    path = Path(out or DEFAULT_KEY)
+    pub = _public_path(path) if pair.public else None
+    if not force and pub is not None and pub.exists():
+        raise InputError(f"{pub}: already exists; not overwriting (use --force)")
+    _write_private(path, pair.private, force=force)
+    result["private"] = str(path)
+    if pub is not None and pair.public is not None:
+        atomic_write(pub, pair.public, mode=0o644)
+        result["public"] = str(pub)
+    event(log, "keygen.done", type=signer.name, keyid=pair.keyid)
+    return result
+
+
+def qlcapsule_home() -> Path:
+    return Path(os.environ.get(ENV_HOME) or Path.home() / ".config" / "qlcapsule")
+
+
+def dev_key(create: bool = True) -> Path:
+    """The development ed25519 key, created on first use (with a warning on stderr)."""
+    path = qlcapsule_home() / "dev.key"
+    if path.is_file():
+        return path
+    if not create:
+        raise CredentialsError(f"{path}: no development key (run 'qlcapsule sign --dev-key' or 'ship' once)")
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        info = keygen("ed25519", path)
+    except InputError:
+        if path.is_file():  # another process created it first
+            return path
+        raise
+    _warn(
+        f"created a DEVELOPMENT signing key at {path} (key id {info['keyid'][:16]}); "
+        f"it is not a trust anchor: use 'qlcapsule keygen' and --key for releases"
+    )
+    return path
+
+
+# -- signing ------------------------------------------------------------------
+
+_DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_expires(text: str, now: _dt.datetime) -> _dt.datetime:
+    """``30d``, ``12h``, ``2w`` ... from ``now``, or an RFC 3339 time/date."""
+    t = text.strip()
+    m = _DURATION.match(t.lower())
+    if m:
+        when = now + _dt.timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
+    else:
+        try:
+            when = _dt.datetime.fromisoformat(t.replace("Z", "+00:00"))
+        except ValueError:
+            raise InputError(f"--expires: {text!r} is neither a duration (30d, 12h, 2w) nor an RFC 3339 time") from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=_dt.timezone.utc)
+    if when <= now:
+        raise InputError(f"--expires: {format_time(when)} is not in the future")
+    return when
+
+
+@dataclass
+class SignResult:
+    capsule: str
+    version: str
+    digest: str
+    keyid: str
+    algorithm: str
+    path: Path
+    created: str
+    expires: str | None = None
+    keyids: list[str] = field(default_factory=list)
+    replaced: bool = False
+    dropped: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "capsule": self.capsule,
+            "version": self.version,
+            "digest": self.digest,
+            "keyid": self.keyid,
+            "algorithm": self.algorithm,
+            "signature": str(self.path),
+            "created": self.created,
+            "expires": self.expires,
+            "signatures": len(self.keyids),
+            "keyids": self.keyids,
+            "replaced": self.replaced,
+            "dropped": self.dropped,
+        }
+
+
+def _existing(path: Path) -> Envelope | None:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        return Envelope.from_json(raw, str(path))
+    except SignatureError as exc:
+        _warn(f"{exc.message}; replacing it")
+        return None
+
+
+def sign_capsule(
+    root: str | Path,
+    key: str | Path | SigningKey | None = None,
+    *,
+    key_env: str | None = None,
+    key_type: str | None = None,
+    expires: str | None = None,
+    now: _dt.datetime | None = None,
+) -> SignResult:
+    """Sign a sealed, unchanged capsule; write capsule.sig atomically.
+
+    Other keys' signatures are kept when they cover the same statement (co-signing);
+    this key's earlier signature is replaced.
+    """
+    from . import __version__
+
+    capsule = Capsule.load(root)
+    try:
+        lock = capsule.verify_integrity()
+    except IntegrityError as exc:
+        raise IntegrityError(f"cannot sign: {exc.message} (run 'qlcapsule seal' first)") from None
+    skey = load_signing_key(key, key_env=key_env, key_type=key_type)
+    now = (now or _dt.datetime.now(_dt.timezone.utc)).astimezone(_dt.timezone.utc).replace(microsecond=0)
+    exp = parse_expires(expires, now) if expires else None
+    old = _existing(capsule.sig_path)
+    kept = [s for s in old.signatures if s.keyid != skey.keyid] if old else []
+    payload: bytes | None = None
+    dropped = 0
+    if old and kept:
+        try:
+            st: Statement | None = Statement.parse(old.payload, str(capsule.sig_path))
+        except SignatureError:
+            st = None
+        same = st is not None and st.subject_name == capsule.ref and st.digest == lock.digest
+        if same and st is not None and (exp is None or st.expires == exp):
+            payload = old.payload
+        else:
+            dropped = len(kept)
+            _warn(
+                f"{capsule.sig_path}: dropping {dropped} signature(s) over a different statement (re-sign with those keys)"
+            )
+    if payload is None:
+        gen = capsule.definition.generator
+        payload = Statement.build(
+            name=capsule.name,
+            version=capsule.version,
+            digest=lock.digest,
+            files=len(lock.files),
+            created=now,
+            expires=exp,
+            generator=gen.model_dump(exclude_none=True, exclude={"answers"}) if gen else None,
+            tool_version=__version__,
+        )
+        replaced = bool(old and len(kept) < len(old.signatures))
+        signatures: list[EnvelopeSignature] = []
+    else:
+        replaced = len(kept) < len(old.signatures) if old else False
+        signatures = list(kept)
+    sig = skey.signer.sign(skey.key, pae(PAYLOAD_TYPE, payload))
+    signatures.append(EnvelopeSignature(skey.keyid, sig))
+    envelope = Envelope(payload, PAYLOAD_TYPE, signatures)
+    atomic_write(capsule.sig_path, envelope.to_json())
+    final = Statement.parse(payload)
+    event(log, "sign.done", capsule=capsule.ref, keyid=skey.keyid, signatures=len(signatures))
+    return SignResult(
+        capsule=capsule.name,
+        version=capsule.version,
+        digest=lock.digest,
+        keyid=skey.keyid,
+        algorithm=skey.algorithm,
+        path=capsule.sig_path,
+        created=format_time(final.created),
+        expires=format_time(final.expires) if final.expires else None,
+        keyids=[s.keyid for s in signatures],
+        replaced=replaced,
+        dropped=dropped,
+    )
+
+
+# -- verifying ----------------------------------------------------------------
+
+
+def semver_key(version: str) -> tuple[Any, ...]:
+    """A sort key with SemVer 2.0.0 precedence (build metadata ignored)."""
+    m = SEMVER.match(version)
+    if not m:
+        raise InputError(f"{version!r} is not a SemVer 2.0.0 version")
+    core = (int(m.group(1)), int(m.group(2)), int(m.group(3)))
+    if m.group(4) is None:
+        return (core, 1, ())
+    parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in m.group(4).split("."))
+    return (core, 0, parts)
+
+
+def _store_latest(root: Path, name: str) -> str | None:
+    """The newest version the version store knows, when a store exists."""
+    try:
+        from . import store
+    except ImportError:
+        return None
+    latest = getattr(store, "latest_version", None)
+    if latest is None:
+        return None
+    try:
+        found = latest(root, name)
+    except StoreError as exc:  # no store here: nothing is known
+        event(log, "verify.no_store", reason=exc.message)
+        return None
+    return str(found) if found else None
+
+
+def _check_statement(
+    st: Statement,
+    capsule: Capsule,
+    lock: Lock,
+    *,
+    where: str,
+    now: _dt.datetime,
+    min_version: str | None,
+    check_store: bool,
+) -> None:
+    if st.subject_name != capsule.ref or st.name != capsule.name or st.version != capsule.version:
+        raise SignatureError(
+            f"{where}: signed for {st.subject_name} but capsule.yaml says {capsule.ref} "
+            f"(a signature from another capsule or version)"
+        )
+    if st.digest != lock.digest:
+        raise SignatureError(
+            f"{where}: subject digest mismatch: signed sha256:{st.digest[:16]}... but the files on disk "
+            f"hash to sha256:{lock.digest[:16]}... (re-sealed after signing; sign again)"
+        )
+    if st.expires is not None and now >= st.expires:
+        raise SignatureError(f"{where}: signature expired at {format_time(st.expires)}")
+    if min_version and semver_key(st.version) < semver_key(min_version):
+        raise SignatureError(f"{where}: rollback: signed version {st.version} is older than the minimum {min_version}")
+    if check_store:
+        latest = _store_latest(capsule.root, capsule.name)
+        if latest and SEMVER.match(latest) and semver_key(st.version) < semver_key(latest):
+            raise SignatureError(
+                f"{where}: rollback: signed version {st.version} is older than {latest}, "
+                f"the newest version of {capsule.name} in the version store (--allow-rollback to accept)"
+            )
+
+
+def verify_signatures(
+    capsule: Capsule,
+    lock: Lock,
+    *,
+    keys: Sequence[str | Path] = (),
+    hmac_key_envs: Sequence[str] = (),
+    trust: str | Path | None = None,
+    threshold: int | None = None,
+    require_signature: bool = False,
+    min_version: str | None = None,
+    allow_rollback: bool = False,
+    now: _dt.datetime | None = None,
+) -> dict[str, Any]:
+    """Check capsule.sig against trusted keys and the policy; raise SignatureError on failure.
+
+    ``lock`` must be the lock the integrity check just proved equal to the disk.
+    Explicit keys (``keys``, ``hmac_key_envs``, ``trust``) imply a signature is
+    required and replace ``policy.trust``. Threshold and minimum version are the
+    stricter of the argument and capsule.yaml's ``policy``.
+    """
+    policy = capsule.definition.policy
+    explicit = bool(keys or hmac_key_envs or trust)
+    reasons = [
+        r
+        for r, on in (
+            ("--require-signature", require_signature),
+            ("policy.require_signature in capsule.yaml", policy.require_signature),
+            ("trusted keys were given", explicit),
+        )
+        if on
+    ]
+    where = str(capsule.sig_path)
+    need = max(threshold or 1, policy.threshold)
+    if min_version is not None and not SEMVER.match(min_version):
+        raise InputError(f"--min-version: {min_version!r} is not a SemVer 2.0.0 version")
+    floor = max((v for v in (min_version, policy.min_version) if v), key=semver_key, default=None)
+    if not capsule.sig_path.is_file():
+        if reasons:
+            raise SignatureError(
+                f"{where}: missing: the capsule is not signed but a signature is required ({reasons[0]})"
+            )
+        return {"status": "unsigned"}
+    trusted: list[VerifyKey] = [load_public_key(k) for k in keys]
+    trusted += [load_hmac_env(n) for n in hmac_key_envs]
+    if trust:
+        trusted += load_trust_file(trust)
+    elif not explicit and policy.trust:
+        trusted += load_trust_file(capsule.root / policy.trust)
+    try:
+        envelope = Envelope.from_json(capsule.sig_path.read_bytes(), where)
+        if not trusted:
+            if reasons:
+                raise SignatureError(
+                    f"{where}: a signature is required ({reasons[0]}) but no trusted keys were given: "
+                    f"pass --key, --hmac-key-env or --trust, or set policy.trust"
+                )
+            return {
+                "status": "unchecked",
+                "signatures": len(envelope.signatures),
+                "reason": "no trusted keys given (--key, --hmac-key-env, --trust or policy.trust)",
+            }
+        accepted = verify_envelope(envelope, trusted, need, where)
+        # only now, with the PAE bytes verified, is the payload read
+        st = Statement.parse(envelope.payload, where)
+        now = now or _dt.datetime.now(_dt.timezone.utc)
+        _check_statement(st, capsule, lock, where=where, now=now, min_version=floor, check_store=not allow_rollback)
+    except QlcapsuleError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - fail closed: an unexpected error is never a pass
+        raise SignatureError(f"{where}: verification failed: {type(exc).__name__}: {exc}") from exc
+    event(log, "verify.signatures", capsule=capsule.ref, keys=",".join(k.keyid[:16] for k in accepted))
+    return {
+        "status": "verified",
+        "threshold": need,
+        "keys": [{"keyid": k.keyid, "algorithm": k.algorithm, "source": k.source} for k in accepted],
+        "created": format_time(st.created),
+        "expires": format_time(st.expires) if st.expires else None,
+    }
