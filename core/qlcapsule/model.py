@@ -72,6 +72,14 @@ class PolicyConfig(_Strict):
     require_signature: bool = False
     threshold: int = Field(default=1, ge=1)
     trust: str | None = Field(default=None, description="path of a trust file (public keys), relative to the capsule")
+    min_version: str | None = Field(default=None, description="refuse signatures for versions older than this (SemVer)")
+
+    @field_validator("min_version")
+    @classmethod
+    def _min_semver(cls, v: str | None) -> str | None:
+        if v is not None and not SEMVER.match(v):
+            raise ValueError(f"{v!r} is not a SemVer 2.0.0 version (like 1.2.3)")
+        return v
 
 
 class WebhookConfig(_Strict):
