@@ -1,0 +1,102 @@
+"""The ``requirements`` validator: pip requirements files hold valid PEP 508 lines.
+
+Handled like pip reads them: comments (`` #``), line continuations (``\\``),
+options (``-r``, ``-c``, ``-e``, ``--index-url``, ``--hash`` ...) and direct
+URLs are accepted; every other line must parse as a PEP 508 requirement.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable, Iterator
+
+from qlcapsule import Capsule, Finding, Rule, Severity, Validator, hookimpl
+
+_COMMENT = re.compile(r"(^|\s+)#.*$")
+_OPTION = re.compile(r"^(-[a-zA-Z]|--[a-z][a-z-]*)(\s|=|$)")
+_KNOWN_OPTIONS = {
+    "-r", "--requirement", "-c", "--constraint", "-e", "--editable", "-i", "--index-url", "--extra-index-url",
+    "--no-index", "-f", "--find-links", "--pre", "--prefer-binary", "--only-binary", "--no-binary",
+    "--require-hashes", "--trusted-host", "--use-feature", "--hash", "--config-settings", "--global-option",
+}  # fmt: skip
+
+
+def logical_lines(text: str) -> Iterator[tuple[int, str]]:
+    """``(first line number, text)`` with comments dropped and continuations joined."""
+    buf: list[str] = []
+    start = 0
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = _COMMENT.sub("", raw)
+        if not buf:
+            start = number
+        if line.endswith("\\"):
+            buf.append(line[:-1])
+            continue
+        buf.append(line)
+        joined = " ".join(part.strip() for part in buf).strip()
+        buf = []
+        if joined:
+            yield start, joined
+    if buf:
+        joined = " ".join(part.strip() for part in buf).strip()
+        if joined:
+            yield start, joined
+
+
+class RequirementsValidator(Validator):
+    name = "requirements"
+    description = "pip requirements files hold valid PEP 508 requirements"
+    patterns = ("requirements*.txt", "requirements/*.txt", "constraints*.txt")
+    rules = (
+        Rule("requirements.syntax", "a line is not a valid PEP 508 requirement or pip option", Severity.ERROR),
+        Rule("requirements.duplicate", "the same project is listed twice", Severity.WARNING),
+        Rule("requirements.include", "a referenced requirements file is missing from the capsule", Severity.WARNING),
+    )
+
+    def check_file(self, capsule: Capsule, path: str, data: bytes) -> Iterable[Finding]:
+        from packaging.requirements import InvalidRequirement, Requirement
+        from packaging.utils import canonicalize_name
+
+        text = data.decode("utf-8", "replace")
+        seen: dict[str, int] = {}
+        for number, line in logical_lines(text):
+            opt = _OPTION.match(line)
+            if opt:
+                name = opt.group(1)
+                if name not in _KNOWN_OPTIONS:
+                    yield Finding("requirements.syntax", Severity.ERROR, f"unknown pip option {name}", path, number, 1)
+                elif name in ("-r", "--requirement", "-c", "--constraint"):
+                    target = line[len(name) :].lstrip(" =").strip()
+                    if target and "://" not in target:
+                        base = path.rsplit("/", 1)[0] + "/" if "/" in path else ""
+                        if not (capsule.root / (base + target)).is_file():
+                            yield Finding(
+                                "requirements.include", Severity.WARNING, f"{name} {target}: no such file", path, number, 1
+                            )
+                continue
+            if re.match(r"^[a-z][a-z0-9+.-]*://", line, re.I) or line.startswith((".", "/")):
+                continue  # a direct URL or a local path, as pip accepts them
+            spec = line.split(" --hash", 1)[0].strip()
+            try:
+                req = Requirement(spec)
+            except InvalidRequirement as exc:
+                reason = str(exc).splitlines()[0]
+                yield Finding("requirements.syntax", Severity.ERROR, f"invalid requirement {spec!r}: {reason}", path, number, 1)
+                continue
+            key = canonicalize_name(req.name)
+            if key in seen:
+                yield Finding(
+                    "requirements.duplicate",
+                    Severity.WARNING,
+                    f"{req.name} is listed twice (first at line {seen[key]})",
+                    path,
+                    number,
+                    1,
+                )
+            else:
+                seen[key] = number
+
+
+@hookimpl
+def qlcapsule_register_validators(register):  # type: ignore[no-untyped-def]
+    register(RequirementsValidator)

@@ -1,0 +1,44 @@
+"""The ``toml`` validator: TOML files parse (line and column from the parser)."""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import Iterable
+
+from qlcapsule import Capsule, Finding, Rule, Severity, Validator, hookimpl
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+_AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+
+
+class TomlValidator(Validator):
+    name = "toml"
+    description = "TOML files parse"
+    patterns = ("*.toml",)
+    rules = (Rule("toml.syntax", "the file is not valid TOML", Severity.ERROR),)
+
+    def check_file(self, capsule: Capsule, path: str, data: bytes) -> Iterable[Finding]:
+        try:
+            tomllib.loads(data.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            yield Finding("toml.syntax", Severity.ERROR, f"not UTF-8 (byte {exc.start})", path, 1, 1)
+        except tomllib.TOMLDecodeError as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else "invalid TOML"
+            line = getattr(exc, "lineno", None)
+            column = getattr(exc, "colno", None)
+            m = _AT.search(msg)
+            if m:
+                line, column = int(m.group(1)), int(m.group(2))
+                msg = msg[: m.start()]
+            msg = getattr(exc, "msg", None) or msg
+            yield Finding("toml.syntax", Severity.ERROR, f"invalid TOML: {msg}", path, line, column)
+
+
+@hookimpl
+def qlcapsule_register_validators(register):  # type: ignore[no-untyped-def]
+    register(TomlValidator)
