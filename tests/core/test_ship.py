@@ -1,0 +1,241 @@
+"""``qlcapsule ship``: the steps, their switches, defaults that stay on the machine, concurrency, output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pygit2
+import pytest
+
+from qlcapsule.ship import ShipOptions, all_capsules, capsules_containing, ship
+from qlcapsule.testing import write_capsule
+
+NO_VALIDATE = frozenset({"validate"})
+
+
+@pytest.fixture
+def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working directory that is not inside any git repository (so the default store is used)."""
+    d = tmp_path / "work"
+    d.mkdir()
+    monkeypatch.chdir(d)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    monkeypatch.delenv("QLCAPSULE_STORE", raising=False)
+    return d
+
+
+def _capsule(parent: Path, name: str = "demo", extra: str = "", **files: str) -> Path:
+    root = parent / name
+    definition = f"name: {name}\nversion: 1.0.0\n{extra}"
+    write_capsule(root, files or {"app.py": "print('hi')\n"}, definition=definition, seal=False)
+    return root
+
+
+def test_ship_defaults_stay_on_the_machine(work: Path) -> None:
+    root = _capsule(work)
+    result = ship([root], ShipOptions(skip=NO_VALIDATE))
+    assert result.ok and result.exit_code == 0
+    c = result.capsules[0]
+    assert [(s.name, s.status) for s in c.steps] == [
+        ("validate", "skipped"),
+        ("seal", "ok"),
+        ("sign", "ok"),
+        ("commit", "ok"),
+        ("export", "ok"),
+        ("deliver", "ok"),
+    ]
+    # sealed and signed (with the development key, created on first use)
+    assert (root / "capsule.lock").is_file() and (root / "capsule.sig").is_file()
+    assert c.signed_by and "development key" in c.step("sign").detail
+    # committed to the default store beside the capsule
+    store = pygit2.Repository(str(work / ".qlcapsule" / "store.git"))
+    assert store.is_bare
+    head = store.references["refs/capsules/demo/heads/main"].peel(pygit2.Commit)
+    assert str(head.id) == c.commit
+    assert sorted(e.name for e in head.tree) == ["app.py", "capsule.lock", "capsule.sig", "capsule.yaml"]
+    # delivered to ./dist, byte-for-byte what the receipt says
+    art = work / "dist" / "demo-1.0.0.tar.gz"
+    assert art.is_file()
+    assert c.artifacts[0]["path"] == str(art) and c.receipts[0]["provider"] == "local"
+    import hashlib
+
+    assert hashlib.sha256(art.read_bytes()).hexdigest() == c.artifacts[0]["sha256"] == c.receipts[0]["sha256"]
+    with tarfile.open(art) as tar:
+        names = {m.name.split("/", 1)[-1] for m in tar.getmembers()}
+    assert {"app.py", "capsule.yaml", "capsule.lock", "capsule.sig"} <= names
+
+
+def test_reshipping_an_unchanged_capsule_changes_nothing(work: Path) -> None:
+    root = _capsule(work)
+    first = ship([root], ShipOptions(skip=NO_VALIDATE)).capsules[0]
+    sig = (root / "capsule.sig").read_bytes()
+    second = ship([root], ShipOptions(skip=NO_VALIDATE)).capsules[0]
+    assert second.ok, second.error
+    assert second.commit == first.commit and "(unchanged)" in second.step("commit").detail
+    assert second.step("seal").detail.startswith("unchanged")
+    assert second.step("sign").detail.startswith("already signed")
+    assert (root / "capsule.sig").read_bytes() == sig
+
+
+def test_an_edit_makes_a_new_version_on_top_of_the_last(work: Path) -> None:
+    root = _capsule(work)
+    first = ship([root], ShipOptions(skip=NO_VALIDATE)).capsules[0]
+    (root / "app.py").write_text("print('changed')\n")
+    (root / "capsule.yaml").write_text("name: demo\nversion: 1.0.1\n")
+    second = ship([root], ShipOptions(skip=NO_VALIDATE)).capsules[0]
+    assert second.ok, second.error
+    assert second.digest != first.digest
+    store = pygit2.Repository(str(work / ".qlcapsule" / "store.git"))
+    head = store.references["refs/capsules/demo/heads/main"].peel(pygit2.Commit)
+    assert [str(p) for p in head.parent_ids] == [first.commit]
+    assert (work / "dist" / "demo-1.0.1.tar.gz").is_file()
+
+
+def test_inside_a_git_repository_versions_go_to_its_capsule_refs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo_dir = tmp_path / "repo"
+    repo = pygit2.init_repository(str(repo_dir))
+    monkeypatch.chdir(repo_dir)
+    root = _capsule(repo_dir)
+    c = ship([root], ShipOptions(skip=frozenset({"validate", "deliver"}))).capsules[0]
+    assert c.ok, c.error
+    assert repo.references["refs/capsules/demo/heads/main"].target == pygit2.Oid(hex=c.commit)
+    assert repo.head_is_unborn  # the user's branch was not touched
+    assert not (repo_dir / ".qlcapsule").exists()
+
+
+def test_flags_and_capsule_yaml_switch_steps_off(work: Path) -> None:
+    root = _capsule(work, extra="ship:\n  sign: false\n  formats: [zip, tar]\n")
+    c = ship([root], ShipOptions(skip=frozenset({"validate", "commit", "deliver"}), output="out")).capsules[0]
+    assert c.ok, c.error
+    assert {s.name: s.status for s in c.steps} == {
+        "validate": "skipped",
+        "seal": "ok",
+        "sign": "skipped",
+        "commit": "skipped",
+        "export": "ok",
+        "deliver": "skipped",
+    }
+    assert not (root / "capsule.sig").exists() and not (work / ".qlcapsule").exists()
+    written = sorted(p.name for p in (work / "out").iterdir() if not p.name.endswith(".sha256"))
+    assert written == ["demo-1.0.0.tar", "demo-1.0.0.zip"]
+    assert [a["format"] for a in c.artifacts] == ["zip", "tar"]
+
+
+def test_no_seal_ships_only_what_was_sealed(work: Path) -> None:
+    root = _capsule(work)
+    write_capsule(root, {"app.py": "print('hi')\n"}, definition=(root / "capsule.yaml").read_text())
+    (root / "app.py").write_text("print('tampered')\n")
+    result = ship([root], ShipOptions(skip=frozenset({"validate", "seal"})))
+    c = result.capsules[0]
+    assert result.exit_code == 1
+    assert c.step("seal").status == "failed" and "modified: app.py" in c.step("seal").detail
+    assert [s.status for s in c.steps[2:]] == ["not-run"] * 4
+    assert not (work / "dist").exists()
+
+
+def test_validation_failure_stops_the_capsule(work: Path) -> None:
+    root = _capsule(work, **{"app.py": "def broken(:\n"})
+    result = ship([root], ShipOptions(skip=frozenset({"commit"})))
+    c = result.capsules[0]
+    assert result.exit_code == 1, c.steps
+    assert c.step("validate").status == "failed"
+    assert any(f["path"] == "app.py" and f["severity"] == "error" for f in c.findings)
+    assert c.step("seal").status == "not-run" and not (root / "capsule.lock").exists()
+
+
+def test_validation_passes_and_scores(work: Path) -> None:
+    root = _capsule(work)
+    c = ship([root], ShipOptions(skip=frozenset({"commit", "deliver"}))).capsules[0]
+    assert c.ok, c.error
+    assert c.step("validate").status == "ok" and c.score is not None and 0 <= c.score <= 1
+
+
+@pytest.mark.parametrize(
+    ("options", "needle"),
+    [
+        (ShipOptions(formats=["nope"]), "nope"),
+        (ShipOptions(targets=["prod"]), "no target 'prod'"),
+        (ShipOptions(skip=frozenset({"dance"})), "unknown step(s) to skip: dance"),
+    ],
+)
+def test_bad_input_is_refused_before_any_work(work: Path, options: ShipOptions, needle: str) -> None:
+    from qlcapsule import InputError, PluginError
+
+    root = _capsule(work)
+    with pytest.raises((InputError, PluginError)) as info:
+        ship([root], options)
+    assert needle in str(info.value)
+    assert not (root / "capsule.lock").exists()
+
+
+def test_several_capsules_ship_concurrently_and_fail_independently(work: Path) -> None:
+    good = _capsule(work, "good")
+    bad = _capsule(work, "bad")
+    write_capsule(bad, {"app.py": "print('hi')\n"}, definition=(bad / "capsule.yaml").read_text())
+    (bad / "app.py").write_text("print('tampered')\n")
+    events: list[tuple[int, str, str]] = []
+    result = ship(
+        [good, bad],
+        ShipOptions(skip=frozenset({"validate", "seal"})),
+        jobs=2,
+        events=lambda i, step, status, detail: events.append((i, step, status)),
+    )
+    by_name = {c.name: c for c in result.capsules}
+    assert by_name["good"].ok is False  # never sealed: --no-seal must refuse it too
+    assert "not sealed" in (by_name["good"].error or "")
+    assert by_name["bad"].exit_code == 1 and "modified: app.py" in (by_name["bad"].error or "")
+    assert (1, "seal", "failed") in events and (0, "seal", "failed") in events
+
+    ok = ship([good, _capsule(work, "other")], ShipOptions(skip=NO_VALIDATE), jobs=2)
+    assert ok.ok, [c.error for c in ok.capsules]
+    assert sorted(p.name for p in (work / "dist").glob("*.tar.gz")) == ["good-1.0.0.tar.gz", "other-1.0.0.tar.gz"]
+
+
+def test_cli_json_summary_and_exit_codes(work: Path, qlcapsule_cli) -> None:
+    root = _capsule(work)
+    result = qlcapsule_cli("ship", str(root), "--no-validate", "--json", env={"CI": "1"})
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["ok"] is True and data["exit_code"] == 0
+    cap = data["capsules"][0]
+    assert cap["ref"] == "demo@1.0.0" and len(cap["digest"]) == 64
+    assert [s["status"] for s in cap["steps"]] == ["skipped", "ok", "ok", "ok", "ok", "ok"]
+    assert "demo@1.0.0: deliver: ok" in result.stderr  # quiet line-oriented progress in CI
+
+    text = qlcapsule_cli("ship", str(root), "--no-validate", env={"CI": "1"})
+    assert text.exit_code == 0
+    assert text.stdout.splitlines()[0].split() == ["capsule", "digest", "score", "artifacts", "status"]
+    assert "demo@1.0.0" in text.stdout and text.stdout.rstrip().endswith("ok")
+
+    bad = qlcapsule_cli("ship", str(root), "--format", "nope", env={"CI": "1"})
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: ") and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_cli_ship_subprocess_end_to_end(work: Path) -> None:
+    """The installed console script, as a user runs it: no Python API in between."""
+    import shutil
+    import sys
+
+    root = _capsule(work)
+    exe = shutil.which("qlcapsule", path=str(Path(sys.executable).parent))
+    assert exe
+    proc = subprocess.run([exe, "ship", str(root), "--no-validate"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert (work / "dist" / "demo-1.0.0.tar.gz").is_file()
+
+
+def test_files_map_to_their_nearest_capsule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for d in ("a", "a/inner", "b"):
+        Path(d).mkdir(parents=True, exist_ok=True)
+        Path(d, "capsule.yaml").write_text("name: x\nversion: 1.0.0\n")
+    Path("a/src").mkdir()
+    Path("loose").mkdir()
+    files = ["a/src/app.py", "a/inner/x.txt", "b/capsule.lock", "a/capsule.yaml", "loose/f.txt", "README.md", "b/gone/deleted.py"]
+    assert capsules_containing(files) == [Path("a"), Path("a/inner"), Path("b")]
+    assert capsules_containing([]) == []
+    assert sorted(all_capsules(".")) == [Path("./a"), Path("./a/inner"), Path("./b")]
