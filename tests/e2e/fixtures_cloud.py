@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from faultproxy import FaultProxy
 
 HERE = Path(__file__).resolve().parent
@@ -67,12 +66,16 @@ class Server:
 
 
 def start_server(
-    name: str, argv: list[str], port: int, ready: Callable[[str], bool], *, timeout: float = 30.0, cwd: Path | None = None
+    name: str,
+    argv: list[str],
+    port: int,
+    ready: Callable[[str], bool],
+    *,
+    timeout: float = 30.0,
+    cwd: Path | None = None,
 ) -> Server:
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, cwd=cwd
-    )
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, cwd=cwd)
     server = Server(name, url, port, proc)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -154,7 +157,7 @@ def s3_bucket(moto_server: Server, aws_env: dict[str, str]) -> S3Bucket:
         "s3",
         endpoint_url=moto_server.url,
         region_name="us-east-1",
-        config=Config(signature_version="s3v4", retries={"mode": "standard", "max_attempts": 1}),
+        config=Config(signature_version="s3v4", retries={"mode": "standard", "total_max_attempts": 1}),
     )
     name = f"qlc-{secrets.token_hex(6)}"
     client.create_bucket(Bucket=name)
@@ -320,3 +323,64 @@ def gcs_bucket(fake_gcs: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     name = f"qlc-{secrets.token_hex(6)}"
     client.create_bucket(name)
     return GcsBucket(name, fake_gcs.url, info, client)
+
+
+# -- capsules with a delivery target ------------------------------------------------
+
+
+def write_target_capsule(
+    root: Path, target: str, provider: str, options: dict[str, object], *, notify: list[dict[str, object]] | None = None
+) -> Path:
+    """A sealed capsule at ``root`` whose capsule.yaml defines one delivery target."""
+    import yaml
+
+    from qlcapsule import Capsule
+
+    root.mkdir(parents=True, exist_ok=True)
+    spec: dict[str, object] = {"provider": provider, "options": options}
+    if notify:
+        spec["notify"] = notify
+    doc = {"name": "demo", "version": "1.0.0", "targets": {target: spec}}
+    (root / "capsule.yaml").write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    (root / "app.py").write_text("print('hello')\n", encoding="utf-8")
+    Capsule.load(root).seal()
+    return root
+
+
+def sha256_url(url: str) -> str:
+    """Fetch ``url`` with plain urllib (no SDK, no credentials) and return the SHA-256 of the body."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        for chunk in iter(lambda: resp.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def artifact(path: Path, size: int, seed: int = 0) -> Path:
+    """A file of ``size`` pseudo-random bytes (fast, deterministic per seed)."""
+    import random
+
+    rng = random.Random(seed)
+    block = rng.randbytes(1 << 16)
+    with path.open("wb") as f:
+        left = size
+        i = 0
+        while left > 0:
+            chunk = (block[i % 97 :] + block[: i % 97])[: min(left, len(block))]
+            f.write(chunk)
+            left -= len(chunk)
+            i += 1
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _fresh_breakers() -> Iterator[None]:
+    """Circuit breakers are per process; one test's failures must not open another's."""
+    from qlcapsule import breaker_for  # noqa: F401  (public API; reset lives next to it)
+    from qlcapsule.resilience import reset_breakers
+
+    reset_breakers()
+    yield
+    reset_breakers()

@@ -134,7 +134,7 @@ class S3Deliverer(Deliverer):
             signature_version="s3v4",
             connect_timeout=DEFAULT_TIMEOUT[0],
             read_timeout=self.options.timeout,
-            retries={"mode": "standard", "max_attempts": 1},  # retries are ours: bounded, logged, per request
+            retries={"mode": "standard", "total_max_attempts": 1},  # retries are ours: bounded, logged, per request
             s3={"addressing_style": "path" if self.options.path_style else "auto"},
             region_name=self.options.region or session.region_name or "us-east-1",
         )
