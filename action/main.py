@@ -25,8 +25,12 @@ from typing import Any, Mapping, Sequence
 COMMANDS = ("ship", "validate", "verify", "export", "deliver")
 EXTRAS = ("s3", "gcs", "azure", "github", "gitlab")
 #: environment variables whose values are secrets: masked in the log and scrubbed by qlcapsule
-SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSPHRASE|PRIVATE|CREDENTIAL|ACCESS_KEY|CONNECTION_STRING|SAS|_KEY$)", re.I)
-NOT_SECRET = frozenset({"GITHUB_ACTION_PATH", "QLCAPSULE_ACTION_PATH", "QLCAPSULE_SIGNING_KEY", "GOOGLE_APPLICATION_CREDENTIALS"})
+SECRET_NAME = re.compile(
+    r"(TOKEN|SECRET|PASSWORD|PASSPHRASE|PRIVATE|CREDENTIAL|ACCESS_KEY|CONNECTION_STRING|SAS|_KEY$)", re.I
+)
+NOT_SECRET = frozenset(
+    {"GITHUB_ACTION_PATH", "QLCAPSULE_ACTION_PATH", "QLCAPSULE_SIGNING_KEY", "GOOGLE_APPLICATION_CREDENTIALS"}
+)
 MAX_ANNOTATIONS = 50  # GitHub shows at most 10 per step and 50 per job
 MAX_REPORT_OUTPUT = 512 * 1024
 
@@ -267,11 +271,40 @@ def run_verify(paths: list[str], env: Mapping[str, str]) -> Outcome:
     for p in paths:
         try:
             r = verify_capsule(Path(p))
-            out.capsules.append({"ref": f"{r['capsule']}@{r['version']}", "path": p, "digest": r["digest"], "score": None, "ok": True, "error": None, "artifacts": [], "urls": []})
+            out.capsules.append(
+                {
+                    "ref": f"{r['capsule']}@{r['version']}",
+                    "path": p,
+                    "digest": r["digest"],
+                    "score": None,
+                    "ok": True,
+                    "error": None,
+                    "artifacts": [],
+                    "urls": [],
+                }
+            )
         except QlcapsuleError as exc:
-            out.capsules.append({"ref": p, "path": p, "digest": None, "score": None, "ok": False, "error": exc.message, "artifacts": [], "urls": []})
+            out.capsules.append(
+                {
+                    "ref": p,
+                    "path": p,
+                    "digest": None,
+                    "score": None,
+                    "ok": False,
+                    "error": exc.message,
+                    "artifacts": [],
+                    "urls": [],
+                }
+            )
             out.exit_code = max(out.exit_code, exc.exit_code)
-            out.findings.append((p, _finding_obj({"rule": "verify", "severity": "error", "message": exc.message, "path": "capsule.lock"})))
+            out.findings.append(
+                (
+                    p,
+                    _finding_obj(
+                        {"rule": "verify", "severity": "error", "message": exc.message, "path": "capsule.lock"}
+                    ),
+                )
+            )
     out.report = {"ok": out.exit_code == 0, "capsules": out.capsules}
     return out
 
@@ -287,7 +320,18 @@ def run_export(paths: list[str], env: Mapping[str, str]) -> Outcome:
         capsule = Capsule.load(p)
         fmts = split_list(get_input(env, "formats")) or list(capsule.definition.ship.formats)
         results = [export_capsule(p, fmt, outdir) for fmt in fmts]
-        out.capsules.append({"ref": capsule.ref, "path": p, "digest": capsule.digest, "score": None, "ok": True, "error": None, "artifacts": [str(r.path) for r in results], "urls": []})
+        out.capsules.append(
+            {
+                "ref": capsule.ref,
+                "path": p,
+                "digest": capsule.digest,
+                "score": None,
+                "ok": True,
+                "error": None,
+                "artifacts": [str(r.path) for r in results],
+                "urls": [],
+            }
+        )
     out.report = {"ok": True, "capsules": out.capsules}
     return out
 
@@ -303,12 +347,29 @@ def run_deliver(paths: list[str], env: Mapping[str, str]) -> Outcome:
         receipts = []
         for target in split_list(get_input(env, "targets")) or list(capsule.definition.ship.targets) or [None]:
             receipts += deliver_capsule(p, target, formats=formats)
-        out.capsules.append({"ref": capsule.ref, "path": p, "digest": capsule.digest, "score": None, "ok": True, "error": None, "artifacts": [r.location for r in receipts], "urls": [r.url for r in receipts if r.url]})
+        out.capsules.append(
+            {
+                "ref": capsule.ref,
+                "path": p,
+                "digest": capsule.digest,
+                "score": None,
+                "ok": True,
+                "error": None,
+                "artifacts": [r.location for r in receipts],
+                "urls": [r.url for r in receipts if r.url],
+            }
+        )
     out.report = {"ok": True, "capsules": out.capsules}
     return out
 
 
-RUNNERS = {"ship": run_ship, "validate": run_validate, "verify": run_verify, "export": run_export, "deliver": run_deliver}
+RUNNERS = {
+    "ship": run_ship,
+    "validate": run_validate,
+    "verify": run_verify,
+    "export": run_export,
+    "deliver": run_deliver,
+}
 
 
 # -- reporting ---------------------------------------------------------------------
@@ -367,9 +428,17 @@ def summary_markdown(outcome: Outcome) -> str:
         arts = "<br>".join(_cell(os.path.basename(a)) for a in c["artifacts"]) or "–"
         lines.append(f"| {_cell(c['ref'])} | {_cell(status)} | {digest} | {score} | {arts} |")
     if outcome.findings:
-        lines += ["", f"### Findings ({len(outcome.findings)})", "", "| severity | location | rule | message |", "|---|---|---|---|"]
+        lines += [
+            "",
+            f"### Findings ({len(outcome.findings)})",
+            "",
+            "| severity | location | rule | message |",
+            "|---|---|---|---|",
+        ]
         for root, f in outcome.findings[:100]:
-            where = _workspace_path(root, f.path, Path.cwd()) + (f":{f.line}" if f.line else "") if f.path else _cell(root)
+            where = (
+                _workspace_path(root, f.path, Path.cwd()) + (f":{f.line}" if f.line else "") if f.path else _cell(root)
+            )
             lines.append(f"| {f.severity.value} | `{_cell(where)}` | `{_cell(f.rule)}` | {_cell(f.message)} |")
         if len(outcome.findings) > 100:
             lines.append(f"\n…and {len(outcome.findings) - 100} more (see the report output).")
@@ -429,7 +498,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sarif_file = get_input(env, "sarif-file")
     if sarif_file:
         Path(sarif_file).parent.mkdir(parents=True, exist_ok=True)
-        Path(sarif_file).write_text(json.dumps(sarif_document(outcome.findings, cwd), indent=2) + "\n", encoding="utf-8")
+        Path(sarif_file).write_text(
+            json.dumps(sarif_document(outcome.findings, cwd), indent=2) + "\n", encoding="utf-8"
+        )
     write_outputs(outcome, env, cwd)
     summary = env.get("GITHUB_STEP_SUMMARY")
     if summary:

@@ -26,10 +26,11 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from .capsule import Capsule
 from .errors import InputError, QlcapsuleError
@@ -90,6 +91,8 @@ class CapsuleResult:
     signed_by: list[str] = field(default_factory=list)
     error: str | None = None
     exit_code: int = 0
+    #: the validation.CapsuleReport of the validate step (not in to_dict: ``findings`` and ``score`` carry it)
+    validation: Any = field(default=None, repr=False)
 
     @property
     def ref(self) -> str:
@@ -110,7 +113,12 @@ class CapsuleResult:
         raise KeyError(name)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        validation, self.validation = self.validation, None
+        try:
+            data = asdict(self)
+        finally:
+            self.validation = validation
+        del data["validation"]
         data.update(ref=self.ref, ok=self.ok, urls=self.urls)
         return data
 
@@ -129,6 +137,14 @@ class ShipResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "exit_code": self.exit_code, "capsules": [c.to_dict() for c in self.capsules]}
+
+    def validation_report(self) -> Any:
+        """The validate steps' findings as one ``validation.Report`` (for the SARIF and GitHub renderers)."""
+        from .plugins import registry
+        from .validation import Report
+
+        rules = {r.id: (r, v.name) for v in registry().all("validator") for r in v.rules}  # type: ignore[attr-defined]
+        return Report([c.validation for c in self.capsules if c.validation is not None], rules)
 
 
 # -- planning -----------------------------------------------------------------
@@ -234,22 +250,21 @@ def _step_validate(ctx: _Context) -> str:
     from .validation import validate_capsules
 
     opts = ctx.job.options
-    report: Any = validate_capsules([ctx.capsule.root], fail_on=opts.fail_on, min_score=opts.min_score, jobs=1)
-    findings = list(getattr(report, "findings", []) or [])
-    ctx.result.findings = [f.to_dict() if hasattr(f, "to_dict") else dict(f) for f in findings]
-    score = getattr(report, "score", None)
-    if callable(score):
-        score = score()
-    ctx.result.score = float(score) if score is not None else None
-    failed = getattr(report, "failed", None)
-    if callable(failed):
-        failed = failed()
-    if failed is None:
-        failed = not getattr(report, "ok", True)
-    detail = f"{len(findings)} finding(s)" + (f", score {ctx.result.score:.2f}" if ctx.result.score is not None else "")
-    if failed:
-        reason = getattr(report, "reason", None) or "findings at or above --fail-on, or score below --min-score"
-        raise _StepFailed(f"validation failed: {detail}: {reason}", exit_code=1)
+    report = validate_capsules([ctx.capsule.root], fail_on=opts.fail_on, min_score=opts.min_score, jobs=1)
+    (capsule_report,) = report.capsules
+    ctx.result.validation = capsule_report
+    ctx.result.findings = [f.to_dict() for f in capsule_report.findings]
+    ctx.result.score = round(capsule_report.score, 4)
+    n = capsule_report.counts()
+    detail = f"score {capsule_report.score:.2f}, {n['error']} error(s), {n['warning']} warning(s), {n['note']} note(s)"
+    if capsule_report.failed:
+        first = next((f for f in capsule_report.findings if f.severity.value == "error"), None)
+        why = (
+            f"; first: {first.text()}"
+            if first
+            else f" (fail_on {capsule_report.fail_on}, min_score {capsule_report.min_score})"
+        )
+        raise _StepFailed(f"validation failed: {detail}{why}")
     return detail
 
 
@@ -371,11 +386,12 @@ def _step_deliver(ctx: _Context) -> str:
         fmts = list(config.formats or ctx.job.formats)
         arts = [ctx.artifacts[f] for f in fmts]
         receipts = deliver_capsule(ctx.capsule.root, name, arts, dry_run=ctx.job.options.dry_run)
-        for fmt, art, receipt in zip(fmts, arts, receipts):
+        by_sha = {r.sha256: r for r in receipts}
+        for fmt, art in zip(fmts, arts, strict=True):
+            receipt = by_sha.get(art.sha256) or receipts[fmts.index(fmt)]  # dry runs have no digests yet
             rd = receipt.to_dict()
             ctx.result.receipts.append(rd)
-            local = config.provider == "local" and not ctx.job.options.dry_run
-            ctx.result.artifacts.append(_artifact_dict(art, fmt, rd["location"] if local else rd.get("url") or rd["location"]))
+            ctx.result.artifacts.append(_artifact_dict(art, fmt, rd["location"]))
         where.append(f"{name}: {len(receipts)} artifact(s)")
     return "; ".join(where)
 
@@ -521,7 +537,7 @@ def _run_pool(planned: list[_Job], workers: int, events: EventSink | None) -> li
             drain(True)
         drain(False)
         results = []
-        for job, fut in zip(planned, futures):
+        for job, fut in zip(planned, futures, strict=True):
             try:
                 results.append(fut.result())
             except Exception as exc:  # noqa: BLE001 - a crashed worker fails its capsule only
@@ -532,7 +548,9 @@ def _run_pool(planned: list[_Job], workers: int, events: EventSink | None) -> li
 
 # -- hooks: which capsules do these files belong to ----------------------------
 
-_SKIP_DIRS = frozenset({".git", ".hg", ".svn", ".venv", "venv", "node_modules", ".tox", ".nox", ".qlcapsule", "__pycache__"})
+_SKIP_DIRS = frozenset(
+    {".git", ".hg", ".svn", ".venv", "venv", "node_modules", ".tox", ".nox", ".qlcapsule", "__pycache__"}
+)
 
 
 def capsules_containing(files: Iterable[str]) -> list[Path]:

@@ -94,7 +94,9 @@ def test_an_edit_makes_a_new_version_on_top_of_the_last(work: Path) -> None:
     assert (work / "dist" / "demo-1.0.1.tar.gz").is_file()
 
 
-def test_inside_a_git_repository_versions_go_to_its_capsule_refs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_inside_a_git_repository_versions_go_to_its_capsule_refs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     repo_dir = tmp_path / "repo"
     repo = pygit2.init_repository(str(repo_dir))
     monkeypatch.chdir(repo_dir)
@@ -235,7 +237,15 @@ def test_files_map_to_their_nearest_capsule(tmp_path: Path, monkeypatch: pytest.
         Path(d, "capsule.yaml").write_text("name: x\nversion: 1.0.0\n")
     Path("a/src").mkdir()
     Path("loose").mkdir()
-    files = ["a/src/app.py", "a/inner/x.txt", "b/capsule.lock", "a/capsule.yaml", "loose/f.txt", "README.md", "b/gone/deleted.py"]
+    files = [
+        "a/src/app.py",
+        "a/inner/x.txt",
+        "b/capsule.lock",
+        "a/capsule.yaml",
+        "loose/f.txt",
+        "README.md",
+        "b/gone/deleted.py",
+    ]
     assert capsules_containing(files) == [Path("a"), Path("a/inner"), Path("b")]
     assert capsules_containing([]) == []
     assert sorted(all_capsules(".")) == [Path("./a"), Path("./a/inner"), Path("./b")]

@@ -17,7 +17,7 @@ from ._common import emit, is_ci, json_option, main
 if TYPE_CHECKING:
     from ..ship import CapsuleResult, ShipResult
 
-FAIL_ON = click.Choice(["error", "warning", "note", "never"])
+FAIL_ON = click.Choice(["error", "warning", "never"])
 
 
 # -- progress and summary -------------------------------------------------------
@@ -122,7 +122,7 @@ def print_summary(result: ShipResult) -> None:
         return
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header[:-1])]
     for row in [header, *rows]:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)) + "  " + row[-1])
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)) + "  " + row[-1])
 
 
 # -- ship -----------------------------------------------------------------------
@@ -137,16 +137,32 @@ def print_summary(result: ShipResult) -> None:
 @click.option("--no-export", is_flag=True, help="Do not export (implies --no-deliver).")
 @click.option("--no-deliver", is_flag=True, help="Export into --output but deliver nowhere.")
 @click.option("-f", "--format", "formats", multiple=True, help="Export format (repeatable; default: ship.formats).")
-@click.option("-t", "--target", "targets", multiple=True, help="Delivery target (repeatable; default: ship.targets, else local ./dist).")
+@click.option(
+    "-t",
+    "--target",
+    "targets",
+    multiple=True,
+    help="Delivery target (repeatable; default: ship.targets, else local ./dist).",
+)
 @click.option("--fail-on", type=FAIL_ON, help="Lowest finding severity that fails the validate step.")
 @click.option("--min-score", type=click.FloatRange(0, 1), help="Fail the validate step below this score (0..1).")
-@click.option("--store", envvar="QLCAPSULE_STORE", help="Bare git repository to commit to (default: the enclosing git repository, else .qlcapsule/store.git beside the capsule).")
+@click.option(
+    "--store",
+    envvar="QLCAPSULE_STORE",
+    help="Bare git repository to commit to (default: the enclosing git repository, else .qlcapsule/store.git beside the capsule).",
+)
 @click.option("--branch", help="Store branch (default: ship.branch, 'main').")
 @click.option("-m", "--message", help="Commit message.")
-@click.option("--key", envvar="QLCAPSULE_SIGNING_KEY", help="Signing key file (default: the development key, created on first use).")
+@click.option(
+    "--key",
+    envvar="QLCAPSULE_SIGNING_KEY",
+    help="Signing key file (default: the development key, created on first use).",
+)
 @click.option("--key-env", metavar="NAME", help="Environment variable holding the signing key itself (CI secrets).")
 @click.option("-o", "--output", default="dist", show_default=True, help="Where exports go with --no-deliver.")
-@click.option("--dry-run", is_flag=True, help="Check delivery targets and say where artifacts would go; upload nothing.")
+@click.option(
+    "--dry-run", is_flag=True, help="Check delivery targets and say where artifacts would go; upload nothing."
+)
 @click.option("-j", "--jobs", type=click.IntRange(1), help="Capsules shipped at once (default: one per core).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @json_option
@@ -228,50 +244,29 @@ all_option = click.option("--all", "all_", is_flag=True, help="Every capsule und
 @click.option("--fail-on", type=FAIL_ON, help="Lowest severity that fails (default: the capsule's validate.fail_on).")
 @click.option("--min-score", type=click.FloatRange(0, 1), help="Fail below this score.")
 @json_option
-def hook_validate(files: tuple[str, ...], all_: bool, fail_on: str | None, min_score: float | None, as_json: bool) -> None:
+def hook_validate(
+    files: tuple[str, ...], all_: bool, fail_on: str | None, min_score: float | None, as_json: bool
+) -> None:
     """Validate the capsules containing FILES. Exit 1 when findings fail them."""
     roots = _roots(files, all_)
     if not roots:
         emit(as_json, {"capsules": [], "ok": True}, None)
         return
+    from ..report import render
     from ..validation import validate_capsules
 
-    report: Any = validate_capsules(roots, fail_on=fail_on, min_score=min_score)
-    failed = _report_failed(report)
-    if as_json:
-        emit(True, _report_dict(report), None)
-    else:
-        click.echo(_render_text(report), nl=False)
-    if failed:
+    report = validate_capsules(roots, fail_on=fail_on, min_score=min_score)
+    click.echo(render(report, "json" if as_json else "text"), nl=False)
+    if report.failed:
         raise SystemExit(1)
-
-
-def _report_failed(report: Any) -> bool:
-    failed = getattr(report, "failed", None)
-    if callable(failed):
-        failed = failed()
-    if failed is None:
-        failed = not getattr(report, "ok", True)
-    return bool(failed)
-
-
-def _report_dict(report: Any) -> Any:
-    to_dict = getattr(report, "to_dict", None)
-    return to_dict() if callable(to_dict) else report
-
-
-def _render_text(report: Any) -> str:
-    from .. import report as report_mod
-
-    render = getattr(report_mod, "render_text", None) or getattr(report_mod, "render")
-    text = render(report) if render is not getattr(report_mod, "render", None) else render(report, "text")
-    return text if text.endswith("\n") or not text else text + "\n"
 
 
 @hook.command("seal")
 @hook_files
 @all_option
-@click.option("--sign", "resign", is_flag=True, help="Re-sign a capsule whose seal changed (--key or the development key).")
+@click.option(
+    "--sign", "resign", is_flag=True, help="Re-sign a capsule whose seal changed (--key or the development key)."
+)
 @click.option("--key", envvar="QLCAPSULE_SIGNING_KEY", help="Signing key file for --sign.")
 @json_option
 def hook_seal(files: tuple[str, ...], all_: bool, resign: bool, key: str | None, as_json: bool) -> None:
@@ -286,7 +281,12 @@ def hook_seal(files: tuple[str, ...], all_: bool, resign: bool, key: str | None,
     for root in _roots(files, all_):
         sig = root / "capsule.sig"
         result = seal_capsule(root)
-        item: dict[str, Any] = {"capsule": str(root), "digest": result.digest, "written": result.written, "signed": False}
+        item: dict[str, Any] = {
+            "capsule": str(root),
+            "digest": result.digest,
+            "written": result.written,
+            "signed": False,
+        }
         if result.written and resign:
             from .. import signing
 
