@@ -3,64 +3,79 @@
 This module is the public API. Plugins (built-in or third-party) import only
 what is listed in ``__all__`` here — never ``qlcapsule.cli``, ``qlcapsule.store``
 or other internals.
+
+Names are imported on first use (PEP 562), so ``import qlcapsule`` and the
+CLI start fast; add a new public name to ``_EXPORTS`` and ``__all__``.
 """
 
 from __future__ import annotations
 
-from .capsule import Capsule, SealResult
-from .components import (
-    Artifact,
-    Component,
-    Deliverer,
-    Exporter,
-    Generator,
-    GeneratorRecord,
-    KeyPair,
-    Options,
-    Receipt,
-    Signer,
-    Validator,
-)
-from .errors import (
-    ConflictError,
-    CredentialsError,
-    DefinitionError,
-    InputError,
-    IntegrityError,
-    OptionsError,
-    PluginError,
-    QlcapsuleError,
-    RemoteError,
-    SignatureError,
-    StoreError,
-    UnsafePathError,
-    UsageError,
-    VerificationError,
-)
-from .findings import Finding, Rule, Severity
-from .hookspecs import hookimpl
-from .lock import Lock, LockEntry, Status, atomic_write, capsule_digest
-from .log import get_logger, redact
-from .resilience import (
-    DEFAULT_TIMEOUT,
-    CircuitBreaker,
-    CircuitOpenError,
-    SignedUrlExpiry,
-    TransientError,
-    breaker_for,
-    read_secret,
-    retry,
-    scrub_error,
-    signed_url_expiry,
-)
-from .tree import FileEntry, check_relative, sha256_file
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "Capsule": "capsule",
+    "SealResult": "capsule",
+    "Artifact": "components",
+    "Component": "components",
+    "Deliverer": "components",
+    "Exporter": "components",
+    "Generator": "components",
+    "GeneratorRecord": "components",
+    "KeyPair": "components",
+    "Options": "components",
+    "Receipt": "components",
+    "Signer": "components",
+    "Validator": "components",
+    "ConflictError": "errors",
+    "CredentialsError": "errors",
+    "DefinitionError": "errors",
+    "InputError": "errors",
+    "IntegrityError": "errors",
+    "OptionsError": "errors",
+    "PluginError": "errors",
+    "QlcapsuleError": "errors",
+    "RemoteError": "errors",
+    "SignatureError": "errors",
+    "StoreError": "errors",
+    "UnsafePathError": "errors",
+    "UsageError": "errors",
+    "VerificationError": "errors",
+    "Finding": "findings",
+    "Rule": "findings",
+    "Severity": "findings",
+    "hookimpl": "hookspecs",
+    "Envelope": "envelope",
+    "Statement": "envelope",
+    "verify_signatures": "signing",
+    "Lock": "lock",
+    "LockEntry": "lock",
+    "Status": "lock",
+    "atomic_write": "lock",
+    "capsule_digest": "lock",
+    "get_logger": "log",
+    "redact": "log",
+    "DEFAULT_TIMEOUT": "resilience",
+    "CircuitBreaker": "resilience",
+    "CircuitOpenError": "resilience",
+    "SignedUrlExpiry": "resilience",
+    "TransientError": "resilience",
+    "breaker_for": "resilience",
+    "read_secret": "resilience",
+    "retry": "resilience",
+    "scrub_error": "resilience",
+    "signed_url_expiry": "resilience",
+    "FileEntry": "tree",
+    "check_relative": "tree",
+    "sha256_file": "tree",
+}
 
 __all__ = [
     "__version__",
     "hookimpl",
-    # capsules
     "Capsule",
     "SealResult",
     "Lock",
@@ -71,7 +86,6 @@ __all__ = [
     "sha256_file",
     "check_relative",
     "atomic_write",
-    # components
     "Component",
     "Options",
     "Generator",
@@ -83,14 +97,14 @@ __all__ = [
     "Deliverer",
     "Artifact",
     "Receipt",
-    # findings
+    "Envelope",
+    "Statement",
+    "verify_signatures",
     "Finding",
     "Rule",
     "Severity",
-    # logging
     "get_logger",
     "redact",
-    # robustness helpers for deliverers (resilience.py)
     "retry",
     "CircuitBreaker",
     "CircuitOpenError",
@@ -101,7 +115,6 @@ __all__ = [
     "scrub_error",
     "signed_url_expiry",
     "SignedUrlExpiry",
-    # errors
     "QlcapsuleError",
     "UsageError",
     "InputError",
@@ -117,3 +130,95 @@ __all__ = [
     "CredentialsError",
     "RemoteError",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs
+    from .capsule import (  # noqa: F401
+        Capsule,
+        SealResult,
+    )
+    from .components import (  # noqa: F401
+        Artifact,
+        Component,
+        Deliverer,
+        Exporter,
+        Generator,
+        GeneratorRecord,
+        KeyPair,
+        Options,
+        Receipt,
+        Signer,
+        Validator,
+    )
+    from .errors import (  # noqa: F401
+        ConflictError,
+        CredentialsError,
+        DefinitionError,
+        InputError,
+        IntegrityError,
+        OptionsError,
+        PluginError,
+        QlcapsuleError,
+        RemoteError,
+        SignatureError,
+        StoreError,
+        UnsafePathError,
+        UsageError,
+        VerificationError,
+    )
+    from .findings import (  # noqa: F401
+        Finding,
+        Rule,
+        Severity,
+    )
+    from .envelope import (  # noqa: F401
+        Envelope,
+        Statement,
+    )
+    from .hookspecs import (  # noqa: F401
+        hookimpl,
+    )
+    from .lock import (  # noqa: F401
+        Lock,
+        LockEntry,
+        Status,
+        atomic_write,
+        capsule_digest,
+    )
+    from .log import (  # noqa: F401
+        get_logger,
+        redact,
+    )
+    from .signing import (  # noqa: F401
+        verify_signatures,
+    )
+    from .resilience import (  # noqa: F401
+        DEFAULT_TIMEOUT,
+        CircuitBreaker,
+        CircuitOpenError,
+        SignedUrlExpiry,
+        TransientError,
+        breaker_for,
+        read_secret,
+        retry,
+        scrub_error,
+        signed_url_expiry,
+    )
+    from .tree import (  # noqa: F401
+        FileEntry,
+        check_relative,
+        sha256_file,
+    )

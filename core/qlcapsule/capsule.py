@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .errors import DefinitionError, IntegrityError, InputError
 from .globs import GlobSet
 from .lock import Lock, Status, atomic_write, build_lock, compare, read_lock, render_lock
-from .model import DEFINITION_FILE, LOCK_FILE, SIG_FILE, CapsuleDefinition, load_definition
+from .names import DEFAULT_EXCLUDE, DEFINITION_FILE, DNS_LABEL, LOCK_FILE, SEMVER, SIG_FILE, TOP_LEVEL_KEYS
 from .tree import FileEntry, check_relative, hash_files, walk
+
+if TYPE_CHECKING:
+    from .model import CapsuleDefinition
 
 __all__ = ["Capsule", "SealResult"]
 
@@ -29,15 +32,51 @@ class SealResult:
         return self.lock.digest
 
 
-class Capsule:
-    """A capsule directory."""
+def _light_read(path: Path) -> dict[str, Any] | None:
+    """The raw definition when it passes the checks verify needs, else None.
 
-    def __init__(self, root: Path, definition: CapsuleDefinition) -> None:
+    verify and status must start fast, and pydantic alone costs more than the
+    rest of an 8-file verify. capsule.yaml is covered by the lock digest, so the
+    full validation done at seal time still stands whenever the file verifies;
+    anything unusual falls back to the full loader, which names the error.
+    """
+    import yaml
+
+    try:
+        raw = path.read_bytes()
+        data = yaml.load(raw.decode("utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if not isinstance(data, dict) or not set(data) <= TOP_LEVEL_KEYS:
+        return None
+    name, version = data.get("name"), data.get("version")
+    if not (isinstance(name, str) and DNS_LABEL.match(name) and isinstance(version, str) and SEMVER.match(version)):
+        return None
+    for key in ("include", "exclude"):
+        value = data.get(key, [])
+        if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            return None
+    if not isinstance(data.get("policy", {}), dict):
+        return None
+    return data
+
+
+class Capsule:
+    """A capsule directory.
+
+    ``definition`` (the validated pydantic model) is built on first use;
+    ``name``, ``version``, ``globs()`` and ``setting()`` work from a light read
+    so integrity checks never import pydantic.
+    """
+
+    def __init__(self, root: Path, definition: CapsuleDefinition | None = None, raw: dict[str, Any] | None = None) -> None:
         self.root = root
-        self.definition = definition
+        self._definition = definition
+        self._raw = raw
 
     @classmethod
-    def load(cls, root: str | Path = ".") -> Capsule:
+    def load(cls, root: str | Path = ".", *, strict: bool = True) -> Capsule:
+        """Open a capsule; ``strict=False`` defers full validation of capsule.yaml to first use."""
         path = Path(root)
         if not path.exists():
             raise InputError(f"{path}: no such directory")
@@ -46,16 +85,36 @@ class Capsule:
         definition_path = path / DEFINITION_FILE
         if not definition_path.is_file():
             raise DefinitionError(f"{definition_path}: no capsule.yaml here (run 'qlcapsule init {path}')")
+        if not strict:
+            raw = _light_read(definition_path)
+            if raw is not None:
+                return cls(path.resolve(), raw=raw)
+        from .model import load_definition
+
         return cls(path.resolve(), load_definition(definition_path))
+
+    @property
+    def definition(self) -> CapsuleDefinition:
+        if self._definition is None:
+            from .model import load_definition
+
+            self._definition = load_definition(self.root / DEFINITION_FILE)
+        return self._definition
+
+    def setting(self, key: str, default: Any = None) -> Any:
+        """A top-level value of capsule.yaml as written (raw YAML data, no defaults applied)."""
+        if self._raw is not None:
+            return self._raw.get(key, default)
+        return self.definition.model_dump(by_alias=True, exclude_unset=True).get(key, default)
 
     # -- names ------------------------------------------------------------
     @property
     def name(self) -> str:
-        return self.definition.name
+        return self._raw["name"] if self._raw is not None else self.definition.name
 
     @property
     def version(self) -> str:
-        return self.definition.version
+        return self._raw["version"] if self._raw is not None else self.definition.version
 
     @property
     def ref(self) -> str:
@@ -71,6 +130,8 @@ class Capsule:
         return self.root / SIG_FILE
 
     def globs(self) -> GlobSet:
+        if self._raw is not None:
+            return GlobSet(self._raw.get("include", ["**"]), DEFAULT_EXCLUDE + self._raw.get("exclude", []))
         return GlobSet(self.definition.include, self.definition.all_excludes())
 
     # -- reading ----------------------------------------------------------
@@ -119,7 +180,11 @@ class Capsule:
 
     # -- sealing and checking ---------------------------------------------
     def seal(self, *, progress: Callable[[int], None] | None = None) -> SealResult:
-        """Write capsule.lock for the files on disk; an unchanged capsule is left untouched."""
+        """Write capsule.lock for the files on disk; an unchanged capsule is left untouched.
+
+        Sealing is where capsule.yaml is fully validated, whatever ``load`` did.
+        """
+        self.definition  # noqa: B018  (full validation before anything is written)
         lock = build_lock(self.name, self.version, self.scan(progress=progress))
         written = atomic_write(self.lock_path, render_lock(lock))
         return SealResult(lock, written)

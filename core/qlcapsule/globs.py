@@ -108,15 +108,34 @@ def check_glob(pattern: str) -> str:
     return pattern
 
 
+def _union(globs: list[Glob]) -> re.Pattern[str] | None:
+    if not globs:
+        return None
+    return re.compile("|".join(f"(?:{g.regex.pattern})" for g in globs), re.DOTALL)
+
+
 class GlobSet:
     """Include/exclude decision for capsule paths."""
 
     def __init__(self, include: list[str], exclude: list[str]) -> None:
         self.include = [compile_glob(p) for p in include]
         self.exclude = [compile_glob(p) for p in exclude]
+        # One regex per question keeps the walk at one match per entry.
+        self._include_all = any(g.pattern in ("**", "/**") for g in self.include)
+        self._exclude_any = _union(self.exclude)
+        self._exclude_files = _union([g for g in self.exclude if not g.dir_only])
+        self._include_any = _union(self.include)
 
     def prune_dir(self, path: str) -> bool:
-        return any(g.match_dir(path) for g in self.exclude)
+        return bool(self._exclude_any and self._exclude_any.fullmatch(path))
+
+    def wants_in_walk(self, path: str) -> bool:
+        """Like :meth:`wants` for a walk that already pruned excluded parent directories."""
+        if self._exclude_files and self._exclude_files.fullmatch(path):
+            return False
+        if self._include_all:
+            return True
+        return any(g.match_file(path) for g in self.include)
 
     def wants(self, path: str) -> bool:
         if any(g.match_file(path) for g in self.exclude):

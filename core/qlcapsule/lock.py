@@ -18,12 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import DefinitionError, UnsafePathError
 from .tree import FileEntry, check_relative, display_path, path_key
@@ -32,35 +32,75 @@ LOCK_VERSION = 1
 HEX64 = r"^[0-9a-f]{64}$"
 
 
-class LockEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+@dataclass(frozen=True)
+class LockEntry:
     path: str
-    sha256: str = Field(pattern=HEX64)
-    size: int = Field(ge=0)
-    mode: Literal["644", "755"]
-
-    @field_validator("path")
-    @classmethod
-    def _safe(cls, v: str) -> str:
-        try:
-            return check_relative(v, "path")
-        except UnsafePathError as exc:
-            raise ValueError(str(exc)) from None
+    sha256: str
+    size: int
+    mode: str
 
 
-class Lock(BaseModel):
-    """The parsed capsule.lock."""
+@dataclass
+class Lock:
+    """The parsed capsule.lock (its JSON Schema: ``qlcapsule schema lock``, from lockschema.py)."""
 
-    model_config = ConfigDict(extra="forbid")
-    lockVersion: Literal[1] = LOCK_VERSION
-    algorithm: Literal["sha256"] = "sha256"
     name: str
     version: str
-    digest: str = Field(pattern=HEX64)
+    digest: str
     files: list[LockEntry]
+    lockVersion: int = LOCK_VERSION  # noqa: N815  (the field's name in the file)
+    algorithm: str = "sha256"
 
     def entries(self) -> list[FileEntry]:
         return [FileEntry(e.path, e.sha256, e.size, e.mode) for e in self.files]
+
+
+_HEX64 = re.compile(HEX64)
+_TOP_KEYS = ("lockVersion", "algorithm", "name", "version", "digest", "files")
+_ENTRY_KEYS = ("path", "sha256", "size", "mode")
+
+
+def _check(cond: bool, where: str, loc: str, msg: str) -> None:
+    if not cond:
+        raise DefinitionError(f"{where}: {loc}: {msg}")
+
+
+def _validate(data: Any, where: str) -> Lock:
+    # Hand-written so that verify never imports pydantic; lockschema.py states the
+    # same rules as a JSON Schema and a test keeps the two in agreement.
+    _check(isinstance(data, dict), where, "(root)", "expected a JSON object")
+    for key in data:
+        _check(key in _TOP_KEYS, where, str(key), "unknown key")
+    for key in _TOP_KEYS:
+        _check(key in data, where, key, "required key is missing")
+    _check(data["lockVersion"] == LOCK_VERSION and type(data["lockVersion"]) is int, where, "lockVersion",
+           f"unsupported lock version {data['lockVersion']!r} (this qlcapsule reads {LOCK_VERSION})")
+    _check(data["algorithm"] == "sha256", where, "algorithm", f"unsupported algorithm {data['algorithm']!r}")
+    for key in ("name", "version"):
+        _check(isinstance(data[key], str), where, key, "expected a string")
+    _check(isinstance(data["digest"], str) and bool(_HEX64.match(data["digest"])), where, "digest",
+           "expected 64 lowercase hex digits")
+    _check(isinstance(data["files"], list), where, "files", "expected a list")
+    files: list[LockEntry] = []
+    for i, item in enumerate(data["files"]):
+        loc = f"files.{i}"
+        _check(isinstance(item, dict), where, loc, "expected an object")
+        for key in item:
+            _check(key in _ENTRY_KEYS, where, f"{loc}.{key}", "unknown key")
+        for key in _ENTRY_KEYS:
+            _check(key in item, where, f"{loc}.{key}", "required key is missing")
+        path, digest, size, mode = item["path"], item["sha256"], item["size"], item["mode"]
+        _check(isinstance(path, str), where, f"{loc}.path", "expected a string")
+        try:
+            check_relative(path, "path")
+        except UnsafePathError as exc:
+            raise DefinitionError(f"{where}: {loc}.path: {exc}") from None
+        _check(isinstance(digest, str) and bool(_HEX64.match(digest)), where, f"{loc}.sha256",
+               "expected 64 lowercase hex digits")
+        _check(type(size) is int and size >= 0, where, f"{loc}.size", "expected a non-negative integer")
+        _check(mode in ("644", "755"), where, f"{loc}.mode", "expected '644' or '755'")
+        files.append(LockEntry(path, digest, size, mode))
+    return Lock(name=data["name"], version=data["version"], digest=data["digest"], files=files)
 
 
 def canonical_files(files: Iterable[FileEntry]) -> bytes:
@@ -79,7 +119,7 @@ def build_lock(name: str, version: str, files: list[FileEntry]) -> Lock:
         name=name,
         version=version,
         digest=capsule_digest(ordered),
-        files=[LockEntry(path=f.path, sha256=f.sha256, size=f.size, mode=f.mode) for f in ordered],  # type: ignore[arg-type]
+        files=[LockEntry(f.path, f.sha256, f.size, f.mode) for f in ordered],
     )
 
 
@@ -103,13 +143,7 @@ def parse_lock(raw: bytes, where: str = "capsule.lock") -> Lock:
         raise DefinitionError(f"{where}: not UTF-8") from None
     except json.JSONDecodeError as exc:
         raise DefinitionError(f"{where}:{exc.lineno}: invalid JSON: {exc.msg}") from None
-    try:
-        lock = Lock.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
-        raise DefinitionError(f"{where}: {loc}: {msg}") from None
+    lock = _validate(data, where)
     keys = [path_key(e.path) for e in lock.files]
     if keys != sorted(keys) or len(set(keys)) != len(keys):
         raise DefinitionError(f"{where}: files: not sorted by path or has duplicate paths")

@@ -7,7 +7,6 @@ single line ``capsule.yaml:LINE: key.path: reason``.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,33 +16,14 @@ from . import yamlsrc
 from .errors import DefinitionError
 from .globs import check_glob
 
-DEFINITION_FILE = "capsule.yaml"
-LOCK_FILE = "capsule.lock"
-SIG_FILE = "capsule.sig"
-
-DNS_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-# The regex published with SemVer 2.0.0 (https://semver.org).
-SEMVER = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+from .names import (  # noqa: F401  (re-exported: the format's constants live in names.py)
+    DEFAULT_EXCLUDE,
+    DEFINITION_FILE,
+    DNS_LABEL,
+    LOCK_FILE,
+    SEMVER,
+    SIG_FILE,
 )
-
-DEFAULT_EXCLUDE = [
-    ".git",
-    ".hg",
-    ".svn",
-    ".qlcapsule/",
-    "__pycache__/",
-    "*.py[cod]",
-    ".pytest_cache/",
-    ".mypy_cache/",
-    ".ruff_cache/",
-    ".tox/",
-    ".nox/",
-    ".venv/",
-    ".DS_Store",
-]
 
 
 class _Strict(BaseModel):

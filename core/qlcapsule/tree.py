@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import stat
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -93,7 +92,7 @@ def _walk_dir(base: Path, rel: str, globs: GlobSet, out: list[Found]) -> None:
             if not globs.prune_dir(path):
                 _walk_dir(base, path, globs, out)
             continue
-        if not globs.wants(path):
+        if not globs.wants_in_walk(path):
             continue
         if stat.S_ISLNK(st.st_mode):
             raise UnsafePathError(f"{display_path(path)}: is a symlink; capsules hold regular files only (exclude it or replace it)")
@@ -111,7 +110,7 @@ def check_relative(path: str, where: str = "path") -> str:
     return path
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: Path | str) -> str:
     """SHA-256 of a file, streamed in chunks."""
     h = hashlib.sha256()
     buf = bytearray(CHUNK)
@@ -125,13 +124,50 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _small_sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
+_O_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _hash_one(root: Path, item: Found) -> FileEntry:
+    """Hash one file through a descriptor opened without following symlinks.
+
+    fstat on the same descriptor gives the size and mode of exactly what was
+    hashed, and a file swapped for a symlink after the walk is refused.
+    """
+    full = os.path.join(root, item.path)
+    try:
+        fd = os.open(full, _O_FLAGS)
+    except FileNotFoundError:
+        raise InputError(f"{display_path(item.path)}: vanished while hashing") from None
+    except PermissionError:
+        raise InputError(f"{display_path(item.path)}: permission denied") from None
+    except OSError as exc:  # ELOOP: replaced by a symlink after the walk
+        raise UnsafePathError(f"{display_path(item.path)}: cannot open safely ({exc.strerror})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafePathError(f"{display_path(item.path)}: is not a regular file")
+        h = hashlib.sha256()
+        data = os.read(fd, st.st_size + 1) if st.st_size <= CHUNK else b""
+        if st.st_size <= CHUNK and len(data) <= st.st_size:
+            # Sized read: asking for more would allocate (and zero) a buffer that large.
+            h.update(data)
+            size = len(data)
+        else:
+            os.lseek(fd, 0, os.SEEK_SET)
+            buf = bytearray(CHUNK)
+            view = memoryview(buf)
+            size = 0
+            with open(fd, "rb", buffering=0, closefd=False) as f:
+                while n := f.readinto(buf):
+                    h.update(view[:n])
+                    size += n
+    finally:
+        os.close(fd)
+    return FileEntry(item.path, h.hexdigest(), size, mode_of(st.st_mode))
 
 
 def default_workers() -> int:
-    return max(2, min(16, (os.cpu_count() or 1) + 1))
+    return max(2, min(8, os.cpu_count() or 1))
 
 
 def hash_files(
@@ -141,29 +177,40 @@ def hash_files(
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[FileEntry]:
-    """Hash ``found`` under ``root`` on a thread pool; results keep the input order."""
+    """Hash ``found`` under ``root``; results keep the input order.
+
+    Large files go to a thread pool (hashlib releases the GIL, so every core
+    hashes); small files are hashed on the calling thread meanwhile, because
+    for them the per-call overhead dominates and a pool only adds GIL traffic.
+    """
     items = list(found)
-
-    def one(item: Found) -> FileEntry:
-        full = root / item.path
-        try:
-            digest = _small_sha256(full) if item.size <= CHUNK else sha256_file(full)
-            st = os.stat(full, follow_symlinks=False)
-        except FileNotFoundError:
-            raise InputError(f"{display_path(item.path)}: vanished while hashing") from None
-        except PermissionError:
-            raise InputError(f"{display_path(item.path)}: permission denied") from None
-        if progress is not None:
-            progress(item.size)
-        return FileEntry(item.path, digest, st.st_size, mode_of(st.st_mode))
-
-    n = workers or default_workers()
-    if len(items) < 8 or n == 1:
-        return [one(i) for i in items]
-    # Largest first so one big file does not finish last on a single core.
-    order = sorted(range(len(items)), key=lambda i: -items[i].size)
     results: list[FileEntry | None] = [None] * len(items)
-    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="qlcapsule-hash") as pool:
-        for idx, entry in zip(order, pool.map(one, (items[i] for i in order), chunksize=16)):
-            results[idx] = entry
+    big = sorted((i for i, f in enumerate(items) if f.size > CHUNK), key=lambda i: -items[i].size)
+    n = workers or default_workers()
+    taken = iter(big)  # shared work list: next() on a list iterator is atomic under the GIL
+
+    def do(i: int) -> None:
+        results[i] = _hash_one(root, items[i])
+        if progress is not None:
+            progress(items[i].size)
+
+    def drain() -> None:
+        for i in taken:
+            do(i)
+
+    if big and n > 1:
+        from concurrent.futures import ThreadPoolExecutor  # only when there is parallel work
+
+        
+        with ThreadPoolExecutor(max_workers=min(n, len(big)), thread_name_prefix="qlcapsule-hash") as pool:
+            futures = [pool.submit(drain) for _ in range(min(n, len(big)))]
+            for i, f in enumerate(items):
+                if f.size <= CHUNK:
+                    do(i)
+            drain()  # then help with what is left of the large files
+            for fut in futures:
+                fut.result()
+    else:
+        for i in range(len(items)):
+            do(i)
     return [r for r in results if r is not None]

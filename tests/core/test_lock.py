@@ -111,3 +111,81 @@ def test_loaded_capsule_root_is_absolute(make_capsule, monkeypatch) -> None:
     capsule = make_capsule({"x": "y"})
     monkeypatch.chdir(capsule.root.parent)
     assert Capsule.load(capsule.root.name).root.is_absolute()
+
+
+def _valid_lock() -> dict:
+    files = [{"path": "a.txt", "sha256": "a" * 64, "size": 1, "mode": "644"}]
+    return {"lockVersion": 1, "algorithm": "sha256", "name": "x", "version": "1.0.0", "digest": "b" * 64, "files": files}
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: None,
+        lambda d: d.update(lockVersion=2),
+        lambda d: d.update(lockVersion=True),
+        lambda d: d.update(algorithm="md5"),
+        lambda d: d.update(digest="B" * 64),
+        lambda d: d.pop("name"),
+        lambda d: d.update(surprise=1),
+        lambda d: d["files"][0].update(size=-1),
+        lambda d: d["files"][0].update(size=1.5),
+        lambda d: d["files"][0].update(mode=644),
+        lambda d: d["files"][0].update(extra="x"),
+        lambda d: d["files"][0].pop("sha256"),
+        lambda d: d.update(files={}),
+    ],
+)
+def test_hand_parser_agrees_with_published_schema(mutate) -> None:
+    """verify parses locks without pydantic; the JSON Schema users get must say the same."""
+    import jsonschema
+
+    from qlcapsule.lockschema import lock_schema
+
+    data = _valid_lock()
+    mutate(data)
+    schema_ok = jsonschema.Draft202012Validator(lock_schema()).is_valid(data)
+    try:
+        parse_lock(json.dumps(data).encode())
+        parser_ok = True
+    except DefinitionError:
+        parser_ok = False
+    assert parser_ok == schema_ok
+
+
+def test_top_level_keys_match_the_model() -> None:
+    from qlcapsule.model import CapsuleDefinition
+    from qlcapsule.names import TOP_LEVEL_KEYS
+
+    fields = {f.alias or name for name, f in CapsuleDefinition.model_fields.items()}
+    assert fields == set(TOP_LEVEL_KEYS)
+
+
+def test_light_load_defers_validation_but_seal_enforces_it(tmp_path: Path) -> None:
+    from qlcapsule.testing import write_capsule
+
+    capsule = write_capsule(tmp_path / "c", {"a": "a"})
+    (capsule.root / "capsule.yaml").write_text("name: demo\nversion: 1.0.0\nvalidate:\n  fail_on: sometimes\n")
+    light = Capsule.load(capsule.root, strict=False)
+    assert light.name == "demo"
+    with pytest.raises(DefinitionError, match=":4: validate.fail_on"):
+        light.seal()
+    # a shape the light reader does not accept falls back to the full loader and its message
+    (capsule.root / "capsule.yaml").write_text("name: demo\nversion: 1.0.0\nfoo: 1\n")
+    with pytest.raises(DefinitionError, match=":3: foo: unknown key"):
+        Capsule.load(capsule.root, strict=False)
+
+
+def test_verify_does_not_import_pydantic(make_capsule) -> None:
+    import subprocess
+    import sys
+
+    capsule = make_capsule({"a.py": "print(1)\n"})
+    code = (
+        "import sys; from qlcapsule.cli import main\n"
+        f"try:\n    main(['verify', {str(capsule.root)!r}])\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "heavy = sorted(m for m in ('pydantic', 'pygit2', 'jinja2', 'boto3', 'cryptography', 'rich') if m in sys.modules)\n"
+        "print('heavy:', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "heavy: []" in out.stdout, out.stdout + out.stderr

@@ -15,8 +15,39 @@ from ..errors import QlcapsuleError
 from ..log import configure, scrub
 
 
+# Area modules under qlcapsule.cli, each adding its commands to ``main`` on import.
+COMMAND_MODULES = ("core", "verify", "sign", "generate", "store", "export", "deliver", "ship")
+# Commands whose module is known, so they start without importing the others.
+FAST_COMMANDS = {"verify": "verify", "seal": "core", "status": "core", "init": "core", "schema": "core"}
+
+
 class _Group(click.Group):
-    """A click group that turns expected errors into one line and an exit code."""
+    """A click group that loads command modules lazily and turns expected errors
+    into one line and an exit code."""
+
+    _all_loaded = False
+
+    def _load(self, module: str) -> None:
+        import importlib
+
+        importlib.import_module(f"qlcapsule.cli.{module}")
+
+    def _load_all(self) -> None:
+        if not self._all_loaded:
+            for module in COMMAND_MODULES:
+                self._load(module)
+            self._all_loaded = True
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in FAST_COMMANDS:
+            self._load(FAST_COMMANDS[cmd_name])
+        if cmd_name not in self.commands:
+            self._load_all()
+        return self.commands.get(cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_all()
+        return sorted(self.commands)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

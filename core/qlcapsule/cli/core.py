@@ -53,7 +53,7 @@ def status(directory: str, as_json: bool) -> None:
     """
     from ..capsule import Capsule
 
-    capsule = Capsule.load(directory)
+    capsule = Capsule.load(directory, strict=False)
     st = capsule.status()
     data = {"capsule": capsule.name, "version": capsule.version, **st.to_dict()}
 
@@ -77,10 +77,9 @@ def schema(what: str) -> None:
 
         data = definition_schema()
     else:
-        from ..lock import Lock
+        from ..lockschema import lock_schema
 
-        data = Lock.model_json_schema()
-        data["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        data = lock_schema()
     click.echo(json.dumps(data, indent=2))
 
 

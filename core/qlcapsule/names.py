@@ -1,0 +1,53 @@
+"""Light constants of the capsule format, importable without pydantic (fast paths)."""
+
+from __future__ import annotations
+
+import re
+
+DEFINITION_FILE = "capsule.yaml"
+LOCK_FILE = "capsule.lock"
+SIG_FILE = "capsule.sig"
+
+DNS_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+# The regex published with SemVer 2.0.0 (https://semver.org).
+SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+)
+
+DEFAULT_EXCLUDE = [
+    ".git",
+    ".hg",
+    ".svn",
+    ".qlcapsule/",
+    "__pycache__/",
+    "*.py[cod]",
+    ".pytest_cache/",
+    ".mypy_cache/",
+    ".ruff_cache/",
+    ".tox/",
+    ".nox/",
+    ".venv/",
+    ".DS_Store",
+]
+
+#: top-level keys of capsule.yaml (kept equal to CapsuleDefinition's fields by a test)
+TOP_LEVEL_KEYS = frozenset(
+    {
+        "name",
+        "version",
+        "description",
+        "authors",
+        "license",
+        "labels",
+        "generator",
+        "include",
+        "exclude",
+        "validate",
+        "policy",
+        "exports",
+        "targets",
+        "ship",
+    }
+)
