@@ -31,7 +31,7 @@ from .envelope import PAYLOAD_TYPE, Envelope, EnvelopeSignature, Statement, Veri
 from .errors import CredentialsError, InputError, IntegrityError, QlcapsuleError, SignatureError, StoreError
 from .lock import Lock, atomic_write
 from .log import event, get_logger
-from .model import SEMVER
+from .names import SEMVER
 
 log = get_logger("signing")
 
@@ -471,8 +471,17 @@ def semver_key(version: str) -> tuple[Any, ...]:
     return (core, 0, parts)
 
 
+def _store_may_exist(root: Path) -> bool:
+    """Cheap pre-check, so verify outside any store never imports pygit2."""
+    if os.environ.get("QLCAPSULE_STORE"):
+        return True
+    return any((p / ".git").exists() for p in (root, *root.parents))
+
+
 def _store_latest(root: Path, name: str) -> str | None:
     """The newest version the version store knows, when a store exists."""
+    if not _store_may_exist(root):
+        return None
     try:
         from . import store
     except ImportError:
@@ -486,6 +495,42 @@ def _store_latest(root: Path, name: str) -> str | None:
         event(log, "verify.no_store", reason=exc.message)
         return None
     return str(found) if found else None
+
+
+@dataclass
+class Policy:
+    """capsule.yaml's ``policy`` (see :class:`qlcapsule.model.PolicyConfig`)."""
+
+    require_signature: bool = False
+    threshold: int = 1
+    trust: str | None = None
+    min_version: str | None = None
+
+
+_POLICY_TYPES: dict[str, tuple[type, ...]] = {
+    "require_signature": (bool,),
+    "threshold": (int,),
+    "trust": (str, type(None)),
+    "min_version": (str, type(None)),
+}
+
+
+def read_policy(capsule: Capsule) -> Policy:
+    """The policy from the light read of capsule.yaml when it is plainly valid (no pydantic on the
+    verify path), else from the full model, which names the line of any error."""
+    setting = getattr(capsule, "setting", None)
+    raw = setting("policy") if setting is not None else None
+    if raw is None and setting is not None:
+        return Policy()
+    if isinstance(raw, dict) and all(
+        k in _POLICY_TYPES and isinstance(v, _POLICY_TYPES[k]) and not (k == "threshold" and isinstance(v, bool))
+        for k, v in raw.items()
+    ):
+        pol = Policy(**raw)
+        if pol.threshold >= 1 and (pol.min_version is None or SEMVER.match(pol.min_version)):
+            return pol
+    full = capsule.definition.policy
+    return Policy(full.require_signature, full.threshold, full.trust, full.min_version)
 
 
 def _check_statement(
@@ -541,7 +586,7 @@ def verify_signatures(
     required and replace ``policy.trust``. Threshold and minimum version are the
     stricter of the argument and capsule.yaml's ``policy``.
     """
-    policy = capsule.definition.policy
+    policy = read_policy(capsule)
     explicit = bool(keys or hmac_key_envs or trust)
     reasons = [
         r
