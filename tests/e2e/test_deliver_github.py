@@ -30,7 +30,14 @@ def _capsule(
     root: Path | None = None,
     **options: Any,
 ) -> Capsule:
-    opts = {"repository": "acme/capsules", "base_url": fake.base_url, "retries": 2, **options}
+    opts = {
+        "repository": "acme/capsules",
+        "base_url": fake.base_url,
+        "retries": 2,
+        "request_interval": 0,
+        "write_interval": 0,
+        **options,
+    }
     definition = f"name: orders\nversion: {version}\ndescription: Orders service\ntargets:\n  gh:\n    provider: github\n    options: {json.dumps(opts)}\n"
     files = files or {"app.py": "print('hi')\n", "bin/run.sh": "#!/bin/sh\necho run\n"}
     kw = {"root": root} if root else {}
@@ -57,7 +64,8 @@ def _run(qlcapsule_cli: Any, *args: str, token: str | None = CANARY_GITHUB_TOKEN
 
 def test_push_commit_and_release(make_capsule: Any, fake_github: Any, qlcapsule_cli: Any, tmp_path: Path) -> None:
     """A FAKE GitHub: the branch holds exactly the capsule, the release holds the artifact, read back by plain HTTP."""
-    cap = _capsule(make_capsule, fake_github)
+    files = {"app.py": "print('hi')\n", "bin/run.sh": "#!/bin/sh\necho run\n", "logo.bin": bytes(range(256)) * 4}
+    cap = _capsule(make_capsule, fake_github, files=files)
     art = _artifact(tmp_path)
     res = _run(qlcapsule_cli, "deliver", str(cap.root), "--target", "gh", "--artifact", str(art), "--json")
     assert res.exit_code == 0, res.output
@@ -73,6 +81,8 @@ def test_push_commit_and_release(make_capsule: Any, fake_github: Any, qlcapsule_
     repo = fake_github.repos["acme/capsules"]
     flat = repo.store.flatten(repo.store.objects[repo.refs["refs/heads/capsules"]][1]["tree"])
     assert flat["bin/run.sh"][0] == "100755" and flat["app.py"][0] == "100644"
+    # binary files go up as base64 blobs, text inline in the tree request
+    assert fake_github.log.count(("POST", "/api/v3/repos/acme/capsules/git/blobs")) == 1
     assert repo.refs["refs/tags/orders-1.0.0"] == receipt["extra"]["commit"] == repo.refs["refs/heads/capsules"]
     (release,) = repo.releases
     assert release["name"] == "orders 1.0.0" and release["prerelease"] is False
@@ -166,12 +176,13 @@ def test_conflicting_asset_and_overwrite(
     res = _run(qlcapsule_cli, "deliver", str(cap.root), "-t", "gh", "-a", str(changed))
     assert res.exit_code == 1 and "already has an asset orders-1.0.0.tar.gz" in res.stderr, res.output
     cap2 = _capsule(make_capsule, fake_github, root=tmp_path / "again", overwrite=True)
-    # the same capsule content -> same commit, so the tag needs no move; the asset is replaced
-    assert cap2.digest == cap.digest
+    # capsule.yaml changed (overwrite: true), so the commit is new: the tag moves and the asset is replaced
     res = _run(qlcapsule_cli, "deliver", str(cap2.root), "-t", "gh", "-a", str(changed), "--json")
     assert res.exit_code == 0, res.output
-    (release,) = fake_github.repos["acme/capsules"].releases
+    repo = fake_github.repos["acme/capsules"]
+    (release,) = repo.releases
     assert [a["data"] for a in release["assets"]] == [b"other bytes"]
+    assert repo.refs["refs/tags/orders-1.0.0"] == repo.refs["refs/heads/capsules"]
 
 
 def test_tag_of_other_content_is_a_conflict(
@@ -206,8 +217,8 @@ def test_transient_errors_are_retried_exactly_once(
 def test_server_down_is_a_remote_error(make_capsule: Any, fake_github: Any, qlcapsule_cli: Any, tmp_path: Path) -> None:
     """A FAKE GitHub that keeps failing: exit 3 after bounded retries, one line, nothing published."""
     cap = _capsule(make_capsule, fake_github)
-    fake_github.fail_next += [("POST", r"/git/blobs$", 503)] * 2
+    fake_github.fail_next += [("POST", r"/git/trees$", 503)] * 2
     res = _run(qlcapsule_cli, "deliver", str(cap.root), "-t", "gh", "-a", str(_artifact(tmp_path)))
     assert res.exit_code == 3, res.output
-    assert res.stderr.strip().splitlines()[-1].startswith("error: github: blob ")
+    assert res.stderr.strip().splitlines()[-1].startswith("error: github: capsule tree: 503")
     assert fake_github.repos["acme/capsules"].refs == {}

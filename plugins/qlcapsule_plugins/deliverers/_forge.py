@@ -1,0 +1,111 @@
+"""Shared helpers of the forge deliverers (github, gitlab, git): git object ids and option checks.
+
+The capsule is pushed as a git tree whose ids are computed here, locally, the way
+git computes them; after a push the deliverer compares the ids the server reports
+with these, so a commit only counts when the server holds exactly the capsule's bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from qlcapsule import Capsule, OptionsError
+
+__all__ = [
+    "TreeFile",
+    "blob_id",
+    "capsule_files",
+    "tree_id",
+    "expand",
+    "check_ref_name",
+    "check_repo_path",
+    "prerelease",
+]
+
+_BAD_REF = re.compile(r"(\.\.|[\x00-\x20~^:?*\[\\\x7f]|@\{|//|/\.|\.lock(/|$))")
+
+
+@dataclass(frozen=True)
+class TreeFile:
+    """One file of the tree to push: repository path, git mode, git blob id and where the bytes are."""
+
+    path: str
+    mode: str  # "100644" or "100755"
+    blob: str
+    source: Path
+    size: int
+
+
+def blob_id(data: bytes) -> str:
+    """The git blob id (SHA-1 of ``blob <size>\\0<data>``)."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def capsule_files(capsule: Capsule, prefix: str = "") -> list[TreeFile]:
+    """Every file of the capsule's payload (locked files, capsule.lock, capsule.sig) under ``prefix``."""
+    out = []
+    for rel, abspath, mode in capsule.payload():
+        data = abspath.read_bytes()
+        path = f"{prefix}/{rel}" if prefix else rel
+        out.append(TreeFile(path, "100755" if mode == "755" else "100644", blob_id(data), abspath, len(data)))
+    return out
+
+
+def tree_id(files: dict[str, tuple[str, str]]) -> str:
+    """The git tree id of ``path -> (mode, blob id)``, building the sub-trees as git would."""
+    groups: dict[str, dict[str, tuple[str, str]]] = {}
+    entries: dict[str, tuple[str, str]] = {}
+    for path, (mode, sha) in files.items():
+        head, sep, rest = path.partition("/")
+        if sep:
+            groups.setdefault(head, {})[rest] = (mode, sha)
+        else:
+            entries[head] = (mode, sha)
+    for name, sub in groups.items():
+        entries[name] = ("40000", tree_id(sub))
+
+    def key(item: tuple[str, tuple[str, str]]) -> bytes:
+        name, (mode, _) = item
+        return name.encode() + (b"/" if mode == "40000" else b"")
+
+    raw = b"".join(
+        f"{mode.lstrip('0') or '0'} {name}".encode() + b"\0" + bytes.fromhex(sha)
+        for name, (mode, sha) in sorted(entries.items(), key=key)
+    )
+    return hashlib.sha1(b"tree %d\0" % len(raw) + raw).hexdigest()
+
+
+def expand(template: str, capsule: Capsule) -> str:
+    """Replace ``{name}`` and ``{version}`` (the only placeholders) in an option value."""
+    return template.replace("{name}", capsule.name).replace("{version}", capsule.version)
+
+
+def check_ref_name(value: str) -> str:
+    """Validate a branch or tag name by git's ``check-ref-format`` rules (placeholders allowed)."""
+    probe = value.replace("{name}", "n").replace("{version}", "1.0.0")
+    if not probe or probe.startswith(("/", "-", ".")) or probe.endswith(("/", ".")) or _BAD_REF.search(probe):
+        raise ValueError(f"{value!r} is not a valid git branch or tag name")
+    return value
+
+
+def check_repo_path(value: str) -> str:
+    """A directory inside the repository: relative, no '..', no empty segments ('' = the root)."""
+    v = value.strip("/")
+    if v and any(part in ("", ".", "..") for part in v.split("/")):
+        raise ValueError(f"{value!r} must be a relative directory without '.' or '..' segments")
+    if "\\" in v or "\0" in v:
+        raise ValueError(f"{value!r} must use '/' as separator")
+    return v
+
+
+def prerelease(version: str) -> bool:
+    """True for a SemVer pre-release (``1.0.0-rc.1``)."""
+    return "-" in version.split("+", 1)[0]
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise OptionsError(message)
