@@ -56,7 +56,7 @@ def _total_bytes(capsule: Capsule) -> int:
 
 def seal_capsule(root: Path) -> SealResult:
     capsule = Capsule.load(root)
-    with bytes_progress(f"sealing {capsule.ref}", _total_bytes(capsule)) as advance:
+    with bytes_progress(f"sealing {capsule.ref}", lambda: _total_bytes(capsule)) as advance:
         result = capsule.seal(progress=advance)
     event(log, "seal.done", capsule=capsule.ref, digest=result.digest, written=result.written)
     return result
@@ -72,7 +72,8 @@ def verify_capsule(root: Path, **signature_options: Any) -> dict[str, Any]:
     to check: a capsule.sig, a key option or a policy that requires a signature.
     """
     capsule = Capsule.load(root, strict=False)  # no pydantic on the integrity path
-    lock = capsule.verify_integrity()
+    with bytes_progress(f"verifying {capsule.ref}", lambda: sum(f.size for f in capsule.require_lock().files)) as advance:
+        lock = capsule.verify_integrity(progress=advance)
     event(log, "verify.integrity", capsule=capsule.ref, digest=lock.digest)
     report: dict[str, Any] = {
         "ok": True,

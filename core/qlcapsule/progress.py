@@ -20,9 +20,18 @@ def wanted() -> bool:
 
 
 @contextmanager
-def bytes_progress(label: str, total: int) -> Iterator[Callable[[int], None] | None]:
-    """Yield a thread-safe ``advance(nbytes)`` callback, or None when no bar is shown."""
-    if total < THRESHOLD or not wanted():
+def bytes_progress(label: str, total: int | Callable[[], int]) -> Iterator[Callable[[int], None] | None]:
+    """Yield a thread-safe ``advance(nbytes)`` callback, or None when no bar is shown.
+
+    ``total`` may be a callable, evaluated only when a bar could be shown (so
+    CI never pays for sizing the work).
+    """
+    if not wanted():
+        yield None
+        return
+    if callable(total):
+        total = total()
+    if total < THRESHOLD:
         yield None
         return
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
