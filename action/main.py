@@ -19,8 +19,9 @@ import os
 import re
 import sys
 import uuid
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 COMMANDS = ("ship", "validate", "verify", "export", "deliver")
 EXTRAS = ("s3", "gcs", "azure", "github", "gitlab")
@@ -31,7 +32,6 @@ SECRET_NAME = re.compile(
 NOT_SECRET = frozenset(
     {"GITHUB_ACTION_PATH", "QLCAPSULE_ACTION_PATH", "QLCAPSULE_SIGNING_KEY", "GOOGLE_APPLICATION_CREDENTIALS"}
 )
-MAX_ANNOTATIONS = 50  # GitHub shows at most 10 per step and 50 per job
 MAX_REPORT_OUTPUT = 512 * 1024
 
 
@@ -142,7 +142,8 @@ class Outcome:
     def __init__(self, command: str) -> None:
         self.command = command
         self.capsules: list[dict[str, Any]] = []  # ref, path, digest, score, ok, error, artifacts, urls
-        self.findings: list[tuple[str, Any]] = []  # (capsule root, Finding)
+        self.validation: Any = None  # a qlcapsule.validation.Report when findings were collected
+        self.errors: list[tuple[str, str]] = []  # (file, message) for failures that are not findings
         self.report: dict[str, Any] = {}
         self.exit_code = 0
 
@@ -150,13 +151,26 @@ class Outcome:
     def scores(self) -> list[float]:
         return [c["score"] for c in self.capsules if c.get("score") is not None]
 
+    @property
+    def findings(self) -> list[tuple[str, Any]]:
+        if self.validation is None:
+            return []
+        return [(c.directory, f) for c in self.validation.capsules for f in c.findings]
 
-def _finding_obj(data: Mapping[str, Any]) -> Any:
-    from qlcapsule import Finding, Severity
 
-    known = {k: v for k, v in data.items() if k in Finding.__dataclass_fields__}
-    known["severity"] = Severity(known.get("severity", "error"))
-    return Finding(**known)
+def _capsule(ref: str, path: str, **kw: Any) -> dict[str, Any]:
+    data = {
+        "ref": ref,
+        "path": path,
+        "digest": None,
+        "score": None,
+        "ok": True,
+        "error": None,
+        "artifacts": [],
+        "urls": [],
+    }
+    data.update(kw)
+    return data
 
 
 def run_ship(paths: list[str], env: Mapping[str, str]) -> Outcome:
@@ -168,30 +182,43 @@ def run_ship(paths: list[str], env: Mapping[str, str]) -> Outcome:
         targets=split_list(get_input(env, "targets")) or None,
         fail_on=get_input(env, "fail-on") or None,
         min_score=_score_input(env),
+        key_env="QLCAPSULE_KEY" if env.get("QLCAPSULE_KEY") else None,
     )
+    refs: list[str] = []
 
     def progress(index: int, step: str, status: str, detail: str) -> None:
         if status not in ("running", "skipped"):
-            print(f"{paths[index] if index < len(paths) else index}: {step}: {status}{': ' + detail if detail else ''}")
+            who = refs[index] if index < len(refs) else str(index)
+            print(f"{who}: {step}: {status}{': ' + detail if detail else ''}", flush=True)
 
-    result = ship(paths, options, events=progress)
+    result = ship(paths, options, events=progress, on_plan=lambda cs: refs.extend(c.ref for c in cs))
     for c in result.capsules:
         out.capsules.append(
-            {
-                "ref": c.ref,
-                "path": c.path,
-                "digest": c.digest,
-                "score": c.score,
-                "ok": c.ok,
-                "error": c.error,
-                "artifacts": [a["path"] for a in c.artifacts],
-                "urls": c.urls,
-            }
+            _capsule(
+                c.ref,
+                c.path,
+                digest=c.digest,
+                score=c.score,
+                ok=c.ok,
+                error=c.error,
+                artifacts=[a["path"] for a in c.artifacts],
+                urls=c.urls,
+            )
         )
-        out.findings += [(c.path, _finding_obj(f)) for f in c.findings]
+        if c.error and not c.findings:
+            out.errors.append((_rel(c.path, "capsule.yaml"), f"{c.ref}: {c.error}"))
+    out.validation = result.validation_report()
     out.report = result.to_dict()
     out.exit_code = result.exit_code
     return out
+
+
+def _rel(root: str, name: str) -> str:
+    full = Path(root).resolve() / name
+    try:
+        return full.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return full.as_posix()
 
 
 def _score_input(env: Mapping[str, str]) -> float | None:
@@ -213,54 +240,14 @@ def run_validate(paths: list[str], env: Mapping[str, str]) -> Outcome:
     from qlcapsule.validation import validate_capsules
 
     out = Outcome("validate")
-    report: Any = validate_capsules(paths, fail_on=get_input(env, "fail-on") or None, min_score=_score_input(env))
-    data = report.to_dict()
-    for item in _per_capsule(report):
-        out.capsules.append(item)
-    out.findings = [(_root_of(report, f), f) for f in report.findings]
-    out.report = data
-    out.exit_code = 1 if _failed(report) else 0
+    report = validate_capsules(paths, fail_on=get_input(env, "fail-on") or None, min_score=_score_input(env))
+    for c in report.capsules:
+        ref = f"{c.name}@{c.version}" if c.name else c.directory
+        out.capsules.append(_capsule(ref, c.directory, score=round(c.score, 4), ok=not c.failed))
+    out.validation = report
+    out.report = report.to_dict()
+    out.exit_code = 1 if report.failed else 0
     return out
-
-
-def _failed(report: Any) -> bool:
-    failed = getattr(report, "failed", None)
-    if callable(failed):
-        failed = failed()
-    if failed is None:
-        failed = not getattr(report, "ok", True)
-    return bool(failed)
-
-
-def _per_capsule(report: Any) -> list[dict[str, Any]]:
-    items = []
-    for c in getattr(report, "capsules", []) or []:
-        get = c.get if isinstance(c, dict) else (lambda k, d=None, c=c: getattr(c, k, d))
-        ref = get("ref") or f"{get('name')}@{get('version')}"
-        items.append(
-            {
-                "ref": ref,
-                "path": str(get("root") or get("path") or ""),
-                "digest": get("digest"),
-                "score": get("score"),
-                "ok": not get("failed", False) if get("ok") is None else get("ok"),
-                "error": None,
-                "artifacts": [],
-                "urls": [],
-            }
-        )
-    return items
-
-
-def _root_of(report: Any, finding: Any) -> str:
-    roots = getattr(report, "roots", None)
-    if isinstance(roots, dict) and finding.capsule in roots:
-        return str(roots[finding.capsule])
-    for c in getattr(report, "capsules", []) or []:
-        get = c.get if isinstance(c, dict) else (lambda k, d=None, c=c: getattr(c, k, d))
-        if finding.capsule in (get("name"), get("ref")):
-            return str(get("root") or get("path") or ".")
-    return "."
 
 
 def run_verify(paths: list[str], env: Mapping[str, str]) -> Outcome:
@@ -271,40 +258,11 @@ def run_verify(paths: list[str], env: Mapping[str, str]) -> Outcome:
     for p in paths:
         try:
             r = verify_capsule(Path(p))
-            out.capsules.append(
-                {
-                    "ref": f"{r['capsule']}@{r['version']}",
-                    "path": p,
-                    "digest": r["digest"],
-                    "score": None,
-                    "ok": True,
-                    "error": None,
-                    "artifacts": [],
-                    "urls": [],
-                }
-            )
+            out.capsules.append(_capsule(f"{r['capsule']}@{r['version']}", p, digest=r["digest"]))
         except QlcapsuleError as exc:
-            out.capsules.append(
-                {
-                    "ref": p,
-                    "path": p,
-                    "digest": None,
-                    "score": None,
-                    "ok": False,
-                    "error": exc.message,
-                    "artifacts": [],
-                    "urls": [],
-                }
-            )
+            out.capsules.append(_capsule(p, p, ok=False, error=exc.message))
+            out.errors.append((_rel(p, "capsule.lock"), exc.message))
             out.exit_code = max(out.exit_code, exc.exit_code)
-            out.findings.append(
-                (
-                    p,
-                    _finding_obj(
-                        {"rule": "verify", "severity": "error", "message": exc.message, "path": "capsule.lock"}
-                    ),
-                )
-            )
     out.report = {"ok": out.exit_code == 0, "capsules": out.capsules}
     return out
 
@@ -314,24 +272,13 @@ def run_export(paths: list[str], env: Mapping[str, str]) -> Outcome:
     from qlcapsule.exporting import export_capsule
 
     out = Outcome("export")
-    outdir = Path(env.get("QLCAPSULE_OUTPUT", "dist"))
+    outdir = Path(env.get("QLCAPSULE_OUTPUT") or "dist")
     outdir.mkdir(parents=True, exist_ok=True)
     for p in paths:
         capsule = Capsule.load(p)
         fmts = split_list(get_input(env, "formats")) or list(capsule.definition.ship.formats)
         results = [export_capsule(p, fmt, outdir) for fmt in fmts]
-        out.capsules.append(
-            {
-                "ref": capsule.ref,
-                "path": p,
-                "digest": capsule.digest,
-                "score": None,
-                "ok": True,
-                "error": None,
-                "artifacts": [str(r.path) for r in results],
-                "urls": [],
-            }
-        )
+        out.capsules.append(_capsule(capsule.ref, p, digest=capsule.digest, artifacts=[str(r.path) for r in results]))
     out.report = {"ok": True, "capsules": out.capsules}
     return out
 
@@ -348,18 +295,15 @@ def run_deliver(paths: list[str], env: Mapping[str, str]) -> Outcome:
         for target in split_list(get_input(env, "targets")) or list(capsule.definition.ship.targets) or [None]:
             receipts += deliver_capsule(p, target, formats=formats)
         out.capsules.append(
-            {
-                "ref": capsule.ref,
-                "path": p,
-                "digest": capsule.digest,
-                "score": None,
-                "ok": True,
-                "error": None,
-                "artifacts": [r.location for r in receipts],
-                "urls": [r.url for r in receipts if r.url],
-            }
+            _capsule(
+                capsule.ref,
+                p,
+                digest=capsule.digest,
+                artifacts=[r.location for r in receipts],
+                urls=[r.url for r in receipts if r.url],
+            )
         )
-    out.report = {"ok": True, "capsules": out.capsules}
+    out.report = {"ok": True, "capsules": out.capsules, "receipts": [r.to_dict() for r in receipts]}
     return out
 
 
@@ -375,42 +319,25 @@ RUNNERS = {
 # -- reporting ---------------------------------------------------------------------
 
 
-def annotation_lines(findings: Sequence[tuple[str, Any]], cwd: Path) -> list[str]:
-    """``::error file=..,line=..::message`` for each finding, paths relative to the workspace."""
+def annotation_lines(outcome: Outcome) -> list[str]:
+    """``::error file=..,line=..::message`` per finding (qlcapsule's GitHub renderer) and per failure."""
     lines = []
-    for root, f in findings[:MAX_ANNOTATIONS]:
-        level = {"error": "error", "warning": "warning"}.get(f.severity.value, "notice")
-        props = []
-        if f.path:
-            props.append(f"file={escape_property(_workspace_path(root, f.path, cwd))}")
-        for key, value in (("line", f.line), ("col", f.column), ("endLine", f.end_line), ("endColumn", f.end_column)):
-            if value:
-                props.append(f"{key}={value}")
-        props.append(f"title={escape_property(f.rule)}")
-        lines.append(f"::{level} {','.join(props)}::{escape_data(f.message)}")
+    if outcome.validation is not None and outcome.validation.capsules:
+        from qlcapsule.report import render_github
+
+        lines += render_github(outcome.validation).splitlines()[:-1]  # the last line is a summary, not an annotation
+    for file, message in outcome.errors:
+        props = (f"file={escape_property(file)}," if file else "") + f"title=qlcapsule {outcome.command}"
+        lines.append(f"::error {props}::{escape_data(message)}")
     return lines
 
 
-def _workspace_path(root: str, path: str, cwd: Path) -> str:
-    full = Path(root) / path if not os.path.isabs(path) else Path(path)
-    try:
-        return Path(os.path.relpath(full.resolve() if full.is_absolute() else (cwd / full).resolve(), cwd)).as_posix()
-    except ValueError:
-        return full.as_posix()
+def sarif_document(outcome: Outcome) -> dict[str, Any]:
+    """SARIF 2.1.0 (URIs relative to the workspace); a run with no results when nothing was validated."""
+    from qlcapsule.report import sarif
+    from qlcapsule.validation import Report
 
-
-def sarif_document(findings: Sequence[tuple[str, Any]], cwd: Path) -> dict[str, Any]:
-    """SARIF 2.1.0 with workspace-relative URIs, via qlcapsule's renderer when it has one."""
-    rebased = []
-    for root, f in findings:
-        g = _finding_obj(f.to_dict())
-        if g.path:
-            g.path = _workspace_path(root, g.path, cwd)
-        rebased.append(g)
-    from qlcapsule import report as report_mod
-
-    doc = report_mod.sarif(rebased)
-    return doc if isinstance(doc, dict) else json.loads(doc)
+    return sarif(outcome.validation if outcome.validation is not None else Report([]))
 
 
 def _cell(text: Any) -> str:
@@ -436,9 +363,7 @@ def summary_markdown(outcome: Outcome) -> str:
             "|---|---|---|---|",
         ]
         for root, f in outcome.findings[:100]:
-            where = (
-                _workspace_path(root, f.path, Path.cwd()) + (f":{f.line}" if f.line else "") if f.path else _cell(root)
-            )
+            where = _rel(root, f.path or "capsule.yaml") + (f":{f.line}" if f.line else "")
             lines.append(f"| {f.severity.value} | `{_cell(where)}` | `{_cell(f.rule)}` | {_cell(f.message)} |")
         if len(outcome.findings) > 100:
             lines.append(f"\n…and {len(outcome.findings) - 100} more (see the report output).")
@@ -489,17 +414,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     except QlcapsuleError as exc:
-        print(f"::error title=qlcapsule {command}::{escape_data(scrub(exc.message))}")
         outcome = Outcome(command)
+        outcome.errors.append(("", scrub(exc.message)))
         outcome.exit_code = exc.exit_code
         outcome.report = {"ok": False, "error": scrub(exc.message)}
-    for line in annotation_lines(outcome.findings, cwd):
+    except Exception as exc:  # noqa: BLE001 - a bug still ends as one annotation, never a bare traceback
+        print(f"::error title=qlcapsule {command}::{escape_data(scrub(f'internal error: {type(exc).__name__}: {exc}'))}")
+        return 70
+    for line in annotation_lines(outcome):
         print(line)
     sarif_file = get_input(env, "sarif-file")
     if sarif_file:
         Path(sarif_file).parent.mkdir(parents=True, exist_ok=True)
         Path(sarif_file).write_text(
-            json.dumps(sarif_document(outcome.findings, cwd), indent=2) + "\n", encoding="utf-8"
+            json.dumps(sarif_document(outcome), indent=2) + "\n", encoding="utf-8"
         )
     write_outputs(outcome, env, cwd)
     summary = env.get("GITHUB_STEP_SUMMARY")
