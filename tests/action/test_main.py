@@ -160,7 +160,7 @@ def test_every_input_reaches_main_and_every_output_is_written() -> None:
     assert "github.action_path" in install["env"]["QLCAPSULE_ACTION_PATH"]
     assert "action/main.py" in run_step["run"]
     for name, out in meta["outputs"].items():
-        assert out["value"] == "${{ steps.run.outputs.%s }}" % name
+        assert out["value"] == "${{ steps.run.outputs." + name + " }}"
     assert not any(re.search(r"token|secret|password", n, re.I) for n in meta["inputs"]), "secrets go through env:"
 
 
