@@ -1,0 +1,628 @@
+"""The version store: capsule versions as git commits (pygit2, imported lazily).
+
+Where the store is
+    ``--store PATH`` or ``$QLCAPSULE_STORE`` names a bare repository, created on
+    first write. Otherwise the git repository containing the capsule is used,
+    but only under ``refs/capsules/<name>/heads/<branch>`` and
+    ``refs/capsules/<name>/tags/<version>``: objects are added, the user's
+    branches, index, HEAD and work tree are never read or written.
+
+What a version is
+    A commit whose tree is the sealed capsule (capsule.lock and capsule.sig
+    included), whose parents are its lineage (the branch head; a merge has two)
+    and whose message ends with ``Qlcapsule-Capsule``/``-Version``/``-Digest``
+    trailers. Tags are annotated tag objects; a version tag never moves.
+
+Safety
+    Ref updates are compare-and-swap (libgit2 checks the old target under its
+    ref lock) inside a per-capsule ``flock``, retried on a race, so concurrent
+    writers never lose a version. Objects are written before the ref moves and
+    are fsync'd (libgit2's ``GIT_OPT_ENABLE_FSYNC_GITDIR``; bare stores also get
+    ``core.fsync``), so a killed process leaves the ref at the old or the new
+    commit and ``git fsck --strict`` clean.
+
+Speed
+    A commit reuses blob ids from the parent version: the parent's capsule.lock
+    maps SHA-256 -> path -> blob id, and a stat cache (``statcache.py``) says
+    which files are unchanged, so only changed files are read, hashed and
+    compressed. Bulk writes go into packfiles (``gitpack.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import re
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import IntegrityError, StoreError
+from .log import event, get_logger
+from .model import SEMVER
+
+if TYPE_CHECKING:
+    import pygit2
+
+log = get_logger("store")
+
+ENV_STORE = "QLCAPSULE_STORE"
+REF_ROOT = "refs/capsules"
+NOTES_REF = "refs/notes/qlcapsule"
+DEFAULT_BRANCH = "main"
+LOCAL_STORE = Path(".qlcapsule") / "store.git"
+MERGE_STATE = ".qlcapsule/merge.json"
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+_TRAILER = re.compile(r"^Qlcapsule-(Capsule|Version|Digest): *(\S+) *$", re.M)
+_BRANCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_RETRIES = 200
+
+__all__ = [
+    "Store",
+    "CommitResult",
+    "open_store",
+    "commit_capsule",
+    "latest_version",
+    "add_note",
+    "read_notes",
+    "semver_key",
+]
+
+
+# -- SemVer ordering ------------------------------------------------------------
+
+
+def semver_key(version: str) -> tuple[Any, ...]:
+    """Sort key implementing SemVer 2.0.0 precedence (build metadata ignored)."""
+    m = SEMVER.match(version)
+    if not m:
+        return (-1, -1, -1, 0, ())
+    major, minor, patch, pre = int(m.group(1)), int(m.group(2)), int(m.group(3)), m.group(4)
+    if pre is None:
+        return (major, minor, patch, 1, ())
+    ids = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split("."))
+    return (major, minor, patch, 0, ids)
+
+
+# -- results --------------------------------------------------------------------
+
+
+@dataclass
+class CommitResult:
+    """What ``commit_capsule`` did."""
+
+    capsule: str
+    version: str
+    digest: str
+    commit: str
+    branch: str
+    ref: str
+    store: str
+    parents: list[str] = field(default_factory=list)
+    created: bool = True
+    files: int = 0
+    new_blobs: int = 0
+    hashed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _pygit2() -> Any:
+    import pygit2
+
+    return pygit2
+
+
+def _enable_fsync() -> None:
+    pygit2 = _pygit2()
+    pygit2.option(pygit2.GIT_OPT_ENABLE_FSYNC_GITDIR, 1)
+
+
+# -- the store ------------------------------------------------------------------
+
+
+class Store:
+    """A git repository holding capsule versions under ``refs/capsules/``."""
+
+    def __init__(self, repo: pygit2.Repository, *, dedicated: bool) -> None:
+        self.repo = repo
+        #: True for a ``--store`` repository, False for the user's own repository
+        self.dedicated = dedicated
+        self.git_dir = Path(repo.path)
+
+    @property
+    def location(self) -> str:
+        return str(self.git_dir if self.repo.is_bare else Path(self.repo.workdir or self.git_dir))
+
+    # names
+    @staticmethod
+    def head_ref(name: str, branch: str) -> str:
+        return f"{REF_ROOT}/{name}/heads/{branch}"
+
+    @staticmethod
+    def tag_ref(name: str, version: str) -> str:
+        return f"{REF_ROOT}/{name}/tags/{version}"
+
+    def _refs_under(self, prefix: str) -> dict[str, Any]:
+        out = {}
+        for n in self.repo.listall_references():
+            if n.startswith(prefix):
+                out[n[len(prefix) :]] = n
+        return out
+
+    def capsules(self) -> list[str]:
+        names = set()
+        for n in self.repo.listall_references():
+            parts = n.split("/")
+            if len(parts) >= 5 and n.startswith(REF_ROOT + "/"):
+                names.add(parts[2])
+        return sorted(names)
+
+    def head(self, name: str, branch: str = DEFAULT_BRANCH) -> Any | None:
+        ref = self.repo.references.get(self.head_ref(name, branch))
+        return ref.target if ref is not None else None
+
+    def branches(self, name: str) -> dict[str, str]:
+        prefix = f"{REF_ROOT}/{name}/heads/"
+        return {b: str(self.repo.references[r].target) for b, r in sorted(self._refs_under(prefix).items())}
+
+    def tags(self, name: str) -> dict[str, str]:
+        """version -> commit id (peeled)."""
+        pygit2 = _pygit2()
+        prefix = f"{REF_ROOT}/{name}/tags/"
+        out = {}
+        for version, refname in self._refs_under(prefix).items():
+            obj = self.repo.references[refname].peel(pygit2.Commit)
+            out[version] = str(obj.id)
+        return out
+
+    # locking
+    @contextlib.contextmanager
+    def lock(self, what: str) -> Iterator[None]:
+        """An exclusive per-capsule lock; the kernel drops it if the process dies."""
+        lock_dir = self.git_dir / "qlcapsule" / "locks"
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            import fcntl
+        except ImportError:  # Windows: compare-and-swap alone keeps versions safe
+            yield
+            return
+        fd = os.open(lock_dir / f"{what}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def cas_ref(self, refname: str, new: Any, old: Any | None, message: str) -> bool:
+        """Point ``refname`` at ``new`` if it still points at ``old`` (None: must not exist).
+
+        Returns False when another writer got there first (the caller retries).
+        """
+        pygit2 = _pygit2()
+        refs = self.repo.references
+        try:
+            if old is None:
+                if refs.get(refname) is not None:
+                    return False
+                self.repo.create_reference_direct(refname, new, False, message=message)
+                return True
+            ref = refs.get(refname)
+            if ref is None or ref.target != old:
+                return False
+            ref.set_target(new, message)  # libgit2 re-checks the old target under the ref lock
+            return True
+        except pygit2.AlreadyExistsError:
+            return False
+        except pygit2.GitError as exc:
+            text = str(exc).lower()
+            if "lock" in text:
+                self._clear_stale_lock(refname)
+                return False
+            if "modified" in text or "current" in text or "exists" in text:
+                return False
+            raise StoreError(f"{self.location}: cannot update {refname}: {exc}") from None
+
+    def _clear_stale_lock(self, refname: str) -> None:
+        # We hold the capsule's flock, so a ref lock older than a second was
+        # left by a writer that died between creating and renaming it.
+        lock_file = self.git_dir / f"{refname}.lock"
+        try:
+            if time.time() - lock_file.stat().st_mtime > 1.0:
+                lock_file.unlink()
+                event(log, "store.stale_lock_removed", ref=refname)
+        except FileNotFoundError:
+            pass
+
+    # revisions
+    def resolve(self, name: str, rev: str) -> Any:
+        """A commit of capsule ``name`` from a version, tag, branch, ``branch~N`` or commit id."""
+        pygit2 = _pygit2()
+        repo = self.repo
+        base, suffix = re.match(r"^(.*?)((?:[~^]\d*)*)$", rev).groups()  # type: ignore[union-attr]
+        full = None
+        if repo.references.get(self.tag_ref(name, base)) is not None:
+            full = self.tag_ref(name, base)
+        elif repo.references.get(self.head_ref(name, base)) is not None:
+            full = self.head_ref(name, base)
+        elif SEMVER.match(base):
+            found = self._find_version(name, base)
+            if found is not None:
+                full = str(found)
+        elif re.fullmatch(r"[0-9a-fA-F]{4,40}", base):
+            full = base
+        if full is None:
+            raise StoreError(f"{name}: unknown revision {rev!r} (give a version, tag, branch or commit id)")
+        try:
+            obj = repo.revparse_single(full + suffix).peel(pygit2.Commit)
+        except (KeyError, ValueError, pygit2.GitError):
+            raise StoreError(f"{name}: unknown revision {rev!r}") from None
+        info = parse_trailers(obj.message)
+        if info.get("capsule") not in (None, name):
+            raise StoreError(f"{rev}: commit {str(obj.id)[:12]} is a version of {info['capsule']!r}, not {name!r}")
+        return obj
+
+    def _find_version(self, name: str, version: str) -> Any | None:
+        """Newest commit on any branch recording ``version``."""
+        for commit in self.walk(name):
+            if parse_trailers(commit.message).get("version") == version:
+                return commit.id
+        return None
+
+    def walk(self, name: str, branch: str | None = None) -> Iterator[Any]:
+        """Commits reachable from one branch (or all branches), newest first."""
+        pygit2 = _pygit2()
+        heads = [self.head(name, branch)] if branch else [self.repo.references[r].target for r in self._refs_under(f"{REF_ROOT}/{name}/heads/").values()]
+        heads = [h for h in heads if h is not None]
+        if not heads:
+            return
+        walker = self.repo.walk(heads[0], pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME)
+        for h in heads[1:]:
+            walker.push(h)
+        yield from walker
+
+
+def parse_trailers(message: str) -> dict[str, str]:
+    return {k.lower(): v for k, v in _TRAILER.findall(message)}
+
+
+def version_message(name: str, version: str, digest: str, message: str | None) -> str:
+    body = (message or "").strip()
+    parts = [f"{name} {version}"]
+    if body:
+        parts.append(body)
+    parts.append(f"Qlcapsule-Capsule: {name}\nQlcapsule-Version: {version}\nQlcapsule-Digest: sha256:{digest}")
+    return "\n\n".join(parts) + "\n"
+
+
+# -- opening --------------------------------------------------------------------
+
+
+def _explicit(store: str | os.PathLike[str] | None) -> Path | None:
+    value = store if store is not None else os.environ.get(ENV_STORE) or None
+    return Path(value).expanduser() if value else None
+
+
+def open_store(start: str | os.PathLike[str] | None = None, store: str | os.PathLike[str] | None = None, *, create: bool = False) -> Store:
+    """Find the store for a capsule directory (or the current directory).
+
+    ``store`` (else ``$QLCAPSULE_STORE``) names a bare repository, created when
+    ``create`` is true; otherwise the git repository containing ``start``.
+    """
+    pygit2 = _pygit2()
+    explicit = _explicit(store)
+    if explicit is not None:
+        if explicit.exists():
+            if explicit.is_dir() and not any(explicit.iterdir()):
+                if not create:
+                    raise StoreError(f"{explicit}: the store is empty (nothing committed yet)")
+                return _init_bare(explicit)
+            try:
+                repo = pygit2.Repository(str(explicit))
+            except (pygit2.GitError, KeyError, ValueError):
+                raise StoreError(f"{explicit}: not a git repository (--store / {ENV_STORE} must name a bare repository)") from None
+            return Store(repo, dedicated=True)
+        if not create:
+            raise StoreError(f"{explicit}: no store here yet (commit a capsule first)")
+        return _init_bare(explicit)
+    where = Path(start) if start is not None else Path.cwd()
+    found = pygit2.discover_repository(str(where.resolve()))
+    if found is None:
+        for d in (where.resolve(), *where.resolve().parents):
+            local = d / LOCAL_STORE
+            if (local / "HEAD").is_file():  # the store `ship` creates beside capsules outside git
+                return Store(pygit2.Repository(str(local)), dedicated=True)
+        raise StoreError(
+            f"{where}: not inside a git repository; pass --store PATH or set {ENV_STORE} to keep versions in a bare repository"
+        )
+    return Store(pygit2.Repository(found), dedicated=False)
+
+
+def _init_bare(path: Path) -> Store:
+    pygit2 = _pygit2()
+    try:
+        repo = pygit2.init_repository(str(path), bare=True)
+    except pygit2.GitError as exc:
+        raise StoreError(f"{path}: cannot create the store: {exc}") from None
+    # git itself honours these when it writes to the store (gc, fetch, push)
+    repo.config["core.fsync"] = "committed"
+    repo.config["core.logAllRefUpdates"] = "always"
+    event(log, "store.created", path=str(path))
+    return Store(repo, dedicated=True)
+
+
+# -- signatures -----------------------------------------------------------------
+
+
+def signature(repo: Any, kind: str = "AUTHOR") -> Any:
+    """``GIT_<KIND>_NAME/EMAIL``, else git config user.*, else ``user@host``."""
+    pygit2 = _pygit2()
+    name = os.environ.get(f"GIT_{kind}_NAME")
+    email = os.environ.get(f"GIT_{kind}_EMAIL")
+    if not (name and email):
+        try:
+            default = repo.default_signature
+            name, email = name or default.name, email or default.email
+        except (KeyError, pygit2.GitError):
+            pass
+    if not name:
+        try:
+            name = getpass.getuser()
+        except (KeyError, OSError):
+            name = "qlcapsule"
+    if not email:
+        email = f"{name}@{socket.gethostname() or 'localhost'}"
+    return pygit2.Signature(name, email)
+
+
+# -- commit ---------------------------------------------------------------------
+
+
+def commit_capsule(
+    root: str | os.PathLike[str],
+    *,
+    message: str | None = None,
+    store: str | os.PathLike[str] | None = None,
+    branch: str = DEFAULT_BRANCH,
+    rehash: bool = False,
+) -> CommitResult:
+    """Record the sealed capsule at ``root`` as a new version on ``branch``.
+
+    Refuses an unsealed capsule or one whose files differ from its lock
+    (IntegrityError, exit 1). Committing an unchanged capsule is a no-op that
+    returns the existing version (``created=False``).
+    """
+    from .storecommit import commit_tree
+
+    return commit_tree(Path(root), message=message, store=store, branch=branch, rehash=rehash)
+
+
+def check_branch_name(branch: str) -> str:
+    if not _BRANCH_NAME.match(branch) or ".." in branch or branch.endswith((".lock", ".")):
+        raise StoreError(f"--branch: {branch!r} is not a valid branch name (letters, digits, '.', '_', '-')")
+    return branch
+
+
+def read_merge_state(root: Path) -> dict[str, Any] | None:
+    path = root / MERGE_STATE
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"{path}: unreadable merge state ({exc}); delete it to abandon the merge") from None
+    if not isinstance(data, dict) or not {"capsule", "branch", "ours", "theirs"} <= set(data):
+        raise StoreError(f"{path}: malformed merge state; delete it to abandon the merge")
+    return data
+
+
+# -- reading helpers for other areas ---------------------------------------------
+
+
+def latest_version(root: str | os.PathLike[str], name: str) -> str | None:
+    """Newest SemVer of capsule ``name`` tagged or committed in its store; None without a store."""
+    try:
+        st = open_store(root, None, create=False)
+    except StoreError:
+        return None
+    versions = set(st.tags(name))
+    for commit in st.walk(name):
+        v = parse_trailers(commit.message).get("version")
+        if v:
+            versions.add(v)
+    versions = {v for v in versions if SEMVER.match(v)}
+    return max(versions, key=semver_key) if versions else None
+
+
+def _capsule_name(root: Path) -> str | None:
+    from .capsule import Capsule
+
+    try:
+        return Capsule.load(root).name
+    except Exception:  # noqa: BLE001 - a non-capsule root just means "no name to resolve versions with"
+        return None
+
+
+def _note_target(st: Store, root: Path, commit_or_ref: str) -> Any:
+    pygit2 = _pygit2()
+    name = _capsule_name(root)
+    if name is not None:
+        with contextlib.suppress(StoreError):
+            return st.resolve(name, commit_or_ref)
+    if "@" in commit_or_ref and not commit_or_ref.startswith("refs/"):
+        cname, _, rev = commit_or_ref.partition("@")
+        return st.resolve(cname, rev)
+    try:
+        return st.repo.revparse_single(commit_or_ref).peel(pygit2.Commit)
+    except (KeyError, ValueError, pygit2.GitError):
+        raise StoreError(f"{commit_or_ref}: no such version or commit in {st.location}") from None
+
+
+def add_note(root: str | os.PathLike[str], commit_or_ref: str, data: dict[str, Any], *, store: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
+    """Append ``data`` to the JSON note (``refs/notes/qlcapsule``) of a version.
+
+    ``commit_or_ref``: a commit id, a ref, a version/branch/tag of the capsule
+    at ``root``, or ``name@version``. Returns every record now in the note.
+    """
+    pygit2 = _pygit2()
+    _enable_fsync()
+    st = open_store(root, store, create=False)
+    commit = _note_target(st, Path(root), commit_or_ref)
+    oid = str(commit.id)
+    with st.lock("notes"):
+        for _ in range(_RETRIES):
+            records = read_notes(st, oid)
+            records.append(dict(data))
+            text = json.dumps(records, indent=2, sort_keys=True, default=str) + "\n"
+            sig = signature(st.repo, "COMMITTER")
+            try:
+                st.repo.create_note(text, sig, sig, oid, NOTES_REF, True)
+                return records
+            except pygit2.GitError as exc:  # the notes ref moved under us: read again
+                if "lock" in str(exc).lower():
+                    st._clear_stale_lock(NOTES_REF)
+                time.sleep(0.01)
+        raise StoreError(f"{st.location}: could not update {NOTES_REF} (too many concurrent writers)")
+
+
+def read_notes(st: Store, commit_id: str) -> list[dict[str, Any]]:
+    try:
+        note = st.repo.lookup_note(commit_id, NOTES_REF)
+    except (KeyError, ValueError):
+        return []
+    except Exception:  # noqa: BLE001 - pygit2 raises GitError when the notes ref is absent
+        return []
+    try:
+        data = json.loads(note.message)
+    except ValueError:
+        return [{"text": note.message}]
+    return data if isinstance(data, list) else [data]
+
+
+def ensure_capsule_exists(st: Store, name: str) -> None:
+    if not st._refs_under(f"{REF_ROOT}/{name}/"):
+        known = ", ".join(st.capsules()) or "none"
+        raise StoreError(f"{name}: no versions in {st.location} (capsules there: {known})")
+
+
+def integrity_error(root: Path, lines: list[str]) -> IntegrityError:
+    more = f" (+{len(lines) - 1} more)" if len(lines) > 1 else ""
+    return IntegrityError(f"{root}: {lines[0]}{more}")
+
+
+# -- log, tags, branches ----------------------------------------------------------
+
+
+def _when(sig: Any) -> str:
+    import datetime as dt
+
+    tz = dt.timezone(dt.timedelta(minutes=sig.offset))
+    return dt.datetime.fromtimestamp(sig.time, tz).isoformat()
+
+
+def log_versions(st: Store, name: str, *, branch: str | None = DEFAULT_BRANCH, limit: int | None = None) -> list[dict[str, Any]]:
+    """Versions reachable from ``branch`` (all branches when None), newest first."""
+    ensure_capsule_exists(st, name)
+    if branch is not None and st.head(name, branch) is None:
+        known = ", ".join(st.branches(name)) or "none"
+        raise StoreError(f"{name}: no branch {branch!r} (branches: {known})")
+    tags: dict[str, list[str]] = {}
+    for version, commit_id in st.tags(name).items():
+        tags.setdefault(commit_id, []).append(version)
+    heads: dict[str, list[str]] = {}
+    for b, commit_id in st.branches(name).items():
+        heads.setdefault(commit_id, []).append(b)
+    has_notes = st.repo.references.get(NOTES_REF) is not None
+    out = []
+    for commit in st.walk(name, branch):
+        if limit is not None and len(out) >= limit:
+            break
+        cid = str(commit.id)
+        info = parse_trailers(commit.message)
+        digest = info.get("digest", "")
+        author = commit.author
+        entry: dict[str, Any] = {
+            "commit": cid,
+            "version": info.get("version"),
+            "digest": digest.removeprefix("sha256:"),
+            "author": f"{author.name} <{author.email}>",
+            "date": _when(author),
+            "parents": [str(p) for p in commit.parent_ids],
+            "tags": sorted(tags.get(cid, []), key=semver_key),
+            "branches": heads.get(cid, []),
+            "message": _body(commit.message),
+        }
+        if has_notes:
+            entry["notes"] = read_notes(st, cid)
+        out.append(entry)
+    return out
+
+
+def _body(message: str) -> str:
+    """The user's message: subject line and trailers removed."""
+    paras = message.strip().split("\n\n")
+    paras = [p for p in paras[1:] if not _TRAILER.search(p)]
+    return "\n\n".join(paras).strip()
+
+
+def _tagger_line(sig: Any) -> str:
+    sign = "-" if sig.offset < 0 else "+"
+    off = abs(sig.offset)
+    return f"{sig.name} <{sig.email}> {sig.time} {sign}{off // 60:02d}{off % 60:02d}"
+
+
+def tag_version(st: Store, name: str, version: str, *, rev: str | None = None, message: str | None = None) -> dict[str, Any]:
+    """Create the annotated tag ``refs/capsules/<name>/tags/<version>``; it never moves."""
+    pygit2 = _pygit2()
+    _enable_fsync()
+    ensure_capsule_exists(st, name)
+    if not SEMVER.match(version):
+        raise StoreError(f"{version!r} is not a SemVer 2.0.0 version")
+    commit = st.resolve(name, rev) if rev else None
+    if commit is None:
+        found = st._find_version(name, version)
+        if found is None:
+            raise StoreError(f"{name}: no committed version {version} to tag (commit it first, or pass --rev)")
+        commit = st.repo[found]
+    recorded = parse_trailers(commit.message).get("version")
+    if recorded != version:
+        raise StoreError(f"{name}: commit {str(commit.id)[:12]} is version {recorded}, not {version}")
+    refname = st.tag_ref(name, version)
+    with st.lock(name):
+        existing = st.repo.references.get(refname)
+        if existing is not None:
+            at = existing.peel(pygit2.Commit).id
+            if at == commit.id:
+                return {"capsule": name, "version": version, "commit": str(at), "ref": refname, "created": False}
+            raise StoreError(
+                f"{name}: tag {version} already points at {str(at)[:12]}; a version tag never moves (bump the version instead)"
+            )
+        tagger = signature(st.repo, "COMMITTER")
+        text = (message or f"{name} {version}").strip() + "\n"
+        raw = (
+            f"object {commit.id}\ntype commit\ntag {name}@{version}\ntagger {_tagger_line(tagger)}\n\n{text}"
+        ).encode()
+        tag_oid = st.repo.odb.write(pygit2.enums.ObjectType.TAG, raw)
+        if not st.cas_ref(refname, tag_oid, None, f"qlcapsule tag: {name}@{version}"):
+            raise StoreError(f"{name}: tag {version} was created by another process; a version tag never moves")
+    event(log, "store.tag", capsule=name, version=version, commit=str(commit.id))
+    return {"capsule": name, "version": version, "commit": str(commit.id), "tag": str(tag_oid), "ref": refname, "created": True}
+
+
+def create_branch(st: Store, name: str, branch: str, *, rev: str | None = None) -> dict[str, Any]:
+    """Create ``refs/capsules/<name>/heads/<branch>`` at ``rev`` (default: main)."""
+    _enable_fsync()
+    ensure_capsule_exists(st, name)
+    check_branch_name(branch)
+    commit = st.resolve(name, rev or DEFAULT_BRANCH)
+    refname = st.head_ref(name, branch)
+    with st.lock(name):
+        if not st.cas_ref(refname, commit.id, None, f"qlcapsule branch: from {rev or DEFAULT_BRANCH}"):
+            raise StoreError(f"{name}: branch {branch!r} already exists")
+    return {"capsule": name, "branch": branch, "commit": str(commit.id), "ref": refname}
