@@ -1,0 +1,103 @@
+"""The helm exporter: helm-package layout, and rendered manifests valid for Kubernetes."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import kubernetes_validate
+import pytest
+import yaml
+from gotemplate import Renderer
+
+from qlcapsule import Capsule
+from qlcapsule.testing import check_exporter
+from qlcapsule_plugins.exporters.helm import HelmExporter
+
+K8S_VERSION = "1.30.0"
+
+
+def chart(capsule: Capsule, **options: object) -> dict[str, bytes]:
+    buf = io.BytesIO()
+    HelmExporter.from_options(options).export(capsule, buf, "helm")
+    with tarfile.open(fileobj=io.BytesIO(buf.getvalue())) as tf:
+        return {m.name: tf.extractfile(m).read() for m in tf.getmembers()}  # type: ignore[union-attr]
+
+
+def render(files: dict[str, bytes], values_over: dict | None = None) -> dict[str, str]:
+    values = yaml.safe_load(files["demo/values.yaml"])
+    for key, val in (values_over or {}).items():
+        values[key] = {**values.get(key, {}), **val} if isinstance(val, dict) else val
+    meta = yaml.safe_load(files["demo/Chart.yaml"])
+    context = {
+        "Values": values,
+        "Chart": {"Name": meta["name"], "Version": meta["version"], "AppVersion": meta["appVersion"]},
+        "Release": {"Name": "rel", "Service": "Helm", "Namespace": "default"},
+    }
+    templates = {n.split("/", 2)[2]: d.decode() for n, d in files.items() if n.startswith("demo/templates/")}
+    r = Renderer(templates)
+    return {n: r.render(n, context) for n in templates if not n.startswith("_")}
+
+
+def test_layout_matches_helm_package(demo_capsule: Capsule) -> None:
+    data = check_exporter(HelmExporter, demo_capsule)
+    assert HelmExporter().filename(demo_capsule, "helm") == "demo-1.2.3.tgz"
+    assert data[3] & 0x14 == 0x14 and b"Helm\x00" in data[:80]  # gzip FEXTRA + FCOMMENT like helm
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        names = tf.getnames()
+        assert all(m.isfile() for m in tf.getmembers())
+    assert names[:3] == ["demo/Chart.yaml", "demo/values.yaml", "demo/values.schema.json"]
+    assert names[3:8] == [
+        f"demo/templates/{t}" for t in ("NOTES.txt", "_helpers.tpl", "deployment.yaml", "ingress.yaml", "service.yaml")
+    ]
+
+
+def test_chart_yaml_and_values(demo_capsule: Capsule) -> None:
+    files = chart(demo_capsule, image="ghcr.io/acme/demo", port=9000, env={"LOG_LEVEL": "debug"})
+    meta = yaml.safe_load(files["demo/Chart.yaml"])
+    assert meta["apiVersion"] == "v2" and meta["name"] == "demo"
+    assert meta["version"] == "1.2.3" and meta["appVersion"] == "1.2.3"
+    assert meta["annotations"]["qlcapsule.dev/digest"] == f"sha256:{demo_capsule.digest}"
+    values = yaml.safe_load(files["demo/values.yaml"])
+    assert values["image"]["repository"] == "ghcr.io/acme/demo"
+    assert values["service"]["port"] == 9000 and values["env"] == {"LOG_LEVEL": "debug"}
+    assert {"replicaCount", "resources"} <= set(values)
+    schema = json.loads(files["demo/values.schema.json"])
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.validate(values, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**values, "replicaCount": "three"}, schema)
+
+
+@pytest.mark.parametrize("ingress", [False, True])
+def test_rendered_manifests_validate_against_kubernetes(demo_capsule: Capsule, ingress: bool) -> None:
+    over = {"ingress": {"enabled": True, "className": "nginx"}} if ingress else {}
+    files = chart(demo_capsule, env={"A": "1", "B": "two"})
+    rendered = render(files, over)
+    kinds = []
+    for name, text in rendered.items():
+        if name == "NOTES.txt":
+            assert "rel" in text and demo_capsule.digest in text
+            continue
+        for doc in yaml.safe_load_all(text):
+            if doc is None:
+                continue
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+            kinds.append(doc["kind"])
+            assert doc["metadata"]["labels"]["app.kubernetes.io/instance"] == "rel"
+    assert sorted(kinds) == (["Deployment", "Ingress", "Service"] if ingress else ["Deployment", "Service"])
+    deploy = yaml.safe_load(rendered["deployment.yaml"])
+    container = deploy["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "demo:1.2.3"
+    assert container["env"] == [{"name": "A", "value": "1"}, {"name": "B", "value": "two"}]
+    assert (
+        deploy["spec"]["template"]["metadata"]["annotations"]["qlcapsule.dev/digest"] == f"sha256:{demo_capsule.digest}"
+    )
+
+
+def test_a_broken_manifest_is_caught_by_the_validator() -> None:
+    """The other side of the check: kubernetes-validate does refuse a bad Deployment."""
+    bad = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}, "spec": {"replicas": "one"}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, K8S_VERSION, strict=True)
