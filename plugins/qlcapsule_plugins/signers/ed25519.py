@@ -71,6 +71,10 @@ def load_private(material: bytes) -> Ed25519Key:
     block = _pem_block(material)
     if block and block[0] == b"PRIVATE KEY" and len(block[1]) == 48 and block[1].startswith(_PKCS8_PREFIX):
         return _from_private(ed25519.Ed25519PrivateKey.from_private_bytes(block[1][16:]))
+    if block is None:
+        raise CredentialsError(
+            "ed25519 key: not an Ed25519 private key (expected PEM 'PRIVATE KEY' or an OpenSSH private key)"
+        )
     from cryptography.hazmat.primitives import serialization
 
     try:

@@ -1,0 +1,608 @@
+"""Signing and verification: the tamper matrix, clean capsules, keys, trust files, CLI.
+
+Every tamper class must fail ``qlcapsule verify`` with exit 1 and a message that
+names the cause; every clean variant must pass (no false rejects).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from qlcapsule import Capsule, CredentialsError, InputError, SignatureError
+from qlcapsule.envelope import PAYLOAD_TYPE, Envelope, EnvelopeSignature, pae
+from qlcapsule.signing import (
+    dev_key,
+    keygen,
+    load_signing_key,
+    parse_expires,
+    semver_key,
+    sign_capsule,
+    verify_signatures,
+)
+from qlcapsule.testing import write_capsule
+
+FILES = {
+    "app/main.py": "print('hello')\n",
+    "app/util.py": "X = 1\n",
+    "run.sh": "#!/bin/sh\necho hi\n",
+    "README.md": "# demo\n",
+}
+UTC = dt.timezone.utc
+
+
+@dataclass
+class Ctx:
+    tmp: Path
+    root: Path
+    a: dict  # type: ignore[type-arg]
+    b: dict  # type: ignore[type-arg]
+    c: dict  # type: ignore[type-arg]
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def sig(self) -> dict:  # type: ignore[type-arg]
+        return json.loads((self.root / "capsule.sig").read_text())
+
+    def write_sig(self, doc: dict) -> None:  # type: ignore[type-arg]
+        (self.root / "capsule.sig").write_text(json.dumps(doc))
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:  # type: ignore[type-arg]
+    d = tmp_path_factory.mktemp("keys")
+    return {n: keygen("ed25519", d / f"{n}.key") for n in ("a", "b", "c")}
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, keys: dict) -> Ctx:  # type: ignore[type-arg]
+    root = tmp_path / "orders"
+    write_capsule(root, FILES, name="orders", version="1.0.0")
+    os.chmod(root / "run.sh", 0o755)
+    Capsule.load(root).seal()
+    sign_capsule(root, keys["a"]["private"])
+    return Ctx(tmp_path, root, keys["a"], keys["b"], keys["c"], ["--key", keys["a"]["public"]])
+
+
+# -- the tamper classes ---------------------------------------------------------
+
+
+def t_file_changed(c: Ctx) -> None:
+    (c.root / "app/main.py").write_text("print('evil')\n")
+
+
+def t_file_added(c: Ctx) -> None:
+    (c.root / "app/backdoor.py").write_text("import os\n")
+
+
+def t_file_removed(c: Ctx) -> None:
+    (c.root / "app/util.py").unlink()
+
+
+def t_lock_edited(c: Ctx) -> None:
+    lock = json.loads((c.root / "capsule.lock").read_text())
+    lock["files"][0]["sha256"] = "0" * 64
+    (c.root / "capsule.lock").write_text(json.dumps(lock))
+
+
+def t_definition_edited(c: Ctx) -> None:
+    with open(c.root / "capsule.yaml", "a") as f:
+        f.write("description: changed\n")
+
+
+def t_resealed_after_signing(c: Ctx) -> None:
+    """The attacker edits a file and re-seals: integrity passes, the signature must not."""
+    (c.root / "app/main.py").write_text("print('evil')\n")
+    Capsule.load(c.root).seal()
+
+
+def t_version_bumped_and_resealed(c: Ctx) -> None:
+    (c.root / "capsule.yaml").write_text("name: orders\nversion: 1.0.1\n")
+    Capsule.load(c.root).seal()
+
+
+def t_signature_bytes_flipped(c: Ctx) -> None:
+    doc = c.sig()
+    raw = bytearray(base64.b64decode(doc["signatures"][0]["sig"]))
+    raw[10] ^= 0x01
+    doc["signatures"][0]["sig"] = base64.b64encode(bytes(raw)).decode()
+    c.write_sig(doc)
+
+
+def t_payload_edited(c: Ctx) -> None:
+    doc = c.sig()
+    st = json.loads(base64.b64decode(doc["payload"]))
+    st["predicate"]["expires"] = "2999-01-01T00:00:00Z"
+    doc["payload"] = base64.b64encode(json.dumps(st).encode()).decode()
+    c.write_sig(doc)
+
+
+def t_replayed_from_other_capsule(c: Ctx) -> None:
+    other = c.tmp / "other"
+    write_capsule(other, {"x.txt": "x\n"}, name="payments", version="1.0.0")
+    sign_capsule(other, c.a["private"])
+    shutil.copy(other / "capsule.sig", c.root / "capsule.sig")
+
+
+def t_replayed_same_name_other_content(c: Ctx) -> None:
+    other = c.tmp / "other"
+    write_capsule(other, {"x.txt": "x\n"}, name="orders", version="1.0.0")
+    sign_capsule(other, c.a["private"])
+    shutil.copy(other / "capsule.sig", c.root / "capsule.sig")
+
+
+def t_rollback_min_version(c: Ctx) -> None:
+    c.args += ["--min-version", "1.1.0"]
+
+
+def t_rollback_policy_min_version(c: Ctx) -> None:
+    with open(c.root / "capsule.yaml", "a") as f:
+        f.write("policy:\n  min_version: 2.0.0\n")
+    Capsule.load(c.root).seal()
+    sign_capsule(c.root, c.a["private"])
+
+
+def t_expired(c: Ctx) -> None:
+    sign_capsule(c.root, c.a["private"], expires="1h", now=dt.datetime(2020, 1, 1, tzinfo=UTC))
+
+
+def t_wrong_key(c: Ctx) -> None:
+    """Signed with C but labelled with A's key id: the trusted key A rejects it."""
+    sign_capsule(c.root, c.c["private"])
+    doc = c.sig()
+    doc["signatures"] = [s for s in doc["signatures"] if s["keyid"] == c.c["keyid"]]
+    doc["signatures"][0]["keyid"] = c.a["keyid"]
+    c.write_sig(doc)
+
+
+def t_unknown_key(c: Ctx) -> None:
+    (c.root / "capsule.sig").unlink()
+    sign_capsule(c.root, c.c["private"])
+
+
+def t_same_key_twice_for_threshold(c: Ctx) -> None:
+    doc = c.sig()
+    dup = dict(doc["signatures"][0], keyid=c.b["keyid"])  # A's signature relabelled as B's
+    doc["signatures"].append(dup)
+    c.write_sig(doc)
+    c.args += ["--key", c.b["public"], "--threshold", "2"]
+
+
+def t_threshold_not_met(c: Ctx) -> None:
+    c.args += ["--key", c.b["public"], "--threshold", "2"]
+
+
+def t_hmac_forged_with_public_key(c: Ctx) -> None:
+    """HMAC/Ed25519 confusion: an HMAC-SHA256 'signature' keyed with A's public key bytes."""
+    doc = c.sig()
+    body = base64.b64decode(doc["payload"])
+    for secret in (Path(c.a["public"]).read_bytes(), _raw_public(c.a["public"])):
+        mac = hmac.new(secret, pae(PAYLOAD_TYPE, body), hashlib.sha256).digest()
+        doc["signatures"].append({"keyid": c.a["keyid"], "sig": base64.b64encode(mac).decode()})
+    doc["signatures"] = doc["signatures"][1:]  # only the forgeries remain
+    c.write_sig(doc)
+
+
+def t_ed25519_checked_with_hmac_key(c: Ctx) -> None:
+    c.args = ["--hmac-key-env", "QL_TEST_HMAC"]
+    c.env["QL_TEST_HMAC"] = _raw_public(c.a["public"]).hex()
+
+
+def t_stripped_policy(c: Ctx) -> None:
+    with open(c.root / "capsule.yaml", "a") as f:
+        f.write("policy:\n  require_signature: true\n")
+    Capsule.load(c.root).seal()
+    (c.root / "capsule.sig").unlink()
+    c.args = []
+
+
+def t_stripped_flag(c: Ctx) -> None:
+    (c.root / "capsule.sig").unlink()
+    c.args = ["--require-signature"]
+
+
+def t_stripped_with_key(c: Ctx) -> None:
+    (c.root / "capsule.sig").unlink()
+
+
+def t_signatures_emptied(c: Ctx) -> None:
+    doc = c.sig()
+    doc["signatures"] = []
+    c.write_sig(doc)
+
+
+def t_envelope_garbage(c: Ctx) -> None:
+    (c.root / "capsule.sig").write_text("{not json")
+
+
+def t_payload_type_changed(c: Ctx) -> None:
+    doc = c.sig()
+    doc["payloadType"] = "application/json"
+    c.write_sig(doc)
+
+
+def _raw_public(path: str) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
+
+    return load_pem_public_key(Path(path).read_bytes()).public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+TAMPER: list[tuple[Callable[[Ctx], None], str]] = [
+    (t_file_changed, "modified: app/main.py"),
+    (t_file_added, "added: app/backdoor.py"),
+    (t_file_removed, "removed: app/util.py"),
+    (t_lock_edited, "capsule.lock"),
+    (t_definition_edited, "modified: capsule.yaml"),
+    (t_resealed_after_signing, "subject digest mismatch"),
+    (t_version_bumped_and_resealed, "signed for orders@1.0.0 but capsule.yaml says orders@1.0.1"),
+    (t_signature_bytes_flipped, "invalid signature by trusted key"),
+    (t_payload_edited, "invalid signature by trusted key"),
+    (t_replayed_from_other_capsule, "signed for payments@1.0.0 but capsule.yaml says orders@1.0.0"),
+    (t_replayed_same_name_other_content, "subject digest mismatch"),
+    (t_rollback_min_version, "rollback: signed version 1.0.0 is older than the minimum 1.1.0"),
+    (t_rollback_policy_min_version, "rollback: signed version 1.0.0 is older than the minimum 2.0.0"),
+    (t_expired, "signature expired at 2020-01-01T01:00:00Z"),
+    (t_wrong_key, "invalid signature by trusted key"),
+    (t_unknown_key, "not signed by a trusted key"),
+    (t_same_key_twice_for_threshold, "only 1 of 2 required distinct trusted keys"),
+    (t_threshold_not_met, "only 1 of 2 required distinct trusted keys"),
+    (t_hmac_forged_with_public_key, "invalid signature by trusted key"),
+    (t_ed25519_checked_with_hmac_key, "not signed by a trusted key"),
+    (t_stripped_policy, "missing: the capsule is not signed but a signature is required (policy.require_signature"),
+    (t_stripped_flag, "a signature is required (--require-signature)"),
+    (t_stripped_with_key, "a signature is required (trusted keys were given)"),
+    (t_signatures_emptied, "the envelope holds no signatures"),
+    (t_envelope_garbage, "not a DSSE envelope"),
+    (t_payload_type_changed, "payloadType is 'application/json'"),
+]
+
+
+@pytest.mark.parametrize(("tamper", "cause"), TAMPER, ids=[t.__name__[2:] for t, _ in TAMPER])
+def test_tamper_matrix(ctx: Ctx, qlcapsule_cli, tamper: Callable[[Ctx], None], cause: str) -> None:  # type: ignore[no-untyped-def]
+    res = qlcapsule_cli("verify", str(ctx.root), *ctx.args)
+    assert res.exit_code == 0, f"the clean capsule must verify first: {res.output}"
+    tamper(ctx)
+    res = qlcapsule_cli("verify", str(ctx.root), *ctx.args, env=ctx.env)
+    assert res.exit_code == 1, res.output
+    assert cause in res.stderr, res.stderr
+    assert res.stderr.startswith("error: ") and res.stderr.count("\n") == 1  # one line, no traceback
+    res = qlcapsule_cli("verify", str(ctx.root), *ctx.args, "--json", env=ctx.env)
+    report = json.loads(res.stdout)
+    assert res.exit_code == 1 and report["ok"] is False and cause in report["reason"]
+
+
+def test_tamper_matrix_has_the_required_classes() -> None:
+    assert len(TAMPER) >= 15
+
+
+def test_rollback_against_the_version_store(tmp_path: Path, keys: dict, monkeypatch, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+    """A validly signed 1.0.0 is refused once the store holds 2.0.0 (real pygit2 store)."""
+    from qlcapsule import store
+
+    if not hasattr(store, "latest_version") or not hasattr(store, "commit_capsule"):
+        pytest.skip("qlcapsule.store has no latest_version/commit_capsule yet: rollback via store not testable")
+    monkeypatch.setenv("QLCAPSULE_STORE", str(tmp_path / "store.git"))
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "t")
+    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "t@example.com")
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "t")
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "t@example.com")
+    old, new = tmp_path / "old", tmp_path / "new"
+    write_capsule(old, FILES, name="orders", version="1.0.0")
+    write_capsule(new, FILES, name="orders", version="2.0.0")
+    for root in (old, new):
+        sign_capsule(root, keys["a"]["private"])
+    assert qlcapsule_cli("verify", str(old), "--key", keys["a"]["public"]).exit_code == 0
+    store.commit_capsule(new)
+    assert store.latest_version(old, "orders") == "2.0.0"
+    res = qlcapsule_cli("verify", str(old), "--key", keys["a"]["public"])
+    assert res.exit_code == 1 and "rollback" in res.stderr and "version store" in res.stderr, res.output
+    res = qlcapsule_cli("verify", str(old), "--key", keys["a"]["public"], "--allow-rollback")
+    assert res.exit_code == 0, res.output
+    assert qlcapsule_cli("verify", str(new), "--key", keys["a"]["public"]).exit_code == 0
+
+
+# -- no false rejects -------------------------------------------------------------
+
+
+def test_clean_variants_verify(tmp_path: Path, keys: dict, monkeypatch, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("HK1", "11" * 32)
+    monkeypatch.setenv("HK2", "base64:" + base64.b64encode(b"k" * 40).decode())
+    files = dict(FILES)
+    files.update(
+        {"d\u00e9j\u00e0 vu/\u00fcn\u00efc\u00f8d\u00e9.txt": "caf\u00e9\n", "empty": b"", "bin.dat": bytes(range(256))}
+    )
+    root = tmp_path / "c"
+    write_capsule(root, files, name="c", version="1.0.0-rc.1+build.5")
+    a = keys["a"]
+    verify = lambda *args: qlcapsule_cli("verify", str(root), *args)  # noqa: E731
+    sign_capsule(root, a["private"], expires="30d")
+    assert verify("--key", a["public"]).exit_code == 0
+    sign_capsule(root, key_env="HK1")  # co-sign over the same statement
+    sign_capsule(root, key_env="HK2")
+    sign_capsule(root, keys["b"]["private"])
+    sign_capsule(root, keys["b"]["private"])  # re-sign replaces, never duplicates
+    doc = json.loads((root / "capsule.sig").read_text())
+    assert len(doc["signatures"]) == 4
+    res = verify(
+        "--key",
+        a["public"],
+        "--key",
+        keys["b"]["public"],
+        "--hmac-key-env",
+        "HK1",
+        "--hmac-key-env",
+        "HK2",
+        "--threshold",
+        "4",
+    )
+    assert res.exit_code == 0 and "4 of 4 required" in res.stdout, res.output
+    for args in (
+        ["--key", keys["b"]["public"]],
+        ["--hmac-key-env", "HK2"],
+        ["--key", keys["c"]["public"], "--key", a["public"]],
+    ):
+        assert verify(*args).exit_code == 0, args
+    # a trust file in YAML and in JSON, with key, key_file and key_env entries
+    pem = Path(a["public"]).read_text()
+    (tmp_path / "trust.yaml").write_text(
+        "keys:\n"
+        f"  - algorithm: ed25519\n    name: release\n    keyid: {a['keyid']}\n    key: |\n"
+        + "".join(f"      {line}\n" for line in pem.splitlines())
+        + f"  - {{algorithm: ed25519, key_file: {Path(keys['b']['public']).name}}}\n"
+        "  - {algorithm: hmac-sha256, key_env: HK1}\n"
+    )
+    shutil.copy(keys["b"]["public"], tmp_path)
+    assert verify("--trust", str(tmp_path / "trust.yaml"), "--threshold", "3").exit_code == 0
+    (tmp_path / "trust.json").write_text(json.dumps([{"algorithm": "ed25519", "key": _raw_public(a["public"]).hex()}]))
+    res = verify("--trust", str(tmp_path / "trust.json"), "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout)["signature"]["status"] == "verified"
+
+
+def test_policy_trust_and_threshold_from_capsule_yaml(tmp_path: Path, keys: dict, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+    shutil.copy(keys["a"]["public"], tmp_path / "a.pub")
+    shutil.copy(keys["b"]["public"], tmp_path / "b.pub")
+    (tmp_path / "trust.yaml").write_text(
+        "- {algorithm: ed25519, key_file: a.pub}\n- {algorithm: ed25519, key_file: b.pub}\n"
+    )
+    root = tmp_path / "c"
+    definition = "name: c\nversion: 1.0.0\npolicy:\n  require_signature: true\n  threshold: 2\n  trust: ../trust.yaml\n"
+    write_capsule(root, {"a.txt": "a\n"}, definition=definition)
+    sign_capsule(root, keys["a"]["private"])
+    res = qlcapsule_cli("verify", str(root))
+    assert res.exit_code == 1 and "only 1 of 2" in res.stderr, res.output
+    sign_capsule(root, keys["b"]["private"])
+    res = qlcapsule_cli("verify", str(root))
+    assert res.exit_code == 0 and "2 of 2 required" in res.stdout, res.output
+    # the policy threshold is a floor: --threshold cannot lower it
+    res = qlcapsule_cli("verify", str(root), "--key", keys["a"]["public"], "--threshold", "1")
+    assert res.exit_code == 2 and "threshold 2 needs 2 distinct trusted keys" in res.stderr
+
+
+def test_signed_capsule_without_keys_is_reported_unchecked(ctx: Ctx, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+    res = qlcapsule_cli("verify", str(ctx.root))
+    assert res.exit_code == 0 and "NOT checked" in res.stdout
+    res = qlcapsule_cli("verify", str(ctx.root), "--require-signature")
+    assert res.exit_code == 1 and "no trusted keys were given" in res.stderr
+
+
+def test_unsigned_capsule_passes_without_policy(make_capsule, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+    capsule = make_capsule()
+    res = qlcapsule_cli("verify", str(capsule.root), "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout)["signature"] == {"status": "unsigned"}
+
+
+def test_any_exception_in_a_signer_is_a_failure(ctx: Ctx, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from qlcapsule_plugins.signers.ed25519 import Ed25519Signer
+
+    def boom(self, key, pae, sig):  # type: ignore[no-untyped-def]
+        raise RuntimeError("hardware token unplugged")
+
+    monkeypatch.setattr(Ed25519Signer, "verify", boom)
+    capsule = Capsule.load(ctx.root)
+    with pytest.raises(SignatureError, match="invalid signature"):
+        verify_signatures(capsule, capsule.require_lock(), keys=[ctx.a["public"]])
+
+    def truthy(self, key, pae, sig):  # type: ignore[no-untyped-def]
+        return "yes"  # anything but True is a failure
+
+    monkeypatch.setattr(Ed25519Signer, "verify", truthy)
+    with pytest.raises(SignatureError):
+        verify_signatures(capsule, capsule.require_lock(), keys=[ctx.a["public"]])
+
+
+# -- signing ------------------------------------------------------------------------
+
+
+def test_sign_refuses_a_changed_capsule(ctx: Ctx, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+    before = (ctx.root / "capsule.sig").read_bytes()
+    (ctx.root / "README.md").write_text("changed\n")
+    res = qlcapsule_cli("sign", str(ctx.root), "--key", ctx.a["private"])
+    assert res.exit_code == 1 and "cannot sign" in res.stderr and "README.md" in res.stderr
+    assert (ctx.root / "capsule.sig").read_bytes() == before
+
+
+def test_resign_after_reseal_drops_stale_cosignatures(ctx: Ctx, capsys) -> None:  # type: ignore[no-untyped-def]
+    sign_capsule(ctx.root, ctx.b["private"])
+    (ctx.root / "README.md").write_text("v2\n")
+    Capsule.load(ctx.root).seal()
+    result = sign_capsule(ctx.root, ctx.a["private"])
+    assert result.dropped == 1 and result.keyids == [ctx.a["keyid"]]
+    assert "dropping 1 signature(s)" in capsys.readouterr().err
+
+
+def test_sign_cli_keys_from_file_env_and_stdin(make_capsule, tmp_path: Path, keys: dict, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+    capsule = make_capsule()
+    root = str(capsule.root)
+    res = qlcapsule_cli("sign", root, "--key", keys["a"]["private"], "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout)["keyid"] == keys["a"]["keyid"]
+    res = qlcapsule_cli("sign", root, "--key", "-", input=Path(keys["b"]["private"]).read_text())
+    assert res.exit_code == 0 and keys["b"]["keyid"][:16] in res.stdout
+    res = qlcapsule_cli("sign", root, "--key-env", "SK", env={"SK": "aa" * 32})
+    assert res.exit_code == 0 and "hmac-sha256" in res.stdout and "3 signatures" in res.stdout
+    assert "aa" * 32 not in res.output
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "code", "message"),
+    [
+        ([], {}, 2, "no signing key"),
+        (["--key", "/nonexistent/k"], {}, 2, "--key /nonexistent/k: no such file"),
+        (["--key-env", "NOPE"], {}, 2, "--key-env NOPE: the environment variable is not set"),
+        (["--key-env", "SHORT"], {"SHORT": "ab" * 16}, 2, "HMAC key is 16 bytes; at least 32"),
+        (["--key-env", "SHORT"], {"SHORT": "tooshort"}, 2, "HMAC key is 8 bytes"),
+        (["--key-env", "K", "--type", "ed25519"], {"K": "ab" * 32}, 2, "not an Ed25519"),
+        (["--key-env", "K", "--expires", "soonish"], {"K": "ab" * 32}, 2, "--expires"),
+        (["--key-env", "K", "--expires", "2001-01-01"], {"K": "ab" * 32}, 2, "not in the future"),
+        (["--key-env", "K", "--type", "rsa"], {"K": "ab" * 32}, 2, "unknown signer 'rsa'"),
+    ],
+)
+def test_sign_bad_input_is_one_line(make_capsule, qlcapsule_cli, args, env, code, message) -> None:  # type: ignore[no-untyped-def]
+    capsule = make_capsule()
+    res = qlcapsule_cli("sign", str(capsule.root), *args, env=env)
+    assert res.exit_code == code, res.output
+    assert message in res.stderr and res.stderr.count("\n") == 1, res.stderr
+    assert not capsule.sig_path.exists()
+    for value in env.values():
+        assert value not in res.output  # never echo a secret
+
+
+def test_verify_bad_input(ctx: Ctx, tmp_path: Path, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+    cases = [
+        (["--key", ctx.a["private"].replace(".key", ".nope")], "no such file"),
+        (["--key", str(ctx.root / "README.md")], "not a public key"),
+        (["--hmac-key-env", "NOT_SET_ANYWHERE"], "not set"),
+        (["--min-version", "one"], "--min-version: 'one' is not a SemVer"),
+        (["--trust", str(tmp_path / "missing.yaml")], "trust file not found"),
+    ]
+    trust = tmp_path / "t.yaml"
+    for body, msg in [
+        ("keys: []\n", "non-empty list"),
+        ("- {algorithm: ed25519}\n", "exactly one of key, key_file, key_env"),
+        ("- {algorithm: hmac-sha256, key: abcabc}\n", "cannot be written in a trust file"),
+        ("- {algorithm: nope, key_env: X}\n", "unknown signer 'nope'"),
+        ("- {algorithm: ed25519, key: zz, colour: red}\n", "keys[0]: colour: unknown key"),
+        (f"- {{algorithm: ed25519, key_file: {ctx.a['public']}, keyid: '{'0' * 64}'}}\n", "does not match the key"),
+        ("- [unclosed\n", "invalid YAML"),
+    ]:
+        name = tmp_path / f"t{len(cases)}.yaml"
+        name.write_text(body)
+        cases.append((["--trust", str(name)], msg))
+    del trust
+    for args, msg in cases:
+        res = qlcapsule_cli("verify", str(ctx.root), *args)
+        assert res.exit_code == 2, (args, res.output)
+        assert msg in res.stderr and res.stderr.count("\n") == 1, (args, res.stderr)
+
+
+# -- keys -----------------------------------------------------------------------------
+
+
+def test_keygen_cli(tmp_path: Path, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "release.key"
+    res = qlcapsule_cli("keygen", "-o", str(out), "--json")
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.stdout)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert Path(info["public"]) == tmp_path / "release.pub" and len(info["keyid"]) == 64
+    assert load_signing_key(out).keyid == info["keyid"]
+    res = qlcapsule_cli("keygen", "-o", str(out))
+    assert res.exit_code == 2 and "already exists" in res.stderr
+    assert load_signing_key(out).keyid == info["keyid"]  # untouched
+    res = qlcapsule_cli("keygen", "-o", str(out), "--force")
+    assert res.exit_code == 0 and "key id:" in res.stdout
+    hout = tmp_path / "ci.hmac"
+    res = qlcapsule_cli("keygen", "--type", "hmac", "-o", str(hout))
+    assert res.exit_code == 0 and stat.S_IMODE(hout.stat().st_mode) == 0o600
+    assert not (tmp_path / "ci.hmac.pub").exists() and len(bytes.fromhex(hout.read_text().strip())) == 32
+    res = qlcapsule_cli("keygen", "--type", "hmac", "-o", "-")
+    assert res.exit_code == 0 and len(res.stdout.strip()) == 64 and "key id:" in res.stderr
+
+
+def test_openssh_keys(make_capsule, tmp_path: Path, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    priv = tmp_path / "id_ed25519"
+    priv.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
+    )
+    os.chmod(priv, 0o600)
+    pub = tmp_path / "id_ed25519.pub"
+    pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH))
+    capsule = make_capsule()
+    assert qlcapsule_cli("sign", str(capsule.root), "--key", str(priv)).exit_code == 0
+    res = qlcapsule_cli("verify", str(capsule.root), "--key", str(pub))
+    assert res.exit_code == 0, res.output
+
+
+def test_group_readable_private_key_warns(make_capsule, tmp_path: Path, keys: dict, capsys) -> None:  # type: ignore[no-untyped-def]
+    loose = tmp_path / "loose.key"
+    shutil.copy(keys["a"]["private"], loose)
+    os.chmod(loose, 0o644)
+    sign_capsule(make_capsule().root, loose)
+    assert "readable by others" in capsys.readouterr().err
+
+
+def test_hmac_secret_is_never_a_public_key(tmp_path: Path, keys: dict, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("PEM", Path(keys["a"]["public"]).read_text())
+    with pytest.raises(CredentialsError, match="not a shared secret"):
+        load_signing_key(key_env="PEM", key_type="hmac")
+
+
+def test_dev_key(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("QLCAPSULE_HOME", str(tmp_path / "home"))
+    with pytest.raises(CredentialsError, match="no development key"):
+        dev_key(create=False)
+    path = dev_key()
+    err = capsys.readouterr().err
+    assert "DEVELOPMENT signing key" in err and str(path) in err
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and load_signing_key(path).algorithm == "ed25519"
+    assert dev_key() == path and dev_key(create=False) == path
+    assert capsys.readouterr().err == ""  # the warning comes once, on creation
+
+
+def test_parse_expires_and_semver() -> None:
+    now = dt.datetime(2024, 1, 1, tzinfo=UTC)
+    assert parse_expires("90d", now) == now + dt.timedelta(days=90)
+    assert parse_expires("12h", now) == now + dt.timedelta(hours=12)
+    assert parse_expires("2w", now) == now + dt.timedelta(weeks=2)
+    assert parse_expires("2024-02-01T00:00:00Z", now) == dt.datetime(2024, 2, 1, tzinfo=UTC)
+    with pytest.raises(InputError):
+        parse_expires("0d", now)
+    order = [
+        "1.0.0-alpha",
+        "1.0.0-alpha.1",
+        "1.0.0-alpha.beta",
+        "1.0.0-beta",
+        "1.0.0-beta.2",
+        "1.0.0-beta.11",
+        "1.0.0-rc.1",
+        "1.0.0",
+        "1.0.1",
+        "1.10.0",
+        "2.0.0",
+    ]
+    assert sorted(reversed(order), key=semver_key) == order
+    assert semver_key("1.0.0+build.1") == semver_key("1.0.0")
+
+
+def test_manual_envelope_with_unknown_keyid_only_verifies_by_key(ctx: Ctx) -> None:
+    """Key ids are hints: a signature with an empty keyid still verifies."""
+    env = Envelope.from_json((ctx.root / "capsule.sig").read_bytes())
+    env.signatures = [EnvelopeSignature("", env.signatures[0].sig)]
+    (ctx.root / "capsule.sig").write_bytes(env.to_json())
+    capsule = Capsule.load(ctx.root)
+    report = verify_signatures(capsule, capsule.require_lock(), keys=[ctx.a["public"]])
+    assert report["status"] == "verified" and report["keys"][0]["keyid"] == ctx.a["keyid"]
