@@ -70,6 +70,7 @@ _EXPORTS: dict[str, str] = {
     "signed_url_expiry": "resilience",
     "FileEntry": "tree",
     "check_relative": "tree",
+    "compile_glob": "globs",
     "sha256_file": "tree",
 }
 
@@ -85,6 +86,7 @@ __all__ = [
     "capsule_digest",
     "sha256_file",
     "check_relative",
+    "compile_glob",
     "atomic_write",
     "Component",
     "Options",

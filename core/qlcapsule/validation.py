@@ -205,7 +205,12 @@ def validate_one(
     for key in sorted(switches):
         if key not in known and "schema" in raw:
             raw["schema"].append(
-                Finding("schema.unknown-rule", Severity.WARNING, f"validate.rules: {key!r} names no known validator or rule", "capsule.yaml")
+                Finding(
+                    "schema.unknown-rule",
+                    Severity.WARNING,
+                    f"validate.rules: {key!r} names no known validator or rule",
+                    "capsule.yaml",
+                )
             )
     matchers = [(v, [compile_glob(p).regex for p in v.patterns]) for v in active if v.patterns]
     for entry in walk(capsule.root, capsule.globs()):
@@ -218,7 +223,7 @@ def validate_one(
             raise InputError(f"{capsule.root / entry.path}: cannot read: {exc.strerror}") from None
         for v in wanted:
             applied[v.name] = applied.get(v.name, 0) + 1
-            raw[v.name].extend(_run(v, entry.path, lambda v=v: v.check_file(capsule, entry.path, data)))
+            raw[v.name].extend(_run(v, entry.path, lambda v=v, p=entry.path, d=data: v.check_file(capsule, p, d)))
     for v in active:
         if type(v).check_capsule is not Validator.check_capsule:
             raw[v.name].extend(_run(v, None, lambda v=v: v.check_capsule(capsule)))
@@ -325,4 +330,12 @@ def validate_capsules(
     return report
 
 
-__all__ = ["Report", "CapsuleReport", "ValidatorSummary", "validate_capsules", "validate_one", "validator_score", "find_capsules"]
+__all__ = [
+    "Report",
+    "CapsuleReport",
+    "ValidatorSummary",
+    "validate_capsules",
+    "validate_one",
+    "validator_score",
+    "find_capsules",
+]

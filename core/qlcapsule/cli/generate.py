@@ -31,7 +31,9 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
 )
 @click.option("--no-input", is_flag=True, help="Never prompt: unanswered questions take their defaults.")
 @json_option
-def new(template: str, directory: str, sets: tuple[str, ...], answers_file: str | None, no_input: bool, as_json: bool) -> None:
+def new(
+    template: str, directory: str, sets: tuple[str, ...], answers_file: str | None, no_input: bool, as_json: bool
+) -> None:
     """Generate a capsule in DIRECTORY from TEMPLATE, record the answers, and seal it.
 
     TEMPLATE is a built-in template name (fastapi-service), a local template
@@ -61,7 +63,10 @@ def new(template: str, directory: str, sets: tuple[str, ...], answers_file: str 
         "files": len(capsule.files()),
         "generator": gen.model_dump(exclude_none=True) if gen else None,
     }
-    text = f"generated {capsule.ref} in {directory} from {gen.template if gen else template} " f"({data['files']} files, sha256:{data['digest']})"
+    text = (
+        f"generated {capsule.ref} in {directory} from {gen.template if gen else template} "
+        f"({data['files']} files, sha256:{data['digest']})"
+    )
     emit(as_json, data, text)
 
 
@@ -75,7 +80,9 @@ def new(template: str, directory: str, sets: tuple[str, ...], answers_file: str 
     show_default=True,
     help="Report format: text, JSON, SARIF 2.1.0 (GitHub code scanning) or GitHub workflow annotations.",
 )
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=str), help="Write the report to FILE instead of stdout.")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=str), help="Write the report to FILE instead of stdout."
+)
 @click.option(
     "--fail-on",
     type=click.Choice(["error", "warning", "never"]),
@@ -83,7 +90,9 @@ def new(template: str, directory: str, sets: tuple[str, ...], answers_file: str 
 )
 @click.option("--min-score", type=click.FloatRange(0.0, 1.0), help="Fail when a capsule's score is below this (0..1).")
 @click.option("-r", "--recursive", is_flag=True, help="Validate every capsule found below each DIRECTORY.")
-@click.option("-j", "--jobs", type=click.IntRange(1, 256), help="Worker processes for many capsules (default: CPU count).")
+@click.option(
+    "-j", "--jobs", type=click.IntRange(1, 256), help="Worker processes for many capsules (default: CPU count)."
+)
 @json_option
 def validate(
     directories: tuple[str, ...],

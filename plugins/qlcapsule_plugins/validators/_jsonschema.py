@@ -97,7 +97,7 @@ class Evaluator:
             for i, item in enumerate(instance):
                 out += self.errors(item, items, path + (i,))
         elif isinstance(items, list):
-            for i, (item, sub) in enumerate(zip(instance, items)):
+            for i, (item, sub) in enumerate(zip(instance, items, strict=False)):
                 out += self.errors(item, sub, path + (i,))
         return out
 

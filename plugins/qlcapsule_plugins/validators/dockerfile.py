@@ -103,7 +103,9 @@ class DockerfileValidator(Validator):
         for line, problem in errors:
             yield Finding("dockerfile.syntax", Severity.ERROR, problem, path, line, 1)
         if not instructions:
-            yield Finding("dockerfile.from-first", Severity.ERROR, "no instructions (a Dockerfile needs FROM)", path, 1, 1)
+            yield Finding(
+                "dockerfile.from-first", Severity.ERROR, "no instructions (a Dockerfile needs FROM)", path, 1, 1
+            )
             return
         stages: set[str] = set()
         first = next((ins for ins in instructions if ins.keyword != "ARG"), None)
@@ -128,14 +130,28 @@ class DockerfileValidator(Validator):
                 )
                 continue
             if not ins.args:
-                yield Finding("dockerfile.missing-args", Severity.ERROR, f"{ins.keyword} needs arguments", path, ins.line, ins.column)
+                yield Finding(
+                    "dockerfile.missing-args",
+                    Severity.ERROR,
+                    f"{ins.keyword} needs arguments",
+                    path,
+                    ins.line,
+                    ins.column,
+                )
                 continue
             if ins.keyword == "FROM":
                 yield from _check_from(ins, stages, path)
             elif ins.keyword in _EXEC_FORM and ins.args.startswith("["):
                 yield from _check_exec(ins, path)
             elif ins.keyword == "MAINTAINER":
-                yield Finding("dockerfile.maintainer", Severity.NOTE, "MAINTAINER is deprecated; use LABEL", path, ins.line, ins.column)
+                yield Finding(
+                    "dockerfile.maintainer",
+                    Severity.NOTE,
+                    "MAINTAINER is deprecated; use LABEL",
+                    path,
+                    ins.line,
+                    ins.column,
+                )
 
 
 def _check_from(ins: Instruction, stages: set[str], path: str) -> Iterable[Finding]:
@@ -151,11 +167,21 @@ def _check_from(ins: Instruction, stages: set[str], path: str) -> Iterable[Findi
     last = image.rsplit("/", 1)[-1]
     if ":" not in last:
         yield Finding(
-            "dockerfile.untagged-image", Severity.WARNING, f"base image {image!r} has no tag; pin one", path, ins.line, ins.column
+            "dockerfile.untagged-image",
+            Severity.WARNING,
+            f"base image {image!r} has no tag; pin one",
+            path,
+            ins.line,
+            ins.column,
         )
     elif last.endswith(":latest"):
         yield Finding(
-            "dockerfile.untagged-image", Severity.WARNING, f"base image {image!r} uses :latest; pin a version", path, ins.line, ins.column
+            "dockerfile.untagged-image",
+            Severity.WARNING,
+            f"base image {image!r} uses :latest; pin a version",
+            path,
+            ins.line,
+            ins.column,
         )
 
 
@@ -180,7 +206,12 @@ def _check_exec(ins: Instruction, path: str) -> Iterable[Finding]:
         return
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         yield Finding(
-            "dockerfile.exec-form", Severity.ERROR, f"{ins.keyword} exec form must be a JSON array of strings", path, ins.line, ins.column
+            "dockerfile.exec-form",
+            Severity.ERROR,
+            f"{ins.keyword} exec form must be a JSON array of strings",
+            path,
+            ins.line,
+            ins.column,
         )
 
 

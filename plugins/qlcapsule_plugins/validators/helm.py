@@ -49,13 +49,21 @@ class HelmValidator(Validator):
             yield Finding("helm.chart", Severity.ERROR, f"apiVersion {api!r} is not v1 or v2", path, *at("apiVersion"))
         name = chart.get("name")
         if name and not _NAME.match(str(name)):
-            yield Finding("helm.chart", Severity.ERROR, f"name {name!r} must be lowercase letters, digits and '-'", path, *at("name"))
+            yield Finding(
+                "helm.chart",
+                Severity.ERROR,
+                f"name {name!r} must be lowercase letters, digits and '-'",
+                path,
+                *at("name"),
+            )
         version = chart.get("version")
         if version and not _SEMVER.match(str(version)):
             yield Finding("helm.chart", Severity.ERROR, f"version {version!r} is not SemVer 2", path, *at("version"))
         kind = chart.get("type")
         if kind is not None and kind not in ("application", "library"):
-            yield Finding("helm.chart", Severity.ERROR, f"type {kind!r} is not application or library", path, *at("type"))
+            yield Finding(
+                "helm.chart", Severity.ERROR, f"type {kind!r} is not application or library", path, *at("type")
+            )
         deps = chart.get("dependencies") or []
         for i, dep in enumerate(deps if isinstance(deps, list) else []):
             where = position(node_at(root, ("dependencies", i)))
@@ -64,7 +72,9 @@ class HelmValidator(Validator):
                 continue
             for field in ("name", "version"):
                 if not dep.get(field):
-                    yield Finding("helm.dependency", Severity.ERROR, f"dependency {i + 1} has no {field!r}", path, *where)
+                    yield Finding(
+                        "helm.dependency", Severity.ERROR, f"dependency {i + 1} has no {field!r}", path, *where
+                    )
 
 
 @hookimpl

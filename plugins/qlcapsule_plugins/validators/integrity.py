@@ -17,7 +17,11 @@ class IntegrityValidator(Validator):
     description = "files on disk match capsule.lock"
     rules = (
         Rule("integrity.unsealed", "the capsule has no capsule.lock yet", Severity.NOTE),
-        Rule("integrity.changed", "a file was modified, added, removed or changed mode since the last seal", Severity.WARNING),
+        Rule(
+            "integrity.changed",
+            "a file was modified, added, removed or changed mode since the last seal",
+            Severity.WARNING,
+        ),
         Rule("integrity.lock", "capsule.lock is malformed or sealed under another name/version", Severity.ERROR),
     )
 

@@ -20,7 +20,9 @@ class PythonValidator(Validator):
     patterns = ("*.py", "*.pyi")
     rules = (
         Rule("python.syntax", "the file does not compile", Severity.ERROR),
-        Rule("python.warning", "the compiler warns (invalid escape sequence, 'is' with a literal...)", Severity.WARNING),
+        Rule(
+            "python.warning", "the compiler warns (invalid escape sequence, 'is' with a literal...)", Severity.WARNING
+        ),
         Rule("python.encoding", "the file cannot be decoded", Severity.ERROR),
     )
 
@@ -57,7 +59,9 @@ class PythonValidator(Validator):
             if key in seen:
                 continue
             seen.add(key)
-            yield Finding("python.warning", Severity.WARNING, f"{w.category.__name__}: {w.message}", path, w.lineno or None)
+            yield Finding(
+                "python.warning", Severity.WARNING, f"{w.category.__name__}: {w.message}", path, w.lineno or None
+            )
 
 
 @hookimpl

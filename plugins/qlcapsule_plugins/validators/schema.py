@@ -18,7 +18,11 @@ class SchemaValidator(Validator):
     name = "schema"
     description = "capsule.yaml matches the capsule model"
     rules = (
-        Rule("schema.invalid", "capsule.yaml does not match the capsule model (the capsule cannot be loaded)", Severity.ERROR),
+        Rule(
+            "schema.invalid",
+            "capsule.yaml does not match the capsule model (the capsule cannot be loaded)",
+            Severity.ERROR,
+        ),
         Rule("schema.unknown-rule", "validate.rules names no known validator or rule", Severity.WARNING),
         Rule("schema.description", "capsule.yaml has no description", Severity.NOTE),
         Rule("schema.license", "capsule.yaml names no license", Severity.NOTE),
@@ -30,7 +34,9 @@ class SchemaValidator(Validator):
             line = _top_key_line(capsule, "description") or 1
             yield Finding("schema.description", Severity.NOTE, "no description", "capsule.yaml", line)
         if not d.license:
-            yield Finding("schema.license", Severity.NOTE, "no license (an SPDX identifier such as Apache-2.0)", "capsule.yaml", 1)
+            yield Finding(
+                "schema.license", Severity.NOTE, "no license (an SPDX identifier such as Apache-2.0)", "capsule.yaml", 1
+            )
 
 
 def _top_key_line(capsule: Capsule, key: str) -> int | None:

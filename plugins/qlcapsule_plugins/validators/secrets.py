@@ -18,7 +18,11 @@ from qlcapsule import Capsule, Finding, Rule, Severity, Validator, hookimpl
 
 # (rule id, what it is, regex). Each regex matches the secret, nothing is captured for output.
 _PATTERNS: tuple[tuple[str, str, str], ...] = (
-    ("secrets.private-key", "a private key", r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----"),
+    (
+        "secrets.private-key",
+        "a private key",
+        r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----",
+    ),
     ("secrets.aws-access-key", "an AWS access key ID", r"\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b"),
     (
         "secrets.aws-secret-key",
@@ -49,7 +53,11 @@ class SecretsValidator(Validator):
     description = "no private keys, cloud keys or tokens in the files (the secret is never printed)"
     patterns = ("**",)
     rules = tuple(
-        Rule(rule, f"{what} appears in a file", Severity.WARNING if rule == "secrets.password-assignment" else Severity.ERROR)
+        Rule(
+            rule,
+            f"{what} appears in a file",
+            Severity.WARNING if rule == "secrets.password-assignment" else Severity.ERROR,
+        )
         for rule, what, _ in _PATTERNS
     )
 
@@ -70,7 +78,9 @@ class SecretsValidator(Validator):
             line = text.count("\n", 0, start) + 1
             column = start - line_start + 1
             severity = Severity.WARNING if rule == "secrets.password-assignment" else Severity.ERROR
-            yield Finding(rule, severity, f"{what} appears here (value not shown); remove it and rotate it", path, line, column)
+            yield Finding(
+                rule, severity, f"{what} appears here (value not shown); remove it and rotate it", path, line, column
+            )
 
 
 @hookimpl

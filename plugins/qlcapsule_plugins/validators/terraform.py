@@ -25,7 +25,9 @@ class TerraformValidator(Validator):
     patterns = ("*.tf",)
     rules = (
         Rule("terraform.syntax", "the file is not valid HCL2", Severity.ERROR),
-        Rule("terraform.undeclared-variable", "var.X is used but no 'variable \"X\"' block declares it", Severity.ERROR),
+        Rule(
+            "terraform.undeclared-variable", "var.X is used but no 'variable \"X\"' block declares it", Severity.ERROR
+        ),
     )
 
     def check_file(self, capsule: Capsule, path: str, data: bytes) -> Iterable[Finding]:
@@ -41,7 +43,14 @@ class TerraformValidator(Validator):
             m = _AT.search(first)
             if line is None and m:
                 line, column = int(m.group(1)), int(m.group(2))
-            yield Finding("terraform.syntax", Severity.ERROR, f"invalid HCL: {first}", path, line if line and line > 0 else None, column if column and column > 0 else None)
+            yield Finding(
+                "terraform.syntax",
+                Severity.ERROR,
+                f"invalid HCL: {first}",
+                path,
+                line if line and line > 0 else None,
+                column if column and column > 0 else None,
+            )
             return
         directory = (capsule.root / path).parent
         declared: set[str] = set()
@@ -57,7 +66,12 @@ class TerraformValidator(Validator):
             line = stripped.count("\n", 0, m.start()) + 1
             column = m.start() - (stripped.rfind("\n", 0, m.start()) + 1) + 1
             yield Finding(
-                "terraform.undeclared-variable", Severity.ERROR, f"var.{name} is not declared in this module", path, line, column
+                "terraform.undeclared-variable",
+                Severity.ERROR,
+                f"var.{name} is not declared in this module",
+                path,
+                line,
+                column,
             )
 
 

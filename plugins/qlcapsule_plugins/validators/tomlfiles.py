@@ -8,11 +8,6 @@ from typing import Iterable
 
 from qlcapsule import Capsule, Finding, Rule, Severity, Validator, hookimpl
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
-
 _AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 
 
@@ -23,6 +18,10 @@ class TomlValidator(Validator):
     rules = (Rule("toml.syntax", "the file is not valid TOML", Severity.ERROR),)
 
     def check_file(self, capsule: Capsule, path: str, data: bytes) -> Iterable[Finding]:
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover - exercised on 3.10 only
+            import tomli as tomllib
         try:
             tomllib.loads(data.decode("utf-8"))
         except UnicodeDecodeError as exc:

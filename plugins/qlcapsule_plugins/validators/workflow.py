@@ -52,7 +52,10 @@ class WorkflowValidator(Validator):
     description = "GitHub Actions workflows: on/jobs/runs-on/steps structure, and the SchemaStore schema when available"
     patterns = (".github/workflows/*.yml", ".github/workflows/*.yaml")
     rules = (
-        Rule("github-workflow.structure", "a workflow lacks on/jobs, a job lacks runs-on or steps, or a step is malformed"),
+        Rule(
+            "github-workflow.structure",
+            "a workflow lacks on/jobs, a job lacks runs-on or steps, or a step is malformed",
+        ),
         Rule("github-workflow.needs", "a job needs a job that does not exist"),
         Rule("github-workflow.schema", "the workflow does not match the GitHub workflow JSON Schema"),
     )
@@ -94,7 +97,9 @@ def _structure(doc: Any, root: Any, path: str) -> Iterable[tuple[Finding, tuple[
     """Structural findings, each with the document path it is about (to silence schema repeats)."""
     rule = "github-workflow.structure"
 
-    def bad(where: tuple[Any, ...], message: str, *, key: bool = True, rule: str = rule) -> tuple[Finding, tuple[Any, ...]]:
+    def bad(
+        where: tuple[Any, ...], message: str, *, key: bool = True, rule: str = rule
+    ) -> tuple[Finding, tuple[Any, ...]]:
         return Finding(rule, Severity.ERROR, message, path, *_at(root, where, key)), where
 
     if not isinstance(doc, dict):
@@ -105,7 +110,10 @@ def _structure(doc: Any, root: Any, path: str) -> Iterable[tuple[Finding, tuple[
     jobs = doc.get("jobs")
     if not isinstance(jobs, dict) or not jobs:
         where = _at(root, ("jobs",)) if "jobs" in doc else (1, 1)
-        yield Finding(rule, Severity.ERROR, "'jobs' must be a non-empty mapping of job ids to jobs", path, *where), ("jobs",)
+        yield (
+            Finding(rule, Severity.ERROR, "'jobs' must be a non-empty mapping of job ids to jobs", path, *where),
+            ("jobs",),
+        )
         return
     for job_id, job in jobs.items():
         jp: tuple[Any, ...] = ("jobs", job_id)

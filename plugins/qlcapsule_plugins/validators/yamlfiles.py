@@ -34,11 +34,18 @@ class YamlValidator(Validator):
             return
         docs, error = compose_all(text)
         if error is not None:
-            yield Finding("yaml.syntax", Severity.ERROR, f"invalid YAML: {error.message}", path, error.line, error.column)
+            yield Finding(
+                "yaml.syntax", Severity.ERROR, f"invalid YAML: {error.message}", path, error.line, error.column
+            )
         for doc in docs:
             for key, line, column, first in duplicate_keys(doc):
                 yield Finding(
-                    "yaml.duplicate-key", Severity.ERROR, f"duplicate key {key!r} (first at line {first})", path, line, column
+                    "yaml.duplicate-key",
+                    Severity.ERROR,
+                    f"duplicate key {key!r} (first at line {first})",
+                    path,
+                    line,
+                    column,
                 )
 
 

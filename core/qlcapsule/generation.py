@@ -1,0 +1,159 @@
+"""``qlcapsule new``: generate a capsule from a template, record how, and seal it.
+
+The generator renders into a temporary directory next to the destination; the
+capsule.yaml gets its ``generator`` block (template id, version, commit,
+source, answers), the capsule is sealed, and only then is the directory moved
+into place. A failure at any step leaves nothing behind.
+
+When the template renders its own capsule.yaml, the ``generator`` block is
+appended to it (its comments and layout are kept); otherwise a minimal
+capsule.yaml is written (name from the ``name`` answer or the directory name).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+from .capsule import Capsule
+from .components import Generator, GeneratorRecord
+from .errors import DefinitionError, InputError, PluginError
+from .log import event, get_logger
+from .model import DEFINITION_FILE, DNS_LABEL
+
+log = get_logger("generation")
+
+
+def pick_generator(template: str) -> Generator:
+    """The first registered generator (by name) that handles ``template``."""
+    from .plugins import registry
+
+    reg = registry()
+    for cls in reg.all("generator"):
+        gen = cls()
+        if gen.handles(template):  # type: ignore[attr-defined]
+            return gen  # type: ignore[return-value]
+    known = ", ".join(reg.names("generator")) or "none"
+    raise PluginError(
+        f"template {template!r}: no generator handles it (generators: {known}); give a built-in template name, "
+        "a directory with template.yaml, or a git URL"
+    )
+
+
+def load_answers_file(path: str | Path) -> dict[str, Any]:
+    """Answers from a YAML/JSON mapping, or the ``generator.answers`` of a capsule.yaml."""
+    import yaml
+
+    p = Path(path)
+    try:
+        text = p.read_text("utf-8")
+    except FileNotFoundError:
+        raise InputError(f"--answers-file {p}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"--answers-file {p}: cannot read: {exc}") from None
+    try:
+        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else f":{exc.lineno}" if hasattr(exc, "lineno") else ""
+        raise InputError(f"--answers-file {p}{line}: not valid {'JSON' if p.suffix == '.json' else 'YAML'}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InputError(f"--answers-file {p}: expected a mapping of question -> answer")
+    gen = data.get("generator")
+    if isinstance(gen, dict) and isinstance(gen.get("answers"), dict) and "name" in data and "version" in data:
+        return dict(gen["answers"])  # a capsule.yaml: reuse what it recorded
+    return {str(k): v for k, v in data.items()}
+
+
+def _dns_label(text: str) -> str:
+    import re
+
+    label = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:63].strip("-")
+    return label or "capsule"
+
+
+def _generator_block(record: GeneratorRecord) -> str:
+    import yaml
+
+    return yaml.safe_dump(
+        {"generator": record.to_definition()}, sort_keys=False, allow_unicode=True, default_flow_style=False
+    )
+
+
+def write_definition(root: Path, record: GeneratorRecord, dest_name: str) -> None:
+    """Add the ``generator`` block to the rendered capsule.yaml, or write a minimal one."""
+    import yaml
+
+    path = root / DEFINITION_FILE
+    block = _generator_block(record)
+    if path.is_file():
+        text = path.read_text("utf-8")
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise InputError(f"template {record.template}: its capsule.yaml is not valid YAML: {exc}") from None
+        if isinstance(data, dict) and "generator" in data:
+            raise InputError(
+                f"template {record.template}: its capsule.yaml must not set 'generator' (qlcapsule records it)"
+            )
+        if text and not text.endswith("\n"):
+            text += "\n"
+        path.write_text(text + block, "utf-8")
+        return
+    name = str(record.answers.get("name", dest_name))
+    name = name if DNS_LABEL.match(name) else _dns_label(name)
+    head = yaml.safe_dump(
+        {"name": name, "version": "0.1.0", "description": f"generated from {record.template}"}, sort_keys=False
+    )
+    path.write_text(head + block, "utf-8")
+
+
+def new_capsule(
+    template: str,
+    dest: Path,
+    *,
+    answers: Mapping[str, Any],
+    answers_file: str | Path | None = None,
+    interactive: bool,
+) -> Capsule:
+    """Generate ``template`` into ``dest`` (new or empty), record the generator, seal, return the capsule."""
+    dest = Path(dest)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise InputError(f"{dest}: already exists and is not an empty directory")
+    given: dict[str, Any] = load_answers_file(answers_file) if answers_file else {}
+    given.update(answers)
+    generator = pick_generator(template)
+    parent = dest.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=parent))
+    try:
+        out = tmp / dest.name  # the directory name is what templates see as _folder_name
+        record = generator.generate(template, out, given, interactive=interactive)
+        unknown = sorted(k for k in answers if k not in record.answers)
+        if unknown:
+            asked = ", ".join(record.answers) or "none"
+            raise InputError(f"--set {unknown[0]}: template {record.template} asks no such question (it asks: {asked})")
+        out.mkdir(exist_ok=True)
+        write_definition(out, record, dest.name)
+        try:
+            capsule = Capsule.load(out)
+        except DefinitionError as exc:
+            raise InputError(f"template {record.template} produced an invalid capsule.yaml: {exc.message}") from None
+        capsule.seal()
+        if dest.exists():
+            dest.rmdir()
+        os.replace(out, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    capsule = Capsule.load(dest)
+    event(log, "generate.done", template=record.template, version=record.version, capsule=capsule.ref)
+    return capsule
+
+
+__all__ = ["new_capsule", "pick_generator", "load_answers_file", "write_definition"]
