@@ -1,0 +1,253 @@
+"""The oci deliverer against the real CNCF distribution registry (Debian ``docker-registry``).
+
+Every read-back here is plain HTTP against the registry, independent of the deliverer.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fixtures_forge import CANARY_REGISTRY_PASSWORD
+
+from qlcapsule import Capsule
+
+pytestmark = pytest.mark.e2e
+
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def _capsule(make_capsule: Any, host: str, root: Path | None = None, **options: Any) -> Capsule:
+    opts = {"registry": host, "repository": "team/{name}", "plain_http": True, "retries": 2, **options}
+    definition = (
+        "name: orders\nversion: 1.2.0+build.7\ndescription: Orders service\n"
+        f"targets:\n  reg:\n    provider: oci\n    options: {json.dumps(opts)}\n"
+    )
+    kw = {"root": root} if root else {}
+    return make_capsule({"app.py": "print('hi')\n"}, definition=definition, **kw)
+
+
+def _run(qlcapsule_cli: Any, *args: str, env: dict[str, str] | None = None) -> Any:
+    result = qlcapsule_cli("-vv", *args, env=env or {})
+    assert CANARY_REGISTRY_PASSWORD not in result.output, "the registry password leaked"
+    assert base64.b64encode(f"ci:{CANARY_REGISTRY_PASSWORD}".encode()).decode() not in result.output
+    return result
+
+
+def _file(tmp_path: Path, name: str, data: bytes) -> Path:
+    p = tmp_path / "files" / name
+    p.parent.mkdir(exist_ok=True)
+    p.write_bytes(data)
+    return p
+
+
+def test_push_the_oci_export(make_capsule: Any, oci_registry: Any, qlcapsule_cli: Any) -> None:
+    """The ``oci`` export (an image layout) lands byte for byte; a second delivery uploads nothing."""
+    cap = _capsule(make_capsule, oci_registry.host)
+    res = _run(qlcapsule_cli, "deliver", str(cap.root), "-t", "reg", "-f", "oci", "--json")
+    assert res.exit_code == 0, res.output
+    (receipt,) = json.loads(res.stdout)["receipts"]
+    extra = receipt["extra"]
+    assert extra["kind"] == "layout" and extra["tag"] == "1.2.0_build.7" and extra["repository"] == "team/orders"
+    assert receipt["location"] == f"oci://{oci_registry.host}/team/orders:1.2.0_build.7@{extra['manifest_digest']}"
+
+    status, headers, manifest = oci_registry.get("/v2/team/orders/manifests/1.2.0_build.7", accept=MANIFEST)
+    assert status == 200 and "sha256:" + hashlib.sha256(manifest).hexdigest() == extra["manifest_digest"]
+    doc = json.loads(manifest)
+    assert doc["artifactType"] == "application/vnd.qlcapsule.capsule.v1"
+    assert doc["annotations"]["dev.qlcapsule.capsule.digest"] == f"sha256:{cap.digest}"
+    layer = doc["layers"][0]
+    status, _, blob = oci_registry.get(f"/v2/team/orders/blobs/{layer['digest']}")
+    assert status == 200 and "sha256:" + hashlib.sha256(blob).hexdigest() == layer["digest"]
+    with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tf:
+        assert tf.extractfile("app.py").read() == b"print('hi')\n"  # type: ignore[union-attr]
+    # the receipt URL serves the manifest
+    with urllib.request.urlopen(urllib.request.Request(receipt["url"], headers={"Accept": MANIFEST}), timeout=10) as r:
+        assert r.read() == manifest
+
+    again = _run(qlcapsule_cli, "deliver", str(cap.root), "-t", "reg", "-f", "oci", "--json")
+    assert again.exit_code == 0, again.output
+    extra2 = json.loads(again.stdout)["receipts"][0]["extra"]
+    assert extra2["existing"] is True and extra2["blobs_uploaded"] == 0
+    assert extra2["manifest_digest"] == extra["manifest_digest"]
+
+
+def test_helm_chart_is_pushed_like_helm_push(make_capsule: Any, oci_registry: Any, qlcapsule_cli: Any) -> None:
+    """The ``helm`` export goes to <repository>/<chart>:<version> with Helm's media types."""
+    cap = _capsule(make_capsule, oci_registry.host, repository="charts")
+    res = _run(qlcapsule_cli, "deliver", str(cap.root), "-t", "reg", "-f", "helm", "--json")
+    assert res.exit_code == 0, res.output
+    (receipt,) = json.loads(res.stdout)["receipts"]
+    assert receipt["extra"]["kind"] == "helm" and receipt["extra"]["repository"] == "charts/orders"
+    status, _, manifest = oci_registry.get("/v2/charts/orders/manifests/1.2.0_build.7", accept=MANIFEST)
+    assert status == 200
+    doc = json.loads(manifest)
+    assert doc["config"]["mediaType"] == "application/vnd.cncf.helm.config.v1+json"
+    assert [layer["mediaType"] for layer in doc["layers"]] == ["application/vnd.cncf.helm.chart.content.v1.tar+gzip"]
+    assert doc["layers"][0]["digest"] == f"sha256:{receipt['sha256']}"
+    _, _, config = oci_registry.get(f"/v2/charts/orders/blobs/{doc['config']['digest']}")
+    assert json.loads(config)["name"] == "orders" and json.loads(config)["version"] == "1.2.0+build.7"
+    # the chart fetched by plain HTTP from the receipt URL is the delivered file
+    with urllib.request.urlopen(receipt["url"], timeout=10) as r:
+        chart = r.read()
+    assert hashlib.sha256(chart).hexdigest() == receipt["sha256"]
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(chart))) as tf:
+        assert "orders/Chart.yaml" in tf.getnames()
+
+
+def test_large_file_goes_up_in_chunks(
+    make_capsule: Any, oci_registry: Any, registry_proxy: Any, qlcapsule_cli: Any, tmp_path: Path
+) -> None:
+    """Any other file becomes an OCI artifact layer; above chunk_size it is sent as PATCH chunks."""
+    cap = _capsule(make_capsule, registry_proxy.host, chunk_size=16384)
+    data = bytes(range(256)) * 400  # 100 KiB -> 7 chunks
+    art = _file(tmp_path, "orders-1.2.0.zip", data)
+    res = _run(qlcapsule_cli, "deliver", str(cap.root), "-t", "reg", "-a", str(art), "--json")
+    assert res.exit_code == 0, res.output
+    (receipt,) = json.loads(res.stdout)["receipts"]
+    assert registry_proxy.count("PATCH", "/blobs/uploads/", 202) == 7
+    status, _, manifest = oci_registry.get("/v2/team/orders/manifests/1.2.0_build.7", accept=MANIFEST)
+    doc = json.loads(manifest)
+    assert doc["artifactType"] == "application/vnd.qlcapsule.capsule.v1"
+    assert doc["layers"][0]["annotations"]["org.opencontainers.image.title"] == "orders-1.2.0.zip"
+    assert doc["layers"][0]["mediaType"] == "application/zip"
+    status, _, blob = oci_registry.get(f"/v2/team/orders/blobs/sha256:{receipt['sha256']}")
+    assert status == 200 and blob == data
+
+
+def test_options_are_checked_before_any_request(
+    make_capsule: Any, registry_proxy: Any, qlcapsule_cli: Any, tmp_path: Path
+) -> None:
+    """Bad options: exit 2, one line naming the field, and not one request reaches the registry."""
+    art = str(_file(tmp_path, "a.zip", b"zip"))
+    cases = [
+        ({"registry": "http://x"}, "registry"),
+        ({"repository": "Team/Orders"}, "repository"),
+        ({"tag": "bad tag"}, "tag"),
+        ({"chunk_size": 10}, "chunk_size"),
+        ({"mode": "docker"}, "mode"),
+        ({"password": "x"}, "password: unknown key"),
+    ]
+    for i, (opts, needle) in enumerate(cases):
+        cap = _capsule(make_capsule, registry_proxy.host, root=tmp_path / f"c{i}", **opts)
+        res = _run(qlcapsule_cli, "deliver", str(cap.root), "-t", "reg", "-a", art)
+        assert res.exit_code == 2, res.output
+        line = res.stderr.strip().splitlines()[-1]
+        assert line.startswith("error: capsule.yaml: targets.reg.options") and needle in line, line
+    assert registry_proxy.log == []
+
+
+def test_basic_auth(make_capsule: Any, oci_registry_auth: Any, qlcapsule_cli: Any, tmp_path: Path) -> None:
+    """htpasswd (bcrypt) auth: missing or wrong credentials are one line; env and docker config both work."""
+    cap = _capsule(make_capsule, oci_registry_auth.host)
+    art = str(_file(tmp_path, "a.zip", b"zip bytes"))
+    res = _run(
+        qlcapsule_cli,
+        "deliver",
+        str(cap.root),
+        "-t",
+        "reg",
+        "-a",
+        art,
+        "--dry-run",
+        env={"DOCKER_CONFIG": str(tmp_path / "nodocker")},
+    )
+    assert res.exit_code == 2
+    assert (
+        res.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            f"error: missing credential: registry {oci_registry_auth.host} needs a login; set QLCAPSULE_REGISTRY_USERNAME"
+        )
+    )
+    bad = {"QLCAPSULE_REGISTRY_USERNAME": "ci", "QLCAPSULE_REGISTRY_PASSWORD": "wrong-password-123"}
+    res = _run(qlcapsule_cli, "deliver", str(cap.root), "-t", "reg", "-a", art, env=bad)
+    assert res.exit_code == 2 and "rejected the credentials (401)" in res.stderr, res.output
+    assert "wrong-password-123" not in res.output
+    good = {"QLCAPSULE_REGISTRY_USERNAME": "ci", "QLCAPSULE_REGISTRY_PASSWORD": CANARY_REGISTRY_PASSWORD}
+    res = _run(qlcapsule_cli, "deliver", str(cap.root), "-t", "reg", "-a", art, "--json", env=good)
+    assert res.exit_code == 0, res.output
+    status, _, _ = oci_registry_auth.get("/v2/team/orders/manifests/1.2.0_build.7", accept=MANIFEST)
+    assert status == 200
+    # docker login's config.json
+    cfg = tmp_path / "docker"
+    cfg.mkdir()
+    auth = base64.b64encode(f"ci:{CANARY_REGISTRY_PASSWORD}".encode()).decode()
+    (cfg / "config.json").write_text(json.dumps({"auths": {oci_registry_auth.host: {"auth": auth}}}))
+    art2 = str(_file(tmp_path, "b.zip", b"other zip"))
+    cap2 = _capsule(make_capsule, oci_registry_auth.host, root=tmp_path / "c2", tag="{version}-b")
+    res = _run(qlcapsule_cli, "deliver", str(cap2.root), "-t", "reg", "-a", art2, env={"DOCKER_CONFIG": str(cfg)})
+    assert res.exit_code == 0, res.output
+    assert oci_registry_auth.get("/v2/team/orders/manifests/1.2.0_build.7-b", accept=MANIFEST)[0] == 200
+
+
+def test_tag_pointing_elsewhere_is_a_conflict(
+    make_capsule: Any, oci_registry: Any, qlcapsule_cli: Any, tmp_path: Path
+) -> None:
+    """An existing tag is not moved unless overwrite is set."""
+    cap = _capsule(make_capsule, oci_registry.host)
+    assert (
+        _run(qlcapsule_cli, "deliver", str(cap.root), "-t", "reg", "-a", str(_file(tmp_path, "a.zip", b"1"))).exit_code
+        == 0
+    )
+    other = str(_file(tmp_path, "a.zip", b"2"))
+    res = _run(qlcapsule_cli, "deliver", str(cap.root), "-t", "reg", "-a", other)
+    assert res.exit_code == 1 and "already points at sha256:" in res.stderr, res.output
+    cap2 = _capsule(make_capsule, oci_registry.host, root=tmp_path / "ow", overwrite=True)
+    res = _run(qlcapsule_cli, "deliver", str(cap2.root), "-t", "reg", "-a", other, "--json")
+    assert res.exit_code == 0, res.output
+    _, _, manifest = oci_registry.get("/v2/team/orders/manifests/1.2.0_build.7", accept=MANIFEST)
+    assert json.loads(manifest)["layers"][0]["digest"] == "sha256:" + hashlib.sha256(b"2").hexdigest()
+
+
+def test_registry_killed_mid_upload_leaves_no_manifest(
+    make_capsule: Any, oci_registry: Any, registry_proxy: Any, qlcapsule_cli: Any, tmp_path: Path
+) -> None:
+    """SIGKILL of the registry during the third chunk: exit 3, no tag; after a restart one retry pushes exactly once."""
+    cap = _capsule(make_capsule, registry_proxy.host, chunk_size=16384)
+    art = str(_file(tmp_path, "big.zip", bytes(range(256)) * 400))
+    patches = iter(range(1, 1000))
+    registry_proxy.fault = lambda method, path: "kill" if method == "PATCH" and next(patches) == 3 else None
+    res = _run(qlcapsule_cli, "deliver", str(cap.root), "-t", "reg", "-a", art)
+    assert res.exit_code == 3, res.output
+    assert res.stderr.strip().splitlines()[-1].startswith("error: oci: ")
+    assert registry_proxy.count("PUT", "/manifests/") == 0
+
+    registry_proxy.fault = None
+    oci_registry.start()  # same port, same storage
+    assert oci_registry.get("/v2/team/orders/manifests/1.2.0_build.7", accept=MANIFEST)[0] == 404
+    res = _run(qlcapsule_cli, "deliver", str(cap.root), "-t", "reg", "-a", art, "--json")
+    assert res.exit_code == 0, res.output
+    assert registry_proxy.count("PUT", "/manifests/1.2.0_build.7", 201) == 1
+    status, _, body = oci_registry.get("/v2/team/orders/tags/list")
+    assert status == 200 and json.loads(body)["tags"] == ["1.2.0_build.7"]
+
+
+def test_server_error_on_manifest_is_retried_once(
+    make_capsule: Any, oci_registry: Any, registry_proxy: Any, qlcapsule_cli: Any, tmp_path: Path
+) -> None:
+    """A 500 on the manifest PUT is retried: one failed attempt, one stored manifest."""
+    cap = _capsule(make_capsule, registry_proxy.host)
+    art = str(_file(tmp_path, "a.zip", b"zip bytes"))
+    failed: list[str] = []
+
+    def fault(method: str, path: str) -> int | None:
+        if method == "PUT" and "/manifests/" in path and not failed:
+            failed.append(path)
+            return 500
+        return None
+
+    registry_proxy.fault = fault
+    res = _run(qlcapsule_cli, "deliver", str(cap.root), "-t", "reg", "-a", art)
+    assert res.exit_code == 0, res.output
+    assert "event=retry" in res.stderr
+    assert registry_proxy.count("PUT", "/manifests/", 500) == 1
+    assert registry_proxy.count("PUT", "/manifests/", 201) == 1
