@@ -124,15 +124,27 @@ def build_lock(name: str, version: str, files: list[FileEntry]) -> Lock:
 
 
 def render_lock(lock: Lock) -> bytes:
-    doc: dict[str, Any] = {
-        "lockVersion": lock.lockVersion,
-        "algorithm": lock.algorithm,
-        "name": lock.name,
-        "version": lock.version,
-        "digest": lock.digest,
-        "files": [{"path": e.path, "sha256": e.sha256, "size": e.size, "mode": e.mode} for e in lock.files],
-    }
-    return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    """The lock file bytes: fixed key order, one file entry per line (small diffs), final newline.
+
+    ``json.dumps`` with ``indent`` falls back to the pure-Python encoder, which
+    costs ~0.2 s on 5,000 files; each line here goes through the C encoder.
+    """
+    dump = json.dumps
+    head = (
+        "{\n"
+        f'  "lockVersion": {lock.lockVersion},\n'
+        f'  "algorithm": {dump(lock.algorithm)},\n'
+        f'  "name": {dump(lock.name, ensure_ascii=False)},\n'
+        f'  "version": {dump(lock.version, ensure_ascii=False)},\n'
+        f'  "digest": {dump(lock.digest)},\n'
+    )
+    if not lock.files:
+        return (head + '  "files": []\n}\n').encode("utf-8")
+    rows = ",\n".join(
+        "    " + dump({"path": e.path, "sha256": e.sha256, "size": e.size, "mode": e.mode}, ensure_ascii=False)
+        for e in lock.files
+    )
+    return (head + '  "files": [\n' + rows + "\n  ]\n}\n").encode("utf-8")
 
 
 def parse_lock(raw: bytes, where: str = "capsule.lock") -> Lock:
