@@ -90,9 +90,31 @@ def load_deliverer(name: str, config: TargetConfig) -> Deliverer:
     from . import plugins
 
     cls = plugins.registry().get("deliverer", config.provider)
+    _redact_url_passwords(config.options)
     inst = cls.from_options(config.options, where=f"capsule.yaml: targets.{name}.options")
     assert isinstance(inst, Deliverer)
     return inst
+
+
+def _redact_url_passwords(value: Any) -> None:
+    """Options hold no secrets by design, but a URL with ``user:password@`` must not leak either."""
+    import urllib.parse
+
+    from .log import redact
+
+    if isinstance(value, dict):
+        for v in value.values():
+            _redact_url_passwords(v)
+    elif isinstance(value, list):
+        for v in value:
+            _redact_url_passwords(v)
+    elif isinstance(value, str) and "@" in value and "://" in value:
+        try:
+            password = urllib.parse.urlsplit(value).password
+        except ValueError:
+            return
+        redact(password)
+        redact(urllib.parse.unquote(password or ""))
 
 
 def _formats(capsule: Capsule, config: TargetConfig, formats: Sequence[str] | None) -> list[str]:
@@ -103,29 +125,36 @@ def _formats(capsule: Capsule, config: TargetConfig, formats: Sequence[str] | No
     return list(capsule.definition.ship.formats) or ["tar.gz"]
 
 
-def _export(capsule: Capsule, fmts: Sequence[str], outdir: Path) -> list[Artifact]:
-    from . import exporting, plugins  # type: ignore[attr-defined]  # only needed without --artifact
+def _export(capsule: Capsule, fmts: Sequence[str], outdir: Path, *, directories: bool) -> list[Artifact]:
+    from . import exporting  # only needed without --artifact
 
-    reg = plugins.registry()
     artifacts = []
     for fmt in fmts:
-        exporter = reg.exporter_for(fmt)()
-        out = outdir / exporter.filename(capsule, fmt)
-        result: Any = exporting.export_capsule(capsule.root, fmt, out)
-        path = Path(getattr(result, "path", None) or (result if isinstance(result, (str, Path)) else out))
-        artifacts.append(make_artifact(path, media_type=exporter.media_type))
+        result = exporting.export_capsule(capsule.root, fmt, outdir)
+        assert result.path is not None
+        if result.directory and not directories:
+            raise InputError(f"format {fmt!r} exports a directory; this target needs a file format (e.g. tar.gz, zip)")
+        artifacts.append(
+            Artifact(
+                path=result.path,
+                name=result.path.name,
+                sha256=result.sha256,
+                size=result.size,
+                media_type=result.media_type,
+            )
+        )
     return artifacts
 
 
 def _planned(capsule: Capsule, fmts: Sequence[str]) -> list[Artifact]:
-    from . import plugins
+    """What the exports would be called (exporter and options checked); nothing is written."""
+    from . import exporting
 
-    reg = plugins.registry()
     planned = []
     for fmt in fmts:
-        exporter = reg.exporter_for(fmt)()
+        exporter = exporting.resolve_exporter(capsule, fmt, None)
         name = exporter.filename(capsule, fmt)
-        planned.append(Artifact(path=Path(name), name=name, sha256="", size=0, media_type=exporter.media_type))
+        planned.append(Artifact(path=Path(name), name=name, sha256="", size=0, media_type=exporter.media_type_for(fmt)))
     return planned
 
 
@@ -142,6 +171,16 @@ def _check_receipts(receipts: list[Receipt], artifacts: Sequence[Artifact], targ
                 f"target {target!r}: {r.location}: delivered sha256 {r.sha256[:12]} / {r.size} bytes matches no artifact"
             )
         r.target = target
+        _scrub_receipt(r)
+
+
+def _scrub_receipt(r: Receipt) -> None:
+    """A receipt never holds a credential, even if a deliverer put one there."""
+    import json
+
+    r.location = scrub(r.location)
+    r.url = scrub(r.url) if r.url else r.url
+    r.extra = json.loads(scrub(json.dumps(r.extra, default=str)))
 
 
 def _record(capsule: Capsule, receipts: list[Receipt]) -> bool:
@@ -223,7 +262,7 @@ def deliver_capsule(
         else:
             capsule.require_lock()
             tmp = Path(tempfile.mkdtemp(prefix="qlcapsule-deliver-"))
-            arts = _export(capsule, fmts, tmp)
+            arts = _export(capsule, fmts, tmp, directories=getattr(deliverer, "accepts_directories", False))
         breaker = breaker_for(config.provider)
         try:
             receipts = breaker.call(lambda: deliverer.deliver(capsule, arts, target=name))

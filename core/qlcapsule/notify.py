@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .log import event, get_logger
+from .log import event, get_logger, scrub
 from .model import WebhookConfig
 from .resilience import DEFAULT_CONNECT_TIMEOUT, TransientError, read_secret, retry, scrub_error
 
@@ -97,7 +97,7 @@ def notify(
     """
     results: list[WebhookResult] = []
     doc = {"event": f"delivery.{outcome}", **payload}
-    body = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode("utf-8")
+    body = scrub(json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)).encode("utf-8")
     for hook in hooks:
         if outcome not in hook.events:
             continue

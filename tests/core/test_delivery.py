@@ -1,0 +1,498 @@
+"""The delivery core: target lookup, retry/backoff, circuit breaker, webhooks, receipts, secrets.
+
+Uses the built-in ``local`` deliverer and small in-process deliverer plugins; the
+webhook receiver is a stdlib HTTP server on 127.0.0.1. Nothing sleeps: retry
+delays go through an injected ``sleep``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import subprocess
+import threading
+from collections.abc import Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import qlcapsule
+from qlcapsule import (
+    Artifact,
+    Capsule,
+    CircuitBreaker,
+    CircuitOpenError,
+    CredentialsError,
+    Deliverer,
+    OptionsError,
+    Receipt,
+    RemoteError,
+    TransientError,
+    hookimpl,
+    read_secret,
+    retry,
+    scrub_error,
+    signed_url_expiry,
+)
+from qlcapsule.delivery import deliver_capsule
+from qlcapsule.notify import SIGNATURE_HEADER, notify, sign_body
+from qlcapsule.resilience import reset_breakers
+
+CANARY_ENV = "CANARY-env-secret-7f3a9c"
+CANARY_OPT = "CANARY-opt-password-51be"
+CANARY_HOOK = "CANARY-webhook-hmac-0d2e"
+
+
+@pytest.fixture(autouse=True)
+def _breakers() -> Iterator[None]:
+    reset_breakers()
+    yield
+    reset_breakers()
+
+
+def write_capsule(root: Path, targets: dict[str, Any] | None = None) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    doc: dict[str, Any] = {"name": "demo", "version": "1.0.0"}
+    if targets:
+        doc["targets"] = targets
+    (root / "capsule.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+    (root / "app.py").write_text("print(1)\n", encoding="utf-8")
+    Capsule.load(root).seal()
+    return root
+
+
+# -- retry ---------------------------------------------------------------------
+
+
+def test_retry_backs_off_exponentially_with_a_cap_and_succeeds() -> None:
+    calls: list[int] = []
+    sleeps: list[float] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 4:
+            raise TransientError("503")
+        return "ok"
+
+    out = retry(flaky, attempts=5, base_delay=0.5, max_delay=1.5, sleep=sleeps.append, rng=lambda: 1.0)
+    assert out == "ok" and len(calls) == 4
+    assert sleeps == [0.5, 1.0, 1.5]  # doubled, capped at max_delay
+
+
+def test_retry_jitter_stays_within_the_bound() -> None:
+    sleeps: list[float] = []
+    with pytest.raises(TransientError):
+        retry(
+            lambda: (_ for _ in ()).throw(TransientError("x")),
+            attempts=3,
+            base_delay=2.0,
+            sleep=sleeps.append,
+            rng=lambda: 0.25,
+        )
+    assert sleeps == [0.5, 1.0]
+
+
+def test_retry_gives_up_after_attempts_and_never_retries_other_errors() -> None:
+    n: list[int] = []
+
+    def always() -> None:
+        n.append(1)
+        raise TransientError(f"try {len(n)}")
+
+    with pytest.raises(TransientError, match="try 3"):
+        retry(always, attempts=3, sleep=lambda s: None)
+    assert len(n) == 3
+    m: list[int] = []
+
+    def bad_request() -> None:
+        m.append(1)
+        raise ValueError("400")
+
+    with pytest.raises(ValueError):
+        retry(bad_request, attempts=5, sleep=lambda s: None)
+    assert len(m) == 1
+
+
+# -- circuit breaker -------------------------------------------------------------
+
+
+def test_circuit_breaker_opens_fails_fast_and_recovers() -> None:
+    now = [0.0]
+    cb = CircuitBreaker("s3", threshold=2, cooldown=30, clock=lambda: now[0])
+    calls: list[int] = []
+
+    def down() -> None:
+        calls.append(1)
+        raise RemoteError("down")
+
+    for _ in range(2):
+        with pytest.raises(RemoteError):
+            cb.call(down)
+    assert cb.state == "open"
+    with pytest.raises(CircuitOpenError, match="2 consecutive failures; not trying again for 30 s"):
+        cb.call(down)
+    assert len(calls) == 2  # failed fast, the service was not called
+    now[0] = 31
+    assert cb.state == "half-open"
+    with pytest.raises(RemoteError):
+        cb.call(down)  # the trial call fails: open again at once
+    assert cb.state == "open"
+    now[0] = 62
+    assert cb.call(lambda: "up") == "up" and cb.state == "closed"
+
+
+def test_circuit_breaker_ignores_caller_mistakes() -> None:
+    cb = CircuitBreaker("x", threshold=1)
+
+    def bad() -> None:
+        raise OptionsError("bucket: bad")
+
+    with pytest.raises(OptionsError):
+        cb.call(bad)
+    assert cb.state == "closed"
+
+
+def test_open_breaker_stops_a_delivery(tmp_path: Path, qlcapsule_plugin, qlcapsule_cli) -> None:
+    class Down(Deliverer):
+        name = "down"
+        calls = 0
+
+        def deliver(self, capsule: Capsule, artifacts: Sequence[Artifact], *, target: str) -> list[Receipt]:
+            Down.calls += 1
+            raise TransientError("down: HTTP 503")
+
+    class Plugin:
+        @hookimpl
+        def qlcapsule_register_deliverers(self, register):  # type: ignore[no-untyped-def]
+            register(Down)
+
+    qlcapsule_plugin(Plugin(), name="down-plugin")
+    root = write_capsule(tmp_path / "c", {"d": {"provider": "down"}})
+    art = tmp_path / "a.bin"
+    art.write_bytes(b"x")
+    for _ in range(5):
+        res = qlcapsule_cli("deliver", str(root), "-t", "d", "-a", str(art))
+        assert res.exit_code == 3 and res.stderr == "error: down: HTTP 503\n"
+    res = qlcapsule_cli("deliver", str(root), "-t", "d", "-a", str(art))
+    assert res.exit_code == 3 and "down: 5 consecutive failures; not trying again" in res.stderr
+    assert Down.calls == 5
+
+
+# -- small helpers -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [(None, 3600), (60, 60), ("30m", 1800), ("12h", 43200), ("7d", 604800), (" 90s ", 90)]
+)
+def test_signed_url_expiry(value: Any, seconds: int) -> None:
+    assert signed_url_expiry(value) == seconds
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("8d", "more than 7 days"),
+        (604801, "more than 7 days"),
+        ("1w", "not a duration"),
+        (0, "at least 1 second"),
+        (True, "expected seconds"),
+    ],
+)
+def test_signed_url_expiry_refused(value: Any, message: str) -> None:
+    with pytest.raises(OptionsError, match=message):
+        signed_url_expiry(value)
+
+
+def test_read_secret_names_the_variable_and_registers_the_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("QLC_TEST_TOKEN", raising=False)
+    with pytest.raises(CredentialsError, match=r"^missing credential: environment variable QLC_TEST_TOKEN is not set$"):
+        read_secret("QLC_TEST_TOKEN")
+    assert read_secret("QLC_TEST_TOKEN", required=False) is None
+    monkeypatch.setenv("QLC_TEST_TOKEN", "AccountName=x;AccountKey=k3y-part-only;EndpointSuffix=y")
+    read_secret("QLC_TEST_TOKEN")
+    assert scrub_error(RuntimeError("signing with k3y-part-only failed")) == "signing with *** failed"
+
+
+def test_scrub_error_removes_url_signatures_and_auth_headers() -> None:
+    exc = RuntimeError(
+        "GET https://b.s3.amazonaws.com/k?X-Amz-Signature=abcdef123&X-Amz-Date=1 failed\n"
+        "headers {'Authorization': 'Bearer tok-123456'} sig=Zm9v&se=1"
+    )
+    text = scrub_error(exc)
+    assert "abcdef123" not in text and "tok-123456" not in text and "Zm9v" not in text
+    assert "\n" not in text and "X-Amz-Date=1" in text
+
+
+# -- webhooks ----------------------------------------------------------------------------
+
+
+class Hook:
+    def __init__(self) -> None:
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.statuses: list[int] = []
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                return
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                hook.requests.append((dict(self.headers), body))
+                status = hook.statuses.pop(0) if hook.statuses else 204
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/TOKEN-IN-PATH"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def hook() -> Iterator[Hook]:
+    h = Hook()
+    yield h
+    h.server.shutdown()
+    h.server.server_close()
+
+
+def test_webhook_signature_like_github(hook: Hook, monkeypatch: pytest.MonkeyPatch) -> None:
+    from qlcapsule.model import WebhookConfig
+
+    monkeypatch.setenv("HOOK_SECRET", CANARY_HOOK)
+    results = notify([WebhookConfig(url=hook.url, secret_env="HOOK_SECRET")], "success", {"capsule": "demo@1.0.0"})
+    assert [r.ok for r in results] == [True]
+    ((headers, body),) = hook.requests
+    assert json.loads(body) == {"event": "delivery.success", "capsule": "demo@1.0.0"}
+    expected = "sha256=" + hmac.new(CANARY_HOOK.encode(), body, hashlib.sha256).hexdigest()
+    assert headers[SIGNATURE_HEADER] == expected == sign_body(CANARY_HOOK, body)
+    assert headers["Content-Type"] == "application/json" and headers["X-Qlcapsule-Event"] == "delivery.success"
+
+
+def test_webhook_retries_transient_errors_and_is_bounded(hook: Hook) -> None:
+    from qlcapsule.model import WebhookConfig
+
+    slept: list[float] = []
+    hook.statuses = [503, 500]
+    (ok,) = notify([WebhookConfig(url=hook.url)], "failure", {"error": "x"}, sleep=slept.append)
+    assert ok.ok and ok.status == 204 and len(hook.requests) == 3 and len(slept) == 2
+    hook.requests.clear()
+    hook.statuses = [500] * 10
+    (bad,) = notify([WebhookConfig(url=hook.url)], "failure", {}, attempts=3, sleep=slept.append)
+    assert not bad.ok and len(hook.requests) == 3  # bounded, and no exception
+    assert "TOKEN-IN-PATH" not in (bad.host + (bad.error or ""))
+    hook.requests.clear()
+    hook.statuses = [404]
+    (gone,) = notify([WebhookConfig(url=hook.url)], "failure", {}, sleep=slept.append)
+    assert gone.status == 404 and len(hook.requests) == 1  # 4xx is not retried
+    assert notify([WebhookConfig(url=hook.url, events=["success"])], "failure", {}) == []
+
+
+def test_deliver_notifies_on_success_and_failure(tmp_path: Path, hook: Hook, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOOK_SECRET", CANARY_HOOK)
+    target = {
+        "provider": "local",
+        "options": {"path": str(tmp_path / "out")},
+        "notify": [{"url": hook.url, "secret_env": "HOOK_SECRET"}],
+    }
+    root = write_capsule(tmp_path / "c", {"out": target})
+    art = tmp_path / "a.bin"
+    art.write_bytes(b"one")
+    (receipt,) = deliver_capsule(root, "out", [art])
+    art.write_bytes(b"two")
+    with pytest.raises(qlcapsule.ConflictError):
+        deliver_capsule(root, "out", [art])
+    (h1, ok), (h2, failed) = hook.requests
+    ok_doc, failed_doc = json.loads(ok), json.loads(failed)
+    assert ok_doc["event"] == "delivery.success" and ok_doc["receipts"][0]["sha256"] == receipt.sha256
+    assert failed_doc["event"] == "delivery.failure" and "exists with different content" in failed_doc["error"]
+    for headers, body in hook.requests:
+        assert headers[SIGNATURE_HEADER] == sign_body(CANARY_HOOK, body)
+    monkeypatch.delenv("HOOK_SECRET")
+    with pytest.raises(CredentialsError, match="HOOK_SECRET"):  # checked before anything is sent
+        deliver_capsule(root, "out", [art], dry_run=True)
+
+
+# -- targets and the local deliverer ---------------------------------------------------
+
+
+def test_default_target_is_local_dist_and_exports_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = write_capsule(tmp_path / "c")
+    monkeypatch.chdir(tmp_path)
+    (receipt,) = deliver_capsule(root)
+    out = tmp_path / "dist" / "demo-1.0.0.tar.gz"
+    assert receipt.location == str(out) and receipt.provider == "local" and receipt.target == "local"
+    assert receipt.sha256 == hashlib.sha256(out.read_bytes()).hexdigest() and receipt.size == out.stat().st_size
+    assert receipt.url == out.as_uri()
+    assert sorted(p.name for p in (tmp_path / "dist").iterdir()) == ["demo-1.0.0.tar.gz"]  # no temp files
+
+
+def test_dry_run_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, qlcapsule_cli) -> None:
+    root = write_capsule(tmp_path / "c")
+    monkeypatch.chdir(tmp_path)
+    res = qlcapsule_cli("deliver", str(root), "--dry-run", "--format", "zip", "--json")
+    assert res.exit_code == 0, res.output
+    (r,) = json.loads(res.stdout)["receipts"]
+    assert r["location"] == "dist/demo-1.0.0.zip" and r["extra"] == {"dry_run": True}
+    assert not (tmp_path / "dist").exists()
+
+
+def test_local_conflict_and_overwrite(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    root = write_capsule(
+        tmp_path / "c",
+        {
+            "keep": {"provider": "local", "options": {"path": str(out)}},
+            "replace": {"provider": "local", "options": {"path": str(out), "overwrite": True}},
+        },
+    )
+    art = tmp_path / "a.bin"
+    art.write_bytes(b"one")
+    deliver_capsule(root, "keep", [art])
+    (again,) = deliver_capsule(root, "keep", [art])
+    assert again.extra == {"existing": True}
+    art.write_bytes(b"two")
+    with pytest.raises(qlcapsule.ConflictError, match="exists with different content"):
+        deliver_capsule(root, "keep", [art])
+    assert (out / "a.bin").read_bytes() == b"one"
+    deliver_capsule(root, "replace", [art])
+    assert (out / "a.bin").read_bytes() == b"two"
+    assert sorted(p.name for p in out.iterdir()) == ["a.bin"]
+
+
+@pytest.mark.parametrize(
+    ("targets", "args", "message"),
+    [
+        ({}, ["-t", "prod"], "capsule.yaml: targets: no target 'prod' (defined: none)"),
+        (
+            {"a": {"provider": "local"}, "b": {"provider": "local"}},
+            [],
+            "several targets are defined (a, b); name one with --target",
+        ),
+        ({"x": {"provider": "ftp"}}, ["-t", "x"], "unknown deliverer 'ftp' (available: "),
+        (
+            {"x": {"provider": "local", "options": {"paht": "d"}}},
+            ["-t", "x"],
+            "capsule.yaml: targets.x.options: paht: unknown key",
+        ),
+    ],
+)
+def test_bad_targets_are_one_line(
+    tmp_path: Path, qlcapsule_cli, targets: dict[str, Any], args: list[str], message: str
+) -> None:
+    root = write_capsule(tmp_path / "c", targets)
+    res = qlcapsule_cli("deliver", str(root), *args, "--dry-run")
+    assert res.exit_code == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+
+
+def test_receipt_that_does_not_match_is_refused(tmp_path: Path, qlcapsule_plugin) -> None:
+    class Liar(Deliverer):
+        name = "liar"
+
+        def deliver(self, capsule: Capsule, artifacts: Sequence[Artifact], *, target: str) -> list[Receipt]:
+            return [Receipt("liar", target, "somewhere", "0" * 64, a.size) for a in artifacts]
+
+    class Plugin:
+        @hookimpl
+        def qlcapsule_register_deliverers(self, register):  # type: ignore[no-untyped-def]
+            register(Liar)
+
+    qlcapsule_plugin(Plugin(), name="liar-plugin")
+    root = write_capsule(tmp_path / "c", {"l": {"provider": "liar"}})
+    art = tmp_path / "a.bin"
+    art.write_bytes(b"x")
+    with pytest.raises(qlcapsule.IntegrityError, match="matches no artifact"):
+        deliver_capsule(root, "l", [art])
+
+
+def test_receipts_become_a_git_note_when_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, qlcapsule_cli
+) -> None:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    root = write_capsule(tmp_path / "c", {"out": {"provider": "local", "options": {"path": str(tmp_path / "out")}}})
+    assert qlcapsule_cli("commit", str(root)).exit_code == 0
+    res = qlcapsule_cli("deliver", str(root), "-t", "out", "--json")
+    assert res.exit_code == 0, res.output
+    (receipt,) = json.loads(res.stdout)["receipts"]
+    note = subprocess.run(
+        ["git", "-C", str(tmp_path), "notes", "--ref=qlcapsule", "show", "refs/capsules/demo/heads/main"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert receipt in json.loads(note)[-1]["receipts"]
+
+
+# -- canaries: no secret in any output, at any log level ------------------------------------
+
+
+class Leaky(Deliverer):
+    """A deliverer that does everything wrong with its secrets, to prove the core scrubs them."""
+
+    name = "leaky"
+
+    class Options(qlcapsule.Options):
+        endpoint: str = "http://127.0.0.1:9"
+        fail: bool = False
+
+    options: Options
+
+    def check(self, capsule: Capsule) -> None:
+        token = read_secret("LEAKY_TOKEN")
+        qlcapsule.get_logger("leaky").debug("using token %s with %s", token, self.options.endpoint)
+
+    def deliver(self, capsule: Capsule, artifacts: Sequence[Artifact], *, target: str) -> list[Receipt]:
+        token = read_secret("LEAKY_TOKEN")
+        if self.options.fail:
+            raise RuntimeError(f"401 for {self.options.endpoint} with token={token} Authorization: Bearer {token}")
+        return [
+            Receipt(
+                "leaky", target, f"{self.options.endpoint}/{a.name}", a.sha256, a.size, extra={"note": f"t={token}"}
+            )
+            for a in artifacts
+        ]
+
+
+@pytest.mark.parametrize("fail", [False, True])
+@pytest.mark.parametrize("flags", [["-vv"], ["-vv", "--log-format", "json"], ["--debug"]])
+def test_canary_secrets_never_printed(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    qlcapsule_plugin,
+    qlcapsule_cli,
+    hook: Hook,
+    fail: bool,
+    flags: list[str],
+) -> None:
+    class Plugin:
+        @hookimpl
+        def qlcapsule_register_deliverers(self, register):  # type: ignore[no-untyped-def]
+            register(Leaky)
+
+    qlcapsule_plugin(Plugin(), name="leaky-plugin")
+    monkeypatch.setenv("LEAKY_TOKEN", CANARY_ENV)
+    monkeypatch.setenv("HOOK_SECRET", CANARY_HOOK)
+    target = {
+        "provider": "leaky",
+        "options": {"endpoint": f"http://deliver:{CANARY_OPT}@127.0.0.1:9", "fail": fail},
+        "notify": [{"url": hook.url, "secret_env": "HOOK_SECRET"}],
+    }
+    root = write_capsule(tmp_path / "c", {"l": target})
+    art = tmp_path / "a.bin"
+    art.write_bytes(b"x")
+    outputs = []
+    for extra in (["--dry-run"], [], ["--json"]):
+        res = qlcapsule_cli(*flags, "deliver", str(root), "-t", "l", "-a", str(art), *extra)
+        assert res.exit_code == (3 if fail and extra != ["--dry-run"] else 0), res.output
+        outputs.append(res.output)
+    text = "\n".join(outputs) + "\n".join(body.decode() for _, body in hook.requests)
+    assert "***" in text  # the secrets were there to leak, and were scrubbed
+    for canary in (CANARY_ENV, CANARY_OPT, CANARY_HOOK):
+        assert canary not in text
