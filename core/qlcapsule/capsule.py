@@ -137,7 +137,7 @@ class Capsule:
     # -- reading ----------------------------------------------------------
     def scan(self, *, progress: Callable[[int], None] | None = None) -> list[FileEntry]:
         """Walk and hash the included files as they are on disk now."""
-        found = walk(self.root, self.globs())
+        found = walk(self.root, self.globs(), stat_files=False)
         if not any(f.path == DEFINITION_FILE for f in found):
             raise DefinitionError(f"{self.root / DEFINITION_FILE}: excluded by the capsule's own globs; it must be included")
         return hash_files(self.root, found, progress=progress)

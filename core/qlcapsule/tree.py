@@ -62,15 +62,20 @@ def path_key(path: str) -> bytes:
     return path.encode("utf-8")
 
 
-def walk(root: Path, globs: GlobSet) -> list[Found]:
-    """Every included regular file under ``root``, sorted by UTF-8 bytes of the path."""
+def walk(root: Path, globs: GlobSet, *, stat_files: bool = True) -> list[Found]:
+    """Every included regular file under ``root``, sorted by UTF-8 bytes of the path.
+
+    With ``stat_files=False`` types come from the directory entries (no lstat per
+    file) and ``size``/``mode`` are left unknown (-1, ""): :func:`hash_files`
+    takes them from fstat on the descriptor it hashes.
+    """
     found: list[Found] = []
-    _walk_dir(root, "", globs, found)
+    _walk_dir(root, "", globs, found, stat_files)
     found.sort(key=lambda f: path_key(f.path))
     return found
 
 
-def _walk_dir(base: Path, rel: str, globs: GlobSet, out: list[Found]) -> None:
+def _walk_dir(base: Path, rel: str, globs: GlobSet, out: list[Found], stat_files: bool = True) -> None:
     try:
         entries = list(os.scandir(base / rel if rel else base))
     except PermissionError:
@@ -87,18 +92,21 @@ def _walk_dir(base: Path, rel: str, globs: GlobSet, out: list[Found]) -> None:
             raise UnsafePathError(f"{display_path(path)}: file name contains a backslash (not portable; rename or exclude it)")
         if not rel and name in ALWAYS_SKIPPED:
             continue
-        st = entry.stat(follow_symlinks=False)
-        if stat.S_ISDIR(st.st_mode):
+        if entry.is_dir(follow_symlinks=False):  # d_type: no syscall
             if not globs.prune_dir(path):
-                _walk_dir(base, path, globs, out)
+                _walk_dir(base, path, globs, out, stat_files)
             continue
         if not globs.wants_in_walk(path):
             continue
-        if stat.S_ISLNK(st.st_mode):
+        if entry.is_symlink():
             raise UnsafePathError(f"{display_path(path)}: is a symlink; capsules hold regular files only (exclude it or replace it)")
-        if not stat.S_ISREG(st.st_mode):
+        if not entry.is_file(follow_symlinks=False):
             raise UnsafePathError(f"{display_path(path)}: is not a regular file (device, FIFO or socket)")
-        out.append(Found(path, st.st_size, mode_of(st.st_mode)))
+        if stat_files:
+            st = entry.stat(follow_symlinks=False)
+            out.append(Found(path, st.st_size, mode_of(st.st_mode)))
+        else:
+            out.append(Found(path, -1, ""))
 
 
 def check_relative(path: str, where: str = "path") -> str:
@@ -127,25 +135,27 @@ def sha256_file(path: Path | str) -> str:
 _O_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
-def _hash_one(root: Path, item: Found) -> FileEntry:
-    """Hash one file through a descriptor opened without following symlinks.
-
-    fstat on the same descriptor gives the size and mode of exactly what was
-    hashed, and a file swapped for a symlink after the walk is refused.
-    """
-    full = os.path.join(root, item.path)
+def _open(root: str, path: str) -> tuple[int, os.stat_result]:
+    """Open without following symlinks; fstat gives size and mode of exactly what is hashed."""
+    full = os.path.join(root, path)
     try:
         fd = os.open(full, _O_FLAGS)
     except FileNotFoundError:
-        raise InputError(f"{display_path(item.path)}: vanished while hashing") from None
+        raise InputError(f"{display_path(path)}: vanished while hashing") from None
     except PermissionError:
-        raise InputError(f"{display_path(item.path)}: permission denied") from None
+        raise InputError(f"{display_path(path)}: permission denied") from None
     except OSError as exc:  # ELOOP: replaced by a symlink after the walk
-        raise UnsafePathError(f"{display_path(item.path)}: cannot open safely ({exc.strerror})") from None
+        raise UnsafePathError(f"{display_path(path)}: cannot open safely ({exc.strerror})") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise UnsafePathError(f"{display_path(path)}: is not a regular file")
+    return fd, st
+
+
+def _hash_fd(path: str, fd: int, st: os.stat_result) -> FileEntry:
+    """Hash an open descriptor (closing it)."""
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise UnsafePathError(f"{display_path(item.path)}: is not a regular file")
         h = hashlib.sha256()
         data = os.read(fd, st.st_size + 1) if st.st_size <= CHUNK else b""
         if st.st_size <= CHUNK and len(data) <= st.st_size:
@@ -163,7 +173,7 @@ def _hash_one(root: Path, item: Found) -> FileEntry:
                     size += n
     finally:
         os.close(fd)
-    return FileEntry(item.path, h.hexdigest(), size, mode_of(st.st_mode))
+    return FileEntry(path, h.hexdigest(), size, mode_of(st.st_mode))
 
 
 def default_workers() -> int:
@@ -179,38 +189,74 @@ def hash_files(
 ) -> list[FileEntry]:
     """Hash ``found`` under ``root``; results keep the input order.
 
-    Large files go to a thread pool (hashlib releases the GIL, so every core
-    hashes); small files are hashed on the calling thread meanwhile, because
-    for them the per-call overhead dominates and a pool only adds GIL traffic.
+    The calling thread opens every file once and fstats it; small files it
+    hashes itself (for them per-call overhead dominates, and a pool would only
+    add GIL traffic), large ones go to worker threads through a bounded queue
+    (hashlib releases the GIL, so every core hashes). When the queue is full or
+    the walk is done, the calling thread hashes large files too.
     """
+    import queue
+    import threading
+
     items = list(found)
     results: list[FileEntry | None] = [None] * len(items)
-    big = sorted((i for i, f in enumerate(items) if f.size > CHUNK), key=lambda i: -items[i].size)
+    base = str(root)
     n = workers or default_workers()
-    taken = iter(big)  # shared work list: next() on a list iterator is atomic under the GIL
+    jobs: queue.Queue[tuple[int, int, os.stat_result] | None] = queue.Queue(maxsize=2 * n)
+    errors: list[BaseException] = []
+    threads: list[threading.Thread] = []
 
-    def do(i: int) -> None:
-        results[i] = _hash_one(root, items[i])
+    def finish(i: int, fd: int, st: os.stat_result) -> None:
+        results[i] = _hash_fd(items[i].path, fd, st)
         if progress is not None:
-            progress(items[i].size)
+            progress(st.st_size)
+
+    def worker() -> None:
+        while (job := jobs.get()) is not None:
+            if errors:
+                os.close(job[1])
+                continue
+            try:
+                finish(*job)
+            except BaseException as exc:  # handed to the calling thread, re-raised there
+                errors.append(exc)
 
     def drain() -> None:
-        for i in taken:
-            do(i)
+        while True:
+            try:
+                job = jobs.get_nowait()
+            except queue.Empty:
+                return
+            if job is not None:
+                finish(*job)
 
-    if big and n > 1:
-        from concurrent.futures import ThreadPoolExecutor  # only when there is parallel work
-
-        
-        with ThreadPoolExecutor(max_workers=min(n, len(big)), thread_name_prefix="qlcapsule-hash") as pool:
-            futures = [pool.submit(drain) for _ in range(min(n, len(big)))]
-            for i, f in enumerate(items):
-                if f.size <= CHUNK:
-                    do(i)
-            drain()  # then help with what is left of the large files
-            for fut in futures:
-                fut.result()
-    else:
-        for i in range(len(items)):
-            do(i)
+    try:
+        for i, item in enumerate(items):
+            fd, st = _open(base, item.path)
+            if st.st_size <= CHUNK or n == 1:
+                finish(i, fd, st)
+                continue
+            if len(threads) < n:
+                t = threading.Thread(target=worker, name="qlcapsule-hash", daemon=True)
+                t.start()
+                threads.append(t)
+            try:
+                jobs.put_nowait((i, fd, st))
+            except queue.Full:
+                finish(i, fd, st)
+        drain()
+    finally:
+        for _ in threads:
+            jobs.put(None)
+        for t in threads:
+            t.join()
+        while True:  # descriptors of jobs never taken (after an error)
+            try:
+                job = jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                os.close(job[1])
+    if errors:
+        raise errors[0]
     return [r for r in results if r is not None]
