@@ -176,6 +176,8 @@ def _entry(repo: Any, path: str, data: bytes, mode: int) -> Any:
 
 def _resolve_version_lines(repo: Any, index: Any) -> None:
     """capsule.yaml changed its ``version:`` on both sides: merge the rest, keep the higher version."""
+    if index.conflicts is None:
+        return
     try:
         anc, ours, theirs = index.conflicts[DEFINITION_FILE]
     except KeyError:

@@ -1,0 +1,242 @@
+"""Three-way merges of capsule branches and template updates (copier-update style)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any, Mapping
+
+import pygit2
+import pytest
+
+from qlcapsule import Capsule, ConflictError, Generator, GeneratorRecord, hookimpl
+from qlcapsule.merge import merge_branch, update_capsule
+from qlcapsule.store import commit_capsule, create_branch, log_versions, open_store
+from qlcapsule.testing import write_capsule
+
+from .test_store import bump, fsck
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    return tmp_path / "store.git"
+
+
+def _two_branches(tmp_path: Path, store: Path) -> tuple[Capsule, Path]:
+    text = "".join(f"line {i}\n" for i in range(20))
+    cap = write_capsule(tmp_path / "main", {"a.txt": text, "b.txt": text}, name="svc")
+    commit_capsule(cap.root, store=store)
+    create_branch(open_store(store=store), "svc", "feature")
+    feature = tmp_path / "feature"
+    import shutil
+
+    shutil.copytree(cap.root, feature)
+    return cap, feature
+
+
+def test_clean_merge_commits_with_both_parents(tmp_path: Path, store: Path) -> None:
+    cap, feature = _two_branches(tmp_path, store)
+    bump(cap.root, "1.1.0", {"a.txt": (cap.root / "a.txt").read_text().replace("line 2\n", "main 2\n")})
+    ours = commit_capsule(cap.root, store=store)
+    bump(feature, "1.0.1", {"b.txt": (feature / "b.txt").read_text().replace("line 15\n", "feature 15\n")})
+    theirs = commit_capsule(feature, store=store, branch="feature")
+    out = merge_branch(open_store(store=store), "svc", "feature")
+    assert out["status"] == "merged" and out["version"] == "1.1.0"
+    st = open_store(store=store)
+    merged = st.repo[out["commit"]]
+    assert [str(p) for p in merged.parent_ids] == [ours.commit, theirs.commit]
+    files = {e.name: st.repo[e.id].data for e in merged.tree if e.name.endswith(".txt")}
+    assert b"main 2\n" in files["a.txt"] and b"feature 15\n" in files["b.txt"]
+    assert "capsule.sig" not in [e.name for e in merged.tree]
+    from qlcapsule.merge import checkout_version
+
+    checkout_version(st, "svc", "main", tmp_path / "check")  # the merged lock verifies
+    assert merge_branch(st, "svc", "feature")["status"] == "up-to-date"
+    fsck(store)
+
+
+def test_both_sides_bump_the_version_resolves_to_the_higher(tmp_path: Path, store: Path) -> None:
+    cap, feature = _two_branches(tmp_path, store)
+    bump(cap.root, "1.1.0", {"a.txt": "main\n" + (cap.root / "a.txt").read_text()})
+    commit_capsule(cap.root, store=store)
+    bump(feature, "2.0.0", {"b.txt": (feature / "b.txt").read_text() + "feature\n"})
+    commit_capsule(feature, store=store, branch="feature")
+    out = merge_branch(open_store(store=store), "svc", "feature")
+    assert out["status"] == "merged" and out["version"] == "2.0.0"
+
+
+def test_fast_forward(tmp_path: Path, store: Path) -> None:
+    cap, feature = _two_branches(tmp_path, store)
+    bump(feature, "1.0.1", {"b.txt": "ff\n"})
+    theirs = commit_capsule(feature, store=store, branch="feature")
+    out = merge_branch(open_store(store=store), "svc", "feature")
+    assert out["status"] == "fast-forward" and out["commit"] == theirs.commit
+    assert str(open_store(store=store).head("svc", "main")) == theirs.commit
+
+
+def test_conflicts_leave_markers_list_paths_and_exit_1(tmp_path: Path, store: Path, qlcapsule_cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    cap, feature = _two_branches(tmp_path, store)
+    bump(cap.root, "1.1.0", {"a.txt": "main wins\n", "b.txt": "main b\n"})
+    ours = commit_capsule(cap.root, store=store)
+    bump(feature, "1.0.1", {"a.txt": "feature wins\n", "b.txt": "feature b\n"})
+    theirs = commit_capsule(feature, store=store, branch="feature")
+    work = tmp_path / "resolve"
+    res = qlcapsule_cli("merge", "svc", "feature", "--workdir", str(work), "--store", str(store), "--json")
+    assert res.exit_code == 1
+    data = json.loads(res.stdout)
+    assert data["conflicts"] == ["a.txt", "b.txt"] and data["status"] == "conflict"
+    assert "a.txt, b.txt" in res.stderr
+    text = (work / "a.txt").read_text()
+    assert "<<<<<<< " in text and "main wins" in text and "feature wins" in text and ">>>>>>> " in text
+    assert json.loads((work / ".qlcapsule/merge.json").read_text())["theirs"] == theirs.commit
+    assert str(open_store(store=store).head("svc", "main")) == ours.commit  # nothing moved
+    # committing with markers left is refused, even when sealed
+    Capsule.load(work).seal()
+    res = qlcapsule_cli("commit", str(work), "--store", str(store))
+    assert res.exit_code == 2 and "conflict markers remain in a.txt, b.txt" in res.stderr
+    (work / "a.txt").write_text("resolved\n")
+    (work / "b.txt").write_text("resolved b\n")
+    Capsule.load(work).seal()
+    res = qlcapsule_cli("commit", str(work), "--store", str(store), "--json")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["parents"] == [ours.commit, theirs.commit]
+    assert not (work / ".qlcapsule/merge.json").exists()
+    fsck(store)
+
+
+# -- template update ----------------------------------------------------------------
+
+
+def _template_repo(path: Path, versions: list[dict[str, str]]) -> list[str]:
+    """A git template repository; commit i gets tag v{i+1}. Files use {{name}}."""
+    repo = pygit2.init_repository(str(path), bare=True)
+    sig = pygit2.Signature("t", "t@x")
+    parents: list[Any] = []
+    ids = []
+    for i, files in enumerate(versions):
+        index = pygit2.Index()
+        for rel, text in files.items():
+            index.add(pygit2.IndexEntry(rel, repo.create_blob(text.encode()), pygit2.GIT_FILEMODE_BLOB))
+        oid = repo.create_commit(None, sig, sig, f"v{i + 1}", index.write_tree(repo), parents)
+        repo.create_reference(f"refs/tags/v{i + 1}", oid)
+        parents = [oid]
+        ids.append(str(oid))
+    return ids
+
+
+class GitTemplate(Generator):
+    """Renders a git template repository at a tag or commit; newest tag when no version."""
+
+    name = "test-git-template"
+
+    def handles(self, source: str) -> bool:
+        return source.endswith(".git")
+
+    def generate(self, source: str, dest: Path, answers: Mapping[str, Any], *, version: str | None = None, interactive: bool = False) -> GeneratorRecord:
+        repo = pygit2.Repository(source)
+        if version is None:
+            tags = sorted((r for r in repo.listall_references() if r.startswith("refs/tags/v")), key=lambda r: int(r[11:]))
+            version = tags[-1].removeprefix("refs/tags/")
+        try:
+            commit = repo.revparse_single(f"refs/tags/{version}").peel(pygit2.Commit)
+            tag = version
+        except KeyError:
+            commit = repo.revparse_single(version).peel(pygit2.Commit)
+            tag = None
+        dest.mkdir(parents=True, exist_ok=True)
+        for entry in commit.tree:
+            text = repo[entry.id].data.decode().replace("{{name}}", str(answers["name"]))
+            (dest / entry.name).write_text(text)
+        record = GeneratorRecord(template=self.name, version=tag, commit=str(commit.id), source=source, answers=dict(answers))
+        gen = {k: v for k, v in record.to_definition().items()}
+        (dest / "capsule.yaml").write_text(
+            f"name: {answers['name']}\nversion: 0.1.0\ngenerator:\n"
+            + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in gen.items() if k != "answers")
+            + f"  answers: {json.dumps(gen['answers'])}\n"
+        )
+        return record
+
+
+class _Plugin:
+    @staticmethod
+    @hookimpl
+    def qlcapsule_register_generators(register):  # type: ignore[no-untyped-def]
+        register(GitTemplate)
+
+
+V1 = {"app.py": "# {{name}}\nA = 1\nB = 2\nC = 3\n", "README.md": "{{name}}\n\nintro\n", "old.txt": "to be dropped\n"}
+V2 = {"app.py": "# {{name}}\nA = 1\nB = 2\nC = 30\n", "README.md": "{{name}}\n\nintro\n", "new.txt": "added in v2 for {{name}}\n"}
+
+
+@pytest.fixture
+def generated(tmp_path: Path, qlcapsule_plugin) -> tuple[Path, list[str]]:  # type: ignore[no-untyped-def]
+    qlcapsule_plugin(_Plugin, "test-git-template")
+    ids = _template_repo(tmp_path / "tpl.git", [V1, V2])
+    root = tmp_path / "svc"
+    GitTemplate().generate(str(tmp_path / "tpl.git"), root, {"name": "svc"}, version="v1")
+    Capsule.load(root).seal()
+    return root, ids
+
+
+def test_update_merges_template_changes_with_local_edits(generated: tuple[Path, list[str]], qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+    root, ids = generated
+    app = (root / "app.py").read_text().replace("A = 1", "A = 100  # local")
+    (root / "app.py").write_text(app)
+    (root / "mine.txt").write_text("a local file\n")
+    res = qlcapsule_cli("update", str(root), "--json")
+    assert res.exit_code == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["status"] == "updated" and out["from"] == "v1" and out["to"] == "v2"
+    text = (root / "app.py").read_text()
+    assert "A = 100  # local" in text and "C = 30" in text  # both sides kept
+    assert (root / "new.txt").read_text() == "added in v2 for svc\n"
+    assert not (root / "old.txt").exists() and (root / "mine.txt").exists()
+    cap = Capsule.load(root)
+    cap.verify_integrity()  # re-sealed
+    assert cap.definition.generator is not None and cap.definition.generator.version == "v2"
+    assert cap.definition.generator.commit == ids[1]
+    res = qlcapsule_cli("update", str(root), "--json")
+    assert json.loads(res.stdout)["status"] == "up-to-date"
+
+
+def test_update_to_an_untagged_commit_from_an_unsealed_dir(generated: tuple[Path, list[str]]) -> None:
+    root, ids = generated
+    (root / "README.md").write_text("svc\n\nintro\n\nlocal notes\n")  # unsealed local edit
+    out = update_capsule(root, to=ids[1])
+    assert out["status"] == "updated" and out["to"] == ids[1]
+    assert (root / "README.md").read_text().endswith("local notes\n")
+
+
+def test_update_conflict_writes_markers_and_exits_1(generated: tuple[Path, list[str]], qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+    root, _ = generated
+    (root / "app.py").write_text((root / "app.py").read_text().replace("C = 3", "C = 4  # mine"))
+    res = qlcapsule_cli("update", str(root))
+    assert res.exit_code == 1
+    assert "CONFLICT: app.py" in res.stderr and "1 conflict(s): app.py" in res.stderr
+    text = (root / "app.py").read_text()
+    assert "<<<<<<< " in text and "C = 4  # mine" in text and "C = 30" in text
+    with pytest.raises(Exception, match="modified: app.py|modified"):
+        Capsule.load(root).verify_integrity()  # not re-sealed while conflicted
+
+
+def test_update_without_generator_section(tmp_path: Path, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+    cap = write_capsule(tmp_path / "plain", {"a.txt": "a\n"})
+    res = qlcapsule_cli("update", str(cap.root))
+    assert res.exit_code == 2 and "no 'generator' section" in res.stderr
+
+
+def test_merge_state_in_log(tmp_path: Path, store: Path) -> None:
+    cap, feature = _two_branches(tmp_path, store)
+    bump(cap.root, "1.1.0", {"a.txt": "x\n" + (cap.root / "a.txt").read_text()})
+    commit_capsule(cap.root, store=store)
+    bump(feature, "1.0.1", {"b.txt": (feature / "b.txt").read_text() + "y\n"})
+    commit_capsule(feature, store=store, branch="feature")
+    merge_branch(open_store(store=store), "svc", "feature")
+    versions = [e["version"] for e in log_versions(open_store(store=store), "svc")]
+    assert versions[0] == "1.1.0" and "1.0.1" in versions and versions[-1] == "1.0.0"
+    assert subprocess.run(["git", "log", "--oneline", "refs/capsules/svc/heads/main"], cwd=store, capture_output=True).returncode == 0
+
+
+def test_conflict_error_type() -> None:
+    assert ConflictError("x", ["a"]).exit_code == 1

@@ -1,0 +1,316 @@
+"""The version store: commits, lineage, tags, branches, diff, checkout, notes, store resolution."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pygit2
+import pytest
+
+from qlcapsule import Capsule, IntegrityError, StoreError
+from qlcapsule import statcache as statcache_mod
+from qlcapsule.merge import checkout_version, diff_versions
+from qlcapsule.store import (
+    add_note,
+    commit_capsule,
+    create_branch,
+    latest_version,
+    log_versions,
+    open_store,
+    semver_key,
+    tag_version,
+)
+from qlcapsule.testing import write_capsule
+
+
+def _git(cwd: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@x"}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
+
+
+def fsck(path: Path) -> None:
+    out = subprocess.run(["git", "fsck", "--strict", "--no-dangling"], cwd=path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "error" not in out.stderr.lower(), out.stderr
+
+
+def bump(root: Path, version: str, files: dict[str, str] | None = None) -> Capsule:
+    text = (root / "capsule.yaml").read_text()
+    old = Capsule.load(root).version
+    (root / "capsule.yaml").write_text(text.replace(f"version: {old}", f"version: {version}"))
+    for path, content in (files or {}).items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(content)
+    cap = Capsule.load(root)
+    cap.seal()
+    return cap
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    return tmp_path / "store.git"
+
+
+@pytest.fixture
+def cap(tmp_path: Path) -> Capsule:
+    return write_capsule(tmp_path / "orders", {"a.txt": "one\ntwo\nthree\n", "src/app.py": "print('hi')\n"}, name="orders")
+
+
+def test_commit_records_tree_lineage_and_message(cap: Capsule, store: Path) -> None:
+    first = commit_capsule(cap.root, store=store, message="first cut")
+    assert first.created and first.parents == [] and first.version == "1.0.0"
+    bump(cap.root, "1.1.0", {"a.txt": "one\ntwo\nthree\nfour\n"})
+    second = commit_capsule(cap.root, store=store)
+    bump(cap.root, "1.2.0", {"src/new.py": "x = 1\n"})
+    third = commit_capsule(cap.root, store=store)
+    assert second.parents == [first.commit] and third.parents == [second.commit]
+    repo = pygit2.Repository(str(store))
+    tip = repo[third.commit]
+    names = {e.name for e in tip.tree}
+    assert {"capsule.yaml", "capsule.lock", "a.txt", "src"} <= names
+    assert repo[tip.tree["src/new.py"].id].data == b"x = 1\n"
+    assert f"Qlcapsule-Digest: sha256:{third.digest}" in tip.message and "Qlcapsule-Version: 1.2.0" in tip.message
+    log = log_versions(open_store(store=store), "orders")
+    assert [e["version"] for e in log] == ["1.2.0", "1.1.0", "1.0.0"]
+    assert log[-1]["message"] == "first cut" and log[0]["digest"] == third.digest
+    assert str(repo.references.get("refs/capsules/orders/heads/main").target) == third.commit
+    fsck(store)
+
+
+def test_unchanged_commit_is_a_noop(cap: Capsule, store: Path) -> None:
+    first = commit_capsule(cap.root, store=store)
+    again = commit_capsule(cap.root, store=store)
+    assert not again.created and again.commit == first.commit
+
+
+def test_refuses_unsealed_and_tampered(tmp_path: Path, store: Path) -> None:
+    raw = write_capsule(tmp_path / "raw", {"a.txt": "x\n"}, seal=False)
+    with pytest.raises(IntegrityError, match="not sealed"):
+        commit_capsule(raw.root, store=store)
+    cap = write_capsule(tmp_path / "c", {"a.txt": "x\n", "b.txt": "y\n"})
+    (cap.root / "a.txt").write_text("X\n")
+    with pytest.raises(IntegrityError, match="modified: a.txt"):
+        commit_capsule(cap.root, store=store)
+    (cap.root / "a.txt").write_text("x\n")
+    (cap.root / "extra.txt").write_text("new\n")
+    with pytest.raises(IntegrityError, match="added: extra.txt"):
+        commit_capsule(cap.root, store=store)
+    (cap.root / "extra.txt").unlink()
+    lock = json.loads(cap.lock_path.read_text())
+    lock["files"][0]["size"] = 99
+    cap.lock_path.write_text(json.dumps(lock))
+    with pytest.raises(IntegrityError, match="digest does not match"):
+        commit_capsule(cap.root, store=store)
+    assert not store.exists() or not pygit2.Repository(str(store)).listall_references()
+
+
+def test_stat_cache_reuses_blobs_but_still_catches_same_size_edits(cap: Capsule, store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(statcache_mod, "RACY_NS", 0)  # files written a moment ago count as settled
+    for i in range(50):
+        (cap.root / f"many/f{i}.txt").parent.mkdir(exist_ok=True)
+        (cap.root / f"many/f{i}.txt").write_text(f"file {i}\n")
+    Capsule.load(cap.root).seal()
+    commit_capsule(cap.root, store=store)
+    bump(cap.root, "1.0.1", {"many/f7.txt": "file 7 changed\n"})
+    r = commit_capsule(cap.root, store=store)
+    assert r.new_blobs == 2 and r.hashed == 2  # the edited file and capsule.yaml; nothing else re-read
+    # same size, mtime put back: ctime still changes, so the cache does not hide it
+    target = cap.root / "many/f8.txt"
+    st = target.stat()
+    target.write_text("file X\n")
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(IntegrityError, match="modified: many/f8.txt"):
+        commit_capsule(cap.root, store=store)
+
+
+def test_many_new_files_go_to_a_pack_and_check_out_identically(tmp_path: Path, store: Path) -> None:
+    files = {f"d{i % 7}/f{i}.txt": f"content {i}\n" * (i % 5 + 1) for i in range(120)}
+    files["bin/blob.bin"] = os.urandom(3 << 20)
+    files["bin/dup.bin"] = files["bin/blob.bin"]
+    cap = write_capsule(tmp_path / "big", files)
+    r = commit_capsule(cap.root, store=store)
+    assert r.new_blobs == 123  # 122 files + capsule.yaml; the duplicate shares one blob
+    assert list((store / "objects" / "pack").glob("pack-*.idx"))
+    fsck(store)
+    out = checkout_version(open_store(store=store), "demo", "1.0.0", tmp_path / "copy")
+    assert out["verified"] and (tmp_path / "copy/bin/dup.bin").read_bytes() == files["bin/blob.bin"]
+
+
+def test_tags_are_annotated_and_never_move(cap: Capsule, store: Path) -> None:
+    first = commit_capsule(cap.root, store=store)
+    st = open_store(store=store)
+    t = tag_version(st, "orders", "1.0.0", message="release")
+    assert t["created"] and t["commit"] == first.commit
+    tag_obj = st.repo[st.repo.references["refs/capsules/orders/tags/1.0.0"].target]
+    assert isinstance(tag_obj, pygit2.Tag) and tag_obj.message.strip() == "release"
+    assert not tag_version(st, "orders", "1.0.0")["created"]
+    (cap.root / "a.txt").write_text("edited without a version bump\n")
+    Capsule.load(cap.root).seal()
+    commit_capsule(cap.root, store=store)
+    with pytest.raises(StoreError, match="never moves"):
+        tag_version(st, "orders", "1.0.0")
+    with pytest.raises(StoreError, match="no committed version 9.9.9"):
+        tag_version(st, "orders", "9.9.9")
+    assert str(st.resolve("orders", "1.0.0").id) == first.commit  # the tag wins over the newer commit
+    fsck(store)
+
+
+def test_branches_keep_their_own_lineage(cap: Capsule, store: Path, tmp_path: Path) -> None:
+    base = commit_capsule(cap.root, store=store)
+    st = open_store(store=store)
+    create_branch(st, "orders", "feature")
+    with pytest.raises(StoreError, match="already exists"):
+        create_branch(st, "orders", "feature")
+    bump(cap.root, "1.1.0-rc.1", {"a.txt": "feature\n"})
+    on_feature = commit_capsule(cap.root, store=store, branch="feature")
+    assert on_feature.parents == [base.commit]
+    assert st.head("orders", "main") == pygit2.Oid(hex=base.commit)
+    assert set(st.branches("orders")) == {"main", "feature"}
+    assert [e["version"] for e in log_versions(st, "orders", branch="feature")] == ["1.1.0-rc.1", "1.0.0"]
+    create_branch(st, "orders", "hotfix", rev="1.0.0")
+    with pytest.raises(StoreError, match="no branch 'nope'"):
+        log_versions(st, "orders", branch="nope")
+    with pytest.raises(StoreError, match="not a valid branch name"):
+        create_branch(st, "orders", "../evil")
+
+
+def test_diff_lists_files_with_stats_and_patch(cap: Capsule, store: Path) -> None:
+    commit_capsule(cap.root, store=store)
+    bump(cap.root, "1.1.0", {"a.txt": "one\nTWO\nthree\n", "added.txt": "new\n"})
+    (cap.root / "src/app.py").unlink()
+    Capsule.load(cap.root).seal()
+    commit_capsule(cap.root, store=store)
+    d = diff_versions(open_store(store=store), "orders", "1.0.0", "main")
+    by_path = {f["path"]: f for f in d["files"]}
+    assert by_path["a.txt"]["status"] == "modified" and (by_path["a.txt"]["additions"], by_path["a.txt"]["deletions"]) == (1, 1)
+    assert by_path["added.txt"]["status"] == "added" and by_path["src/app.py"]["status"] == "deleted"
+    assert "-two\n+TWO\n" in d["patch"] and d["from"]["version"] == "1.0.0" and d["to"]["version"] == "1.1.0"
+    assert "patch" not in diff_versions(open_store(store=store), "orders", "main~1", "main", patch=False)
+
+
+def test_checkout_rematerialises_and_verifies(cap: Capsule, store: Path, tmp_path: Path) -> None:
+    commit_capsule(cap.root, store=store)
+    os.chmod(cap.root / "src/app.py", 0o755)
+    bump(cap.root, "2.0.0")
+    commit_capsule(cap.root, store=store)
+    st = open_store(store=store)
+    out = checkout_version(st, "orders", "1.0.0", tmp_path / "old")
+    assert out["version"] == "1.0.0" and Capsule.load(tmp_path / "old").version == "1.0.0"
+    checkout_version(st, "orders", "main", tmp_path / "new")
+    assert os.stat(tmp_path / "new/src/app.py").st_mode & 0o111
+    Capsule.load(tmp_path / "new").verify_integrity()
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy/x").write_text("x")
+    with pytest.raises(Exception, match="not empty"):
+        checkout_version(st, "orders", "1.0.0", tmp_path / "busy")
+    with pytest.raises(StoreError, match="unknown revision"):
+        checkout_version(st, "orders", "7.7.7", tmp_path / "never")
+    assert not (tmp_path / "never").exists()
+
+
+def test_in_repo_store_leaves_user_branches_index_and_worktree_alone(tmp_path: Path) -> None:
+    repo_dir = tmp_path / "work"
+    repo_dir.mkdir()
+    _git(repo_dir, "init", "-q", "-b", "trunk")
+    (repo_dir / "README").write_text("user file\n")
+    _git(repo_dir, "add", "README")
+    _git(repo_dir, "commit", "-qm", "user commit")
+    (repo_dir / "README").write_text("user edit, unstaged\n")
+    (repo_dir / "staged.txt").write_text("staged\n")
+    _git(repo_dir, "add", "staged.txt")
+    cap = write_capsule(repo_dir / "svc", {"a.txt": "a\n"}, name="svc")
+    before = {
+        "head": (repo_dir / ".git/HEAD").read_bytes(),
+        "index": (repo_dir / ".git/index").read_bytes(),
+        "branches": _git(repo_dir, "for-each-ref", "refs/heads", "refs/tags"),
+        "status": _git(repo_dir, "status", "--porcelain"),
+    }
+    r = commit_capsule(cap.root)
+    assert r.ref == "refs/capsules/svc/heads/main"
+    assert (repo_dir / ".git/HEAD").read_bytes() == before["head"]
+    assert (repo_dir / ".git/index").read_bytes() == before["index"]
+    assert _git(repo_dir, "for-each-ref", "refs/heads", "refs/tags") == before["branches"]
+    assert _git(repo_dir, "status", "--porcelain") == before["status"]
+    assert (repo_dir / "README").read_text() == "user edit, unstaged\n"
+    assert _git(repo_dir, "rev-parse", "refs/capsules/svc/heads/main").strip() == r.commit
+    assert latest_version(cap.root, "svc") == "1.0.0"
+    fsck(repo_dir)
+
+
+def test_outside_a_repository_without_store_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    monkeypatch.delenv("QLCAPSULE_STORE", raising=False)
+    cap = write_capsule(tmp_path / "lonely", {"a.txt": "a\n"})
+    res = qlcapsule_cli("commit", str(cap.root))
+    assert res.exit_code == 2
+    assert res.stderr.count("\n") == 1 and "not inside a git repository" in res.stderr and "--store" in res.stderr
+    assert latest_version(cap.root, "demo") is None
+
+
+def test_store_from_environment_and_bad_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+    cap = write_capsule(tmp_path / "c", {"a.txt": "a\n"})
+    monkeypatch.setenv("QLCAPSULE_STORE", str(tmp_path / "env-store"))
+    res = qlcapsule_cli("commit", str(cap.root), "--json")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["store"].startswith(str(tmp_path / "env-store"))
+    res = qlcapsule_cli("log", "demo", "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout)["versions"][0]["version"] == "1.0.0"
+    (tmp_path / "file").write_text("not a repo")
+    res = qlcapsule_cli("log", "demo", "--store", str(tmp_path / "file"))
+    assert res.exit_code == 2 and "not a git repository" in res.stderr
+    res = qlcapsule_cli("log", "nosuch", "--json")
+    assert res.exit_code == 2 and "nosuch: no versions" in res.stderr
+
+
+def test_notes_append_receipts(cap: Capsule, store: Path) -> None:
+    first = commit_capsule(cap.root, store=store)
+    add_note(cap.root, "1.0.0", {"target": "s3", "url": "s3://b/k"}, store=store)
+    records = add_note(cap.root, first.commit, {"target": "local"}, store=store)
+    assert [r["target"] for r in records] == ["s3", "local"]
+    log = log_versions(open_store(store=store), "orders")
+    assert [r["target"] for r in log[0]["notes"]] == ["s3", "local"]
+    assert _git(store, "notes", "--ref", "refs/notes/qlcapsule", "show", first.commit).count('"target"') == 2
+    with pytest.raises(StoreError):
+        add_note(cap.root, "3.0.0", {}, store=store)
+
+
+def test_latest_version_uses_semver_precedence(cap: Capsule, store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QLCAPSULE_STORE", str(store))
+    assert latest_version(cap.root, "orders") is None
+    commit_capsule(cap.root)
+    for v in ("1.10.0-rc.1", "1.9.0", "1.10.0-alpha"):
+        bump(cap.root, v)
+        commit_capsule(cap.root)
+    assert latest_version(cap.root, "orders") == "1.10.0-rc.1"
+    assert sorted(["1.0.0-rc.10", "1.0.0-rc.2", "1.0.0", "1.0.0-beta"], key=semver_key) == ["1.0.0-beta", "1.0.0-rc.2", "1.0.0-rc.10", "1.0.0"]
+
+
+def test_cli_commands_json_and_errors(cap: Capsule, store: Path, tmp_path: Path, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+    s = ["--store", str(store)]
+    assert qlcapsule_cli("commit", str(cap.root), "-m", "hello", *s).exit_code == 0
+    bump(cap.root, "1.1.0", {"a.txt": "changed\n"})
+    assert qlcapsule_cli("commit", str(cap.root), *s).exit_code == 0
+    res = qlcapsule_cli("tag", "orders", "1.0.0", *s, "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout)["created"] is True
+    res = qlcapsule_cli("tag", "orders", "1.0.0", "--rev", "main", *s)
+    assert res.exit_code == 2 and "is version 1.1.0" in res.stderr
+    res = qlcapsule_cli("log", "orders", *s)
+    assert "1.1.0" in res.stdout and "tag: 1.0.0" in res.stdout and "hello" in res.stdout
+    res = qlcapsule_cli("diff", "orders", "1.0.0", "1.1.0", "--stat", *s)
+    assert res.exit_code == 0 and "a.txt" in res.stdout and "files changed" in res.stdout and "@@" not in res.stdout
+    res = qlcapsule_cli("diff", "orders", "1.0.0", "1.1.0", "--json", *s)
+    assert {f["path"] for f in json.loads(res.stdout)["files"]} >= {"a.txt", "capsule.yaml", "capsule.lock"}
+    res = qlcapsule_cli("branch", "orders", "exp", "--from", "1.0.0", *s, "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout)["branch"] == "exp"
+    res = qlcapsule_cli("branch", "orders", *s, "--json")
+    assert set(json.loads(res.stdout)["branches"]) == {"main", "exp"}
+    res = qlcapsule_cli("checkout", "orders", "1.0.0", str(tmp_path / "out"), *s, "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout)["verified"] is True
+    res = qlcapsule_cli("diff", "orders", "1.0.0", "no-such-rev", *s)
+    assert res.exit_code == 2 and res.stderr.startswith("error: orders: unknown revision 'no-such-rev'")
+    (cap.root / "a.txt").write_text("tampered\n")
+    res = qlcapsule_cli("commit", str(cap.root), *s)
+    assert res.exit_code == 1 and "modified: a.txt" in res.stderr and "Traceback" not in res.stderr
