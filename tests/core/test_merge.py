@@ -15,7 +15,22 @@ from qlcapsule.merge import merge_branch, update_capsule
 from qlcapsule.store import commit_capsule, create_branch, log_versions, open_store
 from qlcapsule.testing import write_capsule
 
-from .test_store import bump, fsck
+
+
+def fsck(path: Path) -> None:
+    out = subprocess.run(["git", "fsck", "--strict", "--no-dangling"], cwd=path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def bump(root: Path, version: str, files: dict[str, str] | None = None) -> Capsule:
+    old = Capsule.load(root).version
+    text = (root / "capsule.yaml").read_text()
+    (root / "capsule.yaml").write_text(text.replace(f"version: {old}", f"version: {version}"))
+    for path, content in (files or {}).items():
+        (root / path).write_text(content)
+    cap = Capsule.load(root)
+    cap.seal()
+    return cap
 
 
 @pytest.fixture
