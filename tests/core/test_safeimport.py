@@ -1,0 +1,350 @@
+"""Safe import: round trips, and hostile archives refused with nothing written outside the temp dir.
+
+Every hostile archive is built here from a real sealed capsule plus one bad
+entry (or one corrupted structure), so the refusal is due to that entry alone.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import stat
+import tarfile
+import unicodedata
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from qlcapsule import Capsule, QlcapsuleError
+from qlcapsule.exporting import export_capsule
+from qlcapsule.safeimport import Limits, import_archive, parse_size
+
+FILES = {"README.md": "# demo\n", "src/app.py": "print(1)\n", "bin/tool.sh": "#!/bin/sh\n"}
+
+
+@pytest.fixture
+def capsule(make_capsule) -> Capsule:
+    c = make_capsule(FILES, seal=False)
+    os.chmod(c.root / "bin/tool.sh", 0o755)
+    c.seal()
+    return c
+
+
+def _payload(capsule: Capsule) -> list[tuple[str, bytes, int]]:
+    return [(rel, path.read_bytes(), int(mode, 8)) for rel, path, mode in capsule.payload()]
+
+
+def _tar(
+    entries: list[tarfile.TarInfo | tuple[str, bytes, int]], fmt: int = tarfile.PAX_FORMAT, mode: str = "w"
+) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode, format=fmt) as tf:  # type: ignore[call-overload]
+        for e in entries:
+            if isinstance(e, tarfile.TarInfo):
+                tf.addfile(e, io.BytesIO(b"x" * e.size) if e.isreg() else None)
+            else:
+                info = tarfile.TarInfo(e[0])
+                info.size, info.mode = len(e[1]), e[2]
+                tf.addfile(info, io.BytesIO(e[1]))
+    return buf.getvalue()
+
+
+def _info(name: str, type_: bytes = tarfile.REGTYPE, size: int = 1, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.size, info.linkname = type_, size, link
+    return info
+
+
+def _zip(entries: list[tuple[str, bytes, int]] | list, *, compress: int = zipfile.ZIP_DEFLATED) -> bytes:
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), zipfile.ZipFile(buf, "w", compress) as zf:
+        warnings.simplefilter("ignore", UserWarning)  # duplicate names are the point of one test
+        for e in entries:
+            if isinstance(e, zipfile.ZipInfo):
+                zf.writestr(e, b"x")
+            else:
+                zi = zipfile.ZipInfo(e[0])
+                zi.external_attr = (e[2] if stat.S_IFMT(e[2]) else 0o100000 | e[2]) << 16
+                zi.create_system = 3
+                zi.compress_type = compress
+                zf.writestr(zi, e[1])
+    return buf.getvalue()
+
+
+class Arena:
+    """A directory holding the archive and the destination; checks nothing leaks out."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.archives = root / "archives"
+        self.archives.mkdir(parents=True)
+        self.work = root / "work"
+        self.work.mkdir()
+        (root / "outside").mkdir()
+
+    def snapshot(self) -> set[str]:
+        return {p.relative_to(self.root).as_posix() for p in self.root.rglob("*")}
+
+    def refused(self, data: bytes, match: str, name: str = "x.bin", limits: Limits | None = None) -> str:
+        archive = self.archives / name
+        archive.write_bytes(data)
+        before = self.snapshot()
+        dest = self.work / "dest"
+        with pytest.raises(QlcapsuleError, match=match) as info:
+            import_archive(archive, dest, limits=limits)
+        assert not dest.exists()
+        assert self.snapshot() == before, "something was written outside the temp dir or left behind"
+        assert not Path("/tmp/qlcapsule-evil").exists()
+        message = info.value.message
+        assert "\n" not in message and str(archive) in message
+        return message
+
+
+@pytest.fixture
+def arena(tmp_path: Path) -> Arena:
+    return Arena(tmp_path / "arena")
+
+
+# -- round trips ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["zip", "tar", "tar.gz", "tar.xz", "tar.zst", "oci", "oci-dir"])
+def test_round_trip_gives_an_identical_lock(capsule: Capsule, tmp_path: Path, fmt: str) -> None:
+    result = export_capsule(capsule.root, fmt, tmp_path / f"export.{fmt}")
+    dest = tmp_path / "imported"
+    imported = import_archive(result.path, dest)  # type: ignore[arg-type]
+    assert (dest / "capsule.lock").read_bytes() == capsule.lock_path.read_bytes()
+    assert imported.digest == capsule.digest and imported.files == len(capsule.files())
+    assert os.stat(dest / "bin/tool.sh").st_mode & 0o777 == 0o755
+    assert Capsule.load(dest).verify_integrity().digest == capsule.digest
+    assert not [p.name for p in tmp_path.iterdir() if ".import-" in p.name]  # the temp dir is gone
+
+
+def test_prefixed_archive_and_empty_destination(capsule: Capsule, tmp_path: Path) -> None:
+    result = export_capsule(capsule.root, "zip", tmp_path / "p.zip", {"prefix": "demo-1.0.0/"})
+    dest = tmp_path / "empty"
+    dest.mkdir()
+    import_archive(result.path, dest)  # type: ignore[arg-type]
+    assert (dest / "capsule.yaml").is_file()
+
+
+def test_destination_must_be_new_or_empty(capsule: Capsule, tmp_path: Path) -> None:
+    result = export_capsule(capsule.root, "tar", tmp_path / "a.tar")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep").write_text("mine")
+    with pytest.raises(QlcapsuleError, match="not empty"):
+        import_archive(result.path, tmp_path / "full")  # type: ignore[arg-type]
+    assert (tmp_path / "full" / "keep").read_text() == "mine"
+
+
+def test_git_archive_style_global_header_and_directories_are_accepted(capsule: Capsule, tmp_path: Path) -> None:
+    g = tarfile.TarInfo("pax_global_header")
+    g.type = tarfile.XGLTYPE
+    g.pax_headers = {"comment": "0123abcd"}
+    entries: list = [_info("bin/", tarfile.DIRTYPE, 0)] + _payload(capsule)
+    data = _tar(entries)
+    archive = tmp_path / "g.tar"
+    archive.write_bytes(data)
+    import_archive(archive, tmp_path / "out")
+    assert (tmp_path / "out" / "src/app.py").read_text() == "print(1)\n"
+
+
+def test_parse_size() -> None:
+    assert parse_size("16GiB") == 16 << 30 and parse_size("500") == 500 and parse_size("2MB") == 2_000_000
+    with pytest.raises(QlcapsuleError):
+        parse_size("lots")
+
+
+# -- hostile archives (each one refused, nothing written outside) ------------------------------------
+
+
+def _tar_with(
+    capsule: Capsule, *extra: tarfile.TarInfo | tuple[str, bytes, int], fmt: int = tarfile.PAX_FORMAT
+) -> bytes:
+    return _tar([*_payload(capsule), *extra], fmt)
+
+
+def _zip_with(capsule: Capsule, *extra, compress: int = zipfile.ZIP_DEFLATED) -> bytes:
+    return _zip([*_payload(capsule), *extra], compress=compress)
+
+
+NFC = unicodedata.normalize("NFC", "café.txt")
+NFD = unicodedata.normalize("NFD", "café.txt")
+
+HOSTILE_TAR: list[tuple[str, Callable[[Capsule], bytes], str]] = [
+    ("absolute", lambda c: _tar_with(c, ("/tmp/qlcapsule-evil", b"x", 0o644)), "absolute path"),
+    ("dotdot", lambda c: _tar_with(c, ("../outside/evil", b"x", 0o644)), r"'\.\.' escapes"),
+    ("nested dotdot", lambda c: _tar_with(c, ("src/../../outside/evil", b"x", 0o644)), r"'\.\.' escapes"),
+    ("backslash", lambda c: _tar_with(c, ("..\\outside\\evil", b"x", 0o644)), "backslash"),
+    ("drive letter", lambda c: _tar_with(c, ("C:evil", b"x", 0o644)), "drive-letter"),
+    ("dot component", lambda c: _tar_with(c, ("./src/x", b"x", 0o644)), "not a normalised path"),
+    ("symlink", lambda c: _tar_with(c, _info("link", tarfile.SYMTYPE, 0, "/etc/passwd")), "symlink"),
+    ("hardlink", lambda c: _tar_with(c, _info("hard", tarfile.LNKTYPE, 0, "README.md")), "hardlink"),
+    ("char device", lambda c: _tar_with(c, _info("dev", tarfile.CHRTYPE, 0)), "character device"),
+    ("block device", lambda c: _tar_with(c, _info("blk", tarfile.BLKTYPE, 0)), "block device"),
+    ("fifo", lambda c: _tar_with(c, _info("pipe", tarfile.FIFOTYPE, 0)), "FIFO"),
+    ("sparse", lambda c: _tar_with(c, _info("sparse", tarfile.GNUTYPE_SPARSE, 0), fmt=tarfile.GNU_FORMAT), "sparse"),
+    ("duplicate", lambda c: _tar_with(c, ("README.md", b"# again\n", 0o644)), "duplicate entry"),
+    ("case collision", lambda c: _tar_with(c, ("readme.MD", b"x", 0o644)), "collides with 'README.md'"),
+    ("unicode collision", lambda c: _tar_with(c, (NFC, b"x", 0o644), (NFD, b"y", 0o644)), "Unicode normalisation"),
+    ("dir case collision", lambda c: _tar_with(c, ("SRC/other.py", b"x", 0o644)), "collides with 'src'"),
+    ("file used as dir", lambda c: _tar_with(c, ("README.md/inner", b"x", 0o644)), "as a directory but it is a file"),
+    ("control char", lambda c: _tar_with(c, ("evil\nname", b"x", 0o644)), "control character"),
+    (
+        "gnu long name dotdot",
+        lambda c: _tar_with(c, ("../" * 40 + "outside/evil", b"x", 0o644), fmt=tarfile.GNU_FORMAT),
+        r"'\.\.' escapes",
+    ),
+    ("pax path override", lambda c: _tar_with(c, ("../outside/ünïcode", b"x", 0o644)), r"'\.\.' escapes"),
+]
+
+
+@pytest.mark.parametrize("name, build, match", HOSTILE_TAR, ids=[h[0] for h in HOSTILE_TAR])
+def test_hostile_tar_is_refused(capsule: Capsule, arena: Arena, name: str, build, match: str) -> None:
+    arena.refused(build(capsule), match, "hostile.tar")
+
+
+def test_truncated_tar(capsule: Capsule, arena: Arena) -> None:
+    data = _tar_with(capsule, ("big.bin", b"z" * 5000, 0o644))
+    arena.refused(data[: data.index(b"z" * 100) + 1000], "truncated", "t.tar")
+
+
+def test_bad_header_checksum(capsule: Capsule, arena: Arena) -> None:
+    data = bytearray(_tar_with(capsule))
+    data[0] ^= 0x01
+    arena.refused(bytes(data), "checksum", "c.tar")
+
+
+def test_gzip_bomb_is_stopped_by_the_ratio_limit(capsule: Capsule, arena: Arena) -> None:
+    raw = _tar_with(capsule, ("zeros.bin", bytes(20 << 20), 0o644))
+    arena.refused(gzip.compress(raw, 9), "inflates more than 200 times", "bomb.tar.gz")
+
+
+def test_total_size_limit(capsule: Capsule, arena: Arena) -> None:
+    data = _tar_with(capsule, ("big1.bin", os.urandom(30_000), 0o644), ("big2.bin", os.urandom(30_000), 0o644))
+    arena.refused(data, "exceed 50000 bytes", "big.tar", Limits(max_total=50_000))
+    arena.refused(data, "per-entry limit of 20000", "big2.tar", Limits(max_entry=20_000))
+
+
+def test_entry_count_limit(capsule: Capsule, arena: Arena) -> None:
+    arena.refused(_tar_with(capsule), "more than 2 entries", "many.tar", Limits(max_files=2))
+
+
+def test_oversized_pax_header(capsule: Capsule, arena: Arena) -> None:
+    info = tarfile.TarInfo("a.txt")
+    info.pax_headers = {"comment": "x" * (2 << 20)}
+    arena.refused(_tar_with(capsule, info), "metadata header", "pax.tar")
+
+
+HOSTILE_ZIP: list[tuple[str, Callable[[Capsule], bytes], str]] = [
+    ("zip absolute", lambda c: _zip_with(c, ("/tmp/qlcapsule-evil", b"x", 0o644)), "absolute path"),
+    ("zip dotdot", lambda c: _zip_with(c, ("../outside/evil", b"x", 0o644)), r"'\.\.' escapes"),
+    ("zip backslash", lambda c: _zip_with(c, ("..\\..\\evil", b"x", 0o644)), "backslash"),
+    ("zip symlink", lambda c: _zip_with(c, ("link", b"/etc/passwd", 0o777 | stat.S_IFLNK)), "symlink"),
+    ("zip device", lambda c: _zip_with(c, ("dev", b"", stat.S_IFCHR | 0o644)), "device"),
+    ("zip duplicate", lambda c: _zip_with(c, ("README.md", b"again", 0o644)), "duplicate entry"),
+    ("zip case collision", lambda c: _zip_with(c, ("Readme.md", b"x", 0o644)), "collides"),
+    ("zip unicode collision", lambda c: _zip_with(c, (NFC, b"x", 0o644), (NFD, b"y", 0o644)), "Unicode normalisation"),
+    ("zip bomb", lambda c: _zip_with(c, ("zeros.bin", bytes(20 << 20), 0o644)), "zip bomb"),
+    ("zip bzip2", lambda c: _zip_with(c, compress=zipfile.ZIP_BZIP2), "compression method 12"),
+]
+
+
+@pytest.mark.parametrize("name, build, match", HOSTILE_ZIP, ids=[h[0] for h in HOSTILE_ZIP])
+def test_hostile_zip_is_refused(capsule: Capsule, arena: Arena, name: str, build, match: str) -> None:
+    arena.refused(build(capsule), match, "hostile.zip")
+
+
+def test_zip_encrypted_flag(capsule: Capsule, arena: Arena) -> None:
+    data = bytearray(_zip_with(capsule))
+    # set bit 0 (encrypted) in every central directory header's flags
+    pos = data.find(b"PK\x01\x02")
+    while pos >= 0:
+        data[pos + 8] |= 0x01
+        pos = data.find(b"PK\x01\x02", pos + 4)
+    arena.refused(bytes(data), "encrypted", "enc.zip")
+
+
+def test_zip_overlapping_entries(capsule: Capsule, arena: Arena) -> None:
+    data = bytearray(_zip_with(capsule, ("zz-one.txt", b"a" * 100, 0o644)))
+    cd = data.find(b"PK\x01\x02")
+    first_offset = int.from_bytes(data[cd + 42 : cd + 46], "little")
+    last = data.rfind(b"PK\x01\x02")
+    data[last + 42 : last + 46] = first_offset.to_bytes(4, "little")  # the last entry points at the first's data
+    arena.refused(bytes(data), "overlap|differ|bad local header|corrupt", "overlap.zip")
+
+
+def test_zip_crc_lie(capsule: Capsule, arena: Arena) -> None:
+    data = bytearray(_zip_with(capsule, compress=zipfile.ZIP_STORED))
+    pos = data.find(b"# demo\n")
+    data[pos] = ord("X")  # content no longer matches the stored CRC
+    arena.refused(bytes(data), "corrupt entry|CRC", "crc.zip")
+
+
+def test_not_an_archive(arena: Arena) -> None:
+    arena.refused(b"just some text, not an archive" * 20, "not a zip, tar", "text.bin")
+
+
+# -- OCI and verification ---------------------------------------------------------------------
+
+
+def _oci_files(capsule: Capsule, tmp: Path) -> dict[str, bytes]:
+    result = export_capsule(capsule.root, "oci", tmp / "x.oci.tar")
+    with tarfile.open(result.path) as tf:  # type: ignore[arg-type]
+        return {m.name: tf.extractfile(m).read() for m in tf.getmembers()}  # type: ignore[union-attr]
+
+
+def test_oci_blob_digest_mismatch(capsule: Capsule, arena: Arena, tmp_path: Path) -> None:
+    files = _oci_files(capsule, tmp_path)
+    layer = max((n for n in files if n.startswith("blobs/")), key=lambda n: len(files[n]))
+    files[layer] = files[layer][:-1] + bytes([files[layer][-1] ^ 1])
+    arena.refused(_tar([(n, d, 0o644) for n, d in files.items()]), "does not match its digest", "bad.oci.tar")
+
+
+def test_oci_missing_blob(capsule: Capsule, arena: Arena, tmp_path: Path) -> None:
+    files = _oci_files(capsule, tmp_path)
+    index = json.loads(files["index.json"])
+    index["manifests"][0]["digest"] = "sha256:" + "0" * 64
+    files["index.json"] = json.dumps(index).encode()
+    arena.refused(_tar([(n, d, 0o644) for n, d in files.items()]), "is missing", "missing.oci.tar")
+
+
+def test_tampered_content_fails_verification(capsule: Capsule, arena: Arena) -> None:
+    entries = [(n, b"print('evil')\n" if n == "src/app.py" else d, m) for n, d, m in _payload(capsule)]
+    message = arena.refused(_tar(entries), "modified: src/app.py", "tampered.tar")
+    assert "refused" in message
+
+
+def test_extra_file_not_in_the_lock(capsule: Capsule, arena: Arena) -> None:
+    arena.refused(_tar_with(capsule, ("smuggled.py", b"x", 0o644)), "added: smuggled.py", "extra.tar")
+
+
+def test_unsealed_archive(capsule: Capsule, arena: Arena) -> None:
+    entries = [e for e in _payload(capsule) if e[0] != "capsule.lock"]
+    arena.refused(_tar(entries), "no capsule.lock", "unsealed.tar")
+
+
+def test_no_capsule_at_all(arena: Arena) -> None:
+    arena.refused(_tar([("a.txt", b"x", 0o644), ("b/c.txt", b"y", 0o644)]), "no capsule.yaml", "other.tar")
+
+
+def test_enough_hostile_archives() -> None:
+    assert len(HOSTILE_TAR) + len(HOSTILE_ZIP) + 17 >= 25
+
+
+def test_cli_import(capsule: Capsule, tmp_path: Path, qlcapsule_cli) -> None:
+    result = export_capsule(capsule.root, "tar.gz", tmp_path / "a.tar.gz")
+    res = qlcapsule_cli("import", str(result.path), str(tmp_path / "in"), "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["digest"] == capsule.digest
+    evil = tmp_path / "evil.tar"
+    evil.write_bytes(_tar_with(capsule, ("../x", b"x", 0o644)))
+    res = qlcapsule_cli("import", str(evil), str(tmp_path / "in2"))
+    assert res.exit_code == 2 and res.stderr.startswith("error: ") and len(res.stderr.strip().splitlines()) == 1
+    res = qlcapsule_cli("import", str(evil), str(tmp_path / "in3"), "--max-size", "huge")
+    assert res.exit_code == 2 and "--max-size" in res.stderr
