@@ -745,7 +745,7 @@ class FakeGitLab(FakeServer):
     def get_tree(self, req: Request, pid: str) -> Any:
         p = self.project(pid)
         ref = req.query.get("ref") or "main"
-        sha = p.branches.get(ref) or p.tags.get(ref)
+        sha = p.branches.get(ref) or p.tags.get(ref) or (ref if p.store.kind(ref) == "commit" else None)
         if sha is None:
             raise Reply(404, {"message": "404 Tree Not Found"})
         flat = p.store.flatten(p.store.objects[sha][1]["tree"])
@@ -754,7 +754,7 @@ class FakeGitLab(FakeServer):
             flat = {k[len(path) + 1 :]: v for k, v in flat.items() if k.startswith(path + "/")}
             if not flat:
                 raise Reply(404, {"message": "404 Tree Not Found"})
-        if req.query.get("recursive") not in ("true", "1"):
+        if str(req.query.get("recursive")).lower() not in ("true", "1", "t", "yes"):
             raise self.violate(400, "the deliverer is expected to list recursively")
         prefix = f"{path}/" if path else ""
         items = [

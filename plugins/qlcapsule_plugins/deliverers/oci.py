@@ -282,7 +282,7 @@ def artifact_push(arts: Sequence[Artifact], capsule: Capsule, repository: str, t
                 "size": b.size,
                 "annotations": {"org.opencontainers.image.title": a.name},
             }
-            for a, b in zip(arts, layers)
+            for a, b in zip(arts, layers, strict=True)
         ],
         "annotations": {
             "org.opencontainers.image.title": capsule.name,
