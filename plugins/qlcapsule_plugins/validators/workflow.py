@@ -28,6 +28,7 @@ from qlcapsule import Capsule, Finding, Rule, Severity, Validator, hookimpl
 
 from ._yaml import compose_all, key_node, node_at, position, to_data
 
+_REQUIRED = re.compile(r"^'([^']+)' is a required property$")
 _JOB_ID = re.compile(r"^[_a-zA-Z][a-zA-Z0-9_-]*$")
 
 
@@ -78,7 +79,9 @@ class WorkflowValidator(Validator):
         covered = [w for _f, w in found]
         seen: set[tuple[int, str]] = set()
         for where, message, at_key in Evaluator(schema).errors(doc):
-            if any(where[: len(c)] == c for c in covered):
+            required = _REQUIRED.match(message)
+            about = where + (required.group(1),) if required else where
+            if any(about[: len(c)] == c for c in covered):
                 continue  # the structural check already said it, in plainer words
             node = key_node(root, where) if at_key else node_at(root, where)
             line, column = position(node)

@@ -1,0 +1,62 @@
+"""The dockerfile validator: parsing (continuations, heredocs, directives) and its rules."""
+
+from __future__ import annotations
+
+from vcase import findings, rules
+
+from qlcapsule_plugins.validators.dockerfile import parse
+
+GOOD = """# syntax=docker/dockerfile:1
+ARG PY=3.12
+FROM python:${PY}-slim AS build
+RUN apt-get update \\
+    # a comment inside a continuation
+    && apt-get install -y curl
+RUN <<EOF
+echo one
+FOO this is heredoc content, not an instruction
+EOF
+FROM build
+COPY --from=build /a /b
+CMD ["python", "-m", "app"]
+"""
+
+
+def test_good_dockerfile(tmp_path):
+    assert findings(tmp_path, {"Dockerfile": GOOD}, "dockerfile") == []
+
+
+def test_parser_joins_continuations_and_skips_heredocs():
+    instructions, errors = parse(GOOD)
+    assert errors == []
+    assert [i.keyword for i in instructions] == ["ARG", "FROM", "RUN", "RUN", "FROM", "COPY", "CMD"]
+    assert instructions[2].line == 4 and "apt-get install" in instructions[2].args
+
+
+def test_unknown_instruction(tmp_path):
+    (f,) = findings(tmp_path, {"Dockerfile": "FROM alpine:3.20\nRUNN echo hi\n"}, "dockerfile")
+    assert (f.rule, f.line, f.column) == ("dockerfile.unknown-instruction", 2, 1)
+    assert "RUNN" in f.message
+
+
+def test_from_must_come_first(tmp_path):
+    found = findings(tmp_path, {"svc/Dockerfile": "ARG X=1\nRUN echo hi\nFROM alpine:3.20\n"}, "dockerfile")
+    assert rules(found) == ["dockerfile.from-first"]
+    assert found[0].path == "svc/Dockerfile" and found[0].line == 2
+
+
+def test_exec_form_must_be_json(tmp_path):
+    (f,) = findings(tmp_path, {"Dockerfile": "FROM alpine:3.20\nCMD ['sh', '-c', 'x']\n"}, "dockerfile")
+    assert f.rule == "dockerfile.exec-form" and f.line == 2
+
+
+def test_untagged_and_latest_images_warn(tmp_path):
+    found = findings(tmp_path, {"Dockerfile": "FROM python\nFROM node:latest\nFROM alpine@sha256:abc\n"}, "dockerfile")
+    assert rules(found) == ["dockerfile.untagged-image"] * 2
+    assert [f.line for f in found] == [1, 2]
+
+
+def test_dangling_continuation_and_empty_file(tmp_path):
+    found = findings(tmp_path, {"Dockerfile": "FROM alpine:3.20\nRUN echo \\\n"}, "dockerfile")
+    assert "dockerfile.syntax" in rules(found)
+    assert rules(findings(tmp_path / "b", {"Containerfile": "# nothing\n"}, "dockerfile")) == ["dockerfile.from-first"]

@@ -1,0 +1,19 @@
+"""The json validator."""
+
+from __future__ import annotations
+
+from vcase import findings
+
+
+def test_valid_json(tmp_path):
+    assert findings(tmp_path, {"a.json": '{"a": [1, 2, {"b": null}]}\n'}, "json") == []
+
+
+def test_syntax_error_line_and_column(tmp_path):
+    (f,) = findings(tmp_path, {"data/a.json": '{\n  "a": 1,\n  "b": \n}\n'}, "json")
+    assert (f.rule, f.path, f.line, f.column) == ("json.syntax", "data/a.json", 4, 1)
+
+
+def test_duplicate_key_is_a_warning_with_position(tmp_path):
+    (f,) = findings(tmp_path, {"a.json": '{"a": 1,\n "a": 2}\n'}, "json")
+    assert (f.rule, f.severity.value, f.line, f.column) == ("json.duplicate-key", "warning", 2, 2)
