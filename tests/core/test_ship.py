@@ -249,3 +249,31 @@ def test_files_map_to_their_nearest_capsule(tmp_path: Path, monkeypatch: pytest.
     assert capsules_containing(files) == [Path("a"), Path("a/inner"), Path("b")]
     assert capsules_containing([]) == []
     assert sorted(all_capsules(".")) == [Path("./a"), Path("./a/inner"), Path("./b")]
+
+
+def test_generated_fastapi_service_ships_end_to_end_without_network(work: Path) -> None:
+    """The README's first line, minus the install: ``new fastapi-service`` then ``ship``.
+
+    Run inside a fresh network namespace (``unshare -rn``: loopback only, and down)
+    when the kernel allows it, so any attempt to reach the network fails the test.
+    """
+    import shutil
+    import sys
+
+    bindir = Path(sys.executable).parent
+    script = f"{bindir}/qlcapsule new fastapi-service orders --no-input && {bindir}/qlcapsule ship orders --json"
+    cmd = ["bash", "-c", script]
+    unshare = shutil.which("unshare")
+    isolated = bool(unshare) and subprocess.run([unshare, "-rn", "true"], capture_output=True).returncode == 0
+    if isolated:
+        cmd = [unshare, "-rn", *cmd]
+    else:
+        print("unshare -rn is not available here: running with the network present")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout[proc.stdout.index("{") :])
+    cap = data["capsules"][0]
+    assert cap["ref"].startswith("orders@") and cap["ok"] and cap["score"] is not None
+    assert all(s["status"] == "ok" for s in cap["steps"]), cap["steps"]
+    assert (work / "dist" / f"orders-{cap['version']}.tar.gz").is_file()
+    assert "DEVELOPMENT signing key" in proc.stderr
