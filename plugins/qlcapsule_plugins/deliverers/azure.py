@@ -208,6 +208,15 @@ class AzureDeliverer(Deliverer):
             now = self._props(blob)
             if now is None or not self._same(now, art):
                 raise ConflictError(f"{where}: created by someone else during the upload; not overwriting") from None
+        try:
+            self._verify(blob, art, md5, where, read_back=blocks)
+        except IntegrityError:
+            if not self.options.overwrite:  # never leave a blob that failed verification
+                self._call("DeleteBlob", blob.delete_blob)
+            raise
+        return self._receipt(blob, art, target)
+
+    def _verify(self, blob: Any, art: Artifact, md5: bytes, where: str, *, read_back: bool) -> None:
         props = self._props(blob)
         if props is None:
             raise RemoteError(f"{where}: upload reported success but the blob is not there")
@@ -216,9 +225,8 @@ class AzureDeliverer(Deliverer):
         stored = props.content_settings.content_md5
         if stored is not None and bytes(stored) != md5:
             raise IntegrityError(f"{where}: service Content-MD5 {base64.b64encode(bytes(stored)).decode()} differs")
-        if blocks:
+        if read_back:
             self._read_back(blob, art, where)
-        return self._receipt(blob, art, target)
 
     def _stage_and_commit(self, blob: Any, art: Artifact, meta: dict[str, str], cond: dict[str, Any]) -> bytes:
         from azure.storage.blob import BlobBlock, ContentSettings

@@ -273,6 +273,11 @@ class GcsDeliverer(Deliverer):
         if stored is None:
             raise RemoteError(f"{where}: upload reported success but the object is not there")
         if stored.size != art.size or stored.crc32c != crc or (stored.md5_hash and stored.md5_hash != md5):
+            if not self.options.overwrite:  # never leave an object that failed verification
+                gen = stored.generation
+                self._call(
+                    "DeleteObject", lambda: stored.delete(if_generation_match=gen, timeout=self._timeout(), retry=None)
+                )
             raise IntegrityError(
                 f"{where}: service reports size {stored.size} crc32c {stored.crc32c} md5 {stored.md5_hash}, "
                 f"uploaded {art.size} {crc} {md5}"
