@@ -261,7 +261,8 @@ def _write_private(path: Path, data: bytes, *, force: bool) -> None:
 
 
 def _public_path(private: Path) -> Path:
-    return private.with_suffix(".pub") if private.suffix == ".key" else private.with_name(private.name + ".pub")
+    # like ssh-keygen: the public half is always PATH.pub
+    return private.with_name(private.name + ".pub")
 
 
 def keygen(key_type: str = "ed25519", out: str | Path | None = None, *, force: bool = False) -> dict[str, Any]:

@@ -514,7 +514,7 @@ def test_keygen_cli(tmp_path: Path, qlcapsule_cli) -> None:  # type: ignore[no-u
     assert res.exit_code == 0, res.output
     info = json.loads(res.stdout)
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
-    assert Path(info["public"]) == tmp_path / "release.pub" and len(info["keyid"]) == 64
+    assert Path(info["public"]) == tmp_path / "release.key.pub" and len(info["keyid"]) == 64
     assert load_signing_key(out).keyid == info["keyid"]
     res = qlcapsule_cli("keygen", "-o", str(out))
     assert res.exit_code == 2 and "already exists" in res.stderr

@@ -24,7 +24,7 @@ from ._common import capsule_dir, emit, json_option, main
     "output",
     default=None,
     metavar="PATH",
-    help="Private key file (default ./qlcapsule.key); the public key goes next to it as .pub. "
+    help="Private key file (default ./qlcapsule.key); the public key goes to PATH.pub. "
     "'-' prints the private key on stdout (to pipe into a secret store).",
 )
 @click.option("--force", is_flag=True, help="Replace existing key files.")
@@ -38,7 +38,7 @@ def keygen(key_type: str, output: str | None, force: bool, as_json: bool) -> Non
 
     \b
     Examples:
-      qlcapsule keygen                         # ./qlcapsule.key + ./qlcapsule.pub
+      qlcapsule keygen                         # ./qlcapsule.key + ./qlcapsule.key.pub
       qlcapsule keygen --type hmac -o ci.hmac  # a shared secret for --key-env / --hmac-key-env
 
     Exit codes: 0 written; 2 bad usage or the file exists.
