@@ -113,6 +113,8 @@ def load_spec(files: Files, source: str) -> TemplateSpec:
         if not _NAME.match(str(name)):
             raise InputError(f"{where}: questions.{name}: not a valid identifier")
         items.append({**(q or {}), "name": str(name)} if isinstance(q, dict) else {"name": str(name), "default": q})
+    if isinstance(data.get("version"), (int, float)):
+        data["version"] = str(data["version"])  # 'version: 1' is a YAML number
     try:
         spec = TemplateSpec.model_validate({**data, "questions": items})
     except ValidationError as exc:

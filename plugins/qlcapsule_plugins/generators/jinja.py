@@ -111,7 +111,7 @@ class JinjaGenerator(Generator):
 
         unknown = sorted(set(given) - {q.name for q in spec.questions})
         if unknown:
-            log.warning("ignoring answers the template does not ask: %s", ", ".join(unknown))
+            log.info("ignoring answers the template does not ask: %s", ", ".join(unknown))
         answers: dict[str, Any] = {}
         missing: list[Question] = []
         tty = sys.stdin.isatty()

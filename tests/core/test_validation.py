@@ -1,0 +1,119 @@
+"""Validation runs: applicable validators, rule switches, the score formula, fail-on, many capsules in parallel."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from qlcapsule import Finding, Severity
+from qlcapsule.testing import write_capsule
+from qlcapsule.validation import find_capsules, validate_capsules, validate_one, validator_score
+
+BASE = "name: demo\nversion: 1.0.0\ndescription: d\nlicense: MIT\n"
+
+
+def test_score_formula():
+    f = lambda s: Finding("x.y", s, "m")  # noqa: E731
+    assert validator_score([]) == 1.0
+    assert validator_score([f(Severity.ERROR)]) == 0.5
+    assert validator_score([f(Severity.WARNING)]) == 0.8
+    assert validator_score([f(Severity.NOTE)]) == pytest.approx(1 / 1.05)
+    assert validator_score([f(Severity.ERROR), f(Severity.WARNING)]) == pytest.approx(1 / 2.25)
+
+
+def test_capsule_score_is_the_mean_over_applicable_validators(tmp_path):
+    rep = validate_one(write_capsule(tmp_path / "c", {"bad.py": "def (\n", "ok.json": "{}"}, definition=BASE).root)
+    applied = rep.validators
+    assert "python" in applied and "json" in applied and "dockerfile" not in applied
+    assert applied["python"].score == 0.5 and applied["python"].errors == 1 and applied["python"].files == 1
+    assert rep.score == pytest.approx(sum(v.score for v in applied.values()) / len(applied))
+    assert rep.failed
+
+
+def test_rules_and_validators_can_be_switched_off(tmp_path):
+    definition = BASE + "validate:\n  rules:\n    python.syntax: false\n    dockerfile: false\n    dockerfile.unknown-instruction: true\n"
+    files = {"bad.py": "def (\n", "Dockerfile": "FROM python\nFOO x\n"}
+    rep = validate_one(write_capsule(tmp_path / "c", files, definition=definition).root)
+    assert [f.rule for f in rep.findings] == ["dockerfile.unknown-instruction"]
+    assert rep.suppressed == 2  # python.syntax and dockerfile.untagged-image
+    assert rep.validators["python"].score == 1.0
+
+
+def test_fail_on_and_min_score(tmp_path):
+    root = write_capsule(tmp_path / "c", {"Dockerfile": "FROM python\n"}, definition=BASE).root
+    assert not validate_capsules([root]).failed  # a warning only
+    assert validate_capsules([root], fail_on="warning").failed
+    assert validate_capsules([root], min_score=0.999).failed
+    (root / "capsule.yaml").write_text(BASE + "validate:\n  fail_on: warning\n")
+    assert validate_capsules([root]).failed
+    assert not validate_capsules([root], fail_on="never").failed
+
+
+def test_many_capsules_in_parallel_match_serial(tmp_path):
+    roots = []
+    for i in range(6):
+        files = {"a.py": "x = 1\n" if i % 2 else "x = (\n", "c.yaml": "a: 1\n"}
+        roots.append(write_capsule(tmp_path / f"c{i}", files, name=f"c{i}", definition=BASE.replace("demo", f"c{i}")).root)
+    parallel = validate_capsules(roots, jobs=2)
+    serial = validate_capsules(roots, jobs=1)
+    assert [c.to_dict() for c in parallel.capsules] == [c.to_dict() for c in serial.capsules]
+    assert [c.name for c in parallel.capsules] == [f"c{i}" for i in range(6)]
+    assert sum(c.counts()["error"] for c in parallel.capsules) == 3
+    assert parallel.score == min(c.score for c in parallel.capsules)
+
+
+def test_find_capsules_does_not_descend_into_capsules(tmp_path):
+    write_capsule(tmp_path / "a", {"x.txt": "x"}, definition=BASE)
+    write_capsule(tmp_path / "group" / "b", {"inner/capsule.yaml": "not: a capsule\n"}, definition=BASE)
+    (tmp_path / ".venv" / "c").mkdir(parents=True)
+    (tmp_path / ".venv" / "c" / "capsule.yaml").write_text(BASE)
+    assert find_capsules(tmp_path) == [tmp_path / "a", tmp_path / "group" / "b"]
+
+
+def test_cli_exit_codes_and_json(qlcapsule_cli, tmp_path):
+    good = write_capsule(tmp_path / "good", {"a.py": "x = 1\n"}, definition=BASE).root
+    bad = write_capsule(tmp_path / "bad", {"a.py": "x = (\n"}, definition=BASE).root
+    res = qlcapsule_cli("validate", str(good))
+    assert res.exit_code == 0 and "score 1.00" in res.stdout
+    res = qlcapsule_cli("validate", str(good), str(bad), "--json")
+    assert res.exit_code == 1
+    data = json.loads(res.stdout)
+    assert [c["passed"] for c in data["capsules"]] == [True, False]
+    assert data["capsules"][1]["validators"]["python"]["errors"] == 1
+    res = qlcapsule_cli("validate", str(bad), "--fail-on", "never")
+    assert res.exit_code == 0
+    res = qlcapsule_cli("validate", "-r", str(tmp_path), "--format", "json")
+    assert res.exit_code == 1 and len(json.loads(res.stdout)["capsules"]) == 2
+
+
+def test_cli_bad_input_is_one_line(qlcapsule_cli, tmp_path):
+    res = qlcapsule_cli("validate", str(tmp_path / "missing"))
+    assert res.exit_code == 2 and "no such directory" in res.stderr and "Traceback" not in res.output
+    res = qlcapsule_cli("validate", str(tmp_path), "--min-score", "2")
+    assert res.exit_code == 2
+    (tmp_path / "capsule.yaml").write_text("name: x\nversion: 1.0.0\nbogus: 1\n")
+    res = qlcapsule_cli("validate", str(tmp_path))
+    assert res.exit_code == 1
+    assert "capsule.yaml:3: error: bogus: unknown key [schema.invalid]" in res.stdout
+
+
+def test_a_crashing_validator_is_a_finding(qlcapsule_plugin, tmp_path):
+    from qlcapsule import Validator, hookimpl
+
+    class Boom(Validator):
+        name = "boom"
+        patterns = ("*.txt",)
+
+        def check_file(self, capsule, path, data):
+            raise RuntimeError("kaboom")
+
+    class Plugin:
+        @hookimpl
+        def qlcapsule_register_validators(self, register):
+            register(Boom)
+
+    qlcapsule_plugin(Plugin(), "boom-plugin")
+    rep = validate_one(write_capsule(tmp_path / "c", {"a.txt": "x"}, definition=BASE).root)
+    (f,) = [f for f in rep.findings if f.validator == "boom"]
+    assert f.rule == "boom.failed" and "kaboom" in f.message and f.path == "a.txt"
