@@ -5,7 +5,7 @@ The convention (also in docs/commands.md, "Documentation conventions"):
 - Commands live in fenced ```console blocks. A line starting with ``$ `` is a
   command (a trailing ``\\`` continues it on the next line); the other lines
   are the output the docs promise. Each such line must appear in the actual
-  output (stdout + stderr), in order; ``...`` inside a line matches any text and
+  output (stdout and stderr as one stream), in order; ``...`` matches any text and
   a line that is only ``...`` matches nothing in particular.
 - The blocks of one file run in order in one fresh temporary directory, like a
   reader following the page; ``cd`` carries over to later commands.
@@ -148,8 +148,16 @@ def _env(tmp: Path) -> dict[str, str]:
 
 
 def _run(cmd: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    # one stream, interleaved as written (stderr unbuffered, stdout flushed at exit), like a terminal shows it
     return subprocess.run(
-        ["bash", "-c", cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL
+        ["bash", "-c", cmd],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -174,7 +182,7 @@ def test_doc_commands_run(doc: Path, tmp_path: Path) -> None:
             env = _env(cwd)
         for cmd in block.setup:
             proc = _run(cmd, cwd, env)
-            assert proc.returncode == 0, f"{block.where}: setup {cmd!r} failed:\n{proc.stdout}{proc.stderr}"
+            assert proc.returncode == 0, f"{block.where}: setup {cmd!r} failed:\n{proc.stdout}"
         for n, (cmd, expected) in enumerate(block.commands):
             if PIP_SELF.match(cmd):
                 assert version("qlcapsule"), cmd
@@ -188,7 +196,7 @@ def test_doc_commands_run(doc: Path, tmp_path: Path) -> None:
                 continue
             proc = _run(cmd, cwd, env)
             want = block.exit if n == len(block.commands) - 1 else 0
-            output = proc.stdout + proc.stderr
+            output = proc.stdout
             assert proc.returncode == want, f"{block.where}: `{cmd}` exited {proc.returncode}, not {want}:\n{output}"
             missing = _matches(expected, output)
             assert missing is None, f"{block.where}: `{cmd}` did not print {missing!r}; it printed:\n{output}"
