@@ -49,10 +49,11 @@ def _file(tmp_path: Path, name: str, data: bytes) -> Path:
     return p
 
 
-def test_push_the_oci_export(make_capsule: Any, oci_registry: Any, qlcapsule_cli: Any) -> None:
-    """The ``oci`` export (an image layout) lands byte for byte; a second delivery uploads nothing."""
+@pytest.mark.parametrize("fmt", ["oci", "oci-dir"])
+def test_push_the_oci_export(make_capsule: Any, oci_registry: Any, qlcapsule_cli: Any, fmt: str) -> None:
+    """The ``oci`` export (an image layout, tarball or directory) lands byte for byte; a second delivery uploads nothing."""
     cap = _capsule(make_capsule, oci_registry.host)
-    res = _run(qlcapsule_cli, "deliver", str(cap.root), "-t", "reg", "-f", "oci", "--json")
+    res = _run(qlcapsule_cli, "deliver", str(cap.root), "-t", "reg", "-f", fmt, "--json")
     assert res.exit_code == 0, res.output
     (receipt,) = json.loads(res.stdout)["receipts"]
     extra = receipt["extra"]
@@ -73,7 +74,7 @@ def test_push_the_oci_export(make_capsule: Any, oci_registry: Any, qlcapsule_cli
     with urllib.request.urlopen(urllib.request.Request(receipt["url"], headers={"Accept": MANIFEST}), timeout=10) as r:
         assert r.read() == manifest
 
-    again = _run(qlcapsule_cli, "deliver", str(cap.root), "-t", "reg", "-f", "oci", "--json")
+    again = _run(qlcapsule_cli, "deliver", str(cap.root), "-t", "reg", "-f", fmt, "--json")
     assert again.exit_code == 0, again.output
     extra2 = json.loads(again.stdout)["receipts"][0]["extra"]
     assert extra2["existing"] is True and extra2["blobs_uploaded"] == 0

@@ -162,7 +162,9 @@ def _file_blob(art: Artifact) -> Blob:
     return Blob("sha256:" + art.sha256, art.size, lambda: open(art.path, "rb"))  # noqa: SIM115
 
 
-def _members(path: Path) -> dict[str, tarfile.TarInfo] | None:
+def _members(path: Path) -> dict[str, Any] | None:
+    if path.is_dir():  # an ``oci-dir`` export: the layout as a directory
+        return {p.relative_to(path).as_posix(): p for p in path.rglob("*") if p.is_file() and not p.is_symlink()}
     try:
         with tarfile.open(path, "r:*") as tf:
             return {m.name.removeprefix("./"): m for m in tf.getmembers() if m.isfile()}
@@ -184,6 +186,10 @@ def classify(art: Artifact) -> str:
 
 @contextlib.contextmanager
 def _member(path: Path, name: str) -> Iterator[IO[bytes]]:
+    if path.is_dir():
+        with open(path / name, "rb") as fh:
+            yield fh
+        return
     with tarfile.open(path, "r:*") as tf:
         f = tf.extractfile(tf.getmember(name if name in tf.getnames() else f"./{name}"))
         assert f is not None
@@ -476,6 +482,7 @@ class OciDeliverer(Deliverer):
     Options = OciOptions
 
     options: OciOptions
+    accepts_directories = True  # the ``oci-dir`` export
 
     def _names(self, capsule: Capsule) -> tuple[str, str]:
         expand = lambda v: v.replace("{name}", capsule.name).replace("{version}", capsule.version)  # noqa: E731
