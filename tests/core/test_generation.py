@@ -35,11 +35,15 @@ def test_generation_is_byte_identical(tmp_path):
 def test_answers_file_and_set_precedence(tmp_path):
     answers = tmp_path / "answers.yaml"
     answers.write_text("resource: invoice\nport: 7000\n")
-    c = new_capsule("fastapi-service", tmp_path / "billing", answers={"port": "7100"}, answers_file=answers, interactive=False)
+    c = new_capsule(
+        "fastapi-service", tmp_path / "billing", answers={"port": "7100"}, answers_file=answers, interactive=False
+    )
     got = c.definition.generator.answers
     assert (got["resource"], got["port"]) == ("invoice", 7100)
     # a capsule.yaml works as an answers file: its recorded answers are reused
-    again = new_capsule("fastapi-service", tmp_path / "billing2", answers={}, answers_file=c.root / "capsule.yaml", interactive=False)
+    again = new_capsule(
+        "fastapi-service", tmp_path / "billing2", answers={}, answers_file=c.root / "capsule.yaml", interactive=False
+    )
     assert again.definition.generator.answers == got
 
 

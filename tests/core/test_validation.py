@@ -32,7 +32,10 @@ def test_capsule_score_is_the_mean_over_applicable_validators(tmp_path):
 
 
 def test_rules_and_validators_can_be_switched_off(tmp_path):
-    definition = BASE + "validate:\n  rules:\n    python.syntax: false\n    dockerfile: false\n    dockerfile.unknown-instruction: true\n"
+    definition = (
+        BASE
+        + "validate:\n  rules:\n    python.syntax: false\n    dockerfile: false\n    dockerfile.unknown-instruction: true\n"
+    )
     files = {"bad.py": "def (\n", "Dockerfile": "FROM python\nFOO x\n"}
     rep = validate_one(write_capsule(tmp_path / "c", files, definition=definition).root)
     assert [f.rule for f in rep.findings] == ["dockerfile.unknown-instruction"]
@@ -54,7 +57,9 @@ def test_many_capsules_in_parallel_match_serial(tmp_path):
     roots = []
     for i in range(6):
         files = {"a.py": "x = 1\n" if i % 2 else "x = (\n", "c.yaml": "a: 1\n"}
-        roots.append(write_capsule(tmp_path / f"c{i}", files, name=f"c{i}", definition=BASE.replace("demo", f"c{i}")).root)
+        roots.append(
+            write_capsule(tmp_path / f"c{i}", files, name=f"c{i}", definition=BASE.replace("demo", f"c{i}")).root
+        )
     parallel = validate_capsules(roots, jobs=2)
     serial = validate_capsules(roots, jobs=1)
     assert [c.to_dict() for c in parallel.capsules] == [c.to_dict() for c in serial.capsules]

@@ -35,7 +35,13 @@ def test_generates_the_service_for_the_named_resource(tmp_path):
     capsule = new_capsule("fastapi-service", tmp_path / "orders", answers={"resource": "order"}, interactive=False)
     assert set(capsule.files()) == EXPECTED
     main = (capsule.root / "main.py").read_text()
-    for needle in ("class OrderIn(BaseModel)", '@app.get("/health")', '"/orders/{item_id}"', "CORSMiddleware", "logging"):
+    for needle in (
+        "class OrderIn(BaseModel)",
+        '@app.get("/health")',
+        '"/orders/{item_id}"',
+        "CORSMiddleware",
+        "logging",
+    ):
         assert needle in main
     gen = capsule.definition.generator
     assert gen is not None and gen.template == "fastapi-service" and gen.answers["resource_plural"] == "orders"

@@ -59,7 +59,13 @@ def test_renders_paths_and_contents_copies_others_untouched(tmp_path):
     rec = JinjaGenerator().generate(str(tpl), out, {"name": "shop-api"})
     assert rec.template == "demo-tpl" and rec.version == "1.0.0" and rec.commit is None
     assert rec.source == tpl.resolve().as_posix()
-    assert rec.answers == {"name": "shop-api", "port": 8000, "flavour": "vanilla", "docker": True, "registry": "ghcr.io"}
+    assert rec.answers == {
+        "name": "shop-api",
+        "port": 8000,
+        "flavour": "vanilla",
+        "docker": True,
+        "registry": "ghcr.io",
+    }
     assert rec.files == ["Dockerfile", "README.md", "logo.png", "run.sh", "shop_api/__init__.py"]
     assert (out / "README.md").read_text() == "# shop-api on 8000 (vanilla)\n"
     assert (out / "shop_api/__init__.py").read_text() == 'NAME = "shop-api"\n'

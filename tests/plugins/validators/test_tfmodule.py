@@ -15,7 +15,9 @@ def test_good_module(tmp_path):
 def test_undeclared_variable(tmp_path):
     files = {"infra/main.tf": MAIN + "# var.in_a_comment\n", "infra/variables.tf": 'variable "name" {}\n'}
     found = findings(tmp_path, files, "terraform")
-    assert [(f.rule, f.path, f.line, f.column) for f in found] == [("terraform.undeclared-variable", "infra/main.tf", 3, 26)]
+    assert [(f.rule, f.path, f.line, f.column) for f in found] == [
+        ("terraform.undeclared-variable", "infra/main.tf", 3, 26)
+    ]
 
 
 def test_syntax_error(tmp_path):

@@ -12,7 +12,9 @@ from qlcapsule.validation import CapsuleReport, validate_one
 DEFINITION = "name: demo\nversion: 1.0.0\ndescription: a test capsule\nlicense: MIT\n"
 
 
-def report(root: Path, files: Mapping[str, str | bytes], *, definition: str | None = None, seal: bool = True) -> CapsuleReport:
+def report(
+    root: Path, files: Mapping[str, str | bytes], *, definition: str | None = None, seal: bool = True
+) -> CapsuleReport:
     write_capsule(root, files, definition=definition or DEFINITION, seal=seal)
     return validate_one(root)
 
