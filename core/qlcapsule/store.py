@@ -220,7 +220,7 @@ class Store:
             return True
         except pygit2.AlreadyExistsError:
             return False
-        except pygit2.GitError as exc:
+        except (pygit2.GitError, OSError) as exc:  # libgit2 reports a held ref lock as OSError
             text = str(exc).lower()
             if "lock" in text:
                 self._clear_stale_lock(refname)
@@ -484,7 +484,7 @@ def add_note(root: str | os.PathLike[str], commit_or_ref: str, data: dict[str, A
             try:
                 st.repo.create_note(text, sig, sig, oid, NOTES_REF, True)
                 return records
-            except pygit2.GitError as exc:  # the notes ref moved under us: read again
+            except (pygit2.GitError, OSError) as exc:  # the notes ref moved or is locked: read again
                 if "lock" in str(exc).lower():
                     st._clear_stale_lock(NOTES_REF)
                 time.sleep(0.01)

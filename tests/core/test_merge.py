@@ -16,7 +16,6 @@ from qlcapsule.store import commit_capsule, create_branch, log_versions, open_st
 from qlcapsule.testing import write_capsule
 
 
-
 def fsck(path: Path) -> None:
     out = subprocess.run(["git", "fsck", "--strict", "--no-dangling"], cwd=path, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
