@@ -206,7 +206,7 @@ def test_server_killed_mid_upload_then_next_delivery_cleans_up(tmp_path: Path, s
         if client.poll() is None:
             client.kill()
     assert client.returncode == 3, err
-    assert err.strip().splitlines()[-1].startswith("error: s3 UploadPart 2:")
+    assert err.strip().splitlines()[-1].startswith("error: s3 UploadPart ")  # part 1 or 2, whichever was in flight
     assert "could not abort multipart upload" in err
     assert CANARY_AWS_SECRET not in out + err
     assert _keys(s3_bucket) == []  # no partial object

@@ -1,7 +1,7 @@
 """Deliver to a local directory, atomically.
 
-Each artifact is copied to a temporary file next to its destination, flushed to
-disk, hashed again, and then moved into place in one step (``os.link`` when the
+Each artifact is copied to a temporary file next to its destination (hashing the
+bytes as they are written), flushed to disk, size and SHA-256 compared, and then moved into place in one step (``os.link`` when the
 destination must not be overwritten, ``os.replace`` otherwise), so a reader never
 sees a half-written file and a crash leaves at most a ``.qlcapsule-tmp-*`` file.
 
@@ -16,6 +16,7 @@ Options (capsule.yaml ``targets.<name>.options``):
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Sequence
@@ -91,15 +92,18 @@ class LocalDeliverer(Deliverer):
         fd, tmpname = tempfile.mkstemp(prefix=".qlcapsule-tmp-", dir=dest)
         tmp = Path(tmpname)
         try:
+            h = hashlib.sha256()
             with os.fdopen(fd, "wb") as out, art.path.open("rb") as src:
+                # hash the bytes as they are written (one pass): a file changed since it was
+                # hashed for the receipt, or a short read, is caught before publishing
                 while chunk := src.read(1 << 20):
+                    h.update(chunk)
                     out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())
             os.chmod(tmp, 0o644)
-            # read back what landed on disk before publishing it
-            got = sha256_file(tmp)
-            if got != art.sha256:
+            got = h.hexdigest()
+            if got != art.sha256 or tmp.stat().st_size != art.size:
                 raise IntegrityError(f"{final}: copy has sha256 {got[:12]}..., expected {art.sha256[:12]}...")
             if self.options.overwrite:
                 os.replace(tmp, final)

@@ -21,6 +21,7 @@ import base64
 import hashlib
 import re
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 from pydantic import Field, field_validator
@@ -72,6 +73,7 @@ class S3Options(Options):
     url_expires_in: SignedUrlExpiry = Field(default=3600, description="presigned URL lifetime: seconds or 30m/1h/7d")
     multipart_threshold: int = Field(default=64 * MiB, ge=5 * MiB, description="bytes from which to upload in parts")
     part_size: int = Field(default=16 * MiB, ge=5 * MiB, le=5 * 1024 * MiB, description="bytes per part")
+    concurrency: int = Field(default=4, ge=1, le=32, description="parts uploaded at the same time")
     attempts: int = Field(default=4, ge=1, le=10, description="attempts per request (bounded retries)")
     timeout: float = Field(default=DEFAULT_TIMEOUT[1], gt=0, le=3600, description="read timeout in seconds")
 
@@ -304,27 +306,42 @@ class S3Deliverer(Deliverer):
         upload_id = created["UploadId"]
         parts: list[dict[str, Any]] = []
         digests: list[bytes] = []
+
+        def send(n: int, data: bytes, digest: bytes) -> dict[str, Any]:
+            resp = self._call(
+                f"UploadPart {n}",
+                lambda: client.upload_part(
+                    Bucket=bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=n,
+                    Body=data,
+                    ChecksumAlgorithm="SHA256",
+                    ChecksumSHA256=_b64(digest),
+                ),
+            )
+            return {"PartNumber": n, "ETag": resp["ETag"], "ChecksumSHA256": _b64(digest)}
+
         try:
-            with art.path.open("rb") as src:
+            # Parts go up on `concurrency` threads; at most 2 x concurrency parts are in memory.
+            with art.path.open("rb") as src, ThreadPoolExecutor(self.options.concurrency) as pool:
+                pending: list[Future[dict[str, Any]]] = []
                 number = 1
                 while chunk := src.read(self.options.part_size):
                     digest = hashlib.sha256(chunk).digest()
-                    n, data = number, chunk
-                    resp = self._call(
-                        f"UploadPart {n}",
-                        lambda n=n, data=data, digest=digest: client.upload_part(  # type: ignore[misc]
-                            Bucket=bucket,
-                            Key=key,
-                            UploadId=upload_id,
-                            PartNumber=n,
-                            Body=data,
-                            ChecksumAlgorithm="SHA256",
-                            ChecksumSHA256=_b64(digest),
-                        ),
-                    )
-                    parts.append({"PartNumber": n, "ETag": resp["ETag"], "ChecksumSHA256": _b64(digest)})
                     digests.append(digest)
+                    pending.append(pool.submit(send, number, chunk, digest))
                     number += 1
+                    while len(busy := [f for f in pending if not f.done()]) >= 2 * self.options.concurrency:
+                        wait(busy, return_when=FIRST_COMPLETED)
+                    if any(f.done() and f.exception() for f in pending):
+                        break
+                try:
+                    parts = [f.result() for f in pending]  # raises the first failure, in part order
+                except BaseException:
+                    for f in pending:
+                        f.cancel()  # queued parts never start; running ones finish before the abort below
+                    raise
             extra: dict[str, Any] = {} if self.options.overwrite else {"IfNoneMatch": "*"}
             self._conditional(
                 key,
