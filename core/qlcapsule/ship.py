@@ -27,7 +27,6 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -516,6 +515,7 @@ def ship(
 def _run_pool(planned: list[_Job], workers: int, events: EventSink | None) -> list[CapsuleResult]:
     import multiprocessing
     import queue as queue_mod
+    from concurrent.futures import Future, ProcessPoolExecutor
 
     ctx = multiprocessing.get_context("spawn")  # safe with threads; the same on every OS
     queue = ctx.Queue()
