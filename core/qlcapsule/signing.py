@@ -272,6 +272,7 @@ def keygen(key_type: str = "ed25519", out: str | Path | None = None, *, force: b
     result: dict[str, Any] = {"type": signer.name, "keyid": pair.keyid, "private": None, "public": None}
     if str(out) == "-":
         result["material"] = pair.private
+        result["public_material"] = pair.public
         return result
     path = Path(out or DEFAULT_KEY)
     pub = _public_path(path) if pair.public else None
@@ -406,12 +407,31 @@ def sign_capsule(
     kept = [s for s in old.signatures if s.keyid != skey.keyid] if old else []
     payload: bytes | None = None
     dropped = 0
+    gen = capsule.definition.generator
+    generator = gen.model_dump(exclude_none=True, exclude={"answers"}) if gen else None
+
+    def build(created: _dt.datetime, expires: _dt.datetime | None, tool: str) -> bytes:
+        return Statement.build(
+            name=capsule.name,
+            version=capsule.version,
+            digest=lock.digest,
+            files=len(lock.files),
+            created=created,
+            expires=expires,
+            generator=generator,
+            tool_version=tool,
+        )
+
     if old and kept:
         try:
             st: Statement | None = Statement.parse(old.payload, str(capsule.sig_path))
         except SignatureError:
             st = None
-        same = st is not None and st.subject_name == capsule.ref and st.digest == lock.digest
+        # co-sign only a statement this capsule would produce itself (same subject, digest,
+        # provenance; only its time, expiry and tool version may differ): the payload is not
+        # authenticated here, so nothing else in it is taken on trust
+        tool = str(st.raw.get("predicate", {}).get("tool", {}).get("version", "")) if st else ""
+        same = st is not None and old.payload == build(st.created, st.expires, tool)
         if same and st is not None and (exp is None or st.expires == exp):
             payload = old.payload
         else:
@@ -420,17 +440,7 @@ def sign_capsule(
                 f"{capsule.sig_path}: dropping {dropped} signature(s) over a different statement (re-sign with those keys)"
             )
     if payload is None:
-        gen = capsule.definition.generator
-        payload = Statement.build(
-            name=capsule.name,
-            version=capsule.version,
-            digest=lock.digest,
-            files=len(lock.files),
-            created=now,
-            expires=exp,
-            generator=gen.model_dump(exclude_none=True, exclude={"answers"}) if gen else None,
-            tool_version=__version__,
-        )
+        payload = build(now, exp, __version__)
         replaced = bool(old and len(kept) < len(old.signatures))
         signatures: list[EnvelopeSignature] = []
     else:

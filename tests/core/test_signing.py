@@ -606,3 +606,21 @@ def test_manual_envelope_with_unknown_keyid_only_verifies_by_key(ctx: Ctx) -> No
     capsule = Capsule.load(ctx.root)
     report = verify_signatures(capsule, capsule.require_lock(), keys=[ctx.a["public"]])
     assert report["status"] == "verified" and report["keys"][0]["keyid"] == ctx.a["keyid"]
+
+
+def test_cosign_refuses_a_statement_it_would_not_produce(ctx: Ctx, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A planted statement (extra fields, no expiry...) is never co-signed: it is rebuilt."""
+    doc = ctx.sig()
+    st = json.loads(base64.b64decode(doc["payload"]))
+    st["predicate"]["approved_by"] = "security team"
+    doc["payload"] = base64.b64encode(json.dumps(st, sort_keys=True, separators=(",", ":")).encode()).decode()
+    ctx.write_sig(doc)
+    result = sign_capsule(ctx.root, ctx.b["private"])
+    assert result.dropped == 1 and result.keyids == [ctx.b["keyid"]]
+    assert "approved_by" not in base64.b64decode(ctx.sig()["payload"]).decode()
+
+
+def test_keygen_to_stdout_shows_the_public_key(qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+    res = qlcapsule_cli("keygen", "-o", "-")
+    assert res.exit_code == 0 and res.stdout.startswith("-----BEGIN PRIVATE KEY-----")
+    assert "-----BEGIN PUBLIC KEY-----" in res.stderr and "key id:" in res.stderr

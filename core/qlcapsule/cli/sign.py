@@ -48,8 +48,11 @@ def keygen(key_type: str, output: str | None, force: bool, as_json: bool) -> Non
     result = _keygen(key_type, output, force=force)
     if output == "-":
         material = result.pop("material")
+        public = result.pop("public_material", None)
         sys.stdout.buffer.write(material)
         sys.stdout.flush()
+        if public:
+            click.echo(f"public key:\n{public.decode('ascii').strip()}", err=True)
         click.echo(f"key id: {result['keyid']}", err=True)
         return
     text = f"wrote {result['private']} (private, 0600)"
