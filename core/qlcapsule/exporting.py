@@ -24,6 +24,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -62,24 +63,55 @@ class ExportResult:
 
 
 class _HashingWriter:
-    """Counts and hashes what passes through; never seeks."""
+    """Counts and hashes what passes through; never seeks.
+
+    Large chunks are hashed on a helper thread while the same bytes are being
+    written (hashlib and file writes both release the GIL), so hashing the
+    output costs almost no wall time; the updates stay in order.
+    """
+
+    _PARALLEL = 1 << 16
 
     def __init__(self, raw: BinaryIO) -> None:
         self.raw = raw
         self.size = 0
         self._h = hashlib.sha256()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future[None] | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
-        self._h.update(data)
-        self.raw.write(data)
         n = len(data)
+        if n >= self._PARALLEL:
+            if not isinstance(data, bytes):
+                data = bytes(data)  # the caller may reuse its buffer
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="qlcapsule-sha256")
+            self._wait()
+            self._pending = self._pool.submit(self._h.update, data)
+        else:
+            self._wait()
+            self._h.update(data)
+        self.raw.write(data)
         self.size += n
         return n
 
+    def _wait(self) -> None:
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
+
     def flush(self) -> None:
+        self._wait()
         self.raw.flush()
 
+    def close(self) -> None:
+        self._wait()
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
     def hexdigest(self) -> str:
+        self.close()
         return self._h.hexdigest()
 
 
@@ -196,8 +228,11 @@ def export_capsule(
     elif to_stdout:
         raw = stdout if stdout is not None else sys.stdout.buffer
         hw = _HashingWriter(raw)
-        exporter.export(capsule, hw, fmt)  # type: ignore[arg-type]
-        hw.flush()
+        try:
+            exporter.export(capsule, hw, fmt)  # type: ignore[arg-type]
+            hw.flush()
+        finally:
+            hw.close()
         result = _result(None, fmt, exporter, hw, capsule, lock.digest)
     else:
         assert target is not None
@@ -225,15 +260,17 @@ def _export_file(capsule: Capsule, exporter: Exporter, fmt: str, target: Path, d
     if target.is_dir():
         raise InputError(f"{target}: is a directory")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    f = os.fdopen(fd, "wb", buffering=1 << 20)
+    hw = _HashingWriter(f)  # type: ignore[arg-type]
     try:
-        with os.fdopen(fd, "wb", buffering=1 << 20) as f:
-            hw = _HashingWriter(f)  # type: ignore[arg-type]
+        with f:
             exporter.export(capsule, hw, fmt)  # type: ignore[arg-type]
-            f.flush()
+            hw.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     except BaseException:
+        hw.close()
         _unlink(Path(tmp))
         raise
     result = _result(target, fmt, exporter, hw, capsule, digest)

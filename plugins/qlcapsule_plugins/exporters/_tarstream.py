@@ -209,13 +209,15 @@ class XzWriter:
 
 
 class ZstdWriter:
-    """zstd frames; multi-threaded, whose output is the same for any thread count >= 1."""
+    """zstd frames with a checksum; single-threaded so memory stays flat."""
 
     def __init__(self, out: Writable, level: int = 3) -> None:
         import zstandard
 
         self._zstd = zstandard
-        self._w = zstandard.ZstdCompressor(level=level, threads=-1, write_checksum=True).stream_writer(
+        # single-threaded: zstd's multi-threaded mode buffers whole jobs and pushed peak
+        # RSS past 100 MB on incompressible data; this stays flat (~2 MB of state)
+        self._w = zstandard.ZstdCompressor(level=level, threads=0, write_checksum=True).stream_writer(
             out, closefd=False, write_return_read=True
         )
 
