@@ -48,6 +48,7 @@ class SignatureValidator(Validator):
         Rule("signature.expired", "the signature has expired"),
         Rule("signature.expiring", "the signature expires soon", Severity.WARNING),
         Rule("signature.untrusted", "the signatures do not satisfy policy.trust and policy.threshold"),
+        Rule("signature.no-trust", "a signature is required but policy.trust names no keys", Severity.NOTE),
     )
 
     def check_capsule(self, capsule: Capsule) -> Iterable[Finding]:
@@ -75,7 +76,16 @@ class SignatureValidator(Validator):
             return
         findings = list(self._statement(capsule, statement))
         yield from findings
-        if findings or not policy.trust:
+        if not policy.trust:
+            if policy.require_signature:
+                yield Finding(
+                    "signature.no-trust",
+                    Severity.NOTE,
+                    "policy.require_signature is set but policy.trust is not: 'qlcapsule verify' needs --key or --trust",
+                    "capsule.yaml",
+                )
+            return
+        if findings:
             return
         try:
             lock = capsule.require_lock()

@@ -100,3 +100,11 @@ def test_options_are_strict() -> None:
 
     with pytest.raises(OptionsError, match="unknown key"):
         SignatureValidator.from_options({"expiring": 3})
+
+
+def test_required_without_trust_is_a_note(tmp_path: Path, key: dict) -> None:  # type: ignore[type-arg]
+    root = tmp_path / "c"
+    write_capsule(root, {"a": "a\n"}, definition="name: c\nversion: 1.0.0\npolicy: {require_signature: true}\n")
+    sign_capsule(root, key["private"])
+    [(rule, sev, msg)] = findings(root)
+    assert rule == "signature.no-trust" and sev is Severity.NOTE and "--key" in msg
