@@ -43,7 +43,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import Any, BinaryIO
 
 from .errors import InputError, QlcapsuleError, UnsafePathError, VerificationError
 from .log import event, get_logger
@@ -274,17 +274,18 @@ class _Inflating:
         self.out = 0
         # headers and padding add to the payload; allow for them in the total budget
         self.cap = limits.max_total + max(64 << 20, limits.max_total // 8)
-        self.stream: IO[bytes]
+        self.stream: Any
+        counter: Any = self.counter
         if kind == "gzip":
-            self.stream = gzip.GzipFile(fileobj=self.counter, mode="rb")  # type: ignore[arg-type]
+            self.stream = gzip.GzipFile(fileobj=counter, mode="rb")
         elif kind == "xz":
-            self.stream = lzma.LZMAFile(self.counter)  # type: ignore[arg-type]
+            self.stream = lzma.LZMAFile(counter)
         elif kind == "zstd":
             import zstandard
 
-            self.stream = zstandard.ZstdDecompressor().stream_reader(self.counter, read_across_frames=True)  # type: ignore[assignment]
+            self.stream = zstandard.ZstdDecompressor().stream_reader(counter, read_across_frames=True)
         else:
-            self.stream = self.counter  # type: ignore[assignment]
+            self.stream = counter
 
     def read(self, n: int) -> bytes:
         try:
