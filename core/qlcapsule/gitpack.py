@@ -308,3 +308,36 @@ def write_loose(objects_dir: Path, kind: bytes, data: bytes) -> str:
         raise
     _fsync_dir(folder)
     return oid
+
+
+_KIND_CODES = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
+
+
+def write_objects(objects_dir: Path, objects: Sequence[tuple[bytes, bytes]]) -> None:
+    """Store in-memory objects ``(kind, data)``: loose when few, else one fsync'd pack."""
+    if len(objects) <= 8:
+        for kind, data in objects:
+            write_loose(objects_dir, kind, data)
+        return
+    pack_dir = objects_dir / "pack"
+    pack_dir.mkdir(parents=True, exist_ok=True)
+    pack = _Pack(pack_dir)
+    try:
+        for kind, data in objects:
+            header = kind + b" %d\x00" % len(data)
+            oid = hashlib.sha1(header + data).digest()
+            if oid in pack.seen:
+                continue
+            head = _obj_header(_KIND_CODES[kind], len(data))
+            z = zlib.compress(data, 6)
+            pack.f.write(head)
+            pack.f.write(z)
+            pack.seen.add(oid)
+            pack.entries.append((oid, zlib.crc32(z, zlib.crc32(head)) & 0xFFFFFFFF, pack.offset))
+            pack.offset += len(head) + len(z)
+        pack.finish(pack_dir)
+    except BaseException:
+        if not pack.f.closed:
+            pack.discard()
+        raise
+    _fsync_dir(pack_dir)

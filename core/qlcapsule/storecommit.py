@@ -19,7 +19,7 @@ from typing import Any
 
 from .capsule import Capsule
 from .errors import StoreError
-from .gitpack import hash_blob_file, write_blobs, write_loose
+from .gitpack import hash_blob_file, write_blobs, write_loose, write_objects
 from .lock import parse_lock
 from .log import event, get_logger
 from .model import LOCK_FILE, SIG_FILE
@@ -27,8 +27,7 @@ from .statcache import StatCache, StatKey, stat_key
 from .store import (
     _RETRIES,
     DEFAULT_BRANCH,
-    EMPTY_TREE,
-    MERGE_STATE,
+        MERGE_STATE,
     CommitResult,
     Store,
     _enable_fsync,
@@ -123,9 +122,25 @@ def _digest(files: list[tuple[str, str, int, str]]) -> str:
     return hashlib.sha256(f"[{body}]".encode()).hexdigest()
 
 
-def _write_tree(repo: Any, base: Any | None, changes: dict[str, Any]) -> Any | None:
-    """Apply ``changes`` (path -> (oid, mode) or None to delete) to ``base``; None if empty."""
-    pygit2 = _pygit2()
+_TREE_MODE = 0o040000
+
+
+def _tree_sort_key(item: tuple[str, tuple[int, bytes]]) -> bytes:
+    name, (mode, _) = item
+    return name.encode("utf-8") + (b"/" if mode == _TREE_MODE else b"")
+
+
+def _build_tree(repo: Any, base: Any | None, changes: dict[str, Any], pending: list[tuple[bytes, bytes]]) -> bytes | None:
+    """Apply ``changes`` (path -> (oid, mode) or None) to ``base``; returns the raw tree id or None if empty.
+
+    Tree objects are serialised here (git's tree format) and collected in
+    ``pending`` so they can be written together — one pack instead of one
+    fsync'd loose object per directory.
+    """
+    entries: dict[str, tuple[int, bytes]] = {}
+    if base is not None:
+        for e in base:
+            entries[e.name] = (e.filemode, e.id.raw)
     direct: dict[str, Any] = {}
     nested: dict[str, dict[str, Any]] = {}
     for path, val in changes.items():
@@ -134,26 +149,40 @@ def _write_tree(repo: Any, base: Any | None, changes: dict[str, Any]) -> Any | N
             nested.setdefault(head, {})[rest] = val
         else:
             direct[head] = val
-    tb = repo.TreeBuilder(base) if base is not None else repo.TreeBuilder()
     for name, val in direct.items():
         if val is None:
-            if tb.get(name) is not None:
-                tb.remove(name)
+            entries.pop(name, None)
         else:
-            tb.insert(name, val[0], val[1])
+            entries[name] = (val[1], val[0].raw)
     for name, sub in nested.items():
-        existing = tb.get(name)
-        is_tree = existing is not None and existing.filemode == pygit2.GIT_FILEMODE_TREE
+        existing = entries.get(name)
+        is_tree = existing is not None and existing[0] == _TREE_MODE
         if existing is not None and not is_tree and all(v is None for v in sub.values()):
             continue  # a directory became a file: its old contents are already gone
-        oid = _write_tree(repo, repo[existing.id] if is_tree else None, sub)
+        sub_base = repo[_pygit2().Oid(raw=existing[1])] if is_tree and existing is not None else None
+        oid = _build_tree(repo, sub_base, sub, pending)
         if oid is None:
             if is_tree:
-                tb.remove(name)
+                entries.pop(name)
         else:
-            tb.insert(name, oid, pygit2.GIT_FILEMODE_TREE)
-    oid = tb.write()
-    return None if str(oid) == EMPTY_TREE else oid
+            entries[name] = (_TREE_MODE, oid)
+    if not entries:
+        return None
+    data = b"".join(
+        b"%o %s\x00%s" % (mode, name.encode("utf-8"), oid) for name, (mode, oid) in sorted(entries.items(), key=_tree_sort_key)
+    )
+    pending.append((b"tree", data))
+    return hashlib.sha1(b"tree %d\x00" % len(data) + data).digest()
+
+
+def _write_tree(repo: Any, st: Store, base: Any | None, changes: dict[str, Any]) -> Any | None:
+    pygit2 = _pygit2()
+    pending: list[tuple[bytes, bytes]] = []
+    raw = _build_tree(repo, base, changes, pending)
+    odb = repo.odb
+    fresh = [(k, d) for k, d in pending if pygit2.Oid(raw=hashlib.sha1(k + b" %d\x00" % len(d) + d).digest()) not in odb]
+    write_objects(st.git_dir / "objects", fresh)
+    return pygit2.Oid(raw=raw) if raw is not None else None
 
 
 def _check_disk(
@@ -314,9 +343,9 @@ def commit_tree(
 
     changes = _tree_changes(repo, st, parent, files, new_oids, lock_bytes, sig_bytes)
     if parent.commit is None:
-        tree = _write_tree(repo, None, changes)
+        tree = _write_tree(repo, st, None, changes)
     else:
-        tree = _write_tree(repo, parent.commit.tree, changes) if changes else parent.commit.tree_id
+        tree = _write_tree(repo, st, parent.commit.tree, changes) if changes else parent.commit.tree_id
     if tree is None:
         tree = repo.TreeBuilder().write()
 

@@ -97,7 +97,7 @@ def test_eight_concurrent_writers_lose_no_version(tmp_path: Path) -> None:
     assert len(log) == 9
     assert sorted(e["version"] for e in log) == ["1.0.0"] + [f"1.0.{n}" for n in range(1, 9)]
     assert set(commits) == {e["commit"] for e in log[:-1]} and log[-1]["commit"] == first.commit
-    for newer, older in zip(log, log[1:]):  # one linear lineage: every version's parent is the previous one
+    for newer, older in zip(log, log[1:], strict=False):  # one linear lineage: every version's parent is the previous one
         assert newer["parents"] == [older["commit"]]
     _fsck(store)
 
