@@ -419,16 +419,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         outcome.exit_code = exc.exit_code
         outcome.report = {"ok": False, "error": scrub(exc.message)}
     except Exception as exc:  # noqa: BLE001 - a bug still ends as one annotation, never a bare traceback
-        print(f"::error title=qlcapsule {command}::{escape_data(scrub(f'internal error: {type(exc).__name__}: {exc}'))}")
+        print(
+            f"::error title=qlcapsule {command}::{escape_data(scrub(f'internal error: {type(exc).__name__}: {exc}'))}"
+        )
         return 70
     for line in annotation_lines(outcome):
         print(line)
     sarif_file = get_input(env, "sarif-file")
     if sarif_file:
         Path(sarif_file).parent.mkdir(parents=True, exist_ok=True)
-        Path(sarif_file).write_text(
-            json.dumps(sarif_document(outcome), indent=2) + "\n", encoding="utf-8"
-        )
+        Path(sarif_file).write_text(json.dumps(sarif_document(outcome), indent=2) + "\n", encoding="utf-8")
     write_outputs(outcome, env, cwd)
     summary = env.get("GITHUB_STEP_SUMMARY")
     if summary:

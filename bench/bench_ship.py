@@ -7,8 +7,8 @@ Rows (best of N wall times of the whole command, interpreter start-up included):
   capsule (``--all``), i.e. what a tool without the file-to-capsule mapping does.
 - ``hook verify, 200 capsules, 1 changed``: the same for the verify hook
   (target < 1 s); anchor ``git diff --cached --name-only``, the floor any git
-  hook pays to learn what changed... plus Python start-up is not in it, so the
-  ratio is large by construction; the target is what matters.
+  hook pays to learn what changed. It has no Python start-up, so the ratio is
+  large by construction; the target is what matters.
 - ``ship fastapi-service``: ``qlcapsule ship`` of a freshly generated
   fastapi-service capsule (validate, seal, sign, commit, export, deliver).
   Anchor ``tar czf`` of the same directory. Figure only (no target).
@@ -41,13 +41,22 @@ def _qlcapsule() -> str:
 
 def _env(home: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(QLCAPSULE_HOME=str(home), CI="1", QLCAPSULE_NO_PROGRESS="1", GIT_AUTHOR_NAME="b",
-               GIT_AUTHOR_EMAIL="b@example.com", GIT_COMMITTER_NAME="b", GIT_COMMITTER_EMAIL="b@example.com")
+    env.update(
+        QLCAPSULE_HOME=str(home),
+        CI="1",
+        QLCAPSULE_NO_PROGRESS="1",
+        GIT_AUTHOR_NAME="b",
+        GIT_AUTHOR_EMAIL="b@example.com",
+        GIT_COMMITTER_NAME="b",
+        GIT_COMMITTER_EMAIL="b@example.com",
+    )
     env.pop("QLCAPSULE_STORE", None)
     return env
 
 
-def _best(cmd: list[str] | str, cwd: Path, env: dict[str, str], repeat: int, *, ok_codes: tuple[int, ...] = (0,)) -> float:
+def _best(
+    cmd: list[str] | str, cwd: Path, env: dict[str, str], repeat: int, *, ok_codes: tuple[int, ...] = (0,)
+) -> float:
     best = float("inf")
     for _ in range(repeat):
         start = time.perf_counter()
@@ -77,8 +86,7 @@ def _repo(root: Path, n: int, env: dict[str, str]) -> Path:
     subprocess.run(["git", "commit", "-qm", "capsules"], cwd=root, check=True, env=env)
     changed = root / "capsules" / "svc007" / "app" / "main.py"
     changed.write_text(changed.read_text() + "# edited\n")
-    subprocess.run([_qlcapsule(), "seal", str(changed.parents[1])], check=True, env=env,
-                   capture_output=True)
+    subprocess.run([_qlcapsule(), "seal", str(changed.parents[1])], check=True, env=env, capture_output=True)
     subprocess.run(["git", "add", "."], cwd=root, check=True, env=env)
     return root
 
@@ -95,27 +103,56 @@ def run(workdir: Path, quick: bool = False) -> list[dict[str, Any]]:
 
     ours = _best([q, "hook", "validate", changed, "capsules/svc007/capsule.lock"], repo, env, repeat)
     anchor = _best([q, "hook", "validate", "--all"], repo, env, 1)
-    rows.append({"name": f"hook validate, {n} capsules, 1 changed", "ours_s": round(ours, 3),
-                 "anchor": f"hook validate --all ({n} capsules)", "anchor_s": round(anchor, 3),
-                 "ratio": round(ours / anchor, 3), "target": "< 1 s", "ok": ours < 1.0})
+    rows.append(
+        {
+            "name": f"hook validate, {n} capsules, 1 changed",
+            "ours_s": round(ours, 3),
+            "anchor": f"hook validate --all ({n} capsules)",
+            "anchor_s": round(anchor, 3),
+            "ratio": round(ours / anchor, 3),
+            "target": "< 1 s",
+            "ok": ours < 1.0,
+        }
+    )
 
     ours = _best([q, "hook", "verify", changed, "capsules/svc007/capsule.lock"], repo, env, repeat)
     anchor = _best(["git", "diff", "--cached", "--name-only"], repo, env, repeat)
-    rows.append({"name": f"hook verify, {n} capsules, 1 changed", "ours_s": round(ours, 3),
-                 "anchor": "git diff --cached --name-only", "anchor_s": round(anchor, 3),
-                 "ratio": round(ours / anchor, 3), "target": "< 1 s", "ok": ours < 1.0})
+    rows.append(
+        {
+            "name": f"hook verify, {n} capsules, 1 changed",
+            "ours_s": round(ours, 3),
+            "anchor": "git diff --cached --name-only",
+            "anchor_s": round(anchor, 3),
+            "ratio": round(ours / anchor, 3),
+            "target": "< 1 s",
+            "ok": ours < 1.0,
+        }
+    )
 
     ship_dir = workdir / "ship"
     if ship_dir.exists():
         shutil.rmtree(ship_dir)
     ship_dir.mkdir()
     ship_env = {**env, "GIT_CEILING_DIRECTORIES": str(workdir)}
-    subprocess.run([q, "new", "fastapi-service", "orders", "--no-input"], cwd=ship_dir, env=ship_env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [q, "new", "fastapi-service", "orders", "--no-input"],
+        cwd=ship_dir,
+        env=ship_env,
+        check=True,
+        capture_output=True,
+    )
     ship_s = _best(f"rm -rf dist .qlcapsule && {q} ship orders -q", ship_dir, ship_env, 1 if quick else 3)
     tar_s = _best("tar czf /dev/null orders", ship_dir, ship_env, repeat)
-    rows.append({"name": "ship generated fastapi-service", "ours_s": round(ship_s, 3), "anchor": "tar czf",
-                 "anchor_s": round(tar_s, 3), "ratio": round(ship_s / tar_s, 3), "target": "figure only"})
+    rows.append(
+        {
+            "name": "ship generated fastapi-service",
+            "ours_s": round(ship_s, 3),
+            "anchor": "tar czf",
+            "anchor_s": round(tar_s, 3),
+            "ratio": round(ship_s / tar_s, 3),
+            "target": "figure only",
+        }
+    )
     return rows
 
 
