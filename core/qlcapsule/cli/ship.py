@@ -313,16 +313,25 @@ def hook_seal(files: tuple[str, ...], all_: bool, resign: bool, key: str | None,
 @hook.command("verify")
 @hook_files
 @all_option
+@click.option(
+    "--key", "keys", multiple=True, help="Trusted public key file (repeatable); implies a signature is required."
+)
+@click.option("--trust", help="Trust file of public keys (default: the capsule's policy.trust).")
 @json_option
-def hook_verify(files: tuple[str, ...], all_: bool, as_json: bool) -> None:
-    """Verify integrity (and signatures) of the capsules containing FILES. Exit 1 on any failure."""
+def hook_verify(files: tuple[str, ...], all_: bool, keys: tuple[str, ...], trust: str | None, as_json: bool) -> None:
+    """Verify integrity, then signatures, of the capsules containing FILES. Exit 1 on any failure.
+
+    Signatures are checked against --key/--trust or the capsule's policy
+    (policy.trust, policy.require_signature); without any trusted key a
+    capsule.sig is reported but not checked, exactly like 'qlcapsule verify'.
+    """
     from ..pipeline import verify_capsule
 
     out: list[dict[str, Any]] = []
     code = 0
     for root in _roots(files, all_):
         try:
-            report = verify_capsule(root)
+            report = verify_capsule(root, keys=keys, trust=trust)
             out.append({"capsule": str(root), "ok": True, "digest": report.get("digest")})
         except QlcapsuleError as exc:
             code = max(code, exc.exit_code)
