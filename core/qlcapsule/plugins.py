@@ -81,6 +81,47 @@ class Registry:
         self.components: dict[str, dict[str, type[Component]]] = {k: {} for k in KINDS}
         self.owners: dict[tuple[str, str], str] = {}
         self.plugins: dict[str, PluginInfo] = {}
+        #: entry points not imported yet, by the kind they provide ("*": any kind)
+        self.pending: dict[str, list[EntryPoint]] = {}
+        self._load_lock = threading.RLock()
+
+    # -- loading -------------------------------------------------------------
+    def _load(self, ep: EntryPoint) -> None:
+        info = self.plugins[ep.name]
+        try:
+            plugin = ep.load()
+            self.pm.register(plugin, name=ep.name)
+        except Exception as exc:  # report the plugin by name and version; keep the rest
+            info.status = "failed"
+            info.error = f"{type(exc).__name__}: {exc}"
+            return
+        info.status = "loaded"
+        self.collect(ep.name, plugin)
+
+    def ensure(self, kind: str | None = None) -> None:
+        """Import the pending plugins that can provide ``kind`` (all of them for None)."""
+        with self._load_lock:
+            keys = list(self.pending) if kind is None else [kind, "*"]
+            for key in keys:
+                for ep in self.pending.pop(key, []):
+                    self._load(ep)
+            if not self.pending:
+                self._check_pending()
+
+    def _check_pending(self) -> None:
+        """A hook implementation that matches no spec (a typo) fails its plugin, not the run."""
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            name = self.pm.get_name(exc.plugin) or repr(exc.plugin)
+            info = self.plugins.get(name)
+            if info is not None:
+                info.status, info.error = "failed", f"PluginValidationError: {exc}"
+                for kind, cname in info.components:
+                    self.components[kind].pop(cname, None)
+                info.components.clear()
+            self.pm.unregister(exc.plugin)
+            self._check_pending()
 
     # -- registration ------------------------------------------------------
     def _register(self, plugin: str, cls: Any, kind: str) -> None:
@@ -116,9 +157,11 @@ class Registry:
 
     # -- lookup -------------------------------------------------------------
     def names(self, kind: str) -> list[str]:
+        self.ensure(kind)
         return sorted(self.components[kind])
 
     def get(self, kind: str, name: str) -> type[Component]:
+        self.ensure(kind)
         table = self.components[kind]
         if name not in table:
             known = ", ".join(sorted(table)) or "none"
@@ -127,13 +170,20 @@ class Registry:
         return table[name]
 
     def _failed_hint(self) -> str:
+        self.ensure()
         failed = [p.name for p in self.plugins.values() if p.status == "failed"]
         return f"; plugins that failed to load: {', '.join(failed)} (see 'qlcapsule plugins')" if failed else ""
 
     def all(self, kind: str) -> list[type[Component]]:
         return [self.components[kind][n] for n in self.names(kind)]
 
+    def infos(self) -> list[PluginInfo]:
+        """Every plugin with its load status (imports all pending plugins)."""
+        self.ensure()
+        return sorted(self.plugins.values(), key=lambda p: p.name)
+
     def exporter_for(self, fmt: str) -> type[Exporter]:
+        self.ensure("exporter")
         for cls in self.all("exporter"):
             if fmt == cls.name or fmt in cls.formats:  # type: ignore[attr-defined]
                 return cls  # type: ignore[return-value]
@@ -156,8 +206,21 @@ def _builtin(dist: str | None) -> bool:
     return (dist or "").lower() == BUILTIN_DIST
 
 
+def _builtin_kind(name: str) -> str | None:
+    """The kind a built-in entry point provides, from its name (``validators.python`` -> validator)."""
+    prefix = name.split(".", 1)[0]
+    kind = prefix[:-1] if prefix.endswith("s") else prefix
+    return kind if kind in KINDS and "." in name else None
+
+
 def build_manager(extra: list[tuple[str, object]] | None = None) -> Registry:
-    """Load every entry-point plugin (subject to the operator controls) and ``extra`` ones."""
+    """Find every entry-point plugin (subject to the operator controls) and register ``extra`` ones.
+
+    Built-in entry points are named ``<kind>s.<name>`` and provide only that
+    kind, so they are imported when their kind is first asked for (``validate``
+    never imports the cloud deliverers). Third-party plugins may provide any
+    kind: they are all imported on the first lookup of any kind.
+    """
     pm = pluggy.PluginManager("qlcapsule")
     pm.add_hookspecs(hookspecs)
     reg = Registry(pm)
@@ -171,7 +234,7 @@ def build_manager(extra: list[tuple[str, object]] | None = None) -> Registry:
             continue
         seen.add(ep.name)
         dist, version = _dist_of(ep)
-        info = PluginInfo(ep.name, dist, version, "loaded")
+        info = PluginInfo(ep.name, dist, version, "pending")
         reg.plugins[ep.name] = info
         if ep.name in blocked or (dist and dist in blocked):
             info.status, info.error = "blocked", f"blocked by {ENV_BLOCK}"
@@ -183,19 +246,12 @@ def build_manager(extra: list[tuple[str, object]] | None = None) -> Registry:
             if allowed and ep.name not in allowed and (dist or "") not in allowed:
                 info.status, info.error = "skipped", f"not listed in {ENV_ALLOW}"
                 continue
-        try:
-            plugin = ep.load()
-            pm.register(plugin, name=ep.name)
-        except Exception as exc:  # report the plugin by name and version; keep the rest
-            info.status = "failed"
-            info.error = f"{type(exc).__name__}: {exc}"
-            continue
-        reg.collect(ep.name, plugin)
+        kind = _builtin_kind(ep.name) if _builtin(dist) else None
+        reg.pending.setdefault(kind or "*", []).append(ep)
     for name, plugin in extra or []:
         reg.plugins[name] = PluginInfo(name, None, None, "loaded")
         pm.register(plugin, name=name)
         reg.collect(name, plugin)
-    pm.check_pending()
     return reg
 
 

@@ -240,3 +240,24 @@ def test_each_registration_hook_registers_its_kind(hook: str, kind: str, base: s
     wrong = _module("wrong", **{f"qlcapsule_register_{other}s": hookimpl(lambda register: register(cls))})
     reg = build_manager([("wrong", wrong)])
     assert reg.plugins["wrong"].status == "failed"
+
+
+def test_misspelled_hook_fails_only_that_plugin() -> None:
+    typo = _module("typo", qlcapsule_register_exporter=hookimpl(lambda register: None))  # missing 's'
+    good = _module("good2", qlcapsule_register_exporters=hookimpl(lambda register: register(_Listing)))
+    reg = build_manager([("typo", typo), ("good2", good)])
+    reg.ensure()
+    assert reg.plugins["typo"].status == "failed"
+    assert "unknown hook" in (reg.plugins["typo"].error or "")
+    assert reg.get("exporter", "inproc-listing") is _Listing
+
+
+def test_builtins_load_per_kind() -> None:
+    """validate must not import the cloud deliverers: built-ins load by the kind asked for."""
+    reg = build_manager([])
+    reg.names("validator")
+    statuses = {p.name: p.status for p in reg.plugins.values() if p.distribution == "qlcapsule"}
+    assert all(s != "pending" for n, s in statuses.items() if n.startswith("validators."))
+    assert all(s == "pending" for n, s in statuses.items() if n.startswith("deliverers."))
+    reg.infos()
+    assert all(p.status != "pending" for p in reg.plugins.values())

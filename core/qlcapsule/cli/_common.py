@@ -21,6 +21,11 @@ COMMAND_MODULES = ("core", "verify", "sign", "generate", "store", "export", "del
 FAST_COMMANDS = {"verify": "verify", "seal": "core", "status": "core", "init": "core", "schema": "core"}
 
 
+def _print_traceback() -> None:
+    """--debug: the traceback, with registered secrets scrubbed like every other line."""
+    sys.stderr.write(scrub(traceback.format_exc()))
+
+
 class _Group(click.Group):
     """A click group that loads command modules lazily and turns expected errors
     into one line and an exit code."""
@@ -54,7 +59,7 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except QlcapsuleError as exc:
             if ctx.obj and ctx.obj.get("debug"):
-                traceback.print_exc()
+                _print_traceback()
             click.echo(f"error: {scrub(exc.message)}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
@@ -68,13 +73,14 @@ class _Group(click.Group):
             ctx.exit(141)
         except OSError as exc:
             if ctx.obj and ctx.obj.get("debug"):
-                traceback.print_exc()
+                _print_traceback()
             where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
             click.echo(f"error: {where}{scrub(exc.strerror or str(exc))}", err=True)
             ctx.exit(2)
         except Exception as exc:  # an unexpected bug: still one line unless --debug
             if ctx.obj and ctx.obj.get("debug"):
-                raise
+                _print_traceback()
+                ctx.exit(70)
             click.echo(
                 f"error: internal error: {type(exc).__name__}: {scrub(str(exc))} (run with --debug for the traceback)",
                 err=True,

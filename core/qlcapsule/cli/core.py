@@ -89,8 +89,7 @@ def plugins(as_json: bool) -> None:
     """List plugins: distribution, version, components and load status."""
     from ..plugins import registry
 
-    reg = registry()
-    infos = sorted(reg.plugins.values(), key=lambda p: p.name)
+    infos = registry().infos()
 
     def text() -> None:
         for p in infos:
