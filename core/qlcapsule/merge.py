@@ -247,7 +247,7 @@ def merge_branch(
     for b, h in ((into, ours_id), (branch, theirs_id)):
         if h is None:
             raise StoreError(f"{name}: no branch {b!r} (branches: {', '.join(st.branches(name)) or 'none'})")
-    base_id = repo.merge_base(ours_id, theirs_id)
+    base_id = repo.merge_base(ours_id, theirs_id)  # type: ignore[arg-type]
     result: dict[str, Any] = {"capsule": name, "into": into, "branch": branch, "ours": str(ours_id), "theirs": str(theirs_id)}
     if base_id == theirs_id:
         return {**result, "status": "up-to-date", "commit": str(ours_id), "conflicts": []}
@@ -300,7 +300,7 @@ def _generator_for(template: str, source: str) -> Any:
     except (PluginError, KeyError):
         pass
     for cls in reg.all("generator"):
-        gen = cls()
+        gen: Any = cls()
         try:
             if gen.handles(source):
                 return gen

@@ -70,8 +70,8 @@ class StatCache:
         fields = body.split("\0")
         try:
             for i in range(0, len(fields) - 6, 7):
-                key = (int(fields[i + 1]), int(fields[i + 2]), int(fields[i + 3]), int(fields[i + 4]), int(fields[i + 5]))
-                cache.entries[fields[i]] = (key, fields[i + 6])
+                stat: StatKey = (int(fields[i + 1]), int(fields[i + 2]), int(fields[i + 3]), int(fields[i + 4]), int(fields[i + 5]))
+                cache.entries[fields[i]] = (stat, fields[i + 6])
         except ValueError:
             cache.entries.clear()  # a damaged cache is only a cache: hash everything
         return cache

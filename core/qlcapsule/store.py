@@ -278,8 +278,8 @@ class Store:
     def walk(self, name: str, branch: str | None = None) -> Iterator[Any]:
         """Commits reachable from one branch (or all branches), newest first."""
         pygit2 = _pygit2()
-        heads = [self.head(name, branch)] if branch else [self.repo.references[r].target for r in self._refs_under(f"{REF_ROOT}/{name}/heads/").values()]
-        heads = [h for h in heads if h is not None]
+        found: list[Any] = [self.head(name, branch)] if branch else [self.repo.references[r].target for r in self._refs_under(f"{REF_ROOT}/{name}/heads/").values()]
+        heads: list[Any] = [h for h in found if h is not None]
         if not heads:
             return
         walker = self.repo.walk(heads[0], pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME)
@@ -539,7 +539,7 @@ def log_versions(st: Store, name: str, *, branch: str | None = DEFAULT_BRANCH, l
     for b, commit_id in st.branches(name).items():
         heads.setdefault(commit_id, []).append(b)
     has_notes = st.repo.references.get(NOTES_REF) is not None
-    out = []
+    out: list[dict[str, Any]] = []
     for commit in st.walk(name, branch):
         if limit is not None and len(out) >= limit:
             break
@@ -584,7 +584,7 @@ def tag_version(st: Store, name: str, version: str, *, rev: str | None = None, m
     ensure_capsule_exists(st, name)
     if not SEMVER.match(version):
         raise StoreError(f"{version!r} is not a SemVer 2.0.0 version")
-    commit = st.resolve(name, rev) if rev else None
+    commit: Any = st.resolve(name, rev) if rev else None
     if commit is None:
         found = st._find_version(name, version)
         if found is None:

@@ -85,7 +85,7 @@ class _ParentVersion:
         if path is None:
             return None
         try:
-            return self.commit.tree[path].id
+            return self.commit.tree[path].id  # type: ignore[union-attr]
         except KeyError:
             return None
 
@@ -365,7 +365,7 @@ def commit_tree(
             else:
                 parents = [lineage] if lineage is not None else []
             if merge is None and head is not None:
-                tip = repo[head]
+                tip: Any = repo[head]
                 if tip.tree_id == tree and parse_trailers(tip.message).get("version") == capsule.version:
                     cache.save(verified, time.time_ns())
                     return _result(st, capsule, digest, len(files), head, branch, refname, tip.parent_ids, False, 0)
