@@ -52,7 +52,7 @@ def run(workdir: Path, quick: bool = False) -> list[dict[str, Any]]:
         shutil.rmtree(keydir)
     key = keydir / "bench.key"
     subprocess.run(q + ["keygen", "-o", str(key)], check=True, capture_output=True)
-    pub = str(keydir / "bench.pub")
+    pub = str(keydir / "bench.key.pub")
 
     tree = make_tree(workdir / "signing-tree", files=500 if quick else 5000, big=0)
     (tree / "capsule.sig").unlink(missing_ok=True)
