@@ -194,6 +194,12 @@ def test_doc_commands_run(doc: Path, tmp_path: Path) -> None:
                 cwd = (cwd / os.path.expandvars(cmd[3:].strip())).resolve()
                 assert cwd.is_dir(), f"{block.where}: {cmd}: no such directory"
                 continue
+            if cmd.startswith("export ") and "&&" not in cmd and ";" not in cmd:
+                # a reader's shell keeps the variable for the next lines: so do we
+                proc = _run(f"{cmd} && env -0", cwd, env)
+                assert proc.returncode == 0, f"{block.where}: `{cmd}` failed:\n{proc.stdout}"
+                env = dict(item.split("=", 1) for item in proc.stdout.split("\0") if "=" in item)
+                continue
             proc = _run(cmd, cwd, env)
             want = block.exit if n == len(block.commands) - 1 else 0
             output = proc.stdout

@@ -209,9 +209,9 @@ def export_capsule(
     target: Path | None = None
     if not to_stdout:
         target = Path(output) if output is not None else Path.cwd()
-        if target.is_dir() and not directory:
-            target = target / exporter.filename(capsule, fmt)
-        elif output is None and directory:
+        # "-o dist/" means "into dist/", created if missing (like cp or aws s3 cp)
+        into_dir = output is not None and str(output).endswith(("/", os.sep))
+        if into_dir or (target.is_dir() and not directory) or (output is None and directory):
             target = target / exporter.filename(capsule, fmt)
         inside = _inside_capsule(capsule, target)
         if inside is not None:
@@ -219,9 +219,13 @@ def export_capsule(
                 f"{target}: refusing to write the export inside the capsule (it would become part of it as "
                 f"{inside!r}); pass -o outside {capsule.root} or exclude that path in capsule.yaml"
             )
-        if not target.parent.is_dir():
+        if not target.parent.is_dir() and not into_dir:
             raise InputError(f"{target.parent}: output directory does not exist")
+        if target.parent.exists() and not target.parent.is_dir():
+            raise InputError(f"{target.parent}: exists and is not a directory")
     lock = capsule.verify_integrity()
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)  # only once the capsule verified
     if directory:
         assert target is not None
         result = _export_dir(capsule, exporter, fmt, target)

@@ -148,3 +148,14 @@ def test_cli_tampered_capsule_exits_1(make_capsule, qlcapsule_cli, tmp_path) -> 
     os.chmod(capsule.root / "a.txt", 0o755)
     res = qlcapsule_cli("export", str(capsule.root), "-f", "zip", "-o", str(tmp_path))
     assert res.exit_code == 1 and "mode changed: a.txt" in res.stderr
+
+
+def test_trailing_slash_output_means_into_that_directory(tmp_path, make_capsule) -> None:
+    """`-o dist/` writes dist/<name>-<version>.<fmt>, creating dist/ (it once wrote a file named dist)."""
+    from qlcapsule.exporting import export_capsule
+
+    capsule = make_capsule({"a.txt": "a"})
+    out = tmp_path / "out" / "dist"
+    result = export_capsule(capsule.root, "tar.gz", str(out) + "/")
+    assert out.is_dir()
+    assert result.path == out / "demo-1.0.0.tar.gz"
