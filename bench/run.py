@@ -162,10 +162,10 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             {True: "yes", False: "NO", None: ""}[r.get("ok")],
         ])
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(headers)]
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
     print("  ".join("-" * w for w in widths))
     for b in body:
-        print("  ".join(c.ljust(w) for c, w in zip(b, widths)))
+        print("  ".join(c.ljust(w) for c, w in zip(b, widths, strict=True)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -194,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for r in got:
                 r.setdefault("area", area)
             rows.extend(got)
-        except Exception as exc:  # one area failing must not hide the others' figures
+        except Exception as exc:  # noqa: BLE001  (one area failing must not hide the others' figures)
             errors.append(f"{area}: {type(exc).__name__}: {exc}")
             traceback.print_exc()
     print_table(rows)

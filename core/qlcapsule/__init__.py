@@ -165,6 +165,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         Signer,
         Validator,
     )
+    from .envelope import (  # noqa: F401
+        Envelope,
+        Statement,
+    )
     from .errors import (  # noqa: F401
         ConflictError,
         CredentialsError,
@@ -186,10 +190,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         Rule,
         Severity,
     )
-    from .envelope import (  # noqa: F401
-        Envelope,
-        Statement,
-    )
     from .hookspecs import (  # noqa: F401
         hookimpl,
     )
@@ -204,9 +204,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         get_logger,
         redact,
     )
-    from .signing import (  # noqa: F401
-        verify_signatures,
-    )
     from .resilience import (  # noqa: F401
         DEFAULT_TIMEOUT,
         CircuitBreaker,
@@ -218,6 +215,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         retry,
         scrub_error,
         signed_url_expiry,
+    )
+    from .signing import (  # noqa: F401
+        verify_signatures,
     )
     from .tree import (  # noqa: F401
         FileEntry,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from .errors import DefinitionError, IntegrityError, InputError
+from .errors import DefinitionError, InputError, IntegrityError
 from .globs import GlobSet
 from .lock import Lock, Status, atomic_write, build_lock, compare, read_lock, render_lock
 from .names import DEFAULT_EXCLUDE, DEFINITION_FILE, DNS_LABEL, LOCK_FILE, SEMVER, SIG_FILE, TOP_LEVEL_KEYS

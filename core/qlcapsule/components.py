@@ -15,15 +15,21 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Iterable, Mapping, Sequence
-
-from pydantic import BaseModel, ConfigDict, ValidationError
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Iterable, Mapping, Sequence, TypeVar
 
 from .errors import OptionsError
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel, ConfigDict, ValidationError
+
     from .capsule import Capsule
     from .findings import Finding, Rule
+
+    class Options(BaseModel):
+        """Base for component options: unknown keys are errors."""
+
+        model_config = ConfigDict(extra="forbid")
+
 
 __all__ = [
     "Options",
@@ -39,11 +45,54 @@ __all__ = [
     "Receipt",
 ]
 
+# pydantic costs more to import than a whole 8-file verify. The base Options
+# model is therefore built on first use, and components without options of
+# their own (the signers, say) never need it.
+_options_base: Any = None
 
-class Options(BaseModel):
-    """Base for component options: unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid")
+def _base_options() -> Any:
+    global _options_base
+    if _options_base is None:
+        from pydantic import BaseModel, ConfigDict
+
+        class Options(BaseModel):
+            """Base for component options: unknown keys are errors."""
+
+            model_config = ConfigDict(extra="forbid")
+
+        Options.__module__ = __name__
+        Options.__qualname__ = "Options"
+        _options_base = Options
+        globals()["Options"] = Options
+    return _options_base
+
+
+def __getattr__(name: str) -> Any:  # PEP 562: ``components.Options`` built lazily
+    if name == "Options":
+        return _base_options()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _BaseOptionsAttr:
+    """``Component.Options`` until a subclass sets its own: the base model, built on first use."""
+
+    def __get__(self, obj: object, owner: type) -> Any:
+        return _base_options()
+
+
+class _NoOptions:
+    """The options of a component whose Options is the empty base model: nothing to hold."""
+
+    def model_dump(self, **_: Any) -> dict[str, Any]:
+        return {}
+
+    def __repr__(self) -> str:
+        return "Options()"
+
+
+_NO_OPTIONS = _NoOptions()
+_C = TypeVar("_C", bound="Component")
 
 
 def format_validation_error(exc: ValidationError, where: str) -> str:
@@ -64,17 +113,32 @@ class Component:
     name: ClassVar[str] = ""
     #: one line for ``qlcapsule plugins``
     description: ClassVar[str] = ""
-    Options: ClassVar[type[Options]] = Options
+    #: a pydantic model (subclass of ``qlcapsule.Options``); the empty base by default
+    Options: ClassVar[Any] = _BaseOptionsAttr()
 
-    def __init__(self, options: Options | None = None) -> None:
-        self.options = options if options is not None else self.Options()
+    def __init__(self, options: Any = None) -> None:
+        if options is None:
+            options = _NO_OPTIONS if self._uses_base_options() else self.Options()
+        self.options = options
 
     @classmethod
-    def from_options(cls, raw: Mapping[str, Any] | None = None, *, where: str = "") -> Component:
+    def _uses_base_options(cls) -> bool:
+        for klass in cls.__mro__:
+            if "Options" in klass.__dict__:
+                declared = klass.__dict__["Options"]
+                return isinstance(declared, _BaseOptionsAttr) or (declared is _options_base and declared is not None)
+        return True
+
+    @classmethod
+    def from_options(cls: type[_C], raw: Mapping[str, Any] | None = None, *, where: str = "") -> _C:
         """Validate ``raw`` with ``cls.Options`` and return an instance.
 
         Raises :class:`OptionsError` with one line naming the field.
         """
+        if not raw and cls._uses_base_options():
+            return cls(None)  # nothing to validate
+        from pydantic import ValidationError
+
         try:
             opts = cls.Options.model_validate(dict(raw or {}))
         except ValidationError as exc:

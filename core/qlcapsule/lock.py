@@ -22,8 +22,7 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal
-
+from typing import Any, Iterable
 
 from .errors import DefinitionError, UnsafePathError
 from .tree import FileEntry, check_relative, display_path, path_key

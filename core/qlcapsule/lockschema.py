@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .lock import HEX64, LOCK_VERSION
+from .lock import HEX64
 
 
 class LockEntrySchema(BaseModel):
@@ -23,7 +23,7 @@ class LockEntrySchema(BaseModel):
 
 class LockSchema(BaseModel):
     model_config = ConfigDict(extra="forbid", title="capsule.lock")
-    lockVersion: Literal[1] = LOCK_VERSION  # noqa: N815
+    lockVersion: Literal[1] = 1  # noqa: N815
     algorithm: Literal["sha256"] = "sha256"
     name: str
     version: str

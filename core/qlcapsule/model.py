@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from . import yamlsrc
 from .errors import DefinitionError
 from .globs import check_glob
-
 from .names import (  # noqa: F401  (re-exported: the format's constants live in names.py)
     DEFAULT_EXCLUDE,
     DEFINITION_FILE,
@@ -62,10 +61,17 @@ class PolicyConfig(_Strict):
         return v
 
 
+Event = Literal["success", "failure"]
+
+
+def _all_events() -> list[Event]:
+    return ["success", "failure"]
+
+
 class WebhookConfig(_Strict):
     url: str
     secret_env: str | None = Field(default=None, description="environment variable holding the HMAC secret")
-    events: list[Literal["success", "failure"]] = Field(default_factory=lambda: ["success", "failure"])
+    events: list[Event] = Field(default_factory=_all_events)
 
 
 class TargetConfig(_Strict):

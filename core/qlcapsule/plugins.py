@@ -273,7 +273,7 @@ def register_plugin(plugin: object, name: str | None = None) -> None:
     """Add an in-process plugin (tests, embedding) and rebuild the registry on next use."""
     global _registry
     with _lock:
-        _extra.append((name or getattr(plugin, "__name__", repr(plugin)), plugin))
+        _extra.append((name or str(getattr(plugin, "__name__", repr(plugin))), plugin))
         _registry = None
 
 

@@ -32,6 +32,7 @@ import pytest
 
 if TYPE_CHECKING:
     from .capsule import Capsule
+    from .components import Exporter
     from .plugins import Registry
 
 
@@ -129,7 +130,7 @@ def qlcapsule_cli() -> Callable[..., CliResult]:
     return run
 
 
-def check_exporter(exporter_cls: type, capsule: Capsule, fmt: str | None = None) -> bytes:
+def check_exporter(exporter_cls: type[Exporter], capsule: Capsule, fmt: str | None = None) -> bytes:
     """Contract test for an exporter: deterministic, non-empty output; strict options."""
     from pydantic import ValidationError
 

@@ -218,7 +218,7 @@ def hash_files(
                 continue
             try:
                 finish(*job)
-            except BaseException as exc:  # handed to the calling thread, re-raised there
+            except BaseException as exc:  # noqa: BLE001  (handed to the calling thread, re-raised there)
                 errors.append(exc)
 
     def drain() -> None:

@@ -14,7 +14,6 @@ from .. import __version__
 from ..errors import QlcapsuleError
 from ..log import configure, scrub
 
-
 # Area modules under qlcapsule.cli, each adding its commands to ``main`` on import.
 COMMAND_MODULES = ("core", "verify", "sign", "generate", "store", "export", "deliver", "ship")
 # Commands whose module is known, so they start without importing the others.
