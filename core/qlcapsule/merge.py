@@ -193,11 +193,23 @@ def _resolve_version_lines(repo: Any, index: Any) -> None:
     line = f"version: {winner}".encode()
     same = [_VERSION_LINE.sub(line, t, count=1) for t in texts]
     entries = [_entry(repo, DEFINITION_FILE, data, e.mode) for data, e in zip(same, (anc, ours, theirs), strict=True)]
-    result = repo.merge_file_from_index(*entries)
+    result = _merge_file(repo, *entries)
     if not result.automergeable:
         return
     del index.conflicts[DEFINITION_FILE]
     index.add(_entry(repo, DEFINITION_FILE, result.contents.encode("utf-8"), ours.mode))
+
+
+def _merge_file(repo: Any, anc: Any, ours: Any, theirs: Any) -> Any:
+    """merge_file_from_index returning a MergeFileResult on every pygit2 we support.
+
+    pygit2 < 1.19 returns a plain string unless asked with use_deprecated=False
+    (and 1.18 is the newest release for Python 3.10).
+    """
+    try:
+        return repo.merge_file_from_index(anc, ours, theirs, use_deprecated=False)
+    except TypeError:  # a pygit2 that no longer takes the argument
+        return repo.merge_file_from_index(anc, ours, theirs)
 
 
 def _conflict_content(repo: Any, anc: Any, ours: Any, theirs: Any) -> bytes:
@@ -205,7 +217,7 @@ def _conflict_content(repo: Any, anc: Any, ours: Any, theirs: Any) -> bytes:
     if ours is not None and theirs is not None:
         data = [repo[e.id].data for e in (ours, theirs)]
         if not any(b"\0" in d[:8000] for d in data):
-            result = repo.merge_file_from_index(anc, ours, theirs)
+            result = _merge_file(repo, anc, ours, theirs)
             return result.contents.encode("utf-8", "surrogateescape")
     keep = ours if ours is not None else theirs
     return repo[keep.id].data
