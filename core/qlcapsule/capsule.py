@@ -190,21 +190,24 @@ class Capsule:
         return SealResult(lock, written)
 
     def status(self, *, progress: Callable[[int], None] | None = None) -> Status:
-        lock = self.require_lock()
+        return self._status(progress)[0]
+
+    def _status(self, progress: Callable[[int], None] | None) -> tuple[Status, Lock]:
+        lock = self.require_lock()  # read once: parsing a 5,000-entry lock is not free
         status = compare(lock, self.scan(progress=progress))
         if lock.name != self.name or lock.version != self.version:
             status.identity.append(
                 f"capsule.lock: sealed as {lock.name}@{lock.version} but capsule.yaml says {self.ref}"
             )
-        return status
+        return status, lock
 
     def verify_integrity(self, *, progress: Callable[[int], None] | None = None) -> Lock:
         """Raise IntegrityError naming what changed; return the lock when the disk matches it."""
-        status = self.status(progress=progress)
+        status, lock = self._status(progress)
         if not status.clean:
             lines = status.lines()
             more = f" (+{len(lines) - 1} more)" if len(lines) > 1 else ""
             err = IntegrityError(f"{self.root}: {lines[0]}{more}")
             err.status = status  # type: ignore[attr-defined]
             raise err
-        return self.require_lock()
+        return lock

@@ -22,7 +22,7 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 from .errors import DefinitionError, UnsafePathError
 from .tree import FileEntry, check_relative, display_path, path_key
@@ -31,8 +31,9 @@ LOCK_VERSION = 1
 HEX64 = r"^[0-9a-f]{64}$"
 
 
-@dataclass(frozen=True)
-class LockEntry:
+class LockEntry(NamedTuple):
+    """One ``files`` entry of capsule.lock (a tuple: cheap to make by the thousand)."""
+
     path: str
     sha256: str
     size: int
@@ -57,6 +58,16 @@ class Lock:
 _HEX64 = re.compile(HEX64)
 _TOP_KEYS = ("lockVersion", "algorithm", "name", "version", "digest", "files")
 _ENTRY_KEYS = ("path", "sha256", "size", "mode")
+_ENTRY_KEYSET = frozenset(_ENTRY_KEYS)
+_MODES = frozenset({"644", "755"})
+
+
+def _path_ok(path: str) -> bool:
+    """check_relative's rules as substring tests (no exceptions, no split)."""
+    wrapped = f"/{path}/"
+    return bool(path) and not (
+        path[0] == "/" or "\\" in path or "\x00" in path or "//" in wrapped or "/./" in wrapped or "/../" in wrapped
+    )
 
 
 def _check(cond: bool, where: str, loc: str, msg: str) -> None:
@@ -81,7 +92,23 @@ def _validate(data: Any, where: str) -> Lock:
            "expected 64 lowercase hex digits")
     _check(isinstance(data["files"], list), where, "files", "expected a list")
     files: list[LockEntry] = []
+    hex_ok = _HEX64.fullmatch
     for i, item in enumerate(data["files"]):
+        # Fast path for well-formed entries (all C-level checks); anything else
+        # goes through the checks below, which name the problem.
+        if type(item) is dict and item.keys() == _ENTRY_KEYSET:
+            path, digest, size, mode = item["path"], item["sha256"], item["size"], item["mode"]
+            if (
+                type(path) is str
+                and type(digest) is str
+                and type(size) is int
+                and size >= 0
+                and mode in _MODES
+                and hex_ok(digest)
+                and _path_ok(path)
+            ):
+                files.append(LockEntry(path, digest, size, mode))
+                continue
         loc = f"files.{i}"
         _check(isinstance(item, dict), where, loc, "expected an object")
         for key in item:
@@ -102,13 +129,14 @@ def _validate(data: Any, where: str) -> Lock:
     return Lock(name=data["name"], version=data["version"], digest=data["digest"], files=files)
 
 
-def canonical_files(files: Iterable[FileEntry]) -> bytes:
+def canonical_files(files: Iterable[FileEntry | LockEntry]) -> bytes:
     """The JCS (RFC 8785) bytes of the file list the capsule digest covers."""
-    items = [f.to_dict() for f in files]
-    return json.dumps(items, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    # Keys written in sorted order already, so the C encoder needs no sort_keys.
+    items = [{"mode": f.mode, "path": f.path, "sha256": f.sha256, "size": f.size} for f in files]
+    return json.dumps(items, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def capsule_digest(files: Iterable[FileEntry]) -> str:
+def capsule_digest(files: Iterable[FileEntry | LockEntry]) -> str:
     return hashlib.sha256(canonical_files(files)).hexdigest()
 
 
@@ -242,7 +270,7 @@ class Status:
 def compare(lock: Lock, disk: list[FileEntry]) -> Status:
     """Compare a lock with freshly hashed files; also checks the lock's own digest."""
     status = Status()
-    if capsule_digest(lock.entries()) != lock.digest:
+    if capsule_digest(lock.files) != lock.digest:
         status.problems.append("capsule.lock: digest does not match its file list (the lock was edited)")
     recorded = {e.path: e for e in lock.files}
     actual = {e.path: e for e in disk}

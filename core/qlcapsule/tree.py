@@ -17,7 +17,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 from .errors import InputError, UnsafePathError
 from .globs import GlobSet
@@ -26,9 +26,8 @@ CHUNK = 1 << 20
 ALWAYS_SKIPPED = frozenset({"capsule.lock", "capsule.sig"})
 
 
-@dataclass(frozen=True)
-class FileEntry:
-    """One file of a capsule as recorded in the lock."""
+class FileEntry(NamedTuple):
+    """One file of a capsule as recorded in the lock (a tuple: cheap to make by the thousand)."""
 
     path: str
     sha256: str
@@ -189,7 +188,9 @@ def hash_files(
 ) -> list[FileEntry]:
     """Hash ``found`` under ``root``; results keep the input order.
 
-    The calling thread opens every file once and fstats it; small files it
+    ``workers`` counts every hashing thread, the caller included: more threads
+    than cores only adds GIL traffic. The calling thread opens every file once
+    and fstats it; small files it
     hashes itself (for them per-call overhead dominates, and a pool would only
     add GIL traffic), large ones go to worker threads through a bounded queue
     (hashlib releases the GIL, so every core hashes). When the queue is full or
@@ -236,7 +237,7 @@ def hash_files(
             if st.st_size <= CHUNK or n == 1:
                 finish(i, fd, st)
                 continue
-            if len(threads) < n:
+            if len(threads) < n - 1:  # the calling thread is the n-th hasher
                 t = threading.Thread(target=worker, name="qlcapsule-hash", daemon=True)
                 t.start()
                 threads.append(t)
