@@ -195,11 +195,24 @@ def _split_env(name: str) -> set[str]:
     return {p.strip() for p in os.environ.get(name, "").split(",") if p.strip()}
 
 
+_dist_cache: dict[str, tuple[str | None, str | None]] = {}
+
+
 def _dist_of(ep: EntryPoint) -> tuple[str | None, str | None]:
+    """(distribution name, version) of an entry point.
+
+    Reading them parses the distribution's METADATA (qlcapsule's carries the
+    whole README); every built-in is an entry point of the same distribution,
+    so parse once per distribution, not once per entry point.
+    """
     dist = getattr(ep, "dist", None)
     if dist is None:
         return None, None
-    return dist.metadata["Name"], dist.version
+    key = str(getattr(dist, "_path", "")) or repr(dist)
+    if key not in _dist_cache:
+        meta = dist.metadata
+        _dist_cache[key] = (meta["Name"], meta["Version"])
+    return _dist_cache[key]
 
 
 def _builtin(dist: str | None) -> bool:

@@ -395,7 +395,9 @@ def sign_capsule(
     """
     from . import __version__
 
-    capsule = Capsule.load(root)
+    # Light load: capsule.yaml was validated when it was sealed and the lock covers it, so
+    # signing (like verify) needs no pydantic; its raw generator record is what we sign.
+    capsule = Capsule.load(root, strict=False)
     try:
         lock = capsule.verify_integrity()
     except IntegrityError as exc:
@@ -407,8 +409,8 @@ def sign_capsule(
     kept = [s for s in old.signatures if s.keyid != skey.keyid] if old else []
     payload: bytes | None = None
     dropped = 0
-    gen = capsule.definition.generator
-    generator = gen.model_dump(exclude_none=True, exclude={"answers"}) if gen else None
+    gen = capsule.setting("generator")
+    generator = {k: v for k, v in gen.items() if k != "answers" and v is not None} if isinstance(gen, dict) else None
 
     def build(created: _dt.datetime, expires: _dt.datetime | None, tool: str) -> bytes:
         return Statement.build(
