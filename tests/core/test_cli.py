@@ -110,3 +110,17 @@ def test_broken_pipe_is_quiet(make_capsule) -> None:
         f"{sys.executable} -m qlcapsule schema capsule | head -c 10", shell=True, capture_output=True, text=True, timeout=60
     )
     assert "Traceback" not in proc.stderr and "Broken pipe" not in proc.stderr
+
+
+def test_every_command_is_mapped_to_its_module() -> None:
+    """Commands start fast by importing only their own module: the table must be complete and right."""
+    import importlib
+
+    from qlcapsule.cli import _common
+
+    main = _common.main
+    main.list_commands(None)  # loads every module
+    assert set(main.commands) == set(_common.FAST_COMMANDS)
+    for name, module in _common.FAST_COMMANDS.items():
+        mod = importlib.import_module(f"qlcapsule.cli.{module}")
+        assert main.commands[name].callback.__module__ == mod.__name__, name
