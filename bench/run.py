@@ -154,7 +154,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         body.append([
             r["name"],
-            f"{r['ours_s']:.3f}s" if "RSS" not in r["name"] else f"{r['ours_s']:.1f}",
+            f"{r['ours_s']:.3f}s" if "RSS" not in r["name"] else f"{r.get('peak_rss_mb') or r['ours_s']:.1f} MB",
             str(r.get("anchor") or ""),
             f"{r['anchor_s']:.3f}s" if r.get("anchor_s") is not None else "",
             f"{r['ratio']:.2f}x" if r.get("ratio") else "",
