@@ -99,7 +99,7 @@ def format_validation_error(exc: ValidationError, where: str) -> str:
     """One line naming the first failing field of a pydantic error."""
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"]) or "(root)"
-    msg = err["msg"]
+    msg = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
     return f"{where}: {loc}: {msg}"

@@ -615,17 +615,19 @@ def verify_signatures(
     if min_version is not None and not SEMVER.match(min_version):
         raise InputError(f"--min-version: {min_version!r} is not a SemVer 2.0.0 version")
     floor = max((v for v in (min_version, policy.min_version) if v), key=semver_key, default=None)
+    # Keys the user named are loaded first: a missing or malformed key file is bad input
+    # (exit 2) and must be reported as such, whether or not the capsule is signed.
+    trusted: list[VerifyKey] = [load_public_key(k) for k in keys]
+    trusted += [load_hmac_env(n) for n in hmac_key_envs]
+    if trust:
+        trusted += load_trust_file(trust)
     if not capsule.sig_path.is_file():
         if reasons:
             raise SignatureError(
                 f"{where}: missing: the capsule is not signed but a signature is required ({reasons[0]})"
             )
         return {"status": "unsigned"}
-    trusted: list[VerifyKey] = [load_public_key(k) for k in keys]
-    trusted += [load_hmac_env(n) for n in hmac_key_envs]
-    if trust:
-        trusted += load_trust_file(trust)
-    elif not explicit and policy.trust:
+    if not trust and not explicit and policy.trust:
         trusted += load_trust_file(capsule.root / policy.trust)
     try:
         envelope = Envelope.from_json(capsule.sig_path.read_bytes(), where)

@@ -624,3 +624,20 @@ def test_keygen_to_stdout_shows_the_public_key(qlcapsule_cli) -> None:  # type: 
     res = qlcapsule_cli("keygen", "-o", "-")
     assert res.exit_code == 0 and res.stdout.startswith("-----BEGIN PRIVATE KEY-----")
     assert "-----BEGIN PUBLIC KEY-----" in res.stderr and "key id:" in res.stderr
+
+
+def test_missing_key_file_is_bad_input_even_when_unsigned(make_capsule, qlcapsule_cli) -> None:
+    """A typo in --key used to be reported as 'not signed' (exit 1); it is bad input (exit 2)."""
+    capsule = make_capsule({"a.txt": "a"})
+    result = qlcapsule_cli("verify", str(capsule.root), "--key", str(capsule.root / "nope.pub"))
+    assert result.exit_code == 2
+    assert "--key" in result.stderr and "no such file" in result.stderr
+
+
+def test_multiline_file_is_not_taken_as_an_hmac_secret(make_capsule, qlcapsule_cli) -> None:
+    """Signing with capsule.yaml by mistake must fail, not produce an HMAC signature."""
+    capsule = make_capsule({"a.txt": "a" * 10}, definition="name: demo\nversion: 1.0.0\ndescription: a long enough text\n")
+    result = qlcapsule_cli("sign", str(capsule.root), "--key", str(capsule.root / "capsule.yaml"))
+    assert result.exit_code == 2
+    assert "spans several lines" in result.stderr
+    assert not capsule.sig_path.exists()

@@ -60,6 +60,12 @@ def decode_secret(material: bytes | str) -> bytes:
             raise CredentialsError("HMAC key: 'base64:' prefix but the rest is not valid base64") from None
     elif _HEX.match(text):
         secret = bytes.fromhex(text.decode("ascii"))
+    elif b"\n" in text or b"\r" in text:
+        # a raw secret is one line of text; several lines means the wrong file (a YAML, a source file)
+        raise CredentialsError(
+            "HMAC key spans several lines: expected hex (as 'qlcapsule keygen --type hmac' writes), "
+            "'base64:...', or one line of text"
+        )
     else:
         secret = text
     if len(secret) < MIN_BYTES:
