@@ -213,7 +213,7 @@ def _check_disk(
             problems.append(f"mode changed: {f.path}")
             continue
         try:
-            key = stat_key(lstat(join(root, f.path)))
+            key = stat_key(f.stat if f.stat is not None else lstat(join(root, f.path)))  # the walk's lstat
         except FileNotFoundError:
             problems.append(f"removed: {f.path}")
             continue

@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, NamedTuple
 
@@ -38,11 +37,13 @@ class FileEntry(NamedTuple):
         return {"path": self.path, "sha256": self.sha256, "size": self.size, "mode": self.mode}
 
 
-@dataclass(frozen=True)
-class Found:
+class Found(NamedTuple):
+    """A file the walk found; ``stat`` is its lstat result when the walk took one."""
+
     path: str
     size: int
     mode: str
+    stat: os.stat_result | None = None
 
 
 def display_path(path: str) -> str:
@@ -69,20 +70,21 @@ def walk(root: Path, globs: GlobSet, *, stat_files: bool = True) -> list[Found]:
     takes them from fstat on the descriptor it hashes.
     """
     found: list[Found] = []
-    _walk_dir(root, "", globs, found, stat_files)
+    _walk_dir(os.fspath(root), "", globs, found, stat_files)
     found.sort(key=lambda f: path_key(f.path))
     return found
 
 
-def _walk_dir(base: Path, rel: str, globs: GlobSet, out: list[Found], stat_files: bool = True) -> None:
+def _walk_dir(base: str, rel: str, globs: GlobSet, out: list[Found], stat_files: bool = True) -> None:
     try:
-        entries = list(os.scandir(base / rel if rel else base))
+        entries = list(os.scandir(os.path.join(base, rel) if rel else base))
     except PermissionError:
         raise InputError(f"{rel or '.'}: permission denied") from None
     for entry in entries:
         name = entry.name
         try:
-            name.encode("utf-8")
+            if not name.isascii():  # ASCII is valid UTF-8: skip the encode for most names
+                name.encode("utf-8")
         except UnicodeEncodeError:
             shown = os.fsencode(name).decode("utf-8", "backslashreplace")
             raise UnsafePathError(f"{rel + '/' if rel else ''}{shown}: file name is not valid UTF-8") from None
@@ -103,7 +105,7 @@ def _walk_dir(base: Path, rel: str, globs: GlobSet, out: list[Found], stat_files
             raise UnsafePathError(f"{display_path(path)}: is not a regular file (device, FIFO or socket)")
         if stat_files:
             st = entry.stat(follow_symlinks=False)
-            out.append(Found(path, st.st_size, mode_of(st.st_mode)))
+            out.append(Found(path, st.st_size, mode_of(st.st_mode), st))
         else:
             out.append(Found(path, -1, ""))
 
