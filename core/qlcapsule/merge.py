@@ -366,6 +366,9 @@ def update_capsule(root: Path, *, to: str | None = None) -> dict[str, Any]:
     if info is None:
         raise InputError(f"{root / DEFINITION_FILE}: no 'generator' section; this capsule was not generated from a template")
     old_rev = info.version or info.commit
+    # The recorded commit names the base exactly; a version is only a label, and a
+    # template repository's tags need not spell it (v1 for 1.0.0, say).
+    base_rev = info.commit or info.version
     if old_rev is None:
         raise InputError(f"{root / DEFINITION_FILE}: generator: neither 'version' nor 'commit' is recorded, so the base cannot be rendered")
     source = info.source or info.template
@@ -373,7 +376,7 @@ def update_capsule(root: Path, *, to: str | None = None) -> dict[str, Any]:
     answers = dict(info.answers)
     with tempfile.TemporaryDirectory(prefix="qlcapsule-update-") as tmpname:
         tmp = Path(tmpname)
-        gen.generate(source, tmp / "base", answers, version=old_rev)
+        gen.generate(source, tmp / "base", answers, version=base_rev)
         record = gen.generate(source, tmp / "new", answers, version=to)
         new_rev = record.version or record.commit
         result: dict[str, Any] = {
