@@ -366,9 +366,6 @@ def update_capsule(root: Path, *, to: str | None = None) -> dict[str, Any]:
     if info is None:
         raise InputError(f"{root / DEFINITION_FILE}: no 'generator' section; this capsule was not generated from a template")
     old_rev = info.version or info.commit
-    # The recorded commit names the base exactly; a version is only a label, and a
-    # template repository's tags need not spell it (v1 for 1.0.0, say).
-    base_rev = info.commit or info.version
     if old_rev is None:
         raise InputError(f"{root / DEFINITION_FILE}: generator: neither 'version' nor 'commit' is recorded, so the base cannot be rendered")
     source = info.source or info.template
@@ -376,7 +373,15 @@ def update_capsule(root: Path, *, to: str | None = None) -> dict[str, Any]:
     answers = dict(info.answers)
     with tempfile.TemporaryDirectory(prefix="qlcapsule-update-") as tmpname:
         tmp = Path(tmpname)
-        gen.generate(source, tmp / "base", answers, version=base_rev)
+        try:
+            gen.generate(source, tmp / "base", answers, version=old_rev)
+        except InputError:
+            # A version is a label the template repository need not spell as a tag
+            # (v1 for 1.0.0, say); the recorded commit names the base exactly.
+            if not info.commit or info.commit == old_rev:
+                raise
+            shutil.rmtree(tmp / "base", ignore_errors=True)
+            gen.generate(source, tmp / "base", answers, version=info.commit)
         record = gen.generate(source, tmp / "new", answers, version=to)
         new_rev = record.version or record.commit
         result: dict[str, Any] = {
