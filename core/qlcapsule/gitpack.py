@@ -15,6 +15,7 @@ the formats are git's ``Documentation/gitformat-pack.txt``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import struct
@@ -218,9 +219,9 @@ def _fsync_dir(path: Path) -> None:
     except OSError:
         return
     try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems refuse fsync on directories; the files themselves are synced
+        # some filesystems refuse fsync on directories (EINVAL); the files themselves are synced
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
     finally:
         os.close(fd)
 

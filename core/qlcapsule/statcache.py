@@ -16,10 +16,14 @@ the capsule or the user's index; deleting it only costs a full re-hash.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 
 from .lock import atomic_write
+from .log import event, get_logger
+
+log = get_logger("statcache")
 
 ENV_OFF = "QLCAPSULE_NO_STAT_CACHE"
 #: timestamps closer than this to the read are racy (ns filesystems)
@@ -93,5 +97,5 @@ class StatCache:
         try:
             self.file.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(self.file, "".join(parts).encode("utf-8", "surrogateescape"))
-        except OSError:
-            pass  # a cache that cannot be written only costs speed next time
+        except OSError as exc:  # a cache that cannot be written only costs speed next time
+            event(log, "statcache.unwritable", level=logging.DEBUG, file=str(self.file), error=exc.strerror or str(exc))
