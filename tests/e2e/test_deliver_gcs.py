@@ -94,7 +94,7 @@ def test_dry_run_and_signing_credentials(tmp_path: Path, gcs_bucket: GcsBucket, 
     res = qlcapsule_cli("deliver", str(bad), "--target", "gcs", "--dry-run")
     assert (
         res.exit_code == 2
-        and "targets.gcs.options: chunk_size: Value error, must be a multiple of 262144" in res.stderr
+        and "targets.gcs.options: chunk_size: must be a multiple of 262144" in res.stderr
     )
 
 
