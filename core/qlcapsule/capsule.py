@@ -121,6 +121,10 @@ class Capsule:
         """``name@version``: the in-toto subject name."""
         return f"{self.name}@{self.version}"
 
+    def expand(self, template: str) -> str:
+        """``template`` with ``{name}`` and ``{version}`` replaced: the placeholders of option values."""
+        return template.replace("{name}", self.name).replace("{version}", self.version)
+
     @property
     def lock_path(self) -> Path:
         return self.root / LOCK_FILE

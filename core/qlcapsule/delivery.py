@@ -245,7 +245,7 @@ def deliver_capsule(
             Receipt(
                 provider=config.provider,
                 target=name,
-                location=describe(a) if callable(describe) else a.name,
+                location=describe(capsule, a) if callable(describe) else a.name,
                 sha256=a.sha256,
                 size=a.size,
                 url=None,

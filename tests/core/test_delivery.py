@@ -496,3 +496,22 @@ def test_canary_secrets_never_printed(
     assert "***" in text  # the secrets were there to leak, and were scrubbed
     for canary in (CANARY_ENV, CANARY_OPT, CANARY_HOOK):
         assert canary not in text
+
+
+def test_dry_run_location_expands_placeholders(make_capsule) -> None:
+    """--dry-run once printed s3://bucket/{name}/{version}/...: describe now sees the capsule."""
+    from qlcapsule import Artifact
+    from qlcapsule.plugins import instantiate
+
+    capsule = make_capsule({"a.txt": "a"}, name="orders", version="1.2.0")
+    art = Artifact(path=capsule.root / "a.txt", name="orders-1.2.0.tar.gz", sha256="0" * 64, size=1)
+    cases = {
+        "s3": ({"bucket": "my-bucket"}, "s3://my-bucket/orders/1.2.0/orders-1.2.0.tar.gz"),
+        "gcs": ({"bucket": "my-bucket"}, "gs://my-bucket/orders/1.2.0/orders-1.2.0.tar.gz"),
+        "azure": ({"container": "caps"}, "azure://caps/orders/1.2.0/orders-1.2.0.tar.gz"),
+        "local": ({"path": "out/{name}-{version}"}, "out/orders-1.2.0/orders-1.2.0.tar.gz"),
+    }
+    for provider, (options, expected) in cases.items():
+        deliverer = instantiate("deliverer", provider, options)
+        assert deliverer.describe(capsule, art) == expected, provider
+    assert capsule.expand("{name}:{version}:{other}") == "orders:1.2.0:{other}"

@@ -19,7 +19,6 @@ __all__ = [
     "blob_id",
     "capsule_files",
     "tree_id",
-    "expand",
     "check_ref_name",
     "check_repo_path",
     "prerelease",
@@ -76,11 +75,6 @@ def tree_id(files: dict[str, tuple[str, str]]) -> str:
         for name, (mode, sha) in sorted(entries.items(), key=key)
     )
     return hashlib.sha1(b"tree %d\0" % len(raw) + raw).hexdigest()
-
-
-def expand(template: str, capsule: Capsule) -> str:
-    """Replace ``{name}`` and ``{version}`` (the only placeholders) in an option value."""
-    return template.replace("{name}", capsule.name).replace("{version}", capsule.version)
 
 
 def check_ref_name(value: str) -> str:

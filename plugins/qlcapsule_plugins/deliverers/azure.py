@@ -90,10 +90,10 @@ class AzureDeliverer(Deliverer):
         self._service: Any = None
 
     def _blob_name(self, capsule: Capsule, art: Artifact) -> str:
-        return self.options.prefix.replace("{name}", capsule.name).replace("{version}", capsule.version) + art.name
+        return capsule.expand(self.options.prefix) + art.name
 
-    def describe(self, artifact: Artifact) -> str:
-        return f"azure://{self.options.container}/{self.options.prefix}{artifact.name}"
+    def describe(self, capsule: Capsule, artifact: Artifact) -> str:
+        return f"azure://{self.options.container}/{self._blob_name(capsule, artifact)}"
 
     def service(self) -> Any:
         if self._service is not None:

@@ -118,10 +118,10 @@ class GcsDeliverer(Deliverer):
         self._signer: Any = None
 
     def _object(self, capsule: Capsule, art: Artifact) -> str:
-        return self.options.prefix.replace("{name}", capsule.name).replace("{version}", capsule.version) + art.name
+        return capsule.expand(self.options.prefix) + art.name
 
-    def describe(self, artifact: Artifact) -> str:
-        return f"gs://{self.options.bucket}/{self.options.prefix}{artifact.name}"
+    def describe(self, capsule: Capsule, artifact: Artifact) -> str:
+        return f"gs://{self.options.bucket}/{self._object(capsule, artifact)}"
 
     def _key_file(self) -> Any:
         """Service-account credentials from the key file named by GOOGLE_APPLICATION_CREDENTIALS, or None."""

@@ -51,7 +51,7 @@ from qlcapsule import (
     scrub_error,
 )
 
-from ._forge import capsule_files, check_ref_name, check_repo_path, expand
+from ._forge import capsule_files, check_ref_name, check_repo_path
 
 log = get_logger("qlcapsule.deliverers.git")
 
@@ -166,15 +166,15 @@ class GitDeliverer(Deliverer):
     # -- the Deliverer interface ----------------------------------------------------
     _where = ""
 
-    def describe(self, artifact: Artifact) -> str:
+    def describe(self, capsule: Capsule, artifact: Artifact) -> str:
         return f"{self._where}/{artifact.name}" if self._where else artifact.name
 
     def check(self, capsule: Capsule) -> None:
         import pygit2
 
-        branch = expand(self.options.branch, capsule)
+        branch = capsule.expand(self.options.branch)
         check_ref_name(branch)
-        dest = expand(self.options.artifacts_path, capsule)
+        dest = capsule.expand(self.options.artifacts_path)
         self._where = f"{self._safe_url()}#{branch}:{dest}" if dest else f"{self._safe_url()}#{branch}:"
         with tempfile.TemporaryDirectory(prefix="qlcapsule-git-") as tmp:
             repo = pygit2.init_repository(tmp, bare=True)
@@ -188,7 +188,7 @@ class GitDeliverer(Deliverer):
 
     def deliver(self, capsule: Capsule, artifacts: Sequence[Artifact], *, target: str) -> list[Receipt]:
         names = {
-            k: expand(v, capsule)
+            k: capsule.expand(v)
             for k, v in {
                 "branch": self.options.branch,
                 "path": self.options.path,

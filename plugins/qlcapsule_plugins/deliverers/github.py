@@ -45,7 +45,7 @@ from qlcapsule import (
     scrub_error,
 )
 
-from ._forge import capsule_files, check_ref_name, check_repo_path, expand, prerelease, tree_id
+from ._forge import capsule_files, check_ref_name, check_repo_path, prerelease, tree_id
 
 log = get_logger("qlcapsule.deliverers.github")
 T = TypeVar("T")
@@ -152,7 +152,7 @@ class GitHubDeliverer(Deliverer):
     def _names(self, capsule: Capsule) -> dict[str, str]:
         o = self.options
         return {
-            k: expand(v, capsule)
+            k: capsule.expand(v)
             for k, v in {
                 "branch": o.branch,
                 "tag": o.tag,
@@ -163,7 +163,7 @@ class GitHubDeliverer(Deliverer):
         }
 
     # -- the Deliverer interface -----------------------------------------------------
-    def describe(self, artifact: Artifact) -> str:
+    def describe(self, capsule: Capsule, artifact: Artifact) -> str:
         return f"github:{self.options.repository} release {self._tag or self.options.tag} asset {artifact.name}"
 
     _tag: str | None = None

@@ -47,7 +47,7 @@ from qlcapsule import (
     scrub_error,
 )
 
-from ._forge import capsule_files, check_ref_name, check_repo_path, expand
+from ._forge import capsule_files, check_ref_name, check_repo_path
 
 log = get_logger("qlcapsule.deliverers.gitlab")
 T = TypeVar("T")
@@ -150,12 +150,12 @@ class GitLabDeliverer(Deliverer):
             "package": o.package_name,
             "version": o.package_version,
         }
-        return {k: expand(v, capsule) for k, v in fields.items()}
+        return {k: capsule.expand(v) for k, v in fields.items()}
 
     # -- the Deliverer interface -------------------------------------------------------
     _where: str = ""
 
-    def describe(self, artifact: Artifact) -> str:
+    def describe(self, capsule: Capsule, artifact: Artifact) -> str:
         return f"{self._where}/{artifact.name}"
 
     def check(self, capsule: Capsule) -> None:

@@ -54,11 +54,10 @@ class LocalDeliverer(Deliverer):
     options: LocalOptions
 
     def _dir(self, capsule: Capsule) -> Path:
-        raw = self.options.path.replace("{name}", capsule.name).replace("{version}", capsule.version)
-        return Path(raw).expanduser().resolve()
+        return Path(capsule.expand(self.options.path)).expanduser().resolve()
 
-    def describe(self, artifact: Artifact) -> str:
-        return str(Path(self.options.path) / artifact.name)
+    def describe(self, capsule: Capsule, artifact: Artifact) -> str:
+        return str(Path(capsule.expand(self.options.path)) / artifact.name)
 
     def check(self, capsule: Capsule) -> None:
         dest = self._dir(capsule)

@@ -485,8 +485,7 @@ class OciDeliverer(Deliverer):
     accepts_directories = True  # the ``oci-dir`` export
 
     def _names(self, capsule: Capsule) -> tuple[str, str]:
-        expand = lambda v: v.replace("{name}", capsule.name).replace("{version}", capsule.version)  # noqa: E731
-        repository, tag = expand(self.options.repository), _oci_tag(expand(self.options.tag))
+        repository, tag = capsule.expand(self.options.repository), _oci_tag(capsule.expand(self.options.tag))
         if not _REPO.match(repository):
             raise InputError(f"oci: repository {repository!r} is not a valid repository name")
         if not _TAG.match(tag):
@@ -504,7 +503,7 @@ class OciDeliverer(Deliverer):
 
     _where: str = ""
 
-    def describe(self, artifact: Artifact) -> str:
+    def describe(self, capsule: Capsule, artifact: Artifact) -> str:
         return f"{self._where} ({artifact.name})"
 
     def check(self, capsule: Capsule) -> None:

@@ -109,11 +109,10 @@ class S3Deliverer(Deliverer):
 
     # -- setup ---------------------------------------------------------------
     def _key(self, capsule: Capsule, art: Artifact) -> str:
-        prefix = self.options.prefix.replace("{name}", capsule.name).replace("{version}", capsule.version)
-        return prefix + art.name
+        return capsule.expand(self.options.prefix) + art.name
 
-    def describe(self, artifact: Artifact) -> str:
-        return f"s3://{self.options.bucket}/{self.options.prefix}{artifact.name}"
+    def describe(self, capsule: Capsule, artifact: Artifact) -> str:
+        return f"s3://{self.options.bucket}/{self._key(capsule, artifact)}"
 
     def client(self) -> Any:
         if self._client is not None:
