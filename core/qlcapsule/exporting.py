@@ -156,12 +156,20 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _configured(capsule: Capsule, name: str) -> Mapping[str, Any]:
+    """capsule.yaml ``exports.<name>``; from the raw YAML when it has the model's shape (no pydantic)."""
+    exports = capsule.setting("exports", {})
+    if isinstance(exports, dict) and all(isinstance(k, str) and isinstance(v, dict) for k, v in exports.items()):
+        return exports.get(name, {})  # type: ignore[no-any-return]
+    return capsule.definition.exports.get(name, {})  # the full model names what is wrong
+
+
 def resolve_exporter(capsule: Capsule, fmt: str, options: Mapping[str, Any] | None = None) -> Exporter:
     """The exporter for ``fmt`` with validated options (capsule.yaml ``exports`` + ``options``)."""
     from .plugins import registry
 
     cls = registry().exporter_for(fmt)
-    configured = capsule.definition.exports.get(cls.name, {})
+    configured = _configured(capsule, cls.name)
     merged = _merge(configured, options or {})
     where = f"exporter {cls.name!r} options (capsule.yaml exports.{cls.name} and --option)"
     exporter = cls.from_options(merged, where=where)
@@ -200,7 +208,8 @@ def export_capsule(
     ``output``: None writes ``<cwd>/<exporter filename>``; a directory writes
     that file inside it; ``"-"`` streams to ``stdout`` (default ``sys.stdout``).
     """
-    capsule = Capsule.load(root)
+    # capsule.yaml is covered by the lock and was fully validated when sealed: no pydantic here
+    capsule = Capsule.load(root, strict=False)
     exporter = resolve_exporter(capsule, fmt, options)
     directory = fmt in exporter.directory_formats
     to_stdout = str(output) == "-"

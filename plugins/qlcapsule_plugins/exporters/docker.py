@@ -10,24 +10,17 @@ the generated files label the image with the capsule digest.
 from __future__ import annotations
 
 import json
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import yaml
-from pydantic import Field
 
-from qlcapsule import Capsule, Exporter, Options, hookimpl
+from qlcapsule import Capsule, Exporter, hookimpl
 
+from ._lazyoptions import LazyOptions
 from ._tarstream import Entry, payload_entries, sort_entries, write_tar
 
-
-class DockerOptions(Options):
-    base_image: str = Field(default="python:3.12-slim", description="FROM image of the generated Dockerfile")
-    port: int = Field(default=8000, ge=1, le=65535, description="EXPOSEd and published port")
-    command: list[str] | None = Field(
-        default=None, description="CMD of the generated Dockerfile (default: serve the files on PORT)"
-    )
-    workdir: str = Field(default="/app", pattern="^/", description="where the capsule is copied in the image")
-    compression: str = Field(default="none", pattern="^(none|gzip)$", description="none (ctx.tar) or gzip")
+if TYPE_CHECKING:
+    from ._options import DockerOptions
 
 
 def dockerfile(capsule: Capsule, opts: DockerOptions) -> bytes:
@@ -82,7 +75,7 @@ class DockerExporter(Exporter):
     formats = ("docker",)
     streams = True
     media_type = "application/x-tar"
-    Options = DockerOptions
+    Options = LazyOptions("DockerOptions")
     options: DockerOptions
 
     def filename(self, capsule: Capsule, fmt: str) -> str:
@@ -99,3 +92,9 @@ class DockerExporter(Exporter):
 @hookimpl
 def qlcapsule_register_exporters(register):  # type: ignore[no-untyped-def]
     register(DockerExporter)
+
+
+def __getattr__(name: str) -> object:  # ``from .docker import DockerOptions`` still works, built on first use
+    if name == "DockerOptions":
+        return DockerExporter.Options
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

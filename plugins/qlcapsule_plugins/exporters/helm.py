@@ -11,34 +11,21 @@ chart's annotations and the pod annotations carry the capsule digest. Options
 from __future__ import annotations
 
 import json
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import yaml
-from pydantic import Field
 
-from qlcapsule import Capsule, Exporter, Options, hookimpl
+from qlcapsule import Capsule, Exporter, hookimpl
 
+from ._lazyoptions import LazyOptions
 from ._tarstream import GzipWriter, TarWriter
+
+if TYPE_CHECKING:
+    from ._options import HelmOptions
 
 # What `helm package` puts in the gzip header (Go's gzip.Header Extra and Comment).
 HELM_GZIP_EXTRA = b"+aHR0cHM6Ly95b3V0dS5iZS96OVV6MWljandyTQo="
 DIGEST_ANNOTATION = "qlcapsule.dev/digest"
-
-
-def _default_resources() -> dict[str, dict[str, str]]:
-    return {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}}
-
-
-class HelmOptions(Options):
-    image: str | None = Field(default=None, description="image repository (default: the capsule name)")
-    tag: str | None = Field(default=None, description="image tag (default: the capsule version)")
-    port: int = Field(default=8000, ge=1, le=65535, description="container and service port")
-    replicas: int = Field(default=1, ge=0, description="replicaCount")
-    resources: dict[str, dict[str, str]] = Field(default_factory=_default_resources, description="requests/limits")
-    env: dict[str, str] = Field(default_factory=dict, description="environment variables of the container")
-    service_type: str = Field(default="ClusterIP", pattern="^(ClusterIP|NodePort|LoadBalancer)$")
-    ingress_host: str = Field(default="", description="when set, the Ingress is enabled for this host")
-    ingress_class: str = ""
 
 
 def _dump(data: Any) -> bytes:
@@ -260,7 +247,7 @@ class HelmExporter(Exporter):
     formats = ("helm",)
     streams = True
     media_type = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
-    Options = HelmOptions
+    Options = LazyOptions("HelmOptions")
     options: HelmOptions
 
     def filename(self, capsule: Capsule, fmt: str) -> str:
@@ -278,3 +265,9 @@ class HelmExporter(Exporter):
 @hookimpl
 def qlcapsule_register_exporters(register):  # type: ignore[no-untyped-def]
     register(HelmExporter)
+
+
+def __getattr__(name: str) -> object:  # ``from .helm import HelmOptions`` still works, built on first use
+    if name == "HelmOptions":
+        return HelmExporter.Options
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,13 +25,15 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from pydantic import Field
+from qlcapsule import Capsule, Exporter, hookimpl
 
-from qlcapsule import Capsule, Exporter, Options, hookimpl
-
+from ._lazyoptions import LazyOptions
 from ._tarstream import CHUNK, payload_entries, sort_entries, write_tar
+
+if TYPE_CHECKING:
+    from ._options import OciOptions
 
 ARTIFACT_TYPE = "application/vnd.qlcapsule.capsule.v1"
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
@@ -47,13 +49,6 @@ DIGEST_ANNOTATION = "dev.qlcapsule.capsule.digest"
 
 #: one blob: (digest "sha256:<hex>", media type, a file path or the bytes themselves)
 Blob = tuple[str, str, "Path | bytes"]
-
-
-class OciOptions(Options):
-    compression: str = Field(default="gzip", pattern="^(gzip|zstd|none)$", description="layer compression")
-    tag: str | None = Field(
-        default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$", description="ref name (default: the version)"
-    )
 
 
 def _digest_file(path: Path) -> tuple[str, int]:
@@ -146,7 +141,7 @@ class OciExporter(Exporter):
     directory_formats = ("oci-dir",)
     streams = True
     media_type = "application/vnd.oci.image.layout.v1+tar"
-    Options = OciOptions
+    Options = LazyOptions("OciOptions")
     options: OciOptions
 
     def filename(self, capsule: Capsule, fmt: str) -> str:
@@ -188,3 +183,9 @@ class OciExporter(Exporter):
 @hookimpl
 def qlcapsule_register_exporters(register):  # type: ignore[no-untyped-def]
     register(OciExporter)
+
+
+def __getattr__(name: str) -> object:  # ``from .oci import OciOptions`` still works, built on first use
+    if name == "OciOptions":
+        return OciExporter.Options
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

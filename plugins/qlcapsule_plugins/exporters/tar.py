@@ -9,13 +9,15 @@ streams: nothing is buffered beyond 1 MiB, so ``-o -`` works.
 
 from __future__ import annotations
 
-from typing import BinaryIO, ClassVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
-from pydantic import Field, field_validator
+from qlcapsule import Capsule, hookimpl
 
-from qlcapsule import Capsule, Exporter, Options, hookimpl
-
+from ._lazyoptions import FastDefaultsExporter, LazyOptions
 from ._tarstream import payload_entries, write_tar
+
+if TYPE_CHECKING:
+    from ._options import TarOptions
 
 _COMPRESSION = {"tar": "none", "tar.gz": "gzip", "tgz": "gzip", "tar.xz": "xz", "tar.zst": "zstd"}
 _MEDIA = {
@@ -27,34 +29,14 @@ _MEDIA = {
 _LEVELS = {"gzip": (1, 9), "xz": (0, 9), "zstd": (1, 22)}
 
 
-def check_prefix(v: str) -> str:
-    """A prefix is empty or a relative directory path ending in '/'."""
-    if v == "":
-        return v
-    if not v.endswith("/") or v.startswith("/") or "\\" in v or any(p in ("", ".", "..") for p in v[:-1].split("/")):
-        raise ValueError("must be a relative directory ending in '/', like 'orders-1.0.0/'")
-    return v
-
-
-class TarOptions(Options):
-    level: int | None = Field(
-        default=None, description="compression level (gzip 1-9, default 6; xz 0-9, default 6; zstd 1-22, default 3)"
-    )
-    prefix: str = Field(default="", description="directory every entry is put under, e.g. 'orders-1.0.0/'")
-
-    @field_validator("prefix")
-    @classmethod
-    def _prefix(cls, v: str) -> str:
-        return check_prefix(v)
-
-
-class TarExporter(Exporter):
+class TarExporter(FastDefaultsExporter):
     name = "tar"
     description = "reproducible PAX tar archive (.tar, .tar.gz, .tar.xz, .tar.zst); streams"
     formats = ("tar", "tar.gz", "tgz", "tar.xz", "tar.zst")
     streams = True
     media_type = "application/x-tar"
-    Options = TarOptions
+    Options = LazyOptions("TarOptions")
+    defaults: ClassVar[dict[str, Any]] = {"level": None, "prefix": ""}
     options: TarOptions
 
     media_types: ClassVar[dict[str, str]] = {f: _MEDIA[c] for f, c in _COMPRESSION.items()}
@@ -89,3 +71,9 @@ class TarExporter(Exporter):
 @hookimpl
 def qlcapsule_register_exporters(register):  # type: ignore[no-untyped-def]
     register(TarExporter)
+
+
+def __getattr__(name: str) -> object:  # ``from .tar import TarOptions`` still works, built on first use
+    if name == "TarOptions":
+        return TarExporter.Options
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

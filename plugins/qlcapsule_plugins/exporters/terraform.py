@@ -13,22 +13,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from pydantic import Field
+from qlcapsule import Capsule, Exporter, hookimpl
 
-from qlcapsule import Capsule, Exporter, Options, hookimpl
-
+from ._lazyoptions import LazyOptions
 from ._tarstream import sort_entries, write_tar
 
-
-class TerraformOptions(Options):
-    image: str | None = Field(default=None, description="image repository (default: the capsule name)")
-    tag: str | None = Field(default=None, description="image tag (default: the capsule version)")
-    namespace: str = Field(default="default", description="Kubernetes namespace")
-    port: int = Field(default=8000, ge=1, le=65535)
-    replicas: int = Field(default=1, ge=0)
-    provider_version: str = Field(default=">= 2.23.0", description="hashicorp/kubernetes version constraint")
+if TYPE_CHECKING:
+    from ._options import TerraformOptions
 
 
 def hcl_string(value: str) -> str:
@@ -248,7 +241,7 @@ class TerraformExporter(Exporter):
     directory_formats = ("terraform-dir",)
     streams = True
     media_type = "application/gzip"
-    Options = TerraformOptions
+    Options = LazyOptions("TerraformOptions")
     options: TerraformOptions
 
     def filename(self, capsule: Capsule, fmt: str) -> str:
@@ -271,3 +264,9 @@ class TerraformExporter(Exporter):
 @hookimpl
 def qlcapsule_register_exporters(register):  # type: ignore[no-untyped-def]
     register(TerraformExporter)
+
+
+def __getattr__(name: str) -> object:  # ``from .terraform import TerraformOptions`` still works, built on first use
+    if name == "TerraformOptions":
+        return TerraformExporter.Options
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

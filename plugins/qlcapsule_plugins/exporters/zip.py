@@ -10,35 +10,26 @@ and every common tool; see ``_zipstream`` for the byte layout.
 
 from __future__ import annotations
 
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
-from pydantic import Field, field_validator
+from qlcapsule import Capsule, hookimpl
 
-from qlcapsule import Capsule, Exporter, Options, hookimpl
-
+from ._lazyoptions import FastDefaultsExporter, LazyOptions
 from ._tarstream import payload_entries
 from ._zipstream import ZipWriter
-from .tar import check_prefix
+
+if TYPE_CHECKING:
+    from ._options import ZipOptions
 
 
-class ZipOptions(Options):
-    level: int = Field(default=6, ge=1, le=9, description="deflate level for compressible files (1-9)")
-    prefix: str = Field(default="", description="directory every entry is put under, e.g. 'orders-1.0.0/'")
-    workers: int | None = Field(default=None, ge=1, le=64, description="compression threads (default: CPU count)")
-
-    @field_validator("prefix")
-    @classmethod
-    def _prefix(cls, v: str) -> str:
-        return check_prefix(v)
-
-
-class ZipExporter(Exporter):
+class ZipExporter(FastDefaultsExporter):
     name = "zip"
     description = "reproducible ZIP archive; stores compressed files, deflates the rest in parallel; streams"
     formats = ("zip",)
     streams = True
     media_type = "application/zip"
-    Options = ZipOptions
+    Options = LazyOptions("ZipOptions")
+    defaults: ClassVar[dict[str, Any]] = {"level": 6, "prefix": "", "workers": None}
     options: ZipOptions
 
     def export(self, capsule: Capsule, out: BinaryIO, fmt: str) -> None:
@@ -49,3 +40,9 @@ class ZipExporter(Exporter):
 @hookimpl
 def qlcapsule_register_exporters(register):  # type: ignore[no-untyped-def]
     register(ZipExporter)
+
+
+def __getattr__(name: str) -> object:  # ``from .zip import ZipOptions`` still works, built on first use
+    if name == "ZipOptions":
+        return ZipExporter.Options
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
