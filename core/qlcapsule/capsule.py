@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .errors import DefinitionError, InputError, IntegrityError
 from .globs import GlobSet
-from .lock import Lock, Status, atomic_write, build_lock, compare, read_lock, render_lock
+from .lock import Lock, Status, atomic_write, build_lock, compare, parse_lock, read_lock, render_lock
 from .names import DEFAULT_EXCLUDE, DEFINITION_FILE, DNS_LABEL, LOCK_FILE, SEMVER, SIG_FILE, TOP_LEVEL_KEYS
-from .tree import FileEntry, check_relative, hash_files, walk
+from .tree import FileEntry, check_relative
+from .tree import scan as scan_tree
 
 if TYPE_CHECKING:
     from .model import CapsuleDefinition
@@ -139,12 +140,14 @@ class Capsule:
         return GlobSet(self.definition.include, self.definition.all_excludes())
 
     # -- reading ----------------------------------------------------------
-    def scan(self, *, progress: Callable[[int], None] | None = None) -> list[FileEntry]:
-        """Walk and hash the included files as they are on disk now."""
-        found = walk(self.root, self.globs(), stat_files=False)
+    def scan(
+        self, *, progress: Callable[[int], None] | None = None, alongside: Callable[[], None] | None = None
+    ) -> list[FileEntry]:
+        """Walk and hash the included files as they are on disk now (see :func:`qlcapsule.tree.scan`)."""
+        found = scan_tree(self.root, self.globs(), progress=progress, alongside=alongside)
         if not any(f.path == DEFINITION_FILE for f in found):
             raise DefinitionError(f"{self.root / DEFINITION_FILE}: excluded by the capsule's own globs; it must be included")
-        return hash_files(self.root, found, progress=progress)
+        return found
 
     def read_lock(self) -> Lock | None:
         return read_lock(self.lock_path)
@@ -186,10 +189,13 @@ class Capsule:
     def seal(self, *, progress: Callable[[int], None] | None = None) -> SealResult:
         """Write capsule.lock for the files on disk; an unchanged capsule is left untouched.
 
-        Sealing is where capsule.yaml is fully validated, whatever ``load`` did.
+        Sealing is where capsule.yaml is fully validated, whatever ``load`` did:
+        alongside the hashing (it needs no hash), so large files cost no extra
+        wall time for it.
         """
-        self.definition  # noqa: B018  (full validation before anything is written)
-        lock = build_lock(self.name, self.version, self.scan(progress=progress))
+        entries = self.scan(progress=progress, alongside=lambda: self.definition)
+        definition = self.definition
+        lock = build_lock(definition.name, definition.version, entries)
         written = atomic_write(self.lock_path, render_lock(lock))
         return SealResult(lock, written)
 
@@ -197,8 +203,19 @@ class Capsule:
         return self._status(progress)[0]
 
     def _status(self, progress: Callable[[int], None] | None) -> tuple[Status, Lock]:
-        lock = self.require_lock()  # read once: parsing a 5,000-entry lock is not free
-        status = compare(lock, self.scan(progress=progress))
+        try:
+            raw = self.lock_path.read_bytes()
+        except FileNotFoundError:
+            raise IntegrityError(f"{self.lock_path}: not sealed (run 'qlcapsule seal {self.root}')") from None
+        entries = self.scan(progress=progress)
+        # Fast path: when the lock is byte for byte what sealing the disk now
+        # would write, nothing changed (files, modes, the digest, name and
+        # version are all in those bytes) and the lock need not be parsed.
+        fresh = build_lock(self.name, self.version, entries)
+        if render_lock(fresh) == raw:
+            return Status(), fresh
+        lock = parse_lock(raw, str(self.lock_path))
+        status = compare(lock, entries)
         if lock.name != self.name or lock.version != self.version:
             status.identity.append(
                 f"capsule.lock: sealed as {lock.name}@{lock.version} but capsule.yaml says {self.ref}"

@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple
@@ -204,6 +203,8 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> bool:
             return False
     except FileNotFoundError:
         pass
+    import tempfile  # not at the top: it pulls in shutil, bz2 and lzma (~10 ms) that verify never needs
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:

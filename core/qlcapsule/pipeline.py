@@ -55,7 +55,7 @@ def _total_bytes(capsule: Capsule) -> int:
 
 
 def seal_capsule(root: Path) -> SealResult:
-    capsule = Capsule.load(root)
+    capsule = Capsule.load(root, strict=False)  # seal validates capsule.yaml alongside the hashing
     with bytes_progress(f"sealing {capsule.ref}", lambda: _total_bytes(capsule)) as advance:
         result = capsule.seal(progress=advance)
     event(log, "seal.done", capsule=capsule.ref, digest=result.digest, written=result.written)

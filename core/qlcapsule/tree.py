@@ -70,12 +70,24 @@ def walk(root: Path, globs: GlobSet, *, stat_files: bool = True) -> list[Found]:
     takes them from fstat on the descriptor it hashes.
     """
     found: list[Found] = []
-    _walk_dir(os.fspath(root), "", globs, found, stat_files)
+    if stat_files:
+
+        def emit(path: str, entry: os.DirEntry[str]) -> None:
+            st = entry.stat(follow_symlinks=False)
+            found.append(Found(path, st.st_size, mode_of(st.st_mode), st))
+
+    else:
+
+        def emit(path: str, entry: os.DirEntry[str]) -> None:
+            found.append(Found(path, -1, ""))
+
+    _walk_dir(os.fspath(root), "", globs, emit)
     found.sort(key=lambda f: path_key(f.path))
     return found
 
 
-def _walk_dir(base: str, rel: str, globs: GlobSet, out: list[Found], stat_files: bool = True) -> None:
+def _walk_dir(base: str, rel: str, globs: GlobSet, emit: Callable[[str, os.DirEntry[str]], None]) -> None:
+    """Call ``emit(path, entry)`` for every included regular file, in directory order."""
     try:
         entries = list(os.scandir(os.path.join(base, rel) if rel else base))
     except PermissionError:
@@ -95,7 +107,7 @@ def _walk_dir(base: str, rel: str, globs: GlobSet, out: list[Found], stat_files:
             continue
         if entry.is_dir(follow_symlinks=False):  # d_type: no syscall
             if not globs.prune_dir(path):
-                _walk_dir(base, path, globs, out, stat_files)
+                _walk_dir(base, path, globs, emit)
             continue
         if not globs.wants_in_walk(path):
             continue
@@ -103,11 +115,7 @@ def _walk_dir(base: str, rel: str, globs: GlobSet, out: list[Found], stat_files:
             raise UnsafePathError(f"{display_path(path)}: is a symlink; capsules hold regular files only (exclude it or replace it)")
         if not entry.is_file(follow_symlinks=False):
             raise UnsafePathError(f"{display_path(path)}: is not a regular file (device, FIFO or socket)")
-        if stat_files:
-            st = entry.stat(follow_symlinks=False)
-            out.append(Found(path, st.st_size, mode_of(st.st_mode), st))
-        else:
-            out.append(Found(path, -1, ""))
+        emit(path, entry)
 
 
 def check_relative(path: str, where: str = "path") -> str:
@@ -154,8 +162,12 @@ def _open(root: str, path: str) -> tuple[int, os.stat_result]:
     return fd, st
 
 
-def _hash_fd(path: str, fd: int, st: os.stat_result) -> FileEntry:
-    """Hash an open descriptor (closing it)."""
+class _Stopped(Exception):
+    """A scan was abandoned while a worker was hashing (never leaves the module)."""
+
+
+def _hash_fd(path: str, fd: int, st: os.stat_result, stop: Callable[[], bool] | None = None) -> FileEntry:
+    """Hash an open descriptor (closing it); ``stop()`` is polled between chunks of a large file."""
     try:
         h = hashlib.sha256()
         data = os.read(fd, st.st_size + 1) if st.st_size <= CHUNK else b""
@@ -172,6 +184,8 @@ def _hash_fd(path: str, fd: int, st: os.stat_result) -> FileEntry:
                 while n := f.readinto(buf):
                     h.update(view[:n])
                     size += n
+                    if stop is not None and stop():
+                        raise _Stopped
     finally:
         os.close(fd)
     return FileEntry(path, h.hexdigest(), size, mode_of(st.st_mode))
@@ -181,6 +195,95 @@ def default_workers() -> int:
     return max(2, min(8, os.cpu_count() or 1))
 
 
+class _Hasher:
+    """The hashing threads of one scan.
+
+    ``workers`` counts every hashing thread, the caller included: more threads
+    than cores only adds GIL traffic. The calling thread opens every file once
+    and fstats it; small files it hashes itself (for them per-call overhead
+    dominates, and a pool would only add GIL traffic), large ones go to worker
+    threads through a bounded queue (hashlib releases the GIL, so every core
+    hashes). When the queue is full, or once everything is submitted, the
+    calling thread hashes large files too.
+    """
+
+    def __init__(self, root: str, workers: int | None, progress: Callable[[int], None] | None) -> None:
+        import queue
+        import threading
+
+        self._queue_mod = queue
+        self._threading = threading
+        self.root = root
+        self.n = workers or default_workers()
+        self.progress = progress
+        self.jobs: queue.Queue[tuple[int, str, int, os.stat_result] | None] = queue.Queue(maxsize=2 * self.n)
+        self.results: dict[int, FileEntry] = {}
+        self.errors: list[BaseException] = []
+        self.threads: list[threading.Thread] = []
+        self.stopping = False
+
+    def _stopped(self) -> bool:
+        return self.stopping
+
+    def _finish(self, key: int, path: str, fd: int, st: os.stat_result) -> None:
+        self.results[key] = _hash_fd(path, fd, st, self._stopped)
+        if self.progress is not None:
+            self.progress(st.st_size)
+
+    def _worker(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            if self.errors or self.stopping:
+                os.close(job[2])
+                continue
+            try:
+                self._finish(*job)
+            except _Stopped:
+                continue
+            except BaseException as exc:  # noqa: BLE001  (handed to the calling thread, re-raised there)
+                self.errors.append(exc)
+
+    def submit(self, key: int, path: str) -> None:
+        fd, st = _open(self.root, path)
+        if st.st_size <= CHUNK or self.n == 1:
+            self._finish(key, path, fd, st)
+            return
+        if len(self.threads) < self.n - 1:  # the calling thread is the n-th hasher
+            t = self._threading.Thread(target=self._worker, name="qlcapsule-hash", daemon=True)
+            t.start()
+            self.threads.append(t)
+        try:
+            self.jobs.put_nowait((key, path, fd, st))
+        except self._queue_mod.Full:
+            self._finish(key, path, fd, st)
+
+    def drain(self) -> None:
+        """Hash, on the calling thread, what no worker has taken yet."""
+        while True:
+            try:
+                job = self.jobs.get_nowait()
+            except self._queue_mod.Empty:
+                return
+            if job is not None:
+                self._finish(*job)
+
+    def close(self, ok: bool) -> None:
+        """Stop the workers (after an error: at once, hashing nothing more) and close every descriptor."""
+        self.stopping = not ok
+        for _ in self.threads:
+            self.jobs.put(None)
+        for t in self.threads:
+            t.join()
+        while True:  # descriptors of jobs never taken (after an error)
+            try:
+                job = self.jobs.get_nowait()
+            except self._queue_mod.Empty:
+                break
+            if job is not None:
+                os.close(job[2])
+        if ok and self.errors:
+            raise self.errors[0]
+
+
 def hash_files(
     root: Path,
     found: Iterable[Found],
@@ -188,78 +291,54 @@ def hash_files(
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[FileEntry]:
-    """Hash ``found`` under ``root``; results keep the input order.
-
-    ``workers`` counts every hashing thread, the caller included: more threads
-    than cores only adds GIL traffic. The calling thread opens every file once
-    and fstats it; small files it
-    hashes itself (for them per-call overhead dominates, and a pool would only
-    add GIL traffic), large ones go to worker threads through a bounded queue
-    (hashlib releases the GIL, so every core hashes). When the queue is full or
-    the walk is done, the calling thread hashes large files too.
-    """
-    import queue
-    import threading
-
+    """Hash ``found`` under ``root``; results keep the input order (see :class:`_Hasher`)."""
     items = list(found)
-    results: list[FileEntry | None] = [None] * len(items)
-    base = str(root)
-    n = workers or default_workers()
-    jobs: queue.Queue[tuple[int, int, os.stat_result] | None] = queue.Queue(maxsize=2 * n)
-    errors: list[BaseException] = []
-    threads: list[threading.Thread] = []
-
-    def finish(i: int, fd: int, st: os.stat_result) -> None:
-        results[i] = _hash_fd(items[i].path, fd, st)
-        if progress is not None:
-            progress(st.st_size)
-
-    def worker() -> None:
-        while (job := jobs.get()) is not None:
-            if errors:
-                os.close(job[1])
-                continue
-            try:
-                finish(*job)
-            except BaseException as exc:  # noqa: BLE001  (handed to the calling thread, re-raised there)
-                errors.append(exc)
-
-    def drain() -> None:
-        while True:
-            try:
-                job = jobs.get_nowait()
-            except queue.Empty:
-                return
-            if job is not None:
-                finish(*job)
-
+    hasher = _Hasher(str(root), workers, progress)
+    ok = False
     try:
         for i, item in enumerate(items):
-            fd, st = _open(base, item.path)
-            if st.st_size <= CHUNK or n == 1:
-                finish(i, fd, st)
-                continue
-            if len(threads) < n - 1:  # the calling thread is the n-th hasher
-                t = threading.Thread(target=worker, name="qlcapsule-hash", daemon=True)
-                t.start()
-                threads.append(t)
-            try:
-                jobs.put_nowait((i, fd, st))
-            except queue.Full:
-                finish(i, fd, st)
-        drain()
+            hasher.submit(i, item.path)
+        hasher.drain()
+        ok = True
     finally:
-        for _ in threads:
-            jobs.put(None)
-        for t in threads:
-            t.join()
-        while True:  # descriptors of jobs never taken (after an error)
-            try:
-                job = jobs.get_nowait()
-            except queue.Empty:
-                break
-            if job is not None:
-                os.close(job[1])
-    if errors:
-        raise errors[0]
-    return [r for r in results if r is not None]
+        hasher.close(ok)
+    return [hasher.results[i] for i in range(len(items))]
+
+
+def scan(
+    root: Path,
+    globs: GlobSet,
+    *,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    alongside: Callable[[], None] | None = None,
+) -> list[FileEntry]:
+    """Walk and hash in one pass; entries sorted by UTF-8 bytes of the path.
+
+    Each file is opened as soon as the walk finds it, so the workers start on
+    the first large file while the walk goes on. ``alongside`` runs on the
+    calling thread once everything is submitted, while the workers finish the
+    large files: work that does not need the hashes (parsing the lock,
+    validating capsule.yaml) costs no wall time when a worker is still busy.
+    An exception from it stops the scan.
+    """
+    hasher = _Hasher(os.fspath(root), workers, progress)
+    paths: list[str] = []
+
+    def emit(path: str, entry: os.DirEntry[str]) -> None:
+        hasher.submit(len(paths), path)
+        paths.append(path)
+
+    ok = False
+    try:
+        _walk_dir(os.fspath(root), "", globs, emit)
+        if alongside is not None:
+            alongside()
+        hasher.drain()
+        ok = True
+    finally:
+        hasher.close(ok)
+    results = hasher.results
+    entries = [results[i] for i in range(len(paths))]
+    entries.sort(key=lambda f: path_key(f.path))
+    return entries

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from qlcapsule import Capsule, InputError, UnsafePathError
+from qlcapsule import Capsule, InputError, IntegrityError, UnsafePathError
 from qlcapsule.globs import GlobSet
 from qlcapsule.tree import CHUNK, Found, check_relative, hash_files, walk
 
@@ -91,3 +91,83 @@ def test_backslash_name_is_refused(make_capsule) -> None:
     (capsule.root / "win\\path.txt").write_text("x")
     with pytest.raises(UnsafePathError, match="contains a backslash"):
         capsule.seal()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _big_tree(root: Path) -> None:
+    (root / "d").mkdir()
+    (root / "big0.bin").write_bytes(os.urandom(3 * CHUNK + 5))
+    (root / "d" / "big1.bin").write_bytes(os.urandom(2 * CHUNK + 1))
+    for i in range(40):
+        (root / "d" / f"s{i}.txt").write_text(f"small {i}\n" * i)
+
+
+def test_scan_matches_walk_then_hash(tmp_path: Path) -> None:
+    from qlcapsule.tree import scan
+
+    _big_tree(tmp_path)
+    globs = GlobSet(["**"], [])
+    expected = hash_files(tmp_path, walk(tmp_path, globs, stat_files=False), workers=3)
+    got = scan(tmp_path, globs, workers=3)
+    assert got == expected
+    assert [e.path for e in got] == sorted((e.path for e in got), key=lambda p: p.encode())
+    assert got[0].sha256 == hashlib.sha256((tmp_path / "big0.bin").read_bytes()).hexdigest()
+
+
+def test_scan_runs_alongside_and_stops_cleanly_when_it_fails(tmp_path: Path) -> None:
+    """An error from the work done alongside the hashing stops the scan and leaks no descriptor."""
+    from qlcapsule.tree import scan
+
+    _big_tree(tmp_path)
+    ran: list[bool] = []
+    assert scan(tmp_path, GlobSet(["**"], []), workers=2, alongside=lambda: ran.append(True))
+    assert ran == [True]
+    before = _open_fds()
+
+    def boom() -> None:
+        raise InputError("capsule.yaml: bad")
+
+    with pytest.raises(InputError, match="capsule.yaml: bad"):
+        scan(tmp_path, GlobSet(["**"], []), workers=2, alongside=boom)
+    assert _open_fds() == before
+
+
+def test_scan_error_mid_walk_leaks_no_descriptor(tmp_path: Path) -> None:
+    from qlcapsule.tree import scan
+
+    _big_tree(tmp_path)
+    os.symlink("big0.bin", tmp_path / "d" / "zz.lnk")
+    before = _open_fds()
+    with pytest.raises(UnsafePathError, match="zz.lnk: is a symlink"):
+        scan(tmp_path, GlobSet(["**"], []), workers=2)
+    assert _open_fds() == before
+
+
+def test_verify_accepts_a_lock_that_is_equivalent_but_not_byte_identical(make_capsule) -> None:
+    """The byte-compare fast path is only a shortcut: a re-indented lock still verifies, an edited one does not."""
+    import json
+
+    capsule = make_capsule({"a.txt": "a", "b/c.txt": "c"})
+    data = json.loads(capsule.lock_path.read_bytes())
+    capsule.lock_path.write_text(json.dumps(data, indent=4))
+    assert capsule.verify_integrity().digest == data["digest"]
+    data["files"][0]["size"] += 1
+    capsule.lock_path.write_text(json.dumps(data, indent=4))
+    with pytest.raises(IntegrityError, match="digest does not match|modified"):
+        capsule.verify_integrity()
+
+
+def test_seal_refuses_a_bad_definition_and_writes_no_lock(make_capsule) -> None:
+    """capsule.yaml is validated alongside the hashing: still before anything is written."""
+    from qlcapsule import DefinitionError
+    from qlcapsule.pipeline import seal_capsule
+
+    capsule = make_capsule({"a.txt": "a"}, seal=False)
+    (capsule.root / "big.bin").write_bytes(b"\0" * (2 * CHUNK))
+    (capsule.root / "capsule.yaml").write_text("name: demo\nversion: 1.0.0\nlabels: {a: 1}\n")
+    with pytest.raises(DefinitionError, match=r"capsule.yaml:3: labels.a"):
+        seal_capsule(capsule.root)
+    assert not capsule.lock_path.exists()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import traceback
 from typing import Any, Callable
 
 import click
@@ -32,6 +31,8 @@ FAST_COMMANDS = {
 
 def _print_traceback() -> None:
     """--debug: the traceback, with registered secrets scrubbed like every other line."""
+    import traceback
+
     sys.stderr.write(scrub(traceback.format_exc()))
 
 
