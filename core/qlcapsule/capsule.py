@@ -141,7 +141,7 @@ class Capsule:
 
     # -- reading ----------------------------------------------------------
     def scan(
-        self, *, progress: Callable[[int], None] | None = None, alongside: Callable[[], None] | None = None
+        self, *, progress: Callable[[int], None] | None = None, alongside: Callable[[], object] | None = None
     ) -> list[FileEntry]:
         """Walk and hash the included files as they are on disk now (see :func:`qlcapsule.tree.scan`)."""
         found = scan_tree(self.root, self.globs(), progress=progress, alongside=alongside)

@@ -311,7 +311,7 @@ def scan(
     *,
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
-    alongside: Callable[[], None] | None = None,
+    alongside: Callable[[], object] | None = None,
 ) -> list[FileEntry]:
     """Walk and hash in one pass; entries sorted by UTF-8 bytes of the path.
 
