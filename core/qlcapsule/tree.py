@@ -16,7 +16,7 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import Callable, Iterable, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple
 
 from .errors import InputError, UnsafePathError
 from .globs import GlobSet
@@ -176,10 +176,10 @@ def _hash_fd(path: str, fd: int, st: os.stat_result, stop: Callable[[], bool] | 
             h.update(data)
             size = len(data)
         else:
-            os.lseek(fd, 0, os.SEEK_SET)
+            size = _hash_mapped(fd, h, stop) if st.st_size >= MAP_MIN else 0
+            os.lseek(fd, size, os.SEEK_SET)
             buf = bytearray(CHUNK)
             view = memoryview(buf)
-            size = 0
             with open(fd, "rb", buffering=0, closefd=False) as f:
                 while n := f.readinto(buf):
                     h.update(view[:n])
@@ -189,6 +189,50 @@ def _hash_fd(path: str, fd: int, st: os.stat_result, stop: Callable[[], bool] | 
     finally:
         os.close(fd)
     return FileEntry(path, h.hexdigest(), size, mode_of(st.st_mode))
+
+
+MAP_MIN = 8 * CHUNK  # files at least this large are hashed through mmap when a lease can be taken
+MAP_WINDOW = 8 * CHUNK  # bytes mapped at a time: resident memory stays flat
+
+
+def _hash_mapped(fd: int, h: Any, stop: Callable[[], bool] | None) -> int:
+    """Hash what it safely can of ``fd`` through mmap; return the bytes hashed (0: not possible).
+
+    Reading a mapping saves the kernel-to-user copy of ``read()`` (about 40 %
+    of the CPU time spent on a large file), but touching a page past a
+    concurrent truncation kills the process with SIGBUS. So a mapping is used
+    only under a Linux read lease: while it is held, any process that opens
+    the file for writing or truncates it waits until the lease is released.
+    The lease is checked before every window; when a writer is waiting the
+    lease is released and the caller reads the rest with ``read()`` (which
+    sees the change and reports the file as modified). Without leases
+    (not Linux, a file owned by someone else, a file open for writing
+    elsewhere) nothing is mapped.
+    """
+    try:
+        import fcntl
+        import mmap
+        import signal
+
+        # A lease break is signalled; SIGURG's default action is to ignore it
+        # (SIGIO's, the default signal, would terminate the process).
+        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except (ImportError, AttributeError, OSError):
+        return 0
+    done = 0
+    try:
+        end = os.fstat(fd).st_size  # under the lease: it cannot shrink now
+        while done < end and fcntl.fcntl(fd, fcntl.F_GETLEASE) == fcntl.F_RDLCK:
+            length = min(MAP_WINDOW, end - done)
+            with mmap.mmap(fd, length, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ, offset=done) as window:
+                h.update(window)
+            done += length
+            if stop is not None and stop():
+                raise _Stopped
+    finally:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+    return done
 
 
 def default_workers() -> int:

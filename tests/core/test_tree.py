@@ -171,3 +171,57 @@ def test_seal_refuses_a_bad_definition_and_writes_no_lock(make_capsule) -> None:
     with pytest.raises(DefinitionError, match=r"capsule.yaml:3: labels.a"):
         seal_capsule(capsule.root)
     assert not capsule.lock_path.exists()
+
+
+def test_large_files_hash_the_same_through_the_mapping(tmp_path: Path) -> None:
+    from qlcapsule.tree import MAP_MIN, MAP_WINDOW, _hash_fd, _open
+
+    data = os.urandom(MAP_MIN + MAP_WINDOW + 12345)  # two full windows and a partial one
+    (tmp_path / "big.bin").write_bytes(data)
+    fd, st = _open(str(tmp_path), "big.bin")
+    entry = _hash_fd("big.bin", fd, st)
+    assert (entry.sha256, entry.size) == (hashlib.sha256(data).hexdigest(), len(data))
+
+
+def test_a_truncation_during_a_mapped_hash_waits_then_is_seen(tmp_path: Path) -> None:
+    """A writer truncating a file being hashed through mmap must not crash us (SIGBUS).
+
+    The read lease makes the truncating process wait; at the next window the
+    hasher sees the waiting writer, releases the lease and reads the rest, so
+    the truncation shows as a short (modified) file.
+    """
+    import fcntl
+    import subprocess
+    import sys
+    import time
+
+    from qlcapsule.tree import MAP_MIN, MAP_WINDOW, _hash_fd, _open
+
+    path = tmp_path / "big.bin"
+    data = os.urandom(MAP_MIN + 2 * MAP_WINDOW)
+    path.write_bytes(data)
+    probe = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.fcntl(probe, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+        fcntl.fcntl(probe, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+    except OSError as exc:
+        pytest.skip(f"no read leases here ({exc.strerror}): large files are read, never mapped")
+    finally:
+        os.close(probe)
+    writers: list[subprocess.Popen[bytes]] = []
+    still_waiting: list[bool] = []
+
+    def after_each_window() -> bool:
+        if not writers:  # after the first window: a blocking open for writing, then truncate
+            code = f"open({str(path)!r}, 'r+b').truncate(0)"
+            writers.append(subprocess.Popen([sys.executable, "-c", code]))
+            time.sleep(0.5)  # ample for the writer to reach open(); bounded
+            still_waiting.append(writers[0].poll() is None and os.path.getsize(path) == len(data))
+        return False
+
+    fd, st = _open(str(tmp_path), "big.bin")
+    entry = _hash_fd("big.bin", fd, st, after_each_window)
+    assert writers[0].wait(timeout=10) == 0
+    assert still_waiting == [True]  # the lease held the truncation off while mapped
+    assert MAP_WINDOW <= entry.size < len(data)  # one window mapped, then the truncation was seen
+    assert os.path.getsize(path) == 0
