@@ -22,10 +22,12 @@ Safety
     commit and ``git fsck --strict`` clean.
 
 Speed
-    A commit reuses blob ids from the parent version: the parent's capsule.lock
-    maps SHA-256 -> path -> blob id, and a stat cache (``statcache.py``) says
-    which files are unchanged, so only changed files are read, hashed and
-    compressed. Bulk writes go into packfiles (``gitpack.py``).
+    A stat cache (``statcache.py``) records, per file, the lstat, SHA-256 and
+    blob id as of the last commit made from that directory, so a commit reads
+    only files whose stat changed and compresses only new content; when the
+    cache recorded the branch head itself, the parent's capsule.lock is not
+    even parsed (``storedisk.py``). Only directories on changed paths get new
+    tree objects. Bulk writes go into packfiles (``gitpack.py``).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import IntegrityError, StoreError
 from .log import event, get_logger
-from .model import SEMVER
+from .names import SEMVER
 
 if TYPE_CHECKING:
     import pygit2

@@ -1,33 +1,33 @@
 """Turning a sealed capsule directory into a commit, reading only what changed.
 
-Steps: check the lock against the disk (stat cache first, then hashing only
-the files whose stat changed), map each locked SHA-256 to a blob id already in
-the parent version (through the parent's capsule.lock), write blobs only for
-new content (a packfile when there are many), rebuild only the trees on the
-changed paths, then — under the capsule's lock — create the commit on top of
-the current branch head and move the ref with compare-and-swap.
+Steps: check the lock against the disk (``storedisk.py``: stat cache first,
+then hashing only the files whose stat changed), take the parent's files
+(path -> SHA-256, mode, blob id) from the stat cache when it recorded the
+branch head, else from the parent's capsule.lock, write blobs only for new
+content (a packfile when there are many), rebuild only the trees on the
+changed paths (unchanged directories keep their tree ids), then — under the
+capsule's lock — create the commit on top of the current branch head, move the
+ref with compare-and-swap, and record the new commit in the stat cache.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from .capsule import Capsule
-from .errors import StoreError
+from .errors import IntegrityError, StoreError
 from .gitpack import hash_blob_file, write_blobs, write_loose, write_objects
-from .lock import parse_lock
 from .log import event, get_logger
-from .model import LOCK_FILE, SIG_FILE
-from .statcache import StatCache, StatKey, stat_key
+from .names import LOCK_FILE, SIG_FILE
+from .statcache import EXEC, FLAGS, NO_OID, OID, SHA, Record, StatCache, record, with_oid
 from .store import (
     _RETRIES,
     DEFAULT_BRANCH,
-        MERGE_STATE,
+    MERGE_STATE,
     CommitResult,
     Store,
     _enable_fsync,
@@ -40,27 +40,28 @@ from .store import (
     signature,
     version_message,
 )
-from .tree import walk
+from .storedisk import DiskCheck, check_disk, hash_check, read_lock
 
 log = get_logger("store")
 
 #: above this many new blobs, write one packfile per worker instead of loose objects
 PACK_THRESHOLD = 32
-_MODES = {"644": 0o100644, "755": 0o100755}
 
 
 class _ParentVersion:
-    """What a commit needs from the previous version, read lazily.
+    """What a commit needs from the previous version.
 
-    ``files`` maps path -> (sha256, mode) from the parent's capsule.lock;
-    blob ids are looked up in the parent tree only for the paths that changed.
+    ``files`` maps path -> stat cache record (only SHA-256, blob id and mode
+    matter here): the cache's own records when it recorded exactly this
+    commit (blob ids known), else built from the parent's capsule.lock (blob
+    ids looked up in the parent tree only for the paths that changed).
     """
 
-    def __init__(self, repo: Any, commit: Any | None) -> None:
+    def __init__(self, repo: Any, commit: Any | None, cached: dict[str, Record] | None = None) -> None:
         self.repo = repo
         self.commit = commit
-        self.files: dict[str, tuple[str, str]] = {}
-        self.by_sha: dict[str, str] = {}
+        self.files: dict[str, Record] = {}
+        self._by_sha: dict[bytes, str] | None = None
         self.extra: dict[str, Any] = {}  # capsule.lock / capsule.sig entries
         if commit is None:
             return
@@ -69,57 +70,40 @@ class _ParentVersion:
             if special in tree:
                 entry = tree[special]
                 self.extra[special] = (entry.id, entry.filemode)
+        if cached is not None:
+            self.files = cached
+            return
         if LOCK_FILE not in self.extra:
             return
         try:
             files = json.loads(repo[self.extra[LOCK_FILE][0]].data)["files"]
-            for f in files:
-                self.files[f["path"]] = (f["sha256"], f["mode"])
-                self.by_sha.setdefault(f["sha256"], f["path"])
+            self.files = {f["path"]: record((0, 0, 0, 0, 0), bytes.fromhex(f["sha256"]), NO_OID, f["mode"]) for f in files}
         except (ValueError, KeyError, TypeError):
-            self.files.clear()
-            self.by_sha.clear()
+            self.files = {}
 
-    def blob_for(self, sha256: str) -> Any | None:
+    @property
+    def by_sha(self) -> dict[bytes, str]:
+        """sha256 -> a path holding it (built on first use: only changed files need it)."""
+        if self._by_sha is None:
+            self._by_sha = {}
+            for path, rec in self.files.items():
+                self._by_sha.setdefault(rec[SHA], path)
+        return self._by_sha
+
+    def has_sha(self, sha256: bytes) -> bool:
+        return sha256 in self.by_sha
+
+    def blob_for(self, sha256: bytes) -> Any | None:
         path = self.by_sha.get(sha256)
         if path is None:
             return None
+        known = self.files[path][OID]
+        if known != NO_OID:
+            return _pygit2().Oid(raw=known)
         try:
             return self.commit.tree[path].id  # type: ignore[union-attr]
         except KeyError:
             return None
-
-
-def _light_lock(raw: bytes, where: str) -> tuple[Any, list[tuple[str, str, int, str]]]:
-    """Parse capsule.lock fast: plain JSON checks, pydantic only to explain a bad lock."""
-    try:
-        doc = json.loads(raw)
-        files = [(f["path"], f["sha256"], f["size"], f["mode"]) for f in doc["files"]]
-        ok = (
-            doc.get("lockVersion") == 1
-            and doc.get("algorithm") == "sha256"
-            and set(doc) == {"lockVersion", "algorithm", "name", "version", "digest", "files"}
-            and all(len(f) == 4 for f in doc["files"])
-            and all(
-                type(p) is str and type(h) is str and len(h) == 64 and type(n) is int and n >= 0 and m in ("644", "755")
-                for p, h, n, m in files
-            )
-        )
-    except (ValueError, KeyError, TypeError, AttributeError):
-        ok = False
-    if not ok:
-        parse_lock(raw, where)  # raises the precise one-line error
-        raise StoreError(f"{where}: malformed lock")
-    return doc, files
-
-
-def _digest(files: list[tuple[str, str, int, str]]) -> str:
-    """The capsule digest (lock.py: sha256 of the JCS file list), built without json per object."""
-    dumps = json.JSONEncoder(ensure_ascii=False).encode
-    body = ",".join(
-        f'{{"mode":"{m}","path":{dumps(p)},"sha256":"{h}","size":{n}}}' for p, h, n, m in files
-    )
-    return hashlib.sha256(f"[{body}]".encode()).hexdigest()
 
 
 _TREE_MODE = 0o040000
@@ -185,76 +169,20 @@ def _write_tree(repo: Any, st: Store, base: Any | None, changes: dict[str, Any])
     return pygit2.Oid(raw=raw) if raw is not None else None
 
 
-def _check_disk(
-    capsule: Capsule, files: list[tuple[str, str, int, str]], cache: StatCache, parent: _ParentVersion, use_cache: bool
-) -> tuple[dict[str, tuple[StatKey, str]], list[str], list[str], list[str]]:
-    """Compare disk and lock without hashing unchanged files.
-
-    Returns (verified stat map, problems, files to hash only, files needing a blob).
-    """
-    found = walk(capsule.root, capsule.globs())
-    recorded = {p: (h, n, m) for p, h, n, m in files}
-    problems: list[str] = []
-    on_disk = {f.path for f in found}
-    problems += [f"removed: {p}" for p in recorded if p not in on_disk]
-    problems += [f"added: {f.path}" for f in found if f.path not in recorded]
-    verified: dict[str, tuple[StatKey, str]] = {}
-    hash_only: list[str] = []
-    need_blob: list[str] = []
-    root = str(capsule.root)
-    join, lstat, lookup = os.path.join, os.lstat, cache.lookup
-    before = parent.files
-    for f in found:
-        rec = recorded.get(f.path)
-        if rec is None:
-            continue
-        sha, size, mode = rec
-        if f.mode != mode:
-            problems.append(f"mode changed: {f.path}")
-            continue
-        try:
-            key = stat_key(f.stat if f.stat is not None else lstat(join(root, f.path)))  # the walk's lstat
-        except FileNotFoundError:
-            problems.append(f"removed: {f.path}")
-            continue
-        if key[0] != size:
-            problems.append(f"modified: {f.path}")
-            continue
-        cached = lookup(f.path, key) if use_cache else None
-        if cached is not None and cached != sha:
-            problems.append(f"modified: {f.path}")
-            continue
-        verified[f.path] = (key, sha)
-        if before.get(f.path, ("", ""))[0] == sha or sha in parent.by_sha:
-            if cached is None:
-                hash_only.append(f.path)
-        else:
-            need_blob.append(f.path)
-    return verified, problems, hash_only, need_blob
-
-
-def _hash_only(root: Path, paths: list[str], expected: dict[str, str]) -> list[str]:
-    from .tree import Found, hash_files
-
-    found = [Found(p, 0, "644") for p in paths]
-    got = hash_files(root, found)
-    return [f"modified: {e.path}" for e in got if e.sha256 != expected[e.path]]
-
-
-def _store_blobs(st: Store, root: Path, paths: list[str], expected: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+def _store_blobs(st: Store, root: Path, paths: list[str], expected: dict[str, Record]) -> tuple[dict[str, Any], list[str]]:
     pygit2 = _pygit2()
     repo = st.repo
     oids: dict[str, Any] = {}
     problems: list[str] = []
     if len(paths) > PACK_THRESHOLD:
         for r in write_blobs(st.git_dir / "objects", [(p, root / p) for p in paths]):
-            if r.sha256 != expected[r.path]:
+            if r.sha256 != expected[r.path][SHA].hex():
                 problems.append(f"modified: {r.path}")
             oids[r.path] = pygit2.Oid(hex=r.oid)
         return oids, problems
     for p in paths:
         sha256, blob_id, _ = hash_blob_file(root / p)
-        if sha256 != expected[p]:
+        if sha256 != expected[p][SHA].hex():
             problems.append(f"modified: {p}")
             continue
         oid = pygit2.Oid(hex=blob_id)
@@ -267,21 +195,18 @@ def _store_blobs(st: Store, root: Path, paths: list[str], expected: dict[str, st
     return oids, problems
 
 
-def _tree_changes(repo: Any, st: Store, parent: _ParentVersion, files: list[tuple[str, str, int, str]], new_oids: dict[str, Any], lock_bytes: bytes, sig_bytes: bytes | None) -> dict[str, Any]:
-    """path -> (oid, mode) or None, relative to the parent tree."""
+def _tree_changes(st: Store, parent: _ParentVersion, check: DiskCheck, new_oids: dict[str, Any], lock_bytes: bytes, sig_bytes: bytes | None) -> dict[str, Any]:
+    """path -> (oid, mode) or None, relative to the parent tree: only the changed paths."""
     pygit2 = _pygit2()
     objects = st.git_dir / "objects"
     changes: dict[str, Any] = {}
-    before = parent.files
-    for path, sha, _, mode in files:
-        if before.get(path) == (sha, mode):
-            continue
-        oid = new_oids.get(path) or parent.blob_for(sha)
+    for path in check.changed:
+        rec = check.records[path]
+        oid = new_oids.get(path) or (pygit2.Oid(raw=rec[OID]) if rec[OID] != NO_OID else parent.blob_for(rec[SHA]))
         if oid is None:
-            raise StoreError(f"{path}: blob for sha256:{sha} is missing from the store (run with --rehash)")
-        changes[path] = (oid, _MODES[mode])
-    current = {p for p, _, _, _ in files}
-    changes.update({p: None for p in before if p not in current})
+            raise StoreError(f"{path}: blob for sha256:{rec[SHA].hex()} is missing from the store (run with --rehash)")
+        changes[path] = (oid, 0o100755 if rec[FLAGS] & EXEC else 0o100644)
+    changes.update(dict.fromkeys(check.gone))
     specials = {LOCK_FILE: lock_bytes, SIG_FILE: sig_bytes}
     for name, data in specials.items():
         if data is None:
@@ -299,21 +224,20 @@ def commit_tree(
 ) -> CommitResult:
     _enable_fsync()
     check_branch_name(branch)
-    capsule = Capsule.load(root)
+    # capsule.yaml is checked against the lock below; seal validated it in full
+    capsule = Capsule.load(root, strict=False)
     lock_path = capsule.lock_path
     try:
         lock_bytes = lock_path.read_bytes()
     except FileNotFoundError:
         raise integrity_error(capsule.root, [f"not sealed (run 'qlcapsule seal {capsule.root}')"]) from None
-    doc, files = _light_lock(lock_bytes, str(lock_path))
-    if _digest(files) != doc["digest"]:
-        raise integrity_error(capsule.root, ["lock: capsule.lock: digest does not match its file list (the lock was edited)"])
-    if doc["name"] != capsule.name or doc["version"] != capsule.version:
-        raise integrity_error(capsule.root, [f"lock: sealed as {doc['name']}@{doc['version']} but capsule.yaml says {capsule.ref}"])
-    keys = [p.encode("utf-8") for p, _, _, _ in files]
-    if keys != sorted(keys) or len(set(keys)) != len(keys):
-        raise integrity_error(capsule.root, ["lock: capsule.lock: files are not sorted by path or repeat a path"])
-    digest = doc["digest"]
+    try:
+        lock = read_lock(lock_bytes, str(lock_path))
+    except IntegrityError as exc:
+        raise integrity_error(capsule.root, [str(exc)]) from None
+    if lock.name != capsule.name or lock.version != capsule.version:
+        raise integrity_error(capsule.root, [f"lock: sealed as {lock.name}@{lock.version} but capsule.yaml says {capsule.ref}"])
+    files, digest = lock.files, lock.digest
     sig_bytes = capsule.sig_path.read_bytes() if capsule.sig_path.is_file() else None
 
     st = open_store(capsule.root, store, create=True)
@@ -325,23 +249,23 @@ def commit_tree(
     start_head = st.head(capsule.name, branch)
     if start_head is None and branch != DEFAULT_BRANCH:
         start_head = st.head(capsule.name, DEFAULT_BRANCH)  # a new branch continues main's lineage
-    parent = _ParentVersion(repo, repo[start_head] if start_head is not None else None)
+    cache = StatCache.for_root(st.git_dir / "qlcapsule" / "statcache", capsule.root, enabled=stat_cache and not rehash)
+    head_commit = repo[start_head] if start_head is not None else None
+    parent = _ParentVersion(repo, head_commit, cache.files_of(str(start_head)) if start_head is not None else None)
 
-    cache = StatCache.for_root(st.git_dir / "qlcapsule" / "statcache", capsule.root, enabled=stat_cache)
-    verified, problems, hash_only, need_blob = _check_disk(capsule, files, cache, parent, not rehash)
-    if problems:
-        raise integrity_error(capsule.root, problems)
+    check = check_disk(capsule.root, capsule.globs(), files, cache, parent.files, parent.has_sha)
+    if check.problems:
+        raise integrity_error(capsule.root, check.problems)
     if merge is not None:
         _check_resolved(capsule.root, merge)
-    expected = {p: h for p, h, _, _ in files}
-    problems += _hash_only(capsule.root, hash_only, expected)
+    problems = hash_check(capsule.root, check.hash_only, check.records)
     if problems:
         raise integrity_error(capsule.root, problems)
-    new_oids, problems = _store_blobs(st, capsule.root, need_blob, expected)
+    new_oids, problems = _store_blobs(st, capsule.root, check.need_blob, check.records)
     if problems:
         raise integrity_error(capsule.root, problems)
 
-    changes = _tree_changes(repo, st, parent, files, new_oids, lock_bytes, sig_bytes)
+    changes = _tree_changes(st, parent, check, new_oids, lock_bytes, sig_bytes)
     if parent.commit is None:
         tree = _write_tree(repo, st, None, changes)
     else:
@@ -367,8 +291,8 @@ def commit_tree(
             if merge is None and head is not None:
                 tip: Any = repo[head]
                 if tip.tree_id == tree and parse_trailers(tip.message).get("version") == capsule.version:
-                    cache.save(verified, time.time_ns())
-                    return _result(st, capsule, digest, len(files), head, branch, refname, tip.parent_ids, False, 0)
+                    _save_cache(cache, repo, check.records, changes, tree, head)
+                    return _result(st, capsule, digest, len(files), head, branch, refname, tip.parent_ids, False, 0, len(check.hash_only) + len(check.need_blob))
             commit = repo.create_commit(None, author, committer, text, tree, parents)
             if st.cas_ref(refname, commit, head, f"qlcapsule commit: {capsule.ref}"):
                 break
@@ -377,9 +301,39 @@ def commit_tree(
             raise StoreError(f"{st.location}: could not update {refname} (too many concurrent writers); try again")
     if merge is not None:
         (capsule.root / MERGE_STATE).unlink(missing_ok=True)
-    cache.save(verified, time.time_ns())
+    _save_cache(cache, repo, check.records, changes, tree, commit)
     event(log, "store.commit", capsule=capsule.ref, commit=str(commit), branch=branch, new_blobs=len(new_oids))
-    return _result(st, capsule, digest, len(files), commit, branch, refname, parents, True, len(new_oids), len(hash_only) + len(need_blob))
+    return _result(st, capsule, digest, len(files), commit, branch, refname, parents, True, len(new_oids), len(check.hash_only) + len(check.need_blob))
+
+
+def _save_cache(cache: StatCache, repo: Any, records: dict[str, Record], changes: dict[str, Any], tree: Any, commit: Any) -> None:
+    """Record the verified files with their blob ids in ``commit`` for the next commit."""
+    if not cache.enabled:
+        return
+    for path, val in changes.items():
+        rec = records.get(path)
+        if rec is not None and val is not None:
+            records[path] = with_oid(rec, val[0].raw)
+    if any(rec[OID] == NO_OID for rec in records.values()):  # the parent came from its lock: read the tree once
+        ids = _blob_ids(repo, tree)
+        for path, rec in records.items():
+            if rec[OID] == NO_OID and path in ids:
+                records[path] = with_oid(rec, ids[path])
+    cache.save(records, str(commit), time.time_ns())
+
+
+def _blob_ids(repo: Any, tree_id: Any) -> dict[str, bytes]:
+    """path -> raw blob id of every file in a tree."""
+    out: dict[str, bytes] = {}
+    stack = [("", repo[tree_id])]
+    while stack:
+        prefix, tree = stack.pop()
+        for e in tree:
+            if e.filemode == _TREE_MODE:
+                stack.append((f"{prefix}{e.name}/", repo[e.id]))
+            else:
+                out[prefix + e.name] = e.id.raw
+    return out
 
 
 def _check_resolved(root: Path, merge: dict[str, Any]) -> None:

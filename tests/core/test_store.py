@@ -10,7 +10,7 @@ from pathlib import Path
 import pygit2
 import pytest
 
-from qlcapsule import Capsule, IntegrityError, StoreError
+from qlcapsule import Capsule, DefinitionError, IntegrityError, StoreError
 from qlcapsule import statcache as statcache_mod
 from qlcapsule.merge import checkout_version, diff_versions
 from qlcapsule.store import (
@@ -314,3 +314,126 @@ def test_cli_commands_json_and_errors(cap: Capsule, store: Path, tmp_path: Path,
     (cap.root / "a.txt").write_text("tampered\n")
     res = qlcapsule_cli("commit", str(cap.root), *s)
     assert res.exit_code == 1 and "modified: a.txt" in res.stderr and "Traceback" not in res.stderr
+
+
+# -- the stat cache and the fast disk check -------------------------------------------
+
+
+def _cache(store: Path, root: Path) -> statcache_mod.StatCache:
+    return statcache_mod.StatCache.for_root(store / "qlcapsule" / "statcache", root)
+
+
+def test_stat_cache_records_the_commit_and_survives_damage(cap: Capsule, store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(statcache_mod, "RACY_NS", 0)
+    first = commit_capsule(cap.root, store=store)
+    cache = _cache(store, cap.root)
+    assert cache.commit == first.commit and set(cache.records) == {"a.txt", "capsule.yaml", "src/app.py"}
+    repo = pygit2.Repository(str(store))
+    for path, rec in cache.records.items():  # the recorded blob ids are the commit's
+        assert rec[statcache_mod.OID] == repo[first.commit].tree[path].id.raw
+        assert rec[statcache_mod.FLAGS] & statcache_mod.TRUSTED
+    # an unchanged commit leaves the file alone
+    assert not cache.save(dict(cache.records), first.commit, 2**62)
+    bump(cap.root, "1.0.1", {"a.txt": "edited\n"})
+    r = commit_capsule(cap.root, store=store)
+    assert r.hashed == 2 and r.new_blobs == 2
+    # a damaged cache is ignored: everything is hashed, the result is the same
+    raw = bytearray(cache.file.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    cache.file.write_bytes(bytes(raw))
+    assert _cache(store, cap.root).records == {}
+    again = commit_capsule(cap.root, store=store)
+    assert not again.created and again.commit == r.commit and again.hashed == 3
+    cache.file.write_bytes(b"qlcapsule-statcache")  # truncated
+    assert _cache(store, cap.root).records == {}
+    fsck(store)
+
+
+def test_racy_files_are_hashed_on_the_next_commit(cap: Capsule, store: Path) -> None:
+    commit_capsule(cap.root, store=store)  # every file was written a moment ago: all racy
+    cache = _cache(store, cap.root)
+    assert not any(rec[statcache_mod.FLAGS] & statcache_mod.TRUSTED for rec in cache.records.values())
+    again = commit_capsule(cap.root, store=store)
+    assert not again.created and again.hashed == 3  # re-read, because the cache could not vouch for them
+
+
+def test_cache_of_another_commit_falls_back_to_the_parent_lock(tmp_path: Path, store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(statcache_mod, "RACY_NS", 0)
+    files = {"a.txt": "a\n", "d/b.txt": "b\n", "d/e/c.txt": "c\n", "gone.txt": "x\n"}
+    one = write_capsule(tmp_path / "one", files, name="two-dirs")
+    two = write_capsule(tmp_path / "two", files, name="two-dirs")
+    commit_capsule(one.root, store=store)
+    bump(two.root, "1.1.0", {"d/b.txt": "b from two\n"})
+    from_two = commit_capsule(two.root, store=store)  # the head moves past what one's cache recorded
+    (one.root / "gone.txt").unlink()
+    bump(one.root, "1.2.0", {"d/e/c.txt": "c from one\n"})
+    r = commit_capsule(one.root, store=store)
+    assert r.parents == [from_two.commit]
+    repo = pygit2.Repository(str(store))
+    tree = repo[r.commit].tree
+    got = {p: repo[tree[p].id].data for p in ("a.txt", "d/b.txt", "d/e/c.txt")}
+    assert got == {"a.txt": b"a\n", "d/b.txt": b"b\n", "d/e/c.txt": b"c from one\n"}  # one's files, not two's
+    assert "gone.txt" not in tree
+    assert _cache(store, one.root).commit == r.commit
+    checkout_version(open_store(store=store), "two-dirs", "1.2.0", tmp_path / "check")
+    fsck(store)
+
+
+def test_mode_change_and_unchanged_directories(tmp_path: Path, store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(statcache_mod, "RACY_NS", 0)
+    cap = write_capsule(tmp_path / "m", {"bin/run.sh": "echo hi\n", "lib/x.py": "x\n", "lib/deep/y.py": "y\n"})
+    first = commit_capsule(cap.root, store=store)
+    (cap.root / "bin/run.sh").chmod(0o755)
+    bump(cap.root, "1.0.1")
+    r = commit_capsule(cap.root, store=store)
+    repo = pygit2.Repository(str(store))
+    old, new = repo[first.commit].tree, repo[r.commit].tree
+    assert new["bin/run.sh"].filemode == 0o100755 and new["bin/run.sh"].id == old["bin/run.sh"].id
+    assert new["lib"].id == old["lib"].id  # an unchanged directory keeps its tree object
+    assert r.hashed == 2 and r.new_blobs == 1  # capsule.yaml, and run.sh (its ctime changed) read but not stored again
+    fsck(store)
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ['quote".txt', "back space.txt", "é/ü.txt"],
+        ["tab\there.txt", "a.txt"],
+    ],
+)
+def test_fast_lock_reader_matches_lock_digest(tmp_path: Path, store: Path, names: list[str]) -> None:
+    cap = write_capsule(tmp_path / "n", {n: f"{n}\n" for n in names})
+    r = commit_capsule(cap.root, store=store)
+    assert r.created and r.digest == json.loads(cap.lock_path.read_text())["digest"]
+
+
+def test_fast_lock_reader_refuses_edited_locks(cap: Capsule, store: Path) -> None:
+    lock = json.loads(cap.lock_path.read_text())
+    from qlcapsule.lock import LockEntry, capsule_digest
+
+    def write(files: list[dict[str, object]]) -> None:
+        entries = [LockEntry(str(f["path"]), str(f["sha256"]), int(f["size"]), str(f["mode"])) for f in files]  # type: ignore[call-overload]
+        cap.lock_path.write_text(json.dumps({**lock, "files": files, "digest": capsule_digest(entries)}))
+
+    files = lock["files"]
+    write(list(reversed(files)))
+    with pytest.raises(IntegrityError, match="not sorted"):
+        commit_capsule(cap.root, store=store)
+    write([files[0], *files])
+    with pytest.raises(IntegrityError, match="not sorted by path or repeat a path"):
+        commit_capsule(cap.root, store=store)
+    spaced = dict(files[0], sha256=files[0]["sha256"][:62] + " 0")
+    write([spaced, *files[1:]])
+    with pytest.raises(DefinitionError, match="64 lowercase hex digits"):  # the precise error, not a crash
+        commit_capsule(cap.root, store=store)
+    write([dict(files[0], sha256=files[0]["sha256"].upper()), *files[1:]])
+    with pytest.raises(DefinitionError, match="64 lowercase hex digits"):
+        commit_capsule(cap.root, store=store)
+
+
+def test_commit_refuses_a_symlink_like_the_walk(cap: Capsule, store: Path) -> None:
+    from qlcapsule import UnsafePathError
+
+    (cap.root / "link.txt").symlink_to(cap.root / "a.txt")
+    with pytest.raises(UnsafePathError, match="link.txt: is a symlink"):
+        commit_capsule(cap.root, store=store)

@@ -1,0 +1,230 @@
+"""Checking a sealed capsule's lock and files for a commit, reading only what changed.
+
+``read_lock`` checks capsule.lock with whole-list operations (one C-level pass
+per check instead of Python per entry) and recomputes the digest.
+``scan`` is :func:`qlcapsule.tree.walk` for this one job: the same refusals
+(symlinks, devices, FIFOs, sockets, names that are not UTF-8 or hold a
+backslash) and the same pruning, but it returns ``path -> lstat`` unsorted,
+because the commit looks files up by the lock's paths and never needs the
+walk's order. ``check_disk`` compares each locked file with its lstat, the
+stat cache and the parent version: a file is read only when the cache does
+not vouch for its stat (hash it) or its content is new to the store (hash it
+while writing its blob).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import operator
+import os
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+from .errors import InputError, IntegrityError, StoreError, UnsafePathError
+from .globs import GlobSet
+from .lock import parse_lock
+from .statcache import EXEC, FLAGS, NO_OID, OID, SHA, TRUSTED, Record, StatCache, record
+from .tree import ALWAYS_SKIPPED, Found, display_path, hash_files
+
+LockFiles = list[tuple[str, bytes, int, str]]  # (path, sha256 raw, size, mode) in lock order
+_LOCK_KEYS = {"lockVersion", "algorithm", "name", "version", "digest", "files"}
+_ROW = operator.itemgetter("path", "sha256", "size", "mode")
+
+
+class LockRead(NamedTuple):
+    """A capsule.lock as the commit needs it."""
+
+    name: str
+    version: str
+    digest: str
+    files: LockFiles
+
+
+class DiskCheck(NamedTuple):
+    """What ``check_disk`` found.
+
+    ``records``: a stat cache record for every locked file that matched (blob
+    id known when the parent holds the same content at that path);
+    ``hash_only``: files to hash before trusting them (their content is
+    already a blob in the parent); ``need_blob``: files whose content is new;
+    ``changed``: paths whose content or mode differ from the parent (or that
+    it lacks); ``gone``: the parent's paths the lock no longer lists.
+    """
+
+    records: dict[str, Record]
+    problems: list[str]
+    hash_only: list[str]
+    need_blob: list[str]
+    changed: list[str]
+    gone: list[str]
+
+
+def read_lock(raw: bytes, where: str) -> LockRead:
+    """Parse and check capsule.lock; :func:`qlcapsule.lock.parse_lock` only explains a bad one.
+
+    Raises IntegrityError (one problem line) when the digest does not match
+    the file list or the files are not sorted and unique: an edited lock.
+    """
+    try:
+        doc = json.loads(raw)
+        fl = doc["files"]
+        rows = list(map(_ROW, fl))
+        paths, shas, sizes, modes = (list(c) for c in zip(*rows, strict=True)) if rows else ([], [], [], [])
+        ok = (
+            set(doc) == _LOCK_KEYS
+            and doc["lockVersion"] == 1
+            and doc["algorithm"] == "sha256"
+            and type(doc["digest"]) is str
+            and set(map(len, fl)) <= {4}  # exactly the four keys _ROW found
+            and set(map(type, paths)) <= {str}
+            and set(map(type, shas)) <= {str}
+            and set(map(len, shas)) <= {64}
+            and set(map(type, sizes)) <= {int}
+            and (not sizes or min(sizes) >= 0)
+            and set(modes) <= {"644", "755"}
+        )
+        hexes = "".join(shas)
+        ok = ok and hexes == hexes.lower()
+        raw_shas = bytes.fromhex(hexes) if ok else b""
+        ok = ok and len(raw_shas) == 32 * len(shas)  # fromhex skips whitespace: the length catches it
+    except (ValueError, KeyError, TypeError, AttributeError):
+        ok = False
+    if not ok:
+        parse_lock(raw, where)  # raises the precise one-line error
+        raise StoreError(f"{where}: malformed lock")
+    digest = _digest(paths, shas, sizes, modes)
+    if digest != doc["digest"]:
+        raise IntegrityError("lock: capsule.lock: digest does not match its file list (the lock was edited)")
+    # Code point order is UTF-8 byte order, so comparing str checks the lock's byte order.
+    if paths != sorted(paths) or len(set(paths)) != len(paths):
+        raise IntegrityError("lock: capsule.lock: files are not sorted by path or repeat a path")
+    files = list(zip(paths, [raw_shas[i : i + 32] for i in range(0, len(raw_shas), 32)], sizes, modes, strict=True))
+    return LockRead(doc["name"], doc["version"], digest, files)
+
+
+def _digest(paths: list[str], shas: list[str], sizes: list[int], modes: list[str]) -> str:
+    """The capsule digest (lock.py: sha256 of the JCS file list) without a json call per object."""
+    joined = "".join(paths)
+    if joined.isascii() and joined.isprintable() and '"' not in joined and "\\" not in joined:
+        quoted = [f'"{p}"' for p in paths]  # JSON escapes nothing in these
+    else:
+        quoted = list(map(json.JSONEncoder(ensure_ascii=False).encode, paths))
+    body = ",".join(
+        [f'{{"mode":"{m}","path":{p},"sha256":"{h}","size":{n}}}' for p, h, n, m in zip(quoted, shas, sizes, modes, strict=True)]
+    )
+    return hashlib.sha256(f"[{body}]".encode()).hexdigest()
+
+
+def scan(root: str, globs: GlobSet) -> dict[str, os.stat_result]:
+    """Every included regular file under ``root`` -> its lstat (unsorted)."""
+    out: dict[str, os.stat_result] = {}
+    _scan_dir(root, "", globs, out)
+    return out
+
+
+def _scan_dir(base: str, rel: str, globs: GlobSet, out: dict[str, os.stat_result]) -> None:
+    try:
+        with os.scandir(os.path.join(base, rel) if rel else base) as it:
+            entries = list(it)
+    except PermissionError:
+        raise InputError(f"{rel or '.'}: permission denied") from None
+    wants, prune = globs.wants_in_walk, globs.prune_dir
+    for entry in entries:
+        name = entry.name
+        try:
+            if not name.isascii():  # ASCII is valid UTF-8: skip the encode for most names
+                name.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = os.fsencode(name).decode("utf-8", "backslashreplace")
+            raise UnsafePathError(f"{rel + '/' if rel else ''}{shown}: file name is not valid UTF-8") from None
+        path = f"{rel}/{name}" if rel else name
+        if "\\" in name:
+            raise UnsafePathError(f"{display_path(path)}: file name contains a backslash (not portable; rename or exclude it)")
+        if not rel and name in ALWAYS_SKIPPED:
+            continue
+        if entry.is_dir(follow_symlinks=False):  # d_type: no syscall
+            if not prune(path):
+                _scan_dir(base, path, globs, out)
+            continue
+        if not wants(path):
+            continue
+        if entry.is_symlink():
+            raise UnsafePathError(f"{display_path(path)}: is a symlink; capsules hold regular files only (exclude it or replace it)")
+        if not entry.is_file(follow_symlinks=False):
+            raise UnsafePathError(f"{display_path(path)}: is not a regular file (device, FIFO or socket)")
+        out[path] = entry.stat(follow_symlinks=False)
+
+
+def check_disk(
+    root: Path, globs: GlobSet, files: LockFiles, cache: StatCache, before: dict[str, Record], has_sha: Callable[[bytes], bool]
+) -> DiskCheck:
+    """Compare disk and lock, reading no file whose stat the cache vouches for.
+
+    ``before``: the parent's files as records (blob ids may be unknown) — the
+    cache's own records when they describe the parent; ``has_sha``: whether
+    some content is already a blob in the parent.
+    """
+    found = scan(str(root), globs)
+    removed: list[str] = []
+    problems: list[str] = []
+    records: dict[str, Record] = {}
+    hash_only: list[str] = []
+    need_blob: list[str] = []
+    changed: list[str] = []
+    known = cache.records
+    pop = found.pop
+    in_before = 0
+    for path, sha, size, mode in files:
+        st = pop(path, None)
+        if st is None:
+            removed.append(f"removed: {path}")
+            continue
+        st_mode = st.st_mode
+        if ("755" if st_mode & 0o111 else "644") != mode:
+            problems.append(f"mode changed: {path}")
+            continue
+        if st.st_size != size:
+            problems.append(f"modified: {path}")
+            continue
+        key = (size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st_mode)
+        rec = known.get(path)
+        if rec is not None and not (rec[FLAGS] & TRUSTED and rec[:5] == key):
+            rec = None  # the cache does not vouch for this file: read it
+        if rec is not None and rec[SHA] != sha:
+            problems.append(f"modified: {path}")
+            continue
+        was = before.get(path)
+        if was is rec is not None:  # the common case: the cache describes the parent and vouches for the file
+            records[path] = rec  # same content, same mode (st_mode is in the key), same blob
+            in_before += 1
+            continue
+        if was is not None:
+            in_before += 1
+        if was is not None and was[SHA] == sha:
+            oid = was[OID]
+            if was[FLAGS] & EXEC != (EXEC if mode == "755" else 0):
+                changed.append(path)
+            if rec is None:
+                hash_only.append(path)
+        else:
+            oid = NO_OID
+            changed.append(path)
+            if not has_sha(sha):
+                need_blob.append(path)
+            elif rec is None:
+                hash_only.append(path)
+        # a trusted record for the same content and blob is kept as it is
+        records[path] = rec if rec is not None and rec[OID] == oid else record(key, sha, oid, mode)
+    gone: list[str] = []
+    if in_before < len(before):
+        listed = {f[0] for f in files}
+        gone = [p for p in before if p not in listed]
+    added = [f"added: {p}" for p in sorted(found)]
+    return DiskCheck(records, removed + added + problems, hash_only, need_blob, changed, gone)
+
+
+def hash_check(root: Path, paths: list[str], records: dict[str, Record]) -> list[str]:
+    """Hash ``paths``; a problem line for each whose SHA-256 is not the one in ``records``."""
+    got = hash_files(root, [Found(p, 0, "644") for p in paths])
+    return [f"modified: {e.path}" for e in got if e.sha256 != records[e.path][SHA].hex()]
