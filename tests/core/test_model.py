@@ -73,3 +73,106 @@ def test_dns_label_edges(tmp_path: Path) -> None:
     for bad in ("a" * 64, "-a", "a-", "a.b", "ä"):
         with pytest.raises(DefinitionError, match="DNS label"):
             _load(tmp_path, f"name: '{bad}'\nversion: 0.0.0\n")
+
+
+# -- the fast check seal uses instead of the model ---------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from qlcapsule.capsule import _light_read, plainly_valid  # noqa: E402
+
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 3),
+    st.floats(allow_nan=False, width=16),
+    st.sampled_from(["orders", "1.2.3", "1.0.0-rc.1", "Bad_Name", "", "**", "src/**", "a[", "{x}", "-x", "1.0"]),
+    st.text(max_size=6),
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.one_of(st.text(max_size=4), st.integers(0, 2)), inner, max_size=3)),
+    max_leaves=6,
+)
+_keys = st.sampled_from(
+    ["description", "authors", "license", "labels", "include", "exclude", "generator", "policy", "bogus", "ship"]
+)
+_str = st.sampled_from(["orders", "", "**", "src/**", "*.log", "build/", "x y"])
+_plausible = st.one_of(  # values of the right shape for the plain keys, so the fast path is reached often
+    _str,
+    st.none(),
+    st.lists(_str, max_size=3),
+    st.dictionaries(_str, _str, max_size=2),
+)
+_generator = st.fixed_dictionaries(
+    {"template": st.one_of(st.just("fastapi-service"), _scalars)},
+    optional={
+        "version": _scalars,
+        "commit": _scalars,
+        "source": _scalars,
+        "answers": _values,
+        "extra": _scalars,
+    },
+)
+
+
+def test_plainly_valid_never_accepts_what_the_model_refuses(tmp_path: Path) -> None:
+    """seal skips pydantic when plainly_valid says yes: that must imply the model says yes.
+
+    The property runs inside this test so that it can also check it was not
+    vacuous: some generated definitions must have taken the fast path.
+    """
+    import yaml
+
+    accepted: list[str] = []
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(
+        name=st.sampled_from(["orders", "a-b", "svc1", "Orders", "x" * 64]),
+        version=st.sampled_from(["1.2.3", "0.1.0-rc.1+b.5", "2.0.0", "1.2", "v1.0.0"]),
+        extra=st.dictionaries(_keys, st.one_of(_values, _generator, _plausible, _plausible), max_size=3),
+    )
+    def prop(name: str, version: str, extra: dict) -> None:
+        path = tmp_path / "capsule.yaml"
+        path.write_text(yaml.safe_dump({"name": name, "version": version, **extra}), encoding="utf-8")
+        raw = _light_read(path)
+        if raw is not None and plainly_valid(raw):
+            load_definition(path)  # raises if the fast check was too lenient
+            accepted.append(path.read_text())
+
+    prop()
+    assert len(accepted) >= 5
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "name: bench\nversion: 1.0.0\n",
+        '# capsule definition\nname: orders\nversion: 0.1.0\ndescription: ""\n',
+        "name: orders\nversion: 0.1.0\nauthors: [a]\nlabels: {team: x}\nexclude: ['*.log', 'build/']\n"
+        "generator: {template: fastapi-service, version: 1.0.0, source: fastapi-service, answers: {port: 8000}}\n",
+    ],
+)
+def test_common_definitions_skip_the_model(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "capsule.yaml"
+    path.write_text(text, encoding="utf-8")
+    raw = _light_read(path)
+    assert raw is not None and plainly_valid(raw)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "name: orders\nversion: 1.0.0\nname: other\n",  # duplicate key: the loader must name it
+        "name: orders\nversion: 1.0.0\nlabels: {a: 1}\n",
+        "name: orders\nversion: 1.0.0\ninclude: ['a[']\n",
+        "name: orders\nversion: 1.0.0\ngenerator: {template: t, bogus: 1}\n",
+        "name: orders\nversion: 1.0.0\npolicy: {require_signature: true}\n",  # valid, but for the model to say
+    ],
+)
+def test_anything_unusual_goes_to_the_model(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "capsule.yaml"
+    path.write_text(text, encoding="utf-8")
+    raw = _light_read(path)
+    assert raw is None or not plainly_valid(raw)
