@@ -32,10 +32,10 @@ import hashlib
 import logging
 import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Final
 
+from .gitpack import mkstemp
 from .log import event, get_logger
 
 log = get_logger("statcache")
@@ -176,7 +176,7 @@ class StatCache:
         # No fsync: the checksum rejects a file torn by a crash, and a lost
         # update only means the next commit hashes a little more.
         self.file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".statcache.", dir=self.file.parent)
+        fd, tmp = mkstemp(".statcache.", self.file.parent)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)

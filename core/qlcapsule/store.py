@@ -33,11 +33,9 @@ Speed
 from __future__ import annotations
 
 import contextlib
-import getpass
 import json
 import os
 import re
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -374,11 +372,15 @@ def signature(repo: Any, kind: str = "AUTHOR") -> Any:
         except (KeyError, pygit2.GitError):
             pass
     if not name:
+        import getpass
+
         try:
             name = getpass.getuser()
         except (KeyError, OSError):
             name = "qlcapsule"
     if not email:
+        import socket
+
         email = f"{name}@{socket.gethostname() or 'localhost'}"
     return pygit2.Signature(name, email)
 
