@@ -24,7 +24,6 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -34,6 +33,7 @@ from .components import Exporter
 from .errors import InputError, OptionsError
 from .lock import atomic_write
 from .log import event, get_logger
+from .streaming import OrderedWorker, VerifiedPayload, activate, deactivate
 
 __all__ = ["ExportResult", "export_capsule", "parse_option_args", "resolve_exporter"]
 
@@ -65,9 +65,9 @@ class ExportResult:
 class _HashingWriter:
     """Counts and hashes what passes through; never seeks.
 
-    Large chunks are hashed on a helper thread while the same bytes are being
-    written (hashlib and file writes both release the GIL), so hashing the
-    output costs almost no wall time; the updates stay in order.
+    Large writes are hashed on a helper thread, in order, while this thread
+    goes on writing (hashlib and file writes both release the GIL), a bounded
+    number of bytes ahead; so hashing the output costs almost no wall time.
     """
 
     _PARALLEL = 1 << 16
@@ -76,39 +76,30 @@ class _HashingWriter:
         self.raw = raw
         self.size = 0
         self._h = hashlib.sha256()
-        self._pool: ThreadPoolExecutor | None = None
-        self._pending: Future[None] | None = None
+        self._worker = OrderedWorker("qlcapsule-sha256")
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         n = len(data)
         if n >= self._PARALLEL:
             if not isinstance(data, bytes):
                 data = bytes(data)  # the caller may reuse its buffer
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(1, thread_name_prefix="qlcapsule-sha256")
-            self._wait()
-            self._pending = self._pool.submit(self._h.update, data)
+            self._worker.submit(self._h.update, data, n)
         else:
-            self._wait()
+            self._worker.drain()
             self._h.update(data)
         self.raw.write(data)
         self.size += n
         return n
 
-    def _wait(self) -> None:
-        if self._pending is not None:
-            self._pending.result()
-            self._pending = None
-
     def flush(self) -> None:
-        self._wait()
+        self._worker.drain()
         self.raw.flush()
 
     def close(self) -> None:
-        self._wait()
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+        try:
+            self._worker.drain()
+        finally:
+            self._worker.close()
 
     def hexdigest(self) -> str:
         self.close()
@@ -232,7 +223,12 @@ def export_capsule(
             raise InputError(f"{target.parent}: output directory does not exist")
         if target.parent.exists() and not target.parent.is_dir():
             raise InputError(f"{target.parent}: exists and is not a directory")
-    lock = capsule.verify_integrity()
+    payload: VerifiedPayload | None = None
+    if getattr(exporter, "verifies_payload", False) and not directory:
+        payload = VerifiedPayload(capsule)  # every check but the contents; those are hashed as they are read
+        digest = payload.lock.digest
+    else:
+        digest = capsule.verify_integrity().digest
     if target is not None:
         target.parent.mkdir(parents=True, exist_ok=True)  # only once the capsule verified
     if directory:
@@ -242,16 +238,35 @@ def export_capsule(
         raw = stdout if stdout is not None else sys.stdout.buffer
         hw = _HashingWriter(raw)
         try:
-            exporter.export(capsule, hw, fmt)  # type: ignore[arg-type]
+            _write(capsule, exporter, hw, fmt, payload)
             hw.flush()
         finally:
             hw.close()
-        result = _result(None, fmt, exporter, hw, capsule, lock.digest)
+        result = _result(None, fmt, exporter, hw, capsule, digest)
     else:
         assert target is not None
-        result = _export_file(capsule, exporter, fmt, target, lock.digest)
+        result = _export_file(capsule, exporter, fmt, target, digest, payload)
     event(log, "export.done", capsule=capsule.ref, format=fmt, path=str(result.path or "-"), sha256=result.sha256)
     return result
+
+
+def _write(
+    capsule: Capsule, exporter: Exporter, out: _HashingWriter, fmt: str, payload: VerifiedPayload | None
+) -> None:
+    """Run the exporter; with a ``payload``, return only once every file it read matched the lock."""
+    if payload is None:
+        exporter.export(capsule, out, fmt)  # type: ignore[arg-type]
+        return
+    token = activate(payload)
+    try:
+        exporter.export(capsule, out, fmt)  # type: ignore[arg-type]
+        if payload.used:
+            payload.finish()
+        else:  # the exporter did not read through the payload (a subclass, say): the full check
+            capsule.verify_integrity()
+    finally:
+        deactivate(token)
+        payload.close()
 
 
 def _result(
@@ -269,7 +284,9 @@ def _result(
     )
 
 
-def _export_file(capsule: Capsule, exporter: Exporter, fmt: str, target: Path, digest: str) -> ExportResult:
+def _export_file(
+    capsule: Capsule, exporter: Exporter, fmt: str, target: Path, digest: str, payload: VerifiedPayload | None
+) -> ExportResult:
     if target.is_dir():
         raise InputError(f"{target}: is a directory")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
@@ -277,7 +294,7 @@ def _export_file(capsule: Capsule, exporter: Exporter, fmt: str, target: Path, d
     hw = _HashingWriter(f)  # type: ignore[arg-type]
     try:
         with f:
-            exporter.export(capsule, hw, fmt)  # type: ignore[arg-type]
+            _write(capsule, exporter, hw, fmt, payload)  # raises before the rename on any mismatch
             hw.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)

@@ -159,3 +159,72 @@ def test_trailing_slash_output_means_into_that_directory(tmp_path, make_capsule)
     result = export_capsule(capsule.root, "tar.gz", str(out) + "/")
     assert out.is_dir()
     assert result.path == out / "demo-1.0.0.tar.gz"
+
+
+@pytest.mark.parametrize("fmt", ["tar", "tar.zst"])
+def test_a_file_modified_after_seal_fails_a_tar_export_with_nothing_written(make_capsule, tmp_path, fmt) -> None:
+    """tar hashes each file as it goes into the archive (no pass before): same-size tampering still fails it."""
+    capsule = make_capsule({"a.txt": "a\n", "b.txt": "b\n", "big.bin": os.urandom(3 << 20)})
+    (capsule.root / "b.txt").write_text("B\n")  # same size: only the digest can tell
+    out = tmp_path / "out"
+    out.mkdir()
+    name = f"demo-1.0.0.{fmt}"
+    (out / name).write_bytes(b"previous export")
+    with pytest.raises(IntegrityError, match="modified: b.txt"):
+        export_capsule(capsule.root, fmt, out)
+    assert _listing(out) == {name} and (out / name).read_bytes() == b"previous export"
+    sink = io.BytesIO()
+    with pytest.raises(IntegrityError, match="modified: b.txt"):
+        export_capsule(capsule.root, fmt, "-", stdout=sink)
+    assert not sink.getvalue().endswith(bytes(1024))  # never a complete archive: the end blocks wait for the digests
+
+
+def test_a_tampered_large_file_stops_a_streamed_tar_export(make_capsule) -> None:
+    capsule = make_capsule({"a.bin": os.urandom(3 << 20), "z.bin": os.urandom(12 << 20)})
+    with open(capsule.root / "a.bin", "r+b") as f:
+        f.seek(1 << 20)
+        f.write(b"\x00" * 16)
+    sink = io.BytesIO()
+    with pytest.raises(IntegrityError, match="modified: a.bin"):
+        export_capsule(capsule.root, "tar", "-", stdout=sink)
+    assert len(sink.getvalue()) < 15 << 20  # stopped early, not after z.bin
+
+
+def test_cli_tampered_capsule_to_stdout_fails_with_one_line(make_capsule, qlcapsule_cli) -> None:
+    capsule = make_capsule({"a.txt": "a\n"})
+    (capsule.root / "a.txt").write_text("b\n")
+    res = qlcapsule_cli("export", str(capsule.root), "-f", "tar", "-o", "-")
+    assert res.exit_code == 1, res.output
+    assert res.stderr.startswith("error: ") and "modified: a.txt" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "sha256" not in res.stderr
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda root: (root / "new.txt").write_text("n\n"), "added: new.txt"),
+        (lambda root: (root / "a.txt").unlink(), "removed: a.txt"),
+        (lambda root: (root / "a.txt").rename(root / "moved.txt"), "renamed: a.txt -> moved.txt"),
+        (lambda root: os.chmod(root / "a.txt", 0o755), "mode changed: a.txt"),
+    ],
+)
+def test_tar_refuses_other_changes_before_any_byte(make_capsule, change, message) -> None:  # type: ignore[no-untyped-def]
+    capsule = make_capsule({"a.txt": "a\n"})
+    change(capsule.root)
+    sink = io.BytesIO()
+    with pytest.raises(IntegrityError, match=message):
+        export_capsule(capsule.root, "tar", "-", stdout=sink)
+    assert sink.getvalue() == b""
+
+
+def test_an_exporter_that_bypasses_the_payload_is_verified_the_full_way(make_capsule, tmp_path, monkeypatch) -> None:
+    from qlcapsule_plugins.exporters.tar import TarExporter
+
+    capsule = make_capsule({"a.txt": "a\n"})
+    (capsule.root / "a.txt").write_text("b\n")
+    monkeypatch.setattr(TarExporter, "export", lambda self, capsule, out, fmt: out.write(b"not read"))
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(IntegrityError, match="modified: a.txt"):
+        export_capsule(capsule.root, "tar", out)
+    assert _listing(out) == set()

@@ -12,9 +12,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 from qlcapsule import Capsule, hookimpl
+from qlcapsule.streaming import payload_for
 
 from ._lazyoptions import FastDefaultsExporter, LazyOptions
-from ._tarstream import payload_entries, write_tar
+from ._tarstream import write_payload_tar
 
 if TYPE_CHECKING:
     from ._options import TarOptions
@@ -35,6 +36,8 @@ class TarExporter(FastDefaultsExporter):
     formats = ("tar", "tar.gz", "tgz", "tar.xz", "tar.zst")
     streams = True
     media_type = "application/x-tar"
+    #: reads the capsule through qlcapsule.streaming, which verifies it while it is read
+    verifies_payload = True
     Options = LazyOptions("TarOptions")
     defaults: ClassVar[dict[str, Any]] = {"level": None, "prefix": ""}
     options: TarOptions
@@ -64,8 +67,9 @@ class TarExporter(FastDefaultsExporter):
 
     def export(self, capsule: Capsule, out: BinaryIO, fmt: str) -> None:
         self.check(fmt)
-        entries = payload_entries(capsule, self.options.prefix)
-        write_tar(out, entries, self.timestamp(capsule), _COMPRESSION[fmt], self.options.level)
+        payload = payload_for(capsule)  # export_capsule's, checked already; else one checked now
+        mtime = self.timestamp(capsule)
+        write_payload_tar(out, payload, mtime, _COMPRESSION[fmt], self.options.level, self.options.prefix)
 
 
 @hookimpl

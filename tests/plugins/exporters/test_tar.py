@@ -11,8 +11,9 @@ import pytest
 from exportcase import copy_capsule, lock_paths
 
 from qlcapsule import Capsule, IntegrityError, OptionsError
+from qlcapsule.streaming import CHUNK, VerifiedPayload
 from qlcapsule.testing import check_exporter
-from qlcapsule_plugins.exporters._tarstream import tar_header
+from qlcapsule_plugins.exporters._tarstream import payload_entries, tar_header, write_tar
 from qlcapsule_plugins.exporters.tar import TarExporter
 
 FORMATS = ["tar", "tar.gz", "tar.xz", "tar.zst"]
@@ -92,10 +93,68 @@ def test_level_is_checked_against_the_format(demo_capsule: Capsule) -> None:
     TarExporter.from_options({"level": 19}).check("tar.zst")
 
 
-def test_a_file_that_changes_size_during_export_aborts(demo_capsule: Capsule, monkeypatch) -> None:
+def test_a_file_that_changes_size_after_the_seal_aborts(demo_capsule: Capsule) -> None:
     (demo_capsule.root / "README.md").write_text("# changed after the check, longer\n")
-    with pytest.raises(IntegrityError, match="changed while exporting"):
+    with pytest.raises(IntegrityError, match="modified: README.md"):
         export(demo_capsule, "tar")
+
+
+def test_a_file_that_grows_while_it_is_read_aborts(demo_capsule: Capsule, monkeypatch) -> None:
+    opened = VerifiedPayload._open
+
+    def open_then_append(self, f):  # type: ignore[no-untyped-def]
+        fd = opened(self, f)
+        if f.path == "README.md":
+            with open(f.full, "ab") as w:
+                w.write(b"appended while exporting\n")
+        return fd
+
+    monkeypatch.setattr(VerifiedPayload, "_open", open_then_append)
+    with pytest.raises(IntegrityError, match="README.md: changed while exporting"):
+        export(demo_capsule, "tar")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_same_bytes_as_the_generic_tar_writer(demo_capsule: Capsule, fmt: str) -> None:
+    """The verifying writer lays the archive out exactly as write_tar(payload_entries) (docker and oci use that)."""
+    comp = {"tar": "none", "tar.gz": "gzip", "tar.xz": "xz", "tar.zst": "zstd"}[fmt]
+    generic = io.BytesIO()
+    write_tar(generic, payload_entries(demo_capsule, "p/"), 315532800, comp)
+    assert export(demo_capsule, fmt, prefix="p/") == generic.getvalue()
+
+
+def test_large_files_stream_in_chunks_with_the_same_bytes(make_capsule) -> None:  # type: ignore[no-untyped-def]
+    big = bytes(range(256)) * (3 * CHUNK // 256) + b"tail"  # 3 MiB + 4 bytes: several reads, then a short one
+    capsule = make_capsule({"big.bin": big, "small.txt": "s\n", "exact.bin": b"x" * CHUNK})
+    data = export(capsule, "tar")
+    generic = io.BytesIO()
+    write_tar(generic, payload_entries(capsule), 315532800)
+    assert data == generic.getvalue()
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        assert tf.extractfile("big.bin").read() == big  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("size", [0, 1, 99, 511, 512, 513, 8**11 - 1, 8**11, 10**12])
+@pytest.mark.parametrize("name", ["a.txt", "d/" * 49 + "f", "x" * 100])
+def test_headers_match_python_tarfile(name: str, size: int) -> None:
+    """Our ustar header is what tarfile writes for the same member, but for devmajor/devminor "0" (as GNU tar)."""
+    if size >= 8**11:
+        return  # tarfile would write a GNU base-256 size here; we write a PAX size record (below)
+    ours = tar_header(name, size, 0o755, 1700000000)
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime, info.uname, info.gname = size, 0o755, 1700000000, "", ""
+    ref = bytearray(info.tobuf(format=tarfile.USTAR_FORMAT))
+    ref[329:345] = b"0000000\x00" * 2
+    ref[148:156] = b"%06o\x00 " % (sum(ref[:148]) + 8 * 32 + sum(ref[156:]))
+    assert ours == bytes(ref)
+    parsed = tarfile.TarInfo.frombuf(ours, "utf-8", "strict")  # checks the checksum
+    assert (parsed.name, parsed.size, parsed.mode, parsed.uid, parsed.mtime) == (name, size, 0o755, 0, 1700000000)
+
+
+def test_huge_sizes_get_a_pax_size_record() -> None:
+    header = tar_header("big", 10**12, 0o644, 0)
+    assert header[156:157] == b"x" and b" size=1000000000000\n" in header[512:1024]
+    assert header[1024 + 124 : 1024 + 136] == b"00000000000\x00"
 
 
 def test_long_and_unicode_names_get_a_pax_header() -> None:
