@@ -19,3 +19,4 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     """Keep development keys and config out of the real home directory."""
     home = tmp_path_factory.mktemp("qlcapsule-home")
     monkeypatch.setenv("QLCAPSULE_HOME", str(home))
+    monkeypatch.setenv("QLCAPSULE_CACHE_DIR", str(home / "cache"))

@@ -133,6 +133,7 @@ def _env(tmp: Path) -> dict[str, str]:
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         HOME=str(home),
         QLCAPSULE_HOME=str(home / ".qlcapsule"),
+        QLCAPSULE_CACHE_DIR=str(tmp.parent / f"{tmp.name}-cache"),  # outside: the docs seal the directory they run in
         QLCAPSULE_SOURCE=str(REPO),
         QLCAPSULE_NO_PROGRESS="1",
         CI="1",

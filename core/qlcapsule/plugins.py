@@ -20,13 +20,13 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, field
-from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Callable, TypeVar
 
 import pluggy
 
 from . import hookspecs
 from .components import Component, Deliverer, Exporter, Generator, Signer, Validator
+from .epcache import PluginEntry, discover
 from .errors import PluginError
 
 GROUP = "qlcapsule"
@@ -82,11 +82,11 @@ class Registry:
         self.owners: dict[tuple[str, str], str] = {}
         self.plugins: dict[str, PluginInfo] = {}
         #: entry points not imported yet, by the kind they provide ("*": any kind)
-        self.pending: dict[str, list[EntryPoint]] = {}
+        self.pending: dict[str, list[PluginEntry]] = {}
         self._load_lock = threading.RLock()
 
     # -- loading -------------------------------------------------------------
-    def _load(self, ep: EntryPoint) -> None:
+    def _load(self, ep: PluginEntry) -> None:
         info = self.plugins[ep.name]
         try:
             plugin = ep.load()
@@ -195,26 +195,6 @@ def _split_env(name: str) -> set[str]:
     return {p.strip() for p in os.environ.get(name, "").split(",") if p.strip()}
 
 
-_dist_cache: dict[str, tuple[str | None, str | None]] = {}
-
-
-def _dist_of(ep: EntryPoint) -> tuple[str | None, str | None]:
-    """(distribution name, version) of an entry point.
-
-    Reading them parses the distribution's METADATA (qlcapsule's carries the
-    whole README); every built-in is an entry point of the same distribution,
-    so parse once per distribution, not once per entry point.
-    """
-    dist = getattr(ep, "dist", None)
-    if dist is None:
-        return None, None
-    key = str(getattr(dist, "_path", "")) or repr(dist)
-    if key not in _dist_cache:
-        meta = dist.metadata
-        _dist_cache[key] = (meta["Name"], meta["Version"])
-    return _dist_cache[key]
-
-
 def _builtin(dist: str | None) -> bool:
     return (dist or "").lower() == BUILTIN_DIST
 
@@ -240,13 +220,13 @@ def build_manager(extra: list[tuple[str, object]] | None = None) -> Registry:
     blocked = _split_env(ENV_BLOCK)
     allowed = _split_env(ENV_ALLOW)
     no_autoload = os.environ.get(ENV_NO_AUTOLOAD, "").strip().lower() not in ("", "0", "false", "no")
-    eps = sorted(entry_points(group=GROUP), key=lambda e: e.name)
+    eps = sorted(discover(GROUP), key=lambda e: e.name)  # cached between runs: see epcache.py
     seen: set[str] = set()
     for ep in eps:
         if ep.name in seen:
             continue
         seen.add(ep.name)
-        dist, version = _dist_of(ep)
+        dist, version = ep.distribution, ep.version
         info = PluginInfo(ep.name, dist, version, "pending")
         reg.plugins[ep.name] = info
         if ep.name in blocked or (dist and dist in blocked):
