@@ -3,8 +3,9 @@
 Rows, each against an anchor run on the same tree in the same run (page cache warm):
 
 - ``qlcapsule export -f tar -o - | cat`` vs ``tar cf - . | cat``: target <= 1.5x the anchor's time.
-  Ours includes process start-up and the integrity check (every file re-hashed
-  against the lock before a byte is written); tar does neither.
+  Ours includes process start-up, verifying every file against the lock (each
+  file hashed as it is read into the archive) and the archive's own SHA-256;
+  tar does none of that.
 - ``qlcapsule export -f zip -o FILE`` vs ``zip -qr FILE .``: target faster. Info-ZIP
   deflates the random binaries; we store them (trial compression) and deflate the
   sources on every core.
@@ -50,8 +51,8 @@ def run(workdir: Path, quick: bool = False) -> list[dict[str, Any]]:
 
     # the same export in-process, without interpreter start-up and plugin loading
     inproc, check_s = _in_process(tree)
-    rows.append(row("export tar in-process (pipe, incl. integrity check)", inproc, "tar cf - | cat", anchor,
-                    "<= 1.5x anchor", ok=inproc <= 1.5 * anchor, integrity_check_s=round(check_s, 3)))
+    rows.append(row("export tar in-process (pipe, incl. verification)", inproc, "tar cf - | cat", anchor,
+                    "<= 1.5x anchor", ok=inproc <= 1.5 * anchor, checks_before_first_byte_s=round(check_s, 3)))
 
     zip_ours = out / "ours.zip"
     zip_anchor = out / "anchor.zip"
@@ -82,11 +83,16 @@ def run(workdir: Path, quick: bool = False) -> list[dict[str, Any]]:
 
 
 def _in_process(tree: Path) -> tuple[float, float]:
-    """Best time of export_capsule(tar, "-") into a pipe drained by cat, and of the integrity check alone."""
+    """Best time of export_capsule(tar, "-") into a pipe drained by cat, and of the checks before its first byte.
+
+    The export verifies each file as it reads it; what it checks before writing
+    (lock, identity, the set of files) is timed alone as the second figure.
+    """
     import time
 
     from qlcapsule import Capsule
     from qlcapsule.exporting import export_capsule
+    from qlcapsule.streaming import VerifiedPayload
 
     best, check = float("inf"), float("inf")
     for _ in range(3):
@@ -97,7 +103,7 @@ def _in_process(tree: Path) -> tuple[float, float]:
         cat.wait()
         best = min(best, time.perf_counter() - start)
         start = time.perf_counter()
-        Capsule.load(tree).verify_integrity()
+        VerifiedPayload(Capsule.load(tree, strict=False))
         check = min(check, time.perf_counter() - start)
     return best, check
 
