@@ -27,6 +27,7 @@ _EXPORTS: dict[str, str] = {
     "GeneratorRecord": "components",
     "KeyPair": "components",
     "Options": "components",
+    "lazy_options": "components",
     "Receipt": "components",
     "Signer": "components",
     "Validator": "components",
@@ -90,6 +91,7 @@ __all__ = [
     "atomic_write",
     "Component",
     "Options",
+    "lazy_options",
     "Generator",
     "GeneratorRecord",
     "Validator",
@@ -164,6 +166,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         Receipt,
         Signer,
         Validator,
+        lazy_options,
     )
     from .envelope import (  # noqa: F401
         Envelope,

@@ -171,6 +171,23 @@ class Capsule:
 
         return cls(path.resolve(), load_definition(definition_path))
 
+    def check_definition(self) -> None:
+        """Validate capsule.yaml fully (raises DefinitionError naming file, line and key).
+
+        :func:`plainly_valid` vouches for the common definitions without
+        pydantic; anything else goes through the model.
+        """
+        if self._definition is None and self._raw is not None and plainly_valid(self._raw):
+            return
+        self.definition  # noqa: B018
+
+    def validate_settings(self) -> tuple[dict[str, bool], str, float]:
+        """``validate.rules``, ``validate.fail_on`` and ``validate.min_score`` (after :meth:`check_definition`)."""
+        if self._definition is None and self._raw is not None and "validate" not in self._raw:
+            return {}, "error", 0.0  # the model's defaults (a test holds them equal)
+        cfg = self.definition.validate_config
+        return dict(cfg.rules), cfg.fail_on, cfg.min_score
+
     @property
     def definition(self) -> CapsuleDefinition:
         if self._definition is None:
@@ -270,10 +287,7 @@ class Capsule:
         by :func:`plainly_valid` when that can vouch for it, else by the model,
         alongside the hashing (it needs no hash).
         """
-        if self._definition is None and self._raw is not None and plainly_valid(self._raw):
-            entries = self.scan(progress=progress)
-        else:
-            entries = self.scan(progress=progress, alongside=lambda: self.definition)
+        entries = self.scan(progress=progress, alongside=self.check_definition)
         lock = build_lock(self.name, self.version, entries)
         written = atomic_write(self.lock_path, render_lock(lock))
         return SealResult(lock, written)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Iterable, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, ClassVar, Iterable, Mapping, Sequence, TypeVar
 
 from .errors import OptionsError
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Options",
+    "lazy_options",
     "Component",
     "Generator",
     "GeneratorRecord",
@@ -81,6 +82,36 @@ class _BaseOptionsAttr:
         return _base_options()
 
 
+class lazy_options:  # noqa: N801  (used like a class attribute: ``Options = lazy_options(make)``)
+    """A component's Options model built on first use, by ``factory()``.
+
+    For components whose options are rarely given: the class body of a
+    pydantic model imports pydantic (~0.1 s), which a command that never looks
+    at the options should not pay. The factory imports what it needs::
+
+        def _options():
+            from pydantic import Field
+            from qlcapsule import Options
+
+            class MyOptions(Options):
+                days: int = Field(default=14, ge=0)
+
+            return MyOptions
+
+        class MyValidator(Validator):
+            Options = lazy_options(_options)
+    """
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self.factory = factory
+        self.model: Any = None
+
+    def __get__(self, obj: object, owner: type) -> Any:
+        if self.model is None:
+            self.model = self.factory()
+        return self.model
+
+
 class _NoOptions:
     """The options of a component whose Options is the empty base model: nothing to hold."""
 
@@ -117,9 +148,20 @@ class Component:
     Options: ClassVar[Any] = _BaseOptionsAttr()
 
     def __init__(self, options: Any = None) -> None:
-        if options is None:
-            options = _NO_OPTIONS if self._uses_base_options() else self.Options()
-        self.options = options
+        if options is None and self._uses_base_options():
+            options = _NO_OPTIONS
+        self._options = options
+
+    @property
+    def options(self) -> Any:
+        """The validated options; the defaults are built on first use (pydantic only when read)."""
+        if self._options is None:
+            self._options = self.Options()
+        return self._options
+
+    @options.setter
+    def options(self, value: Any) -> None:
+        self._options = value
 
     @classmethod
     def _uses_base_options(cls) -> bool:

@@ -186,16 +186,17 @@ def validate_one(
     directory = str(directory)
     report = CapsuleReport(directory, fail_on=fail_on or "error", min_score=min_score or 0.0)
     try:
-        capsule = Capsule.load(directory)
+        capsule = Capsule.load(directory, strict=False)
+        capsule.check_definition()  # the model only when plainly_valid cannot vouch
     except DefinitionError as exc:
         report.findings.append(_definition_finding(exc, directory))
         report.validators["schema"] = ValidatorSummary("schema", 0.0, errors=1)
         return report
-    cfg = capsule.definition.validate_config
+    rules, cfg_fail_on, cfg_min_score = capsule.validate_settings()
     report.name, report.version = capsule.name, capsule.version
-    report.fail_on = fail_on or cfg.fail_on
-    report.min_score = cfg.min_score if min_score is None else min_score
-    switches = dict(cfg.rules)
+    report.fail_on = fail_on or cfg_fail_on
+    report.min_score = cfg_min_score if min_score is None else min_score
+    switches = dict(rules)
     every = list(validators) if validators is not None else _validators()
     # a validator switched off still runs when one of its rules is switched back on
     active = [v for v in every if switches.get(v.name, True) or any(switches.get(r.id) for r in v.rules)]

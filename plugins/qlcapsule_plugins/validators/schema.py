@@ -29,11 +29,12 @@ class SchemaValidator(Validator):
     )
 
     def check_capsule(self, capsule: Capsule) -> Iterable[Finding]:
-        d = capsule.definition
-        if not d.description.strip():
+        # capsule.setting: the validation run has checked the definition, and
+        # reading it this way needs no pydantic.
+        if not (capsule.setting("description") or "").strip():
             line = _top_key_line(capsule, "description") or 1
             yield Finding("schema.description", Severity.NOTE, "no description", "capsule.yaml", line)
-        if not d.license:
+        if not capsule.setting("license"):
             yield Finding(
                 "schema.license", Severity.NOTE, "no license (an SPDX identifier such as Apache-2.0)", "capsule.yaml", 1
             )
