@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .errors import InputError
+from .lock import mkstemp
 
 CHUNK = 1 << 20
 OBJ_BLOB = 3
@@ -39,19 +40,6 @@ class BlobResult:
     sha256: str
     oid: str  # hex git blob id
     size: int
-
-
-def mkstemp(prefix: str, folder: Path) -> tuple[int, str]:
-    """``tempfile.mkstemp`` (mode 600, O_EXCL) without importing tempfile: it pulls in
-    shutil, random and bz2, a noticeable share of a one-file ``qlcapsule commit``."""
-    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-    for _ in range(100):
-        path = os.path.join(folder, prefix + os.urandom(8).hex())
-        try:
-            return os.open(path, flags, 0o600), path
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"{folder}: no free temporary name for {prefix}*")
 
 
 def blob_header(size: int) -> bytes:

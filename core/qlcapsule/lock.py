@@ -196,6 +196,19 @@ def read_lock(path: Path) -> Lock | None:
     return parse_lock(raw, str(path))
 
 
+def mkstemp(prefix: str, folder: Path | str, suffix: str = "") -> tuple[int, str]:
+    """``tempfile.mkstemp`` (mode 600, O_EXCL) without importing tempfile, which pulls
+    in shutil, random, bz2 and lzma: ~10 ms of every seal, sign and commit."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        path = os.path.join(folder, prefix + os.urandom(8).hex() + suffix)
+        try:
+            return os.open(path, flags, 0o600), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{folder}: no free temporary name for {prefix}*{suffix}")
+
+
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> bool:
     """Write ``data`` to ``path`` via a temp file and rename. Returns False when unchanged."""
     try:
@@ -203,9 +216,7 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> bool:
             return False
     except FileNotFoundError:
         pass
-    import tempfile  # not at the top: it pulls in shutil, bz2 and lzma (~10 ms) that verify never needs
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = mkstemp(f".{path.name}.", path.parent, ".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

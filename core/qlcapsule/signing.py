@@ -20,7 +20,6 @@ import datetime as _dt
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any
 from .capsule import Capsule
 from .envelope import PAYLOAD_TYPE, Envelope, EnvelopeSignature, Statement, VerifyKey, format_time, pae, verify_envelope
 from .errors import CredentialsError, InputError, IntegrityError, QlcapsuleError, SignatureError, StoreError
-from .lock import Lock, atomic_write
+from .lock import Lock, atomic_write, mkstemp
 from .log import event, get_logger
 from .names import SEMVER
 
@@ -241,7 +240,7 @@ def load_trust_file(path: str | Path) -> list[VerifyKey]:
 def _write_private(path: Path, data: bytes, *, force: bool) -> None:
     """Write a 0600 file atomically; without ``force`` never replace an existing one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = mkstemp(f".{path.name}.", path.parent, ".tmp")
     try:
         if hasattr(os, "fchmod"):
             os.fchmod(fd, 0o600)

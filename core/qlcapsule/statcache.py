@@ -35,7 +35,7 @@ import struct
 from pathlib import Path
 from typing import Final
 
-from .gitpack import mkstemp
+from .lock import mkstemp
 from .log import event, get_logger
 
 log = get_logger("statcache")
