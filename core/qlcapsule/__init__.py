@@ -69,6 +69,9 @@ _EXPORTS: dict[str, str] = {
     "retry": "resilience",
     "scrub_error": "resilience",
     "signed_url_expiry": "resilience",
+    "OrderedWorker": "streaming",
+    "VerifiedPayload": "streaming",
+    "payload_for": "streaming",
     "FileEntry": "tree",
     "check_relative": "tree",
     "compile_glob": "globs",
@@ -89,6 +92,9 @@ __all__ = [
     "check_relative",
     "compile_glob",
     "atomic_write",
+    "VerifiedPayload",
+    "payload_for",
+    "OrderedWorker",
     "Component",
     "Options",
     "lazy_options",
@@ -221,6 +227,11 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     )
     from .signing import (  # noqa: F401
         verify_signatures,
+    )
+    from .streaming import (  # noqa: F401
+        OrderedWorker,
+        VerifiedPayload,
+        payload_for,
     )
     from .tree import (  # noqa: F401
         FileEntry,

@@ -25,11 +25,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from qlcapsule import Capsule, IntegrityError
-from qlcapsule.streaming import CHUNK, OrderedWorker, VerifiedPayload
+from qlcapsule import Capsule, IntegrityError, OrderedWorker, VerifiedPayload
 
 BLOCK = 512
 RECORD = 10240
+CHUNK = 1 << 20
 _OCTAL_SIZE_MAX = 8**11  # what fits the 12-byte octal size field
 
 Source = bytes | Path

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
-from qlcapsule import Capsule, hookimpl
-from qlcapsule.streaming import payload_for
+from qlcapsule import Capsule, hookimpl, payload_for
 
 from ._lazyoptions import FastDefaultsExporter, LazyOptions
 from ._tarstream import write_payload_tar
