@@ -3,31 +3,28 @@
 pydantic costs more to import (~0.3 s) than a whole ``qlcapsule export -f tar``
 of a small capsule takes otherwise, and every exporter module is imported when
 the first exporter is looked up. So the option models live in ``_options``
-and each exporter's ``Options`` is a :class:`LazyOptions` that imports it on
+and each exporter's ``Options`` is ``lazy_options(model(NAME))``, imported on
 first access; exporters that list :attr:`defaults` are built without pydantic
 when no option is given at all (the common case: ``export -f tar``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from qlcapsule import Exporter
 
 
-class LazyOptions:
-    """``Options = LazyOptions("TarOptions")``: the model from ``_options``, imported on first access."""
+def model(name: str) -> Callable[[], Any]:
+    """``Options = lazy_options(model("TarOptions"))``: the model from ``_options``, imported on first access."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.model: Any = None
+    def load() -> Any:
+        from . import _options
 
-    def __get__(self, obj: object, owner: type) -> Any:
-        if self.model is None:
-            from . import _options
+        return getattr(_options, name)
 
-            self.model = getattr(_options, self.name)
-        return self.model
+    return load
 
 
 class DefaultOptions:

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import yaml
 
-from qlcapsule import Capsule, Exporter, hookimpl
+from qlcapsule import Capsule, Exporter, hookimpl, lazy_options
 
-from ._lazyoptions import LazyOptions
+from ._lazyoptions import model
 from ._tarstream import Entry, payload_entries, sort_entries, write_tar
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ class DockerExporter(Exporter):
     formats = ("docker",)
     streams = True
     media_type = "application/x-tar"
-    Options = LazyOptions("DockerOptions")
+    Options = lazy_options(model("DockerOptions"))
     options: DockerOptions
 
     def filename(self, capsule: Capsule, fmt: str) -> str:

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import yaml
 
-from qlcapsule import Capsule, Exporter, hookimpl
+from qlcapsule import Capsule, Exporter, hookimpl, lazy_options
 
-from ._lazyoptions import LazyOptions
+from ._lazyoptions import model
 from ._tarstream import GzipWriter, TarWriter
 
 if TYPE_CHECKING:
@@ -247,7 +247,7 @@ class HelmExporter(Exporter):
     formats = ("helm",)
     streams = True
     media_type = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
-    Options = LazyOptions("HelmOptions")
+    Options = lazy_options(model("HelmOptions"))
     options: HelmOptions
 
     def filename(self, capsule: Capsule, fmt: str) -> str:

@@ -27,9 +27,9 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from qlcapsule import Capsule, Exporter, hookimpl
+from qlcapsule import Capsule, Exporter, hookimpl, lazy_options
 
-from ._lazyoptions import LazyOptions
+from ._lazyoptions import model
 from ._tarstream import CHUNK, payload_entries, sort_entries, write_tar
 
 if TYPE_CHECKING:
@@ -141,7 +141,7 @@ class OciExporter(Exporter):
     directory_formats = ("oci-dir",)
     streams = True
     media_type = "application/vnd.oci.image.layout.v1+tar"
-    Options = LazyOptions("OciOptions")
+    Options = lazy_options(model("OciOptions"))
     options: OciOptions
 
     def filename(self, capsule: Capsule, fmt: str) -> str:

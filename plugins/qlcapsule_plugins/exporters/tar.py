@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
-from qlcapsule import Capsule, hookimpl, payload_for
+from qlcapsule import Capsule, hookimpl, lazy_options, payload_for
 
-from ._lazyoptions import FastDefaultsExporter, LazyOptions
+from ._lazyoptions import FastDefaultsExporter, model
 from ._tarstream import write_payload_tar
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ class TarExporter(FastDefaultsExporter):
     media_type = "application/x-tar"
     #: reads the capsule through qlcapsule.streaming, which verifies it while it is read
     verifies_payload = True
-    Options = LazyOptions("TarOptions")
+    Options = lazy_options(model("TarOptions"))
     defaults: ClassVar[dict[str, Any]] = {"level": None, "prefix": ""}
     options: TarOptions
 

@@ -15,9 +15,9 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from qlcapsule import Capsule, Exporter, hookimpl
+from qlcapsule import Capsule, Exporter, hookimpl, lazy_options
 
-from ._lazyoptions import LazyOptions
+from ._lazyoptions import model
 from ._tarstream import sort_entries, write_tar
 
 if TYPE_CHECKING:
@@ -241,7 +241,7 @@ class TerraformExporter(Exporter):
     directory_formats = ("terraform-dir",)
     streams = True
     media_type = "application/gzip"
-    Options = LazyOptions("TerraformOptions")
+    Options = lazy_options(model("TerraformOptions"))
     options: TerraformOptions
 
     def filename(self, capsule: Capsule, fmt: str) -> str:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
-from qlcapsule import Capsule, hookimpl
+from qlcapsule import Capsule, hookimpl, lazy_options
 
-from ._lazyoptions import FastDefaultsExporter, LazyOptions
+from ._lazyoptions import FastDefaultsExporter, model
 from ._tarstream import payload_entries
 from ._zipstream import ZipWriter
 
@@ -28,7 +28,7 @@ class ZipExporter(FastDefaultsExporter):
     formats = ("zip",)
     streams = True
     media_type = "application/zip"
-    Options = LazyOptions("ZipOptions")
+    Options = lazy_options(model("ZipOptions"))
     defaults: ClassVar[dict[str, Any]] = {"level": 6, "prefix": "", "workers": None}
     options: ZipOptions
 
