@@ -1,4 +1,4 @@
-"""The ``qlcapsule`` entry points, remembered between runs.
+"""Caches that spare imports and scans: the entry points, and parsed capsule.yaml files.
 
 Finding plugins means reading the metadata of every installed distribution
 (``importlib.metadata.entry_points``): 30-60 ms in a venv of 150 packages,
@@ -153,3 +153,72 @@ def discover(group: str) -> list[PluginEntry]:
     if file is not None:
         _write(file, stamp, entries)
     return entries
+
+
+# -- parsed capsule.yaml ------------------------------------------------------------
+#
+# PyYAML costs ~25 ms to import (its reader compiles a large regex), more than
+# parsing a capsule.yaml. The light read of a definition (capsule.py) is a pure
+# function of the file's bytes, so its result is cached by content hash, as JSON.
+# Results that JSON cannot carry exactly (dates, non-string keys) are not cached.
+
+_DEF_DIR = "definitions"
+_DEF_KEEP = 256  # files kept; the oldest half goes when there are more
+
+
+def _definition_file(raw: bytes) -> Path | None:
+    base = cache_dir()
+    if base is None:
+        return None
+    key = hashlib.sha256(f"light-definition\0{_FORMAT}\0{__version__}\0".encode() + raw).hexdigest()[:40]
+    return base / _DEF_DIR / f"{key}.json"
+
+
+def cached_definition(raw: bytes) -> tuple[bool, Any]:
+    """``(True, result)`` when the light read of these bytes is cached, else ``(False, None)``."""
+    file = _definition_file(raw)
+    if file is None:
+        return False, None
+    try:
+        data = json.loads(file.read_bytes())
+    except (OSError, ValueError):
+        return False, None
+    if not isinstance(data, dict) or "result" not in data:
+        return False, None
+    return True, data["result"]
+
+
+def remember_definition(raw: bytes, result: Any) -> None:
+    """Cache the light read of ``raw`` when JSON carries ``result`` exactly; never fails."""
+    file = _definition_file(raw)
+    if file is None:
+        return
+    try:
+        text = json.dumps({"result": result})
+        if json.loads(text)["result"] != result:
+            return  # e.g. integer keys would come back as strings
+    except (TypeError, ValueError):
+        return  # dates, binary: not JSON
+    tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, file)
+        _prune(file.parent)
+    except OSError:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+
+
+def _prune(folder: Path) -> None:
+    entries = list(os.scandir(folder))
+    if len(entries) <= _DEF_KEEP:
+        return
+    entries.sort(key=lambda e: e.stat().st_mtime_ns)
+    for entry in entries[: len(entries) // 2]:
+        try:
+            os.unlink(entry.path)
+        except OSError:
+            pass

@@ -40,12 +40,27 @@ def _light_read(path: Path) -> dict[str, Any] | None:
     rest of an 8-file verify. capsule.yaml is covered by the lock digest, so the
     full validation done at seal time still stands whenever the file verifies;
     anything unusual (a duplicate key included) falls back to the full loader,
-    which names the error.
+    which names the error. The result depends on the bytes alone, so it is
+    cached by content (caches.py): most runs never import PyYAML.
     """
+    from . import caches
+
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    hit, result = caches.cached_definition(raw)
+    if not hit:
+        result = _light_parse(raw)
+        caches.remember_definition(raw, result)
+    return result
+
+
+def _light_parse(raw: bytes) -> dict[str, Any] | None:
     import yaml
 
     try:
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(path.read_bytes().decode("utf-8"))
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(raw.decode("utf-8"))
         try:
             node = loader.get_single_node()
             if node is None or _has_duplicate_keys(node):
@@ -53,7 +68,7 @@ def _light_read(path: Path) -> dict[str, Any] | None:
             data = loader.construct_document(node)
         finally:
             loader.dispose()
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+    except (UnicodeDecodeError, yaml.YAMLError):
         return None
     if not isinstance(data, dict) or not set(data) <= TOP_LEVEL_KEYS:
         return None

@@ -25,8 +25,8 @@ from typing import Any, Callable, TypeVar
 import pluggy
 
 from . import hookspecs
+from .caches import PluginEntry, discover
 from .components import Component, Deliverer, Exporter, Generator, Signer, Validator
-from .epcache import PluginEntry, discover
 from .errors import PluginError
 
 GROUP = "qlcapsule"
@@ -220,7 +220,7 @@ def build_manager(extra: list[tuple[str, object]] | None = None) -> Registry:
     blocked = _split_env(ENV_BLOCK)
     allowed = _split_env(ENV_ALLOW)
     no_autoload = os.environ.get(ENV_NO_AUTOLOAD, "").strip().lower() not in ("", "0", "false", "no")
-    eps = sorted(discover(GROUP), key=lambda e: e.name)  # cached between runs: see epcache.py
+    eps = sorted(discover(GROUP), key=lambda e: e.name)  # cached between runs: see caches.py
     seen: set[str] = set()
     for ep in eps:
         if ep.name in seen:

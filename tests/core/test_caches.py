@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from qlcapsule import epcache
-from qlcapsule.epcache import PluginEntry, discover
+from qlcapsule import caches as epcache  # the entry-point half of caches.py
+from qlcapsule.caches import PluginEntry, discover
 
 GROUP = "qlcapsule-epcache-test"
 
@@ -103,3 +103,62 @@ def test_entry_load_follows_the_entry_point_syntax() -> None:
     assert PluginEntry("x", "json.decoder:JSONDecoder.decode [extra]", None, None).load() is json.decoder.JSONDecoder.decode
     with pytest.raises(ValueError, match="malformed entry point"):
         PluginEntry("x", "not a module!", None, None).load()
+
+
+# -- parsed capsule.yaml ---------------------------------------------------------
+
+
+def test_light_read_is_cached_by_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from qlcapsule import capsule as capsule_mod
+
+    monkeypatch.setenv("QLCAPSULE_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "capsule.yaml"
+    path.write_text("name: demo\nversion: 1.0.0\nlabels: {team: a}\n")
+    first = capsule_mod._light_read(path)
+    assert first == {"name": "demo", "version": "1.0.0", "labels": {"team": "a"}}
+
+    def no_parse(raw: bytes) -> None:
+        raise AssertionError("parsed although cached")
+
+    monkeypatch.setattr(capsule_mod, "_light_parse", no_parse)
+    assert capsule_mod._light_read(path) == first
+    path.write_text("name: demo\nversion: 1.0.1\nlabels: {team: a}\n")  # new bytes: parsed again
+    with pytest.raises(AssertionError, match="parsed although cached"):
+        capsule_mod._light_read(path)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "name: demo\nversion: 1.0.0\nlabels: {1: a}\n",  # an integer key would come back a string
+        "name: demo\nversion: 1.0.0\ndescription: 2024-01-01\n",  # a date is not JSON
+    ],
+)
+def test_results_json_cannot_carry_are_not_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    from qlcapsule import capsule as capsule_mod
+
+    monkeypatch.setenv("QLCAPSULE_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "capsule.yaml"
+    path.write_text(text)
+    assert capsule_mod._light_read(path) is not None
+    assert not list((tmp_path / "cache").glob("definitions/*.json"))
+
+
+def test_a_damaged_definition_cache_entry_is_reparsed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from qlcapsule import capsule as capsule_mod
+
+    monkeypatch.setenv("QLCAPSULE_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "capsule.yaml"
+    path.write_text("name: demo\nversion: 1.0.0\n")
+    capsule_mod._light_read(path)
+    (entry,) = (tmp_path / "cache").glob("definitions/*.json")
+    for junk in (b"{", b"[1]", b'{"other": 1}'):
+        entry.write_bytes(junk)
+        assert capsule_mod._light_read(path) == {"name": "demo", "version": "1.0.0"}
+
+
+def test_the_definition_cache_stays_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QLCAPSULE_CACHE_DIR", str(tmp_path / "cache"))
+    for i in range(epcache._DEF_KEEP + 5):
+        epcache.remember_definition(f"name: n{i}\n".encode(), {"name": f"n{i}"})
+    assert len(list((tmp_path / "cache" / "definitions").iterdir())) <= epcache._DEF_KEEP
