@@ -40,7 +40,7 @@ ENV_DIR = "QLCAPSULE_CACHE_DIR"
 ENV_OFF = "QLCAPSULE_NO_CACHE"
 RACY_SECONDS = 2.0
 _FORMAT = 1
-_PATTERN = re.compile(r"(?P<module>[\w.]+)\s*(:\s*(?P<attr>[\w.]+)\s*)?((?P<extras>\[.*\])\s*)?$")
+_PATTERN = r"(?P<module>[\w.]+)\s*(:\s*(?P<attr>[\w.]+)\s*)?((?P<extras>\[.*\])\s*)?$"  # compiled when loading
 
 
 class PluginEntry(NamedTuple):
@@ -55,7 +55,7 @@ class PluginEntry(NamedTuple):
         """Import the object the entry point names (what ``EntryPoint.load`` does)."""
         import importlib
 
-        match = _PATTERN.match(self.value)
+        match = re.match(_PATTERN, self.value)
         if match is None:
             raise ValueError(f"malformed entry point value {self.value!r}")
         obj = importlib.import_module(match.group("module"))
