@@ -16,15 +16,29 @@ Bad patterns (empty, ``..`` segments, NUL, a backslash, an unclosed ``[``) raise
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from functools import lru_cache
 
 
-@dataclass(frozen=True)
 class Glob:
-    pattern: str
-    regex: re.Pattern[str]
-    dir_only: bool
+    """A compiled capsule glob. ``source`` is its regular expression; ``regex``
+    is compiled on first use (a walk only needs the unions built from the sources)."""
+
+    __slots__ = ("pattern", "source", "dir_only", "_regex")
+
+    def __init__(self, pattern: str, source: str, dir_only: bool) -> None:
+        self.pattern = pattern
+        self.source = source
+        self.dir_only = dir_only
+        self._regex: re.Pattern[str] | None = None
+
+    def __repr__(self) -> str:
+        return f"Glob({self.pattern!r})"
+
+    @property
+    def regex(self) -> re.Pattern[str]:
+        if self._regex is None:
+            self._regex = re.compile(self.source, re.DOTALL)
+        return self._regex
 
     def match_file(self, path: str) -> bool:
         """True when ``path`` (a file) or one of its parent directories matches."""
@@ -69,7 +83,13 @@ def compile_glob(pattern: str) -> Glob:
         out.append(_segment(seg))
         if not last:
             out.append("/")
-    return Glob(pattern, re.compile("".join(out), re.DOTALL), dir_only)
+    glob = Glob(pattern, "".join(out), dir_only)
+    if "[" in body:  # a character class is the one part that can be a bad regex ('[z-a]')
+        try:
+            glob.regex  # noqa: B018
+        except re.error as exc:
+            raise ValueError(f"bad character class: {exc.msg}") from None
+    return glob
 
 
 def _segment(seg: str) -> str:
@@ -111,7 +131,7 @@ def check_glob(pattern: str) -> str:
 def _union(globs: list[Glob]) -> re.Pattern[str] | None:
     if not globs:
         return None
-    return re.compile("|".join(f"(?:{g.regex.pattern})" for g in globs), re.DOTALL)
+    return re.compile("|".join(f"(?:{g.source})" for g in globs), re.DOTALL)
 
 
 class GlobSet:
@@ -124,7 +144,6 @@ class GlobSet:
         self._include_all = any(g.pattern in ("**", "/**") for g in self.include)
         self._exclude_any = _union(self.exclude)
         self._exclude_files = _union([g for g in self.exclude if not g.dir_only])
-        self._include_any = _union(self.include)
 
     def prune_dir(self, path: str) -> bool:
         return bool(self._exclude_any and self._exclude_any.fullmatch(path))

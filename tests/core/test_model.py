@@ -176,3 +176,9 @@ def test_anything_unusual_goes_to_the_model(tmp_path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
     raw = _light_read(path)
     assert raw is None or not plainly_valid(raw)
+
+
+def test_a_bad_character_range_in_a_glob_is_one_line(tmp_path: Path) -> None:
+    """'[z-a]' used to escape as re.error (an internal error); it is a bad glob like any other."""
+    with pytest.raises(DefinitionError, match=r"capsule.yaml:3: exclude: .*bad character class"):
+        _load(tmp_path, "name: orders\nversion: 1.0.0\nexclude: ['[z-a].log']\n")
