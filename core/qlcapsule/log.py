@@ -9,10 +9,15 @@ credentials they read.
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import logging
+
+# The standard levels, so that callers need not import logging (~8 ms) to log.
+DEBUG, INFO, WARNING, ERROR = 10, 20, 30, 40
 
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
@@ -42,46 +47,101 @@ def _fmt_value(v: Any) -> str:
     return s
 
 
-class KeyValueFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        fields = {"level": record.levelname.lower(), "logger": record.name, "event": record.getMessage()}
-        fields.update(getattr(record, "kv", {}))
-        if record.exc_info:
-            fields["exc"] = self.formatException(record.exc_info)
-        return scrub(" ".join(f"{k}={_fmt_value(v)}" for k, v in fields.items()))
+def _formatters() -> tuple[type[logging.Formatter], type[logging.Formatter]]:
+    import logging
+
+    class KeyValueFormatter(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            fields = {"level": record.levelname.lower(), "logger": record.name, "event": record.getMessage()}
+            fields.update(getattr(record, "kv", {}))
+            if record.exc_info:
+                fields["exc"] = self.formatException(record.exc_info)
+            return scrub(" ".join(f"{k}={_fmt_value(v)}" for k, v in fields.items()))
+
+    class JsonFormatter(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            fields: dict[str, Any] = {
+                "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "event": record.getMessage(),
+            }
+            fields.update(getattr(record, "kv", {}))
+            if record.exc_info:
+                fields["exc"] = self.formatException(record.exc_info)
+            return scrub(json.dumps(fields, default=str))
+
+    return KeyValueFormatter, JsonFormatter
 
 
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        fields: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "event": record.getMessage(),
-        }
-        fields.update(getattr(record, "kv", {}))
-        if record.exc_info:
-            fields["exc"] = self.formatException(record.exc_info)
-        return scrub(json.dumps(fields, default=str))
+#: the level configure() asked for, and its format, until logging is really set up
+_pending: tuple[int, str] | None = None
+_threshold = WARNING
 
 
 def configure(verbosity: int = 0, fmt: str = "kv") -> None:
-    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    """Set the level and format of qlcapsule's logs (on stderr).
+
+    The logging package is imported when the first record at or above the
+    level is emitted, not here: most commands log nothing at the default level.
+    """
+    global _pending, _threshold
+    _threshold = WARNING if verbosity <= 0 else INFO if verbosity == 1 else DEBUG
+    _pending = (_threshold, fmt)
+    if "logging" in sys.modules:
+        _setup()
+
+
+def _setup() -> None:
+    global _pending
+    import logging
+
+    if _pending is None:
+        return
+    level, fmt = _pending
+    _pending = None
+    kv_formatter, json_formatter = _formatters()
     root = logging.getLogger("qlcapsule")
     for h in list(root.handlers):
         root.removeHandler(h)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else KeyValueFormatter())
+    handler.setFormatter(json_formatter() if fmt == "json" else kv_formatter())
     root.addHandler(handler)
     root.setLevel(level)
     root.propagate = False
 
 
-def get_logger(name: str) -> logging.Logger:
-    return logging.getLogger(name if name.startswith("qlcapsule") else f"qlcapsule.{name}")
+class Logger:
+    """A named qlcapsule logger that imports logging only when a record gets through."""
+
+    __slots__ = ("name", "_logger")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._logger: logging.Logger | None = None
+
+    def real(self) -> logging.Logger:
+        if self._logger is None:
+            import logging
+
+            _setup()
+            self._logger = logging.getLogger(self.name)
+        return self._logger
+
+    def isEnabledFor(self, level: int) -> bool:  # noqa: N802  (logging's name)
+        if self._logger is None and "logging" not in sys.modules:
+            return level >= _threshold  # nothing else can have configured it
+        return self.real().isEnabledFor(level)
+
+    def __getattr__(self, attr: str) -> Any:  # debug, info, warning, log, ...: the real logger's
+        return getattr(self.real(), attr)
 
 
-def event(logger: logging.Logger, name: str, level: int = logging.INFO, **kv: Any) -> None:
+def get_logger(name: str) -> Logger:
+    return Logger(name if name.startswith("qlcapsule") else f"qlcapsule.{name}")
+
+
+def event(logger: Logger | logging.Logger, name: str, level: int = INFO, **kv: Any) -> None:
     """Log ``name`` with structured fields: ``event(log, "seal.done", digest=d)``."""
     if logger.isEnabledFor(level):
         logger.log(level, name, extra={"kv": kv})

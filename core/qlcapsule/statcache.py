@@ -29,14 +29,13 @@ its checksum — never wrong. ``QLCAPSULE_NO_STAT_CACHE=1`` (or ``commit
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import struct
 from pathlib import Path
 from typing import Final
 
 from .lock import mkstemp
-from .log import event, get_logger
+from .log import DEBUG, event, get_logger
 
 log = get_logger("statcache")
 
@@ -113,7 +112,7 @@ class StatCache:
             return  # another format, another directory, or truncated
         body, check = raw[:-20], raw[-20:]
         if hashlib.sha1(body).digest() != check:
-            event(log, "statcache.damaged", level=logging.DEBUG, file=str(self.file))
+            event(log, "statcache.damaged", level=DEBUG, file=str(self.file))
             return  # a damaged cache is only a cache: hash everything
         commit, count, paths_len = _HEAD.unpack_from(raw, len(prefix))
         start = len(prefix) + _HEAD.size
@@ -167,7 +166,7 @@ class StatCache:
         try:
             self._write(body + hashlib.sha1(body).digest())
         except OSError as exc:  # a cache that cannot be written only costs speed next time
-            event(log, "statcache.unwritable", level=logging.DEBUG, file=str(self.file), error=exc.strerror or str(exc))
+            event(log, "statcache.unwritable", level=DEBUG, file=str(self.file), error=exc.strerror or str(exc))
             return False
         self.records, self.commit = records, commit
         return True
