@@ -25,10 +25,12 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 from qlcapsule import IntegrityError
 
@@ -130,6 +132,8 @@ class ZipWriter:
         self.offset += len(data)
 
     def write_all(self, entries: Iterable[Entry]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(self.workers, thread_name_prefix="qlcapsule-zip") as pool:
             queue: deque[tuple[Entry, Future[_Prepared] | None, int]] = deque()
             in_flight = 0

@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-import yaml
-
 from qlcapsule import Capsule, Exporter, hookimpl, lazy_options
 
 from ._lazyoptions import model
@@ -29,6 +27,8 @@ DIGEST_ANNOTATION = "qlcapsule.dev/digest"
 
 
 def _dump(data: Any) -> bytes:
+    import yaml  # only when this format is asked for: exporter lookup loads every exporter
+
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True).encode("utf-8")
 
 

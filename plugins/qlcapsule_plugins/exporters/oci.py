@@ -23,7 +23,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -155,6 +154,8 @@ class OciExporter(Exporter):
         return build_oci_artifact(capsule, workdir, compression=self.options.compression)
 
     def export(self, capsule: Capsule, out: BinaryIO, fmt: str) -> None:
+        import tempfile
+
         with tempfile.TemporaryDirectory(prefix="qlcapsule-oci-") as work:
             files = layout_files(capsule, Path(work), self.options)
             entries = [(name, data, 0o644, None) for name, data in files]
