@@ -21,11 +21,11 @@ import os
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-from .errors import InputError, IntegrityError, StoreError, UnsafePathError
+from .errors import IntegrityError, StoreError
 from .globs import GlobSet
 from .lock import parse_lock
 from .statcache import EXEC, FLAGS, NO_OID, OID, SHA, TRUSTED, Record, StatCache, record
-from .tree import ALWAYS_SKIPPED, Found, display_path, hash_files
+from .tree import Found, hash_files, visit
 
 LockFiles = list[tuple[str, bytes, int, str]]  # (path, sha256 raw, size, mode) in lock order
 _LOCK_KEYS = {"lockVersion", "algorithm", "name", "version", "digest", "files"}
@@ -119,41 +119,12 @@ def _digest(paths: list[str], shas: list[str], sizes: list[int], modes: list[str
 def scan(root: str, globs: GlobSet) -> dict[str, os.stat_result]:
     """Every included regular file under ``root`` -> its lstat (unsorted)."""
     out: dict[str, os.stat_result] = {}
-    _scan_dir(root, "", globs, out)
-    return out
 
-
-def _scan_dir(base: str, rel: str, globs: GlobSet, out: dict[str, os.stat_result]) -> None:
-    try:
-        with os.scandir(os.path.join(base, rel) if rel else base) as it:
-            entries = list(it)
-    except PermissionError:
-        raise InputError(f"{rel or '.'}: permission denied") from None
-    wants, prune = globs.wants_in_walk, globs.prune_dir
-    for entry in entries:
-        name = entry.name
-        try:
-            if not name.isascii():  # ASCII is valid UTF-8: skip the encode for most names
-                name.encode("utf-8")
-        except UnicodeEncodeError:
-            shown = os.fsencode(name).decode("utf-8", "backslashreplace")
-            raise UnsafePathError(f"{rel + '/' if rel else ''}{shown}: file name is not valid UTF-8") from None
-        path = f"{rel}/{name}" if rel else name
-        if "\\" in name:
-            raise UnsafePathError(f"{display_path(path)}: file name contains a backslash (not portable; rename or exclude it)")
-        if not rel and name in ALWAYS_SKIPPED:
-            continue
-        if entry.is_dir(follow_symlinks=False):  # d_type: no syscall
-            if not prune(path):
-                _scan_dir(base, path, globs, out)
-            continue
-        if not wants(path):
-            continue
-        if entry.is_symlink():
-            raise UnsafePathError(f"{display_path(path)}: is a symlink; capsules hold regular files only (exclude it or replace it)")
-        if not entry.is_file(follow_symlinks=False):
-            raise UnsafePathError(f"{display_path(path)}: is not a regular file (device, FIFO or socket)")
+    def emit(path: str, entry: os.DirEntry[str]) -> None:
         out[path] = entry.stat(follow_symlinks=False)
+
+    visit(root, globs, emit)
+    return out
 
 
 def check_disk(

@@ -86,6 +86,12 @@ def walk(root: Path, globs: GlobSet, *, stat_files: bool = True) -> list[Found]:
     return found
 
 
+def visit(root: str, globs: GlobSet, emit: Callable[[str, os.DirEntry[str]], None]) -> None:
+    """Call ``emit(path, entry)`` for every included regular file under ``root``, in
+    directory order, refusing what :func:`walk` refuses (the store's scan uses it)."""
+    _walk_dir(root, "", globs, emit)
+
+
 def _walk_dir(base: str, rel: str, globs: GlobSet, emit: Callable[[str, os.DirEntry[str]], None]) -> None:
     """Call ``emit(path, entry)`` for every included regular file, in directory order."""
     try:
@@ -368,14 +374,25 @@ def scan(
     """
     hasher = _Hasher(os.fspath(root), workers, progress)
     paths: list[str] = []
+    small: list[int] = []
 
     def emit(path: str, entry: os.DirEntry[str]) -> None:
-        hasher.submit(len(paths), path)
+        # Large files go to the workers as soon as the walk finds them, small
+        # ones wait for the walk to end: otherwise a large file found late
+        # (after a big src/ tree, say) starts late and the cores end unevenly.
+        # The lstat only schedules; what is hashed is what fstat says.
+        key = len(paths)
         paths.append(path)
+        if hasher.n > 1 and entry.stat(follow_symlinks=False).st_size > CHUNK:
+            hasher.submit(key, path)
+        else:
+            small.append(key)
 
     ok = False
     try:
         _walk_dir(os.fspath(root), "", globs, emit)
+        for key in small:
+            hasher.submit(key, paths[key])
         if alongside is not None:
             alongside()
         hasher.drain()
