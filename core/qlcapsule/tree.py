@@ -98,6 +98,9 @@ def _walk_dir(base: str, rel: str, globs: GlobSet, emit: Callable[[str, os.DirEn
         entries = list(os.scandir(os.path.join(base, rel) if rel else base))
     except PermissionError:
         raise InputError(f"{rel or '.'}: permission denied") from None
+    # A directory's files before its subdirectories: large files next to a big
+    # src/ tree reach the hashing workers first, so the cores end together.
+    subdirs: list[str] = []
     for entry in entries:
         name = entry.name
         try:
@@ -113,7 +116,7 @@ def _walk_dir(base: str, rel: str, globs: GlobSet, emit: Callable[[str, os.DirEn
             continue
         if entry.is_dir(follow_symlinks=False):  # d_type: no syscall
             if not globs.prune_dir(path):
-                _walk_dir(base, path, globs, emit)
+                subdirs.append(path)
             continue
         if not globs.wants_in_walk(path):
             continue
@@ -122,6 +125,8 @@ def _walk_dir(base: str, rel: str, globs: GlobSet, emit: Callable[[str, os.DirEn
         if not entry.is_file(follow_symlinks=False):
             raise UnsafePathError(f"{display_path(path)}: is not a regular file (device, FIFO or socket)")
         emit(path, entry)
+    for path in subdirs:
+        _walk_dir(base, path, globs, emit)
 
 
 def check_relative(path: str, where: str = "path") -> str:
@@ -374,25 +379,14 @@ def scan(
     """
     hasher = _Hasher(os.fspath(root), workers, progress)
     paths: list[str] = []
-    small: list[int] = []
 
     def emit(path: str, entry: os.DirEntry[str]) -> None:
-        # Large files go to the workers as soon as the walk finds them, small
-        # ones wait for the walk to end: otherwise a large file found late
-        # (after a big src/ tree, say) starts late and the cores end unevenly.
-        # The lstat only schedules; what is hashed is what fstat says.
-        key = len(paths)
+        hasher.submit(len(paths), path)
         paths.append(path)
-        if hasher.n > 1 and entry.stat(follow_symlinks=False).st_size > CHUNK:
-            hasher.submit(key, path)
-        else:
-            small.append(key)
 
     ok = False
     try:
         _walk_dir(os.fspath(root), "", globs, emit)
-        for key in small:
-            hasher.submit(key, paths[key])
         if alongside is not None:
             alongside()
         hasher.drain()

@@ -189,3 +189,24 @@ def test_verify_does_not_import_pydantic(make_capsule) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "heavy: []" in out.stdout, out.stdout + out.stderr
+
+
+def test_render_lock_rows_are_exactly_json_dumps() -> None:
+    """render_lock formats plain names itself; every row must still be json.dumps of the entry."""
+    import json
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from qlcapsule.lock import Lock, LockEntry, render_lock
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.text(min_size=1, max_size=6), min_size=1, max_size=6, unique=True))
+    def prop(paths: list[str]) -> None:
+        entries = [LockEntry(p, "ab" * 32, i, "755" if i % 2 else "644") for i, p in enumerate(paths)]
+        lines = render_lock(Lock("n", "1.0.0", "cd" * 32, entries)).decode("utf-8").split("\n")
+        for e in entries:
+            row = "    " + json.dumps({"path": e.path, "sha256": e.sha256, "size": e.size, "mode": e.mode}, ensure_ascii=False)
+            assert row in lines or row + "," in lines
+
+    prop()
