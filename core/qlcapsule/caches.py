@@ -166,11 +166,22 @@ _DEF_DIR = "definitions"
 _DEF_KEEP = 256  # files kept; the oldest half goes when there are more
 
 
+def _code_stamp() -> str:
+    """Size and mtime of the code that computes the cached result: a development checkout
+    changes it without changing the version, and must not read results of older code."""
+    try:
+        st = os.stat(Path(__file__).with_name("capsule.py"))
+    except OSError:
+        return "?"
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
 def _definition_file(raw: bytes) -> Path | None:
     base = cache_dir()
     if base is None:
         return None
-    key = hashlib.sha256(f"light-definition\0{_FORMAT}\0{__version__}\0".encode() + raw).hexdigest()[:40]
+    salt = f"light-definition\0{_FORMAT}\0{__version__}\0{_code_stamp()}\0"
+    key = hashlib.sha256(salt.encode() + raw).hexdigest()[:40]
     return base / _DEF_DIR / f"{key}.json"
 
 
