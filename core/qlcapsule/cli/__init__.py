@@ -5,10 +5,34 @@ imported on demand: ``qlcapsule verify`` loads only ``cli/verify.py``, so the
 integrity path starts fast; ``--help`` and unknown names load them all.
 Every command maps :class:`qlcapsule.QlcapsuleError` to its exit code and a
 single line on stderr; ``--debug`` shows the traceback instead.
+
+The console script enters through :func:`run`, which answers a plain
+``seal``/``verify`` without importing click at all (see ``_fast``).
 """
 
 from __future__ import annotations
 
-from ._common import main
+import sys
+from typing import Any
 
-__all__ = ["main"]
+__all__ = ["main", "run"]
+
+
+def run() -> None:
+    """Console-script entry point."""
+    from ._fast import run as run_fast
+
+    code = run_fast(sys.argv[1:])
+    if code is not None:
+        sys.exit(code)
+    from ._common import main
+
+    main()
+
+
+def __getattr__(name: str) -> Any:  # PEP 562: the click group is built on first use
+    if name == "main":
+        from ._common import main
+
+        return main
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,8 +10,8 @@ from typing import Any, Callable
 import click
 
 from .. import __version__
-from ..errors import QlcapsuleError
-from ..log import configure, scrub
+from ..log import configure
+from ._errors import handle
 
 # Area modules under qlcapsule.cli, each adding its commands to ``main`` on import.
 COMMAND_MODULES = ("core", "verify", "sign", "generate", "store", "export", "deliver", "ship")
@@ -27,13 +27,6 @@ FAST_COMMANDS = {
     "deliver": "deliver",
     **dict.fromkeys(("ship", "hook", "hooks"), "ship"),
 }
-
-
-def _print_traceback() -> None:
-    """--debug: the traceback, with registered secrets scrubbed like every other line."""
-    import traceback
-
-    sys.stderr.write(scrub(traceback.format_exc()))
 
 
 class _Group(click.Group):
@@ -67,35 +60,10 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except QlcapsuleError as exc:
-            if ctx.obj and ctx.obj.get("debug"):
-                _print_traceback()
-            click.echo(f"error: {scrub(exc.message)}", err=True)
-            ctx.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("error: interrupted", err=True)
-            ctx.exit(130)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
-        except BrokenPipeError:
-            # stdout went away (``| head``): stop quietly like other Unix tools
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            ctx.exit(141)
-        except OSError as exc:
-            if ctx.obj and ctx.obj.get("debug"):
-                _print_traceback()
-            where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-            click.echo(f"error: {where}{scrub(exc.strerror or str(exc))}", err=True)
-            ctx.exit(2)
-        except Exception as exc:  # an unexpected bug: still one line unless --debug
-            if ctx.obj and ctx.obj.get("debug"):
-                _print_traceback()
-                ctx.exit(70)
-            click.echo(
-                f"error: internal error: {type(exc).__name__}: {scrub(str(exc))} (run with --debug for the traceback)",
-                err=True,
-            )
-            ctx.exit(70)
+        except (KeyboardInterrupt, Exception) as exc:  # one line and an exit code (see _errors.handle)
+            ctx.exit(handle(exc, debug=bool(ctx.obj and ctx.obj.get("debug"))))
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -9,6 +9,7 @@ import click
 
 from ..errors import InputError
 from ._common import capsule_dir, emit, json_option, main
+from ._text import seal_data, seal_text
 
 
 @main.command()
@@ -32,15 +33,7 @@ def seal(directory: str, as_json: bool) -> None:
     from ..pipeline import seal_capsule
 
     result = seal_capsule(Path(directory))
-    data = {
-        "capsule": result.lock.name,
-        "version": result.lock.version,
-        "digest": result.digest,
-        "files": len(result.lock.files),
-        "written": result.written,
-    }
-    verb = "sealed" if result.written else "unchanged"
-    emit(as_json, data, f"{verb} {result.lock.name}@{result.lock.version} {len(result.lock.files)} files sha256:{result.digest}")
+    emit(as_json, seal_data(result), seal_text(result))
 
 
 @main.command()

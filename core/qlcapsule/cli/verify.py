@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import click
 
 from ._common import capsule_dir, emit, json_option, main
-
-
-def _signature_text(sig: dict[str, Any]) -> str:
-    status = sig.get("status")
-    if status == "verified":
-        keys = ", ".join(f"{k['algorithm']} {k['keyid'][:16]}" for k in sig["keys"])
-        tail = f", expires {sig['expires']}" if sig.get("expires") else ""
-        return f"signed by {keys} ({len(sig['keys'])} of {sig['threshold']} required{tail})"
-    if status == "unchecked":
-        return f"capsule.sig present ({sig['signatures']} signature(s)) but NOT checked: {sig['reason']}"
-    return "unsigned"
+from ._text import verify_text
 
 
 @main.command()
@@ -121,10 +110,4 @@ def verify(
                 )
             )
         raise
-    sig = report.get("signature") or {"status": "unsigned"}
-    emit(
-        as_json,
-        report,
-        f"ok {report['capsule']}@{report['version']} sha256:{report['digest']} ({report['files']} files); "
-        + _signature_text(sig),
-    )
+    emit(as_json, report, verify_text(report))

@@ -1,0 +1,52 @@
+"""What every command does with an exception: one line on stderr and an exit code.
+
+No click here: the click group (``_common``) and the click-free fast path
+(``_fast``) share it, so both answer a failure with the same bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from ..errors import QlcapsuleError
+from ..log import scrub
+
+
+def print_traceback() -> None:
+    """--debug: the traceback, with registered secrets scrubbed like every other line."""
+    import traceback
+
+    sys.stderr.write(scrub(traceback.format_exc()))
+
+
+def _say(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def handle(exc: BaseException, *, debug: bool = False) -> int:
+    """Report ``exc`` (being handled) and return the exit code; call from an ``except`` block."""
+    if isinstance(exc, QlcapsuleError):
+        if debug:
+            print_traceback()
+        _say(f"error: {scrub(exc.message)}")
+        return exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        _say("error: interrupted")
+        return 130
+    if isinstance(exc, BrokenPipeError):
+        # stdout went away (``| head``): stop quietly like other Unix tools
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    if isinstance(exc, OSError):
+        if debug:
+            print_traceback()
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        _say(f"error: {where}{scrub(exc.strerror or str(exc))}")
+        return 2
+    if debug:  # an unexpected bug: still one line unless --debug
+        print_traceback()
+        return 70
+    _say(f"error: internal error: {type(exc).__name__}: {scrub(str(exc))} (run with --debug for the traceback)")
+    return 70

@@ -1,0 +1,40 @@
+"""The one-line results of ``seal`` and ``verify``, shared by the click commands and
+the click-free fast path (``_fast``), so both print the same bytes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def signature_text(sig: dict[str, Any]) -> str:
+    status = sig.get("status")
+    if status == "verified":
+        keys = ", ".join(f"{k['algorithm']} {k['keyid'][:16]}" for k in sig["keys"])
+        tail = f", expires {sig['expires']}" if sig.get("expires") else ""
+        return f"signed by {keys} ({len(sig['keys'])} of {sig['threshold']} required{tail})"
+    if status == "unchecked":
+        return f"capsule.sig present ({sig['signatures']} signature(s)) but NOT checked: {sig['reason']}"
+    return "unsigned"
+
+
+def verify_text(report: dict[str, Any]) -> str:
+    sig = report.get("signature") or {"status": "unsigned"}
+    return (
+        f"ok {report['capsule']}@{report['version']} sha256:{report['digest']} ({report['files']} files); "
+        + signature_text(sig)
+    )
+
+
+def seal_data(result: Any) -> dict[str, Any]:
+    return {
+        "capsule": result.lock.name,
+        "version": result.lock.version,
+        "digest": result.digest,
+        "files": len(result.lock.files),
+        "written": result.written,
+    }
+
+
+def seal_text(result: Any) -> str:
+    verb = "sealed" if result.written else "unchanged"
+    return f"{verb} {result.lock.name}@{result.lock.version} {len(result.lock.files)} files sha256:{result.digest}"
