@@ -49,11 +49,7 @@ def _light_read(path: Path) -> dict[str, Any] | None:
         raw = path.read_bytes()
     except OSError:
         return None
-    hit, result = caches.cached_definition(raw)
-    if not hit:
-        result = _light_parse(raw)
-        caches.remember_definition(raw, result)
-    return result
+    return caches.cached_definition(raw, _light_parse)  # type: ignore[no-any-return]
 
 
 def _light_parse(raw: bytes) -> dict[str, Any] | None:
@@ -127,16 +123,13 @@ def plainly_valid(raw: dict[str, Any]) -> bool:
     """
     if not set(raw) <= _PLAIN_KEYS:
         return False
-    # name, version, include and exclude were checked by _light_read.
-    if type(raw["name"]) is not str or type(raw["version"]) is not str:
-        return False
+    # name, version, include and exclude were checked by _light_read (YAML strings are exact str).
     if "description" in raw and type(raw["description"]) is not str:
         return False
     if "license" in raw and not (raw["license"] is None or type(raw["license"]) is str):
         return False
-    for key in ("authors", "include", "exclude"):
-        if key in raw and not _is_str_list(raw[key]):
-            return False
+    if "authors" in raw and not _is_str_list(raw["authors"]):
+        return False
     labels = raw.get("labels", {})
     if type(labels) is not dict or not all(type(k) is str and type(v) is str for k, v in labels.items()):
         return False
@@ -261,11 +254,15 @@ class Capsule:
     def read_lock(self) -> Lock | None:
         return read_lock(self.lock_path)
 
+    def _lock_bytes(self) -> bytes:
+        """capsule.lock as written; IntegrityError when the capsule was never sealed."""
+        try:
+            return self.lock_path.read_bytes()
+        except FileNotFoundError:
+            raise IntegrityError(f"{self.lock_path}: not sealed (run 'qlcapsule seal {self.root}')") from None
+
     def require_lock(self) -> Lock:
-        lock = self.read_lock()
-        if lock is None:
-            raise IntegrityError(f"{self.lock_path}: not sealed (run 'qlcapsule seal {self.root}')")
-        return lock
+        return parse_lock(self._lock_bytes(), str(self.lock_path))
 
     @property
     def digest(self) -> str:
@@ -311,10 +308,7 @@ class Capsule:
         return self._status(progress)[0]
 
     def _status(self, progress: Callable[[int], None] | None) -> tuple[Status, Lock]:
-        try:
-            raw = self.lock_path.read_bytes()
-        except FileNotFoundError:
-            raise IntegrityError(f"{self.lock_path}: not sealed (run 'qlcapsule seal {self.root}')") from None
+        raw = self._lock_bytes()
         entries = self.scan(progress=progress)
         # Fast path: when the lock is byte for byte what sealing the disk now
         # would write, nothing changed (files, modes, the digest, name and
