@@ -32,7 +32,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 from . import __version__
 
@@ -128,17 +128,25 @@ def _write(file: Path, stamp: list[list[Any]], entries: list[PluginEntry]) -> No
     newest = max((m for _, m in stamp if m is not None), default=0)
     if newest > (time.time() - RACY_SECONDS) * 1e9:
         return  # a directory changed just now: a change in the same tick would be missed
-    data = {"stamp": stamp, "entries": [e._asdict() for e in entries]}
+    _write_quietly(file, json.dumps({"stamp": stamp, "entries": [e._asdict() for e in entries]}))
+
+
+def _write_quietly(file: Path, text: str) -> bool:
+    """Replace ``file`` by ``text`` atomically; False (and nothing left behind) when it cannot.
+
+    A cache is a shortcut: a directory that cannot be written is no error."""
     tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(data), encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, file)
     except OSError:
         try:
             tmp.unlink()
         except OSError:
             pass
+        return False
+    return True
 
 
 def discover(group: str) -> list[PluginEntry]:
@@ -185,42 +193,30 @@ def _definition_file(raw: bytes) -> Path | None:
     return base / _DEF_DIR / f"{key}.json"
 
 
-def cached_definition(raw: bytes) -> tuple[bool, Any]:
-    """``(True, result)`` when the light read of these bytes is cached, else ``(False, None)``."""
+def cached_definition(raw: bytes, parse: Callable[[bytes], Any]) -> Any:
+    """``parse(raw)``, from the cache when these bytes were parsed before (then remembered)."""
     file = _definition_file(raw)
     if file is None:
-        return False, None
+        return parse(raw)
     try:
         data = json.loads(file.read_bytes())
+        if isinstance(data, dict) and "result" in data:
+            return data["result"]
     except (OSError, ValueError):
-        return False, None
-    if not isinstance(data, dict) or "result" not in data:
-        return False, None
-    return True, data["result"]
-
-
-def remember_definition(raw: bytes, result: Any) -> None:
-    """Cache the light read of ``raw`` when JSON carries ``result`` exactly; never fails."""
-    file = _definition_file(raw)
-    if file is None:
-        return
+        pass
+    result = parse(raw)
     try:
         text = json.dumps({"result": result})
         if json.loads(text)["result"] != result:
-            return  # e.g. integer keys would come back as strings
+            return result  # e.g. integer keys would come back as strings
     except (TypeError, ValueError):
-        return  # dates, binary: not JSON
-    tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
-    try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, file)
-        _prune(file.parent)
-    except OSError:
+        return result  # dates, binary: not JSON
+    if _write_quietly(file, text):
         try:
-            tmp.unlink()
+            _prune(file.parent)
         except OSError:
             pass
+    return result
 
 
 def _prune(folder: Path) -> None:

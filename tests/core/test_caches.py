@@ -160,5 +160,5 @@ def test_a_damaged_definition_cache_entry_is_reparsed(tmp_path: Path, monkeypatc
 def test_the_definition_cache_stays_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QLCAPSULE_CACHE_DIR", str(tmp_path / "cache"))
     for i in range(epcache._DEF_KEEP + 5):
-        epcache.remember_definition(f"name: n{i}\n".encode(), {"name": f"n{i}"})
+        epcache.cached_definition(f"name: n{i}\n".encode(), lambda raw, i=i: {"name": f"n{i}"})
     assert len(list((tmp_path / "cache" / "definitions").iterdir())) <= epcache._DEF_KEEP
