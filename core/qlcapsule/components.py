@@ -100,10 +100,14 @@ class lazy_options:  # noqa: N801  (used like a class attribute: ``Options = laz
 
         class MyValidator(Validator):
             Options = lazy_options(_options)
+
+    ``defaults``, when given, must be exactly the model's defaults (test it):
+    a component built without options then holds them without pydantic.
     """
 
-    def __init__(self, factory: Callable[[], Any]) -> None:
+    def __init__(self, factory: Callable[[], Any], defaults: Mapping[str, Any] | None = None) -> None:
         self.factory = factory
+        self.defaults = dict(defaults) if defaults is not None else None
         self.model: Any = None
 
     def __get__(self, obj: object, owner: type) -> Any:
@@ -112,17 +116,19 @@ class lazy_options:  # noqa: N801  (used like a class attribute: ``Options = laz
         return self.model
 
 
-class _NoOptions:
-    """The options of a component whose Options is the empty base model: nothing to hold."""
+class DefaultOptions:
+    """Default option values as attributes, what ``Model()`` would hold, built without pydantic."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self.__dict__.update(values)
 
     def model_dump(self, **_: Any) -> dict[str, Any]:
-        return {}
+        return dict(self.__dict__)
 
     def __repr__(self) -> str:
-        return "Options()"
+        return f"Options({', '.join(f'{k}={v!r}' for k, v in self.__dict__.items())})"
 
 
-_NO_OPTIONS = _NoOptions()
 _C = TypeVar("_C", bound="Component")
 
 
@@ -148,8 +154,8 @@ class Component:
     Options: ClassVar[Any] = _BaseOptionsAttr()
 
     def __init__(self, options: Any = None) -> None:
-        if options is None and self._uses_base_options():
-            options = _NO_OPTIONS
+        if options is None and (defaults := self._known_defaults()) is not None:
+            options = DefaultOptions(defaults)
         self._options = options
 
     @property
@@ -164,12 +170,16 @@ class Component:
         self._options = value
 
     @classmethod
-    def _uses_base_options(cls) -> bool:
+    def _known_defaults(cls) -> dict[str, Any] | None:
+        """The option defaults when they are known without pydantic: none for the empty
+        base model, ``lazy_options(..., defaults=...)``'s; None when only the model knows."""
         for klass in cls.__mro__:
             if "Options" in klass.__dict__:
                 declared = klass.__dict__["Options"]
-                return isinstance(declared, _BaseOptionsAttr) or (declared is _options_base and declared is not None)
-        return True
+                if isinstance(declared, _BaseOptionsAttr) or (declared is _options_base and declared is not None):
+                    return {}
+                return declared.defaults if isinstance(declared, lazy_options) else None
+        return {}
 
     @classmethod
     def from_options(cls: type[_C], raw: Mapping[str, Any] | None = None, *, where: str = "") -> _C:
@@ -177,8 +187,8 @@ class Component:
 
         Raises :class:`OptionsError` with one line naming the field.
         """
-        if not raw and cls._uses_base_options():
-            return cls(None)  # nothing to validate
+        if not raw and cls._known_defaults() is not None:
+            return cls(None)  # nothing to validate: the defaults, without pydantic
         from pydantic import ValidationError
 
         try:

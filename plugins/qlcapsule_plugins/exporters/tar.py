@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
-from qlcapsule import Capsule, hookimpl, lazy_options, payload_for
+from qlcapsule import Capsule, Exporter, hookimpl, lazy_options, payload_for
 
-from ._lazyoptions import FastDefaultsExporter, model
+from ._lazyoptions import model
 from ._tarstream import write_payload_tar
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ _MEDIA = {
 _LEVELS = {"gzip": (1, 9), "xz": (0, 9), "zstd": (1, 22)}
 
 
-class TarExporter(FastDefaultsExporter):
+class TarExporter(Exporter):
     name = "tar"
     description = "reproducible PAX tar archive (.tar, .tar.gz, .tar.xz, .tar.zst); streams"
     formats = ("tar", "tar.gz", "tgz", "tar.xz", "tar.zst")
@@ -37,8 +37,9 @@ class TarExporter(FastDefaultsExporter):
     media_type = "application/x-tar"
     #: reads the capsule through qlcapsule.streaming, which verifies it while it is read
     verifies_payload = True
-    Options = lazy_options(model("TarOptions"))
+    #: exactly the model's defaults (a test holds them equal): no pydantic when no option is given
     defaults: ClassVar[dict[str, Any]] = {"level": None, "prefix": ""}
+    Options = lazy_options(model("TarOptions"), defaults=defaults)
     options: TarOptions
 
     media_types: ClassVar[dict[str, str]] = {f: _MEDIA[c] for f, c in _COMPRESSION.items()}

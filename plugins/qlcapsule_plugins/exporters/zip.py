@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
-from qlcapsule import Capsule, hookimpl, lazy_options
+from qlcapsule import Capsule, Exporter, hookimpl, lazy_options
 
-from ._lazyoptions import FastDefaultsExporter, model
+from ._lazyoptions import model
 from ._tarstream import payload_entries
 from ._zipstream import ZipWriter
 
@@ -22,14 +22,15 @@ if TYPE_CHECKING:
     from ._options import ZipOptions
 
 
-class ZipExporter(FastDefaultsExporter):
+class ZipExporter(Exporter):
     name = "zip"
     description = "reproducible ZIP archive; stores compressed files, deflates the rest in parallel; streams"
     formats = ("zip",)
     streams = True
     media_type = "application/zip"
-    Options = lazy_options(model("ZipOptions"))
+    #: exactly the model's defaults (a test holds them equal): no pydantic when no option is given
     defaults: ClassVar[dict[str, Any]] = {"level": 6, "prefix": "", "workers": None}
+    Options = lazy_options(model("ZipOptions"), defaults=defaults)
     options: ZipOptions
 
     def export(self, capsule: Capsule, out: BinaryIO, fmt: str) -> None:
