@@ -24,6 +24,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import best_of  # type: ignore[import-not-found]  # noqa: E402
+
 MiB = 1024 * 1024
 
 
@@ -37,16 +40,6 @@ def _cli() -> list[str]:
     exe = Path(sys.executable).with_name("qlcapsule")
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "qlcapsule"]
 
-
-def _best(fn: Any, repeat: int, before: Any = None) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        if before:
-            before()
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def run(workdir: Path, quick: bool = False) -> list[dict[str, Any]]:
@@ -112,7 +105,7 @@ def run(workdir: Path, quick: bool = False) -> list[dict[str, Any]]:
             (workdir / "cp").mkdir()
 
         deliver = [*_cli(), "deliver", str(capsule), "--artifact", str(big)]
-        ours = _best(
+        ours = best_of(
             lambda: subprocess.run([*deliver, "-t", "s3"], check=True, env=env, stdout=subprocess.DEVNULL),
             repeat,
             clear,
@@ -121,7 +114,7 @@ def run(workdir: Path, quick: bool = False) -> list[dict[str, Any]]:
             "import boto3,sys;c=boto3.client('s3',endpoint_url=sys.argv[1]);"
             "c.upload_file(sys.argv[2],'bench','anchor/artifact.bin')"
         )
-        anchor = _best(
+        anchor = best_of(
             lambda: subprocess.run([sys.executable, "-c", anchor_code, url, str(big)], check=True, env=env),
             repeat,
             clear,
@@ -137,12 +130,12 @@ def run(workdir: Path, quick: bool = False) -> list[dict[str, Any]]:
                 "throughput_mb_s": round(size / MiB / ours, 1),
             }
         )
-        ours = _best(
+        ours = best_of(
             lambda: subprocess.run([*deliver, "-t", "dir"], check=True, env=env, stdout=subprocess.DEVNULL),
             repeat,
             clear,
         )
-        anchor = _best(lambda: subprocess.run(["cp", str(big), str(workdir / "cp")], check=True), repeat, clear)
+        anchor = best_of(lambda: subprocess.run(["cp", str(big), str(workdir / "cp")], check=True), repeat, clear)
         rows.append(
             {
                 "name": f"deliver local {label}",

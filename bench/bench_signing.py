@@ -16,22 +16,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from run import make_tree, qlcapsule_cmd, row, timed  # type: ignore[import-not-found]
+from run import best_of, make_tree, qlcapsule_cmd, row, timed  # type: ignore[import-not-found]
 
 ENV = {"QLCAPSULE_NO_PROGRESS": "1"}
 
-
-def _best(fn: Any, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def _small(workdir: Path) -> Path:
@@ -71,9 +62,9 @@ def run(workdir: Path, quick: bool = False) -> list[dict[str, Any]]:
     lock = capsule.verify_integrity()
     skey = load_signing_key(key)
     verify_signatures(capsule, lock, keys=[pub])  # warm: registry, cryptography
-    integrity = _best(lambda: capsule.verify_integrity(), repeat)
-    sign_inproc = _best(lambda: sign_capsule(tree, skey), repeat) - integrity
-    verify_inproc = _best(lambda: verify_signatures(capsule, lock, keys=[pub]), repeat)
+    integrity = best_of(lambda: capsule.verify_integrity(), repeat)
+    sign_inproc = best_of(lambda: sign_capsule(tree, skey), repeat) - integrity
+    verify_inproc = best_of(lambda: verify_signatures(capsule, lock, keys=[pub]), repeat)
 
     small = _small(workdir)
     subprocess.run(q + ["seal", str(small)], check=True, capture_output=True)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import bench_env, make_tree, qlcapsule_cmd, row, timed  # type: ignore[import-not-found]  # noqa: E402
+from run import bench_env, best_of, make_tree, qlcapsule_cmd, row, timed  # type: ignore[import-not-found]  # noqa: E402
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
            "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid"}
@@ -40,14 +40,6 @@ ENV = {"QLCAPSULE_NO_PROGRESS": "1", **GIT_ENV}
 def _git(cwd: Path, *args: str) -> None:
     subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, env={**os.environ, **GIT_ENV})
 
-
-def _best(fn: Any, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def run(workdir: Path, quick: bool = False) -> list[dict[str, Any]]:
@@ -109,7 +101,7 @@ def run(workdir: Path, quick: bool = False) -> list[dict[str, Any]]:
     log_store = workdir / "log-store.git"
     _history(tree, log_store, versions)
     st = open_store(store=log_store)
-    log_s = _best(lambda: log_versions(st, "bench"), 3)
+    log_s = best_of(lambda: log_versions(st, "bench"), 3)
     assert len(log_versions(st, "bench")) == versions
     log_anchor, _ = timed(["git", "--git-dir", str(log_store), "log", "--format=%H %an %ad %s", "refs/capsules/bench/heads/main"], repeat=3)
     cli_log, _ = timed(q + ["log", "bench", "--store", str(log_store), "--json"], env=ENV, repeat=3)

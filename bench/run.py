@@ -63,6 +63,18 @@ def timed(cmd: Sequence[str] | str, *, cwd: Path | None = None, repeat: int = 3,
     return best, peak
 
 
+def best_of(fn: Callable[[], object], repeat: int, before: Callable[[], object] | None = None) -> float:
+    """Best wall time (s) of ``fn()`` in this process over ``repeat`` runs; ``before`` runs untimed ahead of each."""
+    best = float("inf")
+    for _ in range(repeat):
+        if before is not None:
+            before()
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def bench_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of measured commands: bytecode caching on, as for an installed wheel."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
