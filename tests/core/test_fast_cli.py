@@ -1,8 +1,9 @@
-"""The click-free path for plain ``seal``/``verify`` answers exactly as the click commands do."""
+"""The click-free path for plain ``seal``/``verify``/``sign``/``commit`` answers exactly as the click commands do."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -35,6 +36,20 @@ def _signed(root: Path, key: Path) -> None:
     subprocess.run([sys.executable, "-m", "qlcapsule", "sign", str(root), "--key", str(key)], check=True, capture_output=True, timeout=60)
 
 
+def _store(root: Path) -> str:
+    return str(root.parent / "store.git")
+
+
+def _committed(root: Path) -> None:
+    cmd = [sys.executable, "-m", "qlcapsule", "commit", str(root), "--store", _store(root)]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=60)
+
+
+def _edit_and_seal(root: Path) -> None:
+    (root / "a.txt").write_text("edited\n")
+    subprocess.run([sys.executable, "-m", "qlcapsule", "seal", str(root)], check=True, capture_output=True, timeout=60)
+
+
 Setup = Callable[[Path, Path], list[str]]
 
 CASES: dict[str, Setup] = {
@@ -57,7 +72,31 @@ CASES: dict[str, Setup] = {
     "verify two dirs": lambda root, key: ["verify", str(root), str(root)],
     "verify --json": lambda root, key: ["verify", str(root), "--json"],
     "seal symlink": lambda root, key: (os.symlink("a.txt", root / "link"), ["seal", str(root)])[1],
+    "sign": lambda root, key: ["sign", str(root), "--key", str(key)],
+    "sign default dir": lambda root, key: ["sign", "--key", str(key)],
+    "sign again (replaces)": lambda root, key: (_signed(root, key), ["sign", str(root), "--key", str(key)])[1],
+    "sign tampered": lambda root, key: ((root / "a.txt").write_text("x\n"), ["sign", str(root), "--key", str(key)])[1],
+    "sign not sealed": lambda root, key: ((root / "capsule.lock").unlink(), ["sign", str(root), "--key", str(key)])[1],
+    "sign missing key file": lambda root, key: ["sign", str(root), "--key", str(root / "nope.key")],
+    "sign with a public key": lambda root, key: ["sign", str(root), "--key", f"{key}.pub"],
+    "sign without a key": lambda root, key: ["sign", str(root)],
+    "sign --json": lambda root, key: ["sign", str(root), "--key", str(key), "--json"],
+    "commit first": lambda root, key: ["commit", str(root), "--store", _store(root)],
+    "commit -m": lambda root, key: ["commit", str(root), "-m", "first cut", "--store", _store(root)],
+    "commit --message": lambda root, key: ["commit", "--message", "first cut", str(root), "--store", _store(root)],
+    "commit unchanged": lambda root, key: (_committed(root), ["commit", str(root), "--store", _store(root)])[1],
+    "commit next version": lambda root, key: (_committed(root), _edit_and_seal(root), ["commit", "--store", _store(root)])[2],
+    "commit tampered": lambda root, key: ((root / "a.txt").write_text("x\n"), ["commit", str(root), "--store", _store(root)])[1],
+    "commit not sealed": lambda root, key: ((root / "capsule.lock").unlink(), ["commit", str(root), "--store", _store(root)])[1],
+    "commit store is a file": lambda root, key: ((root.parent / "f").write_text(""), ["commit", str(root), "--store", str(root.parent / "f")])[1],
+    "commit --branch": lambda root, key: ["commit", str(root), "--store", _store(root), "--branch", "dev"],
 }
+
+
+def _normal(text: str, root: Path) -> str:
+    """Paths and commit ids (the committer's time goes into them) replaced by placeholders."""
+    text = text.replace(str(root), "ROOT").replace(str(root.parent), "PARENT")
+    return re.sub(r"\b[0-9a-f]{40}\b|\b[0-9a-f]{12}\b", "COMMIT", text)
 
 
 @pytest.fixture(scope="module")
@@ -73,28 +112,66 @@ def test_fast_and_click_paths_answer_the_same(case: str, key: Path, tmp_path: Pa
         write_capsule(root, {"a.txt": "a\n", "src/b.py": "print(1)\n"}, seal=True)
         args = CASES[case](root, key)
         code, out, err = _run(args, root, fast=fast)
-        results.append((code, out.replace(str(root), "ROOT"), err.replace(str(root), "ROOT")))
+        results.append((code, _normal(out, root), _normal(err, root)))
         shutil.rmtree(root.parent)
     assert results[0] == results[1]
 
 
-def test_the_fast_path_imports_no_click(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["verify", "seal", "sign", "commit"])
+def test_the_fast_path_imports_no_click(command: str, key: Path, tmp_path: Path) -> None:
     root = tmp_path / "cap"
     write_capsule(root, {"a.txt": "a\n"}, seal=True)
-    code = (
-        "import sys; from qlcapsule.cli._fast import run; "
-        f"rc = run(['verify', {str(root)!r}]); print(rc, 'click' in sys.modules)"
-    )
+    argv = {
+        "verify": ["verify", str(root)],
+        "seal": ["seal", str(root)],
+        "sign": ["sign", str(root), "--key", str(key)],
+        "commit": ["commit", str(root), "--store", str(tmp_path / "store.git")],
+    }[command]
+    code = f"import sys; from qlcapsule.cli._fast import run; rc = run({argv!r}); print(rc, 'click' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.splitlines()[-1] == "0 False"
-    assert out.stdout.startswith("ok demo@")
+    assert out.stdout.startswith(("ok demo@", "unchanged demo@", "signed demo@", "committed demo@"))
 
 
 @pytest.mark.parametrize(
     "argv",
-    [["verify", "--json"], ["verify", "--help"], ["seal", "-v"], ["status"], ["verify", "--key"], ["verify", "--key", "-x"]],
+    [
+        ["verify", "--json"],
+        ["verify", "--help"],
+        ["seal", "-v"],
+        ["status"],
+        ["verify", "--key"],
+        ["verify", "--key", "-x"],
+        ["sign", "."],
+        ["sign", ".", "--key", "-"],
+        ["sign", ".", "--key", "a", "--key", "b"],
+        ["sign", ".", "--key", "k", "--expires", "90d"],
+        ["commit", ".", "--rehash"],
+        ["commit", ".", "-m", "-x"],
+        ["commit", ".", "-m", "a", "-m", "b"],
+    ],
 )
 def test_anything_else_goes_to_click(argv: list[str]) -> None:
     from qlcapsule.cli._fast import parse
 
     assert parse(argv) is None
+
+
+def test_commit_takes_the_store_from_the_environment(key: Path, tmp_path: Path) -> None:
+    outputs = []
+    for fast in (True, False):
+        root = tmp_path / ("fast" if fast else "click") / "cap"
+        write_capsule(root, {"a.txt": "a\n"}, seal=True)
+        env = dict(os.environ, QLCAPSULE_STORE=_store(root))
+        env.pop("QLCAPSULE_NO_FAST_CLI", None)
+        if not fast:
+            env["QLCAPSULE_NO_FAST_CLI"] = "1"
+        cmd = [str(EXE)] if EXE.exists() else [sys.executable, "-m", "qlcapsule"]
+        proc = subprocess.run(cmd + ["commit", str(root)], cwd=root, env=env, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert (Path(_store(root)) / "refs" / "capsules" / "demo" / "heads" / "main").exists() or (
+            Path(_store(root)) / "packed-refs"
+        ).read_text().count("refs/capsules/demo/heads/main") == 1
+        outputs.append(_normal(proc.stdout, root))
+    assert outputs[0] == outputs[1]
+    assert outputs[0].startswith("committed demo@")

@@ -1,4 +1,4 @@
-"""The one-line results of ``seal`` and ``verify``, shared by the click commands and
+"""The one-line results of ``seal``, ``verify``, ``sign`` and ``commit``, shared by the click commands and
 the click-free fast path (``_fast``), so both print the same bytes."""
 
 from __future__ import annotations
@@ -38,3 +38,18 @@ def seal_data(result: Any) -> dict[str, Any]:
 def seal_text(result: Any) -> str:
     verb = "sealed" if result.written else "unchanged"
     return f"{verb} {result.lock.name}@{result.lock.version} {len(result.lock.files)} files sha256:{result.digest}"
+
+
+def sign_text(result: Any) -> str:
+    n = len(result.keyids)
+    return (
+        f"signed {result.capsule}@{result.version} sha256:{result.digest} with {result.algorithm} key "
+        f"{result.keyid[:16]} ({n} signature{'s' if n != 1 else ''} in {result.path.name}"
+        + (f", expires {result.expires}" if result.expires else "")
+        + ")"
+    )
+
+
+def commit_text(result: Any) -> str:
+    verb = "committed" if result.created else "unchanged"
+    return f"{verb} {result.capsule}@{result.version} {result.branch} {result.commit[:12]} sha256:{result.digest}"

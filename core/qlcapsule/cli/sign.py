@@ -7,6 +7,7 @@ import sys
 import click
 
 from ._common import capsule_dir, emit, json_option, main
+from ._text import sign_text
 
 
 @main.command()
@@ -112,11 +113,5 @@ def sign(
         raise UsageError("no signing key: pass --key FILE, --key - (stdin), --key-env NAME or --dev-key")
     result = sign_capsule(directory, key, key_env=key_env, key_type=key_type, expires=expires)
     data = result.to_dict()
-    n = len(result.keyids)
-    text = (
-        f"signed {result.capsule}@{result.version} sha256:{result.digest} with {result.algorithm} key "
-        f"{result.keyid[:16]} ({n} signature{'s' if n != 1 else ''} in {result.path.name}"
-        + (f", expires {result.expires}" if result.expires else "")
-        + ")"
-    )
+    text = sign_text(result)
     emit(as_json, data, text)

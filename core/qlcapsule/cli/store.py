@@ -12,6 +12,7 @@ import click
 
 from ..errors import ConflictError
 from ._common import capsule_dir, emit, json_option, main
+from ._text import commit_text
 
 STORE_HELP = (
     "Bare git repository holding the versions (created on first commit). Default: $QLCAPSULE_STORE, "
@@ -52,8 +53,7 @@ def commit(directory: str, message: str | None, branch: str, rehash: bool, store
     from ..store import commit_capsule
 
     r = commit_capsule(Path(directory), message=message, store=store, branch=branch, rehash=rehash)
-    verb = "committed" if r.created else "unchanged"
-    emit(as_json, r.to_dict(), f"{verb} {r.capsule}@{r.version} {r.branch} {_short(r.commit)} sha256:{r.digest}")
+    emit(as_json, r.to_dict(), commit_text(r))
 
 
 @main.command(name="log")
