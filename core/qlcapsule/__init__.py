@@ -19,16 +19,16 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "Capsule": "capsule",
     "SealResult": "capsule",
-    "Artifact": "components",
+    "Artifact": "records",
     "Component": "components",
     "Deliverer": "components",
     "Exporter": "components",
     "Generator": "components",
-    "GeneratorRecord": "components",
-    "KeyPair": "components",
+    "GeneratorRecord": "records",
+    "KeyPair": "records",
     "Options": "components",
     "lazy_options": "components",
-    "Receipt": "components",
+    "Receipt": "records",
     "Signer": "components",
     "Validator": "components",
     "ConflictError": "errors",
@@ -161,15 +161,11 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         SealResult,
     )
     from .components import (  # noqa: F401
-        Artifact,
         Component,
         Deliverer,
         Exporter,
         Generator,
-        GeneratorRecord,
-        KeyPair,
         Options,
-        Receipt,
         Signer,
         Validator,
         lazy_options,
@@ -212,6 +208,12 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from .log import (  # noqa: F401
         get_logger,
         redact,
+    )
+    from .records import (  # noqa: F401
+        Artifact,
+        GeneratorRecord,
+        KeyPair,
+        Receipt,
     )
     from .resilience import (  # noqa: F401
         DEFAULT_TIMEOUT,

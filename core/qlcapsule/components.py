@@ -13,7 +13,6 @@ names the field.
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, ClassVar, Iterable, Mapping, Sequence, TypeVar
 
@@ -24,6 +23,7 @@ if TYPE_CHECKING:
 
     from .capsule import Capsule
     from .findings import Finding, Rule
+    from .records import Artifact, GeneratorRecord, KeyPair, Receipt
 
     class Options(BaseModel):
         """Base for component options: unknown keys are errors."""
@@ -69,9 +69,17 @@ def _base_options() -> Any:
     return _options_base
 
 
+#: plain records, kept in ``records.py``: building a dataclass costs ~0.5 ms at import
+_RECORDS = ("GeneratorRecord", "KeyPair", "Artifact", "Receipt")
+
+
 def __getattr__(name: str) -> Any:  # PEP 562: ``components.Options`` built lazily
     if name == "Options":
         return _base_options()
+    if name in _RECORDS:
+        from . import records
+
+        return getattr(records, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -201,23 +209,6 @@ class Component:
 # -- generators ---------------------------------------------------------------
 
 
-@dataclass
-class GeneratorRecord:
-    """What a generator recorded about a run; stored as ``generator`` in capsule.yaml."""
-
-    template: str
-    version: str | None = None
-    commit: str | None = None
-    source: str | None = None
-    answers: dict[str, Any] = field(default_factory=dict)
-    files: list[str] = field(default_factory=list)
-
-    def to_definition(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("files")
-        return {k: v for k, v in data.items() if v is not None}
-
-
 class Generator(Component):
     """Renders a template into a directory."""
 
@@ -262,15 +253,6 @@ class Validator(Component):
 
 
 # -- signers ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class KeyPair:
-    """Serialized key material as written by ``qlcapsule keygen``."""
-
-    private: bytes
-    public: bytes | None
-    keyid: str
 
 
 class Signer(Component):
@@ -385,38 +367,6 @@ def _signed_created(sig_path: Path) -> int | None:
 
 
 # -- deliverers ---------------------------------------------------------------
-
-
-@dataclass
-class Artifact:
-    """A file to deliver, with its digest already known."""
-
-    path: Path
-    name: str
-    sha256: str
-    size: int
-    media_type: str = "application/octet-stream"
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-@dataclass
-class Receipt:
-    """Where one artifact went. Never holds a credential."""
-
-    provider: str
-    target: str
-    location: str
-    sha256: str
-    size: int
-    url: str | None = None
-    time: str = field(default_factory=_now)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class Deliverer(Component):

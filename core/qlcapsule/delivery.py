@@ -30,10 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from .capsule import Capsule
-from .components import Artifact, Deliverer, Receipt
+from .components import Deliverer
 from .errors import InputError, IntegrityError, QlcapsuleError, RemoteError
 from .log import event, get_logger, scrub
 from .model import TargetConfig
+from .records import Artifact, Receipt
 from .resilience import breaker_for, scrub_error
 from .tree import sha256_file
 

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .capsule import Capsule
-from .components import Generator, GeneratorRecord
+from .components import Generator
 from .errors import DefinitionError, InputError, PluginError
 from .log import event, get_logger
 from .model import DEFINITION_FILE, DNS_LABEL
+from .records import GeneratorRecord
 
 log = get_logger("generation")
 

@@ -18,12 +18,83 @@ component already registered.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable, TypeVar
 
-import pluggy
+PROJECT = "qlcapsule"
+_F = TypeVar("_F", bound=Callable[..., Any])
 
-hookspec = pluggy.HookspecMarker("qlcapsule")
-hookimpl = pluggy.HookimplMarker("qlcapsule")
+
+class HookspecMarker:
+    """``pluggy.HookspecMarker("qlcapsule")``, without importing pluggy.
+
+    pluggy finds specs and implementations by an attribute
+    (``qlcapsule_spec``/``qlcapsule_impl``) holding a dict of options; these
+    markers set exactly what pluggy's own markers set (a test compares them),
+    so a plugin module can be imported, and its hooks called, without pluggy.
+    The plugin manager (``plugins.py``) imports pluggy only when a third-party
+    or in-process plugin is registered. A plugin may use pluggy's markers
+    instead: they write the same attribute.
+    """
+
+    project_name = PROJECT
+
+    def __call__(
+        self,
+        function: _F | None = None,
+        firstresult: bool = False,
+        historic: bool = False,
+        warn_on_impl: Warning | None = None,
+        warn_on_impl_args: dict[str, Warning] | None = None,
+    ) -> Any:
+        if historic and firstresult:
+            raise ValueError("cannot have a historic firstresult hook")
+        opts = {
+            "firstresult": firstresult,
+            "historic": historic,
+            "warn_on_impl": warn_on_impl,
+            "warn_on_impl_args": warn_on_impl_args,
+        }
+
+        def mark(func: _F) -> _F:
+            setattr(func, self.project_name + "_spec", opts)
+            return func
+
+        return mark if function is None else mark(function)
+
+
+class HookimplMarker:
+    """``pluggy.HookimplMarker("qlcapsule")``, without importing pluggy (see :class:`HookspecMarker`)."""
+
+    project_name = PROJECT
+
+    def __call__(
+        self,
+        function: _F | None = None,
+        hookwrapper: bool = False,
+        optionalhook: bool = False,
+        tryfirst: bool = False,
+        trylast: bool = False,
+        specname: str | None = None,
+        wrapper: bool = False,
+    ) -> Any:
+        opts = {
+            "wrapper": wrapper,
+            "hookwrapper": hookwrapper,
+            "optionalhook": optionalhook,
+            "tryfirst": tryfirst,
+            "trylast": trylast,
+            "specname": specname,
+        }
+
+        def mark(func: _F) -> _F:
+            setattr(func, self.project_name + "_impl", opts)
+            return func
+
+        return mark if function is None else mark(function)
+
+
+hookspec = HookspecMarker()
+hookimpl = HookimplMarker()
 
 Register = Callable[[type], None]
 

@@ -12,7 +12,16 @@ Operator controls (environment):
 - ``QLCAPSULE_DISABLED_PLUGINS=a,b`` never load these (entry-point or distribution names);
 - ``QLCAPSULE_LOAD_PLUGINS=a,b`` load only these third-party plugins (built-ins still load).
 
-The manager is created lazily on first use and cached; ``reset()`` drops it (tests).
+The registry is created lazily on first use and cached; ``reset()`` drops it (tests).
+
+Hooks are collected by calling each plugin's registration hooks directly
+(none is ``firstresult``: every plugin registers its own components). The
+pluggy ``PluginManager`` — which checks every hook implementation against its
+spec, so a typo fails its plugin — is built, with every plugin loaded so far
+registered in it, when the first third-party or in-process plugin loads. The
+built-in plugins alone never import pluggy (a few ms of every ``sign`` and
+``verify --key``); a test registers all of them in a real manager and runs its
+checks.
 """
 
 from __future__ import annotations
@@ -20,11 +29,8 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
-import pluggy
-
-from . import hookspecs
 from .caches import PluginEntry, discover
 from .components import Component, Deliverer, Exporter, Generator, Signer, Validator
 from .errors import PluginError
@@ -52,6 +58,9 @@ HOOKS = {
 
 C = TypeVar("C", bound=Component)
 
+if TYPE_CHECKING:
+    import pluggy
+
 
 @dataclass
 class PluginInfo:
@@ -76,8 +85,10 @@ class PluginInfo:
 class Registry:
     """Components by kind and name, and what each plugin contributed."""
 
-    def __init__(self, pm: pluggy.PluginManager) -> None:
-        self.pm = pm
+    def __init__(self) -> None:
+        self._pm: pluggy.PluginManager | None = None
+        #: every plugin object loaded, by name (registered in ``pm`` once it exists)
+        self.loaded: dict[str, object] = {}
         self.components: dict[str, dict[str, type[Component]]] = {k: {} for k in KINDS}
         self.owners: dict[tuple[str, str], str] = {}
         self.plugins: dict[str, PluginInfo] = {}
@@ -86,16 +97,44 @@ class Registry:
         self._load_lock = threading.RLock()
 
     # -- loading -------------------------------------------------------------
+    @property
+    def pm(self) -> pluggy.PluginManager:
+        """The pluggy manager, built on first use with every plugin loaded so far registered."""
+        if self._pm is None:
+            import pluggy
+
+            from . import hookspecs
+
+            pm = pluggy.PluginManager(hookspecs.PROJECT)
+            pm.add_hookspecs(hookspecs)
+            for name, plugin in self.loaded.items():
+                try:
+                    pm.register(plugin, name=name)
+                except Exception as exc:  # noqa: BLE001  (a built-in whose hooks do not match: fail it, keep the rest)
+                    self._fail(name, exc)
+            self._pm = pm
+        return self._pm
+
+    def _fail(self, name: str, exc: BaseException) -> None:
+        info = self.plugins.get(name)
+        if info is not None:
+            info.status, info.error = "failed", f"{type(exc).__name__}: {exc}"
+            for kind, cname in info.components:
+                self.components[kind].pop(cname, None)
+            info.components.clear()
+
     def _load(self, ep: PluginEntry) -> None:
         info = self.plugins[ep.name]
         try:
             plugin = ep.load()
-            self.pm.register(plugin, name=ep.name)
+            if self._pm is not None or not _builtin(ep.distribution):
+                self.pm.register(plugin, name=ep.name)
         except Exception as exc:  # report the plugin by name and version; keep the rest
             info.status = "failed"
             info.error = f"{type(exc).__name__}: {exc}"
             return
         info.status = "loaded"
+        self.loaded[ep.name] = plugin
         self.collect(ep.name, plugin)
 
     def ensure(self, kind: str | None = None) -> None:
@@ -110,17 +149,16 @@ class Registry:
 
     def _check_pending(self) -> None:
         """A hook implementation that matches no spec (a typo) fails its plugin, not the run."""
+        if self._pm is None:
+            return  # built-ins only: checked by the test suite
+        import pluggy
+
         try:
-            self.pm.check_pending()
+            self._pm.check_pending()
         except pluggy.PluginValidationError as exc:
-            name = self.pm.get_name(exc.plugin) or repr(exc.plugin)
-            info = self.plugins.get(name)
-            if info is not None:
-                info.status, info.error = "failed", f"PluginValidationError: {exc}"
-                for kind, cname in info.components:
-                    self.components[kind].pop(cname, None)
-                info.components.clear()
-            self.pm.unregister(exc.plugin)
+            name = self._pm.get_name(exc.plugin) or repr(exc.plugin)
+            self._fail(name, exc)
+            self._pm.unregister(exc.plugin)
             self._check_pending()
 
     # -- registration ------------------------------------------------------
@@ -214,9 +252,7 @@ def build_manager(extra: list[tuple[str, object]] | None = None) -> Registry:
     never imports the cloud deliverers). Third-party plugins may provide any
     kind: they are all imported on the first lookup of any kind.
     """
-    pm = pluggy.PluginManager("qlcapsule")
-    pm.add_hookspecs(hookspecs)
-    reg = Registry(pm)
+    reg = Registry()
     blocked = _split_env(ENV_BLOCK)
     allowed = _split_env(ENV_ALLOW)
     no_autoload = os.environ.get(ENV_NO_AUTOLOAD, "").strip().lower() not in ("", "0", "false", "no")
@@ -243,7 +279,8 @@ def build_manager(extra: list[tuple[str, object]] | None = None) -> Registry:
         reg.pending.setdefault(kind or "*", []).append(ep)
     for name, plugin in extra or []:
         reg.plugins[name] = PluginInfo(name, None, None, "loaded")
-        pm.register(plugin, name=name)
+        reg.pm.register(plugin, name=name)
+        reg.loaded[name] = plugin
         reg.collect(name, plugin)
     return reg
 

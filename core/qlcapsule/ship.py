@@ -338,8 +338,8 @@ def _needed_formats(ctx: _Context) -> list[str]:
 
 
 def _step_export(ctx: _Context) -> str:
-    from .components import Artifact
     from .exporting import export_capsule
+    from .records import Artifact
 
     deliver = "deliver" in ctx.job.steps
     outdir = ctx.staging if deliver else Path(ctx.job.options.output).resolve()

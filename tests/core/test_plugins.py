@@ -261,3 +261,61 @@ def test_builtins_load_per_kind() -> None:
     assert all(s == "pending" for n, s in statuses.items() if n.startswith("deliverers."))
     reg.infos()
     assert all(p.status != "pending" for p in reg.plugins.values())
+
+
+def test_builtins_pass_pluggys_own_checks() -> None:
+    """Built-ins alone never build the pluggy manager; here every one goes through pluggy's checks."""
+    import pluggy
+
+    reg = build_manager([])
+    reg.ensure()
+    assert reg._pm is None  # nothing but built-ins: pluggy was not needed
+    builtins = [p.name for p in reg.plugins.values() if p.distribution == "qlcapsule"]
+    assert builtins and all(reg.plugins[n].status == "loaded" for n in builtins)
+    pm = reg.pm  # built now, with every loaded plugin registered
+    pm.check_pending()  # raises PluginValidationError for a hook that matches no spec
+    assert {pm.get_name(p) for p in pm.get_plugins()} >= set(builtins)
+    assert all(reg.plugins[n].status == "loaded" for n in builtins)
+    assert isinstance(pm, pluggy.PluginManager)
+
+
+def test_a_third_party_plugin_builds_the_manager_with_the_builtins_in_it() -> None:
+    good = _module("good3", qlcapsule_register_exporters=hookimpl(lambda register: register(_Listing)))
+    reg = build_manager([("good3", good)])
+    reg.ensure()
+    names = {reg.pm.get_name(p) for p in reg.pm.get_plugins()}
+    assert "good3" in names and "exporters.zip" in names
+    reg.pm.check_pending()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"tryfirst": True}, {"trylast": True, "specname": "x"}, {"wrapper": True}, {"hookwrapper": True, "optionalhook": True}],
+)
+def test_our_markers_set_what_pluggys_markers_set(kwargs: dict[str, object]) -> None:
+    import pluggy
+
+    def ours() -> None: ...
+
+    def theirs() -> None: ...
+
+    hookimpl(**kwargs)(ours)  # type: ignore[call-overload]
+    pluggy.HookimplMarker("qlcapsule")(**kwargs)(theirs)  # type: ignore[call-overload]
+    assert ours.qlcapsule_impl == theirs.qlcapsule_impl  # type: ignore[attr-defined]
+
+    def spec_ours() -> None: ...
+
+    def spec_theirs() -> None: ...
+
+    hookspecs.hookspec(spec_ours)
+    pluggy.HookspecMarker("qlcapsule")(spec_theirs)
+    assert spec_ours.qlcapsule_spec == spec_theirs.qlcapsule_spec  # type: ignore[attr-defined]
+    assert hookimpl(ours) is ours and hookspecs.hookspec(firstresult=True)(spec_ours) is spec_ours
+
+
+def test_a_builtin_verify_imports_no_pluggy(tmp_path: Path) -> None:
+    code = "import sys; from qlcapsule import plugins; plugins.instantiate('signer', 'ed25519'); print('pluggy' in sys.modules)"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QLCAPSULE_LOAD")}
+    env["QLCAPSULE_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60, env=env)
+    assert out.stdout.strip() == "False"

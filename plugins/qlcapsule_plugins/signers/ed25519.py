@@ -19,9 +19,12 @@ import base64
 import binascii
 import hashlib
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from qlcapsule import CredentialsError, KeyPair, Signer, hookimpl
+from qlcapsule import CredentialsError, Signer, hookimpl
+
+if TYPE_CHECKING:
+    from qlcapsule import KeyPair
 
 # DER prefixes of the two fixed-size Ed25519 encodings (RFC 8410)
 _SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
@@ -141,6 +144,8 @@ class Ed25519Signer(Signer):
     def generate_key(self) -> KeyPair:
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import ed25519
+
+        from qlcapsule import KeyPair  # not at import: verify never builds the record class
 
         private = ed25519.Ed25519PrivateKey.generate()
         pem = private.private_bytes(
