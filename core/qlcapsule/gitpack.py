@@ -312,6 +312,57 @@ def write_loose(objects_dir: Path, kind: bytes, data: bytes) -> str:
     return oid
 
 
+def write_loose_file(objects_dir: Path, path: Path, sha256: str) -> str | None:
+    """Store a file as a loose blob, read once; its blob id, or None when its SHA-256 is not ``sha256``.
+
+    The file is hashed (SHA-256 and git blob id) and compressed in one pass
+    into a ``tmp_obj_*`` file in ``objects/`` (where git puts its own); the
+    object becomes visible only when the content is the expected one. An
+    object already there is not written again.
+    """
+    size = os.stat(path).st_size
+    header = blob_header(size)
+    h1, h256 = hashlib.sha1(header), hashlib.sha256()
+    z = zlib.compressobj(1)
+    fd, tmp = mkstemp("tmp_obj_", objects_dir)
+    try:
+        n = 0
+        with os.fdopen(fd, "wb") as out, open(path, "rb") as f:
+            out.write(z.compress(header))
+            while chunk := f.read(CHUNK):
+                n += len(chunk)
+                h1.update(chunk)
+                h256.update(chunk)
+                out.write(z.compress(chunk))
+            out.write(z.flush())
+            if n != size or h256.hexdigest() != sha256:
+                raise _Mismatch
+            oid = h1.hexdigest()
+            target = objects_dir / oid[:2] / oid[2:]
+            if target.exists():
+                raise FileExistsError
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o444)
+        target.parent.mkdir(exist_ok=True)
+        os.replace(tmp, target)
+    except _Mismatch:
+        Path(tmp).unlink(missing_ok=True)
+        return None
+    except FileExistsError:
+        Path(tmp).unlink(missing_ok=True)
+        return oid
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(target.parent)
+    return oid
+
+
+class _Mismatch(Exception):
+    pass
+
+
 _KIND_CODES = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
 
 

@@ -183,22 +183,9 @@ class Store:
         return out
 
     # locking
-    @contextlib.contextmanager
-    def lock(self, what: str) -> Iterator[None]:
+    def lock(self, what: str) -> contextlib.AbstractContextManager[None]:
         """An exclusive per-capsule lock; the kernel drops it if the process dies."""
-        lock_dir = self.git_dir / "qlcapsule" / "locks"
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            import fcntl
-        except ImportError:  # Windows: compare-and-swap alone keeps versions safe
-            yield
-            return
-        fd = os.open(lock_dir / f"{what}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+        return capsule_lock(self.git_dir, what)
 
     def cas_ref(self, refname: str, new: Any, old: Any | None, message: str) -> bool:
         """Point ``refname`` at ``new`` if it still points at ``old`` (None: must not exist).
@@ -230,15 +217,7 @@ class Store:
             raise StoreError(f"{self.location}: cannot update {refname}: {exc}") from None
 
     def _clear_stale_lock(self, refname: str) -> None:
-        # We hold the capsule's flock, so a ref lock older than a second was
-        # left by a writer that died between creating and renaming it.
-        lock_file = self.git_dir / f"{refname}.lock"
-        try:
-            if time.time() - lock_file.stat().st_mtime > 1.0:
-                lock_file.unlink()
-                event(log, "store.stale_lock_removed", ref=refname)
-        except FileNotFoundError:
-            pass
+        clear_stale_ref_lock(self.git_dir, refname)
 
     # revisions
     def resolve(self, name: str, rev: str) -> Any:
@@ -286,6 +265,38 @@ class Store:
         for h in heads[1:]:
             walker.push(h)
         yield from walker
+
+
+@contextlib.contextmanager
+def capsule_lock(git_dir: Path, what: str) -> Iterator[None]:
+    """An exclusive lock on capsule ``what`` in the store at ``git_dir`` (``flock``; dropped if the process dies)."""
+    lock_dir = git_dir / "qlcapsule" / "locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: compare-and-swap alone keeps versions safe
+        yield
+        return
+    fd = os.open(lock_dir / f"{what}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def clear_stale_ref_lock(git_dir: Path, refname: str) -> None:
+    """Remove ``<ref>.lock`` left by a writer that died between creating and renaming it.
+
+    Called with the capsule's lock held, so a ref lock older than a second is stale.
+    """
+    lock_file = git_dir / f"{refname}.lock"
+    try:
+        if time.time() - lock_file.stat().st_mtime > 1.0:
+            lock_file.unlink()
+            event(log, "store.stale_lock_removed", ref=refname)
+    except FileNotFoundError:
+        pass
 
 
 def parse_trailers(message: str) -> dict[str, str]:

@@ -220,9 +220,8 @@ def _tree_changes(st: Store, parent: _ParentVersion, check: DiskCheck, new_oids:
 
 
 def commit_tree(
-    root: Path, *, message: str | None, store: Any, branch: str, rehash: bool, stat_cache: bool = True
+    root: Path, *, message: str | None, store: Any, branch: str, rehash: bool, stat_cache: bool = True, quick: bool = True
 ) -> CommitResult:
-    _enable_fsync()
     check_branch_name(branch)
     # capsule.yaml is checked against the lock below; seal validated it in full
     capsule = Capsule.load(root, strict=False)
@@ -239,7 +238,14 @@ def commit_tree(
         raise integrity_error(capsule.root, [f"lock: sealed as {lock.name}@{lock.version} but capsule.yaml says {capsule.ref}"])
     files, digest = lock.files, lock.digest
     sig_bytes = capsule.sig_path.read_bytes() if capsule.sig_path.is_file() else None
+    if quick and stat_cache and not rehash:
+        from .storequick import try_commit
 
+        done = try_commit(capsule, files, digest, lock_bytes, sig_bytes, store=store, branch=branch, message=message)
+        if done is not None:
+            return done
+
+    _enable_fsync()
     st = open_store(capsule.root, store, create=True)
     repo = st.repo
     refname = st.head_ref(capsule.name, branch)
