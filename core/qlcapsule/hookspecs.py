@@ -24,6 +24,16 @@ PROJECT = "qlcapsule"
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
+def _marker(function: _F | None, attribute: str, opts: dict[str, Any]) -> Any:
+    """Set ``attribute`` to ``opts`` on ``function``, or return a decorator that does (as pluggy's markers)."""
+
+    def mark(func: _F) -> _F:
+        setattr(func, attribute, opts)
+        return func
+
+    return mark if function is None else mark(function)
+
+
 class HookspecMarker:
     """``pluggy.HookspecMarker("qlcapsule")``, without importing pluggy.
 
@@ -54,12 +64,7 @@ class HookspecMarker:
             "warn_on_impl": warn_on_impl,
             "warn_on_impl_args": warn_on_impl_args,
         }
-
-        def mark(func: _F) -> _F:
-            setattr(func, self.project_name + "_spec", opts)
-            return func
-
-        return mark if function is None else mark(function)
+        return _marker(function, self.project_name + "_spec", opts)
 
 
 class HookimplMarker:
@@ -85,12 +90,7 @@ class HookimplMarker:
             "trylast": trylast,
             "specname": specname,
         }
-
-        def mark(func: _F) -> _F:
-            setattr(func, self.project_name + "_impl", opts)
-            return func
-
-        return mark if function is None else mark(function)
+        return _marker(function, self.project_name + "_impl", opts)
 
 
 hookspec = HookspecMarker()

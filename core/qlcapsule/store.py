@@ -37,7 +37,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -371,17 +371,15 @@ def _init_bare(path: Path) -> Store:
 # -- signatures -----------------------------------------------------------------
 
 
-def signature(repo: Any, kind: str = "AUTHOR") -> Any:
-    """``GIT_<KIND>_NAME/EMAIL``, else git config user.*, else ``user@host``."""
-    pygit2 = _pygit2()
+def identity(kind: str, configured: Callable[[], tuple[str, str] | None]) -> tuple[str, str]:
+    """``(name, email)`` for ``kind`` (AUTHOR or COMMITTER): ``GIT_<KIND>_NAME/EMAIL``, else what
+    ``configured()`` reads from git config (both user.name and user.email, or None), else ``user@host``."""
     name = os.environ.get(f"GIT_{kind}_NAME")
     email = os.environ.get(f"GIT_{kind}_EMAIL")
     if not (name and email):
-        try:
-            default = repo.default_signature
-            name, email = name or default.name, email or default.email
-        except (KeyError, pygit2.GitError):
-            pass
+        found = configured()
+        if found is not None:
+            name, email = name or found[0], email or found[1]
     if not name:
         import getpass
 
@@ -393,6 +391,21 @@ def signature(repo: Any, kind: str = "AUTHOR") -> Any:
         import socket
 
         email = f"{name}@{socket.gethostname() or 'localhost'}"
+    return name, email
+
+
+def signature(repo: Any, kind: str = "AUTHOR") -> Any:
+    """``GIT_<KIND>_NAME/EMAIL``, else git config user.*, else ``user@host``."""
+    pygit2 = _pygit2()
+
+    def configured() -> tuple[str, str] | None:
+        try:
+            default = repo.default_signature
+        except (KeyError, pygit2.GitError):
+            return None
+        return default.name, default.email
+
+    name, email = identity(kind, configured)
     return pygit2.Signature(name, email)
 
 

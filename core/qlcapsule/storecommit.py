@@ -169,17 +169,25 @@ def _write_tree(repo: Any, st: Store, base: Any | None, changes: dict[str, Any])
     return pygit2.Oid(raw=raw) if raw is not None else None
 
 
+def pack_blobs(objects: Path, root: Path, paths: list[str], expected: dict[str, Record]) -> tuple[dict[str, str], list[str]]:
+    """Write ``paths`` as blobs into packfiles; (path -> hex blob id, problem lines for contents not in ``expected``)."""
+    oids: dict[str, str] = {}
+    problems: list[str] = []
+    for r in write_blobs(objects, [(p, root / p) for p in paths]):
+        if r.sha256 != expected[r.path][SHA].hex():
+            problems.append(f"modified: {r.path}")
+        oids[r.path] = r.oid
+    return oids, problems
+
+
 def _store_blobs(st: Store, root: Path, paths: list[str], expected: dict[str, Record]) -> tuple[dict[str, Any], list[str]]:
     pygit2 = _pygit2()
     repo = st.repo
     oids: dict[str, Any] = {}
     problems: list[str] = []
     if len(paths) > PACK_THRESHOLD:
-        for r in write_blobs(st.git_dir / "objects", [(p, root / p) for p in paths]):
-            if r.sha256 != expected[r.path][SHA].hex():
-                problems.append(f"modified: {r.path}")
-            oids[r.path] = pygit2.Oid(hex=r.oid)
-        return oids, problems
+        packed, problems = pack_blobs(st.git_dir / "objects", root, paths, expected)
+        return {p: pygit2.Oid(hex=oid) for p, oid in packed.items()}, problems
     for p in paths:
         sha256, blob_id, _ = hash_blob_file(root / p)
         if sha256 != expected[p][SHA].hex():
@@ -298,7 +306,7 @@ def commit_tree(
                 tip: Any = repo[head]
                 if tip.tree_id == tree and parse_trailers(tip.message).get("version") == capsule.version:
                     _save_cache(cache, repo, check.records, changes, tree, head)
-                    return _result(st, capsule, digest, len(files), head, branch, refname, tip.parent_ids, False, 0, len(check.hash_only) + len(check.need_blob))
+                    return _result(st.location, capsule, digest, len(files), head, branch, refname, tip.parent_ids, False, 0, len(check.hash_only) + len(check.need_blob))
             commit = repo.create_commit(None, author, committer, text, tree, parents)
             if st.cas_ref(refname, commit, head, f"qlcapsule commit: {capsule.ref}"):
                 break
@@ -309,7 +317,7 @@ def commit_tree(
         (capsule.root / MERGE_STATE).unlink(missing_ok=True)
     _save_cache(cache, repo, check.records, changes, tree, commit)
     event(log, "store.commit", capsule=capsule.ref, commit=str(commit), branch=branch, new_blobs=len(new_oids))
-    return _result(st, capsule, digest, len(files), commit, branch, refname, parents, True, len(new_oids), len(check.hash_only) + len(check.need_blob))
+    return _result(st.location, capsule, digest, len(files), commit, branch, refname, parents, True, len(new_oids), len(check.hash_only) + len(check.need_blob))
 
 
 def _save_cache(cache: StatCache, repo: Any, records: dict[str, Record], changes: dict[str, Any], tree: Any, commit: Any) -> None:
@@ -355,7 +363,7 @@ def _check_resolved(root: Path, merge: dict[str, Any]) -> None:
         raise StoreError(f"{root}: conflict markers remain in {', '.join(left)}; resolve them, seal, then commit")
 
 
-def _result(st: Store, capsule: Capsule, digest: str, nfiles: int, commit: Any, branch: str, refname: str, parents: Any, created: bool, new_blobs: int, hashed: int = 0) -> CommitResult:
+def _result(location: str, capsule: Capsule, digest: str, nfiles: int, commit: Any, branch: str, refname: str, parents: Any, created: bool, new_blobs: int, hashed: int = 0) -> CommitResult:
     return CommitResult(
         capsule=capsule.name,
         version=capsule.version,
@@ -363,7 +371,7 @@ def _result(st: Store, capsule: Capsule, digest: str, nfiles: int, commit: Any, 
         commit=str(commit),
         branch=branch,
         ref=refname,
-        store=st.location,
+        store=location,
         parents=[str(p) for p in parents],
         created=created,
         files=nfiles,

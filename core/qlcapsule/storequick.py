@@ -25,6 +25,7 @@ commit with pygit2. Both write the same objects (a test compares them).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import time
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import StoreError
-from .gitpack import write_blobs, write_loose, write_loose_file, write_objects
+from .gitpack import _fsync_dir, write_loose, write_loose_file, write_objects
 from .log import event, get_logger
 from .names import LOCK_FILE, SIG_FILE
 from .statcache import EXEC, FLAGS, NO_OID, OID, SHA, StatCache, with_oid
@@ -45,10 +46,12 @@ from .store import (
     _explicit,
     capsule_lock,
     clear_stale_ref_lock,
+    identity,
     integrity_error,
     parse_trailers,
     version_message,
 )
+from .storecommit import PACK_THRESHOLD, _result, _tree_sort_key, pack_blobs
 from .storedisk import check_disk, hash_check
 
 log = get_logger("store")
@@ -176,24 +179,13 @@ def _config(git_dir: Path) -> dict[tuple[str, str], str]:
 
 
 def _identity(kind: str, config: dict[tuple[str, str], str]) -> tuple[str, str]:
-    """``store.signature`` without pygit2: env, else config ``user.*``, else ``user@host``."""
-    name = os.environ.get(f"GIT_{kind}_NAME")
-    email = os.environ.get(f"GIT_{kind}_EMAIL")
-    if not (name and email):
-        cname, cemail = config.get(("user", "name")), config.get(("user", "email"))
-        if cname and cemail:  # libgit2's default signature needs both
-            name, email = name or cname, email or cemail
-    if not name:
-        import getpass
+    """``store.signature`` without pygit2: the same rules, the config read here."""
 
-        try:
-            name = getpass.getuser()
-        except (KeyError, OSError):
-            name = "qlcapsule"
-    if not email:
-        import socket
+    def configured() -> tuple[str, str] | None:
+        name, email = config.get(("user", "name")), config.get(("user", "email"))
+        return (name, email) if name and email else None  # libgit2's default signature needs both
 
-        email = f"{name}@{socket.gethostname() or 'localhost'}"
+    name, email = identity(kind, configured)
     for value in (name, email):  # what libgit2 would trim or refuse: let it
         if not value or value[0] in _CRUD or value[-1] in _CRUD or any(c in value for c in "<>\n\0"):
             raise _Unsupported
@@ -210,11 +202,7 @@ def _when(now: float) -> str:
 
 
 def _trees(entries: dict[str, tuple[int, bytes]], dirty: set[str]) -> tuple[bytes, list[tuple[bytes, bytes]]]:
-    """Every tree of ``entries`` (path -> (mode, raw blob id)); the root id and the dirty trees' objects."""
-    import hashlib
-
-    from .storecommit import _tree_sort_key
-
+    """Every tree of ``entries`` (path -> (mode, raw blob id)); the root id and the dirty trees as (raw id, data)."""
     dirs: dict[str, dict[str, tuple[int, bytes]]] = {"": {}}
     for path, entry in entries.items():
         parent, _, name = path.rpartition("/")
@@ -243,7 +231,7 @@ def _trees(entries: dict[str, tuple[int, bytes]], dirty: set[str]) -> tuple[byte
         )
         ids[d] = hashlib.sha1(b"tree %d\x00" % len(data) + data).digest()
         if d in dirty:
-            pending.append((b"tree", data))
+            pending.append((ids[d], data))
     return ids[""], pending
 
 
@@ -291,8 +279,6 @@ def _cas_ref(git_dir: Path, refname: str, new: str, old: str, ident: str, messag
     except BaseException:
         lock.unlink(missing_ok=True)
         raise
-    from .gitpack import _fsync_dir
-
     _fsync_dir(path.parent)
     return True
 
@@ -361,13 +347,12 @@ def _commit(
     problems = hash_check(capsule.root, check.hash_only, check.records)
     if problems:
         raise integrity_error(capsule.root, problems)
+    hashed = len(check.hash_only) + len(check.need_blob)
     objects = git_dir / "objects"
     new_oids: dict[str, bytes] = {}
-    if len(check.need_blob) > 32:
-        for r in write_blobs(objects, [(p, capsule.root / p) for p in check.need_blob]):
-            if r.sha256 != check.records[r.path][SHA].hex():
-                problems.append(f"modified: {r.path}")
-            new_oids[r.path] = bytes.fromhex(r.oid)
+    if len(check.need_blob) > PACK_THRESHOLD:
+        packed, problems = pack_blobs(objects, capsule.root, check.need_blob, check.records)
+        new_oids = {p: bytes.fromhex(oid) for p, oid in packed.items()}
     else:
         for p in check.need_blob:
             oid = write_loose_file(objects, capsule.root / p, check.records[p][SHA].hex())
@@ -395,7 +380,7 @@ def _commit(
         entries[SIG_FILE] = (0o100644, bytes.fromhex(write_loose(objects, b"blob", sig_bytes)))
     root_id, pending = _trees(entries, _dirty_dirs(check.changed + check.gone))
     tree = root_id.hex()
-    fresh = [(k, d) for k, d in pending if not _loose_exists(objects, k, d)]
+    fresh = [(b"tree", data) for raw, data in pending if not (objects / raw.hex()[:2] / raw.hex()[2:]).exists()]
     write_objects(objects, fresh)
 
     text = version_message(capsule.name, capsule.version, digest, message)
@@ -415,7 +400,7 @@ def _commit(
             if tip_tree == tree and parse_trailers(tip_message).get("version") == capsule.version:
                 cache.save(records, current, time.time_ns())
                 return _result(
-                    capsule, digest, len(files), current, branch, refname, git_dir, tip_parents, False, 0, check
+                    str(git_dir), capsule, digest, len(files), current, branch, refname, tip_parents, False, 0, hashed
                 )
             now = time.time()
             when = _when(now)
@@ -432,40 +417,6 @@ def _commit(
             raise StoreError(f"{git_dir}: could not update {refname} (too many concurrent writers); try again")
     cache.save(records, commit, time.time_ns())
     event(log, "store.commit", capsule=capsule.ref, commit=commit, branch=branch, new_blobs=len(new_oids), quick=True)
-    return _result(capsule, digest, len(files), commit, branch, refname, git_dir, [current], True, len(new_oids), check)
-
-
-def _loose_exists(objects: Path, kind: bytes, data: bytes) -> bool:
-    import hashlib
-
-    oid = hashlib.sha1(kind + b" %d\x00" % len(data) + data).hexdigest()
-    return (objects / oid[:2] / oid[2:]).exists()
-
-
-def _result(
-    capsule: Any,
-    digest: str,
-    nfiles: int,
-    commit: str,
-    branch: str,
-    refname: str,
-    git_dir: Path,
-    parents: list[str],
-    created: bool,
-    new_blobs: int,
-    check: Any,
-) -> CommitResult:
-    return CommitResult(
-        capsule=capsule.name,
-        version=capsule.version,
-        digest=digest,
-        commit=commit,
-        branch=branch,
-        ref=refname,
-        store=str(git_dir),
-        parents=list(parents),
-        created=created,
-        files=nfiles,
-        new_blobs=new_blobs,
-        hashed=len(check.hash_only) + len(check.need_blob),
+    return _result(
+        str(git_dir), capsule, digest, len(files), commit, branch, refname, [current], True, len(new_oids), hashed
     )

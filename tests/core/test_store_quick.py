@@ -243,31 +243,29 @@ def test_the_full_path_takes_over_when_it_must(
     assert [e["commit"] for e in log_versions(open_store(store=store), "demo")] == [r.commit, first.commit]
 
 
-def test_new_branch_merge_and_switches_step_aside(
+def _recommit(root: Path, store: Path, readme: str, branch: str = "dev") -> None:
+    (root / "README.md").write_text(readme)
+    _seal(root)
+    _commit(root, store, branch=branch)
+
+
+def test_a_new_branch_and_the_switches_step_aside(
     tmp_path: Path, spy: list[CommitResult | None], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = write_capsule(tmp_path / "cap", FILES).root
     store = tmp_path / "store.git"
     _commit(root, store)
-    _edit(root)
-    _seal(root)
-    _commit(root, store, branch="dev")  # no head on dev yet
+    _recommit(root, store, "first on dev\n")  # no head on dev yet
     assert spy[-1] is None
-    (root / "README.md").write_text("again\n")
-    _seal(root)
     monkeypatch.setenv(storequick.ENV_OFF, "1")
-    _commit(root, store, branch="dev")
+    _recommit(root, store, "again\n")
     assert spy[-1] is None
     monkeypatch.delenv(storequick.ENV_OFF)
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "home" / ".gitconfig"))
-    (root / "README.md").write_text("third\n")
-    _seal(root)
-    _commit(root, store, branch="dev")
+    _recommit(root, store, "third\n")
     assert spy[-1] is None
     monkeypatch.delenv("GIT_CONFIG_GLOBAL")
-    (root / "README.md").write_text("fourth\n")
-    _seal(root)
-    _commit(root, store, branch="dev")
+    _recommit(root, store, "fourth\n")
     assert spy[-1] is not None
     _fsck(store)
 
