@@ -343,3 +343,28 @@ def test_eight_concurrent_quick_writers_lose_no_version(tmp_path: Path) -> None:
     for newer, older in zip(log, log[1:], strict=False):
         assert newer["parents"] == [older["commit"]]
     _fsck(store)
+
+
+@pytest.mark.parametrize("damage", ["ref", "object"])
+def test_a_damaged_store_is_one_line_and_exit_2(damage: str, tmp_path: Path) -> None:
+    """Both paths step aside for a damaged head; libgit2's error is then bad input, not an internal error."""
+    root = write_capsule(tmp_path / "cap", FILES).root
+    store = tmp_path / "store.git"
+    head = _commit(root, store).commit
+    if damage == "ref":
+        (store / "refs/capsules/demo/heads/main").write_text("garbage\n")
+    else:
+        obj = store / "objects" / head[:2] / head[2:]
+        obj.chmod(0o644)
+        obj.write_bytes(b"junk")
+    _edit(root)
+    _seal(root)
+    proc = subprocess.run(
+        [sys.executable, "-m", "qlcapsule", "commit", str(root), "--store", str(store)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: git store: ") and "Traceback" not in proc.stderr

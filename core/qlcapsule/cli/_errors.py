@@ -45,6 +45,13 @@ def handle(exc: BaseException, *, debug: bool = False) -> int:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         _say(f"error: {where}{scrub(exc.strerror or str(exc))}")
         return 2
+    pygit2 = sys.modules.get("pygit2")  # never imported here: only a command that used it can raise its errors
+    if pygit2 is not None and isinstance(exc, pygit2.GitError):
+        # a damaged or unreadable repository is bad input, not a bug of ours
+        if debug:
+            print_traceback()
+        _say(f"error: git store: {scrub(str(exc))}")
+        return 2
     if debug:  # an unexpected bug: still one line unless --debug
         print_traceback()
         return 70
