@@ -94,8 +94,9 @@ CASES: dict[str, Setup] = {
 
 
 def _normal(text: str, root: Path) -> str:
-    """Paths and commit ids (the committer's time goes into them) replaced by placeholders."""
+    """Paths, commit ids and signing times (each run's clock goes into them) replaced by placeholders."""
     text = text.replace(str(root), "ROOT").replace(str(root.parent), "PARENT")
+    text = re.sub(r"\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\b", "TIME", text)
     return re.sub(r"\b[0-9a-f]{40}\b|\b[0-9a-f]{12}\b", "COMMIT", text)
 
 
