@@ -21,12 +21,13 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .capsule import Capsule
-from .errors import ConflictError, InputError, PluginError, StoreError
-from .lock import atomic_write
+from .errors import ConflictError, DefinitionError, InputError, IntegrityError, PluginError, StoreError
+from .lock import Lock, atomic_write, parse_lock
 from .log import event, get_logger
 from .model import DEFINITION_FILE, LOCK_FILE, SIG_FILE
 from .store import (
@@ -35,6 +36,7 @@ from .store import (
     Store,
     _enable_fsync,
     _pygit2,
+    check_text,
     ensure_capsule_exists,
     parse_trailers,
     semver_key,
@@ -45,13 +47,20 @@ from .tree import check_relative, walk
 log = get_logger("merge")
 _VERSION_LINE = re.compile(rb"^version:[ \t]*['\"]?([^'\"\s#]+)['\"]?[ \t]*(#.*)?$", re.M)
 _SEALS = (LOCK_FILE, SIG_FILE)
+#: where a conflicted merge puts the merged branch's side of each binary conflict (never sealed: .qlcapsule/ is excluded)
+THEIRS_DIR = ".qlcapsule/theirs"
 
 __all__ = ["diff_versions", "checkout_version", "merge_branch", "update_capsule"]
 
 
 def _describe(commit: Any, rev: str) -> dict[str, Any]:
     info = parse_trailers(commit.message)
-    return {"rev": rev, "commit": str(commit.id), "version": info.get("version"), "digest": info.get("digest", "").removeprefix("sha256:")}
+    return {
+        "rev": rev,
+        "commit": str(commit.id),
+        "version": info.get("version"),
+        "digest": info.get("digest", "").removeprefix("sha256:"),
+    }
 
 
 # -- diff ------------------------------------------------------------------------
@@ -101,6 +110,8 @@ _STATUS = {"A": "added", "D": "deleted", "M": "modified", "R": "renamed", "C": "
 def _tree_files(repo: Any, tree: Any, prefix: str = "") -> Iterable[tuple[str, Any, int]]:
     pygit2 = _pygit2()
     for entry in tree:
+        if "/" in entry.name:  # git never writes one; a crafted tree could alias another path with it
+            raise StoreError(f"{prefix}{entry.name!r}: a tree entry name with '/' in a stored version; refusing it")
         path = prefix + entry.name
         if entry.filemode == pygit2.GIT_FILEMODE_TREE:
             yield from _tree_files(repo, repo[entry.id], path + "/")
@@ -110,19 +121,41 @@ def _tree_files(repo: Any, tree: Any, prefix: str = "") -> Iterable[tuple[str, A
             raise StoreError(f"{path}: a symlink or submodule in a stored version; refusing to write it")
 
 
-def _write_tree_to(repo: Any, tree: Any, dest: Path, skip: Iterable[str] = ()) -> int:
-    pygit2 = _pygit2()
-    skipped = set(skip)
-    n = 0
+def _locked_files(repo: Any, tree: Any, where: str) -> tuple[dict[str, tuple[Any, int]], Lock]:
+    """The tree's files (path -> (blob id, mode)) once checked against the capsule.lock it holds.
+
+    The lock is what a version promises: a tree entry it does not list (``.git/config``,
+    ``hooks/x`` in a crafted commit) is never written, and is refused rather than skipped,
+    as is a listed file the tree lacks.
+    """
+    files: dict[str, tuple[Any, int]] = {}
     for path, oid, mode in _tree_files(repo, tree):
-        if path in skipped:
-            continue
+        if path in files:
+            raise IntegrityError(f"{where}: the stored tree holds {path!r} twice; refusing it")
+        files[path] = (oid, mode)
+    if LOCK_FILE not in files:
+        raise IntegrityError(f"{where}: the stored tree has no {LOCK_FILE}; not a sealed capsule version")
+    lock = parse_lock(repo[files[LOCK_FILE][0]].data, f"{where}: {LOCK_FILE}")
+    listed = {e.path for e in lock.files}
+    extra = sorted(set(files) - listed - set(_SEALS))
+    missing = sorted(listed - set(files))
+    problems = [f"not in {LOCK_FILE}: {p}" for p in extra] + [
+        f"listed in {LOCK_FILE} but missing: {p}" for p in missing
+    ]
+    if problems:
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise IntegrityError(f"{where}: the stored tree does not match its {LOCK_FILE}: {problems[0]}{more}")
+    return files, lock
+
+
+def _write_tree_to(repo: Any, files: dict[str, tuple[Any, int]], dest: Path) -> int:
+    pygit2 = _pygit2()
+    for path, (oid, mode) in files.items():
         target = dest / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(repo[oid].data)
         os.chmod(target, 0o755 if mode == pygit2.GIT_FILEMODE_BLOB_EXECUTABLE else 0o644)
-        n += 1
-    return n
+    return len(files)
 
 
 def _fresh_dir(dest: Path) -> None:
@@ -133,21 +166,31 @@ def _fresh_dir(dest: Path) -> None:
 def checkout_version(st: Store, name: str, rev: str, dest: Path) -> dict[str, Any]:
     """Write version ``rev`` of ``name`` into the new directory ``dest`` and verify it.
 
-    The files land in a temporary sibling first and are renamed into place only
-    after the integrity check, so a failure never leaves a half-written ``dest``.
+    Only the files the version's capsule.lock lists are written (with capsule.lock and
+    capsule.sig); a tree holding anything else, or lacking a listed file, is refused
+    before a byte is written. The files land in a temporary sibling first and are
+    renamed into place only after the integrity check, so a failure never leaves a
+    half-written ``dest``.
     """
     ensure_capsule_exists(st, name)
     commit = st.resolve(name, rev)
+    where = f"{name}@{rev} ({str(commit.id)[:12]})"
+    files, _ = _locked_files(st.repo, commit.tree, where)
     dest = Path(dest)
     _fresh_dir(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
-        n = _write_tree_to(st.repo, commit.tree, tmp)
-        lock = Capsule.load(tmp).verify_integrity()
+        n = _write_tree_to(st.repo, files, tmp)
+        try:
+            lock = Capsule.load(tmp).verify_integrity()
+        except IntegrityError as exc:  # name the version, not the temporary directory
+            raise IntegrityError(str(exc).replace(str(tmp), where, 1)) from None
         recorded = parse_trailers(commit.message).get("digest", "").removeprefix("sha256:")
         if recorded and recorded != lock.digest:
-            raise StoreError(f"{name}@{rev}: stored digest {recorded[:12]} does not match the files ({lock.digest[:12]})")
+            raise StoreError(
+                f"{name}@{rev}: stored digest {recorded[:12]} does not match the files ({lock.digest[:12]})"
+            )
         if dest.exists():
             dest.rmdir()
         os.replace(tmp, dest)
@@ -185,6 +228,8 @@ def _resolve_version_lines(repo: Any, index: Any) -> None:
     if anc is None or ours is None or theirs is None:
         return
     texts = [repo[e.id].data for e in (anc, ours, theirs)]
+    if not all(_text(t) for t in texts):  # left to the conflict report (a binary conflict)
+        return
     found = [_VERSION_LINE.search(t) for t in texts]
     if not all(found):
         return
@@ -212,33 +257,112 @@ def _merge_file(repo: Any, anc: Any, ours: Any, theirs: Any) -> Any:
         return repo.merge_file_from_index(anc, ours, theirs)
 
 
-def _conflict_content(repo: Any, anc: Any, ours: Any, theirs: Any) -> bytes:
-    """Marker text for a text conflict; ours for binary or delete/modify conflicts."""
-    if ours is not None and theirs is not None:
-        data = [repo[e.id].data for e in (ours, theirs)]
-        if not any(b"\0" in d[:8000] for d in data):
-            result = _merge_file(repo, anc, ours, theirs)
-            return result.contents.encode("utf-8", "surrogateescape")
-    keep = ours if ours is not None else theirs
-    return repo[keep.id].data
+def _text(data: bytes) -> bool:
+    """Can libgit2's line merge handle it (and pygit2 hand the result back as str)?"""
+    if b"\0" in data[:8000]:
+        return False
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
-def _merge_trees(repo: Any, base: Any, ours: Any, theirs: Any) -> tuple[dict[str, tuple[bytes, int]], list[str]]:
-    """(path -> (content, mode)) of the merge result, and the conflicted paths (written with markers)."""
+def _label_markers(text: bytes, ours: Any, theirs: Any, labels: tuple[str, str]) -> bytes:
+    """libgit2 labels the markers with the file's path; git labels them with the branches."""
+    for marker, entry, label in ((b"<<<<<<< ", ours, labels[0]), (b">>>>>>> ", theirs, labels[1])):
+        line = re.compile(b"^" + re.escape(marker + entry.path.encode("utf-8")) + b"$", re.M)
+        new = marker + label.encode("utf-8")
+        text = line.sub(new.replace(b"\\", b"\\\\"), text)
+    return text
+
+
+@dataclass
+class _Merged:
+    """A three-way merge of trees: what to write, what conflicted (and how), the other side of binary conflicts."""
+
+    files: dict[str, tuple[bytes, int]] = field(default_factory=dict)
+    #: conflicted path -> what happened there, in words
+    kinds: dict[str, str] = field(default_factory=dict)
+    #: path -> theirs' bytes and mode, for a binary conflict where ours was kept
+    theirs: dict[str, tuple[bytes, int]] = field(default_factory=dict)
+
+    @property
+    def conflicts(self) -> list[str]:
+        return sorted(self.kinds)
+
+
+def _add_conflict(repo: Any, out: _Merged, anc: Any, o: Any, t: Any, labels: tuple[str, str]) -> None:
+    ours_l, theirs_l = labels
+    if o is not None and t is not None and o.path == t.path:
+        path = check_relative(o.path, "merge")
+        data = [repo[e.id].data for e in (o, t)]
+        if all(_text(d) for d in data) and (anc is None or _text(repo[anc.id].data)):
+            merged = _merge_file(repo, anc, o, t).contents.encode("utf-8", "surrogateescape")
+            out.files[path] = (_label_markers(merged, o, t, labels), o.mode)
+            out.kinds[path] = "content"
+            return
+        out.files[path] = (data[0], o.mode)
+        out.theirs[path] = (data[1], t.mode)
+        out.kinds[path] = f"binary: {ours_l}'s side kept"
+        return
+    for entry, side, other in ((o, ours_l, theirs_l), (t, theirs_l, ours_l)):
+        if entry is None:
+            continue
+        path = check_relative(entry.path, "merge")
+        out.files[path] = (repo[entry.id].data, entry.mode)
+        if anc is not None and anc.path == entry.path:
+            out.kinds[path] = f"changed on {side}, deleted or renamed on {other}"
+        else:
+            out.kinds.setdefault(path, f"added or renamed on {side}; clashes with {other}")
+    if anc is not None and o is None and t is None:  # libgit2's record of a rename/rename or rename/delete
+        out.kinds[check_relative(anc.path, "merge")] = f"deleted or renamed on both {ours_l} and {theirs_l}"
+
+
+def _parents(path: str) -> Iterable[str]:
+    parts = path.split("/")
+    for i in range(1, len(parts)):
+        yield "/".join(parts[:i])
+
+
+def _file_dir_clashes(out: _Merged, ours_tree: Any, labels: tuple[str, str]) -> None:
+    """A path that is a file on one side and a directory on the other: keep the directory, move the file to
+    ``PATH~<its side>`` (as git does), and list PATH as conflicted; writing both would fail half-way."""
+    dirs = {d for path in out.files for d in _parents(path)}
+    for path in sorted(dirs & set(out.files)):
+        try:
+            side = labels[0] if ours_tree[path].type_str == "blob" else labels[1]
+        except KeyError:
+            side = labels[1]
+        moved = f"{path}~{side}"
+        while moved in out.files or moved in dirs:
+            moved += "~"
+        out.files[moved] = out.files.pop(path)
+        if path in out.theirs:
+            out.theirs[moved] = out.theirs.pop(path)
+        other = labels[1] if side == labels[0] else labels[0]
+        out.kinds.pop(path, None)
+        out.kinds[path] = f"a file on {side} (written as {moved.rsplit('/', 1)[-1]}), a directory on {other}"
+
+
+def _merge_trees(repo: Any, base: Any, ours: Any, theirs: Any, labels: tuple[str, str] = ("ours", "theirs")) -> _Merged:
+    """The merge result (path -> (content, mode)) and its conflicts, written with markers or named.
+
+    ``labels`` name the two sides, in conflict markers and in the description of each conflict.
+    """
     index = repo.merge_trees(base, ours, theirs)
     _resolve_version_lines(repo, index)
-    files: dict[str, tuple[bytes, int]] = {}
-    conflicts: list[str] = []
+    out = _Merged()
+    conflicted: set[str] = set()
     if index.conflicts is not None:
         for anc, o, t in index.conflicts:
-            some = o or t or anc
-            path = check_relative(some.path, "merge")
-            files[path] = (_conflict_content(repo, anc, o, t), (o or t or anc).mode)
-            conflicts.append(path)
-    for entry in index:
-        if entry.path not in files:
-            files[check_relative(entry.path, "merge")] = (repo[entry.id].data, entry.mode)
-    return files, sorted(set(conflicts))
+            conflicted.update(e.path for e in (anc, o, t) if e is not None)
+            _add_conflict(repo, out, anc, o, t, labels)
+    for entry in index:  # iterating the index also yields the conflict stages: those are handled above
+        if entry.path not in conflicted:
+            out.files[check_relative(entry.path, "merge")] = (repo[entry.id].data, entry.mode)
+    _file_dir_clashes(out, ours, labels)
+    return out
 
 
 def _write_files(dest: Path, files: dict[str, tuple[bytes, int]]) -> None:
@@ -248,43 +372,96 @@ def _write_files(dest: Path, files: dict[str, tuple[bytes, int]]) -> None:
         atomic_write(target, data, mode=0o755 if mode & 0o111 else 0o644)
 
 
+def _write_workdir(dest: Path, files: dict[str, tuple[bytes, int]], state: dict[str, Any]) -> None:
+    """The conflicted merge in ``dest``, all or nothing: written to a sibling, then renamed into place."""
+    _fresh_dir(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    try:
+        _write_files(tmp, files)
+        (tmp / ".qlcapsule").mkdir(exist_ok=True)
+        atomic_write(tmp / MERGE_STATE, (json.dumps(state, indent=2) + "\n").encode())
+        if dest.exists():
+            dest.rmdir()
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def merge_branch(
-    st: Store, name: str, branch: str, *, into: str = DEFAULT_BRANCH, workdir: Path | None = None, message: str | None = None
+    st: Store,
+    name: str,
+    branch: str,
+    *,
+    into: str = DEFAULT_BRANCH,
+    workdir: Path | None = None,
+    message: str | None = None,
 ) -> dict[str, Any]:
     """Merge ``branch`` into ``into``: fast-forward, clean merge commit, or ConflictError (exit 1)."""
     _enable_fsync()
     ensure_capsule_exists(st, name)
+    if message is not None:
+        check_text(message, "-m/--message")
     repo = st.repo
     ours_id, theirs_id = st.head(name, into), st.head(name, branch)
     for b, h in ((into, ours_id), (branch, theirs_id)):
         if h is None:
             raise StoreError(f"{name}: no branch {b!r} (branches: {', '.join(st.branches(name)) or 'none'})")
     base_id = repo.merge_base(ours_id, theirs_id)  # type: ignore[arg-type]
-    result: dict[str, Any] = {"capsule": name, "into": into, "branch": branch, "ours": str(ours_id), "theirs": str(theirs_id)}
+    result: dict[str, Any] = {
+        "capsule": name,
+        "into": into,
+        "branch": branch,
+        "ours": str(ours_id),
+        "theirs": str(theirs_id),
+    }
+    for c in (base_id, ours_id, theirs_id):  # a crafted commit's extra entries (.git/config) are never merged in
+        if c is not None:
+            _locked_files(repo, repo[c].tree, f"{name}: commit {str(c)[:12]}")
     if base_id == theirs_id:
         return {**result, "status": "up-to-date", "commit": str(ours_id), "conflicts": []}
     if base_id == ours_id:
         with st.lock(name):
-            if not st.cas_ref(st.head_ref(name, into), theirs_id, ours_id, f"qlcapsule merge: fast-forward to {branch}"):
+            if not st.cas_ref(
+                st.head_ref(name, into), theirs_id, ours_id, f"qlcapsule merge: fast-forward to {branch}"
+            ):
                 raise StoreError(f"{name}/{into} moved during the merge; run it again")
         return {**result, "status": "fast-forward", "commit": str(theirs_id), "conflicts": []}
-    trees = [_without_seals(repo, repo[c].tree) if c is not None else repo[repo.TreeBuilder().write()] for c in (base_id, ours_id, theirs_id)]
-    files, conflicts = _merge_trees(repo, *trees)
-    state = {"capsule": name, "branch": into, "ours": str(ours_id), "theirs": str(theirs_id), "from": branch, "conflicts": conflicts}
+    trees = [
+        _without_seals(repo, repo[c].tree) if c is not None else repo[repo.TreeBuilder().write()]
+        for c in (base_id, ours_id, theirs_id)
+    ]
+    merged = _merge_trees(repo, trees[0], trees[1], trees[2], labels=(into, branch))
+    files, conflicts = merged.files, merged.conflicts
+    for path in merged.theirs:
+        merged.kinds[path] += f"; {branch}'s is in {THEIRS_DIR}/{path}"
+    state = {
+        "capsule": name,
+        "branch": into,
+        "ours": str(ours_id),
+        "theirs": str(theirs_id),
+        "from": branch,
+        # what 'commit' checks for markers left: a path that is now a directory (file/directory clash) has none
+        "conflicts": [p for p in conflicts if p not in {d for f in files for d in _parents(f)}],
+        "kinds": {p: merged.kinds[p] for p in conflicts},
+    }
     if conflicts:
         dest = Path(workdir) if workdir is not None else Path.cwd() / f"{name}-merge-{branch}"
-        _fresh_dir(dest)
-        dest.mkdir(parents=True, exist_ok=True)
-        _write_files(dest, files)
-        (dest / ".qlcapsule").mkdir(exist_ok=True)
-        atomic_write(dest / MERGE_STATE, (json.dumps(state, indent=2) + "\n").encode())
+        _write_workdir(dest, {**files, **{f"{THEIRS_DIR}/{p}": f for p, f in merged.theirs.items()}}, state)
         err = ConflictError(
             f"{name}: merging {branch} into {into} left {len(conflicts)} conflict(s) in {dest}: {', '.join(conflicts)}"
             f" — resolve them, then 'qlcapsule seal {dest}' and 'qlcapsule commit {dest}'",
             conflicts,
         )
         err.workdir = str(dest)  # type: ignore[attr-defined]
-        err.result = {**result, "status": "conflict", "workdir": str(dest), "conflicts": conflicts}  # type: ignore[attr-defined]
+        err.result = {  # type: ignore[attr-defined]
+            **result,
+            "status": "conflict",
+            "workdir": str(dest),
+            "conflicts": conflicts,
+            "kinds": state["kinds"],
+        }
         raise err
     tmp = Path(tempfile.mkdtemp(prefix=f"qlcapsule-merge-{name}-"))
     try:
@@ -297,7 +474,14 @@ def merge_branch(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     event(log, "store.merge", capsule=name, branch=branch, into=into, commit=done.commit)
-    return {**result, "status": "merged", "commit": done.commit, "version": done.version, "digest": done.digest, "conflicts": []}
+    return {
+        **result,
+        "status": "merged",
+        "commit": done.commit,
+        "version": done.version,
+        "digest": done.digest,
+        "conflicts": [],
+    }
 
 
 # -- template update ------------------------------------------------------------------
@@ -318,7 +502,9 @@ def _generator_for(template: str, source: str) -> Any:
                 return gen
         except NotImplementedError:
             continue
-    raise PluginError(f"capsule.yaml: generator.template: no generator plugin named {template!r} or handling {source!r} (see 'qlcapsule plugins')")
+    raise PluginError(
+        f"capsule.yaml: generator.template: no generator plugin named {template!r} or handling {source!r} (see 'qlcapsule plugins')"
+    )
 
 
 def _snapshot(repo: Any, root: Path, capsule: Capsule | None) -> Any:
@@ -333,22 +519,120 @@ def _snapshot(repo: Any, root: Path, capsule: Capsule | None) -> Any:
         if f.path in _SEALS:
             continue
         oid = repo.create_blob_fromdisk(str(root / f.path))
-        index.add(pygit2.IndexEntry(f.path, oid, pygit2.GIT_FILEMODE_BLOB_EXECUTABLE if f.mode == "755" else pygit2.GIT_FILEMODE_BLOB))
+        index.add(
+            pygit2.IndexEntry(
+                f.path, oid, pygit2.GIT_FILEMODE_BLOB_EXECUTABLE if f.mode == "755" else pygit2.GIT_FILEMODE_BLOB
+            )
+        )
     return repo[index.write_tree(repo)]
 
 
-def _set_generator_record(root: Path, record: dict[str, Any]) -> None:
-    """Make capsule.yaml's ``generator`` match the new render when the merge did not carry it."""
+_RECORD_KEYS = ("template", "version", "commit", "source")
+
+
+def _yaml_scalar(value: Any) -> str:
+    """``value`` as a one-line YAML scalar (plain when safe, else quoted)."""
     import yaml
 
+    for style in (None, '"'):
+        text = yaml.safe_dump(value, default_style=style, default_flow_style=True, allow_unicode=True, width=10**9)
+        text = text.removesuffix("\n").removesuffix("\n...").rstrip("\n")
+        if "\n" not in text:
+            return text
+    raise DefinitionError(f"cannot write {value!r} as one YAML line")  # unreachable: '"' style escapes newlines
+
+
+def _edit_generator_text(text: str, current: dict[str, Any], wanted: dict[str, Any]) -> str | None:
+    """``text`` with only the changed ``generator.<key>`` scalars rewritten in place (comments, order and layout
+    kept); None when the block is not a plain block mapping of scalars this can edit."""
+    import yaml
+    from yaml.nodes import MappingNode, ScalarNode
+
+    try:
+        doc = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    if not isinstance(doc, MappingNode):
+        return None
+    block = next((v for k, v in doc.value if isinstance(k, ScalarNode) and k.value == "generator"), None)
+    if not isinstance(block, MappingNode) or block.flow_style or not block.value:
+        return None
+    entries = {k.value: (k, v) for k, v in block.value if isinstance(k, ScalarNode)}
+    indent = " " * block.value[0][0].start_mark.column
+
+    def line_end(index: int) -> int:
+        end = text.find("\n", index)
+        return len(text) if end < 0 else end + 1
+
+    edits: list[tuple[int, int, str]] = []
+    added: list[str] = []
+    for key in _RECORD_KEYS:
+        if current.get(key) == wanted.get(key) and (key in current) == (key in wanted):
+            continue
+        if key not in entries:
+            if key in wanted:
+                added.append(f"{indent}{key}: {_yaml_scalar(wanted[key])}\n")
+            continue
+        k, v = entries[key]
+        if not isinstance(v, ScalarNode):
+            return None
+        if key in wanted:
+            edits.append((v.start_mark.index, v.end_mark.index, _yaml_scalar(wanted[key])))
+        else:  # no null: the line goes
+            start = text.rfind("\n", 0, k.start_mark.index) + 1
+            if text[start : k.start_mark.index].strip():
+                return None
+            edits.append((start, line_end(v.end_mark.index), ""))
+    if added:
+        scalars = [v for name, (_, v) in entries.items() if name in _RECORD_KEYS and isinstance(v, ScalarNode)]
+        if not scalars:
+            return None
+        at = line_end(max(v.end_mark.index for v in scalars))
+        if at == len(text) and not text.endswith("\n"):
+            added[0] = "\n" + added[0]
+        edits.append((at, at, "".join(added)))
+    for start, end, new in sorted(edits, reverse=True):
+        text = text[:start] + new + text[end:]
+    return text
+
+
+def _set_generator_record(root: Path, record: dict[str, Any]) -> None:
+    """Make capsule.yaml's ``generator`` match the new render when the merge did not carry it.
+
+    Only the changed values are rewritten, in the text, so comments and layout stay; a value the new
+    render does not have (a local template has no commit) is removed, never written as null.
+    """
+    import yaml
+
+    from . import yamlsrc
+
     path = root / DEFINITION_FILE
-    data = yaml.safe_load(path.read_text("utf-8")) or {}
+    text = path.read_text("utf-8")
+    data = yamlsrc.safe_load(text, str(path)) or {}
+    if not isinstance(data, dict):
+        raise DefinitionError(f"{path}: expected a mapping")
     current = data.get("generator") or {}
-    wanted = {**current, **{k: v for k, v in record.items() if k in ("template", "version", "commit", "source")}}
+    if not isinstance(current, dict):
+        raise DefinitionError(f"{path}: generator: expected a mapping")
+    wanted = {k: v for k, v in current.items() if not (k in _RECORD_KEYS and v is None)}
+    for key in _RECORD_KEYS:
+        if record.get(key) is not None:
+            wanted[key] = record[key]
+        elif key in record:
+            wanted.pop(key, None)
     if wanted == current:
         return
-    data["generator"] = wanted
-    atomic_write(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode("utf-8"))
+    new_text = _edit_generator_text(text, current, wanted)
+    if new_text is None or yaml.safe_load(new_text) != {**data, "generator": wanted}:
+        new_text = yaml.safe_dump({**data, "generator": wanted}, sort_keys=False, allow_unicode=True)
+    atomic_write(path, new_text.encode("utf-8"))
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
 
 
 def update_capsule(root: Path, *, to: str | None = None) -> dict[str, Any]:
@@ -364,25 +648,34 @@ def update_capsule(root: Path, *, to: str | None = None) -> dict[str, Any]:
     capsule = Capsule.load(root)
     info = capsule.definition.generator
     if info is None:
-        raise InputError(f"{root / DEFINITION_FILE}: no 'generator' section; this capsule was not generated from a template")
+        raise InputError(
+            f"{root / DEFINITION_FILE}: no 'generator' section; this capsule was not generated from a template"
+        )
     old_rev = info.version or info.commit
     if old_rev is None:
-        raise InputError(f"{root / DEFINITION_FILE}: generator: neither 'version' nor 'commit' is recorded, so the base cannot be rendered")
+        raise InputError(
+            f"{root / DEFINITION_FILE}: generator: neither 'version' nor 'commit' is recorded, so the base cannot be rendered"
+        )
     source = info.source or info.template
     gen = _generator_for(info.template, source)
     answers = dict(info.answers)
+    if to is None:  # default: the generator's newest (a git template's highest SemVer tag), not the pinned @rev
+        newest = getattr(gen, "newest", None)
+        to = newest(source) if callable(newest) else None
+    folder = root.resolve().name  # templates see it as _folder_name: render base and new under the real name
     with tempfile.TemporaryDirectory(prefix="qlcapsule-update-") as tmpname:
         tmp = Path(tmpname)
+        base_dir, new_dir = tmp / "base" / folder, tmp / "new" / folder
         try:
-            gen.generate(source, tmp / "base", answers, version=old_rev)
+            gen.generate(source, base_dir, answers, version=old_rev)
         except InputError:
             # A version is a label the template repository need not spell as a tag
             # (v1 for 1.0.0, say); the recorded commit names the base exactly.
             if not info.commit or info.commit == old_rev:
                 raise
-            shutil.rmtree(tmp / "base", ignore_errors=True)
-            gen.generate(source, tmp / "base", answers, version=info.commit)
-        record = gen.generate(source, tmp / "new", answers, version=to)
+            shutil.rmtree(base_dir, ignore_errors=True)
+            gen.generate(source, base_dir, answers, version=info.commit)
+        record = gen.generate(source, new_dir, answers, version=to)
         new_rev = record.version or record.commit
         result: dict[str, Any] = {
             "capsule": capsule.name,
@@ -394,18 +687,28 @@ def update_capsule(root: Path, *, to: str | None = None) -> dict[str, Any]:
         if new_rev == old_rev or (record.commit and record.commit == info.commit):
             return {**result, "status": "up-to-date", "changed": [], "conflicts": []}
         repo = pygit2.init_repository(str(tmp / "repo.git"), bare=True)
-        base = _snapshot(repo, tmp / "base", None)
-        new = _snapshot(repo, tmp / "new", None)
+        base = _snapshot(repo, base_dir, None)
+        new = _snapshot(repo, new_dir, None)
         ours = _snapshot(repo, root, capsule)
-        files, conflicts = _merge_trees(repo, base, ours, new)
+        merged = _merge_trees(repo, base, ours, new, labels=("local", "template"))
+        files, conflicts = merged.files, merged.conflicts
         current = {p for p, _, _ in _tree_files(repo, ours)}
-        changed = sorted(p for p, (data, _) in files.items() if p not in current or (root / p).read_bytes() != data)
+        changed = sorted(p for p, (data, _) in files.items() if p not in current or _read(root / p) != data)
         removed = sorted(p for p in current if p not in files)
-        _write_files(root, {p: files[p] for p in changed})
-        for p in removed:
+        for p in removed:  # first: a file the merge moved aside (file/directory clash) makes room for the directory
             (root / p).unlink(missing_ok=True)
+        _write_files(root, {p: files[p] for p in changed})
+        _write_files(root, {f"{THEIRS_DIR}/{p}": f for p, f in merged.theirs.items()})
     if DEFINITION_FILE not in conflicts:
-        _set_generator_record(root, {"template": info.template, "version": record.version, "commit": record.commit, "source": record.source or info.source})
+        _set_generator_record(
+            root,
+            {
+                "template": info.template,
+                "version": record.version,
+                "commit": record.commit,
+                "source": record.source or info.source,
+            },
+        )
     result.update(changed=changed, removed=removed, conflicts=conflicts)
     if conflicts:
         err = ConflictError(

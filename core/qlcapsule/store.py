@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import IntegrityError, StoreError
+from .errors import InputError, IntegrityError, StoreError
 from .log import event, get_logger
 from .names import SEMVER
 
@@ -61,6 +61,8 @@ EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 _TRAILER = re.compile(r"^Qlcapsule-(Capsule|Version|Digest): *(\S+) *$", re.M)
 _BRANCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _RETRIES = 200
+#: longest branch, tag or revision accepted: a git ref name component is a file name (255 bytes on most file systems)
+REF_PART_LIMIT = 255
 
 __all__ = [
     "Store",
@@ -72,6 +74,36 @@ __all__ = [
     "read_notes",
     "semver_key",
 ]
+
+
+# -- input checks ---------------------------------------------------------------
+
+
+def _shown(value: str) -> str:
+    """``value`` quoted for a message, cut to 60 characters, undecodable bytes as ``\\xff``."""
+    value = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "'" + (value if len(value) <= 60 else value[:59] + "…") + "'"
+
+
+def check_text(value: str, what: str) -> str:
+    """Refuse text git cannot store: bytes that were not UTF-8 on the command line arrive as lone surrogates."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{what}: {_shown(value)} is not valid UTF-8") from None
+    return value
+
+
+def check_ref_part(value: str, what: str) -> str:
+    """A capsule name, branch, version or revision that can be looked up as (part of) a ref name."""
+    check_text(value, what)
+    if len(value.encode("utf-8")) > REF_PART_LIMIT:
+        raise InputError(
+            f"{what}: {_shown(value)} is {len(value)} characters long; at most {REF_PART_LIMIT} are allowed"
+        )
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise InputError(f"{what}: {_shown(value)} contains control characters")
+    return value
 
 
 # -- SemVer ordering ------------------------------------------------------------
@@ -127,6 +159,16 @@ def _enable_fsync() -> None:
 # -- the store ------------------------------------------------------------------
 
 
+def _common_dir(git_dir: Path) -> Path:
+    """``git rev-parse --git-common-dir``: a linked worktree's gitdir names it in ``commondir``."""
+    try:
+        pointer = (git_dir / "commondir").read_text("utf-8").strip()
+    except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
+        return git_dir
+    common = (git_dir / pointer).resolve()
+    return common if (common / "objects").is_dir() else git_dir
+
+
 class Store:
     """A git repository holding capsule versions under ``refs/capsules/``."""
 
@@ -134,7 +176,9 @@ class Store:
         self.repo = repo
         #: True for a ``--store`` repository, False for the user's own repository
         self.dedicated = dedicated
-        self.git_dir = Path(repo.path)
+        #: the repository's common directory: objects, shared refs (refs/capsules/...) and
+        #: qlcapsule's locks live there, not in a linked worktree's own .git/worktrees/NAME
+        self.git_dir = _common_dir(Path(repo.path))
 
     @property
     def location(self) -> str:
@@ -165,8 +209,27 @@ class Store:
         return sorted(names)
 
     def head(self, name: str, branch: str = DEFAULT_BRANCH) -> Any | None:
+        """The commit id branch ``branch`` of ``name`` points at; None when there is no such branch."""
+        check_ref_part(name, "capsule name")
+        check_ref_part(branch, "branch")
         ref = self.repo.references.get(self.head_ref(name, branch))
-        return ref.target if ref is not None else None
+        if ref is None:
+            return None
+        return self._present(ref.target, f"{name}: branch {branch!r}")
+
+    def _ref(self, refname: str) -> Any | None:
+        """The reference ``refname``, or None when it does not exist or git refuses the name."""
+        try:
+            return self.repo.references.get(refname)
+        except _pygit2().InvalidSpecError:  # older pygit2 (1.18, the newest for 3.10) raises for a name git refuses (ending in .lock)
+            return None
+
+    def _present(self, target: Any, what: str) -> Any:
+        if target not in self.repo:  # a damaged store: a ref written by hand, objects pruned or never fetched
+            raise StoreError(
+                f"{what} points at {str(target)[:12]}, which is missing from {self.location} (a damaged store: repair it with git)"
+            )
+        return target
 
     def branches(self, name: str) -> dict[str, str]:
         prefix = f"{REF_ROOT}/{name}/heads/"
@@ -207,6 +270,8 @@ class Store:
             return True
         except pygit2.AlreadyExistsError:
             return False
+        except pygit2.InvalidSpecError as exc:  # not a lock held by another writer: retrying cannot help
+            raise StoreError(f"{self.location}: {refname!r} is not a valid git ref name ({exc})") from None
         except (pygit2.GitError, OSError) as exc:  # libgit2 reports a held ref lock as OSError
             text = str(exc).lower()
             if "lock" in text:
@@ -224,11 +289,13 @@ class Store:
         """A commit of capsule ``name`` from a version, tag, branch, ``branch~N`` or commit id."""
         pygit2 = _pygit2()
         repo = self.repo
+        check_ref_part(name, "capsule name")
+        check_ref_part(rev, "revision")
         base, suffix = re.match(r"^(.*?)((?:[~^]\d*)*)$", rev).groups()  # type: ignore[union-attr]
         full = None
-        if repo.references.get(self.tag_ref(name, base)) is not None:
+        if self._ref(self.tag_ref(name, base)) is not None:
             full = self.tag_ref(name, base)
-        elif repo.references.get(self.head_ref(name, base)) is not None:
+        elif self._ref(self.head_ref(name, base)) is not None:
             full = self.head_ref(name, base)
         elif SEMVER.match(base):
             found = self._find_version(name, base)
@@ -257,7 +324,14 @@ class Store:
     def walk(self, name: str, branch: str | None = None) -> Iterator[Any]:
         """Commits reachable from one branch (or all branches), newest first."""
         pygit2 = _pygit2()
-        found: list[Any] = [self.head(name, branch)] if branch else [self.repo.references[r].target for r in self._refs_under(f"{REF_ROOT}/{name}/heads/").values()]
+        found: list[Any] = (
+            [self.head(name, branch)]
+            if branch
+            else [
+                self._present(self.repo.references[r].target, f"{name}: branch {b!r}")
+                for b, r in self._refs_under(f"{REF_ROOT}/{name}/heads/").items()
+            ]
+        )
         heads: list[Any] = [h for h in found if h is not None]
         if not heads:
             return
@@ -304,7 +378,7 @@ def parse_trailers(message: str) -> dict[str, str]:
 
 
 def version_message(name: str, version: str, digest: str, message: str | None) -> str:
-    body = (message or "").strip()
+    body = check_text(message or "", "-m/--message").strip()
     parts = [f"{name} {version}"]
     if body:
         parts.append(body)
@@ -320,7 +394,9 @@ def _explicit(store: str | os.PathLike[str] | None) -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def open_store(start: str | os.PathLike[str] | None = None, store: str | os.PathLike[str] | None = None, *, create: bool = False) -> Store:
+def open_store(
+    start: str | os.PathLike[str] | None = None, store: str | os.PathLike[str] | None = None, *, create: bool = False
+) -> Store:
     """Find the store for a capsule directory (or the current directory).
 
     ``store`` (else ``$QLCAPSULE_STORE``) names a bare repository, created when
@@ -337,7 +413,15 @@ def open_store(start: str | os.PathLike[str] | None = None, store: str | os.Path
             try:
                 repo = pygit2.Repository(str(explicit))
             except (pygit2.GitError, KeyError, ValueError):
-                raise StoreError(f"{explicit}: not a git repository (--store / {ENV_STORE} must name a bare repository)") from None
+                raise StoreError(
+                    f"{explicit}: not a git repository (--store / {ENV_STORE} must name a bare repository)"
+                ) from None
+            opened = {Path(repo.path).resolve(), *([Path(repo.workdir).resolve()] if repo.workdir else [])}
+            if explicit.resolve() not in opened:  # libgit2 looked upwards from a subdirectory
+                raise StoreError(
+                    f"{explicit}: not a git repository but a directory inside {Path(repo.workdir or repo.path)} "
+                    f"(--store / {ENV_STORE} must name a bare repository)"
+                )
             return Store(repo, dedicated=True)
         if not create:
             raise StoreError(f"{explicit}: no store here yet (commit a capsule first)")
@@ -428,12 +512,17 @@ def commit_capsule(
     """
     from .storecommit import commit_tree
 
+    if message is not None:
+        check_text(message, "-m/--message")
     return commit_tree(Path(root), message=message, store=store, branch=branch, rehash=rehash)
 
 
 def check_branch_name(branch: str) -> str:
     if not _BRANCH_NAME.match(branch) or ".." in branch or branch.endswith((".lock", ".")):
-        raise StoreError(f"--branch: {branch!r} is not a valid branch name (letters, digits, '.', '_', '-')")
+        raise StoreError(
+            f"--branch: {branch!r} is not a valid branch name (1-100 letters, digits, '.', '_', '-', "
+            "starting with a letter or digit, without '..', not ending in '.' or '.lock')"
+        )
     return branch
 
 
@@ -492,7 +581,13 @@ def _note_target(st: Store, root: Path, commit_or_ref: str) -> Any:
         raise StoreError(f"{commit_or_ref}: no such version or commit in {st.location}") from None
 
 
-def add_note(root: str | os.PathLike[str], commit_or_ref: str, data: dict[str, Any], *, store: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
+def add_note(
+    root: str | os.PathLike[str],
+    commit_or_ref: str,
+    data: dict[str, Any],
+    *,
+    store: str | os.PathLike[str] | None = None,
+) -> list[dict[str, Any]]:
     """Append ``data`` to the JSON note (``refs/notes/qlcapsule``) of a version.
 
     ``commit_or_ref``: a commit id, a ref, a version/branch/tag of the capsule
@@ -534,6 +629,7 @@ def read_notes(st: Store, commit_id: str) -> list[dict[str, Any]]:
 
 
 def ensure_capsule_exists(st: Store, name: str) -> None:
+    check_ref_part(name, "capsule name")
     if not st._refs_under(f"{REF_ROOT}/{name}/"):
         known = ", ".join(st.capsules()) or "none"
         raise StoreError(f"{name}: no versions in {st.location} (capsules there: {known})")
@@ -554,7 +650,9 @@ def _when(sig: Any) -> str:
     return dt.datetime.fromtimestamp(sig.time, tz).isoformat()
 
 
-def log_versions(st: Store, name: str, *, branch: str | None = DEFAULT_BRANCH, limit: int | None = None) -> list[dict[str, Any]]:
+def log_versions(
+    st: Store, name: str, *, branch: str | None = DEFAULT_BRANCH, limit: int | None = None
+) -> list[dict[str, Any]]:
     """Versions reachable from ``branch`` (all branches when None), newest first."""
     ensure_capsule_exists(st, name)
     if branch is not None and st.head(name, branch) is None:
@@ -605,13 +703,23 @@ def _tagger_line(sig: Any) -> str:
     return f"{sig.name} <{sig.email}> {sig.time} {sign}{off // 60:02d}{off % 60:02d}"
 
 
-def tag_version(st: Store, name: str, version: str, *, rev: str | None = None, message: str | None = None) -> dict[str, Any]:
+def tag_version(
+    st: Store, name: str, version: str, *, rev: str | None = None, message: str | None = None
+) -> dict[str, Any]:
     """Create the annotated tag ``refs/capsules/<name>/tags/<version>``; it never moves."""
     pygit2 = _pygit2()
     _enable_fsync()
     ensure_capsule_exists(st, name)
+    check_ref_part(version, "version")
+    if message is not None:
+        check_text(message, "-m/--message")
     if not SEMVER.match(version):
         raise StoreError(f"{version!r} is not a SemVer 2.0.0 version")
+    if version.endswith(".lock"):
+        raise StoreError(
+            f"{name}: cannot tag {version}: git refuses ref names ending in '.lock' (its lock-file suffix); "
+            "the version stays committed and 'checkout'/'diff' find it by version, or choose a version not ending in .lock"
+        )
     commit: Any = st.resolve(name, rev) if rev else None
     if commit is None:
         found = st._find_version(name, version)
@@ -640,7 +748,14 @@ def tag_version(st: Store, name: str, version: str, *, rev: str | None = None, m
         if not st.cas_ref(refname, tag_oid, None, f"qlcapsule tag: {name}@{version}"):
             raise StoreError(f"{name}: tag {version} was created by another process; a version tag never moves")
     event(log, "store.tag", capsule=name, version=version, commit=str(commit.id))
-    return {"capsule": name, "version": version, "commit": str(commit.id), "tag": str(tag_oid), "ref": refname, "created": True}
+    return {
+        "capsule": name,
+        "version": version,
+        "commit": str(commit.id),
+        "tag": str(tag_oid),
+        "ref": refname,
+        "created": True,
+    }
 
 
 def create_branch(st: Store, name: str, branch: str, *, rev: str | None = None) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ from .store import (
     version_message,
 )
 from .storedisk import DiskCheck, check_disk, hash_check, read_lock
+from .tree import read_regular
 
 log = get_logger("store")
 
@@ -234,10 +237,9 @@ def commit_tree(
     # capsule.yaml is checked against the lock below; seal validated it in full
     capsule = Capsule.load(root, strict=False)
     lock_path = capsule.lock_path
-    try:
-        lock_bytes = lock_path.read_bytes()
-    except FileNotFoundError:
-        raise integrity_error(capsule.root, [f"not sealed (run 'qlcapsule seal {capsule.root}')"]) from None
+    lock_bytes = read_regular(lock_path, name="capsule.lock")  # never follow a symlink into the store
+    if lock_bytes is None:
+        raise integrity_error(capsule.root, [f"not sealed (run 'qlcapsule seal {capsule.root}')"])
     try:
         lock = read_lock(lock_bytes, str(lock_path))
     except IntegrityError as exc:
@@ -245,7 +247,7 @@ def commit_tree(
     if lock.name != capsule.name or lock.version != capsule.version:
         raise integrity_error(capsule.root, [f"lock: sealed as {lock.name}@{lock.version} but capsule.yaml says {capsule.ref}"])
     files, digest = lock.files, lock.digest
-    sig_bytes = capsule.sig_path.read_bytes() if capsule.sig_path.is_file() else None
+    sig_bytes = capsule.sig_bytes()
     if quick and stat_cache and not rehash:
         from .storequick import try_commit
 
@@ -353,9 +355,15 @@ def _blob_ids(repo: Any, tree_id: Any) -> dict[str, bytes]:
 def _check_resolved(root: Path, merge: dict[str, Any]) -> None:
     left = []
     for path in merge.get("conflicts", []):
+        # merge.json is in the work dir: read only regular files inside the capsule (the
+        # path may since have become a directory, and a FIFO would hang the commit)
+        if not isinstance(path, str) or path.startswith("/") or ".." in path.split("/"):
+            continue
         try:
+            if not stat.S_ISREG(os.lstat(root / path).st_mode):
+                continue
             data = (root / path).read_bytes()
-        except FileNotFoundError:
+        except OSError:
             continue
         if b"<<<<<<< " in data and b"\n>>>>>>> " in data:
             left.append(path)

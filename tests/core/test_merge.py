@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any, Mapping
@@ -89,7 +90,9 @@ def test_fast_forward(tmp_path: Path, store: Path) -> None:
     assert str(open_store(store=store).head("svc", "main")) == theirs.commit
 
 
-def test_conflicts_leave_markers_list_paths_and_exit_1(tmp_path: Path, store: Path, qlcapsule_cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_conflicts_leave_markers_list_paths_and_exit_1(
+    tmp_path: Path, store: Path, qlcapsule_cli, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
     cap, feature = _two_branches(tmp_path, store)
     bump(cap.root, "1.1.0", {"a.txt": "main wins\n", "b.txt": "main b\n"})
     ours = commit_capsule(cap.root, store=store)
@@ -147,10 +150,20 @@ class GitTemplate(Generator):
     def handles(self, source: str) -> bool:
         return source.endswith(".git")
 
-    def generate(self, source: str, dest: Path, answers: Mapping[str, Any], *, version: str | None = None, interactive: bool = False) -> GeneratorRecord:
+    def generate(
+        self,
+        source: str,
+        dest: Path,
+        answers: Mapping[str, Any],
+        *,
+        version: str | None = None,
+        interactive: bool = False,
+    ) -> GeneratorRecord:
         repo = pygit2.Repository(source)
         if version is None:
-            tags = sorted((r for r in repo.listall_references() if r.startswith("refs/tags/v")), key=lambda r: int(r[11:]))
+            tags = sorted(
+                (r for r in repo.listall_references() if r.startswith("refs/tags/v")), key=lambda r: int(r[11:])
+            )
             version = tags[-1].removeprefix("refs/tags/")
         try:
             commit = repo.revparse_single(f"refs/tags/{version}").peel(pygit2.Commit)
@@ -162,7 +175,9 @@ class GitTemplate(Generator):
         for entry in commit.tree:
             text = repo[entry.id].data.decode().replace("{{name}}", str(answers["name"]))
             (dest / entry.name).write_text(text)
-        record = GeneratorRecord(template=self.name, version=tag, commit=str(commit.id), source=source, answers=dict(answers))
+        record = GeneratorRecord(
+            template=self.name, version=tag, commit=str(commit.id), source=source, answers=dict(answers)
+        )
         gen = {k: v for k, v in record.to_definition().items()}
         (dest / "capsule.yaml").write_text(
             f"name: {answers['name']}\nversion: 0.1.0\ngenerator:\n"
@@ -180,7 +195,11 @@ class _Plugin:
 
 
 V1 = {"app.py": "# {{name}}\nA = 1\nB = 2\nC = 3\n", "README.md": "{{name}}\n\nintro\n", "old.txt": "to be dropped\n"}
-V2 = {"app.py": "# {{name}}\nA = 1\nB = 2\nC = 30\n", "README.md": "{{name}}\n\nintro\n", "new.txt": "added in v2 for {{name}}\n"}
+V2 = {
+    "app.py": "# {{name}}\nA = 1\nB = 2\nC = 30\n",
+    "README.md": "{{name}}\n\nintro\n",
+    "new.txt": "added in v2 for {{name}}\n",
+}
 
 
 @pytest.fixture
@@ -249,8 +268,181 @@ def test_merge_state_in_log(tmp_path: Path, store: Path) -> None:
     merge_branch(open_store(store=store), "svc", "feature")
     versions = [e["version"] for e in log_versions(open_store(store=store), "svc")]
     assert versions[0] == "1.1.0" and "1.0.1" in versions and versions[-1] == "1.0.0"
-    assert subprocess.run(["git", "log", "--oneline", "refs/capsules/svc/heads/main"], cwd=store, capture_output=True).returncode == 0
+    assert (
+        subprocess.run(
+            ["git", "log", "--oneline", "refs/capsules/svc/heads/main"], cwd=store, capture_output=True
+        ).returncode
+        == 0
+    )
 
 
 def test_conflict_error_type() -> None:
     assert ConflictError("x", ["a"]).exit_code == 1
+
+
+# -- conflicts that are not one file's lines ------------------------------------------
+
+
+def _diverge(tmp_path: Path, store: Path, files: dict[str, str | bytes], ours: Any, theirs: Any) -> tuple[str, str]:
+    """svc with ``files`` on main; ``ours(root)`` edits main, ``theirs(root)`` edits feature; both committed."""
+    cap = write_capsule(tmp_path / "main", files, name="svc")
+    commit_capsule(cap.root, store=store)
+    create_branch(open_store(store=store), "svc", "feature")
+    feature = tmp_path / "feature"
+    import shutil
+
+    shutil.copytree(cap.root, feature)
+    ours(cap.root)
+    theirs(feature)
+    Capsule.load(cap.root).seal()
+    Capsule.load(feature).seal()
+    return commit_capsule(cap.root, store=store).commit, commit_capsule(feature, store=store, branch="feature").commit
+
+
+def _merge_cli(qlcapsule_cli: Any, store: Path, work: Path) -> tuple[Any, dict[str, Any]]:
+    res = qlcapsule_cli("merge", "svc", "feature", "--workdir", str(work), "--store", str(store))
+    assert res.exit_code == 1, res.stderr
+    assert "Traceback" not in res.stderr and "internal error" not in res.stderr
+    return res, json.loads((work / ".qlcapsule/merge.json").read_text())
+
+
+def _rename(old: str, new: str | None) -> Any:
+    def edit(root: Path) -> None:
+        if new is None:
+            (root / old).unlink()
+        else:
+            (root / old).rename(root / new)
+
+    return edit
+
+
+BODY = "".join(f"line {i}\n" for i in range(30))
+
+
+def test_rename_rename_conflict_is_reported_and_resolvable(tmp_path: Path, store: Path, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+    ours, theirs = _diverge(
+        tmp_path, store, {"a.txt": BODY, "b.txt": "b\n"}, _rename("a.txt", "a-main.txt"), _rename("a.txt", "a-feat.txt")
+    )
+    work = tmp_path / "w"
+    res, state = _merge_cli(qlcapsule_cli, store, work)
+    assert "a-feat.txt, a-main.txt, a.txt" in res.stderr
+    assert "a.txt (deleted or renamed on both main and feature)" in res.stderr
+    assert (work / "a-main.txt").read_text() == BODY == (work / "a-feat.txt").read_text()
+    assert not (work / "a.txt").exists()
+    assert set(state["kinds"]) == {"a-feat.txt", "a-main.txt", "a.txt"}
+    (work / "a-feat.txt").unlink()
+    Capsule.load(work).seal()
+    res = qlcapsule_cli("commit", str(work), "--store", str(store), "--json")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["parents"] == [ours, theirs]
+
+
+def test_rename_delete_conflict_is_reported(tmp_path: Path, store: Path, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+    _diverge(tmp_path, store, {"a.txt": BODY, "b.txt": "b\n"}, _rename("a.txt", "a-main.txt"), _rename("a.txt", None))
+    res, state = _merge_cli(qlcapsule_cli, store, tmp_path / "w")
+    assert "2 conflict(s)" in res.stderr and "a-main.txt, a.txt" in res.stderr
+    assert (tmp_path / "w" / "a-main.txt").read_text() == BODY
+
+
+@pytest.mark.parametrize("in_base", [False, True], ids=["added-both-ways", "file-became-directory"])
+def test_file_directory_conflict_writes_everything_or_nothing(
+    tmp_path: Path, store: Path, in_base: bool, qlcapsule_cli
+) -> None:  # type: ignore[no-untyped-def]
+    def as_file(root: Path) -> None:
+        (root / "x").write_text("file on main\n")
+
+    def as_dir(root: Path) -> None:
+        (root / "x").unlink(missing_ok=True)
+        (root / "x").mkdir()
+        (root / "x" / "y.txt").write_text("dir on feature\n")
+
+    ours, theirs = _diverge(tmp_path, store, {"a.txt": "a\n", **({"x": "base\n"} if in_base else {})}, as_file, as_dir)
+    work = tmp_path / "w"
+    res, state = _merge_cli(qlcapsule_cli, store, work)
+    assert "x (a file on main (written as x~main), a directory on feature)" in res.stderr
+    assert (work / "x~main").read_text() == "file on main\n" and (
+        work / "x" / "y.txt"
+    ).read_text() == "dir on feature\n"
+    assert state["kinds"] == {"x": "a file on main (written as x~main), a directory on feature"}
+    assert not list(tmp_path.glob(".w.*"))
+    (work / "x~main").unlink()
+    Capsule.load(work).seal()
+    res = qlcapsule_cli("commit", str(work), "--store", str(store), "--json")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["parents"] == [ours, theirs]
+
+
+def test_a_failed_conflict_write_leaves_no_work_dir(
+    tmp_path: Path, store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import qlcapsule.merge as merge_mod
+
+    _diverge(
+        tmp_path,
+        store,
+        {"a.txt": "a\n"},
+        lambda r: (r / "a.txt").write_text("m\n"),
+        lambda r: (r / "a.txt").write_text("f\n"),
+    )
+    calls = []
+
+    def failing(path: Path, data: bytes, *, mode: int = 0o644) -> bool:
+        calls.append(path)
+        if len(calls) > 1:
+            raise OSError(28, "No space left on device")
+        return True
+
+    monkeypatch.setattr(merge_mod, "atomic_write", failing)
+    with pytest.raises(OSError):
+        merge_branch(open_store(store=store), "svc", "feature", workdir=tmp_path / "w")
+    assert not (tmp_path / "w").exists() and not list(tmp_path.glob(".w.*"))
+
+
+@pytest.mark.parametrize(
+    ("main_side", "feature_side"),
+    [(b"\0main\xff", b"\0feature\xff"), (b"caf\xe9 main\n", b"caf\xe9 feature\n")],
+    ids=["nul-bytes", "latin-1"],
+)
+def test_binary_conflict_keeps_ours_and_puts_theirs_aside(
+    tmp_path: Path, store: Path, main_side: bytes, feature_side: bytes, qlcapsule_cli
+) -> None:  # type: ignore[no-untyped-def]
+    def put(data: bytes) -> Any:
+        return lambda root: (root / "f.bin").write_bytes(data)
+
+    _diverge(tmp_path, store, {"a.txt": "a\n", "f.bin": b"base\xff\n"}, put(main_side), put(feature_side))
+    work = tmp_path / "w"
+    res, state = _merge_cli(qlcapsule_cli, store, work)
+    assert "f.bin (binary: main's side kept; feature's is in .qlcapsule/theirs/f.bin)" in res.stderr
+    assert (work / "f.bin").read_bytes() == main_side
+    assert (work / ".qlcapsule/theirs/f.bin").read_bytes() == feature_side
+    assert state["conflicts"] == ["f.bin"]
+    lock = Capsule.load(work).seal().lock
+    assert [e.path for e in lock.files] == ["a.txt", "capsule.yaml", "f.bin"]  # the aside copy is never sealed
+
+
+def test_conflict_markers_name_the_branches(tmp_path: Path, store: Path) -> None:
+    _diverge(
+        tmp_path,
+        store,
+        {"a.txt": BODY},
+        lambda r: (r / "a.txt").write_text(BODY.replace("line 3\n", "main 3\n")),
+        lambda r: (r / "a.txt").write_text(BODY.replace("line 3\n", "feature 3\n")),
+    )
+    with pytest.raises(ConflictError):
+        merge_branch(open_store(store=store), "svc", "feature", workdir=tmp_path / "w")
+    lines = (tmp_path / "w" / "a.txt").read_text().splitlines()
+    assert lines[3:8] == ["<<<<<<< main", "main 3", "=======", "feature 3", ">>>>>>> feature"]
+
+
+def test_resolved_check_skips_conflict_paths_that_are_no_longer_files(tmp_path: Path) -> None:
+    """A conflicted path turned into a directory crashed commit with IsADirectoryError (exit 70)."""
+    from qlcapsule.errors import StoreError
+    from qlcapsule.storecommit import _check_resolved
+
+    (tmp_path / "was-a-file").mkdir()
+    (tmp_path / "x.txt").write_text("<<<<<<< main\na\n=======\nb\n>>>>>>> feature\n")
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "pipe")
+    _check_resolved(tmp_path, {"conflicts": ["was-a-file", "gone", "pipe", "../x.txt"]})
+    with pytest.raises(StoreError, match="conflict markers remain in x.txt"):
+        _check_resolved(tmp_path, {"conflicts": ["was-a-file", "x.txt"]})

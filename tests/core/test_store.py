@@ -27,7 +27,13 @@ from qlcapsule.testing import write_capsule
 
 
 def _git(cwd: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@x"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@x",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@x",
+    }
     return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
 
 
@@ -56,7 +62,9 @@ def store(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def cap(tmp_path: Path) -> Capsule:
-    return write_capsule(tmp_path / "orders", {"a.txt": "one\ntwo\nthree\n", "src/app.py": "print('hi')\n"}, name="orders")
+    return write_capsule(
+        tmp_path / "orders", {"a.txt": "one\ntwo\nthree\n", "src/app.py": "print('hi')\n"}, name="orders"
+    )
 
 
 def test_commit_records_tree_lineage_and_message(cap: Capsule, store: Path) -> None:
@@ -107,7 +115,9 @@ def test_refuses_unsealed_and_tampered(tmp_path: Path, store: Path) -> None:
     assert not store.exists() or not pygit2.Repository(str(store)).listall_references()
 
 
-def test_stat_cache_reuses_blobs_but_still_catches_same_size_edits(cap: Capsule, store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stat_cache_reuses_blobs_but_still_catches_same_size_edits(
+    cap: Capsule, store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(statcache_mod, "RACY_NS", 0)  # files written a moment ago count as settled
     for i in range(50):
         (cap.root / f"many/f{i}.txt").parent.mkdir(exist_ok=True)
@@ -185,7 +195,10 @@ def test_diff_lists_files_with_stats_and_patch(cap: Capsule, store: Path) -> Non
     commit_capsule(cap.root, store=store)
     d = diff_versions(open_store(store=store), "orders", "1.0.0", "main")
     by_path = {f["path"]: f for f in d["files"]}
-    assert by_path["a.txt"]["status"] == "modified" and (by_path["a.txt"]["additions"], by_path["a.txt"]["deletions"]) == (1, 1)
+    assert by_path["a.txt"]["status"] == "modified" and (
+        by_path["a.txt"]["additions"],
+        by_path["a.txt"]["deletions"],
+    ) == (1, 1)
     assert by_path["added.txt"]["status"] == "added" and by_path["src/app.py"]["status"] == "deleted"
     assert "-two\n+TWO\n" in d["patch"] and d["from"]["version"] == "1.0.0" and d["to"]["version"] == "1.1.0"
     assert "patch" not in diff_versions(open_store(store=store), "orders", "main~1", "main", patch=False)
@@ -240,7 +253,9 @@ def test_in_repo_store_leaves_user_branches_index_and_worktree_alone(tmp_path: P
     fsck(repo_dir)
 
 
-def test_outside_a_repository_without_store_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+def test_outside_a_repository_without_store_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, qlcapsule_cli
+) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
     monkeypatch.delenv("QLCAPSULE_STORE", raising=False)
     cap = write_capsule(tmp_path / "lonely", {"a.txt": "a\n"})
@@ -285,7 +300,12 @@ def test_latest_version_uses_semver_precedence(cap: Capsule, store: Path, monkey
         bump(cap.root, v)
         commit_capsule(cap.root)
     assert latest_version(cap.root, "orders") == "1.10.0-rc.1"
-    assert sorted(["1.0.0-rc.10", "1.0.0-rc.2", "1.0.0", "1.0.0-beta"], key=semver_key) == ["1.0.0-beta", "1.0.0-rc.2", "1.0.0-rc.10", "1.0.0"]
+    assert sorted(["1.0.0-rc.10", "1.0.0-rc.2", "1.0.0", "1.0.0-beta"], key=semver_key) == [
+        "1.0.0-beta",
+        "1.0.0-rc.2",
+        "1.0.0-rc.10",
+        "1.0.0",
+    ]
 
 
 def test_cli_commands_json_and_errors(cap: Capsule, store: Path, tmp_path: Path, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
@@ -323,7 +343,9 @@ def _cache(store: Path, root: Path) -> statcache_mod.StatCache:
     return statcache_mod.StatCache.for_root(store / "qlcapsule" / "statcache", root)
 
 
-def test_stat_cache_records_the_commit_and_survives_damage(cap: Capsule, store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stat_cache_records_the_commit_and_survives_damage(
+    cap: Capsule, store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(statcache_mod, "RACY_NS", 0)
     first = commit_capsule(cap.root, store=store)
     cache = _cache(store, cap.root)
@@ -358,7 +380,9 @@ def test_racy_files_are_hashed_on_the_next_commit(cap: Capsule, store: Path, mon
     assert not again.created and again.hashed == 3  # re-read, because the cache could not vouch for them
 
 
-def test_cache_of_another_commit_falls_back_to_the_parent_lock(tmp_path: Path, store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_of_another_commit_falls_back_to_the_parent_lock(
+    tmp_path: Path, store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(statcache_mod, "RACY_NS", 0)
     files = {"a.txt": "a\n", "d/b.txt": "b\n", "d/e/c.txt": "c\n", "gone.txt": "x\n"}
     one = write_capsule(tmp_path / "one", files, name="two-dirs")
@@ -438,3 +462,43 @@ def test_commit_refuses_a_symlink_like_the_walk(cap: Capsule, store: Path) -> No
     (cap.root / "link.txt").symlink_to(cap.root / "a.txt")
     with pytest.raises(UnsafePathError, match="link.txt: is a symlink"):
         commit_capsule(cap.root, store=store)
+
+
+def test_commit_from_a_linked_worktree_writes_to_the_common_repository(tmp_path: Path) -> None:
+    """Objects went into .git/worktrees/NAME/objects, so the commit's blobs were missing in the repository."""
+    main = tmp_path / "main"
+    subprocess.run(["git", "init", "-q", str(main)], check=True)
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@x",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@x",
+    }
+    subprocess.run(["git", "-C", str(main), "commit", "-q", "--allow-empty", "-m", "init"], check=True, env=env)
+    linked = tmp_path / "linked"
+    subprocess.run(["git", "-C", str(main), "worktree", "add", "-q", str(linked)], check=True, env=env)
+    cap = write_capsule(linked / "svc", {"app.py": "print('hi')\n", "data/x.txt": "x\n"}, name="svc")
+    result = commit_capsule(cap.root)
+    assert result.created
+    fsck = subprocess.run(["git", "-C", str(main), "fsck", "--strict", "--no-dangling"], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+    refs = subprocess.run(["git", "-C", str(main), "for-each-ref", "refs/capsules/"], capture_output=True, text=True)
+    assert result.commit in refs.stdout
+    shown = subprocess.run(
+        ["git", "-C", str(main), "show", f"{result.commit}:data/x.txt"], capture_output=True, text=True
+    )
+    assert shown.stdout == "x\n", shown.stderr
+    assert not (main / ".git" / "worktrees" / "linked" / "objects").exists()
+
+
+def test_store_option_naming_a_subdirectory_of_a_repository_is_refused(tmp_path: Path) -> None:
+    """libgit2 searched upwards from --store DIR, so versions went into the enclosing repository."""
+    outer = tmp_path / "outer"
+    pygit2.init_repository(str(outer))
+    (outer / "sub").mkdir()
+    (outer / "sub" / "notes.txt").write_text("not empty: an empty directory becomes a new store\n")
+    cap = write_capsule(tmp_path / "svc", {"app.py": "print('hi')\n"}, name="svc")
+    with pytest.raises(StoreError, match=r"sub: not a git repository but a directory inside .*outer"):
+        commit_capsule(cap.root, store=outer / "sub")
+    assert list(pygit2.Repository(str(outer)).references) == []

@@ -143,7 +143,9 @@ def diff(name: str, rev1: str, rev2: str, stat_only: bool, store: str | None, as
         for f in r["files"]:
             change = "binary" if f["binary"] else f"+{f['additions']} -{f['deletions']}"
             click.echo(f" {f['path']:<{width}} | {f['status']:<8} {change}")
-        click.echo(f" {r['files_changed']} files changed, {r['insertions']} insertions(+), {r['deletions']} deletions(-)")
+        click.echo(
+            f" {r['files_changed']} files changed, {r['insertions']} insertions(+), {r['deletions']} deletions(-)"
+        )
         if not stat_only and r.get("patch"):
             click.echo("")
             click.echo(r["patch"], nl=False)
@@ -165,18 +167,28 @@ def checkout(name: str, rev: str, directory: str, store: str | None, as_json: bo
     from ..merge import checkout_version
 
     r = checkout_version(_open(store), name, rev, Path(directory))
-    emit(as_json, r, f"checked out {name}@{r['version']} ({_short(r['commit'])}) into {directory}: {r['files']} files, verified")
+    emit(
+        as_json,
+        r,
+        f"checked out {name}@{r['version']} ({_short(r['commit'])}) into {directory}: {r['files']} files, verified",
+    )
 
 
 @main.command()
 @name_argument
 @click.argument("branch")
 @click.option("--into", default="main", show_default=True, help="Branch that receives the merge.")
-@click.option("--workdir", type=click.Path(file_okay=False, path_type=str), help="Where conflicts are written (default: ./NAME-merge-BRANCH).")
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=str),
+    help="Where conflicts are written (default: ./NAME-merge-BRANCH).",
+)
 @click.option("-m", "--message", help="Merge commit message.")
 @store_option
 @json_option
-def merge(name: str, branch: str, into: str, workdir: str | None, message: str | None, store: str | None, as_json: bool) -> None:
+def merge(
+    name: str, branch: str, into: str, workdir: str | None, message: str | None, store: str | None, as_json: bool
+) -> None:
     """Three-way merge BRANCH of capsule NAME into --into (main).
 
     A clean merge is sealed and committed with both parents. Conflicts are
@@ -187,15 +199,19 @@ def merge(name: str, branch: str, into: str, workdir: str | None, message: str |
     from ..merge import merge_branch
 
     try:
-        r = merge_branch(_open(store), name, branch, into=into, workdir=Path(workdir) if workdir else None, message=message)
+        r = merge_branch(
+            _open(store), name, branch, into=into, workdir=Path(workdir) if workdir else None, message=message
+        )
     except ConflictError as exc:
         data = getattr(exc, "result", {"conflicts": exc.paths})
         if as_json:
             emit(True, data)
         else:
             click.echo(f"CONFLICT: {len(exc.paths)} path(s) in {data.get('workdir')}", err=True)
+            kinds = data.get("kinds", {})
             for p in exc.paths:
-                click.echo(f"  {p}", err=True)
+                kind = kinds.get(p, "content")
+                click.echo(f"  {p}" if kind == "content" else f"  {p} ({kind})", err=True)
         raise
     texts = {
         "up-to-date": f"{name}/{into} already contains {branch}",
@@ -207,7 +223,9 @@ def merge(name: str, branch: str, into: str, workdir: str | None, message: str |
 
 @main.command()
 @capsule_dir
-@click.option("--to", "to", metavar="VERSION", help="Template version (tag, branch or commit) to update to (default: the newest).")
+@click.option(
+    "--to", "to", metavar="VERSION", help="Template version (tag, branch or commit) to update to (default: the newest)."
+)
 @json_option
 def update(directory: str, to: str | None, as_json: bool) -> None:
     """Re-generate DIRECTORY from a newer template version, keeping local edits.
@@ -232,7 +250,11 @@ def update(directory: str, to: str | None, as_json: bool) -> None:
     if r["status"] == "up-to-date":
         emit(as_json, r, f"{r['capsule']} is up to date with {r['template']} {r['to']}")
         return
-    emit(as_json, r, f"updated {r['capsule']} from {r['template']} {r['from']} to {r['to']}: {len(r['changed'])} changed, {len(r['removed'])} removed; sealed sha256:{r['digest']}")
+    emit(
+        as_json,
+        r,
+        f"updated {r['capsule']} from {r['template']} {r['from']} to {r['to']}: {len(r['changed'])} changed, {len(r['removed'])} removed; sealed sha256:{r['digest']}",
+    )
 
 
 __all__ = ["commit", "log_cmd", "tag", "branch", "diff", "checkout", "merge", "update"]
