@@ -31,7 +31,7 @@ from typing import Any
 
 from .capsule import Capsule
 from .components import Deliverer
-from .errors import InputError, IntegrityError, QlcapsuleError, RemoteError
+from .errors import InputError, IntegrityError, OptionsError, PluginError, QlcapsuleError, RemoteError
 from .log import event, get_logger, scrub
 from .model import TargetConfig
 from .records import Artifact, Receipt
@@ -86,15 +86,33 @@ def resolve_target(capsule: Capsule, target: str | None) -> tuple[str, TargetCon
     raise InputError(f"{capsule.root / 'capsule.yaml'}: targets: no target {target!r} (defined: {known})")
 
 
-def load_deliverer(name: str, config: TargetConfig) -> Deliverer:
-    """Look up the provider and validate its options; no network traffic."""
+def load_deliverer(name: str, config: TargetConfig, capsule: Capsule | None = None) -> Deliverer:
+    """Look up the provider and validate its options; no network traffic.
+
+    Errors name ``capsule``'s capsule.yaml when given (with several capsules,
+    'capsule.yaml' alone does not say which)."""
     from . import plugins
 
-    cls = plugins.registry().get("deliverer", config.provider)
+    where = f"{capsule.root / 'capsule.yaml'}: " if capsule is not None else "capsule.yaml: "
+    try:
+        cls = plugins.registry().get("deliverer", config.provider)
+    except PluginError as exc:
+        raise PluginError(f"{where}targets.{name}.provider: {exc.message}") from None
     _redact_url_passwords(config.options)
-    inst = cls.from_options(config.options, where=f"capsule.yaml: targets.{name}.options")
+    inst = cls.from_options(config.options, where=f"{where}targets.{name}.options")
     assert isinstance(inst, Deliverer)
+    _check_webhooks(config, f"{where}targets.{name}")
     return inst
+
+
+def _check_webhooks(config: TargetConfig, where: str) -> None:
+    """A bad webhook URL is a bad option: refused now, before any export or upload, not when it fires."""
+    from .notify import webhook_url_problem
+
+    for i, hook in enumerate(config.notify):
+        problem = webhook_url_problem(hook.url)
+        if problem is not None:
+            raise OptionsError(f"{where}.notify[{i}].url: {problem}")
 
 
 def _redact_url_passwords(value: Any) -> None:
@@ -184,6 +202,15 @@ def _scrub_receipt(r: Receipt) -> None:
     r.extra = json.loads(scrub(json.dumps(r.extra, default=str)))
 
 
+def _lasting(receipt: dict[str, Any]) -> dict[str, Any]:
+    """A receipt as it is kept for good (the git note): a presigned URL is a bearer credential
+    for as long as it is valid, so only its address without the query is kept."""
+    url = receipt.get("url")
+    if url and "?" in url:
+        receipt = {**receipt, "url": url.split("?", 1)[0], "url_signed": True}
+    return receipt
+
+
 def _record(capsule: Capsule, receipts: list[Receipt]) -> bool:
     """Add the receipts as a git note to the committed version; skip with a log line without a store."""
     try:
@@ -193,7 +220,7 @@ def _record(capsule: Capsule, receipts: list[Receipt]) -> bool:
     except (ImportError, AttributeError):
         event(log, "receipt.note.skipped", reason="no version store module")
         return False
-    data = {"receipts": [r.to_dict() for r in receipts]}
+    data = {"receipts": [_lasting(r.to_dict()) for r in receipts]}
     try:
         add_note(capsule.root, capsule.ref, data, store=None)
     except QlcapsuleError as exc:
@@ -222,13 +249,14 @@ def deliver_capsule(
 ) -> list[Receipt]:
     """Deliver ``artifacts`` (or fresh exports of the capsule at ``root``) to ``target``.
 
-    Returns one receipt per artifact. Under ``dry_run`` options, credentials and
-    formats are checked and the returned receipts (``extra["dry_run"] = True``)
-    say what would be sent where; nothing is exported or uploaded.
+    Returns one receipt per artifact. Under ``dry_run`` options, credentials,
+    formats and (without ``artifacts``) the capsule's integrity are checked and
+    the returned receipts (``extra["dry_run"] = True``) say what would be sent
+    where; nothing is exported or uploaded.
     """
     capsule = Capsule.load(root)
     name, config = resolve_target(capsule, target)
-    deliverer = load_deliverer(name, config)
+    deliverer = load_deliverer(name, config, capsule)
     for hook in config.notify:
         if hook.secret_env:
             from .resilience import read_secret
@@ -240,6 +268,10 @@ def deliver_capsule(
     given = [a if isinstance(a, Artifact) else make_artifact(a) for a in artifacts or []]
     fmts = _formats(capsule, config, formats)
     if dry_run:
+        if not given:
+            # the real delivery exports, and an export refuses a capsule changed since it was
+            # sealed: a dry run must fail the same way, not answer "would deliver"
+            capsule.verify_integrity()
         planned = given or _planned(capsule, fmts)
         describe = getattr(deliverer, "describe", None)
         return [

@@ -37,7 +37,7 @@ from .log import event, get_logger, scrub
 from .model import WebhookConfig
 from .resilience import DEFAULT_CONNECT_TIMEOUT, TransientError, read_secret, retry, scrub_error
 
-__all__ = ["SIGNATURE_HEADER", "EVENT_HEADER", "sign_body", "notify", "WebhookResult"]
+__all__ = ["SIGNATURE_HEADER", "EVENT_HEADER", "sign_body", "notify", "webhook_url_problem", "WebhookResult"]
 
 log = get_logger("qlcapsule.notify")
 
@@ -62,10 +62,36 @@ class WebhookResult:
         return {"host": self.host, "ok": self.ok, "status": self.status, "error": self.error}
 
 
+def webhook_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a webhook, or None when it can.
+
+    Only ``http`` and ``https`` with a host: urllib would also open ``file:`` and
+    ``ftp:`` URLs, and a webhook must never read local files or reach other protocols.
+    Plain ``http`` is allowed to any host (internal receivers), as the docs promise.
+    The URL itself is never quoted: webhook paths often carry tokens.
+    """
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
+        return "control characters or spaces are not allowed in a webhook URL"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError as exc:
+        return f"not a valid URL ({exc})"
+    if parts.scheme not in ("http", "https"):
+        got = f" (got {parts.scheme + ':'!r})" if parts.scheme else ""
+        return f"only http and https webhook URLs are allowed{got}"
+    if not parts.hostname:
+        return "a webhook URL needs a host (http://HOST/... or https://HOST/...)"
+    return None
+
+
 def _host(url: str) -> str:
     # Log only scheme://host[:port]: webhook paths often embed tokens (Slack, Teams).
-    parts = urllib.parse.urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+    except ValueError:
+        return "(invalid URL)"
 
 
 def _post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
@@ -102,9 +128,10 @@ def notify(
         if outcome not in hook.events:
             continue
         host = _host(hook.url)
-        if urllib.parse.urlsplit(hook.url).scheme not in ("http", "https"):
-            results.append(WebhookResult(host, False, error="only http and https webhook URLs are allowed"))
-            log.warning("webhook %s: only http and https URLs are allowed", host)
+        problem = webhook_url_problem(hook.url)
+        if problem is not None:  # load_deliverer refuses these first; this guards direct callers
+            results.append(WebhookResult(host, False, error=problem))
+            log.warning("webhook %s: %s", host, problem)
             continue
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, EVENT_HEADER: doc["event"]}
         try:

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BeforeValidator
+from pydantic import AfterValidator, BeforeValidator
 
 from .errors import CredentialsError, OptionsError, RemoteError
 from .log import event, get_logger, redact, scrub
@@ -46,6 +46,9 @@ __all__ = [
     "scrub_error",
     "signed_url_expiry",
     "SignedUrlExpiry",
+    "Expandable",
+    "ExpandableText",
+    "ObjectPrefix",
 ]
 
 log = get_logger("qlcapsule.resilience")
@@ -276,3 +279,38 @@ def _expiry_field(value: Any) -> int:
 #: Use in a deliverer's ``Options``: ``url_expires_in: SignedUrlExpiry = 3600``.
 #: Validated with the options (before any network call), stored as seconds.
 SignedUrlExpiry = Annotated[int, BeforeValidator(_expiry_field)]
+
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_KNOWN_PLACEHOLDERS = ("name", "version")
+
+
+def _placeholders(value: str) -> str:
+    unknown = [m for m in _PLACEHOLDER.findall(value) if m not in _KNOWN_PLACEHOLDERS]
+    if unknown:
+        raise ValueError(f"unknown placeholder {{{unknown[0]}}} in {value[:80]!r} (known: {{name}}, {{version}})")
+    return value
+
+
+def _expandable(value: str) -> str:
+    _placeholders(value)
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError(f"{value[:80]!r} contains a control character")
+    return value
+
+
+def _object_prefix(value: str) -> str:
+    if value.startswith("/") or "\\" in value:
+        raise ValueError(f"{value[:80]!r}: an object name prefix must be relative and use '/'")
+    if any(seg in (".", "..") for seg in value.split("/")):
+        raise ValueError(f"{value[:80]!r}: '.' and '..' segments are not allowed in an object name prefix")
+    return value
+
+
+#: A string option where ``{name}`` and ``{version}`` are expanded (``Capsule.expand``); a typo
+#: like ``{nme}`` is refused with the options, before anything is sent.
+Expandable = Annotated[str, AfterValidator(_expandable)]
+#: Free text (a commit message, a release title): :data:`Expandable` but several lines are fine.
+ExpandableText = Annotated[str, AfterValidator(_placeholders)]
+#: A bucket/container key prefix: :data:`Expandable`, relative, without ``.``/``..`` segments.
+ObjectPrefix = Annotated[str, AfterValidator(_expandable), AfterValidator(_object_prefix)]

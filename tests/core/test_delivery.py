@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import subprocess
 import threading
 from collections.abc import Iterator, Sequence
@@ -207,6 +208,31 @@ def test_signed_url_expiry_refused(value: Any, message: str) -> None:
         signed_url_expiry(value)
 
 
+def test_placeholder_types_refuse_typos_but_keep_free_text() -> None:
+    """Expandable/ObjectPrefix/ExpandableText: the option types of {name}/{version} strings."""
+    from pydantic import BaseModel, ValidationError
+
+    from qlcapsule import Expandable, ExpandableText, ObjectPrefix
+
+    class Opts(BaseModel):
+        branch: Expandable = "b"
+        message: ExpandableText = "m"
+        prefix: ObjectPrefix = "p/"
+
+    ok = Opts(branch="rel/{name}-{version}", message='{name} {version}\n\nbody {"json": 1}', prefix="a/{name}/")
+    assert ok.message.endswith('{"json": 1}')  # several lines and non-placeholder braces are kept
+    for field, value, needle in [
+        ("branch", "rel/{vesion}", "unknown placeholder {vesion}"),
+        ("branch", "rel\nx", "control character"),
+        ("message", "{nmae} done", "unknown placeholder {nmae}"),
+        ("prefix", "/abs/{name}", "must be relative"),
+        ("prefix", "a\\b", "must be relative"),
+        ("prefix", "./{name}", "segments are not allowed"),
+    ]:
+        with pytest.raises(ValidationError, match=re.escape(needle)):
+            Opts(**{field: value})
+
+
 def test_read_secret_names_the_variable_and_registers_the_value(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("QLC_TEST_TOKEN", raising=False)
     with pytest.raises(CredentialsError, match=r"^missing credential: environment variable QLC_TEST_TOKEN is not set$"):
@@ -318,6 +344,40 @@ def test_deliver_notifies_on_success_and_failure(tmp_path: Path, hook: Hook, mon
         deliver_capsule(root, "out", [art], dry_run=True)
 
 
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("file:///etc/passwd", "only http and https webhook URLs are allowed (got 'file:')"),
+        ("ftp://x", "only http and https webhook URLs are allowed (got 'ftp:')"),
+        ("javascript:alert(1)", "only http and https webhook URLs are allowed (got 'javascript:')"),
+        ("hooks.example.com/x", "only http and https webhook URLs are allowed"),
+        ("https:///no-host", "a webhook URL needs a host"),
+        ("https://h:99999/", "not a valid URL"),
+        ("https://h/a b", "control characters or spaces are not allowed"),
+    ],
+)
+def test_bad_webhook_url_is_refused_with_the_options(
+    tmp_path: Path, hook: Hook, qlcapsule_cli, url: str, message: str
+) -> None:
+    out = tmp_path / "out"
+    target = {"provider": "local", "options": {"path": str(out)}, "notify": [{"url": hook.url}, {"url": url}]}
+    root = write_capsule(tmp_path / "c", {"out": target})
+    for args in ([], ["--dry-run"]):
+        res = qlcapsule_cli("deliver", str(root), "-t", "out", *args)
+        assert res.exit_code == 2, res.output
+        (line,) = res.stderr.splitlines()
+        assert line.startswith(f"error: {root / 'capsule.yaml'}: targets.out.notify[1].url: ") and message in line
+    assert not out.exists() and hook.requests == []  # nothing exported, delivered or notified
+
+
+def test_plain_http_webhooks_stay_allowed(tmp_path: Path, hook: Hook) -> None:
+    from qlcapsule.notify import webhook_url_problem
+
+    assert webhook_url_problem(hook.url) is None
+    assert webhook_url_problem("http://hooks.internal.example:8080/x") is None  # as documented
+    assert webhook_url_problem("HTTPS://Hooks.Example.com/x?token=1") is None
+
+
 # -- targets and the local deliverer ---------------------------------------------------
 
 
@@ -340,6 +400,45 @@ def test_dry_run_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     (r,) = json.loads(res.stdout)["receipts"]
     assert r["location"] == "dist/demo-1.0.0.zip" and r["extra"] == {"dry_run": True}
     assert not (tmp_path / "dist").exists()
+
+
+def test_dry_run_fails_like_deliver_on_a_modified_capsule(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, qlcapsule_cli
+) -> None:
+    root = write_capsule(tmp_path / "c")
+    (root / "app.py").write_text("print(2)\n", encoding="utf-8")  # changed after sealing
+    monkeypatch.chdir(tmp_path)
+    dry = qlcapsule_cli("deliver", str(root), "--dry-run")
+    real = qlcapsule_cli("deliver", str(root))
+    assert dry.exit_code == real.exit_code == 1, dry.output
+    assert dry.stderr == real.stderr == f"error: {root}: modified: app.py\n"
+    assert dry.stdout == "" and not (tmp_path / "dist").exists()
+    art = tmp_path / "a.bin"
+    art.write_bytes(b"x")  # given artifacts are what is sent: the capsule's files are not read
+    assert qlcapsule_cli("deliver", str(root), "--dry-run", "-a", str(art)).exit_code == 0
+
+
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])
+def test_json_reports_a_failed_delivery_on_stdout(tmp_path: Path, qlcapsule_cli, dry_run: list[str]) -> None:
+    root = write_capsule(tmp_path / "c", {"out": {"provider": "local", "options": {"path": str(tmp_path / "out")}}})
+    ok = qlcapsule_cli("deliver", str(root), "-t", "out", "--json", *dry_run)
+    assert ok.exit_code == 0 and json.loads(ok.stdout)["ok"] is True
+    (root / "app.py").write_text("print(2)\n", encoding="utf-8")
+    res = qlcapsule_cli("deliver", str(root), "-t", "out", "--json", *dry_run)
+    assert res.exit_code == 1 and res.stderr == f"error: {root}: modified: app.py\n"
+    doc = json.loads(res.stdout)
+    assert doc == {
+        "ok": False,
+        "dry_run": bool(dry_run),
+        "directory": str(root),
+        "target": "out",
+        "error": f"{root}: modified: app.py",
+        "exit_code": 1,
+        "receipts": [],
+    }
+    bad = qlcapsule_cli("deliver", str(root), "-t", "nope", "--json", *dry_run)
+    assert bad.exit_code == 2 and json.loads(bad.stdout)["exit_code"] == 2
+    assert "no target 'nope'" in json.loads(bad.stdout)["error"]
 
 
 def test_local_conflict_and_overwrite(tmp_path: Path) -> None:
@@ -374,11 +473,26 @@ def test_local_conflict_and_overwrite(tmp_path: Path) -> None:
             [],
             "several targets are defined (a, b); name one with --target",
         ),
-        ({"x": {"provider": "ftp"}}, ["-t", "x"], "unknown deliverer 'ftp' (available: "),
+        ({"x": {"provider": "ftp"}}, ["-t", "x"], "c/capsule.yaml: targets.x.provider: unknown deliverer 'ftp'"),
         (
             {"x": {"provider": "local", "options": {"paht": "d"}}},
             ["-t", "x"],
-            "capsule.yaml: targets.x.options: paht: unknown key",
+            "c/capsule.yaml: targets.x.options: paht: unknown key",
+        ),
+        (
+            {"x": {"provider": "s3", "options": {"bucket": "rel", "prefix": "../../{nme}/"}}},
+            ["-t", "x"],
+            "targets.x.options: prefix: unknown placeholder {nme} in '../../{nme}/' (known: {name}, {version})",
+        ),
+        (
+            {"x": {"provider": "gcs", "options": {"bucket": "rel", "prefix": "a/../{name}/"}}},
+            ["-t", "x"],
+            "prefix: 'a/../{name}/': '.' and '..' segments are not allowed in an object name prefix",
+        ),
+        (
+            {"x": {"provider": "local", "options": {"path": "out/{Version}"}}},
+            ["-t", "x"],
+            "targets.x.options: path: unknown placeholder {Version}",
         ),
     ],
 )
@@ -428,6 +542,42 @@ def test_receipts_become_a_git_note_when_committed(
         check=True,
     ).stdout
     assert receipt in json.loads(note)[-1]["receipts"]
+
+
+def test_a_signed_url_is_shown_but_never_kept_in_the_git_note(tmp_path: Path, qlcapsule_plugin) -> None:
+    """A presigned URL is a bearer credential until it expires: the note keeps only its address."""
+
+    class Presigner(Deliverer):
+        name = "presigner"
+
+        def deliver(self, capsule: Capsule, artifacts: Sequence[Artifact], *, target: str) -> list[Receipt]:
+            url = "https://b.example/k?X-Amz-Credential=AKIAEXAMPLE&X-Amz-Signature=abc123"
+            return [Receipt("presigner", target, "b/k", a.sha256, a.size, url=url) for a in artifacts]
+
+    class Plugin:
+        @hookimpl
+        def qlcapsule_register_deliverers(self, register):  # type: ignore[no-untyped-def]
+            register(Presigner)
+
+    qlcapsule_plugin(Plugin(), name="presigner-plugin")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    root = write_capsule(tmp_path / "c", {"p": {"provider": "presigner"}})
+    from qlcapsule.store import commit_capsule
+
+    commit_capsule(root)
+    art = tmp_path / "a.bin"
+    art.write_bytes(b"x")
+    (receipt,) = deliver_capsule(root, "p", [art])
+    assert receipt.url and "X-Amz-Signature=abc123" in receipt.url  # the caller gets the URL it asked for
+    note = subprocess.run(
+        ["git", "-C", str(tmp_path), "notes", "--ref=qlcapsule", "show", "refs/capsules/demo/heads/main"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "abc123" not in note and "AKIAEXAMPLE" not in note
+    (kept,) = json.loads(note)[-1]["receipts"]
+    assert kept["url"] == "https://b.example/k" and kept["url_signed"] is True
 
 
 # -- canaries: no secret in any output, at any log level ------------------------------------

@@ -142,7 +142,7 @@ def test_options_are_checked_before_any_request(
         res = _run(qlcapsule_cli, "deliver", str(cap.root), "-t", "reg", "-a", art)
         assert res.exit_code == 2, res.output
         line = res.stderr.strip().splitlines()[-1]
-        assert line.startswith("error: capsule.yaml: targets.reg.options") and needle in line, line
+        assert line.startswith(f"error: {cap.root / 'capsule.yaml'}: targets.reg.options") and needle in line, line
     assert registry_proxy.log == []
 
 
@@ -252,3 +252,69 @@ def test_server_error_on_manifest_is_retried_once(
     assert "event=retry" in res.stderr
     assert registry_proxy.count("PUT", "/manifests/", 500) == 1
     assert registry_proxy.count("PUT", "/manifests/", 201) == 1
+
+
+def _upload_sessions(registry: Any, repository: str) -> dict[str, list[str]]:
+    """The upload sessions in the registry's storage for ``repository`` and their files: an open one
+    has ``startedat`` and ``data``; a cancelled one nothing (distribution 2.8 may leave a hash state)."""
+    uploads = registry.root / "storage" / "docker" / "registry" / "v2" / "repositories" / repository / "_uploads"
+    ids = sorted(p for p in uploads.iterdir()) if uploads.is_dir() else []
+    return {p.name: sorted(f.name for f in p.iterdir() if f.is_file()) for p in ids}
+
+
+@pytest.mark.parametrize("delete", ["answered", "stalled"])
+def test_terminated_push_cancels_its_upload_session(
+    make_capsule: Any, oci_registry: Any, registry_proxy: Any, tmp_path: Path, delete: str
+) -> None:
+    """SIGTERM while a chunk is in flight: the upload session is DELETEd and the process exits 143,
+    promptly even when the registry does not answer the DELETE (bounded by CANCEL_TIMEOUT, not ``timeout``)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    cap = _capsule(make_capsule, registry_proxy.host, chunk_size=16384, timeout=60, retries=1)
+    art = str(_file(tmp_path, "big.zip", bytes(range(256)) * 400))
+    in_flight, release = threading.Event(), threading.Event()
+    patches: list[int] = []
+
+    def fault(method: str, path: str) -> str | None:
+        if method == "PATCH":
+            patches.append(1)
+            if len(patches) == 2:  # the second chunk stalls and never reaches the registry
+                in_flight.set()
+                release.wait(30)
+                return "kill"
+        if method == "DELETE" and delete == "stalled":
+            release.wait(30)
+        return None
+
+    registry_proxy.fault = fault
+    registry_proxy.on_kill = None  # "kill" only drops the connection here
+    env = {**os.environ, "DOCKER_CONFIG": str(tmp_path / "nodocker")}
+    cmd = [sys.executable, "-c", "from qlcapsule.cli import run; run()", "deliver", str(cap.root), "-t", "reg"]
+    proc = subprocess.Popen([*cmd, "-a", art], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        assert in_flight.wait(30), "the push never reached the second chunk"
+        (session,) = _upload_sessions(oci_registry, "team/orders").items()
+        assert session[1] == ["data", "startedat"]  # open
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=40)
+        took = time.monotonic() - started
+    finally:
+        release.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, err
+    assert err.decode().strip().splitlines()[-1] == "error: terminated (SIGTERM)"
+    assert registry_proxy.count("PUT", "/manifests/") == 0
+    if delete == "answered":
+        assert registry_proxy.count("DELETE", f"/blobs/uploads/{session[0]}", 204) == 1
+        assert _upload_sessions(oci_registry, "team/orders") in ({}, {session[0]: []})  # cancelled
+        assert took < 10, f"exiting took {took:.1f} s"
+    else:
+        assert 4 < took < 15, f"exiting took {took:.1f} s (the cancel must give up after 5 s, not after 60)"

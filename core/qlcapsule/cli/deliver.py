@@ -32,7 +32,9 @@ from ._common import capsule_dir, json_option, main
     metavar="F",
     help="Export format(s) to deliver (repeatable; default: the target's 'formats', then ship.formats).",
 )
-@click.option("--dry-run", is_flag=True, help="Check target, options and credentials; upload nothing.")
+@click.option(
+    "--dry-run", is_flag=True, help="Check target, options, credentials and the capsule's integrity; upload nothing."
+)
 @json_option
 def deliver(
     directory: str,
@@ -60,13 +62,31 @@ def deliver(
     \b
     Exit codes: 0 delivered (or dry run passed); 1 conflict (object exists with
     other content) or a checksum mismatch; 2 bad target, option or missing
-    credential; 3 the remote side failed after retries.
+    credential; 3 the remote side failed after retries. With --json a failure
+    also prints {"ok": false, "error": ..., "exit_code": N} on stdout.
     """
     from ..delivery import deliver_capsule
 
-    receipts = deliver_capsule(directory, target, list(artifacts) or None, dry_run=dry_run, formats=formats or None)
+    try:
+        receipts = deliver_capsule(directory, target, list(artifacts) or None, dry_run=dry_run, formats=formats or None)
+    except (Exception, KeyboardInterrupt) as exc:
+        if as_json and not isinstance(exc, BrokenPipeError):
+            # like verify --json and ship --json: a failure is a JSON answer too, so a script reading
+            # stdout never gets nothing; the one-line error on stderr and the exit code stay as they are
+            error, code = _failure(exc)
+            failed = {
+                "ok": False,
+                "dry_run": dry_run,
+                "directory": directory,
+                "target": target,
+                "error": error,
+                "exit_code": code,
+                "receipts": [],
+            }
+            click.echo(scrub(json.dumps(failed, indent=2, default=str)))
+        raise
     if as_json:
-        doc = {"dry_run": dry_run, "receipts": [r.to_dict() for r in receipts]}
+        doc = {"ok": True, "dry_run": dry_run, "receipts": [r.to_dict() for r in receipts]}
         click.echo(scrub(json.dumps(doc, indent=2, default=str)))
         return
     for r in receipts:
@@ -79,3 +99,17 @@ def deliver(
         click.echo(scrub(f"delivered {r.location}{note} {r.size} bytes sha256:{r.sha256}"))
         if r.url:
             click.echo(scrub(f"  url: {r.url}"))
+
+
+def _failure(exc: BaseException) -> tuple[str, int]:
+    """The error line (without 'error: ') and exit code the CLI reports for ``exc`` (see ``_errors.handle``)."""
+    from ..errors import QlcapsuleError, interruption
+
+    if isinstance(exc, QlcapsuleError):
+        return exc.message, exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        return interruption(exc)
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        return f"{where}{exc.strerror or exc}", 2
+    return f"internal error: {type(exc).__name__}: {exc}", 70

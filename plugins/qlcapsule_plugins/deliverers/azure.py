@@ -34,6 +34,7 @@ from qlcapsule import (
     Deliverer,
     InputError,
     IntegrityError,
+    ObjectPrefix,
     Options,
     Receipt,
     RemoteError,
@@ -55,7 +56,9 @@ _CONTAINER = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 
 class AzureOptions(Options):
     container: str = Field(description="container name")
-    prefix: str = Field(default="{name}/{version}/", description="blob name prefix; {name} and {version} expanded")
+    prefix: ObjectPrefix = Field(
+        default="{name}/{version}/", description="blob name prefix; {name} and {version} expanded"
+    )
     overwrite: bool = Field(default=False, description="replace an existing blob with different content")
     presign: bool = Field(default=True, description="put a read-only SAS URL in the receipt")
     url_expires_in: SignedUrlExpiry = Field(default=3600, description="SAS lifetime: seconds or 30m/1h/7d")

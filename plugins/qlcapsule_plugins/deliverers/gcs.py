@@ -38,6 +38,7 @@ from qlcapsule import (
     Deliverer,
     InputError,
     IntegrityError,
+    ObjectPrefix,
     Options,
     Receipt,
     RemoteError,
@@ -59,7 +60,9 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 
 class GcsOptions(Options):
     bucket: str = Field(description="bucket name")
-    prefix: str = Field(default="{name}/{version}/", description="object name prefix; {name} and {version} expanded")
+    prefix: ObjectPrefix = Field(
+        default="{name}/{version}/", description="object name prefix; {name} and {version} expanded"
+    )
     project: str | None = Field(default=None, description="project id (default: from the credentials)")
     endpoint: str | None = Field(default=None, description="API endpoint of an emulator, e.g. http://127.0.0.1:4443")
     overwrite: bool = Field(default=False, description="replace an existing object with different content")

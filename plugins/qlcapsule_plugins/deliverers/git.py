@@ -38,6 +38,8 @@ from qlcapsule import (
     ConflictError,
     CredentialsError,
     Deliverer,
+    Expandable,
+    ExpandableText,
     InputError,
     IntegrityError,
     Options,
@@ -58,11 +60,11 @@ log = get_logger("qlcapsule.deliverers.git")
 
 class GitOptions(Options):
     url: str = Field(description="remote URL: https://, http://, ssh://, git:// or file://")
-    branch: str = Field(default="capsules", description="branch receiving the commit; {name}/{version} expand")
-    path: str = Field(default="", description="directory of the capsule in the branch; '' = the branch root")
-    artifacts_path: str = Field(default="dist", description="directory receiving the exported files")
-    tag: str | None = Field(default=None, description="also push this tag at the commit, e.g. {name}-{version}")
-    message: str = Field(default="{name} {version}")
+    branch: Expandable = Field(default="capsules", description="branch receiving the commit; {name}/{version} expand")
+    path: Expandable = Field(default="", description="directory of the capsule in the branch; '' = the branch root")
+    artifacts_path: Expandable = Field(default="dist", description="directory receiving the exported files")
+    tag: Expandable | None = Field(default=None, description="also push this tag at the commit, e.g. {name}-{version}")
+    message: ExpandableText = Field(default="{name} {version}")
     author: str = Field(default="qlcapsule <qlcapsule@localhost>", pattern=r"^[^<>]+ <[^<>]*>$")
     token_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="e.g. GITHUB_TOKEN")
     username: str = Field(default="x-access-token", description="user name sent with the token")

@@ -32,6 +32,8 @@ from qlcapsule import (
     ConflictError,
     CredentialsError,
     Deliverer,
+    Expandable,
+    ExpandableText,
     InputError,
     IntegrityError,
     Options,
@@ -53,11 +55,13 @@ T = TypeVar("T")
 
 class GitHubOptions(Options):
     repository: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", description="owner/name")
-    branch: str = Field(default="capsules", description="branch receiving the capsule commit; {name}/{version} expand")
-    path: str = Field(default="", description="directory of the capsule in the branch; '' = the branch root")
-    tag: str = Field(default="{name}-{version}", description="release tag")
-    message: str = Field(default="{name} {version}", description="commit message")
-    release_name: str = Field(default="{name} {version}")
+    branch: Expandable = Field(
+        default="capsules", description="branch receiving the capsule commit; {name}/{version} expand"
+    )
+    path: Expandable = Field(default="", description="directory of the capsule in the branch; '' = the branch root")
+    tag: Expandable = Field(default="{name}-{version}", description="release tag")
+    message: ExpandableText = Field(default="{name} {version}", description="commit message")
+    release_name: ExpandableText = Field(default="{name} {version}")
     draft: bool = False
     prerelease: bool | None = Field(default=None, description="default: true for SemVer pre-releases")
     overwrite: bool = Field(default=False, description="replace assets with other content; move an existing tag")

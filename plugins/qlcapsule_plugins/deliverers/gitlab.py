@@ -34,6 +34,8 @@ from qlcapsule import (
     ConflictError,
     CredentialsError,
     Deliverer,
+    Expandable,
+    ExpandableText,
     InputError,
     IntegrityError,
     Options,
@@ -56,14 +58,16 @@ T = TypeVar("T")
 class GitLabOptions(Options):
     project: str = Field(pattern=r"^(\d+|[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+)$", description="group/name or numeric id")
     url: str = Field(default="https://gitlab.com", pattern=r"^https?://[^\s/]+(/\S*)?$")
-    branch: str = Field(default="capsules", description="branch receiving the capsule commit; {name}/{version} expand")
-    path: str = Field(default="", description="directory of the capsule in the branch; '' = the branch root")
-    message: str = Field(default="{name} {version}", description="commit message")
-    tag: str = Field(default="{name}-{version}")
+    branch: Expandable = Field(
+        default="capsules", description="branch receiving the capsule commit; {name}/{version} expand"
+    )
+    path: Expandable = Field(default="", description="directory of the capsule in the branch; '' = the branch root")
+    message: ExpandableText = Field(default="{name} {version}", description="commit message")
+    tag: Expandable = Field(default="{name}-{version}")
     release: bool = Field(default=True, description="create or update a release with links to the packages")
-    release_name: str = Field(default="{name} {version}")
-    package_name: str = Field(default="{name}", pattern=r"^[A-Za-z0-9._{}-]+$")
-    package_version: str = Field(default="{version}", pattern=r"^[A-Za-z0-9._+{}-]+$")
+    release_name: ExpandableText = Field(default="{name} {version}")
+    package_name: Expandable = Field(default="{name}", pattern=r"^[A-Za-z0-9._{}-]+$")
+    package_version: Expandable = Field(default="{version}", pattern=r"^[A-Za-z0-9._+{}-]+$")
     overwrite: bool = Field(default=False, description="upload a package file whose name exists with other content")
     token_env: str = Field(default="GITLAB_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     timeout: float = Field(default=60.0, gt=0, le=600, description="seconds per request")

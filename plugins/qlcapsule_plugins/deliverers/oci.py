@@ -15,7 +15,8 @@ What is pushed, per artifact (``mode: auto`` decides by content):
 
 Protocol: ``HEAD`` skips blobs the registry already has; a blob is uploaded with
 ``POST`` + ``PUT ?digest=`` (or chunked ``PATCH`` with ``Content-Range`` above
-``chunk_size``), an interrupted upload session is cancelled with ``DELETE``; the
+``chunk_size``), a failed or interrupted (Ctrl-C, SIGTERM) upload session is
+cancelled with one ``DELETE`` bounded by :data:`CANCEL_TIMEOUT`; the
 manifest is only ``PUT`` (with its exact bytes) after every blob is there, so a
 failure never leaves a tag pointing at missing data. The registry's
 ``Docker-Content-Digest`` must equal the digest computed locally, and the manifest
@@ -52,6 +53,7 @@ from qlcapsule import (
     ConflictError,
     CredentialsError,
     Deliverer,
+    Expandable,
     InputError,
     IntegrityError,
     Options,
@@ -75,6 +77,8 @@ EMPTY_BLOB = b"{}"
 HELM_CONFIG_TYPE = "application/vnd.cncf.helm.config.v1+json"
 HELM_LAYER_TYPE = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
 ARTIFACT_TYPE = "application/vnd.qlcapsule.capsule.v1"
+#: seconds to wait for the DELETE that cancels an upload session (after a failure or Ctrl-C / SIGTERM)
+CANCEL_TIMEOUT = 5.0
 _ACCEPT = ", ".join([MANIFEST_TYPE, INDEX_TYPE, "application/vnd.docker.distribution.manifest.v2+json"])
 _REPO = re.compile(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
@@ -86,8 +90,8 @@ def _oci_tag(value: str) -> str:
 
 class OciOptions(Options):
     registry: str = Field(pattern=r"^[A-Za-z0-9.-]+(:\d{1,5})?$", description="host[:port], e.g. ghcr.io")
-    repository: str = Field(description="e.g. team/{name}; lowercase; Helm charts go to <repository>/<chart>")
-    tag: str = Field(default="{version}", description="tag of the pushed manifest ('+' becomes '_')")
+    repository: Expandable = Field(description="e.g. team/{name}; lowercase; Helm charts go to <repository>/<chart>")
+    tag: Expandable = Field(default="{version}", description="tag of the pushed manifest ('+' becomes '_')")
     mode: Literal["auto", "layout", "helm", "artifact"] = "auto"
     artifact_type: str = Field(default=ARTIFACT_TYPE, pattern=r"^[a-z0-9.+/-]+$")
     plain_http: bool = Field(default=False, description="talk HTTP instead of HTTPS (local registries only)")
@@ -245,14 +249,15 @@ def layout_push(art: Artifact, repository: str, tag: str) -> Push:
 
 def helm_push(art: Artifact, repository: str) -> Push:
     """The chart pushed the way ``helm push`` does."""
-    import yaml
+    from qlcapsule import yamlsrc
 
     members = _members(art.path) or {}
     chart_yaml = next(n for n in members if re.fullmatch(r"[^/]+/Chart\.yaml", n))
+    raw = _read_member(art.path, chart_yaml)
     try:
-        meta = yaml.safe_load(_read_member(art.path, chart_yaml))
+        meta = yamlsrc.safe_load(raw.decode("utf-8"), chart_yaml)
         name, version = str(meta["name"]), str(meta["version"])
-    except (yaml.YAMLError, KeyError, TypeError):
+    except (InputError, UnicodeDecodeError, KeyError, TypeError):
         raise InputError(f"{art.path}: {chart_yaml} has no chart name and version") from None
     config = json.dumps({k: v for k, v in meta.items() if v is not None}, separators=(",", ":"), default=str).encode()
     cfg = _bytes_blob(config)
@@ -365,6 +370,7 @@ class RegistryClient:
         *,
         body: bytes | IO[bytes] | None = None,
         headers: dict[str, str] | None = None,
+        timeout: float | None = None,
         _retried: bool = False,
     ) -> tuple[int, dict[str, str], bytes]:
         parts = urllib.parse.urlsplit(url if "://" in url else self.base + url)
@@ -374,7 +380,7 @@ class RegistryClient:
         if self._auth:
             hdrs["Authorization"] = self._auth
         cls = http.client.HTTPConnection if self.scheme == "http" else http.client.HTTPSConnection
-        conn = cls(parts.netloc, timeout=self.timeout)
+        conn = cls(parts.netloc, timeout=timeout or self.timeout)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         try:
             conn.request(method, target, body=body, headers=hdrs)
@@ -391,7 +397,7 @@ class RegistryClient:
             self._answer(rh.get("www-authenticate", ""))
             if hasattr(body, "seek"):
                 body.seek(0)  # type: ignore[union-attr]
-            return self.request(method, url, body=body, headers=headers, _retried=True)
+            return self.request(method, url, body=body, headers=headers, timeout=timeout, _retried=True)
         if status == 401:
             raise CredentialsError(f"oci: registry {self.registry} rejected the credentials (401)")
         if status == 403:
@@ -627,7 +633,7 @@ class OciDeliverer(Deliverer):
                         location = headers.get("location", location)
                         offset = end + 1
                     self._put(client, location, blob, body=b"", length=0)
-        except BaseException:
+        except BaseException:  # also Ctrl-C and SIGTERM (Terminated): never leave the session open
             self._cancel(client, location)
             raise
 
@@ -651,11 +657,19 @@ class OciDeliverer(Deliverer):
         return location
 
     def _cancel(self, client: RegistryClient, location: str) -> None:
-        """Best effort: a dead registry cannot be told; its upload session expires on its own."""
+        """DELETE the upload session, once, within :data:`CANCEL_TIMEOUT` seconds.
+
+        Best effort: a dead or stalled registry cannot be told (its session expires on
+        its own), and an interrupted command must still exit promptly. Never raises, so
+        the error (or the Ctrl-C / SIGTERM) that got us here is the one reported.
+        """
         try:
-            client.request("DELETE", location)
-        except (RemoteError, CredentialsError) as exc:
-            log.info("could not cancel upload session: %s", scrub_error(exc))
+            status, _, data = client.request("DELETE", location, timeout=min(CANCEL_TIMEOUT, self.options.timeout))
+        except Exception as exc:  # noqa: BLE001 - must not replace the original error
+            log.info("could not cancel the upload session: %s", scrub_error(exc))
+            return
+        if status not in (202, 204, 404):
+            log.info("cancelling the upload session answered %s %s", status, _registry_error(data))
 
     def _push_manifest(self, client: RegistryClient, repo: str, ref: str, raw: bytes, mtype: str) -> bool:
         """PUT the manifest under ``ref``; True when it was already there. Refuses to move a tag unless asked."""

@@ -35,6 +35,7 @@ from qlcapsule import (
     Deliverer,
     InputError,
     IntegrityError,
+    ObjectPrefix,
     Options,
     Receipt,
     RemoteError,
@@ -64,7 +65,9 @@ _TRANSIENT_CODES = {
 
 class S3Options(Options):
     bucket: str = Field(description="bucket name")
-    prefix: str = Field(default="{name}/{version}/", description="key prefix; {name} and {version} are expanded")
+    prefix: ObjectPrefix = Field(
+        default="{name}/{version}/", description="key prefix; {name} and {version} are expanded"
+    )
     region: str | None = Field(default=None, description="region (default: from the AWS config chain)")
     endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint, e.g. http://127.0.0.1:9000")
     path_style: bool = Field(default=False, description="path-style addressing (most S3-compatible stores)")
