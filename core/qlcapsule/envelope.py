@@ -45,11 +45,14 @@ PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://qlcapsule.dev/attestation/capsule/v1"
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
+#: more signatures than any real envelope carries; each is tried with every trusted key
+MAX_SIGNATURES = 256
 
 __all__ = [
     "PAYLOAD_TYPE",
     "STATEMENT_TYPE",
     "PREDICATE_TYPE",
+    "MAX_SIGNATURES",
     "pae",
     "EnvelopeSignature",
     "Envelope",
@@ -130,6 +133,10 @@ class Envelope:
             raise SignatureError(f"{where}: not UTF-8") from None
         except json.JSONDecodeError as exc:
             raise SignatureError(f"{where}:{exc.lineno}: not a DSSE envelope: invalid JSON: {exc.msg}") from None
+        except RecursionError:
+            raise SignatureError(f"{where}: not a DSSE envelope: nested too deeply") from None
+        except ValueError as exc:  # e.g. an integer beyond int_max_str_digits
+            raise SignatureError(f"{where}: not a DSSE envelope: {exc}") from None
         if not isinstance(data, dict):
             raise SignatureError(f"{where}: not a DSSE envelope: expected a JSON object")
         for key in ("payload", "payloadType", "signatures"):
@@ -142,6 +149,8 @@ class Envelope:
         sigs = data["signatures"]
         if not isinstance(sigs, list):
             raise SignatureError(f"{where}: signatures: expected a list")
+        if len(sigs) > MAX_SIGNATURES:
+            raise SignatureError(f"{where}: {len(sigs)} signatures; at most {MAX_SIGNATURES} are accepted")
         out: list[EnvelopeSignature] = []
         for i, item in enumerate(sigs):
             if not isinstance(item, dict) or "sig" not in item:
@@ -206,7 +215,9 @@ class Statement:
         """Parse payload bytes. Call only on a payload whose PAE signature verified."""
         try:
             doc = json.loads(payload.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except RecursionError:
+            raise SignatureError(f"{where}: payload is not a JSON statement: nested too deeply") from None
+        except ValueError as exc:  # UnicodeDecodeError, JSONDecodeError, huge integers
             raise SignatureError(f"{where}: payload is not a JSON statement: {exc}") from None
         if not isinstance(doc, dict):
             raise SignatureError(f"{where}: payload: expected a JSON object")

@@ -51,3 +51,6 @@ TOP_LEVEL_KEYS = frozenset(
         "ship",
     }
 )
+
+#: capsule.sig holds one small statement and at most envelope.MAX_SIGNATURES signatures
+MAX_SIG_BYTES = 1024 * 1024

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import re
+import stat
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,16 +28,28 @@ from typing import Any
 
 from .capsule import Capsule
 from .envelope import PAYLOAD_TYPE, Envelope, EnvelopeSignature, Statement, VerifyKey, format_time, pae, verify_envelope
-from .errors import CredentialsError, InputError, IntegrityError, QlcapsuleError, SignatureError, StoreError
+from .errors import (
+    CredentialsError,
+    InputError,
+    IntegrityError,
+    QlcapsuleError,
+    SignatureError,
+    StoreError,
+)
 from .lock import Lock, atomic_write, mkstemp
 from .log import event, get_logger
-from .names import SEMVER
+from .names import MAX_SIG_BYTES, SEMVER
+from .tree import read_regular
 
 log = get_logger("signing")
 
 ENV_HOME = "QLCAPSULE_HOME"
 DEFAULT_KEY = "qlcapsule.key"
 ALIASES = {"hmac": "hmac-sha256"}
+#: a key file is a few hundred bytes; anything larger is the wrong file (or /dev/zero)
+MAX_KEY_BYTES = 64 * 1024
+#: a trust file lists keys: a megabyte is thousands of them
+MAX_TRUST_BYTES = 1024 * 1024
 
 __all__ = [
     "SigningKey",
@@ -50,6 +63,7 @@ __all__ = [
     "verify_signatures",
     "dev_key",
     "parse_expires",
+    "read_sig",
     "semver_key",
 ]
 
@@ -80,29 +94,85 @@ class SigningKey:
         return str(self.signer.name)
 
 
+def _too_large(where: str) -> CredentialsError:
+    return CredentialsError(f"{where}: more than {MAX_KEY_BYTES // 1024} KiB; not a key file")
+
+
 def _read_key_file(path: str | Path, what: str) -> bytes:
+    """A key from a file or ``-`` (stdin), at most MAX_KEY_BYTES.
+
+    Regular files and pipes (stdin, ``<(...)``) are read; directories, devices
+    and sockets are refused before anything is read.
+    """
     if str(path) == "-":
-        data = sys.stdin.buffer.read()
+        data = sys.stdin.buffer.read(MAX_KEY_BYTES + 1)
+        if len(data) > MAX_KEY_BYTES:
+            raise _too_large(f"{what} - (stdin)")
         if not data.strip():
             raise CredentialsError(f"{what} -: nothing on stdin")
         return data
     p = Path(path)
+    where = f"{what} {p}"
     try:
-        data = p.read_bytes()
+        st = p.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise CredentialsError(f"{where}: is a directory")
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
+            raise CredentialsError(f"{where}: is not a regular file (a device or socket); give a key file, a pipe or -")
+        with open(p, "rb") as f:
+            data = f.read(MAX_KEY_BYTES + 1)
     except FileNotFoundError:
-        raise CredentialsError(f"{what} {p}: no such file") from None
+        raise CredentialsError(f"{where}: no such file") from None
     except IsADirectoryError:
-        raise CredentialsError(f"{what} {p}: is a directory") from None
+        raise CredentialsError(f"{where}: is a directory") from None
     except PermissionError:
-        raise CredentialsError(f"{what} {p}: permission denied") from None
+        raise CredentialsError(f"{where}: permission denied") from None
+    except OSError as exc:
+        raise CredentialsError(f"{where}: {exc.strerror or exc}") from None
+    if len(data) > MAX_KEY_BYTES:
+        raise _too_large(where)
     return data
+
+
+_PATHLIKE = re.compile(r"^(?:~|\.{1,2})?/[\w.~-]+(?:/[\w.~-]+)+/?$")
+
+
+def _looks_like_path(value: str) -> bool:
+    """A file path where a key was expected (``CAPSULE_HMAC=/run/secrets/ci.hmac``)."""
+    text = value.strip()
+    if not text or "\n" in text or "/" not in text:
+        return False
+    if _PATHLIKE.match(text):
+        return True
+    try:
+        return os.path.isfile(os.path.expanduser(text))
+    except (OSError, ValueError):
+        return False
 
 
 def _read_env(name: str, what: str) -> bytes:
     value = os.environ.get(name)
     if not value:
         raise CredentialsError(f"{what} {name}: the environment variable is not set or empty")
+    if _looks_like_path(value):
+        # the value itself is never printed: it may be the secret after all
+        _warn(
+            f"{what} {name}: the value looks like a file path, not a key; it is used as the key itself "
+            f"(to use the key in a file, pass --key FILE)"
+        )
     return value.encode("utf-8")
+
+
+def _is_text(material: bytes) -> bool:
+    """UTF-8 without control characters other than tab, CR and LF."""
+    try:
+        text = material.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return not any((c < " " and c not in "\t\r\n") or c == "\x7f" for c in text)
+
+
+_PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
 
 
 def _sniff(material: bytes, method: str) -> list[str]:
@@ -117,13 +187,41 @@ def _sniff(material: bytes, method: str) -> list[str]:
     return found
 
 
+def _detect_private(material: bytes, source: str) -> str:
+    """The signer for a private key given without --type, or a CredentialsError saying why none fits."""
+    found = _sniff(material, "sniff_private")
+    specific = [n for n in found if n != "hmac-sha256"]
+    if specific:
+        return specific[0]
+    if found:  # only hmac-sha256: a shared secret is text, never binary
+        if not _is_text(material):
+            hint = "a DER key? convert it to PEM" if material[:1] == b"\x30" else "the wrong file?"
+            raise CredentialsError(
+                f"{source}: binary data, not a PEM/OpenSSH key or a text HMAC secret ({hint}); "
+                f"a binary HMAC secret needs --type hmac"
+            )
+        return found[0]
+    m = _PEM_BEGIN.search(material[:4096])
+    label = m.group(1).decode("ascii") if m else ""
+    if label == "ENCRYPTED PRIVATE KEY" or (label.endswith("PRIVATE KEY") and b"ENCRYPTED" in material[:4096]):
+        raise CredentialsError(
+            f"{source}: an encrypted private key: refused (decrypt it into a pipe: ... | qlcapsule sign --key -)"
+        )
+    if label.endswith(" PRIVATE KEY"):
+        kind = label[: -len(" PRIVATE KEY")]
+        raise CredentialsError(f"{source}: unsupported key type ({kind} private key); use an ed25519 or hmac key")
+    if _sniff(material, "sniff_public"):
+        raise CredentialsError(f"{source}: a public key; signing needs the private key")
+    raise CredentialsError(f"{source}: not a key any signer recognises; pass --type")
+
+
 def load_signing_key(
     key: str | Path | SigningKey | None = None, *, key_env: str | None = None, key_type: str | None = None
 ) -> SigningKey:
     """A private key from a file (``-`` = stdin) or an environment variable.
 
     The algorithm is ``key_type`` when given, else recognised from the material
-    (PEM/OpenSSH -> ed25519, anything else -> hmac-sha256).
+    (PEM/OpenSSH -> ed25519, other text -> hmac-sha256; binary data is refused).
     """
     if isinstance(key, SigningKey):
         return key
@@ -134,22 +232,14 @@ def load_signing_key(
     else:
         assert key is not None
         material, source = _read_key_file(key, "--key"), ("stdin" if str(key) == "-" else str(key))
-        if str(key) != "-":
-            _check_permissions(Path(key))
-    if key_type:
-        name = ALIASES.get(key_type, key_type)
-    else:
-        found = [n for n in _sniff(material, "sniff_private") if n != "hmac-sha256"] or _sniff(
-            material, "sniff_private"
-        )
-        if not found:
-            raise CredentialsError(f"{source}: not a key any signer recognises; pass --type")
-        name = found[0]
+    name = ALIASES.get(key_type, key_type) if key_type else _detect_private(material, source)
     signer = _signer(name)
     try:
         loaded = signer.load_signing_key(material)
     except QlcapsuleError as exc:
         raise CredentialsError(f"{source}: {exc.message}") from None
+    if key is not None and str(key) != "-":
+        _check_permissions(Path(key))  # only once it proved to be a private key
     return SigningKey(signer, loaded, signer.keyid(loaded), source)
 
 
@@ -203,8 +293,18 @@ def load_trust_file(path: str | Path) -> list[VerifyKey]:
         name: str | None = None
 
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: trust file not found")
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise InputError(f"{p}: trust file not found") from None
+    except OSError as exc:
+        raise InputError(f"{p}: trust file: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{p}: trust file is a directory")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{p}: trust file is not a regular file (a device, FIFO or socket)")
+    if st.st_size > MAX_TRUST_BYTES:
+        raise InputError(f"{p}: trust file is larger than {MAX_TRUST_BYTES // (1024 * 1024)} MiB")
     data, _ = load_file(p)
     if isinstance(data, dict) and set(data) <= {"keys", "version"}:
         data = data.get("keys")
@@ -237,26 +337,93 @@ def load_trust_file(path: str | Path) -> list[VerifyKey]:
     return keys
 
 
-def _write_private(path: Path, data: bytes, *, force: bool) -> None:
-    """Write a 0600 file atomically; without ``force`` never replace an existing one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = mkstemp(f".{path.name}.", path.parent, ".tmp")
+def _temp_file(folder: Path, data: bytes, mode: int) -> str:
+    """``data`` in a new file in ``folder`` (short name: the final name may be long), fsynced."""
+    fd, tmp = mkstemp(".qlcapsule-keygen.", folder, ".tmp")
     try:
         if hasattr(os, "fchmod"):
-            os.fchmod(fd, 0o600)
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        if force:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # fails if the path exists: no clobbering, no race
-    except FileExistsError:
-        raise InputError(f"{path}: already exists; not overwriting (use --force)") from None
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp
+
+
+def _unlink_quietly(path: str | Path | None) -> None:
+    if path is None:
+        return
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _install_pair(private: Path, private_data: bytes, pub: Path | None, pub_data: bytes | None, *, force: bool) -> None:
+    """Put a key pair in place: both or neither.
+
+    Both halves are written to temporary files first. Without ``force`` they are
+    hard-linked into place (never clobbering; the private key first, so a concurrent
+    ``dev_key`` sees a usable key), and a half that cannot be placed takes the other
+    back out. With ``force`` the old public key is kept aside, the new one renamed
+    in, then the private key; if that fails the old public key is put back, so the
+    old pair stays a pair.
+    """
+    folder = private.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    temps: list[str] = []
+    target = private
+    backup: str | None = None
+    placed: list[Path] = []
+    try:
+        priv_tmp = _temp_file(folder, private_data, 0o600)
+        temps.append(priv_tmp)
+        pub_tmp = _temp_file(folder, pub_data, 0o644) if pub is not None and pub_data is not None else None
+        if pub_tmp is not None:
+            temps.append(pub_tmp)
+        if not force:
+            for tmp, dest in ((priv_tmp, private), (pub_tmp, pub)):
+                if tmp is None or dest is None:
+                    continue
+                target = dest
+                try:
+                    os.link(tmp, dest)  # fails if the path exists: no clobbering, no race
+                except FileExistsError:
+                    raise InputError(f"{dest}: already exists; not overwriting (use --force)") from None
+                placed.append(dest)
+            placed.clear()
+            return
+        if pub is not None and pub_tmp is not None:
+            target = pub
+            if os.path.lexists(pub):
+                backup = os.path.join(folder, f".qlcapsule-keygen.{os.urandom(8).hex()}.old")
+                try:
+                    os.link(pub, backup, follow_symlinks=False)
+                except OSError:
+                    backup = None
+            os.replace(pub_tmp, pub)
+            placed.append(pub)
+        target = private
+        os.replace(priv_tmp, private)
+        placed.clear()
+    except OSError as exc:
+        raise InputError(f"{target}: {exc.strerror or exc}") from None
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        for dest in placed:  # a half that went in alone comes back out (or the old one goes back)
+            try:
+                if backup is not None and dest == pub:
+                    os.replace(backup, dest)
+                    backup = None
+                else:
+                    _unlink_quietly(dest)
+            except OSError:
+                pass
+        for tmp in temps:
+            _unlink_quietly(tmp)
+        _unlink_quietly(backup)
 
 
 def _public_path(private: Path) -> Path:
@@ -265,23 +432,35 @@ def _public_path(private: Path) -> Path:
 
 
 def keygen(key_type: str = "ed25519", out: str | Path | None = None, *, force: bool = False) -> dict[str, Any]:
-    """Generate a key pair; write the private half 0600 (and ``.pub`` for asymmetric keys)."""
+    """Generate a key pair; write the private half 0600 (and ``.pub`` for asymmetric keys).
+
+    The pair is written together: both files or neither (the old pair stays when
+    ``force`` replacing fails half-way).
+    """
     signer = _signer(key_type)
+    if out is not None and str(out) == "":
+        raise InputError("-o: an empty file name")
+    path = Path(out or DEFAULT_KEY)
+    if str(out) != "-" and (not path.name or path.name == ".." or path.is_dir()):
+        raise InputError(
+            f"{path}: is a directory; -o takes the file name of the private key (e.g. {path / DEFAULT_KEY})"
+        )
     pair = signer.generate_key()
     result: dict[str, Any] = {"type": signer.name, "keyid": pair.keyid, "private": None, "public": None}
     if str(out) == "-":
         result["material"] = pair.private
         result["public_material"] = pair.public
         return result
-    path = Path(out or DEFAULT_KEY)
     pub = _public_path(path) if pair.public else None
-    if not force and pub is not None and pub.exists():
-        raise InputError(f"{pub}: already exists; not overwriting (use --force)")
-    _write_private(path, pair.private, force=force)
+    if pub is not None and pub.is_dir():
+        raise InputError(f"{pub}: is a directory; not replacing it with the public key")
+    if not force:
+        for p in (path, pub):
+            if p is not None and os.path.lexists(p):
+                raise InputError(f"{p}: already exists; not overwriting (use --force)")
+    _install_pair(path, pair.private, pub, pair.public, force=force)
     result["private"] = str(path)
-    if pub is not None and pair.public is not None:
-        atomic_write(pub, pair.public, mode=0o644)
-        result["public"] = str(pub)
+    result["public"] = str(pub) if pub is not None else None
     event(log, "keygen.done", type=signer.name, keyid=pair.keyid)
     return result
 
@@ -291,9 +470,14 @@ def qlcapsule_home() -> Path:
 
 
 def dev_key(create: bool = True) -> Path:
-    """The development ed25519 key, created on first use (with a warning on stderr)."""
+    """The development ed25519 key, created on first use (with a warning on stderr).
+
+    An existing file that is not an Ed25519 private key is refused, naming it: the
+    development key is never read as anything else (an HMAC secret, say).
+    """
     path = qlcapsule_home() / "dev.key"
     if path.is_file():
+        _check_dev_key(path)
         return path
     if not create:
         raise CredentialsError(f"{path}: no development key (run 'qlcapsule sign --dev-key' or 'ship' once)")
@@ -302,6 +486,7 @@ def dev_key(create: bool = True) -> Path:
         info = keygen("ed25519", path)
     except InputError:
         if path.is_file():  # another process created it first
+            _check_dev_key(path)
             return path
         raise
     _warn(
@@ -309,6 +494,15 @@ def dev_key(create: bool = True) -> Path:
         f"it is not a trust anchor: use 'qlcapsule keygen' and --key for releases"
     )
     return path
+
+
+def _check_dev_key(path: Path) -> None:
+    material = _read_key_file(path, "development key")
+    if not _signer("ed25519").sniff_private(material):
+        raise CredentialsError(
+            f"{path}: the development key is not an Ed25519 private key (damaged?); "
+            f"move it away and a new one is created on next use"
+        )
 
 
 # -- signing ------------------------------------------------------------------
@@ -320,18 +514,26 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 def parse_expires(text: str, now: _dt.datetime) -> _dt.datetime:
     """``30d``, ``12h``, ``2w`` ... from ``now``, or an RFC 3339 time/date."""
     t = text.strip()
+    if not t:
+        raise InputError("--expires: empty; give a duration (30d, 12h, 2w) or an RFC 3339 time, or omit --expires")
     m = _DURATION.match(t.lower())
-    if m:
-        when = now + _dt.timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
-    else:
-        try:
-            when = _dt.datetime.fromisoformat(t.replace("Z", "+00:00"))
-        except ValueError:
-            raise InputError(f"--expires: {text!r} is neither a duration (30d, 12h, 2w) nor an RFC 3339 time") from None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=_dt.timezone.utc)
+    try:
+        if m:
+            when = now + _dt.timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
+        else:
+            try:
+                when = _dt.datetime.fromisoformat(t.replace("Z", "+00:00"))
+            except ValueError:
+                raise InputError(
+                    f"--expires: {text!r} is neither a duration (30d, 12h, 2w) nor an RFC 3339 time"
+                ) from None
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=_dt.timezone.utc)
+        shown = format_time(when)  # the statement must be able to hold it
+    except OverflowError:
+        raise InputError(f"--expires: {text!r} is too far in the future (after the year 9999)") from None
     if when <= now:
-        raise InputError(f"--expires: {format_time(when)} is not in the future")
+        raise InputError(f"--expires: {shown} is not in the future")
     return when
 
 
@@ -366,12 +568,20 @@ class SignResult:
         }
 
 
+def read_sig(path: Path) -> bytes | None:
+    """capsule.sig's bytes, None when there is none; a symlink, a directory, a FIFO... is refused.
+
+    capsule.sig is not in the lock, so nothing else checks what it is: a symlink would
+    let a capsule point its signature anywhere on the verifier's disk.
+    """
+    return read_regular(path, name="capsule.sig", limit=MAX_SIG_BYTES, too_big=SignatureError)
+
+
 def _existing(path: Path) -> Envelope | None:
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    try:
+        raw = read_sig(path)  # a symlink or a directory is refused (UnsafePathError), not replaced
+        if raw is None:
+            return None
         return Envelope.from_json(raw, str(path))
     except SignatureError as exc:
         _warn(f"{exc.message}; replacing it")
@@ -400,10 +610,12 @@ def sign_capsule(
     try:
         lock = capsule.verify_integrity()
     except IntegrityError as exc:
-        raise IntegrityError(f"cannot sign: {exc.message} (run 'qlcapsule seal' first)") from None
-    skey = load_signing_key(key, key_env=key_env, key_type=key_type)
+        hint = "" if "qlcapsule seal" in exc.message else " (run 'qlcapsule seal' first)"
+        raise IntegrityError(f"cannot sign: {exc.message}{hint}") from None
     now = (now or _dt.datetime.now(_dt.timezone.utc)).astimezone(_dt.timezone.utc).replace(microsecond=0)
-    exp = parse_expires(expires, now) if expires else None
+    # '' is refused, not taken as "no expiry"
+    exp = parse_expires(expires, now) if expires is not None else None
+    skey = load_signing_key(key, key_env=key_env, key_type=key_type)
     old = _existing(capsule.sig_path)
     kept = [s for s in old.signatures if s.keyid != skey.keyid] if old else []
     payload: bytes | None = None
@@ -555,10 +767,15 @@ def _check_statement(
     min_version: str | None,
     check_store: bool,
 ) -> None:
-    if st.subject_name != capsule.ref or st.name != capsule.name or st.version != capsule.version:
+    if st.subject_name != capsule.ref:
         raise SignatureError(
             f"{where}: signed for {st.subject_name} but capsule.yaml says {capsule.ref} "
             f"(a signature from another capsule or version)"
+        )
+    if st.name != capsule.name or st.version != capsule.version:
+        raise SignatureError(
+            f"{where}: the statement's predicate says name {st.name!r}, version {st.version!r} but its subject "
+            f"and capsule.yaml say {capsule.ref} (an inconsistent statement)"
         )
     if st.digest != lock.digest:
         raise SignatureError(
@@ -606,6 +823,9 @@ def verify_signatures(
             ("--require-signature", require_signature),
             ("policy.require_signature in capsule.yaml", policy.require_signature),
             ("trusted keys were given", explicit),
+            # the version is only known from a verified statement: without keys it cannot be checked
+            ("--min-version", min_version is not None),
+            ("policy.min_version in capsule.yaml", policy.min_version is not None),
         )
         if on
     ]
@@ -620,7 +840,8 @@ def verify_signatures(
     trusted += [load_hmac_env(n) for n in hmac_key_envs]
     if trust:
         trusted += load_trust_file(trust)
-    if not capsule.sig_path.is_file():
+    raw = read_sig(capsule.sig_path)
+    if raw is None:
         if reasons:
             raise SignatureError(
                 f"{where}: missing: the capsule is not signed but a signature is required ({reasons[0]})"
@@ -629,7 +850,7 @@ def verify_signatures(
     if not trust and not explicit and policy.trust:
         trusted += load_trust_file(capsule.root / policy.trust)
     try:
-        envelope = Envelope.from_json(capsule.sig_path.read_bytes(), where)
+        envelope = Envelope.from_json(raw, where)
         if not trusted:
             if reasons:
                 raise SignatureError(

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from qlcapsule import Envelope, SignatureError, Statement
-from qlcapsule.envelope import PAYLOAD_TYPE, EnvelopeSignature, VerifyKey, pae, verify_envelope
+from qlcapsule.envelope import MAX_SIGNATURES, PAYLOAD_TYPE, EnvelopeSignature, VerifyKey, pae, verify_envelope
 from qlcapsule.signing import keygen, load_hmac_env, load_public_key, sign_capsule
 
 FILES = {"app/main.py": "print('hi')\n", "README.md": "# demo\n"}
@@ -214,3 +214,25 @@ def test_keyids_are_hints_and_keys_verify_only_their_algorithm(tmp_path: Path, m
     assert crossed.check(env.pae(), env.signatures[0].sig) is False
     with pytest.raises(SignatureError, match="not signed by a trusted key"):
         verify_envelope(env, [kh], 1)
+
+
+def test_deeply_nested_envelope_and_payload_are_named() -> None:
+    """json.loads raised RecursionError, reported as 'verification failed: RecursionError: ...'."""
+    deep = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(SignatureError, match=r"^capsule\.sig: not a DSSE envelope: nested too deeply$"):
+        Envelope.from_json(deep)
+    with pytest.raises(SignatureError, match=r"^capsule\.sig: payload is not a JSON statement: nested too deeply$"):
+        Statement.parse(deep)
+
+
+def test_the_number_of_signatures_is_capped() -> None:
+    sig = {"keyid": "", "sig": base64.b64encode(b"\0" * 64).decode()}
+    doc = {
+        "payload": base64.b64encode(b"{}").decode(),
+        "payloadType": PAYLOAD_TYPE,
+        "signatures": [sig] * MAX_SIGNATURES,
+    }
+    assert len(Envelope.from_json(json.dumps(doc).encode()).signatures) == MAX_SIGNATURES == 256
+    doc["signatures"] = [sig] * (MAX_SIGNATURES + 1)
+    with pytest.raises(SignatureError, match="257 signatures; at most 256 are accepted"):
+        Envelope.from_json(json.dumps(doc).encode())

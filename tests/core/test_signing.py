@@ -636,8 +636,312 @@ def test_missing_key_file_is_bad_input_even_when_unsigned(make_capsule, qlcapsul
 
 def test_multiline_file_is_not_taken_as_an_hmac_secret(make_capsule, qlcapsule_cli) -> None:
     """Signing with capsule.yaml by mistake must fail, not produce an HMAC signature."""
-    capsule = make_capsule({"a.txt": "a" * 10}, definition="name: demo\nversion: 1.0.0\ndescription: a long enough text\n")
+    capsule = make_capsule(
+        {"a.txt": "a" * 10}, definition="name: demo\nversion: 1.0.0\ndescription: a long enough text\n"
+    )
     result = qlcapsule_cli("sign", str(capsule.root), "--key", str(capsule.root / "capsule.yaml"))
     assert result.exit_code == 2
     assert "spans several lines" in result.stderr
     assert not capsule.sig_path.exists()
+
+
+# -- review fixes: key reading, options, messages ------------------------------------
+
+
+def _one_line_error(res, code: int, message: str) -> None:  # type: ignore[no-untyped-def]
+    assert res.exit_code == code, (res.exit_code, res.output)
+    assert message in res.stderr, res.stderr
+    assert res.stderr.count("\n") == 1 and "internal error" not in res.stderr, res.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_key_reads_are_capped_and_devices_refused(ctx: Ctx, tmp_path: Path, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+    """/dev/zero as a key (file, stdin, trust file entry, trust file) used to exhaust memory."""
+    root = str(ctx.root)
+    _one_line_error(qlcapsule_cli("sign", root, "--key", "/dev/zero"), 2, "--key /dev/zero: is not a regular file")
+    _one_line_error(qlcapsule_cli("verify", root, "--key", "/dev/zero"), 2, "--key /dev/zero: is not a regular file")
+    _one_line_error(qlcapsule_cli("sign", root, "--key", "-", input=b"\0" * 70_000), 2, "more than 64 KiB")
+    big = tmp_path / "big.key"
+    big.write_bytes(b"a" * 70_000)
+    os.chmod(big, 0o600)
+    _one_line_error(qlcapsule_cli("sign", root, "--key", str(big)), 2, f"--key {big}: more than 64 KiB")
+    trust = tmp_path / "t.yaml"
+    trust.write_text("- {algorithm: ed25519, key_file: /dev/zero}\n")
+    _one_line_error(
+        qlcapsule_cli("verify", root, "--trust", str(trust)), 2, "key_file /dev/zero: is not a regular file"
+    )
+    _one_line_error(
+        qlcapsule_cli("verify", root, "--trust", "/dev/zero"), 2, "/dev/zero: trust file is not a regular file"
+    )
+    assert ctx.sig()["signatures"][0]["keyid"] == ctx.a["keyid"]  # untouched
+
+
+def test_a_key_from_a_pipe_is_read(make_capsule, keys: dict) -> None:  # type: ignore[no-untyped-def]
+    """Pipes stay allowed (``--key <(vault read ...)``): only devices, sockets and directories are refused."""
+    r, w = os.pipe()
+    os.write(w, Path(keys["a"]["private"]).read_bytes())
+    os.close(w)
+    try:
+        assert load_signing_key(f"/dev/fd/{r}").keyid == keys["a"]["keyid"]
+    finally:
+        os.close(r)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("4000000d", "too far in the future"),
+        ("99999999999d", "too far in the future"),
+        ("9999-12-31T23:00:00-05:00", "too far in the future"),
+        ("", "--expires: empty"),
+        ("  ", "--expires: empty"),
+    ],
+)
+def test_expires_out_of_range_or_empty_is_bad_input(make_capsule, qlcapsule_cli, value: str, message: str) -> None:  # type: ignore[no-untyped-def]
+    capsule = make_capsule()
+    res = qlcapsule_cli("sign", str(capsule.root), "--key-env", "K", "--expires", value, env={"K": "ab" * 32})
+    _one_line_error(res, 2, message)
+    assert not capsule.sig_path.exists()
+
+
+def test_keygen_into_a_directory_is_bad_input(tmp_path: Path, monkeypatch, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    for out in (".", "/", str(tmp_path), "sub/.."):
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        _one_line_error(qlcapsule_cli("keygen", "-o", out), 2, "is a directory")
+        _one_line_error(qlcapsule_cli("keygen", "-o", out, "--force"), 2, "is a directory")
+    _one_line_error(qlcapsule_cli("keygen", "-o", ""), 2, "-o: an empty file name")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub"]  # no temporary left behind
+
+
+def test_keygen_force_keeps_the_old_pair_when_the_public_half_cannot_be_written(tmp_path: Path, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+    key = tmp_path / "b.key"
+    keygen("ed25519", key)
+    old = key.read_bytes()
+    (tmp_path / "b.key.pub").unlink()
+    (tmp_path / "b.key.pub").mkdir()
+    _one_line_error(qlcapsule_cli("keygen", "-o", str(key), "--force"), 2, "b.key.pub: is a directory")
+    assert key.read_bytes() == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.key", "b.key.pub"]
+
+
+def test_keygen_force_puts_the_old_public_key_back_when_the_private_key_fails(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    key = tmp_path / "c.key"
+    keygen("ed25519", key)
+    old_priv, old_pub = key.read_bytes(), (tmp_path / "c.key.pub").read_bytes()
+    real_replace = os.replace
+
+    def replace(src, dst):  # type: ignore[no-untyped-def]
+        if Path(dst) == key:
+            raise PermissionError(13, "Permission denied", str(src))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(InputError, match=r"c\.key: Permission denied"):
+        keygen("ed25519", key, force=True)
+    assert key.read_bytes() == old_priv and (tmp_path / "c.key.pub").read_bytes() == old_pub
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.key", "c.key.pub"]
+
+
+def test_keygen_leaves_nothing_when_the_public_name_is_too_long(tmp_path: Path, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+    name = "a" * 252  # a valid name; name + ".pub" is longer than NAME_MAX (255)
+    res = qlcapsule_cli("keygen", "-o", str(tmp_path / name))
+    _one_line_error(res, 2, f"{name}.pub: File name too long")
+    assert ".tmp" not in res.stderr and list(tmp_path.iterdir()) == []
+
+
+def _der_ed25519(tmp_path: Path) -> Path:
+    from cryptography.hazmat.primitives import serialization as ser
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    while True:  # a DER key without a newline byte used to pass for a one-line HMAC secret
+        der = Ed25519PrivateKey.generate().private_bytes(ser.Encoding.DER, ser.PrivateFormat.PKCS8, ser.NoEncryption())
+        if b"\n" not in der and b"\r" not in der:
+            break
+    path = tmp_path / "ed.der"
+    path.write_bytes(der)
+    os.chmod(path, 0o600)
+    return path
+
+
+def test_binary_key_is_not_taken_as_an_hmac_secret(make_capsule, tmp_path: Path, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+    capsule = make_capsule()
+    der = _der_ed25519(tmp_path)
+    _one_line_error(qlcapsule_cli("sign", str(capsule.root), "--key", str(der)), 2, "binary data")
+    _one_line_error(qlcapsule_cli("sign", str(capsule.root), "--key", "-", input=der.read_bytes()), 2, "a DER key?")
+    assert not capsule.sig_path.exists()
+    # a binary secret said to be one is still usable
+    raw = tmp_path / "raw.hmac"
+    raw.write_bytes(bytes(range(32, 64)) + b"\x01\x02")
+    assert load_signing_key(raw, key_type="hmac").algorithm == "hmac-sha256"
+
+
+def test_a_damaged_dev_key_is_refused_not_used_as_hmac(
+    make_capsule, tmp_path: Path, monkeypatch, qlcapsule_cli
+) -> None:  # type: ignore[no-untyped-def]
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("QLCAPSULE_HOME", str(home))
+    (home / "dev.key").write_text("this is not a key but it is long enough!!\n")
+    os.chmod(home / "dev.key", 0o600)
+    capsule = make_capsule()
+    res = qlcapsule_cli("sign", str(capsule.root), "--dev-key")
+    _one_line_error(res, 2, f"{home / 'dev.key'}: the development key is not an Ed25519 private key")
+    assert not capsule.sig_path.exists()
+    with pytest.raises(CredentialsError, match="development key"):
+        dev_key()
+    res = qlcapsule_cli("sign", str(capsule.root), "--dev-key", "--type", "hmac")
+    _one_line_error(res, 2, "--dev-key is an ed25519 key")
+
+
+def test_a_key_env_holding_a_path_warns_without_showing_it(make_capsule, tmp_path: Path, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+    capsule = make_capsule()
+    value = "/home/runner/work/secrets/ci-signing.hmac"
+    res = qlcapsule_cli("sign", str(capsule.root), "--key-env", "CAPSULE_HMAC", env={"CAPSULE_HMAC": value})
+    assert "--key-env CAPSULE_HMAC: the value looks like a file path" in res.stderr
+    assert value not in res.output and "secrets" not in res.output
+    existing = tmp_path / "secret file.hmac"  # not path-like by its spelling, but it exists
+    existing.write_text("x" * 40)
+    res = qlcapsule_cli("sign", str(capsule.root), "--key-env", "K", env={"K": str(existing)})
+    assert "looks like a file path" in res.stderr
+    res = qlcapsule_cli("sign", str(capsule.root), "--key-env", "K", env={"K": "ab" * 32})
+    assert res.exit_code == 0 and res.stderr == ""
+
+
+def test_min_version_without_keys_is_a_failure(ctx: Ctx, make_capsule, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+    """--min-version needs the version from a verified statement: like --require-signature, it fails without keys."""
+    res = qlcapsule_cli("verify", str(ctx.root), "--min-version", "2.0.0")
+    _one_line_error(res, 1, "a signature is required (--min-version) but no trusted keys were given")
+    res = qlcapsule_cli("verify", str(ctx.root), "--require-signature")
+    assert res.exit_code == 1 and "no trusted keys were given" in res.stderr
+    unsigned = make_capsule()
+    res = qlcapsule_cli("verify", str(unsigned.root), "--min-version", "1.0.0")
+    _one_line_error(res, 1, "missing: the capsule is not signed but a signature is required (--min-version)")
+    res = qlcapsule_cli("verify", str(ctx.root), "--min-version", "1.0.0", *ctx.args)
+    assert res.exit_code == 0, res.output
+
+
+def test_policy_min_version_without_keys_is_a_failure_too(ctx: Ctx, make_capsule, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+    """policy.min_version passed as 'NOT checked' without keys, unlike --min-version."""
+    with open(ctx.root / "capsule.yaml", "a") as f:
+        f.write("policy:\n  min_version: 1.0.0\n")
+    Capsule.load(ctx.root).seal()
+    sign_capsule(ctx.root, ctx.a["private"])
+    res = qlcapsule_cli("verify", str(ctx.root))
+    _one_line_error(res, 1, "a signature is required (policy.min_version in capsule.yaml) but no trusted keys")
+    res = qlcapsule_cli("verify", str(ctx.root), *ctx.args)
+    assert res.exit_code == 0, res.output
+
+
+def test_key_messages_name_what_the_key_is(make_capsule, tmp_path: Path, keys: dict, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+    from cryptography.hazmat.primitives import serialization as ser
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    capsule = make_capsule()
+    enc = tmp_path / "enc.key"
+    enc.write_bytes(
+        Ed25519PrivateKey.generate().private_bytes(
+            ser.Encoding.PEM, ser.PrivateFormat.PKCS8, ser.BestAvailableEncryption(b"pw")
+        )
+    )
+    os.chmod(enc, 0o600)
+    _one_line_error(qlcapsule_cli("sign", str(capsule.root), "--key", str(enc)), 2, "an encrypted private key: refused")
+    _one_line_error(
+        qlcapsule_cli("sign", str(capsule.root), "--key", str(enc), "--type", "ed25519"),
+        2,
+        "an encrypted private key: refused",
+    )
+    ecf = tmp_path / "ec.key"
+    ecf.write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            ser.Encoding.PEM, ser.PrivateFormat.TraditionalOpenSSL, ser.NoEncryption()
+        )
+    )
+    os.chmod(ecf, 0o600)
+    _one_line_error(
+        qlcapsule_cli("sign", str(capsule.root), "--key", str(ecf)), 2, "unsupported key type (EC private key)"
+    )
+    pub = keys["a"]["public"]
+    assert stat.S_IMODE(Path(pub).stat().st_mode) == 0o644
+    res = qlcapsule_cli("sign", str(capsule.root), "--key", pub)
+    _one_line_error(res, 2, f"{pub}: a public key; signing needs the private key")
+    assert "readable by others" not in res.stderr
+    res = qlcapsule_cli("sign", str(capsule.root), "--key", pub, "--type", "ed25519")
+    _one_line_error(res, 2, "a public key; signing needs the private key")
+    assert not capsule.sig_path.exists()
+
+
+def test_sign_refuses_a_repeated_key_option(make_capsule, keys: dict, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+    capsule = make_capsule()
+    res = qlcapsule_cli("sign", str(capsule.root), "--key", keys["a"]["private"], "--key", keys["b"]["private"])
+    _one_line_error(res, 2, "--key given 2 times")
+    res = qlcapsule_cli(
+        "sign", str(capsule.root), "--key-env", "A", "--key-env", "B", env={"A": "ab" * 32, "B": "cd" * 32}
+    )
+    _one_line_error(res, 2, "--key-env given 2 times")
+    assert not capsule.sig_path.exists()
+
+
+# -- review fixes: capsule.sig and the statement ----------------------------------------
+
+
+def test_sign_on_an_unsealed_capsule_gives_one_hint(make_capsule, keys: dict, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+    capsule = make_capsule(seal=False)
+    res = qlcapsule_cli("sign", str(capsule.root), "--key", keys["a"]["private"])
+    _one_line_error(res, 1, "not sealed")
+    assert res.stderr.count("qlcapsule seal") == 1
+    assert qlcapsule_cli("verify", str(capsule.root)).exit_code == res.exit_code  # the same verdict as verify
+
+
+def test_inconsistent_predicate_name_shows_the_differing_values(ctx: Ctx) -> None:
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    doc = ctx.sig()
+    st = json.loads(base64.b64decode(doc["payload"]))
+    st["predicate"]["name"] = "payments"
+    payload = json.dumps(st, sort_keys=True, separators=(",", ":")).encode()
+    priv = load_pem_private_key(Path(ctx.a["private"]).read_bytes(), None)
+    sig = priv.sign(pae(PAYLOAD_TYPE, payload))  # type: ignore[union-attr, call-arg]
+    ctx.write_sig(Envelope(payload, PAYLOAD_TYPE, [EnvelopeSignature(ctx.a["keyid"], sig)]).to_dict())
+    capsule = Capsule.load(ctx.root)
+    with pytest.raises(
+        SignatureError,
+        match=r"predicate says name 'payments', version '1\.0\.0' but its subject and capsule\.yaml say orders@1\.0\.0",
+    ):
+        verify_signatures(capsule, capsule.require_lock(), keys=[ctx.a["public"]])
+
+
+def test_symlinked_capsule_sig_is_refused(ctx: Ctx, tmp_path: Path, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+    outside = tmp_path / "outside.sig"
+    shutil.move(str(ctx.root / "capsule.sig"), outside)
+    os.symlink(outside, ctx.root / "capsule.sig")
+    _one_line_error(qlcapsule_cli("verify", str(ctx.root), *ctx.args), 2, "capsule.sig: is a symlink")
+    _one_line_error(qlcapsule_cli("verify", str(ctx.root)), 2, "capsule.sig: is a symlink")
+    _one_line_error(qlcapsule_cli("sign", str(ctx.root), "--key", ctx.b["private"]), 2, "capsule.sig: is a symlink")
+    outside.unlink()  # dangling: still a symlink, not "unsigned"
+    _one_line_error(qlcapsule_cli("verify", str(ctx.root)), 2, "capsule.sig: is a symlink")
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_capsule_sig_that_is_not_a_regular_file_is_named(make_capsule, kind: str, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+    capsule = make_capsule()
+    if kind == "directory":
+        capsule.sig_path.mkdir()
+    else:
+        if not hasattr(os, "mkfifo"):
+            pytest.skip("no FIFOs here")
+        os.mkfifo(capsule.sig_path)
+    _one_line_error(qlcapsule_cli("verify", str(capsule.root)), 2, "capsule.sig: is not a regular file")
+
+
+def test_oversized_capsule_sig_fails_and_is_replaced_by_sign(ctx: Ctx, capsys) -> None:  # type: ignore[no-untyped-def]
+    with open(ctx.root / "capsule.sig", "r+b") as f:
+        f.truncate(2 * 1024 * 1024)  # sparse: nothing to read before the size is refused
+    capsule = Capsule.load(ctx.root)
+    with pytest.raises(SignatureError, match="a capsule.sig is at most 1024 KiB"):
+        verify_signatures(capsule, capsule.require_lock(), keys=[ctx.a["public"]])
+    sign_capsule(ctx.root, ctx.a["private"])
+    assert "replacing it" in capsys.readouterr().err
+    capsule = Capsule.load(ctx.root)
+    assert verify_signatures(capsule, capsule.require_lock(), keys=[ctx.a["public"]])["status"] == "verified"

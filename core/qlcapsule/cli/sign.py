@@ -64,9 +64,14 @@ def keygen(key_type: str, output: str | None, force: bool, as_json: bool) -> Non
 
 @main.command()
 @capsule_dir
-@click.option("--key", "key", metavar="FILE|-", help="Private key file, or '-' to read it from stdin.")
+# multiple=True only to refuse a repeated option (click would silently keep the last one)
+@click.option("--key", "keys", metavar="FILE|-", multiple=True, help="Private key file, or '-' to read it from stdin.")
 @click.option(
-    "--key-env", "key_env", metavar="NAME", help="Environment variable holding the key (e.g. an HMAC secret)."
+    "--key-env",
+    "key_envs",
+    metavar="NAME",
+    multiple=True,
+    help="Environment variable holding the key (e.g. an HMAC secret).",
 )
 @click.option("--dev-key", is_flag=True, help="Sign with the development key (created on first use, with a warning).")
 @click.option(
@@ -84,8 +89,8 @@ def keygen(key_type: str, output: str | None, force: bool, as_json: bool) -> Non
 @json_option
 def sign(
     directory: str,
-    key: str | None,
-    key_env: str | None,
+    keys: tuple[str, ...],
+    key_envs: tuple[str, ...],
     dev_key: bool,
     key_type: str | None,
     expires: str | None,
@@ -96,19 +101,28 @@ def sign(
     The capsule must be sealed and unchanged since. Signing with another key
     adds a signature (co-signing, key rotation); signing again with the same
     key replaces that key's signature. Keys come from --key FILE, --key -
-    (stdin) or --key-env NAME, never from capsule.yaml.
+    (stdin) or --key-env NAME, never from capsule.yaml; one key per run
+    (co-sign by running sign once per key).
 
     Exit codes: 0 signed; 1 the capsule changed since it was sealed;
     2 bad usage, unreadable or unsuitable key.
     """
     from ..errors import UsageError
+    from ..signing import ALIASES, sign_capsule
     from ..signing import dev_key as _dev_key
-    from ..signing import sign_capsule
 
+    for option, given in (("--key", keys), ("--key-env", key_envs)):
+        if len(given) > 1:
+            raise UsageError(
+                f"{option} given {len(given)} times: sign takes one key (run sign once per key to co-sign)"
+            )
+    key, key_env = (keys[0] if keys else None), (key_envs[0] if key_envs else None)
     if dev_key:
         if key or key_env:
             raise UsageError("--dev-key cannot be combined with --key or --key-env")
-        key = str(_dev_key(create=True))
+        if key_type and ALIASES.get(key_type, key_type) != "ed25519":
+            raise UsageError(f"--dev-key is an ed25519 key; --type {key_type} does not apply")
+        key, key_type = str(_dev_key(create=True)), "ed25519"
     if not key and not key_env:
         raise UsageError("no signing key: pass --key FILE, --key - (stdin), --key-env NAME or --dev-key")
     result = sign_capsule(directory, key, key_env=key_env, key_type=key_type, expires=expires)

@@ -78,6 +78,8 @@ def load_private(material: bytes) -> Ed25519Key:
         raise CredentialsError(
             "ed25519 key: not an Ed25519 private key (expected PEM 'PRIVATE KEY' or an OpenSSH private key)"
         )
+    if block[0] == b"PUBLIC KEY":
+        raise CredentialsError("ed25519 key: a public key; signing needs the private key")
     from cryptography.hazmat.primitives import serialization
 
     try:
@@ -86,11 +88,14 @@ def load_private(material: bytes) -> Ed25519Key:
         else:
             key = serialization.load_pem_private_key(material, password=None)
     except TypeError:
-        raise CredentialsError("ed25519 key: encrypted private keys are not supported; decrypt it first") from None
+        raise CredentialsError(
+            "ed25519 key: an encrypted private key: refused (decrypt it into a pipe: ... | qlcapsule sign --key -)"
+        ) from None
     except (ValueError, binascii.Error) as exc:
         raise CredentialsError(f"ed25519 key: not a readable private key ({exc})") from None
     if not isinstance(key, ed25519.Ed25519PrivateKey):
-        raise CredentialsError(f"ed25519 key: this is a {type(key).__name__.lstrip('_')}, not an Ed25519 key")
+        kind = type(key).__name__.lstrip("_").removesuffix("PrivateKey").replace("EllipticCurve", "EC")
+        raise CredentialsError(f"ed25519 key: unsupported key type ({kind} private key), not an Ed25519 key")
     return _from_private(key)
 
 

@@ -2,8 +2,9 @@
 
 Key material (a file, an environment variable or stdin) is text or bytes:
 
-- 64 or more hexadecimal characters (what ``qlcapsule keygen --type hmac`` writes)
-  are hex-decoded;
+- text made only of hexadecimal digits, an even number of them, is hex-decoded
+  (``qlcapsule keygen --type hmac`` writes 64); it must therefore be at least 64
+  digits long (shorter hex is refused as too short, not read as text);
 - ``base64:<text>`` is base64-decoded;
 - anything else is used as raw bytes.
 
@@ -63,6 +64,11 @@ def decode_secret(material: bytes | str) -> bytes:
             raise CredentialsError("HMAC key: 'base64:' prefix but the rest is not valid base64") from None
     elif _HEX.match(text):
         secret = bytes.fromhex(text.decode("ascii"))
+        if len(secret) < MIN_BYTES:
+            raise CredentialsError(
+                f"HMAC key is {len(secret)} bytes; at least {MIN_BYTES} bytes are required "
+                f"(it was read as {len(text)} hex digits; a hex secret needs {2 * MIN_BYTES})"
+            )
     elif b"\n" in text or b"\r" in text:
         # a raw secret is one line of text; several lines means the wrong file (a YAML, a source file)
         raise CredentialsError(

@@ -79,3 +79,10 @@ def test_sniffing() -> None:
     assert HmacSha256Signer.sniff_private(b"ab" * 32)
     assert not HmacSha256Signer.sniff_private(b"-----BEGIN PRIVATE KEY-----")
     assert not HmacSha256Signer.sniff_public(b"ab" * 32)  # never offered as a public key
+
+
+def test_short_hex_is_refused_as_hex_not_read_as_text() -> None:
+    """36 hex digits are 18 bytes: too short, and the message says it was read as hex."""
+    with pytest.raises(CredentialsError, match=r"HMAC key is 18 bytes; .*read as 36 hex digits; a hex secret needs 64"):
+        decode_secret(b"ab" * 18)
+    assert decode_secret(b"ab" * 32) == bytes([0xAB]) * 32
