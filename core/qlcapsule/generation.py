@@ -47,7 +47,7 @@ def pick_generator(template: str) -> Generator:
 
 def load_answers_file(path: str | Path) -> dict[str, Any]:
     """Answers from a YAML/JSON mapping, or the ``generator.answers`` of a capsule.yaml."""
-    import yaml
+    from . import yamlsrc
 
     p = Path(path)
     try:
@@ -57,11 +57,12 @@ def load_answers_file(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"--answers-file {p}: cannot read: {exc}") from None
     try:
-        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else f":{exc.lineno}" if hasattr(exc, "lineno") else ""
-        raise InputError(f"--answers-file {p}{line}: not valid {'JSON' if p.suffix == '.json' else 'YAML'}") from None
+        data = json.loads(text) if p.suffix == ".json" else yamlsrc.safe_load(text, f"--answers-file {p}")
+    except RecursionError:
+        raise InputError(f"--answers-file {p}: nested too deeply") from None
+    except ValueError as exc:
+        line = f":{exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise InputError(f"--answers-file {p}{line}: not valid JSON") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -91,14 +92,13 @@ def write_definition(root: Path, record: GeneratorRecord, dest_name: str) -> Non
     """Add the ``generator`` block to the rendered capsule.yaml, or write a minimal one."""
     import yaml
 
+    from . import yamlsrc
+
     path = root / DEFINITION_FILE
     block = _generator_block(record)
     if path.is_file():
         text = path.read_text("utf-8")
-        try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            raise InputError(f"template {record.template}: its capsule.yaml is not valid YAML: {exc}") from None
+        data = yamlsrc.safe_load(text, f"template {record.template}: capsule.yaml") or {}
         if isinstance(data, dict) and "generator" in data:
             raise InputError(
                 f"template {record.template}: its capsule.yaml must not set 'generator' (qlcapsule records it)"
@@ -115,6 +115,34 @@ def write_definition(root: Path, record: GeneratorRecord, dest_name: str) -> Non
     path.write_text(head + block, "utf-8")
 
 
+def _make_parents(directory: Path) -> list[Path]:
+    """Create ``directory`` and its missing parents; the ones created, outermost first."""
+    missing = []
+    for d in [directory, *directory.parents]:
+        if d.exists():
+            break
+        missing.append(d)
+    for d in reversed(missing):
+        d.mkdir(exist_ok=True)
+    return list(reversed(missing))
+
+
+def _move_into(src: Path, dest: Path) -> None:
+    """Move the entries of ``src`` into the existing empty directory ``dest``; on failure move them back."""
+    moved: list[str] = []
+    try:
+        for entry in sorted(os.listdir(src)):
+            os.replace(src / entry, dest / entry)
+            moved.append(entry)
+    except BaseException:
+        for entry in reversed(moved):
+            try:
+                os.replace(dest / entry, src / entry)
+            except OSError:
+                pass
+        raise
+
+
 def new_capsule(
     template: str,
     dest: Path,
@@ -123,38 +151,77 @@ def new_capsule(
     answers_file: str | Path | None = None,
     interactive: bool,
 ) -> Capsule:
-    """Generate ``template`` into ``dest`` (new or empty), record the generator, seal, return the capsule."""
+    """Generate ``template`` into ``dest`` (new or empty), record the generator, seal, return the capsule.
+
+    An existing empty ``dest`` (``.`` included) is filled in place, so a shell standing in it stays there;
+    a new one is created with its missing parents, which are removed again when generation fails.
+    """
     dest = Path(dest)
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+    real = dest.resolve()  # '.', '..' and 'a/' have no usable .name until resolved
+    if real.exists() and (not real.is_dir() or any(real.iterdir())):
         raise InputError(f"{dest}: already exists and is not an empty directory")
+    if real.parent == real:
+        raise InputError(f"{dest}: cannot generate into the root directory")
     given: dict[str, Any] = load_answers_file(answers_file) if answers_file else {}
     given.update(answers)
     generator = pick_generator(template)
-    parent = dest.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=parent))
+    in_place = real.exists()
+    created = _make_parents(real.parent)
     try:
-        out = tmp / dest.name  # the directory name is what templates see as _folder_name
-        record = generator.generate(template, out, given, interactive=interactive)
-        unknown = sorted(k for k in answers if k not in record.answers)
-        if unknown:
-            asked = ", ".join(record.answers) or "none"
-            raise InputError(f"--set {unknown[0]}: template {record.template} asks no such question (it asks: {asked})")
-        out.mkdir(exist_ok=True)
-        write_definition(out, record, dest.name)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent))
         try:
-            capsule = Capsule.load(out)
-        except DefinitionError as exc:
-            raise InputError(f"template {record.template} produced an invalid capsule.yaml: {exc.message}") from None
-        capsule.seal()
-        if dest.exists():
-            dest.rmdir()
-        os.replace(out, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    capsule = Capsule.load(dest)
+            out = tmp / real.name  # the directory name is what templates see as _folder_name
+            try:
+                record = _generate_into(generator, template, out, dest, given, answers, interactive)
+            except OSError as exc:
+                where = exc.filename or ""
+                try:
+                    where = f"{dest}/{Path(where).relative_to(out).as_posix()}"
+                except ValueError:
+                    pass
+                raise InputError(f"template {template}: cannot write {where}: {exc.strerror or exc}") from None
+            if in_place:
+                _move_into(out, real)
+            else:
+                os.replace(out, real)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        for d in reversed(created):
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+        raise
+    capsule = Capsule.load(real)
     event(log, "generate.done", template=record.template, version=record.version, capsule=capsule.ref)
     return capsule
+
+
+def _generate_into(
+    generator: Generator,
+    template: str,
+    out: Path,
+    dest: Path,
+    given: Mapping[str, Any],
+    answers: Mapping[str, Any],
+    interactive: bool,
+) -> GeneratorRecord:
+    """Render into ``out`` (a temporary directory), write the generator record, seal."""
+    record = generator.generate(template, out, given, interactive=interactive)
+    unknown = sorted(k for k in answers if k not in record.answers)
+    if unknown:
+        asked = ", ".join(record.answers) or "none"
+        raise InputError(f"--set {unknown[0]}: template {record.template} asks no such question (it asks: {asked})")
+    out.mkdir(exist_ok=True)
+    write_definition(out, record, out.name)
+    try:
+        capsule = Capsule.load(out)
+    except DefinitionError as exc:
+        message = exc.message.replace(f"{out}{os.sep}", "").replace(str(out), str(dest))  # no temporary names
+        raise InputError(f"template {record.template}: the capsule.yaml it renders is invalid: {message}") from None
+    capsule.seal()
+    return record
 
 
 __all__ = ["new_capsule", "pick_generator", "load_answers_file", "write_definition"]

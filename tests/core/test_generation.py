@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
 
 from qlcapsule import Capsule, InputError
 from qlcapsule.generation import load_answers_file, new_capsule
+from qlcapsule.testing import alias_bomb
 
 
 def test_new_with_no_input_records_the_generator_and_seals(qlcapsule_cli, tmp_path):
@@ -20,7 +22,12 @@ def test_new_with_no_input_records_the_generator_and_seals(qlcapsule_cli, tmp_pa
     capsule = Capsule.load(dest)
     capsule.verify_integrity()
     gen = yaml.safe_load((dest / "capsule.yaml").read_text())["generator"]
-    assert gen["version"] == "1.0.0" and gen["source"] == "fastapi-service"
+    import qlcapsule_plugins.generators as generators
+
+    template = yaml.safe_load(
+        (Path(generators.__file__).parent / "templates" / "fastapi-service" / "template.yaml").read_text()
+    )
+    assert gen["version"] == template["version"] and gen["source"] == "fastapi-service"
     assert gen["answers"]["resource"] == "order" and gen["answers"]["port"] == 8000
     assert list(gen["answers"])[:3] == ["name", "resource", "resource_plural"]
 
@@ -61,6 +68,7 @@ def test_without_a_terminal_and_without_no_input_it_fails_clearly(qlcapsule_cli,
         (["--set", "port=abc"], "answer port: 'abc': expected int"),
         (["--set", "nosuch=1"], "--set nosuch: template fastapi-service asks no such question"),
         (["--set", "novalue"], "expected KEY=VALUE"),
+        (["--set", "x" * 5000], "'" + "x" * 77 + "...': expected KEY=VALUE"),
         (["--set", "python_version=2.7"], "is not one of"),
     ],
 )
@@ -98,9 +106,53 @@ def test_template_without_capsule_yaml_gets_a_minimal_one(tmp_path):
     assert (c.root / "hello.txt").read_text() == "hello\n"
 
 
-@pytest.mark.parametrize(("name", "text"), [("a.yaml", "- 1\n"), ("a.json", "{bad"), ("a.yaml", "a: [1\n")])
-def test_bad_answers_files(tmp_path, name, text):
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("a.yaml", "- 1\n", "expected a mapping"),
+        ("a.json", "{bad", r"a.json:1: not valid JSON"),
+        ("a.json", "[" * 100_000, "nested too deeply"),
+        ("a.yaml", "[" * 100_000, "nested too deeply"),
+        ("a.yaml", "a: [1\n", r"a.yaml:2: invalid YAML"),
+        ("a.yaml", "port: 1\nport: 2\n", r"a.yaml:2: port: duplicate key"),
+        ("a.yaml", alias_bomb(), "more than 100000 YAML nodes added by aliases"),
+    ],
+)
+def test_bad_answers_files(tmp_path, name, text, expected):
     path = tmp_path / name
     path.write_text(text)
-    with pytest.raises(InputError, match="--answers-file"):
+    with pytest.raises(InputError, match="--answers-file .*" + expected):
         load_answers_file(path)
+
+
+def test_generates_in_place_into_the_current_empty_directory(qlcapsule_cli, tmp_path, monkeypatch):
+    """'new T .' works, and an existing empty directory is filled, not replaced (a shell in it stays valid)."""
+    here = tmp_path / "orders"
+    here.mkdir()
+    inode = here.stat().st_ino
+    monkeypatch.chdir(here)
+    res = qlcapsule_cli("new", "fastapi-service", ".", "--no-input")
+    assert res.exit_code == 0, res.output
+    assert here.stat().st_ino == inode and (here / "main.py").is_file()
+    assert Capsule.load(here).name == "orders"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["orders"]  # no temporary sibling left
+    Capsule.load(here).verify_integrity()
+
+
+def test_parents_created_for_a_failed_generation_are_removed(qlcapsule_cli, tmp_path):
+    res = qlcapsule_cli("new", "fastapi-service", str(tmp_path / "a" / "b" / "c"), "--no-input", "--set", "port=x")
+    assert res.exit_code == 2 and "answer port" in res.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_invalid_rendered_capsule_yaml_names_no_temporary_directory(tmp_path):
+    tpl = tmp_path / "tpl"
+    (tpl / "files").mkdir(parents=True)
+    (tpl / "template.yaml").write_text("id: tiny\nversion: 0.1.0\nquestions:\n  license: {default: MIT}\n")
+    (tpl / "files" / "capsule.yaml.j2").write_text("name: svc\nversion: 0.1.0\nlicense: {{ license }}\n")
+    with pytest.raises(InputError) as err:
+        new_capsule(str(tpl), tmp_path / "out" / "svc", answers={"license": "yes"}, interactive=False)
+    message = err.value.message
+    assert "the capsule.yaml it renders is invalid: capsule.yaml:3: license" in message, message
+    assert ".tmp" not in message and str(tmp_path) not in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tpl"]

@@ -15,7 +15,8 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise InputError(f"--set {item!r}: expected KEY=VALUE")
+            shown = item if len(item) <= 80 else item[:77] + "..."
+            raise InputError(f"--set {shown!r}: expected KEY=VALUE")
         answers[key.strip()] = value
     return answers
 
@@ -43,7 +44,8 @@ def new(
     Answers come from --set, then --answers-file, then a prompt on a terminal;
     with --no-input the defaults are used. Without a terminal and without
     --no-input, a question with no answer is an error. DIRECTORY must not
-    exist or be empty; nothing is left behind when generation fails.
+    exist or be empty (an empty one, such as ., is filled in place); nothing
+    is left behind when generation fails.
 
     \b
     Exit codes: 0 generated and sealed; 2 bad template, answer or directory;

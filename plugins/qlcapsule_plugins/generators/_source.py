@@ -162,13 +162,47 @@ def load_local(path: Path, version: str | None) -> Loaded:
 
 
 def spec_version(files: Files) -> str | None:
-    import yaml
+    from qlcapsule import yamlsrc
 
     raw = files.get(SPEC_FILE)
     if raw is None:
         return None
     try:
-        data = yaml.safe_load(raw[0].decode("utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError):
-        return None
+        data = yamlsrc.safe_load(raw[0].decode("utf-8"), SPEC_FILE)
+    except (InputError, UnicodeDecodeError):
+        return None  # load_spec names the problem
     return str(data.get("version")) if isinstance(data, dict) and data.get("version") is not None else None
+
+
+def newest_rev(source: str) -> str:
+    """The newest revision of a git template: its highest SemVer tag (``v1.2.0`` or ``1.2.0``, pre-releases
+    left out), else its default branch. ``qlcapsule update`` moves to this when no ``--to`` is given."""
+    import pygit2
+    from packaging.version import InvalidVersion, Version
+
+    url, _ = split_rev(source)
+    with tempfile.TemporaryDirectory(prefix="qlcapsule-template-") as tmp:
+        try:
+            repo = pygit2.clone_repository(url, os.path.join(tmp, "repo"), bare=True)
+        except (pygit2.GitError, ValueError, KeyError) as exc:
+            raise RemoteError(f"cannot clone template {url}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+        try:
+            best: tuple[Version, str] | None = None
+            for ref in repo.references:
+                if not ref.startswith("refs/tags/"):
+                    continue
+                tag = ref[len("refs/tags/") :]
+                try:
+                    v = Version(tag[1:] if tag[:1] in ("v", "V") else tag)
+                except InvalidVersion:
+                    continue
+                if not v.is_prerelease and (best is None or v > best[0]):
+                    best = (v, tag)
+            if best is not None:
+                return best[1]
+            try:
+                return str(repo.head.shorthand)
+            except pygit2.GitError:
+                raise InputError(f"template repository {url} has no commits") from None
+        finally:
+            repo.free()

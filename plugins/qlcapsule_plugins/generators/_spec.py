@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from qlcapsule import InputError
 
+from ._limits import RenderTimeout, short
 from ._source import SPEC_FILE, Files
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -45,6 +46,8 @@ class Question(BaseModel):
     default: Any = None
     choices: list[Any] = Field(default_factory=list)
     regex: str | None = None
+    min: float | None = None
+    max: float | None = None
     when: Any = None
 
     @field_validator("regex")
@@ -58,13 +61,9 @@ class Question(BaseModel):
         return v
 
     def rendered_default(self, env: Any, ctx: dict[str, Any]) -> Any:
-        from jinja2 import TemplateError
-
+        """The default, rendered when it holds ``{{ }}`` (callers turn template errors into one line)."""
         if isinstance(self.default, str) and ("{{" in self.default or "{%" in self.default):
-            try:
-                return env.from_string(self.default).render(ctx)
-            except TemplateError as exc:
-                raise InputError(f"default of question {self.name}: {exc}") from None
+            return env.from_string(self.default).render(ctx)
         return self.default
 
 
@@ -83,26 +82,26 @@ class TemplateSpec(BaseModel):
 
         return any(compile_glob(p).match_file(rel) for p in self.exclude)
 
-    def wanted(self, rel: str, check: Callable[[Any], bool]) -> bool:
+    def wanted(self, rel: str, check: Callable[[Any, str], bool]) -> bool:
         from qlcapsule import compile_glob
 
-        return all(check(expr) for pattern, expr in self.conditions.items() if compile_glob(pattern).match_file(rel))
+        return all(
+            check(expr, pattern) for pattern, expr in self.conditions.items() if compile_glob(pattern).match_file(rel)
+        )
 
 
 def load_spec(files: Files, source: str) -> TemplateSpec:
-    import yaml
+    from qlcapsule import yamlsrc
 
     raw = files.get(SPEC_FILE)
     if raw is None:
         raise InputError(f"template {source}: no {SPEC_FILE}")
     where = f"template {source}: {SPEC_FILE}"
     try:
-        data = yaml.safe_load(raw[0].decode("utf-8"))
+        text = raw[0].decode("utf-8")
     except UnicodeDecodeError:
         raise InputError(f"{where}: not UTF-8") from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        raise InputError(f"{where}{f':{mark.line + 1}' if mark else ''}: invalid YAML: {exc.problem}") from None
+    data = yamlsrc.safe_load(text, where)  # one line with the line number; duplicate keys and alias bombs refused
     if not isinstance(data, dict):
         raise InputError(f"{where}: expected a mapping")
     questions = data.get("questions") or {}
@@ -113,8 +112,25 @@ def load_spec(files: Files, source: str) -> TemplateSpec:
         if not _NAME.match(str(name)):
             raise InputError(f"{where}: questions.{name}: not a valid identifier")
         items.append({**(q or {}), "name": str(name)} if isinstance(q, dict) else {"name": str(name), "default": q})
-    if isinstance(data.get("version"), (int, float)):
-        data["version"] = str(data["version"])  # 'version: 1' is a YAML number
+    version = data.get("version")
+    if isinstance(version, float):  # 'version: 1.10' is the number 1.1
+        raise InputError(f'{where}: version: {version!r} is read as a number; quote it (version: "{version}")')
+    if isinstance(version, int) and not isinstance(version, bool):
+        data["version"] = str(version)  # 'version: 1' is exactly 1
+    for key in ("id", "version"):
+        value = data.get(key)
+        if isinstance(value, str) and not (0 < len(value) <= 200 and value.isprintable() and value == value.strip()):
+            raise InputError(
+                f"{where}: {key}: {short(value)} must be one line of printable characters (at most 200, no spaces at the ends)"
+            )
+    globs = [
+        (f"exclude[{i}]", p)
+        for i, p in enumerate(data.get("exclude") or [] if isinstance(data.get("exclude"), list) else [])
+    ]
+    conditions = data.get("conditions")
+    globs += [(f"conditions[{p!r}]", p) for p in (conditions if isinstance(conditions, dict) else {})]
+    for field, pattern in globs:
+        _check_glob(where, field, pattern)
     try:
         spec = TemplateSpec.model_validate({**data, "questions": items})
     except ValidationError as exc:
@@ -125,9 +141,22 @@ def load_spec(files: Files, source: str) -> TemplateSpec:
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
         raise InputError(f"{where}: {'.'.join(str(p) for p in loc)}: {msg}") from None
     for q in spec.questions:
+        if (q.min is not None or q.max is not None) and q.type not in ("int", "float"):
+            raise InputError(f"{where}: questions.{q.name}: min and max are for int and float questions")
         if q.default is not None and not (isinstance(q.default, str) and "{" in q.default):
             coerce(q, q.default, f"{where}: questions.{q.name}.default")
     return spec
+
+
+def _check_glob(where: str, field: str, pattern: Any) -> None:
+    from qlcapsule import compile_glob
+
+    if not isinstance(pattern, str):
+        raise InputError(f"{where}: {field}: expected a glob string")
+    try:
+        compile_glob(pattern)
+    except Exception as exc:  # noqa: BLE001 - whatever the glob compiler refuses, say it in one line
+        raise InputError(f"{where}: {field}: bad glob {short(pattern)}: {exc}") from None
 
 
 def coerce(q: Question, value: Any, what: str) -> Any:
@@ -154,11 +183,30 @@ def coerce(q: Question, value: Any, what: str) -> Any:
             if isinstance(value, (dict, list)):
                 raise ValueError("expected a string")
             out = str(value)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         reason = str(exc) if "expected" in str(exc) else f"expected {q.type}"
-        raise InputError(f"{what}: {value!r}: {reason}") from None
+        raise InputError(f"{what}: {short(value)}: {reason}") from None
     if q.choices and out not in [coerce(q.model_copy(update={"choices": []}), c, what) for c in q.choices]:
-        raise InputError(f"{what}: {out!r} is not one of {', '.join(str(c) for c in q.choices)}")
-    if q.regex and not re.fullmatch(q.regex, str(out)):
-        raise InputError(f"{what}: {out!r} does not match {q.regex!r}" + (f" ({q.help})" if q.help else ""))
+        raise InputError(f"{what}: {short(out)} is not one of {', '.join(str(c) for c in q.choices)}")
+    if (q.min is not None or q.max is not None) and (
+        out != out or (q.min is not None and out < q.min) or (q.max is not None and out > q.max)  # out != out: NaN
+    ):
+        bounds = f"{_num(q.min) if q.min is not None else '…'}..{_num(q.max) if q.max is not None else '…'}"
+        raise InputError(f"{what}: {short(out)} is not in {bounds}" + (f" ({q.help})" if q.help else ""))
+    if q.regex:
+        try:
+            matched = re.fullmatch(q.regex, str(out))
+        except RenderTimeout as exc:  # catastrophic backtracking, interrupted by the generator's clock
+            raise InputError(
+                f"{what}: matching {short(out)} against {short(q.regex)} takes longer than {exc.seconds:g} s "
+                "(nested repeats like (a+)+ backtrack without end)"
+            ) from None
+        if not matched:
+            raise InputError(
+                f"{what}: {short(out)} does not match {short(q.regex, 200)}" + (f" ({q.help})" if q.help else "")
+            )
     return out
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)

@@ -12,6 +12,7 @@ import pytest
 
 from qlcapsule.generation import new_capsule
 from qlcapsule.validation import validate_capsules
+from qlcapsule_plugins.generators.jinja import FILTERS
 
 EXPECTED = {
     ".dockerignore",
@@ -90,3 +91,61 @@ def test_generated_service_passes_its_own_tests(tmp_path):
     # running the suite left the capsule intact (caches and bytecode are excluded)
     capsule.verify_integrity()
     assert Path(sys.executable) != python
+
+
+HOSTILE = "x\" + str(__import__('os').system('touch PWNED')) + \"  'q' \\N{x} \"\"\" \U0001f600"
+
+
+def test_answers_are_escaped_not_pasted_into_code_or_yaml(tmp_path):
+    """A description with quotes, backslashes and code stays a string in main.py and capsule.yaml."""
+    import ast
+
+    import yaml
+
+    capsule = new_capsule(
+        "fastapi-service",
+        tmp_path / "svc",
+        answers={"description": HOSTILE, "cors_origins": "https://a.example, http://b.example:8080"},
+        interactive=False,
+    )
+    main = (capsule.root / "main.py").read_text()
+    tree = ast.parse(main)  # no SyntaxError
+    consts = {
+        n.targets[0].id: n.value.value
+        for n in tree.body
+        if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name) and isinstance(n.value, ast.Constant)
+    }
+    assert consts["DESCRIPTION"] == HOSTILE and consts["SERVICE"] == "svc"
+    assert "__import__" not in main.replace(FILTERS["py"](HOSTILE), "")  # only inside the string literal
+    data = yaml.safe_load((capsule.root / "capsule.yaml").read_text())
+    assert data["description"] == HOSTILE
+    compose = yaml.safe_load((capsule.root / "docker-compose.yml").read_text())
+    assert compose["services"]["svc"]["environment"]["CORS_ORIGINS"] == "https://a.example, http://b.example:8080"
+    assert validate_capsules([capsule.root]).findings == []
+
+
+@pytest.mark.parametrize(
+    ("answers", "message"),
+    [
+        ({"license": "MIT\nvalidate:\n  rules:\n    secrets: false"}, "answer license: .* does not match"),
+        ({"port": "-5"}, r"answer port: -5 is not in 1\.\.65535"),
+        ({"port": "70000"}, r"answer port: 70000 is not in 1\.\.65535"),
+        ({"cors_origins": 'x", "evil'}, "answer cors_origins: .* does not match"),
+        ({"description": "two\nlines"}, "answer description: .* does not match"),
+    ],
+)
+def test_questions_refuse_answers_that_cannot_be_right(tmp_path, answers, message):
+    from qlcapsule import InputError
+
+    with pytest.raises(InputError, match=message):
+        new_capsule("fastapi-service", tmp_path / "svc", answers=answers, interactive=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_yaml_looking_answers_stay_strings(tmp_path):
+    """'yes' and '@x' are fine licenses as far as YAML goes: quoted, they read back as the same string."""
+    import yaml
+
+    capsule = new_capsule("fastapi-service", tmp_path / "svc", answers={"license": "yes"}, interactive=False)
+    assert yaml.safe_load((capsule.root / "capsule.yaml").read_text())["license"] == "yes"
+    assert capsule.definition.license == "yes"

@@ -10,6 +10,7 @@ import pygit2
 import pytest
 
 from qlcapsule import InputError, UnsafePathError
+from qlcapsule.testing import alias_bomb
 from qlcapsule_plugins.generators import _source
 from qlcapsule_plugins.generators.jinja import JinjaGenerator
 
@@ -162,6 +163,22 @@ def test_bad_template_yaml(tmp_path):
         JinjaGenerator().generate(str(tpl), tmp_path / "o", {})
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("id: x\nversion: 1\nid: y\n", r"template.yaml:3: id: duplicate key \(first at line 1\)"),
+        ("id: x\nversion: [1\n", r"template.yaml:3: invalid YAML"),
+        (alias_bomb(), "template.yaml: more than 100000 YAML nodes added by aliases"),  # was ~1e9 nodes, then OOM
+    ],
+)
+def test_template_yaml_is_read_with_the_guarded_loader(tmp_path, text, expected):
+    tpl = write_template(tmp_path / "tpl")
+    (tpl / "template.yaml").write_text(text)
+    with pytest.raises(InputError, match=expected):
+        JinjaGenerator().generate(str(tpl), tmp_path / "o", {})
+    assert not (tmp_path / "o").exists()
+
+
 def _commit_all(repo: pygit2.Repository, message: str) -> pygit2.Oid:
     repo.index.add_all()
     repo.index.write()
@@ -221,3 +238,189 @@ def test_builtin_template_version_pinning(tmp_path):
     assert gen.handles("fastapi-service") and not gen.handles("no-such-template")
     with pytest.raises(InputError, match="keep only their current version"):
         gen.generate("fastapi-service", tmp_path / "o", {}, version="0.0.1")
+
+
+# -- hostile templates: .git, errors from any Python operation, limits ----------------------------------------
+
+
+def bare_template(root: Path, files: dict[str, str], spec: str = "") -> Path:
+    (root / "files").mkdir(parents=True)
+    (root / "template.yaml").write_text("id: t\nversion: 1.0.0\n" + spec)
+    for rel, text in files.items():
+        p = root / "files" / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    return root
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["{{ '.git' }}/config", ".GIT/config", "sub/{{ '.Git' }}/HEAD", "{{ '.git' }}.j2", "{{ '.git.' }}/config"],
+)
+def test_a_template_cannot_write_a_git_directory_or_file(tmp_path, path):
+    """A planted .git/config with core.fsmonitor would run the template's command on the first 'git status'."""
+    tpl = bare_template(tmp_path / "tpl", {path: "[core]\n\tfsmonitor = touch PWNED\n", "app.py": "print(1)\n"})
+    with pytest.raises(UnsafePathError, match=r"template path .*: a template may not write \.git"):
+        JinjaGenerator().generate(str(tpl), tmp_path / "o", {})
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("files", "spec", "message"),
+    [
+        ({"a.txt.j2": "ok\n{{ 1/0 }}\n"}, "", r"template t: a\.txt\.j2:2: ZeroDivisionError: division by zero"),
+        (
+            {"a": "x"},
+            'questions:\n  a: {type: int, default: "{{ 1//0 }}"}\n',
+            r"template.yaml: questions\.a\.default: Zero",
+        ),
+        (
+            {"a": "x"},
+            'questions:\n  a: {type: int, default: 1, when: "1/0"}\n',
+            r"template.yaml: questions\.a\.when: Zero",
+        ),
+        ({"a": "x"}, 'conditions:\n  "*": "1/0"\n', r"template.yaml: conditions\['\*'\] \(for a\): Zero"),
+        ({"{{ 'a' * 'b' }}": "x"}, "", r"path \{\{ 'a' \* 'b' \}\}: TypeError"),
+        ({"a.j2": "{% macro f(n) %}{{ f(n+1) }}{% endmacro %}{{ f(0) }}\n"}, "", r"a\.j2:1: recursion too deep"),
+        ({"a.j2": '{% include "a.j2" %}\n'}, "", r"a\.j2:1: recursion too deep"),
+        ({"a.j2": "{{ 9**4999 }}\n"}, "", r"a\.j2:1: an integer too large to write out"),
+        ({"a.j2": "{{ 'x' * 1500000000 }}\n"}, "", r"a\.j2:1: repeating a str 1500000000 times is too large"),
+        ({"a.j2": "{{ 9**999999999 }}\n"}, "", r"a\.j2:1: 9 \*\* 999999999 is too large"),
+        (
+            {"a.j2": "{% set ns = namespace(x=3) %}{% for i in range(40) %}{% set ns.x = ns.x * ns.x %}{% endfor %}"},
+            "",
+            "a product of over",
+        ),
+        ({"a.j2": "{{ x }\n"}, "", r"a\.j2:1: unexpected '}'"),
+        ({"a": "x"}, 'exclude: ["[z-a]"]\n', r"template.yaml: exclude\[0\]: bad glob '\[z-a\]'"),
+        ({"a": "x"}, 'conditions:\n  "[z-a]": "true"\n', r"template.yaml: conditions\['\[z-a\]'\]: bad glob"),
+    ],
+)
+def test_template_errors_are_one_line_input_errors(tmp_path, files, spec, message):
+    """Not 'internal error' (exit 70): the template file (and line) and what went wrong, exit 2."""
+    tpl = bare_template(tmp_path / "tpl", files, spec)
+    with pytest.raises(InputError, match=message) as err:
+        JinjaGenerator().generate(str(tpl), tmp_path / "o", {})
+    assert "\n" not in err.value.message and len(err.value.message) < 400
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_reports_a_template_error_with_exit_2(qlcapsule_cli, tmp_path):
+    tpl = bare_template(tmp_path / "tpl", {"a.txt.j2": "{{ 1/0 }}\n"})
+    res = qlcapsule_cli("new", str(tpl), str(tmp_path / "o"), "--no-input")
+    assert res.exit_code == 2, res.output
+    assert res.stderr == "error: template t: a.txt.j2:1: ZeroDivisionError: division by zero\n"
+
+
+@pytest.mark.parametrize(
+    ("files", "spec", "answers", "message"),
+    [
+        (
+            {"a.j2": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"},
+            "",
+            {},
+            r"template t: a\.j2:1: takes longer than 0\.5 s, the limit for rendering a template",
+        ),
+        (
+            {"a": "x"},
+            'questions:\n  n: {type: str, regex: "^(a+)+$", default: "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!"}\n',
+            {},
+            r"questions\.n\.default: matching 'a+!' against '\^\(a\+\)\+\$' takes longer than 0\.5 s",
+        ),
+        (
+            {"a": "x"},
+            'questions:\n  n: {type: str, regex: "^(a+)+$"}\n',
+            {"n": "a" * 40 + "!"},
+            r"answer n: matching 'a+!' against .* takes longer than 0\.5 s",
+        ),
+    ],
+)
+def test_runaway_templates_and_regexes_stop_at_the_time_limit(tmp_path, monkeypatch, files, spec, answers, message):
+    monkeypatch.setattr("qlcapsule_plugins.generators.jinja.RENDER_SECONDS", 0.5)
+    tpl = bare_template(tmp_path / "tpl", files, spec)
+    with pytest.raises(InputError, match=message):
+        JinjaGenerator().generate(str(tpl), tmp_path / "o", answers)
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_time_limit_leaves_no_timer_behind(tmp_path):
+    import signal
+
+    tpl = bare_template(tmp_path / "tpl", {"a.j2": "{{ 1 }}"})
+    JinjaGenerator().generate(str(tpl), tmp_path / "o", {})
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    assert signal.getsignal(signal.SIGALRM) == signal.SIG_DFL
+
+
+def test_rendered_output_is_capped(tmp_path, monkeypatch):
+    monkeypatch.setattr("qlcapsule_plugins.generators.jinja.MAX_FILE_CHARS", 1000)
+    tpl = bare_template(tmp_path / "tpl", {"a.j2": "{% for i in range(2000) %}x{% endfor %}"})
+    with pytest.raises(
+        InputError, match=r"template t: a\.j2: renders to more than 1000 characters, the limit for one file"
+    ):
+        JinjaGenerator().generate(str(tpl), tmp_path / "o", {})
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "MIT",
+        "yes",
+        "null",
+        "@x",
+        "a: b",
+        "- x",
+        "x # y",
+        "MIT\nvalidate:\n  rules: {}",
+        "'q' \"d\"",
+        "1.10",
+        "",
+        "\u2028\x85",
+    ],
+)
+def test_yaml_and_py_filters_read_back_as_the_value(value):
+    import yaml
+
+    from qlcapsule_plugins.generators.jinja import FILTERS
+
+    line = FILTERS["yaml"](value)
+    assert "\n" not in line and yaml.safe_load(f"key: {line}\nother: 1\n") == {"key": value, "other": 1}
+    code = FILTERS["py"](value)
+    assert "\n" not in code and eval(code) == value  # noqa: S307 - the point is that it is a literal
+
+
+def test_template_yaml_fields_are_checked(tmp_path):
+    cases = [
+        ("id: t\nversion: 1.10\n", r"version: 1\.1 is read as a number; quote it"),
+        ('id: "a\\nb"\nversion: 1.0.0\n', r"id: 'a\\nb' must be one line of printable characters"),
+        ("id: t\nversion: 1.0.0\nquestions:\n  p: {type: str, min: 1}\n", "min and max are for int and float"),
+    ]
+    for i, (text, message) in enumerate(cases):
+        tpl = bare_template(tmp_path / f"tpl{i}", {"a": "x"})
+        (tpl / "template.yaml").write_text(text)
+        with pytest.raises(InputError, match=message):
+            JinjaGenerator().generate(str(tpl), tmp_path / "o", {})
+    tpl = bare_template(tmp_path / "ok", {"a": "x"})
+    (tpl / "template.yaml").write_text('id: t\nversion: "1.10"\n')
+    assert JinjaGenerator().generate(str(tpl), tmp_path / "o", {}).version == "1.10"
+
+
+def test_min_max_and_long_answers_in_messages(tmp_path):
+    tpl = bare_template(
+        tmp_path / "tpl",
+        {"a": "x"},
+        "questions:\n  port: {type: int, default: 80, min: 1, max: 65535}\n  s: {regex: '[a-z]+', default: a}\n",
+    )
+    with pytest.raises(InputError, match=r"answer port: 0 is not in 1\.\.65535"):
+        JinjaGenerator().generate(str(tpl), tmp_path / "o", {"port": "0"})
+    with pytest.raises(InputError) as err:
+        JinjaGenerator().generate(str(tpl), tmp_path / "o", {"s": "X" * 10_000})
+    assert len(err.value.message) < 200 and "XXX..." in err.value.message
+
+
+def test_a_file_and_a_directory_of_the_same_name_are_one_line(tmp_path):
+    tpl = bare_template(tmp_path / "tpl", {"x/y": "a", "{{ 'x' }}": "b"})
+    with pytest.raises(
+        InputError, match=r"template t: \{\{ 'x' \}\} renders to the file x, but x/y needs x to be a directory"
+    ):
+        JinjaGenerator().generate(str(tpl), tmp_path / "o", {})
