@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -65,3 +66,112 @@ def meets(severity: Severity, fail_on: str) -> bool:
     if fail_on == "never":
         return False
     return severity.rank >= Severity(fail_on).rank
+
+
+# -- secrets ---------------------------------------------------------------------------
+# What the ``secrets`` validator looks for. It lives here, in core, because no report may
+# show a secret whichever validator quotes it: validation passes every finding's message
+# through :func:`redact_secrets`, so a plugin that quotes a line cannot leak one.
+
+_NL = r"(?:\r?\n|\\r\\n|\\n)"  # a line break, or one escaped inside a JSON/YAML string
+_PEM_LABEL = r"(?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?"
+
+
+@dataclass(frozen=True)
+class SecretPattern:
+    """One kind of secret: ``regex`` matches it in context; the named group ``value``
+    (when set) is the secret itself, else the whole match is."""
+
+    rule: str
+    what: str
+    regex: str
+    value: str | None = None
+    severity: Severity = Severity.ERROR
+
+
+SECRET_PATTERNS: tuple[SecretPattern, ...] = (
+    SecretPattern(
+        "secrets.private-key",
+        "a private key",
+        # a BEGIN marker alone is not a key (parsers and docs name the markers): it takes
+        # base64 body lines and the matching END marker, or a body running to the end of the file
+        rf"-----BEGIN (?P<pk_label>{_PEM_LABEL})-----[ \t]*{_NL}"
+        rf"(?:[ \t]*[A-Za-z][A-Za-z0-9-]*:[^\r\n\\]*{_NL})*(?:[ \t]*{_NL})?"  # Proc-Type, DEK-Info, Version
+        rf"(?P<pk_body>(?:[ \t]*[A-Za-z0-9+/=]+[ \t]*(?:{_NL}|\Z))+)"
+        r"(?:[ \t]*-----END (?P=pk_label)-----|\s*\Z)",
+    ),
+    SecretPattern("secrets.aws-access-key", "an AWS access key ID", r"\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b"),
+    SecretPattern(
+        "secrets.aws-secret-key",
+        "an AWS secret access key",
+        r"(?i:aws_?secret_?access_?key)[\"']?\s*[:=]\s*[\"']?(?P<aws_value>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+])",
+        "aws_value",
+    ),
+    SecretPattern(
+        "secrets.github-token",
+        "a GitHub token",
+        r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{82})\b",
+    ),
+    SecretPattern("secrets.gitlab-token", "a GitLab token", r"\bgl(?:pat|dt|rt|ptt|cbt)-[A-Za-z0-9_-]{20,}"),
+    SecretPattern("secrets.slack-token", "a Slack token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
+    SecretPattern("secrets.google-api-key", "a Google API key", r"\bAIza[0-9A-Za-z_-]{35}\b"),
+    SecretPattern("secrets.stripe-key", "a Stripe secret key", r"\b[rs]k_live_[0-9A-Za-z]{24,}\b"),
+    SecretPattern(
+        "secrets.url-credentials",
+        "a password in a URL",
+        r"://(?P<url_user>[^\s/:@'\"<>]*):(?P<url_pass>[^\s/@'\"<>]+)@",
+        "url_pass",
+        Severity.WARNING,
+    ),
+    SecretPattern(
+        "secrets.password-assignment",
+        "a hard-coded password",
+        r"\b(?P<pw_key>(?i:password|passwd|secret_key|api_key|apikey|auth_token|access_token))\b[\"']?\s*[:=]\s*[\"']"
+        r"(?!\$\{|\{\{|<|(?i:changeme|example|dummy|xxx)|\*\*\*)(?P<pw_value>[^\"'\s]{12,})[\"']",
+        "pw_value",
+        Severity.WARNING,
+    ),
+)
+
+_redactors: list[tuple[re.Pattern[str], str | None]] = []
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` with every secret :data:`SECRET_PATTERNS` would match replaced by ``***``.
+
+    Matching ignores case here (a validator may have upper-cased what it quotes), and
+    placeholders are hidden too: hiding a little too much is harmless in a message.
+    """
+    if len(text) < 10:
+        return text
+    if not _redactors:
+        _redactors.extend((re.compile(p.regex, re.IGNORECASE), p.value) for p in SECRET_PATTERNS)
+    for regex, group in _redactors:
+        text = regex.sub(lambda m, g=group: _mask(m, g), text)  # type: ignore[misc]
+    return text
+
+
+def _mask(m: re.Match[str], group: str | None) -> str:
+    if group is None or m.group(group) is None:
+        return "***"
+    start, end = m.span(group)
+    whole = m.group()
+    return whole[: start - m.start()] + "***" + whole[end - m.start() :]
+
+
+#: the longest stretch of source text a message quotes
+QUOTE_LIMIT = 120
+
+
+def clip(text: object, limit: int = QUOTE_LIMIT) -> str:
+    """Source text for a message: secrets hidden, cut to ``limit`` characters with '…'.
+
+    Secrets are hidden before cutting, so a cut never leaves part of one.
+    """
+    shown = redact_secrets(str(text))
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+
+
+def quote(text: object, limit: int = QUOTE_LIMIT) -> str:
+    """:func:`clip`, ``repr``-quoted: ``'foo[ @ https://x:***@h/p.whl'``."""
+    return repr(clip(text, limit))

@@ -1,7 +1,8 @@
 """Renderers for a validation :class:`~qlcapsule.validation.Report`.
 
 - ``text``: one line per finding (``path:line:col: severity: message [rule]``),
-  then the score per validator and a summary;
+  then the score per validator and a summary; control characters in paths and
+  messages are escaped (``\\n``), so no name can start a line of its own;
 - ``json``: :meth:`Report.to_dict`;
 - ``sarif``: SARIF 2.1.0 for GitHub code scanning (``tool.driver.rules``, results
   with ``ruleId``/``ruleIndex``/``level``/``message`` and a physical location with
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -56,21 +58,33 @@ def render(report: Report, fmt: str = "text") -> str:
 
 # -- text -------------------------------------------------------------------------
 
+# C0/C1 controls, line and paragraph separators, bidi overrides: a file named
+# "x\n::error file=README.md::…" must not start a line of its own in a CI log
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``, ``\\x1b``, ``\\u202e``), on one line."""
+    return _CONTROL.sub(lambda m: _NAMED.get(m.group(), m.group().encode("unicode_escape").decode("ascii")), text)
+
 
 def render_text(report: Report) -> str:
     lines: list[str] = []
     for c in report.capsules:
         title = f"{c.name}@{c.version}" if c.name else c.directory
         verdict = "FAILED" if c.failed else "passed"
-        lines.append(f"{title} ({c.directory}): score {c.score:.2f} {verdict}")
+        lines.append(_printable(f"{title} ({c.directory}): score {c.score:.2f} {verdict}"))
         for f in c.findings:
             where = _prefix(c) + f.location() if f.path else _prefix(c) + "."
-            lines.append(f"  {where}: {f.severity.value}: {f.message} [{f.rule}]")
+            lines.append("  " + _printable(f"{where}: {f.severity.value}: {f.message} [{f.rule}]"))
         if c.validators:
             parts = [f"{n} {v.score:.2f}" for n, v in sorted(c.validators.items())]
             lines.append("  validators: " + ", ".join(parts))
         if c.suppressed:
             lines.append(f"  ({c.suppressed} finding(s) switched off in capsule.yaml)")
+        if c.disabled:
+            lines.append(_printable(f"  (validator(s) switched off in capsule.yaml, not run: {', '.join(c.disabled)})"))
         if c.score < c.min_score:
             lines.append(f"  score {c.score:.2f} is below the minimum {c.min_score:.2f}")
     n = report.counts()

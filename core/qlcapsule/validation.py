@@ -3,8 +3,14 @@
 What runs: every registered validator, except those switched off in
 capsule.yaml (``validate.rules: {python: false}`` turns a validator off,
 ``{python.warning: false}`` one rule; a rule switch beats its validator's).
-A validator applies to a capsule when it checks the capsule as a whole, or
-when at least one file matches its ``patterns``.
+Findings of a rule switched off are counted (``suppressed``); a validator
+switched off does not run, so it is listed (``disabled``) when it would have
+applied, its findings uncounted. A validator applies to a capsule when it
+checks the capsule as a whole, or when at least one file matches its ``patterns``.
+
+Every finding's message has its secrets hidden (``***``, by the secrets
+validator's patterns) and is cut to :data:`MAX_MESSAGE_CHARS` before it is
+reported, whichever validator wrote it.
 
 Score (documented in docs/validation.md), per validator::
 
@@ -30,9 +36,9 @@ from typing import Any, Iterable, Sequence
 from .capsule import Capsule
 from .components import Validator
 from .errors import DefinitionError, InputError, QlcapsuleError
-from .findings import Finding, Rule, Severity, meets
+from .findings import Finding, Rule, Severity, meets, redact_secrets
 from .globs import compile_glob
-from .log import event, get_logger
+from .log import event, get_logger, scrub
 from .tree import walk
 
 log = get_logger("validation")
@@ -76,7 +82,10 @@ class CapsuleReport:
     version: str | None = None
     findings: list[Finding] = field(default_factory=list)
     validators: dict[str, ValidatorSummary] = field(default_factory=dict)
+    #: findings of rules switched off in capsule.yaml (their validator ran)
     suppressed: int = 0
+    #: validators switched off in capsule.yaml that would have applied (they did not run)
+    disabled: list[str] = field(default_factory=list)
     fail_on: str = "error"
     min_score: float = 0.0
 
@@ -106,6 +115,7 @@ class CapsuleReport:
             "min_score": self.min_score,
             "counts": self.counts(),
             "suppressed": self.suppressed,
+            "disabled": self.disabled,
             "validators": {n: v.to_dict() for n, v in sorted(self.validators.items())},
             "findings": [f.to_dict() for f in self.findings],
         }
@@ -190,6 +200,7 @@ def validate_one(
         capsule.check_definition()  # the model only when plainly_valid cannot vouch
     except DefinitionError as exc:
         report.findings.append(_definition_finding(exc, directory))
+        _sanitize(report.findings)
         report.validators["schema"] = ValidatorSummary("schema", 0.0, errors=1)
         return report
     rules, cfg_fail_on, cfg_min_score = capsule.validate_settings()
@@ -213,9 +224,15 @@ def validate_one(
                     "capsule.yaml",
                 )
             )
-    matchers = [(v, [compile_glob(p).regex for p in v.patterns]) for v in active if v.patterns]
+    if "schema" in raw:
+        raw["schema"].extend(_export_settings(capsule))
+    off = [v for v in every if v not in active]
+    matchers = [(v, [compile_glob(p).regex for p in v.patterns]) for v in active + off if v.patterns]
+    skipped: set[str] = {v.name for v in off if type(v).check_capsule is not Validator.check_capsule}
     for entry in walk(capsule.root, capsule.globs()):
         wanted = [v for v, regexes in matchers if any(r.fullmatch(entry.path) for r in regexes)]
+        skipped.update(v.name for v in wanted if v in off)
+        wanted = [v for v in wanted if v not in off]
         if not wanted or entry.size > MAX_FILE_BYTES:
             continue
         try:
@@ -243,15 +260,95 @@ def validate_one(
             setattr(summary, f"{f.severity.value}s", getattr(summary, f"{f.severity.value}s") + 1)
         report.validators[v.name] = summary
         report.findings.extend(kept)
+    report.disabled = sorted(skipped)
     report.findings.sort(key=lambda f: ((f.path or "").encode("utf-8"), f.line or 0, f.column or 0, f.rule))
+    _sanitize(report.findings)
     for f in report.findings:
         f.capsule = capsule.ref
     return report
 
 
+#: the longest message a finding keeps; validators quote at most ~120 characters of source
+#: (:func:`qlcapsule.findings.quote`), this bounds what a third-party one might paste
+MAX_MESSAGE_CHARS = 1000
+
+
+def _clean(text: str) -> str:
+    text = redact_secrets(scrub(text))
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
+
+
+def _sanitize(findings: Iterable[Finding]) -> None:
+    """Hide secrets in every finding, whichever validator wrote it (the README's promise).
+
+    A validator that quotes a line (a requirement with a token in its URL, a pasted
+    token read as a Dockerfile instruction) would otherwise print what the secrets
+    validator reports as "value not shown". Done here, once, third-party validators
+    are covered too.
+    """
+    for f in findings:
+        f.message = _clean(f.message)
+        if f.extra:
+            f.extra = {k: _clean(v) if isinstance(v, str) else v for k, v in f.extra.items()}
+
+
+def _export_settings(capsule: Capsule) -> list[Finding]:
+    """capsule.yaml ``exports``: each key an installed exporter, each value options it accepts.
+
+    Otherwise a typo (``zpi:``) is silently ignored and a bad value shows up
+    only when that format is exported, perhaps in the middle of ``ship``.
+    """
+    exports = capsule.setting("exports", {})
+    if not isinstance(exports, dict) or not exports:
+        return []
+    from .errors import OptionsError
+    from .plugins import registry
+
+    reg = registry()
+    names = reg.names("exporter")
+    found: list[Finding] = []
+    for key in sorted(exports):
+        if key not in names:
+            found.append(
+                Finding(
+                    "schema.unknown-exporter",
+                    Severity.WARNING,
+                    f"exports.{key}: no installed exporter is named {key!r} (installed: {', '.join(names)})",
+                    "capsule.yaml",
+                )
+            )
+            continue
+        try:
+            reg.get("exporter", key).from_options(exports[key], where=f"exports.{key}")
+        except OptionsError as exc:
+            found.append(Finding("schema.export-options", Severity.ERROR, exc.message, "capsule.yaml"))
+    return found
+
+
+#: findings kept per file and validator; past it, one note says the rest were not listed (a binary
+#: file named requirements.txt once gave 235,000 findings, 18 s and 671 MB)
+MAX_FINDINGS_PER_FILE = 200
+
+
 def _run(v: Validator, path: str | None, call: Any) -> list[Finding]:
     try:
-        return list(call())
+        if path is None:
+            return list(call())
+        found: list[Finding] = []
+        for finding in call():
+            if len(found) == MAX_FINDINGS_PER_FILE:
+                found.append(
+                    Finding(
+                        finding.rule,
+                        Severity.NOTE,
+                        f"more findings in this file are not listed (stopped after {MAX_FINDINGS_PER_FILE})",
+                        path,
+                        validator=v.name,
+                    )
+                )
+                break  # and stop the validator's work on this file
+            found.append(finding)
+        return found
     except QlcapsuleError as exc:
         return [Finding(f"{v.name}.failed", Severity.ERROR, exc.message, path, validator=v.name)]
     except Exception as exc:  # noqa: BLE001 - a broken validator is a finding, not a crash of the run
@@ -280,17 +377,27 @@ def _worker(args: tuple[str, str | None, float | None]) -> CapsuleReport:
         return validate_one(directory, fail_on=fail_on, min_score=min_score)
     except QlcapsuleError as exc:
         rep = CapsuleReport(directory)
-        rep.findings.append(Finding("qlcapsule.load", Severity.ERROR, exc.message, None, validator="schema"))
+        rep.findings.append(Finding("qlcapsule.load", Severity.ERROR, _clean(exc.message), None, validator="schema"))
         rep.validators["schema"] = ValidatorSummary("schema", 0.0, errors=1)
         return rep
+
+
+def _single_threaded() -> bool:
+    """True when this process runs one OS thread (threads started by C code count too)."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
 
 
 def _pool_context() -> Any:
     import multiprocessing
 
     # fork starts workers in milliseconds and inherits the loaded plugins; macOS and
-    # Windows lack a safe fork, so they spawn.
-    if sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods():
+    # Windows lack a safe fork, so they spawn. A process that already runs other
+    # threads (an embedding server, pytest-xdist) spawns too: a fork there can copy
+    # a lock some other thread holds and hang the child.
+    if sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods() and _single_threaded():
         return multiprocessing.get_context("fork")
     return multiprocessing.get_context("spawn")
 

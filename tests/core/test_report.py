@@ -128,3 +128,15 @@ def test_cli_output_file_and_formats(qlcapsule_cli, broken, tmp_path, monkeypatc
     assert "wrote" in res.stderr and res.stdout == ""
     res = qlcapsule_cli("validate", "orders", "--format", "github", "--fail-on", "never")
     assert res.exit_code == 0 and f"::error file=orders/main.py,line={PLANTED[0][2]}" in res.stdout
+
+
+def test_text_escapes_control_characters():
+    """A file named "x\\n::error file=…::" must not forge a workflow command in a CI log."""
+    from qlcapsule import Finding, Severity
+    from qlcapsule.validation import CapsuleReport, Report
+
+    name = "x\n::error file=README.md,line=1::forged.py"
+    finding = Finding("python.syntax", Severity.ERROR, "bad\r\n::warning::also\x1b[2J\u202e", name, 1, 5)
+    out = render(Report([CapsuleReport(".", "x", "1.0.0", findings=[finding])]), "text")
+    assert not any(line.startswith("::") for line in out.splitlines())
+    assert "  x\\n::error file=README.md,line=1::forged.py:1:5: error: bad\\r\\n::warning::also\\x1b[2J\\u202e" in out

@@ -177,3 +177,75 @@ def test_lazy_options_are_built_on_first_use() -> None:
     assert len(built) == 1
     with pytest.raises(OptionsError, match="days"):
         Days.from_options({"days": "many"})
+
+
+# assembled at run time so this file itself holds no secret-shaped string
+GH_TOKEN = "ghp_" + "A1b2C3d4" * 5
+AWS_ID = "AKIA" + "IOSFODNN7REALKEY"
+
+
+def test_no_validator_prints_a_secret_the_secrets_validator_hides(tmp_path):
+    """Validators that quote a line (requirements, Dockerfile, Helm, YAML, Terraform) print no secret, in any format."""
+    from qlcapsule.report import render
+    from qlcapsule.validation import Report
+
+    files = {
+        "requirements.txt": f"foo[ @ https://x:{GH_TOKEN}@h/p.whl\nbar @ https://deploy:Zq8-w3rTy9x@h/b.whl ;;\n",
+        "Dockerfile": f"FROM python:3.12\n{GH_TOKEN}\n",
+        "Chart.yaml": f"apiVersion: v2\nname: {GH_TOKEN}\nversion: {AWS_ID}\n",
+        "b.yaml": f"{GH_TOKEN}: 1\n{GH_TOKEN}: 2\n",
+        "main.tf": f'resource "x" "y" {{\n  a = var.{AWS_ID}\n}}\n',
+    }
+    rep = validate_one(write_capsule(tmp_path / "c", files, definition=BASE).root)
+    quoting = {"requirements.syntax", "dockerfile.unknown-instruction", "helm.chart", "yaml.duplicate-key"}
+    assert quoting | {"terraform.undeclared-variable"} <= {f.rule for f in rep.findings}
+    for fmt in ("text", "json", "sarif", "github"):
+        out = render(Report([rep]), fmt)
+        for secret in (GH_TOKEN, AWS_ID, "Zq8-w3rTy9x"):
+            assert secret.lower() not in out.lower(), (fmt, secret)
+    req = next(f for f in rep.findings if f.rule == "requirements.syntax")
+    assert "https://x:***@h/p.whl" in req.message  # the rest of the line still shows what is wrong
+
+
+def test_a_third_party_validator_cannot_print_a_secret(qlcapsule_plugin, tmp_path):
+    from qlcapsule import Validator, hookimpl
+
+    class Chatty(Validator):
+        name = "chatty"
+        patterns = ("*.txt",)
+
+        def check_file(self, capsule, path, data):
+            yield Finding(
+                "chatty.line", Severity.WARNING, f"odd line {data.decode()!r}", path, 1, extra={"l": data.decode()}
+            )
+
+    class Plugin:
+        @hookimpl
+        def qlcapsule_register_validators(self, register):
+            register(Chatty)
+
+    qlcapsule_plugin(Plugin(), "chatty-plugin")
+    rep = validate_one(write_capsule(tmp_path / "c", {"a.txt": f"token {GH_TOKEN}"}, definition=BASE).root)
+    (f,) = [f for f in rep.findings if f.validator == "chatty"]
+    assert f.message == "odd line 'token ***'" and f.extra == {"l": "token ***"}
+
+
+def test_quoted_source_is_cut(tmp_path):
+    """A requirements error once quoted a whole 900 KB line."""
+    rep = validate_one(
+        write_capsule(tmp_path / "c", {"requirements.txt": "foo[ " + "x" * 900_000 + "\n"}, definition=BASE).root
+    )
+    (f,) = [f for f in rep.findings if f.rule == "requirements.syntax"]
+    assert len(f.message) < 300 and "x…'" in f.message
+
+
+def test_a_switched_off_validator_is_listed_as_disabled(qlcapsule_cli, tmp_path):
+    root = write_capsule(tmp_path / "c", {"Dockerfile": "FROM ubuntu\n"}, definition=BASE).root
+    (root / "capsule.yaml").write_text(BASE + "validate:\n  rules:\n    dockerfile: false\n    terraform: false\n")
+    rep = validate_one(root)
+    assert rep.disabled == ["dockerfile"]  # terraform would not have applied: no .tf file
+    assert rep.suppressed == 0 and "dockerfile" not in rep.validators
+    res = qlcapsule_cli("validate", str(root), "--json")
+    assert json.loads(res.stdout)["capsules"][0]["disabled"] == ["dockerfile"]
+    res = qlcapsule_cli("validate", str(root))
+    assert "switched off in capsule.yaml, not run: dockerfile" in res.stdout

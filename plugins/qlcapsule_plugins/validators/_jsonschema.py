@@ -144,7 +144,10 @@ class Evaluator:
             return [(path, f"{_short(instance)} is valid under more than one alternative", False)]
 
         def relevance(errs: list[Error]) -> tuple[int, bool, int]:
-            deepest = max(len(p) + (1 if at_key else 0) for p, _m, at_key in errs)
+            # an unexpected key is an error about its object (as jsonschema places
+            # additionalProperties): counted deeper, the branch that does not expect
+            # runs-on/steps at all would beat the one a missing 'matrix' is about
+            deepest = max(len(p) - (1 if at_key else 0) for p, _m, at_key in errs)
             typed = not all("is not of type" in m for _p, m, _k in errs)
             return deepest, typed, -len(errs)
 

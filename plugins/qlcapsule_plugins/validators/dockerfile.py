@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
-from qlcapsule import Capsule, Finding, Rule, Severity, Validator, hookimpl
+from qlcapsule import Capsule, Finding, Rule, Severity, Validator, hookimpl, quote
 
 INSTRUCTIONS = frozenset(
     "ADD ARG CMD COPY ENTRYPOINT ENV EXPOSE FROM HEALTHCHECK LABEL MAINTAINER ONBUILD RUN SHELL STOPSIGNAL USER VOLUME WORKDIR".split()
@@ -98,6 +98,9 @@ class DockerfileValidator(Validator):
     )
 
     def check_file(self, capsule: Capsule, path: str, data: bytes) -> Iterable[Finding]:
+        if b"\x00" in data:  # a binary file under a text file's name: one finding, not one per "line"
+            yield Finding("dockerfile.syntax", Severity.ERROR, "not a text file (NUL byte)", path, 1, 1)
+            return
         text = data.decode("utf-8", "replace")
         instructions, errors = parse(text)
         for line, problem in errors:
@@ -123,7 +126,7 @@ class DockerfileValidator(Validator):
                 yield Finding(
                     "dockerfile.unknown-instruction",
                     Severity.ERROR,
-                    f"unknown instruction {ins.keyword!r}",
+                    f"unknown instruction {quote(ins.keyword)}",
                     path,
                     ins.line,
                     ins.column,
@@ -169,7 +172,7 @@ def _check_from(ins: Instruction, stages: set[str], path: str) -> Iterable[Findi
         yield Finding(
             "dockerfile.untagged-image",
             Severity.WARNING,
-            f"base image {image!r} has no tag; pin one",
+            f"base image {quote(image)} has no tag; pin one",
             path,
             ins.line,
             ins.column,
@@ -178,7 +181,7 @@ def _check_from(ins: Instruction, stages: set[str], path: str) -> Iterable[Findi
         yield Finding(
             "dockerfile.untagged-image",
             Severity.WARNING,
-            f"base image {image!r} uses :latest; pin a version",
+            f"base image {quote(image)} uses :latest; pin a version",
             path,
             ins.line,
             ins.column,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable
 
-from qlcapsule import Capsule, Finding, Rule, Severity, Validator, hookimpl
+from qlcapsule import Capsule, Finding, Rule, Severity, Validator, hookimpl, quote
 
 from ._yaml import compose_all, key_node, node_at, position, to_data
 
@@ -46,23 +46,27 @@ class HelmValidator(Validator):
                 yield Finding("helm.chart", Severity.ERROR, f"missing required field {field!r}", path, 1, 1)
         api = chart.get("apiVersion")
         if api and api not in ("v1", "v2"):
-            yield Finding("helm.chart", Severity.ERROR, f"apiVersion {api!r} is not v1 or v2", path, *at("apiVersion"))
+            yield Finding(
+                "helm.chart", Severity.ERROR, f"apiVersion {quote(api)} is not v1 or v2", path, *at("apiVersion")
+            )
         name = chart.get("name")
         if name and not _NAME.match(str(name)):
             yield Finding(
                 "helm.chart",
                 Severity.ERROR,
-                f"name {name!r} must be lowercase letters, digits and '-'",
+                f"name {quote(name)} must be lowercase letters, digits and '-'",
                 path,
                 *at("name"),
             )
         version = chart.get("version")
         if version and not _SEMVER.match(str(version)):
-            yield Finding("helm.chart", Severity.ERROR, f"version {version!r} is not SemVer 2", path, *at("version"))
+            yield Finding(
+                "helm.chart", Severity.ERROR, f"version {quote(version)} is not SemVer 2", path, *at("version")
+            )
         kind = chart.get("type")
         if kind is not None and kind not in ("application", "library"):
             yield Finding(
-                "helm.chart", Severity.ERROR, f"type {kind!r} is not application or library", path, *at("type")
+                "helm.chart", Severity.ERROR, f"type {quote(kind)} is not application or library", path, *at("type")
             )
         deps = chart.get("dependencies") or []
         for i, dep in enumerate(deps if isinstance(deps, list) else []):

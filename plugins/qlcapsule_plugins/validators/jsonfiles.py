@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any, Iterable
 
-from qlcapsule import Capsule, Finding, Rule, Severity, Validator, hookimpl
+from qlcapsule import Capsule, Finding, Rule, Severity, Validator, hookimpl, quote
 
 
 class JsonValidator(Validator):
@@ -40,9 +40,12 @@ class JsonValidator(Validator):
         except json.JSONDecodeError as exc:
             yield Finding("json.syntax", Severity.ERROR, f"invalid JSON: {exc.msg}", path, exc.lineno, exc.colno)
             return
+        except RecursionError:
+            yield Finding("json.syntax", Severity.ERROR, "invalid JSON: nested too deeply", path, 1, 1)
+            return
         for key in dict.fromkeys(dupes):
             line, column = _second_occurrence(text, key)
-            yield Finding("json.duplicate-key", Severity.WARNING, f"duplicate key {key!r}", path, line, column)
+            yield Finding("json.duplicate-key", Severity.WARNING, f"duplicate key {quote(key)}", path, line, column)
 
 
 def _second_occurrence(text: str, key: str) -> tuple[int | None, int | None]:

@@ -48,6 +48,10 @@ class PythonValidator(Validator):
                     end_line=getattr(exc, "end_lineno", None),
                 )
                 return
+            except (RecursionError, MemoryError) as exc:  # nesting the compiler gives up on (CPython raises these)
+                what = "nested too deeply" if isinstance(exc, RecursionError) else "too complex to compile"
+                yield Finding("python.syntax", Severity.ERROR, f"{what} for the compiler", path, 1, None)
+                return
             except ValueError as exc:  # NUL bytes in source
                 yield Finding("python.encoding", Severity.ERROR, f"cannot compile: {exc}", path, 1, 1)
                 return

@@ -7,10 +7,11 @@ URLs are accepted; every other line must parse as a PEP 508 requirement.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from typing import Iterable, Iterator
 
-from qlcapsule import Capsule, Finding, Rule, Severity, Validator, hookimpl
+from qlcapsule import Capsule, Finding, Rule, Severity, Validator, clip, hookimpl, quote
 
 _COMMENT = re.compile(r"(^|\s+)#.*$")
 _OPTION = re.compile(r"^(-[a-zA-Z]|--[a-z][a-z-]*)(\s|=|$)")
@@ -26,6 +27,8 @@ _KNOWN_OPTIONS = {
     "--no-index", "-f", "--find-links", "--pre", "--prefer-binary", "--only-binary", "--no-binary",
     "--require-hashes", "--trusted-host", "--use-feature", "--hash", "--config-settings", "--global-option",
 }  # fmt: skip
+#: the options that take no value; pip refuses a file where any other one lacks its value
+_FLAGS = {"--no-index", "--pre", "--prefer-binary", "--require-hashes"}
 
 
 def logical_lines(text: str) -> Iterator[tuple[int, str]]:
@@ -61,23 +64,45 @@ class RequirementsValidator(Validator):
     )
 
     def check_file(self, capsule: Capsule, path: str, data: bytes) -> Iterable[Finding]:
-        text = data.decode("utf-8", "replace")
+        if b"\x00" in data:  # a binary file under a text file's name: one finding, not one per "line"
+            yield Finding("requirements.syntax", Severity.ERROR, "not a text file (NUL byte)", path, 1, 1)
+            return
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:  # pip reads requirements files as UTF-8
+            line = data.count(b"\n", 0, exc.start) + 1
+            yield Finding("requirements.syntax", Severity.ERROR, f"not UTF-8 (byte {exc.start})", path, line, 1)
+            return
         seen: dict[str, int] = {}
         for number, line in logical_lines(text):
             opt = _OPTION.match(line)
             if opt:
                 name = opt.group(1)
                 if name not in _KNOWN_OPTIONS:
-                    yield Finding("requirements.syntax", Severity.ERROR, f"unknown pip option {name}", path, number, 1)
+                    yield Finding(
+                        "requirements.syntax", Severity.ERROR, f"unknown pip option {clip(name)}", path, number, 1
+                    )
+                elif name not in _FLAGS and not line[len(name) :].lstrip(" =").strip():
+                    yield Finding(
+                        "requirements.syntax", Severity.ERROR, f"pip option {name} needs a value", path, number, 1
+                    )
                 elif name in ("-r", "--requirement", "-c", "--constraint"):
                     target = line[len(name) :].lstrip(" =").strip()
                     if target and "://" not in target:
                         base = path.rsplit("/", 1)[0] + "/" if "/" in path else ""
-                        if not (capsule.root / (base + target)).is_file():
+                        rel = posixpath.normpath(base + target)
+                        problem = None
+                        if target.startswith("/") or rel == ".." or rel.startswith("../"):
+                            problem = "points outside the capsule"  # never looked at: the capsule must hold it
+                        elif rel == path:
+                            problem = "includes itself"
+                        elif not (capsule.root / rel).is_file():
+                            problem = "no such file"
+                        if problem is not None:
                             yield Finding(
                                 "requirements.include",
                                 Severity.WARNING,
-                                f"{name} {target}: no such file",
+                                f"{name} {clip(target)}: {problem}",
                                 path,
                                 number,
                                 1,
@@ -99,7 +124,7 @@ class RequirementsValidator(Validator):
                     yield Finding(
                         "requirements.syntax",
                         Severity.ERROR,
-                        f"invalid requirement {spec!r}: {reason}",
+                        f"invalid requirement {quote(spec)}: {reason}",
                         path,
                         number,
                         1,

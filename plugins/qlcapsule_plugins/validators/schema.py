@@ -24,6 +24,12 @@ class SchemaValidator(Validator):
             Severity.ERROR,
         ),
         Rule("schema.unknown-rule", "validate.rules names no known validator or rule", Severity.WARNING),
+        Rule(
+            "schema.unknown-exporter",
+            "exports names no installed exporter (a typo is otherwise silent)",
+            Severity.WARNING,
+        ),
+        Rule("schema.export-options", "exports.<exporter> holds options its exporter refuses", Severity.ERROR),
         Rule("schema.description", "capsule.yaml has no description", Severity.NOTE),
         Rule("schema.license", "capsule.yaml names no license", Severity.NOTE),
     )

@@ -48,7 +48,7 @@ class SignatureValidator(Validator):
     description = "capsule.sig: present when required, well-formed, current, unexpired, trusted"
     Options = lazy_options(_options)
     rules = (
-        Rule("signature.missing", "capsule.sig is missing but policy.require_signature is set"),
+        Rule("signature.missing", "capsule.sig is missing but policy.require_signature or min_version is set"),
         Rule("signature.malformed", "capsule.sig is not a DSSE envelope carrying a qlcapsule statement"),
         Rule("signature.stale", "the signed statement names another capsule, version or digest than the lock"),
         Rule("signature.expired", "the signature has expired"),
@@ -59,23 +59,27 @@ class SignatureValidator(Validator):
 
     def check_capsule(self, capsule: Capsule) -> Iterable[Finding]:
         policy = capsule.setting("policy") or {}  # validated by the run (model or plainly_valid)
-        if not capsule.sig_path.is_file():
-            if policy.get("require_signature"):
-                yield Finding(
-                    "signature.missing",
-                    Severity.ERROR,
-                    "the capsule is not signed but policy.require_signature is set (run 'qlcapsule sign')",
-                    SIG,
-                )
-            return
+        # the policy keys that make a signature required (min_version is read from a verified statement)
+        required = next((k for k in ("require_signature", "min_version") if policy.get(k)), None)
         try:
-            envelope = Envelope.from_json(capsule.sig_path.read_bytes(), SIG)
-            statement = Statement.parse(envelope.payload, SIG)
+            raw = capsule.sig_bytes()  # a symlink, a FIFO or an oversized file is refused, not read
+            if raw is not None:
+                envelope = Envelope.from_json(raw, SIG)
+                statement = Statement.parse(envelope.payload, SIG)
         except QlcapsuleError as exc:
             yield Finding("signature.malformed", Severity.ERROR, exc.message, SIG)
             return
         except OSError as exc:
             yield Finding("signature.malformed", Severity.ERROR, f"{SIG}: cannot read: {exc.strerror}", SIG)
+            return
+        if raw is None:
+            if required:
+                yield Finding(
+                    "signature.missing",
+                    Severity.ERROR,
+                    f"the capsule is not signed but policy.{required} is set (run 'qlcapsule sign')",
+                    SIG,
+                )
             return
         if not envelope.signatures:
             yield Finding("signature.malformed", Severity.ERROR, f"{SIG}: the envelope holds no signatures", SIG)
@@ -83,11 +87,11 @@ class SignatureValidator(Validator):
         findings = list(self._statement(capsule, statement))
         yield from findings
         if not policy.get("trust"):
-            if policy.get("require_signature"):
+            if required:
                 yield Finding(
                     "signature.no-trust",
                     Severity.NOTE,
-                    "policy.require_signature is set but policy.trust is not: 'qlcapsule verify' needs --key or --trust",
+                    f"policy.{required} is set but policy.trust is not: 'qlcapsule verify' needs --key or --trust",
                     "capsule.yaml",
                 )
             return

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from qlcapsule import Capsule, Finding, Rule, Severity, Validator, hookimpl
+from qlcapsule import Capsule, Finding, Rule, Severity, Validator, clip, hookimpl
 
 _VAR_REF = re.compile(r"\bvar\.([A-Za-z_][A-Za-z0-9_-]*)")
 _VAR_DECL = re.compile(r"""^\s*variable\s+"?([A-Za-z_][A-Za-z0-9_-]*)"?\s*\{""", re.M)
@@ -68,7 +68,7 @@ class TerraformValidator(Validator):
             yield Finding(
                 "terraform.undeclared-variable",
                 Severity.ERROR,
-                f"var.{name} is not declared in this module",
+                f"var.{clip(name)} is not declared in this module",
                 path,
                 line,
                 column,

@@ -23,9 +23,12 @@ class TomlValidator(Validator):
         else:  # pragma: no cover - exercised on 3.10 only
             import tomli as tomllib
         try:
-            tomllib.loads(data.decode("utf-8"))
+            text = data.decode("utf-8")
+            tomllib.loads(text)
         except UnicodeDecodeError as exc:
             yield Finding("toml.syntax", Severity.ERROR, f"not UTF-8 (byte {exc.start})", path, 1, 1)
+        except RecursionError:
+            yield Finding("toml.syntax", Severity.ERROR, "invalid TOML: nested too deeply", path, 1, 1)
         except tomllib.TOMLDecodeError as exc:
             msg = str(exc).splitlines()[0] if str(exc) else "invalid TOML"
             line = getattr(exc, "lineno", None)
@@ -35,6 +38,14 @@ class TomlValidator(Validator):
                 line, column = int(m.group(1)), int(m.group(2))
                 msg = msg[: m.start()]
             msg = getattr(exc, "msg", None) or msg
+            if "(at end of document)" in str(exc):
+                # tomllib gives no position at the end, tomli >= 2.1 one past the last line:
+                # the end of the last line is where the parser ran out, on every Python
+                if "end of document" not in msg:
+                    msg = f"{msg} (at end of document)"
+                last = text.rstrip("\r\n").rsplit("\n", 1)[-1]
+                line = text.rstrip("\r\n").count("\n") + 1
+                column = len(last) + 1
             yield Finding("toml.syntax", Severity.ERROR, f"invalid TOML: {msg}", path, line, column)
 
 

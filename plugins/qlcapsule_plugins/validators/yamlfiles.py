@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from qlcapsule import Capsule, Finding, Rule, Severity, Validator, hookimpl
+from qlcapsule import Capsule, Finding, Rule, Severity, Validator, hookimpl, quote
 
 from ._yaml import compose_all, duplicate_keys
 
@@ -42,7 +42,7 @@ class YamlValidator(Validator):
                 yield Finding(
                     "yaml.duplicate-key",
                     Severity.ERROR,
-                    f"duplicate key {key!r} (first at line {first})",
+                    f"duplicate key {quote(key)} (first at line {first})",
                     path,
                     line,
                     column,

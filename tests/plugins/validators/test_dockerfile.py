@@ -60,3 +60,8 @@ def test_dangling_continuation_and_empty_file(tmp_path):
     found = findings(tmp_path, {"Dockerfile": "FROM alpine:3.20\nRUN echo \\\n"}, "dockerfile")
     assert "dockerfile.syntax" in rules(found)
     assert rules(findings(tmp_path / "b", {"Containerfile": "# nothing\n"}, "dockerfile")) == ["dockerfile.from-first"]
+
+
+def test_a_binary_file_named_dockerfile_is_one_finding(tmp_path):
+    (f,) = findings(tmp_path, {"Dockerfile": b"FROM x\n\x00" + bytes(range(256)) * 100}, "dockerfile")
+    assert (f.rule, f.message) == ("dockerfile.syntax", "not a text file (NUL byte)")

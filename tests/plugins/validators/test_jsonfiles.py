@@ -17,3 +17,8 @@ def test_syntax_error_line_and_column(tmp_path):
 def test_duplicate_key_is_a_warning_with_position(tmp_path):
     (f,) = findings(tmp_path, {"a.json": '{"a": 1,\n "a": 2}\n'}, "json")
     assert (f.rule, f.severity.value, f.line, f.column) == ("json.duplicate-key", "warning", 2, 2)
+
+
+def test_nesting_past_the_recursion_limit_is_a_finding(tmp_path):
+    (f,) = findings(tmp_path, {"deep.json": "[" * 100_000 + "]" * 100_000}, "json")
+    assert (f.rule, f.message) == ("json.syntax", "invalid JSON: nested too deeply")

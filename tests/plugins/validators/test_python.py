@@ -36,3 +36,9 @@ def test_bad_encoding(tmp_path):
     found = findings(tmp_path, {"a.py": b"x = '\xff\xfe'\n"}, "python")
     assert rules(found) in (["python.encoding"], ["python.syntax"])
     assert found[0].line == 1
+
+
+def test_expressions_the_compiler_gives_up_on_are_syntax_findings(tmp_path):
+    """CPython raises RecursionError (or MemoryError) for these instead of SyntaxError."""
+    found = findings(tmp_path, {"sum.py": "x = " + " + ".join(["1"] * 20_000) + "\n"}, "python")
+    assert [(f.rule, f.message) for f in found] == [("python.syntax", "nested too deeply for the compiler")]

@@ -36,3 +36,38 @@ def test_duplicates_unknown_options_and_missing_includes(tmp_path):
     found = findings(tmp_path, {"requirements.txt": text}, "requirements")
     assert rules(found) == ["requirements.duplicate", "requirements.syntax", "requirements.include"]
     assert [f.line for f in found] == [2, 3, 4]
+
+
+def test_binary_or_non_utf8_content_is_one_finding(tmp_path):
+    found = findings(tmp_path, {"requirements.txt": b"requests\n\x00\xff" * 5000}, "requirements")
+    assert [(f.rule, f.message) for f in found] == [("requirements.syntax", "not a text file (NUL byte)")]
+    found = findings(tmp_path / "b", {"requirements.txt": b"requests\nfla\xffsk\n"}, "requirements")
+    assert [(f.rule, f.message, f.line) for f in found] == [("requirements.syntax", "not UTF-8 (byte 12)", 2)]
+
+
+def test_findings_per_file_stop_at_a_cap(tmp_path):
+    """Thousands of bad lines give 200 findings and one note, and the validator stops early."""
+    found = findings(tmp_path, {"requirements.txt": "".join(f"bad line {i} !!\n" for i in range(5000))}, "requirements")
+    notes = [f for f in found if f.severity.value == "note"]
+    assert len(found) == 201 and len(notes) == 1 and "stopped after 200" in notes[0].message
+
+
+def test_includes_outside_the_capsule_or_of_itself_are_flagged(tmp_path):
+    text = "-r requirements.txt\n-r ../outside.txt\n-r /etc/hostname\n-c sub/../base.txt\nrequests\n"
+    found = findings(tmp_path, {"requirements.txt": text, "base.txt": "flask\n"}, "requirements")
+    assert [(f.line, f.message) for f in found] == [
+        (1, "-r requirements.txt: includes itself"),
+        (2, "-r ../outside.txt: points outside the capsule"),
+        (3, "-r /etc/hostname: points outside the capsule"),
+    ]
+
+
+def test_an_option_without_its_value_is_an_error(tmp_path):
+    """pip refuses these files ("--index-url option requires 1 argument")."""
+    text = "requests==2.31.0\n--index-url\n-r\n--extra-index-url=\n--pre\n--no-index\n-i https://pypi.org/simple\n"
+    found = findings(tmp_path, {"requirements.txt": text}, "requirements")
+    assert [(f.rule, f.line, f.message) for f in found] == [
+        ("requirements.syntax", 2, "pip option --index-url needs a value"),
+        ("requirements.syntax", 3, "pip option -r needs a value"),
+        ("requirements.syntax", 4, "pip option --extra-index-url needs a value"),
+    ]

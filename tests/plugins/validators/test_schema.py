@@ -26,3 +26,16 @@ def test_unknown_rule_switch_is_a_warning(tmp_path):
     definition = "name: demo\nversion: 1.0.0\ndescription: d\nlicense: MIT\nvalidate:\n  rules:\n    pyhton: false\n"
     (f,) = findings(tmp_path, {}, "schema", definition=definition)
     assert f.rule == "schema.unknown-rule" and "pyhton" in f.message
+
+
+def test_exports_name_installed_exporters_with_options_they_accept(tmp_path):
+    """A typo in exports (zpi) was ignored everywhere; a bad value surfaced only when that format was exported."""
+    definition = (
+        "name: demo\nversion: 1.0.0\ndescription: d\nlicense: MIT\n"
+        "exports:\n  zpi:\n    level: 9\n  helm:\n    port: 99999\n  zip:\n    level: 9\n"
+    )
+    found = {f.rule: f for f in findings(tmp_path, {}, "schema", definition=definition)}
+    assert set(found) == {"schema.unknown-exporter", "schema.export-options"}
+    assert found["schema.unknown-exporter"].message.startswith("exports.zpi: no installed exporter is named 'zpi'")
+    assert found["schema.export-options"].severity.value == "error"
+    assert "exports.helm: port: Input should be less than or equal to 65535" in found["schema.export-options"].message

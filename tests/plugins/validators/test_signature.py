@@ -41,6 +41,14 @@ def test_unsigned_with_policy_is_an_error(tmp_path: Path) -> None:
     assert rule == "signature.missing" and sev is Severity.ERROR and "require_signature" in msg
 
 
+def test_unsigned_with_a_minimum_version_is_an_error(tmp_path: Path) -> None:
+    """'verify' needs a verified statement to compare policy.min_version with: a signature is required."""
+    root = tmp_path / "c"
+    write_capsule(root, {"a": "a\n"}, definition="name: c\nversion: 1.0.0\npolicy: {min_version: 1.0.0}\n")
+    [(rule, sev, msg)] = findings(root)
+    assert (rule, sev) == ("signature.missing", Severity.ERROR) and "policy.min_version is set" in msg
+
+
 def test_clean_signed_capsule_has_no_findings(tmp_path: Path, key: dict) -> None:  # type: ignore[type-arg]
     root = tmp_path / "c"
     write_capsule(root, {"a": "a\n"})

@@ -88,3 +88,41 @@ def test_evaluator_agrees_with_jsonschema(text):
     ours = Evaluator(schema).errors(doc)
     theirs = list(jsonschema.Draft7Validator(schema).iter_errors(doc))
     assert bool(ours) == bool(theirs)
+
+
+REQUESTS_STYLE = """name: Tests
+on: [push, pull_request]
+permissions:
+  contents: read
+jobs:
+  build:
+    runs-on: ${{ matrix.os }}
+    timeout-minutes: 10
+    strategy:
+      fail-fast: false
+    steps:
+      - uses: actions/checkout@b4ffde65f46336ab88eb53be808477a3936bae11
+      - name: Set up Python
+        uses: actions/setup-python@v5
+        with:
+          python-version: "3.12"
+          cache: pip
+      - name: Run tests
+        run: make ci
+"""
+
+
+@pytest.mark.skipif(workflow_schema() is None, reason=NO_SCHEMA)
+def test_strategy_without_matrix_is_one_error_from_the_matching_branch(tmp_path):
+    """Not four errors, two telling a normal job to drop runs-on and steps (the reusable-workflow branch)."""
+    found = findings(tmp_path, {WF: REQUESTS_STYLE}, "github-workflow")
+    assert [(f.rule, f.line, f.message) for f in found] == [
+        ("github-workflow.schema", 10, "jobs.build.strategy: 'matrix' is a required property")
+    ]
+
+
+@pytest.mark.skipif(workflow_schema() is None, reason=NO_SCHEMA)
+def test_a_reusable_workflow_call_is_judged_as_one(tmp_path):
+    wf = "on: push\njobs:\n  call:\n    uses: org/repo/.github/workflows/r.yml@v1\n    withh: {a: 1}\n"
+    found = findings(tmp_path, {WF: wf}, "github-workflow")
+    assert [f.message for f in found] == ["jobs.call.withh: unexpected key 'withh'"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from vcase import findings, rules
 
+from qlcapsule.testing import alias_bomb
+
 
 def test_valid_yaml_and_gitlab_reference_tags(tmp_path):
     ci = ".setup:\n  script: [echo hi]\njob:\n  script:\n    - !reference [.setup, script]\n  cf: !Ref Bucket\n"
@@ -33,3 +35,23 @@ def test_helm_templates_are_skipped(tmp_path):
 
 def test_not_utf8(tmp_path):
     assert rules(findings(tmp_path, {"a.yaml": b"a: \xff\n"}, "yaml")) == ["yaml.encoding"]
+
+
+def test_an_alias_bomb_or_a_self_referring_alias_is_one_finding_not_a_hang(tmp_path):
+    """Nine lines that expand to 10^9 nodes once took 30 s and 1.4 GB; they are measured, not expanded."""
+    files = {
+        "bomb.yaml": alias_bomb(8),
+        "loop.yaml": "a: &a [*a]\n",
+        "fine.yaml": alias_bomb(3),  # 1,111 lists: aliases are fine in moderation
+        ".github/workflows/ci.yml": "on: push\n" + alias_bomb(8) + "jobs:\n  b:\n    runs-on: x\n    steps: *a8\n",
+    }
+    found = {f.path: f for f in findings(tmp_path, files, "yaml")}
+    assert set(found) == {"bomb.yaml", "loop.yaml", ".github/workflows/ci.yml"}
+    assert "more than 100000 nodes added by aliases" in found["bomb.yaml"].message and found["bomb.yaml"].line == 1
+    assert "an alias refers to itself" in found["loop.yaml"].message
+
+
+def test_a_large_document_without_aliases_is_no_bomb(tmp_path):
+    """150,000 plain list items: many nodes, none added by an alias."""
+    big = "items:\n" + "".join(f"- {i}\n" for i in range(150_000))
+    assert findings(tmp_path, {"data.yaml": big}, "yaml") == []
