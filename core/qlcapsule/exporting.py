@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -30,8 +31,8 @@ from typing import Any, BinaryIO
 
 from .capsule import Capsule
 from .components import Exporter
-from .errors import InputError, OptionsError
-from .lock import atomic_write
+from .errors import InputError, OptionsError, signals_deferred
+from .lock import mkstemp
 from .log import event, get_logger
 from .streaming import OrderedWorker, VerifiedPayload, activate, deactivate
 
@@ -112,7 +113,9 @@ def _parse_value(text: str) -> Any:
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
-            raise OptionsError(f"--option value {text!r}: invalid JSON: {exc.msg}") from None
+            raise OptionsError(f"--option value {text[:80]!r}: invalid JSON: {exc.msg}") from None
+        except RecursionError:
+            raise OptionsError(f"--option value {text[:80]!r}: invalid JSON: nested too deeply") from None
     return text
 
 
@@ -165,8 +168,15 @@ def resolve_exporter(capsule: Capsule, fmt: str, options: Mapping[str, Any] | No
     where = f"exporter {cls.name!r} options (capsule.yaml exports.{cls.name} and --option)"
     exporter = cls.from_options(merged, where=where)
     assert isinstance(exporter, Exporter)
-    exporter.check(fmt)
+    exporter.sources = {k: f"capsule.yaml exports.{cls.name}" for k in configured}
+    exporter.sources.update({k: "--option" for k in options or {}})
+    exporter.check(canonical_format(cls, fmt))
     return exporter
+
+
+def canonical_format(cls: type[Exporter] | Exporter, fmt: str) -> str:
+    """``fmt``, or the exporter's first (default) format when ``fmt`` is the exporter's name."""
+    return cls.formats[0] if cls.formats and fmt not in cls.formats else fmt
 
 
 def _inside_capsule(capsule: Capsule, target: Path) -> str | None:
@@ -202,6 +212,7 @@ def export_capsule(
     # capsule.yaml is covered by the lock and was fully validated when sealed: no pydantic here
     capsule = Capsule.load(root, strict=False)
     exporter = resolve_exporter(capsule, fmt, options)
+    fmt = canonical_format(exporter, fmt)  # the exporter's name stands for its first (default) format
     directory = fmt in exporter.directory_formats
     to_stdout = str(output) == "-"
     if to_stdout and (directory or not exporter.streams):
@@ -223,6 +234,12 @@ def export_capsule(
             raise InputError(f"{target.parent}: output directory does not exist")
         if target.parent.exists() and not target.parent.is_dir():
             raise InputError(f"{target.parent}: exists and is not a directory")
+        device = _device(target)
+        if device is not None:  # "-o /dev/null", "-o fifo": written to in place, like stdout (never replaced)
+            if directory or not exporter.streams:
+                raise InputError(f"{target}: is a {device}; format {fmt!r} can only be written to a file or directory")
+        elif not directory:
+            _check_sidecar(target)
     payload: VerifiedPayload | None = None
     if getattr(exporter, "verifies_payload", False) and not directory:
         payload = VerifiedPayload(capsule)  # every check but the contents; those are hashed as they are read
@@ -235,19 +252,96 @@ def export_capsule(
         assert target is not None
         result = _export_dir(capsule, exporter, fmt, target)
     elif to_stdout:
-        raw = stdout if stdout is not None else sys.stdout.buffer
-        hw = _HashingWriter(raw)
+        if stdout is None and sys.stdout is None:
+            raise InputError("standard output is closed; pass -o PATH")
+        result = _export_stream(capsule, exporter, fmt, stdout or sys.stdout.buffer, None, digest, payload)
+    elif device is not None:
+        assert target is not None
         try:
-            _write(capsule, exporter, hw, fmt, payload)
-            hw.flush()
-        finally:
-            hw.close()
-        result = _result(None, fmt, exporter, hw, capsule, digest)
+            dev = open(target, "wb", buffering=0)  # a FIFO blocks here until its reader opens it, as tar does
+        except OSError as exc:
+            raise InputError(f"{target}: cannot open for writing ({exc.strerror})") from None
+        try:
+            with dev:
+                result = _export_stream(capsule, exporter, fmt, dev, target, digest, payload)  # type: ignore[arg-type]
+        except OSError as exc:
+            if exc.filename is not None:
+                raise
+            raise InputError(f"{target}: cannot write ({exc.strerror})") from None
     else:
         assert target is not None
         result = _export_file(capsule, exporter, fmt, target, digest, payload)
     event(log, "export.done", capsule=capsule.ref, format=fmt, path=str(result.path or "-"), sha256=result.sha256)
     return result
+
+
+def sha256sum_line(digest: str, name: str) -> str:
+    """One ``sha256sum`` line; a name with a backslash or newline is escaped as GNU coreutils does."""
+    if "\\" in name or "\n" in name or "\r" in name:
+        escaped = name.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+        return f"\\{digest}  {escaped}\n"
+    return f"{digest}  {name}\n"
+
+
+def _device(target: Path) -> str | None:
+    """What ``target`` is when it exists and is not a regular file or directory (it must not be replaced)."""
+    try:
+        mode = target.stat().st_mode
+    except OSError:
+        return None
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISCHR(mode):
+        return "character device"
+    if stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):
+        raise InputError(
+            f"{target}: is a {'block device' if stat.S_ISBLK(mode) else 'socket'}; refusing to write to it"
+        )
+    return None
+
+
+def _sidecar(target: Path) -> Path:
+    return target.with_name(target.name + ".sha256")
+
+
+def _check_sidecar(target: Path) -> None:
+    """Refuse, before writing, a ``<file>.sha256`` that could not be replaced by a file."""
+    sidecar = _sidecar(target)
+    if os.path.lexists(sidecar) and not (sidecar.is_file() and not sidecar.is_symlink()):
+        raise InputError(f"{sidecar}: exists and is not a regular file (the export's SHA-256 goes there)")
+
+
+def _export_stream(
+    capsule: Capsule,
+    exporter: Exporter,
+    fmt: str,
+    raw: BinaryIO,
+    path: Path | None,
+    digest: str,
+    payload: VerifiedPayload | None,
+) -> ExportResult:
+    """Stream into ``raw`` (stdout, a FIFO, a character device): nothing to rename, no sidecar."""
+    hw = _HashingWriter(raw)
+    try:
+        _write(capsule, exporter, hw, fmt, payload)
+        hw.flush()
+    finally:
+        hw.close()
+    return _result(path, fmt, exporter, hw, capsule, digest)
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux tells (another thread may be creating files)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _write(
@@ -289,23 +383,47 @@ def _export_file(
 ) -> ExportResult:
     if target.is_dir():
         raise InputError(f"{target}: is a directory")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    f = os.fdopen(fd, "wb", buffering=1 << 20)
-    hw = _HashingWriter(f)  # type: ignore[arg-type]
+    sidecar = _sidecar(target)
+    mode = 0o666 & ~_umask()  # what the user's umask gives a new file (as tar and zip do)
+    tmp: str | None = None
+    side_tmp: str | None = None
+    hw: _HashingWriter | None = None
     try:
-        with f:
-            _write(capsule, exporter, hw, fmt, payload)  # raises before the rename on any mismatch
-            hw.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+        with signals_deferred():  # a SIGTERM right after the file exists still finds it in ``tmp``
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+            except OSError as exc:
+                raise InputError(f"{target.parent}: cannot write the export there ({exc.strerror})") from None
+        f = os.fdopen(fd, "wb", buffering=1 << 20)
+        hw = _HashingWriter(f)  # type: ignore[arg-type]
+        try:
+            with f:
+                _write(capsule, exporter, hw, fmt, payload)  # raises before the rename on any mismatch
+                hw.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            if exc.filename not in (None, tmp):
+                raise
+            raise InputError(f"{target}: cannot write ({exc.strerror})") from None
+        result = _result(target, fmt, exporter, hw, capsule, digest)
+        # the sidecar is written before the archive is renamed into place, so a failure leaves neither
+        with signals_deferred():
+            sfd, side_tmp = mkstemp(f".{sidecar.name}.", target.parent, ".part")
+        with os.fdopen(sfd, "wb") as sf:
+            sf.write(sha256sum_line(result.sha256, target.name).encode())
+            sf.flush()
+            os.fsync(sf.fileno())
+        os.chmod(tmp, mode)
+        os.chmod(side_tmp, mode)
         os.replace(tmp, target)
+        os.replace(side_tmp, sidecar)
     except BaseException:
-        hw.close()
-        _unlink(Path(tmp))
+        if hw is not None:
+            hw.close()
+        for leftover in (tmp, side_tmp):
+            if leftover is not None:
+                _unlink(Path(leftover))
         raise
-    result = _result(target, fmt, exporter, hw, capsule, digest)
-    sidecar = target.with_name(target.name + ".sha256")
-    atomic_write(sidecar, f"{result.sha256}  {target.name}\n".encode())
     result.sidecar = sidecar
     return result
 
@@ -313,10 +431,11 @@ def _export_file(
 def _export_dir(capsule: Capsule, exporter: Exporter, fmt: str, target: Path) -> ExportResult:
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise InputError(f"{target}: already exists and is not an empty directory")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+    with signals_deferred():  # the temp directory is removed below, even after a signal at once
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
     try:
         exporter.export_dir(capsule, tmp, fmt)
-        os.chmod(tmp, 0o755)
+        os.chmod(tmp, 0o777 & ~_umask())
         h, size = _tree_digest(tmp)
         if target.exists():
             target.rmdir()

@@ -32,6 +32,7 @@ import gzip
 import hashlib
 import json
 import lzma
+import math
 import os
 import re
 import shutil
@@ -45,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .errors import InputError, QlcapsuleError, UnsafePathError, VerificationError
+from .errors import InputError, QlcapsuleError, UnsafePathError, VerificationError, signals_deferred
 from .log import event, get_logger
 
 __all__ = ["Limits", "ImportResult", "import_archive", "parse_size", "OCI_ARTIFACT_TYPE", "OCI_LAYER_TYPES"]
@@ -60,6 +61,8 @@ OCI_LAYER_TYPES = (
     "application/vnd.qlcapsule.capsule.layer.v1.tar",
 )
 _DRIVE = re.compile(r"^[A-Za-z]:")
+#: characters that reorder how a name is displayed (Trojan Source, CVE-2021-42574)
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -76,6 +79,14 @@ class Limits:
     max_ratio: float = 200.0
     max_entry: int | None = None
     ratio_floor: int = 1 << 20  # ratios are judged only past this many unpacked bytes
+
+    def __post_init__(self) -> None:
+        if not (self.max_ratio >= 1 and math.isfinite(self.max_ratio)):
+            raise InputError(f"--max-ratio: {self.max_ratio} must be a finite number of at least 1")
+        if self.max_files < 1:
+            raise InputError(f"--max-files: {self.max_files} must be at least 1")
+        if self.max_total < 1:
+            raise InputError(f"--max-size: {self.max_total} bytes must be at least 1")
 
     @property
     def entry_limit(self) -> int:
@@ -161,8 +172,10 @@ class _Sink:
             raise self.refuse(shown, "empty name")
         if "\x00" in name:
             raise self.refuse(shown, "NUL byte in name")
-        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in name):
             raise self.refuse(shown, "control character in name")
+        if any(c in _BIDI for c in name):
+            raise self.refuse(shown, "bidirectional-text control character in name (it can disguise the name)")
         if "\\" in name:
             raise self.refuse(shown, "backslash in name (Windows path separator)")
         if name.startswith("/"):
@@ -288,9 +301,11 @@ class _Inflating:
             self.stream = counter
 
     def read(self, n: int) -> bytes:
+        if n < 0:  # never "the rest of the stream": that is unbounded memory
+            raise UnsafeArchiveError(f"{self.label}: corrupt tar archive (negative length)")
         try:
             data = self.stream.read(n)
-        except (OSError, EOFError, lzma.LZMAError, ValueError) as exc:
+        except (OSError, EOFError, lzma.LZMAError, ValueError, zlib.error) as exc:
             raise UnsafeArchiveError(f"{self.label}: corrupt {self.kind} stream: {exc}") from None
         except Exception as exc:  # zstandard.ZstdError has no common base with the others
             if type(exc).__name__ == "ZstdError":
@@ -306,6 +321,13 @@ class _Inflating:
         if self.out > self.cap:
             raise UnsafeArchiveError(f"{self.label}: unpacks to more than {self.cap} bytes (limit --max-size)")
         return data
+
+    def finish(self) -> None:
+        """Read the compressed stream to its end: its trailer (CRC, size, index) is checked, trailing junk refused."""
+        if self.kind == "none":
+            return
+        while self.read(CHUNK):
+            pass
 
 
 # -- tar --------------------------------------------------------------------------------
@@ -397,6 +419,8 @@ def _extract_tar(read: Any, sink: _Sink) -> None:
         if len(block) < 512:
             block += _read_exact(read, 512 - len(block), label)
         if block == b"\x00" * 512:
+            if pax or long_name is not None:
+                raise UnsafeArchiveError(f"{label}: a PAX or GNU long-name header with no entry after it")
             return
         headers += 1
         if headers > 4 * sink.limits.max_files + 16:
@@ -439,12 +463,22 @@ def _extract_tar(read: Any, sink: _Sink) -> None:
                 size = int(pax["size"])
             except ValueError:
                 raise UnsafeArchiveError(f"{label}: entry {name!r}: bad PAX size") from None
+            if size < 0:
+                raise UnsafeArchiveError(f"{label}: entry {name!r}: negative PAX size")
             padded = size + (-size % 512)
         sparse = any(k.startswith("GNU.sparse") for k in pax)
         pax, long_name = {}, None
         if typeflag in _TYPES_REFUSED or sparse:
             kind = "GNU sparse file" if sparse else _TYPES_REFUSED[typeflag]
             raise sink.refuse(name, f"{kind} entries are not allowed (regular files only)")
+        if name.startswith("./"):  # 'tar -C dir -cf x.tar .' writes './' and './a/b': the same tree, no risk
+            if name in ("./", ".") or (typeflag == b"5" and name.rstrip("/") == "."):
+                if typeflag != b"5":
+                    raise sink.refuse(name, "regular file with a directory name")
+                if size:
+                    _skip(read, padded, label)
+                continue
+            name = name[2:]
         if typeflag == b"5":
             sink.check(name, is_dir=True)
             if size:
@@ -464,11 +498,40 @@ def _extract_tar(read: Any, sink: _Sink) -> None:
 # -- zip ----------------------------------------------------------------------------------
 
 
+def _zip_directory_count(path: Path, label: str) -> int | None:
+    """The entry count the end-of-central-directory record declares (before zipfile parses every entry)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        f.seek(max(0, size - (1 << 16) - 22))
+        tail = f.read()
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or len(tail) - at < 22:
+            return None  # zipfile says what is wrong
+        disk, cd_disk, _, total = struct.unpack("<HHHH", tail[at + 4 : at + 12])
+        if disk or cd_disk:
+            raise UnsafeArchiveError(f"{label}: multi-disk (split) zip archives are not supported")
+        if total != 0xFFFF or at < 20 or tail[at - 20 : at - 16] != b"PK\x06\x07":
+            return int(total)
+        (offset,) = struct.unpack("<Q", tail[at - 12 : at - 4])
+        if offset > size - 56:
+            return None
+        f.seek(offset)
+        record = f.read(56)
+        if record[:4] != b"PK\x06\x06":
+            return None
+        return int(struct.unpack("<Q", record[32:40])[0])
+
+
 def _extract_zip(path: Path, sink: _Sink) -> None:
     label = sink.label
+    declared = _zip_directory_count(path, label)
+    if declared is not None and declared > sink.limits.max_files:
+        raise UnsafeArchiveError(
+            f"{label}: {declared} entries is more than {sink.limits.max_files} (limit --max-files)"
+        )
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, UnicodeDecodeError, struct.error) as exc:
         raise UnsafeArchiveError(f"{label}: not a readable zip archive: {exc}") from None
     with zf, open(path, "rb") as raw:
         infos = zf.infolist()
@@ -486,8 +549,15 @@ def _extract_zip(path: Path, sink: _Sink) -> None:
                 raise sink.refuse(name, "symlink entries are not allowed (regular files only)")
             if ftype and ftype not in (stat.S_IFREG, stat.S_IFDIR):
                 raise sink.refuse(name, "device, FIFO or socket entries are not allowed")
-            if info.flag_bits & 0x1:
-                raise sink.refuse(name, "encrypted entries are not supported")
+            if info.flag_bits & 0x61:  # bit 0 encrypted, 5 patched data, 6 strong encryption
+                raise sink.refuse(name, "encrypted or patched entries are not supported")
+            if not info.flag_bits & 0x800 and not name.isascii():
+                # zipfile decoded the bytes as cp437; Info-ZIP on Unix writes UTF-8 without setting the flag
+                raw_name = name.encode("cp437")
+                shown = raw_name.decode("utf-8", "replace")  # U+FFFD where the bytes are not UTF-8
+                if info.create_system != 3 or shown.encode() != raw_name:  # not Unix, or not valid UTF-8
+                    raise sink.refuse(shown, "name is not UTF-8 (legacy code-page names are not supported)")
+                name = shown
             is_dir = name.endswith("/") or ftype == stat.S_IFDIR or bool(info.external_attr & 0x10)
             if is_dir:
                 sink.check(name, is_dir=True)
@@ -509,14 +579,21 @@ def _extract_zip(path: Path, sink: _Sink) -> None:
                     f"{sink.limits.max_ratio:g} (a zip bomb? limit --max-ratio)",
                 )
             plan.append((sink.check(name), info, unix))
+        total = sum(info.file_size for _, info, _ in plan)
+        packed = path.stat().st_size
+        if total > sink.limits.ratio_floor and total > sink.limits.max_ratio * max(packed, 1):
+            raise UnsafeArchiveError(
+                f"{label}: entries inflate {total / max(packed, 1):.0f} times the archive's size, more than "
+                f"{sink.limits.max_ratio:g} (a zip bomb? limit --max-ratio)"
+            )
         for name, info, unix in plan:
             try:
                 with zf.open(info) as member:
                     sink.write_stream(name, unix & 0o777, info.file_size, member.read)
                     if member.read(1):
                         raise sink.refuse(name, "more data than its declared size")
-            except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-                raise sink.refuse(name, f"corrupt entry: {exc}") from None
+            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, UnicodeDecodeError) as exc:
+                raise sink.refuse(name, f"corrupt or unsupported entry: {exc}") from None
 
 
 def _check_zip_layout(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], raw: BinaryIO, label: str) -> None:
@@ -524,6 +601,8 @@ def _check_zip_layout(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], raw: Bi
     spans = []
     end_of_data = zf.start_dir  # type: ignore[attr-defined]
     for info in infos:
+        if not 0 <= info.header_offset < end_of_data:
+            raise UnsafeArchiveError(f"{label}: entry {info.orig_filename!r}: local header offset outside the archive")
         raw.seek(info.header_offset)
         header = raw.read(30)
         if len(header) < 30 or header[:4] != b"PK\x03\x04":
@@ -570,6 +649,7 @@ def _unpack(path: Path, into: Path, label: str, limits: Limits) -> str:
     with open(path, "rb") as raw:
         stream = _Inflating(raw, kind, label, limits)
         _extract_tar(stream.read, sink)
+        stream.finish()
     return {"none": "tar", "gzip": "tar.gz", "xz": "tar.xz", "zstd": "tar.zst"}[kind]
 
 
@@ -587,7 +667,7 @@ def _read_small(path: Path, label: str, limit: int = 4 << 20) -> bytes:
 def _json(data: bytes, what: str, label: str) -> Any:
     try:
         return json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise UnsafeArchiveError(f"{label}: {what}: not valid JSON") from None
 
 
@@ -664,19 +744,13 @@ def _check_dest(dest: Path) -> None:
         raise InputError(f"{dest.parent}: parent directory does not exist")
 
 
-def import_archive(archive: Path, dest: Path, *, limits: Limits | None = None) -> ImportResult:
-    """Unpack ``archive`` safely, verify it and move it to ``dest``; see the module docstring."""
+def _stage(archive: Path, tmp: Path, label: str, limits: Limits, dest: Path) -> tuple[str, Path, dict[str, Any]]:
+    """Unpack into ``tmp`` and verify; returns the format, the capsule's staged root and the verification report."""
     from .pipeline import verify_capsule
 
-    limits = limits or Limits()
-    label = str(archive)
-    if not archive.exists():
-        raise InputError(f"{archive}: no such file")
-    _check_dest(dest)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.import-", dir=dest.parent))
+    stage = tmp / "stage"
+    stage.mkdir()
     try:
-        stage = tmp / "stage"
-        stage.mkdir()
         if archive.is_dir():
             fmt = "oci-dir"
             layer = oci_capsule_layer(archive, label)
@@ -692,14 +766,50 @@ def import_archive(archive: Path, dest: Path, *, limits: Limits | None = None) -
             _unpack(layer, capsule_dir, f"{label} (capsule layer)", limits)
             shutil.rmtree(stage)
             stage = capsule_dir
-        root = _capsule_root(stage, label)
+    except (
+        zlib.error,
+        lzma.LZMAError,
+        EOFError,
+        struct.error,
+        NotImplementedError,
+        UnicodeError,
+        RecursionError,
+    ) as exc:
+        # a malformed structure the checks above did not name: still one line, never "internal error"
+        raise UnsafeArchiveError(f"{label}: corrupt or unsupported archive ({type(exc).__name__}: {exc})") from None
+    root = _capsule_root(stage, label)
+    try:
+        report = verify_capsule(root)
+    except QlcapsuleError as exc:
+        message = exc.message.replace(str(root.resolve()), str(dest)).replace(str(root), str(dest))
+        err = type(exc).__new__(type(exc))
+        QlcapsuleError.__init__(err, f"{label}: refused: {message}", exit_code=exc.exit_code)
+        raise err from None
+    return fmt, root, report
+
+
+def import_archive(archive: Path, dest: Path, *, limits: Limits | None = None) -> ImportResult:
+    """Unpack ``archive`` safely, verify it and move it to ``dest``; see the module docstring."""
+    from . import caches
+
+    limits = limits or Limits()
+    label = str(archive)
+    if not archive.exists():
+        raise InputError(f"{archive}: no such file")
+    if not (archive.is_dir() or archive.is_file()):
+        raise InputError(f"{archive}: is not a regular file or an OCI layout directory")
+    dest = Path(os.path.abspath(dest))
+    if dest == Path(os.path.abspath(os.curdir)):
+        raise InputError(f"{dest}: is the current directory; import into a new directory (e.g. ./{archive.stem})")
+    _check_dest(dest)
+    with signals_deferred():  # a SIGTERM right after the directory exists is handled in the try below
         try:
-            report = verify_capsule(root)
-        except QlcapsuleError as exc:
-            message = exc.message.replace(str(root.resolve()), str(dest)).replace(str(root), str(dest))
-            err = type(exc).__new__(type(exc))
-            QlcapsuleError.__init__(err, f"{label}: refused: {message}", exit_code=exc.exit_code)
-            raise err from None
+            tmp = Path(tempfile.mkdtemp(prefix=".qlcapsule-import-", dir=dest.parent))
+        except OSError as exc:
+            raise InputError(f"{dest.parent}: cannot create the import's temp directory ({exc.strerror})") from None
+    try:
+        with caches.no_writes():  # nothing is remembered about a capsule that is not imported yet
+            fmt, root, report = _stage(archive, tmp, label, limits, dest)
         if dest.exists():
             dest.rmdir()
         os.rename(root, dest)

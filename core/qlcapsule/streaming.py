@@ -131,10 +131,7 @@ class VerifiedPayload:
     def __init__(self, capsule: Capsule) -> None:
         self.capsule = capsule
         self.root = capsule.root
-        try:
-            raw = capsule.lock_path.read_bytes()
-        except FileNotFoundError:
-            raise IntegrityError(f"{capsule.lock_path}: not sealed (run 'qlcapsule seal {self.root}')") from None
+        raw = capsule._lock_bytes()  # a symlinked or missing capsule.lock is refused
         self.lock: Lock = parse_lock(raw, str(capsule.lock_path))
         status = self._structure(self.lock)
         if not status.clean:
@@ -143,8 +140,8 @@ class VerifiedPayload:
         modes = {"644": 0o644, "755": 0o755}  # the only modes a valid lock holds
         files = [PayloadFile(e.path, base + e.path, modes[e.mode], e.size, e.sha256) for e in self.lock.files]
         files.append(PayloadFile(LOCK_FILE, os.fspath(capsule.lock_path), 0o644, len(raw), None, raw))
-        if capsule.sig_path.is_file():
-            sig = capsule.sig_path.read_bytes()
+        sig = capsule.sig_bytes()
+        if sig is not None:
             files.append(PayloadFile(SIG_FILE, os.fspath(capsule.sig_path), 0o644, len(sig), None, sig))
         files.sort(key=lambda f: path_key(f.path))
         self.files = files

@@ -5,11 +5,19 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import signal
+import stat
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from qlcapsule import IntegrityError, OptionsError
+from qlcapsule import InputError, IntegrityError, OptionsError
 from qlcapsule.exporting import export_capsule, parse_option_args
 
 
@@ -76,7 +84,7 @@ def test_a_failing_exporter_leaves_no_partial_file(make_capsule, tmp_path, monke
     out = tmp_path / "out"
     out.mkdir()
     (out / "demo-1.0.0.tar").write_bytes(b"previous export")
-    with pytest.raises(OSError):
+    with pytest.raises(InputError, match=r"demo-1\.0\.0\.tar: cannot write \(No space left on device\)"):
         export_capsule(capsule.root, "tar", out)
     assert _listing(out) == {"demo-1.0.0.tar"} and (out / "demo-1.0.0.tar").read_bytes() == b"previous export"
 
@@ -231,3 +239,151 @@ def test_an_exporter_that_bypasses_the_payload_is_verified_the_full_way(make_cap
     with pytest.raises(IntegrityError, match="modified: a.txt"):
         export_capsule(capsule.root, "tar", out)
     assert _listing(out) == set()
+
+
+def test_a_fifo_target_is_streamed_into_not_replaced(make_capsule, tmp_path) -> None:
+    """``-o fifo`` (or ``-o /dev/null``) writes into it, as tar does; it is never replaced by a file."""
+    capsule = make_capsule({"a.txt": "a\n"})
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    result = export_capsule(capsule.root, "tar", fifo)
+    reader.join(10)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and not (tmp_path / "fifo.sha256").exists()
+    assert result.path == fifo and result.sidecar is None
+    assert got and hashlib.sha256(got[0]).hexdigest() == result.sha256
+    null = export_capsule(capsule.root, "zip", "/dev/null")
+    assert null.size > 0 and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    with pytest.raises(InputError, match="is a FIFO; format 'oci-dir' can only be written to a file or directory"):
+        export_capsule(capsule.root, "oci-dir", fifo)
+
+
+def test_a_sidecar_that_cannot_be_replaced_is_refused_before_writing(make_capsule, tmp_path) -> None:
+    capsule = make_capsule({"a.txt": "a\n"})
+    out = tmp_path / "out"
+    (out / "x.zip.sha256").mkdir(parents=True)
+    with pytest.raises(InputError, match=r"x\.zip\.sha256: exists and is not a regular file"):
+        export_capsule(capsule.root, "zip", out / "x.zip")
+    assert _listing(out) == {"x.zip.sha256"}
+
+
+def test_the_export_gets_the_mode_the_umask_gives(make_capsule, tmp_path) -> None:
+    capsule = make_capsule({"a.txt": "a\n"})
+    old = os.umask(0o077)
+    try:
+        result = export_capsule(capsule.root, "zip", tmp_path / "x.zip")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(result.path).st_mode) == 0o600  # type: ignore[arg-type]
+    assert stat.S_IMODE(os.stat(tmp_path / "x.zip.sha256").st_mode) == 0o600
+
+
+def test_an_exporter_name_means_its_first_format(make_capsule, tmp_path) -> None:
+    """``-f NAME`` of an exporter whose formats do not include its name exports its first format."""
+    import types
+
+    import qlcapsule
+    from qlcapsule import hookimpl
+    from qlcapsule.plugins import register_plugin, unregister_plugin
+
+    class Listing(qlcapsule.Exporter):
+        name = "listing"
+        formats = ("listing.txt", "listing.csv")
+        streams = True
+
+        def filename(self, capsule, fmt):  # type: ignore[no-untyped-def]
+            return f"{capsule.name}.{fmt}"
+
+        def export(self, capsule, out, fmt):  # type: ignore[no-untyped-def]
+            out.write(f"{fmt}\n".encode())
+
+    plugin = types.SimpleNamespace(qlcapsule_register_exporters=hookimpl(lambda register: register(Listing)))
+    register_plugin(plugin, "listing-test")
+    try:
+        capsule = make_capsule({"a.txt": "a\n"})
+        result = export_capsule(capsule.root, "listing", tmp_path)
+    finally:
+        unregister_plugin("listing-test")
+    assert result.format == "listing.txt" and result.path == tmp_path / "demo.listing.txt"
+    assert result.path.read_bytes() == b"listing.txt\n"
+
+
+@pytest.mark.parametrize("epoch", [8**11, 99_999_999_999])
+def test_dates_past_2242_go_into_a_pax_mtime(make_capsule, tmp_path, monkeypatch, epoch) -> None:
+    capsule = make_capsule({"a.txt": "a\n"})
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(epoch))
+    tar = export_capsule(capsule.root, "tar", tmp_path / "x.tar")
+    with tarfile.open(tar.path) as tf:  # type: ignore[arg-type]
+        assert {m.mtime for m in tf.getmembers()} == {epoch}
+    zipped = export_capsule(capsule.root, "zip", tmp_path / "x.zip")
+    with zipfile.ZipFile(zipped.path) as zf:  # type: ignore[arg-type]
+        assert {i.date_time for i in zf.infolist()} == {(2107, 12, 31, 23, 59, 58)}  # the latest DOS date
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "253402300800")
+    with pytest.raises(OptionsError, match="SOURCE_DATE_EPOCH: 253402300800 is after 9999-12-31"):
+        export_capsule(capsule.root, "tar", tmp_path / "y.tar")
+
+
+def test_a_level_from_capsule_yaml_names_its_source_and_can_be_reset(make_capsule, tmp_path) -> None:
+    capsule = make_capsule({"a.txt": "a\n"}, seal=False)
+    with open(capsule.root / "capsule.yaml", "a") as f:
+        f.write("exports:\n  tar:\n    level: 19\n")
+    capsule.seal()
+    assert export_capsule(capsule.root, "tar.zst", tmp_path).size > 0
+    assert export_capsule(capsule.root, "tar", tmp_path).size > 0  # plain tar has no level to set
+    with pytest.raises(OptionsError, match=r"19 is out of range 1-9 for tar.gz \(set in capsule.yaml exports.tar;"):
+        export_capsule(capsule.root, "tar.gz", tmp_path)
+    assert export_capsule(capsule.root, "tar.gz", tmp_path, {"level": ""}).size > 0
+    with pytest.raises(OptionsError, match="format tar is not compressed"):
+        export_capsule(capsule.root, "tar", tmp_path, {"level": 3})
+
+
+def _cli(*args: str, **kw: object) -> subprocess.Popen[bytes]:
+    code = "import sys; from qlcapsule.cli import run; sys.argv[0] = 'qlcapsule'; run()"
+    return subprocess.Popen([sys.executable, "-c", code, *args], stderr=subprocess.PIPE, **kw)  # type: ignore[call-overload]
+
+
+def test_closed_stdout_is_one_line(make_capsule) -> None:
+    capsule = make_capsule({"a.txt": "a\n"})
+    proc = _cli(
+        "export",
+        str(capsule.root),
+        "-f",
+        "tar",
+        "-o",
+        "-",
+        stdout=subprocess.DEVNULL,
+        close_fds=True,
+        preexec_fn=lambda: os.close(1),
+    )
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and err.decode() == "error: standard output is closed; pass -o PATH\n"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_remove_the_partial_export(make_capsule, tmp_path, sig) -> None:
+    """CI cancelling a job sends SIGTERM: the half-written temp file goes, as on Ctrl-C (bounded: 20 s)."""
+    capsule = make_capsule({"big.bin": os.urandom(24 << 20), "a.txt": "a\n"})
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = _cli("export", str(capsule.root), "-f", "tar.xz", "-o", str(out), stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while not any(p.name.endswith(".part") for p in out.iterdir()):  # xz of random data: seconds
+        assert proc.poll() is None and time.monotonic() < deadline, "the export ended before a temp file was seen"
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 128 + sig, err
+    assert err.decode() == f"error: terminated ({sig.name})\n"
+    assert list(out.iterdir()) == []
+
+
+def test_plugins_lists_each_exporters_formats(qlcapsule_cli) -> None:
+    import json
+
+    res = qlcapsule_cli("plugins")
+    assert res.exit_code == 0 and "exporter:tar [tar tar.gz tgz tar.xz tar.zst]" in res.stdout
+    data = json.loads(qlcapsule_cli("plugins", "--json").stdout)
+    comps = {c["name"]: c for p in data for c in p["components"]}
+    assert comps["oci"]["formats"] == ["oci", "oci-dir"] and "formats" not in comps["ed25519"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import lzma
 import os
 import stat
 import tarfile
@@ -23,6 +24,7 @@ import pytest
 from qlcapsule import Capsule, QlcapsuleError
 from qlcapsule.exporting import export_capsule
 from qlcapsule.safeimport import Limits, import_archive, parse_size
+from qlcapsule.testing import alias_bomb
 
 FILES = {"README.md": "# demo\n", "src/app.py": "print(1)\n", "bin/tool.sh": "#!/bin/sh\n"}
 
@@ -182,7 +184,7 @@ HOSTILE_TAR: list[tuple[str, Callable[[Capsule], bytes], str]] = [
     ("nested dotdot", lambda c: _tar_with(c, ("src/../../outside/evil", b"x", 0o644)), r"'\.\.' escapes"),
     ("backslash", lambda c: _tar_with(c, ("..\\outside\\evil", b"x", 0o644)), "backslash"),
     ("drive letter", lambda c: _tar_with(c, ("C:evil", b"x", 0o644)), "drive-letter"),
-    ("dot component", lambda c: _tar_with(c, ("./src/x", b"x", 0o644)), "not a normalised path"),
+    ("dot component", lambda c: _tar_with(c, ("src/./x", b"x", 0o644)), "not a normalised path"),
     ("symlink", lambda c: _tar_with(c, _info("link", tarfile.SYMTYPE, 0, "/etc/passwd")), "symlink"),
     ("hardlink", lambda c: _tar_with(c, _info("hard", tarfile.LNKTYPE, 0, "README.md")), "hardlink"),
     ("char device", lambda c: _tar_with(c, _info("dev", tarfile.CHRTYPE, 0)), "character device"),
@@ -334,7 +336,7 @@ def test_no_capsule_at_all(arena: Arena) -> None:
 
 
 def test_enough_hostile_archives() -> None:
-    assert len(HOSTILE_TAR) + len(HOSTILE_ZIP) + 17 >= 25
+    assert len(HOSTILE_TAR) + len(HOSTILE_ZIP) + len(ROUND_TWO) + 20 >= 50
 
 
 def test_cli_import(capsule: Capsule, tmp_path: Path, qlcapsule_cli) -> None:
@@ -348,3 +350,191 @@ def test_cli_import(capsule: Capsule, tmp_path: Path, qlcapsule_cli) -> None:
     assert res.exit_code == 2 and res.stderr.startswith("error: ") and len(res.stderr.strip().splitlines()) == 1
     res = qlcapsule_cli("import", str(evil), str(tmp_path / "in3"), "--max-size", "huge")
     assert res.exit_code == 2 and "--max-size" in res.stderr
+
+
+# -- a second round, from an outside review: each of these once crashed, hung or was accepted ----------
+
+
+def _replaced(capsule: Capsule, name: str, data: bytes) -> list[tuple[str, bytes, int]]:
+    return [(n, data if n == name else d, m) for n, d, m in _payload(capsule)]
+
+
+def _content_end(data: bytes) -> int:
+    """Where a tar's end-of-archive blocks start."""
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        last = tf.getmembers()[-1]
+    return last.offset_data + last.size + (-last.size % 512)
+
+
+def _pax_then_end(capsule: Capsule) -> bytes:
+    data = _tar_with(capsule)
+    info = tarfile.TarInfo("next")
+    info.pax_headers = {"comment": "a PAX header for an entry that never comes"}
+    pax_only = info.tobuf(tarfile.PAX_FORMAT)[:-512]  # drop the ustar header of "next"
+    return data[: _content_end(data)] + pax_only + bytes(10240)
+
+
+def _negative_pax_size(capsule: Capsule) -> bytes:
+    info = tarfile.TarInfo("neg.bin")
+    info.pax_headers = {"size": "-1"}
+    return gzip.compress(_tar_with(capsule, info) + bytes(8 << 20), 9)  # size=-1 once meant "inflate it all"
+
+
+def _zip_patch(capsule: Capsule, patch: Callable[[bytearray], None]) -> bytes:
+    data = bytearray(_zip_with(capsule))
+    patch(data)
+    return bytes(data)
+
+
+def _every_cd(offset: int, value: int, *, bits: bool = False) -> Callable[[bytearray], None]:
+    def patch(data: bytearray) -> None:
+        pos = data.find(b"PK\x01\x02")
+        while pos >= 0:
+            data[pos + offset] = data[pos + offset] | value if bits else value
+            pos = data.find(b"PK\x01\x02", pos + 4)
+
+    return patch
+
+
+def _eocd(offset: int, size: int, value: int | Callable[[int], int]) -> Callable[[bytearray], None]:
+    def patch(data: bytearray) -> None:
+        at = data.rfind(b"PK\x05\x06") + offset
+        old = int.from_bytes(data[at : at + size], "little")
+        data[at : at + size] = (value(old) if callable(value) else value).to_bytes(size, "little")
+
+    return patch
+
+
+def _unflagged_name(capsule: Capsule) -> bytes:
+    data = _zip_with(capsule, ("Qb.txt", b"x", 0o644))
+    return data.replace(b"Qb.txt", b"\xff\xfe.txt")  # same length, local and central header; no UTF-8 flag
+
+
+ROUND_TWO: list[tuple[str, Callable[[Capsule], bytes], str, str]] = [
+    ("negative pax size", _negative_pax_size, "negative PAX size", "neg.tar.gz"),
+    ("pax header then end", _pax_then_end, "with no entry after it", "pax-end.tar"),
+    ("C1 control", lambda c: _tar_with(c, ("evil\x85name.txt", b"x", 0o644)), "control character", "c1.tar"),
+    ("bidi override", lambda c: _tar_with(c, ("evil\u202etxt.exe", b"x", 0o644)), "bidirectional", "bidi.tar"),
+    ("gzip trailer cut", lambda c: gzip.compress(_tar_with(c))[:-8], "corrupt gzip stream", "cut.tar.gz"),
+    ("gzip trailing junk", lambda c: gzip.compress(_tar_with(c)) + b"junk", "corrupt gzip stream", "junk.tar.gz"),
+    ("xz index cut", lambda c: lzma.compress(_tar_with(c))[:-6], "corrupt xz stream", "cut.tar.xz"),
+    (
+        "deflate data corrupt",
+        lambda c: (lambda d: d[:40] + bytes([d[40] ^ 0x55]) + d[41:])(gzip.compress(_tar_with(c), 9)),
+        "corrupt gzip stream|checksum|tar",
+        "flip.tar.gz",
+    ),
+    ("zip patched data", lambda c: _zip_patch(c, _every_cd(8, 0x20, bits=True)), "patched", "p.zip"),
+    ("zip strong encryption", lambda c: _zip_patch(c, _every_cd(8, 0x40, bits=True)), "encrypted", "e.zip"),
+    ("zip version 25.5", lambda c: _zip_patch(c, _every_cd(6, 255)), "not a readable zip|unsupported", "v.zip"),
+    ("zip cp437 name", _unflagged_name, "entry '\ufffd\ufffd.txt': name is not UTF-8", "cp437.zip"),
+    ("zip split", lambda c: _zip_patch(c, _eocd(4, 2, 3)), "multi-disk", "split.zip"),
+    ("zip cd offset lie", lambda c: _zip_patch(c, _eocd(16, 4, lambda o: o + 100)), "offset|not a readable", "o.zip"),
+    (
+        "zip many small zero entries",
+        lambda c: _zip_with(c, *[(f"z/{i:03}.bin", bytes(1 << 20), 0o644) for i in range(40)]),
+        "inflate .* times the archive's size",
+        "many.zip",
+    ),
+    (
+        "lock nested too deeply",
+        lambda c: _tar(_replaced(c, "capsule.lock", b"[" * 100_000 + b"]" * 100_000)),
+        "nested too deeply",
+        "deep.tar",
+    ),
+    (
+        "capsule.yaml alias bomb",
+        lambda c: _tar(_replaced(c, "capsule.yaml", _alias_bomb())),
+        "alias bomb",
+        "laughs.tar",
+    ),
+    (
+        "capsule.yaml DEL",
+        lambda c: _tar(_replaced(c, "capsule.yaml", b"name: demo\nversion: 1.0.0\ndescription: a\x7fb\n")),
+        "invalid YAML: unacceptable character",
+        "del.tar",
+    ),
+]
+
+
+def _alias_bomb() -> bytes:
+    return ("name: demo\nversion: 1.0.0\nlabels:\n" + alias_bomb(7, indent="  ")).encode()
+
+
+@pytest.mark.parametrize("name, build, match, filename", ROUND_TWO, ids=[h[0] for h in ROUND_TWO])
+def test_round_two_hostile_archives_are_refused(
+    capsule: Capsule, arena: Arena, name: str, build, match: str, filename: str
+) -> None:
+    arena.refused(build(capsule), match, filename)
+
+
+def test_a_zip_declaring_too_many_entries_is_refused_before_parsing(capsule: Capsule, arena: Arena) -> None:
+    """zipfile builds every ZipInfo first (432 MB for 900k entries); the declared count is checked before."""
+    data = bytearray(_zip_with(capsule))
+    _eocd(8, 2, 60_000)(data)
+    _eocd(10, 2, 60_000)(data)
+    arena.refused(bytes(data), "60000 entries is more than 100", "count.zip", Limits(max_files=100))
+
+
+def test_oci_index_nested_too_deeply(capsule: Capsule, arena: Arena, tmp_path: Path) -> None:
+    files = _oci_files(capsule, tmp_path)
+    files["index.json"] = b"[" * 100_000 + b"]" * 100_000
+    arena.refused(_tar([(n, d, 0o644) for n, d in files.items()]), "index.json: not valid JSON", "deep.oci.tar")
+
+
+def test_an_import_writes_no_cache_for_a_capsule_it_refuses(capsule: Capsule, arena: Arena, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("QLCAPSULE_CACHE_DIR", str(cache))
+    arena.refused(
+        _tar(_replaced(capsule, "capsule.yaml", b"name: demo\nversion: 1.0.0\ndescription: other\n")),
+        "modified: capsule.yaml",
+        "edited.tar",
+    )
+    assert not (cache / "definitions").exists() or not any((cache / "definitions").iterdir())
+
+
+def test_bad_limits_fifo_archives_and_the_current_directory(capsule: Capsule, tmp_path: Path, monkeypatch) -> None:
+    for kwargs, message in [
+        ({"max_ratio": float("nan")}, "--max-ratio: nan"),
+        ({"max_ratio": float("inf")}, "--max-ratio: inf"),
+        ({"max_files": 0}, "--max-files: 0"),
+        ({"max_total": 0}, "--max-size"),
+    ]:
+        with pytest.raises(QlcapsuleError, match=message):
+            Limits(**kwargs)  # type: ignore[arg-type]
+    fifo = tmp_path / "a.fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(QlcapsuleError, match="is not a regular file"):
+        import_archive(fifo, tmp_path / "dest")  # would block forever waiting for a writer
+    good = export_capsule(capsule.root, "zip", tmp_path / "x.zip").path
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    with pytest.raises(QlcapsuleError, match="is the current directory"):
+        import_archive(good, Path("."))  # type: ignore[arg-type]
+    long_name = tmp_path / ("d" * 255)  # the temp dir's name no longer grows with the destination's
+    assert import_archive(good, long_name).files == 4  # type: ignore[arg-type]
+
+
+def test_repackings_with_dot_slash_and_unflagged_utf8_names_import(make_capsule, tmp_path: Path) -> None:
+    """``tar -C dir -cf x.tar .`` writes ``./`` names; Info-ZIP on Unix writes UTF-8 names without the flag."""
+    capsule = make_capsule({"README.md": "# demo\n", "src/ünïcode.py": "print(1)\n"})
+    entries = _payload(capsule)
+    dot = [tarfile.TarInfo("./")]
+    dot[0].type = tarfile.DIRTYPE
+    dotted = _tar([*dot, *[(f"./{n}", d, m) for n, d, m in entries]], tarfile.GNU_FORMAT)
+    (tmp_path / "dot.tar").write_bytes(dotted)
+    assert import_archive(tmp_path / "dot.tar", tmp_path / "a").digest == capsule.digest
+    data = bytearray(_zip(entries))
+    for sig, at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # clear the UTF-8 flag everywhere
+        pos = data.find(sig)
+        while pos >= 0:
+            data[pos + at + 1] &= ~0x08
+            pos = data.find(sig, pos + 4)
+    (tmp_path / "infozip.zip").write_bytes(bytes(data))
+    result = import_archive(tmp_path / "infozip.zip", tmp_path / "b")
+    assert result.digest == capsule.digest and (tmp_path / "b/src/ünïcode.py").read_text() == "print(1)\n"
+    with pytest.raises(QlcapsuleError, match="regular file with a directory name"):
+        import_archive_bytes = _tar([*entries, ("./", b"x", 0o644)])
+        (tmp_path / "dotfile.tar").write_bytes(import_archive_bytes)
+        import_archive(tmp_path / "dotfile.tar", tmp_path / "c")

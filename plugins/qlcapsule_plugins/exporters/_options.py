@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, field_validator
 
 from qlcapsule import Options
 
+from . import _k8s as k8s
 from ._lazyoptions import check_prefix
 
 
@@ -19,6 +23,11 @@ class TarOptions(Options):
     @classmethod
     def _prefix(cls, v: str) -> str:
         return check_prefix(v)
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _level(cls, v: object) -> object:
+        return None if v == "" else v  # "--option level=": the format's default (over capsule.yaml's)
 
 
 class ZipOptions(Options):
@@ -36,34 +45,85 @@ def _default_resources() -> dict[str, dict[str, str]]:
     return {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}}
 
 
+def _merge_resources(v: object) -> object:
+    """Given requests/limits go over the defaults key by key; an empty value drops a default."""
+    if not isinstance(v, dict):
+        return v  # pydantic names the type error
+    merged = _default_resources()
+    for kind, given in v.items():
+        if kind not in merged:
+            raise ValueError(f"unknown key {kind!r} (use requests, limits)")
+        if not isinstance(given, dict):
+            return v
+        for res, quantity in given.items():
+            if quantity in ("", None):
+                merged[kind].pop(res, None)
+            else:
+                merged[kind][res] = quantity
+    return merged
+
+
+def _like(pattern: str, what: str, max_length: int = 255) -> AfterValidator:
+    """A string matching ``pattern``; else a message saying what was expected (not the regex)."""
+    rx = re.compile(pattern)
+
+    def check(v: str) -> str:
+        if len(v) > max_length or not rx.match(v) or "\n" in v:
+            raise ValueError(f"{v!r} is not {what}")
+        return v
+
+    return AfterValidator(check)
+
+
+Image = Annotated[str, _like(k8s.IMAGE, "an image repository like 'ghcr.io/org/name' (no tag)")]
+ImageRef = Annotated[str, _like(k8s.IMAGE_REF, "an image reference like 'python:3.12-slim'")]
+Tag = Annotated[str, _like(k8s.TAG, "an image tag (letters, digits, '_', '.', '-'; at most 128)", 128)]
+Host = Annotated[str, _like(f"^$|{k8s.HOST}", "empty or a DNS host name like 'orders.example.com'", 253)]
+IngressClass = Annotated[str, _like(f"^$|{k8s.SUBDOMAIN}", "empty or a DNS-1123 name like 'nginx'", 253)]
+Namespace = Annotated[str, _like(k8s.LABEL, "a Kubernetes namespace (lower-case DNS-1123 label)", 63)]
+EnvName = Annotated[str, _like(k8s.ENV_NAME, "an environment variable name")]
+AbsPath = Annotated[str, _like(k8s.ABS_PATH, "an absolute path without spaces or quotes")]
+Resources = dict[
+    Annotated[str, _like(k8s.RESOURCE, "a resource name like 'cpu' or 'memory'")],
+    Annotated[str, _like(k8s.QUANTITY, "a Kubernetes quantity like '500m' or '256Mi'", 64)],
+]
+
+
 class HelmOptions(Options):
-    image: str | None = Field(default=None, description="image repository (default: the capsule name)")
-    tag: str | None = Field(default=None, description="image tag (default: the capsule version)")
+    image: Image | None = Field(default=None, description="image repository (default: the capsule name)")
+    tag: Tag | None = Field(default=None, description="image tag (default: the capsule version)")
     port: int = Field(default=8000, ge=1, le=65535, description="container and service port")
     replicas: int = Field(default=1, ge=0, description="replicaCount")
-    resources: dict[str, dict[str, str]] = Field(default_factory=_default_resources, description="requests/limits")
-    env: dict[str, str] = Field(default_factory=dict, description="environment variables of the container")
+    resources: dict[str, Resources] = Field(
+        default_factory=_default_resources,
+        description="requests/limits, merged over the defaults (an empty value drops one)",
+    )
+    env: dict[EnvName, str] = Field(default_factory=dict, description="environment variables of the container")
     service_type: str = Field(default="ClusterIP", pattern="^(ClusterIP|NodePort|LoadBalancer)$")
-    ingress_host: str = Field(default="", description="when set, the Ingress is enabled for this host")
-    ingress_class: str = ""
+    ingress_host: Host = Field(default="", description="when set, the Ingress is enabled for this host")
+    ingress_class: IngressClass = ""
+
+    _resources = field_validator("resources", mode="before")(_merge_resources)
 
 
 class TerraformOptions(Options):
-    image: str | None = Field(default=None, description="image repository (default: the capsule name)")
-    tag: str | None = Field(default=None, description="image tag (default: the capsule version)")
-    namespace: str = Field(default="default", description="Kubernetes namespace")
+    image: Image | None = Field(default=None, description="image repository (default: the capsule name)")
+    tag: Tag | None = Field(default=None, description="image tag (default: the capsule version)")
+    namespace: Namespace = Field(default="default", description="Kubernetes namespace")
     port: int = Field(default=8000, ge=1, le=65535)
     replicas: int = Field(default=1, ge=0)
-    provider_version: str = Field(default=">= 2.23.0", description="hashicorp/kubernetes version constraint")
+    provider_version: str = Field(
+        default=">= 2.23.0", pattern=r"^[0-9A-Za-z.,<>=!~ -]+$", description="hashicorp/kubernetes version constraint"
+    )
 
 
 class DockerOptions(Options):
-    base_image: str = Field(default="python:3.12-slim", description="FROM image of the generated Dockerfile")
+    base_image: ImageRef = Field(default="python:3.12-slim", description="FROM image of the generated Dockerfile")
     port: int = Field(default=8000, ge=1, le=65535, description="EXPOSEd and published port")
     command: list[str] | None = Field(
         default=None, description="CMD of the generated Dockerfile (default: serve the files on PORT)"
     )
-    workdir: str = Field(default="/app", pattern="^/", description="where the capsule is copied in the image")
+    workdir: AbsPath = Field(default="/app", description="where the capsule is copied in the image")
     compression: str = Field(default="none", pattern="^(none|gzip)$", description="none (ctx.tar) or gzip")
 
 

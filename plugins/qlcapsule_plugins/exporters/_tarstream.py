@@ -6,7 +6,7 @@ Shared by the tar, helm, docker and oci exporters. Every header is built here
 - ustar headers with owner 0/0 and empty owner names, one fixed mtime, mode
   0644 or 0755, no directory entries;
 - a PAX extended header (``././@PaxHeader``) only when a name is not ASCII or
-  longer than 100 bytes, or a size does not fit the octal field;
+  longer than 100 bytes, or a size or the date does not fit its octal field;
 - the archive ends with two zero blocks padded to a 10240-byte record, as
   GNU tar and :mod:`tarfile` do.
 
@@ -76,6 +76,9 @@ def tar_header(name: str, size: int, mode: int, mtime: int) -> bytes:
         raw = raw[:100]
     if size >= _OCTAL_SIZE_MAX:
         pax.append(_pax_record("size", str(size)))
+    if mtime >= _OCTAL_SIZE_MAX:  # after 2242-03-16: the ustar field holds its largest value
+        pax.append(_pax_record("mtime", str(mtime)))
+        mtime = _OCTAL_SIZE_MAX - 1
     out = b""
     if pax:
         records = b"".join(pax)

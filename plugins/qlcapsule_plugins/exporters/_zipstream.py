@@ -57,10 +57,11 @@ class Writable(Protocol):
 def dos_datetime(epoch: int) -> tuple[int, int]:
     """(date, time) in MS-DOS format for a UTC epoch, clamped to 1980-2107."""
     t = time.gmtime(epoch)
-    year = min(max(t.tm_year, 1980), 2107)
     if t.tm_year < 1980:
         return (0 << 9) | (1 << 5) | 1, 0
-    date = ((year - 1980) << 9) | (t.tm_mon << 5) | t.tm_mday
+    if t.tm_year > 2107:  # the latest DOS date: 2107-12-31 23:59:58
+        return (127 << 9) | (12 << 5) | 31, (23 << 11) | (59 << 5) | 29
+    date = ((t.tm_year - 1980) << 9) | (t.tm_mon << 5) | t.tm_mday
     dtime = (t.tm_hour << 11) | (t.tm_min << 5) | (t.tm_sec // 2)
     return date, dtime
 

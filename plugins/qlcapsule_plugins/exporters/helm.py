@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from qlcapsule import Capsule, Exporter, hookimpl, lazy_options
 
+from ._k8s import image_tag
 from ._lazyoptions import model
 from ._tarstream import GzipWriter, TarWriter
 
@@ -32,6 +33,12 @@ def _dump(data: Any) -> bytes:
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True).encode("utf-8")
 
 
+def _tag(version: str) -> str:
+    """values.yaml ``image.tag``: empty (the chart's appVersion) unless the version is no valid tag (``+build``)."""
+    tag = image_tag(version)
+    return "" if tag == version else tag
+
+
 def chart_files(capsule: Capsule, opts: HelmOptions) -> list[tuple[str, bytes]]:
     """The chart's files (relative to the chart directory) in `helm package` order."""
     name, version, digest = capsule.name, capsule.version, f"sha256:{capsule.digest}"
@@ -46,7 +53,7 @@ def chart_files(capsule: Capsule, opts: HelmOptions) -> list[tuple[str, bytes]]:
     }
     values = {
         "replicaCount": opts.replicas,
-        "image": {"repository": opts.image or name, "tag": opts.tag or "", "pullPolicy": "IfNotPresent"},
+        "image": {"repository": opts.image or name, "tag": opts.tag or _tag(version), "pullPolicy": "IfNotPresent"},
         "service": {"type": opts.service_type, "port": opts.port},
         "ingress": {
             "enabled": bool(opts.ingress_host),
@@ -139,7 +146,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "CHART.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{ include "CHART.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | replace "+" "_" | trunc 63 | trimSuffix "-" | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 """

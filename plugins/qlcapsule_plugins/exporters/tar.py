@@ -56,11 +56,19 @@ class TarExporter(Exporter):
             raise OptionsError(f"exporter 'tar': unknown format {fmt!r} (use one of {', '.join(self.formats)})")
         level = self.options.level
         if level is not None:
+            source = self.sources.get("level", "")
+            where = (
+                f" (set in {source}; '--option level=' uses the format's default)"
+                if source.startswith("capsule")
+                else ""
+            )
             if comp == "none":
+                if where:  # a configured level is for the compressed flavours; plain tar has none to set
+                    return
                 raise OptionsError(f"exporter 'tar' options: level: format {fmt} is not compressed")
             lo, hi = _LEVELS[comp]
             if not lo <= level <= hi:
-                raise OptionsError(f"exporter 'tar' options: level: {level} is out of range {lo}-{hi} for {fmt}")
+                raise OptionsError(f"exporter 'tar' options: level: {level} is out of range {lo}-{hi} for {fmt}{where}")
 
     def filename(self, capsule: Capsule, fmt: str) -> str:
         return f"{capsule.name}-{capsule.version}.{'tar.gz' if fmt == 'tgz' else fmt}"

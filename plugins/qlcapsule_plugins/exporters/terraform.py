@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from qlcapsule import Capsule, Exporter, hookimpl, lazy_options
 
+from ._k8s import image_tag, label_value
 from ._lazyoptions import model
 from ._tarstream import sort_entries, write_tar
 
@@ -66,7 +67,7 @@ variable "image" {{
 variable "tag" {{
   description = "Container image tag."
   type        = string
-  default     = {q(opts.tag or version)}
+  default     = {q(opts.tag or image_tag(version))}
 }}
 
 variable "replicas" {{
@@ -113,7 +114,7 @@ locals {{
     "app.kubernetes.io/instance" = var.name
   }}
   labels = merge(var.labels, local.selector, {{
-    "app.kubernetes.io/version"    = {q(version)}
+    "app.kubernetes.io/version"    = {q(label_value(version))}
     "app.kubernetes.io/managed-by" = "terraform"
   }})
   annotations = {{
@@ -215,7 +216,7 @@ output "capsule_digest" {
 # {name} {version} — Terraform module
 
 Exported by qlcapsule from capsule `{capsule.ref}` (digest `{digest}`).
-Deploys the image `{opts.image or name}:{opts.tag or version}` to Kubernetes with the
+Deploys the image `{opts.image or name}:{opts.tag or image_tag(version)}` to Kubernetes with the
 `hashicorp/kubernetes` provider.
 
 ```hcl

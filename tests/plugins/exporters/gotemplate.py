@@ -9,6 +9,7 @@ raises, so a template change that needs more fails loudly instead of passing.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from typing import Any
@@ -152,7 +153,8 @@ _FUNCS = {
     "trimSuffix": lambda suf, s: str(s)[: -len(suf)] if str(s).endswith(suf) else str(s),
     "printf": lambda fmt, *a: fmt.replace("%s", "{}").format(*a),
     "replace": lambda old, new, s: str(s).replace(old, new),
-    "quote": lambda v: '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"',
+    # sprig's quote is Go's %q: backslash, quote and control characters escaped (JSON's escapes are the same here)
+    "quote": lambda v: json.dumps(str(v), ensure_ascii=False),
     "default": lambda d, v: v if v else d,
     "toYaml": _to_yaml,
     "nindent": lambda n, s: "\n" + "\n".join(" " * n + line if line else line for line in str(s).split("\n")),

@@ -6,9 +6,10 @@ import io
 import json
 import tarfile
 
+import pytest
 import yaml
 
-from qlcapsule import Capsule
+from qlcapsule import Capsule, OptionsError
 from qlcapsule.testing import check_exporter
 from qlcapsule_plugins.exporters.docker import DockerExporter
 
@@ -47,3 +48,22 @@ def test_gzip_context(demo_capsule: Capsule) -> None:
     buf = io.BytesIO()
     exporter.export(demo_capsule, buf, "docker")
     assert buf.getvalue()[:2] == b"\x1f\x8b"
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"base_image": ""}, "base_image: '' is not an image reference"),
+        ({"base_image": "python:3.12 AS x"}, "is not an image reference"),
+        ({"workdir": "/app\nRUN rm -rf /"}, "workdir: .* is not an absolute path"),
+        ({"workdir": "app"}, "is not an absolute path"),
+    ],
+)
+def test_options_that_would_break_the_dockerfile_are_refused(options: dict, expected: str) -> None:
+    with pytest.raises(OptionsError, match=expected):
+        DockerExporter.from_options(options)
+
+
+def test_image_references_with_registry_port_tag_and_digest_are_accepted(demo_capsule: Capsule) -> None:
+    ref = "registry.example:5000/team/python:3.12-slim@sha256:" + "a" * 64
+    assert f"\nFROM {ref}\n".encode() in context(demo_capsule, base_image=ref)["Dockerfile"]

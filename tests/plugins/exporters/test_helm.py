@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 
 import kubernetes_validate
@@ -11,7 +12,7 @@ import pytest
 import yaml
 from gotemplate import Renderer
 
-from qlcapsule import Capsule
+from qlcapsule import Capsule, OptionsError
 from qlcapsule.testing import check_exporter
 from qlcapsule_plugins.exporters.helm import HelmExporter
 
@@ -101,3 +102,54 @@ def test_a_broken_manifest_is_caught_by_the_validator() -> None:
     bad = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}, "spec": {"replicas": "one"}}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(bad, K8S_VERSION, strict=True)
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"image": 'ghcr.io/x"y'}, "image: 'ghcr.io/x\"y' is not an image repository"),
+        ({"image": "ghcr.io/acme/demo:1.0"}, "is not an image repository"),  # the tag is its own option
+        ({"tag": "1.0 beta"}, "tag: '1.0 beta' is not an image tag"),
+        ({"ingress_class": "a: b"}, "ingress_class: 'a: b' is not empty or a DNS-1123 name"),
+        ({"ingress_host": "x.example.com\nspec: {}"}, "ingress_host: .* is not empty or a DNS host name"),
+        ({"env": {"1 bad": "x"}}, "'1 bad' is not an environment variable name"),
+        ({"resources": {"limits": {"cpu": "lots"}}}, "resources.limits.cpu: 'lots' is not a Kubernetes quantity"),
+        ({"resources": {"limit": {"cpu": "1"}}}, "resources: unknown key 'limit' \\(use requests, limits\\)"),
+        ({"port": True}, "port: expected a number, not true"),  # pydantic's lax mode made this port 1
+        ({"replicas": False}, "replicas: expected a number, not false"),
+    ],
+)
+def test_options_that_would_break_the_chart_are_refused(options: dict, expected: str) -> None:
+    with pytest.raises(OptionsError, match=expected):
+        HelmExporter.from_options(options)
+
+
+def test_resources_given_in_part_keep_the_other_defaults(demo_capsule: Capsule) -> None:
+    """``--option resources.limits.cpu=1`` (the example in ``export --help``) changes that one quantity."""
+    values = yaml.safe_load(chart(demo_capsule, resources={"limits": {"cpu": "1"}})["demo/values.yaml"])
+    assert values["resources"] == {
+        "requests": {"cpu": "100m", "memory": "128Mi"},
+        "limits": {"cpu": "1", "memory": "256Mi"},
+    }
+    values = yaml.safe_load(chart(demo_capsule, resources={"limits": {"memory": ""}})["demo/values.yaml"])
+    assert values["resources"]["limits"] == {"cpu": "500m"}  # an empty value drops a default
+
+
+def test_a_build_version_renders_valid_labels_and_image(demo_capsule: Capsule) -> None:
+    """SemVer build metadata (``+build.5``) is valid in neither a label value nor an image tag."""
+    text = (demo_capsule.root / "capsule.yaml").read_text()
+    (demo_capsule.root / "capsule.yaml").write_text(re.sub(r"(?m)^version: .*$", "version: 1.0.0-rc.1+build.5", text))
+    capsule = Capsule.load(demo_capsule.root)
+    capsule.seal()
+    files = chart(capsule, env={"QUOTED": 'say "hi"\nnext: line\\'})
+    assert yaml.safe_load(files["demo/Chart.yaml"])["appVersion"] == "1.0.0-rc.1+build.5"
+    rendered = render(files, {"ingress": {"enabled": True}})
+    label = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+    for name in ("deployment.yaml", "service.yaml", "ingress.yaml"):
+        doc = yaml.safe_load(rendered[name])
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        for key, value in doc["metadata"]["labels"].items():
+            assert len(value) <= 63 and label.fullmatch(value), (name, key, value)
+    container = yaml.safe_load(rendered["deployment.yaml"])["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "demo:1.0.0-rc.1_build.5"
+    assert container["env"] == [{"name": "QUOTED", "value": 'say "hi"\nnext: line\\'}]

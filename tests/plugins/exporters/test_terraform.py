@@ -11,7 +11,7 @@ import tarfile
 import hcl2
 import pytest
 
-from qlcapsule import Capsule
+from qlcapsule import Capsule, OptionsError
 from qlcapsule.testing import check_exporter
 from qlcapsule_plugins.exporters.terraform import TerraformExporter, hcl_string
 
@@ -42,12 +42,45 @@ def test_files_parse_and_every_variable_is_declared(demo_capsule: Capsule) -> No
 
 
 def test_option_values_become_defaults_and_are_escaped(demo_capsule: Capsule) -> None:
-    files = module(demo_capsule, image="reg.example/${evil}", namespace="prod", replicas=3)
-    assert '"reg.example/$${evil}"' in files["variables.tf"]
+    files = module(demo_capsule, image="reg.example:5000/team/app", namespace="prod", replicas=3)
+    assert '"reg.example:5000/team/app"' in files["variables.tf"]
+    # options cannot carry templates (below); the quoting escapes them all the same
+    assert hcl_string("reg.example/${evil}") == '"reg.example/$${evil}"'
     assert hcl_string("a%{b}") == '"a%%{b}"'
     parsed = hcl2.loads(files["variables.tf"])
     defaults = {next(iter(v)).strip('"'): next(iter(v.values())).get("default") for v in parsed["variable"]}
     assert defaults["namespace"].strip('"') == "prod" and defaults["replicas"] == 3
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("image", "reg.example/${evil}", "is not an image repository"),
+        ("image", "Upper/Case", "is not an image repository"),
+        ("tag", "1.0 beta", "is not an image tag"),
+        ("namespace", "prod\nrm", "is not a Kubernetes namespace"),
+        ("namespace", "Prod", "is not a Kubernetes namespace"),
+        ("provider_version", '>= 2"\n}', "provider_version"),
+    ],
+)
+def test_option_values_that_would_break_the_module_are_refused(
+    demo_capsule: Capsule, option: str, value: str, expected: str
+) -> None:
+    with pytest.raises(OptionsError, match=expected):
+        TerraformExporter.from_options({option: value})
+
+
+def test_a_build_version_becomes_a_valid_label_and_tag(demo_capsule: Capsule, tmp_path) -> None:
+    """SemVer build metadata (``+build.5``) is valid in neither a label value nor an image tag."""
+    text = (demo_capsule.root / "capsule.yaml").read_text()
+    (demo_capsule.root / "capsule.yaml").write_text(re.sub(r"(?m)^version: .*$", "version: 1.0.0-rc.1+build.5", text))
+    capsule = Capsule.load(demo_capsule.root)
+    capsule.seal()
+    files = module(capsule)
+    assert '"app.kubernetes.io/version"    = "1.0.0-rc.1_build.5"' in files["main.tf"]
+    assert 'default     = "1.0.0-rc.1_build.5"' in files["variables.tf"]
+    labels = re.findall(r'"app\.kubernetes\.io/[a-z-]+"\s*=\s*"([^"]*)"', files["main.tf"])
+    assert labels and all(re.fullmatch(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?", v) for v in labels), labels
 
 
 def test_terraform_fmt_and_validate_where_available(demo_capsule: Capsule, tmp_path) -> None:
