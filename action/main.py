@@ -402,6 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     from qlcapsule import QlcapsuleError
+    from qlcapsule.errors import interruption
     from qlcapsule.log import scrub
 
     mask_secrets(env)
@@ -413,6 +414,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         outcome = RUNNERS[command](paths, env)
     except SystemExit as exc:
         return int(exc.code or 0)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or qlcapsule.errors.Terminated (SIGTERM/SIGHUP)
+        what, code = interruption(exc)
+        print(f"::error title=qlcapsule {command}::{what}")
+        return code
     except QlcapsuleError as exc:
         outcome = Outcome(command)
         outcome.errors.append(("", scrub(exc.message)))
@@ -438,4 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from qlcapsule.cli import on_termination
+
+    on_termination()  # a cancelled workflow sends SIGINT, then SIGTERM: temp files go either way
     sys.exit(main())

@@ -193,6 +193,23 @@ def _definition_file(raw: bytes) -> Path | None:
     return base / _DEF_DIR / f"{key}.json"
 
 
+_writes_suspended = 0
+#: a parsed capsule.yaml larger than this as JSON is not cached (YAML aliases can expand a small file a lot)
+_DEF_MAX = 256 << 10
+
+
+class no_writes:  # noqa: N801 - used as ``with caches.no_writes():``
+    """Within this block, caches are read but never written (``qlcapsule import`` of an unverified capsule)."""
+
+    def __enter__(self) -> None:
+        global _writes_suspended
+        _writes_suspended += 1
+
+    def __exit__(self, *exc: object) -> None:
+        global _writes_suspended
+        _writes_suspended -= 1
+
+
 def cached_definition(raw: bytes, parse: Callable[[bytes], Any]) -> Any:
     """``parse(raw)``, from the cache when these bytes were parsed before (then remembered)."""
     file = _definition_file(raw)
@@ -211,6 +228,8 @@ def cached_definition(raw: bytes, parse: Callable[[bytes], Any]) -> Any:
             return result  # e.g. integer keys would come back as strings
     except (TypeError, ValueError):
         return result  # dates, binary: not JSON
+    if _writes_suspended or len(text) > _DEF_MAX:
+        return result
     if _write_quietly(file, text):
         try:
             _prune(file.parent)

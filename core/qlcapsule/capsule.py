@@ -13,8 +13,17 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from .errors import DefinitionError, InputError, IntegrityError
 from .globs import GlobSet, check_glob
 from .lock import Lock, Status, atomic_write, build_lock, compare, parse_lock, read_lock, render_lock
-from .names import DEFAULT_EXCLUDE, DEFINITION_FILE, DNS_LABEL, LOCK_FILE, SEMVER, SIG_FILE, TOP_LEVEL_KEYS
-from .tree import FileEntry, check_relative
+from .names import (
+    DEFAULT_EXCLUDE,
+    DEFINITION_FILE,
+    DNS_LABEL,
+    LOCK_FILE,
+    MAX_SIG_BYTES,
+    SEMVER,
+    SIG_FILE,
+    TOP_LEVEL_KEYS,
+)
+from .tree import FileEntry, check_relative, read_regular
 from .tree import scan as scan_tree
 
 if TYPE_CHECKING:
@@ -59,13 +68,13 @@ def _light_parse(raw: bytes) -> dict[str, Any] | None:
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(raw.decode("utf-8"))
         try:
             node = loader.get_single_node()
-            if node is None or _has_duplicate_keys(node):
+            if node is None or _needs_full_loader(node):
                 return None
             data = loader.construct_document(node)
         finally:
             loader.dispose()
-    except (UnicodeDecodeError, yaml.YAMLError):
-        return None
+    except (UnicodeDecodeError, yaml.YAMLError, RecursionError):
+        return None  # the full loader names the problem
     if not isinstance(data, dict) or not set(data) <= TOP_LEVEL_KEYS:
         return None
     name, version = data.get("name"), data.get("version")
@@ -85,13 +94,20 @@ def _light_parse(raw: bytes) -> dict[str, Any] | None:
     return data
 
 
-def _has_duplicate_keys(node: Any) -> bool:
-    """Whether any mapping under ``node`` repeats a key (compared as written, like yamlsrc)."""
+def _needs_full_loader(node: Any) -> bool:
+    """Whether the full loader must read this document: a mapping under ``node`` repeats a key
+    (compared as written, like yamlsrc), or an alias is used (a node reached twice; the full
+    loader limits how far aliases may expand).
+    """
     import yaml
 
     stack = [node]
+    seen: set[int] = set()
     while stack:
         node = stack.pop()
+        if id(node) in seen:
+            return True
+        seen.add(id(node))
         if isinstance(node, yaml.MappingNode):
             keys = [k.value if isinstance(k, yaml.ScalarNode) else id(k) for k, _ in node.value]
             if len(set(keys)) != len(keys):
@@ -102,7 +118,9 @@ def _has_duplicate_keys(node: Any) -> bool:
     return False
 
 
-_PLAIN_KEYS = frozenset({"name", "version", "description", "authors", "license", "labels", "include", "exclude", "generator"})
+_PLAIN_KEYS = frozenset(
+    {"name", "version", "description", "authors", "license", "labels", "include", "exclude", "generator"}
+)
 _GENERATOR_KEYS = frozenset({"template", "version", "commit", "source", "answers"})
 
 
@@ -155,7 +173,9 @@ class Capsule:
     so integrity checks never import pydantic.
     """
 
-    def __init__(self, root: Path, definition: CapsuleDefinition | None = None, raw: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, root: Path, definition: CapsuleDefinition | None = None, raw: dict[str, Any] | None = None
+    ) -> None:
         self.root = root
         self._definition = definition
         self._raw = raw
@@ -248,7 +268,9 @@ class Capsule:
         """Walk and hash the included files as they are on disk now (see :func:`qlcapsule.tree.scan`)."""
         found = scan_tree(self.root, self.globs(), progress=progress, alongside=alongside)
         if not any(f.path == DEFINITION_FILE for f in found):
-            raise DefinitionError(f"{self.root / DEFINITION_FILE}: excluded by the capsule's own globs; it must be included")
+            raise DefinitionError(
+                f"{self.root / DEFINITION_FILE}: excluded by the capsule's own globs; it must be included"
+            )
         return found
 
     def read_lock(self) -> Lock | None:
@@ -256,10 +278,20 @@ class Capsule:
 
     def _lock_bytes(self) -> bytes:
         """capsule.lock as written; IntegrityError when the capsule was never sealed."""
-        try:
-            return self.lock_path.read_bytes()
-        except FileNotFoundError:
-            raise IntegrityError(f"{self.lock_path}: not sealed (run 'qlcapsule seal {self.root}')") from None
+        raw = read_regular(self.lock_path, name="capsule.lock")
+        if raw is None:
+            raise IntegrityError(f"{self.lock_path}: not sealed (run 'qlcapsule seal {self.root}')")
+        return raw
+
+    def sig_bytes(self) -> bytes | None:
+        """capsule.sig as written, None when unsigned.
+
+        A symlink, a FIFO or a directory is refused (UnsafePathError), a file over
+        1 MiB too (SignatureError): capsule.sig is not in the lock, so this is its check.
+        """
+        from .errors import SignatureError
+
+        return read_regular(self.sig_path, name="capsule.sig", limit=MAX_SIG_BYTES, too_big=SignatureError)
 
     def require_lock(self) -> Lock:
         return parse_lock(self._lock_bytes(), str(self.lock_path))
@@ -286,7 +318,7 @@ class Capsule:
         lock = self.require_lock()
         items = [(e.path, self.root / e.path, e.mode) for e in lock.files]
         items.append((LOCK_FILE, self.lock_path, "644"))
-        if self.sig_path.is_file():
+        if self.sig_bytes() is not None:  # a symlinked capsule.sig is refused, not followed
             items.append((SIG_FILE, self.sig_path, "644"))
         items.sort(key=lambda t: t[0].encode("utf-8"))
         yield from items

@@ -55,18 +55,48 @@ _options_base: Any = None
 def _base_options() -> Any:
     global _options_base
     if _options_base is None:
-        from pydantic import BaseModel, ConfigDict
+        from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
         class Options(BaseModel):
-            """Base for component options: unknown keys are errors."""
+            """Base for component options: unknown keys are errors, ``true`` is not a number."""
 
             model_config = ConfigDict(extra="forbid")
+
+            @field_validator("*", mode="before")
+            @classmethod
+            def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+                # pydantic's lax mode reads true as 1: ``port: true`` in capsule.yaml became port 1
+                if isinstance(value, bool) and info.field_name is not None:
+                    field = cls.model_fields.get(info.field_name)
+                    if field is not None and _numeric_not_bool(field.annotation):
+                        raise ValueError(f"expected a number, not {str(value).lower()}")
+                return value
 
         Options.__module__ = __name__
         Options.__qualname__ = "Options"
         _options_base = Options
         globals()["Options"] = Options
     return _options_base
+
+
+def _numeric_not_bool(annotation: Any) -> bool:
+    """True when ``annotation`` accepts an int or float but not a bool (``int``, ``int | None``, ...)."""
+    import typing
+
+    seen: set[Any] = set()
+
+    def walk(t: Any) -> None:
+        if t in seen:
+            return
+        seen.add(t)
+        if typing.get_origin(t) is typing.Annotated:
+            walk(typing.get_args(t)[0])
+            return
+        for arg in typing.get_args(t):
+            walk(arg)
+
+    walk(annotation)
+    return bool(seen & {int, float}) and bool not in seen and Any not in seen
 
 
 #: plain records, kept in ``records.py``: building a dataclass costs ~0.5 ms at import
@@ -165,6 +195,8 @@ class Component:
         if options is None and (defaults := self._known_defaults()) is not None:
             options = DefaultOptions(defaults)
         self._options = options
+        #: where each top-level option came from, when the caller says (``--option``, ``capsule.yaml exports.tar``)
+        self.sources: dict[str, str] = {}
 
     @property
     def options(self) -> Any:
@@ -334,6 +366,8 @@ class Exporter(Component):
 
 #: 1980-01-01T00:00:00Z: the fallback export date (the ZIP epoch).
 DEFAULT_EPOCH = 315532800
+#: 9999-12-31T23:59:59Z: the latest date an export accepts (tar needs a PAX ``mtime`` past 2242, ZIP clamps to 2107)
+LATEST_EPOCH = 253402300799
 
 
 def export_timestamp(capsule: Capsule) -> int:
@@ -344,6 +378,8 @@ def export_timestamp(capsule: Capsule) -> int:
     if raw:
         if not raw.isdigit():
             raise OptionsError(f"SOURCE_DATE_EPOCH: {raw!r} is not a non-negative integer number of seconds")
+        if int(raw) > LATEST_EPOCH:
+            raise OptionsError(f"SOURCE_DATE_EPOCH: {raw} is after 9999-12-31T23:59:59Z")
         return int(raw)
     created = _signed_created(capsule.sig_path)
     return created if created is not None else DEFAULT_EPOCH
@@ -354,12 +390,18 @@ def _signed_created(sig_path: Path) -> int | None:
     import base64
     import json
 
+    from .errors import QlcapsuleError
+    from .tree import read_regular
+
     try:
-        envelope = json.loads(sig_path.read_bytes())
+        raw = read_regular(sig_path, name="capsule.sig", limit=1024 * 1024)  # never a symlink's target
+        if raw is None:
+            return None
+        envelope = json.loads(raw)
         statement = json.loads(base64.b64decode(envelope["payload"]))
         created = statement["predicate"]["created"]
         when = _dt.datetime.fromisoformat(str(created).replace("Z", "+00:00"))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, QlcapsuleError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=_dt.timezone.utc)

@@ -14,6 +14,8 @@ Exit codes (documented in the README):
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "QlcapsuleError",
     "UsageError",
@@ -29,6 +31,10 @@ __all__ = [
     "ConflictError",
     "CredentialsError",
     "RemoteError",
+    "Terminated",
+    "interruption",
+    "signal_module",
+    "signals_deferred",
 ]
 
 
@@ -117,3 +123,57 @@ class RemoteError(QlcapsuleError):
     """A remote service failed after bounded retries."""
 
     exit_code = 3
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived (CI cancelled the job, ``timeout``, ``docker stop``).
+
+    A KeyboardInterrupt, so it unwinds exactly like Ctrl-C: temp files and
+    half-written exports are removed on the way out. The CLI exits with
+    128 + the signal number, as a shell reports a process killed by it.
+    """
+
+    def __init__(self, signum: int, name: str) -> None:
+        super().__init__(name)
+        self.signum = signum
+        self.name = name
+
+
+def interruption(exc: KeyboardInterrupt) -> tuple[str, int]:
+    """What to say and the exit code for Ctrl-C (130) or :class:`Terminated` (128 + the signal number)."""
+    if isinstance(exc, Terminated):
+        return f"terminated ({exc.name})", 128 + exc.signum
+    return "interrupted", 130
+
+
+def signal_module() -> Any:
+    """The C ``_signal`` module: ``signal`` builds its enums at import (~1 ms of every command)."""
+    try:
+        import _signal
+
+        return _signal
+    except ImportError:  # pragma: no cover - not CPython
+        import signal
+
+        return signal
+
+
+class signals_deferred:  # noqa: N801 - used as ``with signals_deferred():``
+    """Hold SIGINT, SIGTERM and SIGHUP back for a few statements (the calling thread; POSIX only).
+
+    Between creating a temp file and entering the ``try`` that removes it,
+    Ctrl-C or a SIGTERM would leave it behind. Inside this block the signal
+    waits; it is delivered when the block ends, once the caller has recorded
+    what to clean up.
+    """
+
+    def __enter__(self) -> None:
+        sig = signal_module()
+        self._sig = sig
+        self._old: object = None
+        if hasattr(sig, "pthread_sigmask"):
+            self._old = sig.pthread_sigmask(sig.SIG_BLOCK, {sig.SIGINT, sig.SIGTERM, sig.SIGHUP})
+
+    def __exit__(self, *exc: object) -> None:
+        if self._old is not None:
+            self._sig.pthread_sigmask(self._sig.SIG_SETMASK, self._old)

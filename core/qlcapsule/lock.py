@@ -19,12 +19,13 @@ import hashlib
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple
 
 from .errors import DefinitionError, UnsafePathError
-from .tree import FileEntry, check_relative, display_path, path_key
+from .tree import FileEntry, check_relative, display_path, path_key, read_regular
 
 LOCK_VERSION = 1
 HEX64 = r"^[0-9a-f]{64}$"
@@ -82,13 +83,21 @@ def _validate(data: Any, where: str) -> Lock:
         _check(key in _TOP_KEYS, where, str(key), "unknown key")
     for key in _TOP_KEYS:
         _check(key in data, where, key, "required key is missing")
-    _check(data["lockVersion"] == LOCK_VERSION and type(data["lockVersion"]) is int, where, "lockVersion",
-           f"unsupported lock version {data['lockVersion']!r} (this qlcapsule reads {LOCK_VERSION})")
+    _check(
+        data["lockVersion"] == LOCK_VERSION and type(data["lockVersion"]) is int,
+        where,
+        "lockVersion",
+        f"unsupported lock version {data['lockVersion']!r} (this qlcapsule reads {LOCK_VERSION})",
+    )
     _check(data["algorithm"] == "sha256", where, "algorithm", f"unsupported algorithm {data['algorithm']!r}")
     for key in ("name", "version"):
         _check(isinstance(data[key], str), where, key, "expected a string")
-    _check(isinstance(data["digest"], str) and bool(_HEX64.match(data["digest"])), where, "digest",
-           "expected 64 lowercase hex digits")
+    _check(
+        isinstance(data["digest"], str) and bool(_HEX64.match(data["digest"])),
+        where,
+        "digest",
+        "expected 64 lowercase hex digits",
+    )
     _check(isinstance(data["files"], list), where, "files", "expected a list")
     files: list[LockEntry] = []
     hex_ok = _HEX64.fullmatch
@@ -120,8 +129,12 @@ def _validate(data: Any, where: str) -> Lock:
             check_relative(path, "path")
         except UnsafePathError as exc:
             raise DefinitionError(f"{where}: {loc}.path: {exc}") from None
-        _check(isinstance(digest, str) and bool(_HEX64.match(digest)), where, f"{loc}.sha256",
-               "expected 64 lowercase hex digits")
+        _check(
+            isinstance(digest, str) and bool(_HEX64.match(digest)),
+            where,
+            f"{loc}.sha256",
+            "expected 64 lowercase hex digits",
+        )
         _check(type(size) is int and size >= 0, where, f"{loc}.size", "expected a non-negative integer")
         _check(mode in ("644", "755"), where, f"{loc}.mode", "expected '644' or '755'")
         files.append(LockEntry(path, digest, size, mode))
@@ -167,6 +180,7 @@ def render_lock(lock: Lock) -> bytes:
     )
     if not lock.files:
         return (head + '  "files": []\n}\n').encode("utf-8")
+
     def quoted(path: str) -> str:
         # What json.dumps(path, ensure_ascii=False) gives, without the call for plain names.
         if path.isascii() and path.isprintable() and '"' not in path and "\\" not in path:
@@ -189,6 +203,8 @@ def parse_lock(raw: bytes, where: str = "capsule.lock") -> Lock:
         raise DefinitionError(f"{where}: not UTF-8") from None
     except json.JSONDecodeError as exc:
         raise DefinitionError(f"{where}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise DefinitionError(f"{where}: invalid JSON: nested too deeply") from None
     lock = _validate(data, where)
     keys = [path_key(e.path) for e in lock.files]
     if keys != sorted(keys) or len(set(keys)) != len(keys):
@@ -197,11 +213,8 @@ def parse_lock(raw: bytes, where: str = "capsule.lock") -> Lock:
 
 
 def read_lock(path: Path) -> Lock | None:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    return parse_lock(raw, str(path))
+    raw = read_regular(path, name="capsule.lock")  # a symlink or a FIFO is refused, not followed
+    return None if raw is None else parse_lock(raw, str(path))
 
 
 def mkstemp(prefix: str, folder: Path | str, suffix: str = "") -> tuple[int, str]:
@@ -220,7 +233,8 @@ def mkstemp(prefix: str, folder: Path | str, suffix: str = "") -> tuple[int, str
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> bool:
     """Write ``data`` to ``path`` via a temp file and rename. Returns False when unchanged."""
     try:
-        if path.read_bytes() == data:
+        st = os.lstat(path)  # a symlink or a FIFO is replaced, never read or written through
+        if stat.S_ISREG(st.st_mode) and st.st_size == len(data) and path.read_bytes() == data:
             return False
     except FileNotFoundError:
         pass
@@ -258,9 +272,7 @@ class Status:
 
     @property
     def clean(self) -> bool:
-        return not (
-            self.modified or self.added or self.removed or self.mode_changed or self.problems or self.identity
-        )
+        return not (self.modified or self.added or self.removed or self.mode_changed or self.problems or self.identity)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -85,7 +85,8 @@ def verify_capsule(root: Path, **signature_options: Any) -> dict[str, Any]:
     }
     opts = {k: v for k, v in signature_options.items() if v not in (None, False, (), [])}
     policy = capsule.setting("policy") or {}
-    if opts or capsule.sig_path.exists() or policy.get("require_signature") or policy.get("min_version"):
+    sig_exists = capsule.sig_path.exists() or capsule.sig_path.is_symlink()  # a dangling symlink is refused too
+    if opts or sig_exists or policy.get("require_signature") or policy.get("min_version"):
         from .signing import verify_signatures
 
         report["signature"] = verify_signatures(capsule, lock, **opts)

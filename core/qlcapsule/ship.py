@@ -29,11 +29,14 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .capsule import Capsule
 from .errors import InputError, QlcapsuleError
 from .log import event, get_logger, scrub
+
+if TYPE_CHECKING:
+    from .validation import CapsuleReport
 
 __all__ = ["STEPS", "ShipOptions", "StepResult", "CapsuleResult", "ShipResult", "ship", "default_store", "plan"]
 
@@ -90,6 +93,8 @@ class CapsuleResult:
     signed_by: list[str] = field(default_factory=list)
     error: str | None = None
     exit_code: int = 0
+    #: ``--dry-run``: every step ran on a copy; nothing was written, committed or uploaded
+    dry_run: bool = False
     #: the validation.CapsuleReport of the validate step (not in to_dict: ``findings`` and ``score`` carry it)
     validation: Any = field(default=None, repr=False)
 
@@ -195,6 +200,7 @@ def plan(paths: Iterable[str | Path], options: ShipOptions) -> list[_Job]:
         raise InputError(f"unknown step(s) to skip: {', '.join(sorted(unknown))} (steps: {', '.join(STEPS)})")
     roots = [Path(p) for p in paths] or [Path(".")]
     seen: set[Path] = set()
+    refs: dict[str, Path] = {}
     jobs: list[_Job] = []
     reg = plugins.registry()
     for root in roots:
@@ -202,6 +208,9 @@ def plan(paths: Iterable[str | Path], options: ShipOptions) -> list[_Job]:
         if capsule.root in seen:
             continue
         seen.add(capsule.root)
+        other = refs.setdefault(capsule.ref, capsule.root)
+        if other != capsule.root:  # one store branch, one artifact name: the second would clash mid-run
+            raise InputError(f"{capsule.root}: {capsule.ref} is also {other}; ship one capsule per name and version")
         cfg = capsule.definition.ship
         steps = [s for s in STEPS if s not in options.skip]
         switched = {"validate": cfg.validate_, "sign": cfg.sign, "commit": cfg.commit, "deliver": cfg.deliver}
@@ -215,7 +224,7 @@ def plan(paths: Iterable[str | Path], options: ShipOptions) -> list[_Job]:
         if "deliver" in steps:
             for target in targets:
                 name, config = resolve_target(capsule, target)
-                load_deliverer(name, config)  # options checked now, not after the export
+                load_deliverer(name, config, capsule)  # options checked now, not after the export
                 for fmt in config.formats or ():
                     reg.exporter_for(fmt)
         jobs.append(
@@ -230,6 +239,11 @@ def plan(paths: Iterable[str | Path], options: ShipOptions) -> list[_Job]:
                 options=options,
             )
         )
+    if any("sign" in j.steps for j in jobs) and (options.key or options.key_env):
+        from . import signing
+
+        # a bad key must fail here, not after the seal step rewrote capsule.lock
+        signing.load_signing_key(options.key, key_env=options.key_env)
     return jobs
 
 
@@ -245,17 +259,45 @@ class _Context:
         self.artifacts: dict[str, Any] = {}  # format -> Artifact
 
 
+#: findings about the signature that ship's own sign step replaces a moment later
+_FIXED_BY_SIGN = frozenset({"signature.missing", "signature.stale", "signature.expired", "signature.expiring"})
+
+
+def _leave_to_sign(report: CapsuleReport) -> int:
+    """Drop the findings the sign step makes moot (a reseal always makes the old signature stale,
+    so after the seal hook's commit every ship would fail); rescore their validators."""
+    from .validation import validator_score
+
+    moot = [f for f in report.findings if f.rule in _FIXED_BY_SIGN]
+    if not moot:
+        return 0
+    report.findings = [f for f in report.findings if f.rule not in _FIXED_BY_SIGN]
+    for name in {f.validator for f in moot}:
+        summary = report.validators.get(name or "")
+        if summary is None:
+            continue
+        kept = [f for f in report.findings if f.validator == name]
+        summary.score = validator_score(kept)
+        for sev in ("error", "warning", "note"):
+            setattr(summary, f"{sev}s", sum(1 for f in kept if f.severity.value == sev))
+    return len(moot)
+
+
 def _step_validate(ctx: _Context) -> str:
     from .validation import validate_capsules
 
     opts = ctx.job.options
-    report = validate_capsules([ctx.capsule.root], fail_on=opts.fail_on, min_score=opts.min_score, jobs=1)
+    root = Path(ctx.job.root)  # the capsule itself, also in a dry run (whose steps work on a copy)
+    report = validate_capsules([root], fail_on=opts.fail_on, min_score=opts.min_score, jobs=1)
     (capsule_report,) = report.capsules
+    moot = _leave_to_sign(capsule_report) if "sign" in ctx.job.steps else 0
     ctx.result.validation = capsule_report
     ctx.result.findings = [f.to_dict() for f in capsule_report.findings]
     ctx.result.score = round(capsule_report.score, 4)
     n = capsule_report.counts()
     detail = f"score {capsule_report.score:.2f}, {n['error']} error(s), {n['warning']} warning(s), {n['note']} note(s)"
+    if moot:
+        detail += f"; {moot} about the old signature left to the sign step"
     if capsule_report.failed:
         first = next((f for f in capsule_report.findings if f.severity.value == "error"), None)
         why = (
@@ -273,6 +315,8 @@ def _step_seal(ctx: _Context) -> str:
     result = seal_capsule(ctx.capsule.root)
     ctx.capsule = Capsule.load(ctx.capsule.root)
     ctx.result.digest = result.digest
+    if ctx.job.options.dry_run:
+        return f"{'would seal' if result.written else 'unchanged'} sha256:{result.digest[:12]}"
     return f"{'sealed' if result.written else 'unchanged'} sha256:{result.digest[:12]}"
 
 
@@ -289,14 +333,21 @@ def _step_sign(ctx: _Context) -> str:
     opts = ctx.job.options
     if opts.key_env:
         skey = signing.load_signing_key(key_env=opts.key_env)
+    elif opts.key:
+        skey = signing.load_signing_key(opts.key)
     else:
-        skey = signing.load_signing_key(opts.key or signing.dev_key(create=True))
+        if opts.dry_run and not (signing.qlcapsule_home() / "dev.key").exists():
+            return "would sign with a new development key (created on the first real ship)"
+        dev = signing.dev_key(create=not opts.dry_run)  # a damaged key fails a dry run too
+        skey = signing.load_signing_key(dev)
     ctx.result.signed_by = [skey.keyid]
     if _already_signed(ctx, skey.keyid):
         return f"already signed by {skey.keyid[:16]}"
     result = signing.sign_capsule(ctx.capsule.root, key=skey)
     ctx.result.signed_by = list(result.keyids)
-    return f"signed by {skey.keyid[:16]}" + (" (development key)" if not (opts.key or opts.key_env) else "")
+    return f"{'would sign' if opts.dry_run else 'signed'} by {skey.keyid[:16]}" + (
+        " (development key)" if not (opts.key or opts.key_env) else ""
+    )
 
 
 def _already_signed(ctx: _Context, keyid: str) -> bool:
@@ -304,7 +355,10 @@ def _already_signed(ctx: _Context, keyid: str) -> bool:
     from .envelope import Envelope, Statement
 
     try:
-        envelope = Envelope.from_json(ctx.capsule.sig_path.read_bytes(), str(ctx.capsule.sig_path))
+        raw = ctx.capsule.sig_bytes()
+        if raw is None:
+            return False
+        envelope = Envelope.from_json(raw, str(ctx.capsule.sig_path))
         statement = Statement.parse(envelope.payload, str(ctx.capsule.sig_path))
     except (OSError, QlcapsuleError):
         return False
@@ -320,6 +374,9 @@ def _step_commit(ctx: _Context) -> str:
     from .store import commit_capsule
 
     opts = ctx.job.options
+    if opts.dry_run:
+        store = ctx.job.store or "the enclosing git repository"
+        return f"would commit {ctx.capsule.ref} to {store} (branch {ctx.job.branch or 'main'})"
     result = commit_capsule(ctx.capsule.root, message=opts.message, store=ctx.job.store, branch=ctx.job.branch)
     ctx.result.commit, ctx.result.store = result.commit, result.store
     what = f"{result.branch} {result.commit[:12]}"
@@ -342,7 +399,7 @@ def _step_export(ctx: _Context) -> str:
     from .records import Artifact
 
     deliver = "deliver" in ctx.job.steps
-    outdir = ctx.staging if deliver else Path(ctx.job.options.output).resolve()
+    outdir = ctx.staging if deliver or ctx.job.options.dry_run else Path(ctx.job.options.output).resolve()
     outdir.mkdir(parents=True, exist_ok=True)
     for fmt in _needed_formats(ctx):
         result = export_capsule(ctx.capsule.root, fmt, _out_path(ctx, fmt, outdir))
@@ -355,8 +412,10 @@ def _step_export(ctx: _Context) -> str:
         artifact = Artifact(result.path, result.path.name, result.sha256, result.size, result.media_type)
         ctx.artifacts[fmt] = artifact
         if "deliver" not in ctx.job.steps:
-            ctx.result.artifacts.append(_artifact_dict(artifact, fmt))
-    return ", ".join(a.name for a in ctx.artifacts.values())
+            where = Path(ctx.job.options.output).resolve() / result.path.name if ctx.job.options.dry_run else None
+            ctx.result.artifacts.append(_artifact_dict(artifact, fmt, str(where) if where else None))
+    names = ", ".join(a.name for a in ctx.artifacts.values())
+    return f"would write {names} to {ctx.job.options.output}" if ctx.job.options.dry_run and not deliver else names
 
 
 def _out_path(ctx: _Context, fmt: str, outdir: Path) -> Path:
@@ -405,6 +464,22 @@ _RUNNERS: dict[str, Callable[[_Context], str]] = {
 }
 
 
+def _dry_copy(capsule: Capsule, into: Path) -> Capsule:
+    """A copy of the capsule's files (and lock and signature) for ``--dry-run`` to seal, sign and
+    export, so it reports the digest and artifacts a real run would give without touching the capsule."""
+    from .model import LOCK_FILE, SIG_FILE
+    from .tree import walk
+
+    dest = into / capsule.root.name
+    names = [f.path for f in walk(capsule.root, capsule.globs(), stat_files=False)]
+    names += [n for n in (LOCK_FILE, SIG_FILE) if (capsule.root / n).is_file()]
+    for name in names:
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(capsule.root / name, target)
+    return Capsule.load(dest)
+
+
 class _StepFailed(QlcapsuleError):
     exit_code = 1
 
@@ -418,6 +493,9 @@ def ship_one(job: _Job, events: EventSink | None = None) -> CapsuleResult:
     try:
         capsule = Capsule.load(job.root)
         result.name, result.version = capsule.name, capsule.version
+        if job.options.dry_run:
+            result.dry_run = True
+            capsule = _dry_copy(capsule, staging / "dry-run")
         ctx = _Context(job, capsule, result, staging)
         for step in result.steps:
             runner = _RUNNERS[step.name]
@@ -469,15 +547,26 @@ def _worker(job: _Job) -> CapsuleResult:
         if _worker_queue is not None:
             _worker_queue.put((index, step, status, detail))
 
-    return ship_one(job, sink)
+    try:
+        return ship_one(job, sink)
+    finally:
+        # The queue's feeder thread may still hold this job's events when the
+        # result reaches the parent; this marker, queued after them, tells the
+        # parent they have all arrived.
+        if _worker_queue is not None:
+            _worker_queue.put((job.index, None, None, None))
 
 
 def _prepare_shared(jobs: list[_Job]) -> None:
     """Create what workers would otherwise race for: the dev key and the default stores."""
-    if any("sign" in j.steps and not (j.options.key or j.options.key_env) for j in jobs):
+    dev_signed = [j for j in jobs if "sign" in j.steps and not (j.options.key or j.options.key_env)]
+    if dev_signed:
         from . import signing
 
-        signing.dev_key(create=True)
+        real = any(not j.options.dry_run for j in dev_signed)  # a dry run creates no key...
+        if real or (signing.qlcapsule_home() / "dev.key").exists():
+            signing.dev_key(create=real)  # ...but a damaged one fails it as it would fail the real run
+    jobs = [j for j in jobs if not j.options.dry_run]  # a dry run creates no store
     stores = {j.store for j in jobs if "commit" in j.steps and j.store}
     for store in sorted(stores):
         if not Path(store).exists():
@@ -522,6 +611,7 @@ def _run_pool(planned: list[_Job], workers: int, events: EventSink | None) -> li
     env = {k: v for k, v in os.environ.items() if k.startswith("QLCAPSULE_")}
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(queue, env)) as pool:
         futures: list[Future[CapsuleResult]] = [pool.submit(_worker, j) for j in planned]
+        flushed: set[int] = set()
 
         def drain(block: bool) -> None:
             while True:
@@ -529,11 +619,19 @@ def _run_pool(planned: list[_Job], workers: int, events: EventSink | None) -> li
                     item = queue.get(timeout=0.1) if block else queue.get_nowait()
                 except queue_mod.Empty:
                     return
-                if events is not None:
+                if item[1] is None:
+                    flushed.add(item[0])
+                elif events is not None:
                     events(*item)
                 block = False
 
         while not all(f.done() for f in futures):
+            drain(True)
+        # A job that returned has queued its end marker; wait (bounded) until
+        # every such marker is in, so no event arrives after ship() returns.
+        expected = {j.index for j, f in zip(planned, futures, strict=True) if f.exception() is None}
+        deadline = time.monotonic() + 10
+        while not expected <= flushed and time.monotonic() < deadline:
             drain(True)
         drain(False)
         results = []

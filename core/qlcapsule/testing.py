@@ -15,6 +15,8 @@ Helpers for contract tests:
 
 - :func:`check_exporter` exports a capsule twice and asserts the bytes are identical,
   non-empty, and that the exporter's options model forbids unknown keys.
+- :func:`alias_bomb` is a "billion laughs" YAML document, for checking that a
+  plugin reading YAML survives one.
 
 Nothing here is imported until a fixture is used, so the plugin costs nothing
 in unrelated test runs.
@@ -144,3 +146,15 @@ def check_exporter(exporter_cls: type[Exporter], capsule: Capsule, fmt: str | No
     with pytest.raises(ValidationError):
         exporter_cls.Options.model_validate({"__no_such_option__": 1})
     return first.getvalue()
+
+
+def alias_bomb(levels: int = 8, *, key: str = "a", indent: str = "") -> str:
+    """A "billion laughs" YAML document: ``levels`` lines of ten aliases each, 10**(levels+1) nodes expanded.
+
+    Each line is ``{indent}{key}{i}: &{key}{i} [...]``, so it can be nested under
+    a mapping key (``indent="  "``). Eight levels are about 60 bytes a line and a
+    billion nodes once expanded: a loader without an alias budget runs out of memory.
+    """
+    lines = [f"{indent}{key}0: &{key}0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"{indent}{key}{i}: &{key}{i} [{', '.join([f'*{key}{i - 1}'] * 10)}]" for i in range(1, levels + 1)]
+    return "\n".join(lines) + "\n"

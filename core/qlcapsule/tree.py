@@ -14,15 +14,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple
 
-from .errors import InputError, UnsafePathError
+from .errors import InputError, QlcapsuleError, UnsafePathError
 from .globs import GlobSet
 
 CHUNK = 1 << 20
 ALWAYS_SKIPPED = frozenset({"capsule.lock", "capsule.sig"})
+#: atomic_write's temp files for those (``.capsule.lock.<16 hex>.tmp``): one left by a killed
+#: seal or sign is not part of the capsule and must not be sealed into the next lock
+_OWN_TEMP = re.compile(r"\.capsule\.(?:lock|sig)\.[0-9a-f]{16}\.tmp")
 
 
 class FileEntry(NamedTuple):
@@ -112,7 +116,7 @@ def _walk_dir(base: str, rel: str, globs: GlobSet, emit: Callable[[str, os.DirEn
         path = f"{rel}/{name}" if rel else name
         if "\\" in name:
             raise UnsafePathError(f"{display_path(path)}: file name contains a backslash (not portable; rename or exclude it)")
-        if not rel and name in ALWAYS_SKIPPED:
+        if not rel and (name in ALWAYS_SKIPPED or (name[:9] == ".capsule." and _OWN_TEMP.fullmatch(name))):
             continue
         if entry.is_dir(follow_symlinks=False):  # d_type: no syscall
             if not globs.prune_dir(path):
@@ -136,6 +140,44 @@ def check_relative(path: str, where: str = "path") -> str:
     if any(part in ("", ".", "..") for part in path.split("/")):
         raise UnsafePathError(f"{where}: {path!r} escapes the capsule or is not normalised")
     return path
+
+
+def read_regular(
+    path: Path, *, name: str, limit: int | None = None, too_big: type[QlcapsuleError] | None = None
+) -> bytes | None:
+    """The bytes of one of a capsule's own files (capsule.lock, capsule.sig); None when missing.
+
+    They are not in the lock, so nothing else checks what they are: a symlink would let a
+    capsule point them anywhere on the reader's disk (and into a version store or an
+    export), a FIFO would hang the reader. Both are refused, as is a file over ``limit``.
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafePathError(f"{path}: is a symlink; {name} must be a regular file")
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsafePathError(f"{path}: is not a regular file (a directory, device, FIFO or socket)")
+    error: type[QlcapsuleError] = too_big or InputError
+    if limit is not None and st.st_size > limit:
+        raise error(f"{path}: {st.st_size} bytes; a {name} is at most {limit // 1024} KiB")
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise UnsafePathError(f"{path}: cannot open safely ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise UnsafePathError(f"{path}: is not a regular file (a directory, device, FIFO or socket)")
+        raw = f.read() if limit is None else f.read(limit + 1)
+    if limit is not None and len(raw) > limit:
+        raise error(f"{path}: larger than {limit // 1024} KiB; a {name} is at most that")
+    return raw
 
 
 def sha256_file(path: Path | str) -> str:

@@ -308,3 +308,20 @@ def test_output_delimiter_never_collides(tmp_path: Path) -> None:
     action.set_output(str(out), "report", tricky)
     action.set_output(str(out), "score", "0.5")
     assert parse_github_output(out.read_text()) == {"report": tricky, "score": "0.5"}
+
+
+@pytest.mark.parametrize(("exc", "code", "text"), [("term", 143, "terminated (SIGTERM)"), ("int", 130, "interrupted")])
+def test_a_cancelled_run_is_one_annotation_and_128_plus_the_signal(
+    runner: Runner, monkeypatch: pytest.MonkeyPatch, exc: str, code: int, text: str
+) -> None:
+    from qlcapsule.errors import Terminated
+
+    def cancelled(paths: object, env: object) -> None:
+        raise Terminated(15, "SIGTERM") if exc == "term" else KeyboardInterrupt
+
+    monkeypatch.setitem(action.RUNNERS, "ship", cancelled)
+    got, stdout, _, _ = runner.run(command="ship", path=".")
+    assert got == code
+    assert [line for line in stdout.splitlines() if line.startswith("::error")] == [
+        f"::error title=qlcapsule ship::{text}"
+    ]

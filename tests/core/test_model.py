@@ -131,7 +131,12 @@ def test_plainly_valid_never_accepts_what_the_model_refuses(tmp_path: Path) -> N
     @given(
         name=st.sampled_from(["orders", "a-b", "svc1", "Orders", "x" * 64]),
         version=st.sampled_from(["1.2.3", "0.1.0-rc.1+b.5", "2.0.0", "1.2", "v1.0.0"]),
-        extra=st.dictionaries(_keys, st.one_of(_values, _generator, _plausible, _plausible), max_size=3),
+        extra=st.one_of(
+            # plausible values alone reach the fast path often, so the count below has a
+            # margin: over 40 seeds, 11-26 of 200 examples are accepted (7-16 without this)
+            st.dictionaries(_keys, _plausible, max_size=2),
+            st.dictionaries(_keys, st.one_of(_values, _generator, _plausible, _plausible), max_size=3),
+        ),
     )
     def prop(name: str, version: str, extra: dict) -> None:
         path = tmp_path / "capsule.yaml"

@@ -10,6 +10,7 @@ import sys
 import textwrap
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,7 +72,8 @@ def test_broken_plugin_is_named_and_others_keep_working(site: Path) -> None:
     assert (broken["distribution"], broken["version"]) == ("qlc-broken", "0.0.1")
     assert "no numpy here" in broken["error"]
     good = plugins["good"]
-    assert good["status"] == "loaded" and good["components"] == [{"kind": "exporter", "name": "listing"}]
+    assert good["status"] == "loaded"
+    assert good["components"] == [{"kind": "exporter", "name": "listing", "formats": ["listing"]}]
     builtins = [p for p in plugins.values() if p["distribution"] == "qlcapsule"]
     assert builtins, "built-ins are entry points in the same group"
 
@@ -319,3 +321,28 @@ def test_a_builtin_verify_imports_no_pluggy(tmp_path: Path) -> None:
     env["QLCAPSULE_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60, env=env)
     assert out.stdout.strip() == "False"
+
+
+def test_options_refuse_a_bool_only_where_no_bool_is_allowed() -> None:
+    """``true`` is not a number for any component's options; bool and Any fields still take it."""
+    from qlcapsule import OptionsError
+    from qlcapsule.components import Component, Options, lazy_options
+
+    def make() -> type:
+        class Opts(Options):  # type: ignore[misc,valid-type]
+            count: int = 1
+            ratio: float | None = None
+            flag: bool | int = 0
+            anything: Any = None
+
+        return Opts
+
+    class C(Component):
+        name = "c"
+        Options = lazy_options(make)
+
+    for field in ("count", "ratio"):
+        with pytest.raises(OptionsError, match=f"{field}: expected a number, not true"):
+            C.from_options({field: True})
+    ok = C.from_options({"count": "3", "ratio": 0.5, "flag": True, "anything": False})
+    assert (ok.options.count, ok.options.ratio, ok.options.flag, ok.options.anything) == (3, 0.5, True, False)

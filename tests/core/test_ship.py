@@ -10,6 +10,7 @@ from pathlib import Path
 import pygit2
 import pytest
 
+from qlcapsule import CredentialsError
 from qlcapsule.ship import ShipOptions, all_capsules, capsules_containing, ship
 from qlcapsule.testing import write_capsule
 
@@ -296,3 +297,116 @@ def test_hook_seal_warns_about_a_stale_signature_or_resigns(work: Path, qlcapsul
     assert resigned.exit_code == 1
     assert json.loads(resigned.stdout)["capsules"][0]["signed"] is True
     assert qlcapsule_cli("hook", "verify", "--key", pub, str(root / "app.py")).exit_code == 0
+
+
+def test_a_reseal_between_ships_does_not_fail_validation_on_the_old_signature(work: Path) -> None:
+    """The seal pre-commit hook reseals on every commit, which makes the last signature stale;
+    ship signs again anyway, so signature.stale must not stop it (it did: exit 1 in validate)."""
+    from qlcapsule.pipeline import seal_capsule
+
+    root = _capsule(work)
+    assert ship([root], ShipOptions()).ok
+    (root / "app.py").write_text("print('edited')\n")
+    (root / "capsule.yaml").write_text("name: demo\nversion: 1.0.1\n")
+    seal_capsule(root)  # what the hook does; capsule.sig now signs the old digest
+
+    unsigned = ship([root], ShipOptions(skip=frozenset({"sign", "commit", "export"})))
+    assert not unsigned.ok  # without the sign step the stale signature is still a finding
+    assert "signature.stale" in (unsigned.capsules[0].error or "")
+
+    result = ship([root], ShipOptions())
+    assert result.ok, result.capsules[0].error
+    step = result.capsules[0].step("validate")
+    assert "1 about the old signature left to the sign step" in step.detail
+    assert not any(f["rule"].startswith("signature.") for f in result.capsules[0].findings)
+
+
+def test_a_bad_signing_key_fails_before_the_seal_step_writes(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from qlcapsule import InputError
+
+    root = _capsule(work)
+    monkeypatch.setenv("SHORT_SECRET", "tooshort")
+    with pytest.raises(InputError, match=r"\$SHORT_SECRET: HMAC key is 8 bytes"):
+        ship([root], ShipOptions(skip=NO_VALIDATE, key_env="SHORT_SECRET"))
+    assert not (root / "capsule.lock").exists()  # it was sealed first, then left with the old signature
+
+
+def test_two_capsules_of_one_name_and_version_are_refused_before_any_work(work: Path) -> None:
+    from qlcapsule import InputError
+
+    a = _capsule(work / "a")
+    b = _capsule(work / "b", **{"other.py": "x = 2\n"})
+    with pytest.raises(InputError, match=r"b/demo: demo@1.0.0 is also .*a/demo; ship one capsule per name and version"):
+        ship([a, b], ShipOptions(skip=NO_VALIDATE))
+    assert not (a / "capsule.lock").exists() and not (work / "dist").exists()
+
+
+def test_dry_run_reports_a_real_runs_digest_and_artifacts_but_writes_nothing(
+    work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It used to seal, sign and commit, and list ./dist artifacts it never wrote."""
+    home = work.parent / "fresh-home"
+    monkeypatch.setenv("QLCAPSULE_HOME", str(home))
+    root = _capsule(work)
+    before = sorted(p.relative_to(work) for p in work.rglob("*"))
+
+    dry = ship([root], ShipOptions(dry_run=True))
+    c = dry.capsules[0]
+    assert dry.ok and c.dry_run, c.error
+    assert sorted(p.relative_to(work) for p in work.rglob("*")) == before  # no lock, sig, store or dist
+    assert not home.exists()  # no development key created either
+    assert "would sign with a new development key" in c.step("sign").detail
+    assert c.step("commit").detail.startswith("would commit demo@1.0.0 to ")
+    assert c.artifacts and c.artifacts[0]["path"].endswith("dist/demo-1.0.0.tar.gz")
+
+    real = ship([root], ShipOptions())
+    assert real.ok and not real.capsules[0].dry_run
+    assert real.capsules[0].digest == c.digest  # the dry run sealed a faithful copy
+    assert (work / "dist" / "demo-1.0.0.tar.gz").is_file()
+    (root / "app.py").write_text("print('edited')\n")
+    again = ship([root], ShipOptions(dry_run=True)).capsules[0]
+    assert again.step("seal").detail.startswith("would seal") and again.step("sign").detail.startswith("would sign by")
+    assert again.digest != c.digest and (root / "capsule.lock").read_text().count(c.digest) == 1  # lock untouched
+
+
+def test_dry_run_fails_on_a_damaged_development_key_like_a_real_run(
+    work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It used to answer 'would sign with a new development key', then the real ship failed."""
+    home = work.parent / "damaged-home"
+    home.mkdir()
+    (home / "dev.key").write_text("not a key\n")
+    monkeypatch.setenv("QLCAPSULE_HOME", str(home))
+    root = _capsule(work)
+    for dry in (True, False):
+        with pytest.raises(CredentialsError, match="the development key is not an Ed25519 private key"):
+            ship([root], ShipOptions(dry_run=dry))
+    assert not (root / "capsule.lock").exists()
+
+
+@pytest.mark.parametrize("policy", ["require_signature: true", "min_version: 1.0.0"])
+def test_a_policy_that_requires_a_signature_is_met_by_the_sign_step(work: Path, policy: str) -> None:
+    """signature.missing failed the validate step of every first ship, though ship then signs."""
+    root = _capsule(work, extra=f"policy:\n  {policy}\n")
+    result = ship([root], ShipOptions())
+    c = result.capsules[0]
+    assert result.ok and c.step("sign").status == "ok", c.error
+    assert (root / "capsule.sig").is_file()
+    unsigned = _capsule(work / "other", extra=f"policy:\n  {policy}\n")
+    c = ship([unsigned], ShipOptions(skip=frozenset({"sign"}))).capsules[0]
+    assert not c.ok and "signature.missing" in (c.error or ""), c.error  # nothing will sign it
+
+
+def test_summary_shows_remote_locations_as_they_are(work: Path) -> None:
+    """os.path.relpath turned s3://rel/c/x into s3:/rel/c/x in the summary table."""
+    from qlcapsule.cli.ship import summary_rows
+    from qlcapsule.ship import CapsuleResult, ShipResult
+
+    c = CapsuleResult(path=str(work / "c"), name="c", version="1.0.0")
+    c.artifacts = [
+        {"path": "s3://rel/c/1.0.0/c-1.0.0.tar.gz"},
+        {"path": str(work / "dist" / "c-1.0.0.zip")},
+        {"path": "{odd}/c-1.0.0.tar.gz"},
+    ]
+    (row,) = summary_rows(ShipResult([c]))
+    assert row[3] == "s3://rel/c/1.0.0/c-1.0.0.tar.gz, dist/c-1.0.0.zip, {odd}/c-1.0.0.tar.gz"

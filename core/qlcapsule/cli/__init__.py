@@ -15,12 +15,31 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-__all__ = ["main", "run"]
+__all__ = ["main", "on_termination", "run"]
+
+
+def _terminate(signum: int, frame: object) -> None:
+    from ..errors import Terminated
+
+    raise Terminated(signum, {1: "SIGHUP", 15: "SIGTERM"}.get(signum, f"signal {signum}"))
+
+
+def on_termination() -> None:
+    """Turn SIGTERM and SIGHUP into :class:`qlcapsule.errors.Terminated`, so cleanup runs as on Ctrl-C."""
+    from ..errors import signal_module
+
+    signal = signal_module()
+    for name in ("SIGTERM", "SIGHUP"):
+        num = getattr(signal, name, None)
+        if num is not None and signal.getsignal(num) == signal.SIG_DFL:  # leave a handler the caller chose
+            signal.signal(num, _terminate)
 
 
 def run() -> None:
     """Console-script entry point."""
     from ._fast import run as run_fast
+
+    on_termination()
 
     code = run_fast(sys.argv[1:])
     if code is not None:

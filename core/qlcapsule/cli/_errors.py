@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-from ..errors import QlcapsuleError
+from ..errors import QlcapsuleError, interruption
 from ..log import scrub
 
 
@@ -32,9 +32,10 @@ def handle(exc: BaseException, *, debug: bool = False) -> int:
             print_traceback()
         _say(f"error: {scrub(exc.message)}")
         return exc.exit_code
-    if isinstance(exc, KeyboardInterrupt):
-        _say("error: interrupted")
-        return 130
+    if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, or Terminated (SIGTERM/SIGHUP)
+        what, code = interruption(exc)
+        _say(f"error: {what}")
+        return code
     if isinstance(exc, BrokenPipeError):
         # stdout went away (``| head``): stop quietly like other Unix tools
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -82,17 +82,37 @@ def plugins(as_json: bool) -> None:
     """List plugins: distribution, version, components and load status."""
     from ..plugins import registry
 
-    infos = registry().infos()
+    reg = registry()
+    infos = reg.infos()
+
+    def formats(kind: str, name: str) -> list[str]:
+        """An exporter's formats (what ``export --format`` accepts besides its name)."""
+        cls = reg.components.get(kind, {}).get(name) if kind == "exporter" else None
+        return list(getattr(cls, "formats", ()))
+
+    def label(kind: str, name: str) -> str:
+        fmts = formats(kind, name)
+        return f"{kind}:{name}" + (f" [{' '.join(fmts)}]" if fmts and fmts != [name] else "")
+
+    def data() -> list[dict[str, object]]:
+        out = []
+        for p in infos:
+            d = p.to_dict()
+            for comp in d["components"]:
+                if comp["kind"] == "exporter":
+                    comp["formats"] = formats("exporter", comp["name"])
+            out.append(d)
+        return out
 
     def text() -> None:
         for p in infos:
-            comps = ", ".join(f"{k}:{n}" for k, n in p.components) or "-"
+            comps = ", ".join(label(k, n) for k, n in p.components) or "-"
             where = f"{p.distribution or '(in-process)'} {p.version or ''}".strip()
             line = f"{p.name:28} {p.status:8} {where:24} {comps}"
             if p.error:
                 line += f"  ({p.error})"
             click.echo(line)
 
-    emit(as_json, [p.to_dict() for p in infos], text)
+    emit(as_json, data() if as_json else [], text)
     if any(p.status == "failed" for p in infos) and not infos:
         raise InputError("no plugins could be loaded")

@@ -92,6 +92,9 @@ def _short_artifacts(c: CapsuleResult) -> str:
 
 
 def _rel(path: str) -> str:
+    """A local path relative to the current directory; a location like s3://b/k as it is."""
+    if "://" in path or not os.path.isabs(path):
+        return path
     try:
         return os.path.relpath(path)
     except ValueError:
@@ -103,7 +106,7 @@ def summary_rows(result: ShipResult) -> list[tuple[str, str, str, str, str]]:
     for c in result.capsules:
         digest = f"sha256:{c.digest[:12]}" if c.digest else "-"
         score = f"{c.score:.2f}" if c.score is not None else "-"
-        status = "ok" if c.ok else f"FAILED ({c.error})"
+        status = ("ok (dry run: nothing written)" if c.dry_run else "ok") if c.ok else f"FAILED ({c.error})"
         rows.append((c.ref, digest, score, _short_artifacts(c), status))
     return rows
 
@@ -161,7 +164,10 @@ def print_summary(result: ShipResult) -> None:
 @click.option("--key-env", metavar="NAME", help="Environment variable holding the signing key itself (CI secrets).")
 @click.option("-o", "--output", default="dist", show_default=True, help="Where exports go with --no-deliver.")
 @click.option(
-    "--dry-run", is_flag=True, help="Check delivery targets and say where artifacts would go; upload nothing."
+    "--dry-run",
+    is_flag=True,
+    help="Run every step on a temporary copy: report the digest, artifacts and where they would go; "
+    "write, commit and upload nothing.",
 )
 @click.option("-j", "--jobs", type=click.IntRange(1), help="Capsules shipped at once (default: one per core).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
