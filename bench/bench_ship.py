@@ -101,8 +101,8 @@ def run(workdir: Path, quick: bool = False) -> list[dict[str, Any]]:
     changed = "capsules/svc007/app/main.py"
     rows = []
 
-    ours = _best([q, "hook", "validate", changed, "capsules/svc007/capsule.lock"], repo, env, repeat)
-    anchor = _best([q, "hook", "validate", "--all"], repo, env, 1)
+    ours = _best([q, "hook", "validate", "--", changed, "capsules/svc007/capsule.lock"], repo, env, repeat)
+    anchor = _best([q, "hook", "validate", "--all", "--"], repo, env, 1)
     rows.append(
         {
             "name": f"hook validate, {n} capsules, 1 changed",
@@ -115,7 +115,7 @@ def run(workdir: Path, quick: bool = False) -> list[dict[str, Any]]:
         }
     )
 
-    ours = _best([q, "hook", "verify", changed, "capsules/svc007/capsule.lock"], repo, env, repeat)
+    ours = _best([q, "hook", "verify", "--", changed, "capsules/svc007/capsule.lock"], repo, env, repeat)
     anchor = _best(["git", "diff", "--cached", "--name-only"], repo, env, repeat)
     rows.append(
         {

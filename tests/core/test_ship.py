@@ -284,19 +284,19 @@ def test_hook_seal_warns_about_a_stale_signature_or_resigns(work: Path, qlcapsul
     root = _capsule(work)
     assert ship([root], ShipOptions(skip=frozenset({"validate", "commit", "export"}))).ok
     (root / "app.py").write_text("print('edited')\n")
-    stale = qlcapsule_cli("hook", "seal", str(root / "app.py"))
+    stale = qlcapsule_cli("hook", "seal", "--", str(root / "app.py"))
     assert stale.exit_code == 1
     assert "capsule.lock updated" in stale.stdout and "signed an older seal" in stale.stderr
     import os
 
     pub = str(Path(os.environ["QLCAPSULE_HOME"]) / "dev.key.pub")
-    mismatch = qlcapsule_cli("hook", "verify", "--key", pub, str(root / "app.py"))
+    mismatch = qlcapsule_cli("hook", "verify", "--key", pub, "--", str(root / "app.py"))
     assert mismatch.exit_code == 1 and "subject digest mismatch" in mismatch.stdout
     (root / "app.py").write_text("print('edited again')\n")
-    resigned = qlcapsule_cli("hook", "seal", "--sign", str(root / "app.py"), "--json")
+    resigned = qlcapsule_cli("hook", "seal", "--sign", "--json", "--", str(root / "app.py"))
     assert resigned.exit_code == 1
     assert json.loads(resigned.stdout)["capsules"][0]["signed"] is True
-    assert qlcapsule_cli("hook", "verify", "--key", pub, str(root / "app.py")).exit_code == 0
+    assert qlcapsule_cli("hook", "verify", "--key", pub, "--", str(root / "app.py")).exit_code == 0
 
 
 def test_a_reseal_between_ships_does_not_fail_validation_on_the_old_signature(work: Path) -> None:

@@ -228,9 +228,12 @@ def ship(directories: tuple[str, ...], **kw: Any) -> None:
 def hook() -> None:
     """Entry points for pre-commit and git hooks: act on the capsules containing FILES.
 
-    Each FILE is mapped to its nearest ancestor directory holding a
-    capsule.yaml; files outside every capsule are ignored, and no FILES means
-    nothing to do (use --all for every capsule under the current directory).
+    Options come first, then '--', then the FILES: 'qlcapsule hook verify
+    --key k.pub -- a.py b.py'. The '--' is required, so a file name is never
+    read as an option. Each FILE is mapped to its nearest ancestor directory
+    holding a capsule.yaml; files outside every capsule are ignored, and no
+    FILES means nothing to do (use '--all --' for every capsule under the
+    current directory).
     """
 
 
@@ -240,11 +243,41 @@ def _roots(files: tuple[str, ...], all_: bool) -> list[Path]:
     return all_capsules(".") if all_ else capsules_containing(files)
 
 
+class HookCommand(click.Command):
+    """A hook command: its own options before ``--``, file names only after it.
+
+    pre-commit runs ``entry + args + FILES`` and the git hooks run ``xargs -0
+    ... -- FILES``, so without a separator a file named ``--key=evil.pub``,
+    ``--fail-on=never`` or ``--help`` would be read as an option. Here nothing
+    after the first ``--`` is ever an option, and ``--`` is required (a lone
+    ``--help``/``-h`` outside pre-commit aside): a caller that forgot it gets
+    exit 2 instead of a file name choosing the trusted keys or the threshold.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        args = list(args)
+        if "--" not in args:
+            if len(args) == 1 and args[0] in ctx.help_option_names and "PRE_COMMIT" not in os.environ:
+                return super().parse_args(ctx, args)
+            raise InputError(
+                f"{ctx.command_path}: put the file names after '--' "
+                f"('{ctx.command_path} [OPTIONS] -- FILE...'; with --all: '{ctx.command_path} --all --')"
+            )
+        split = args.index("--")
+        rest = super().parse_args(ctx, args[:split])
+        if ctx.params.get("files"):
+            raise InputError(
+                f"{ctx.command_path}: {ctx.params['files'][0]!r}: file names go after '--', options before it"
+            )
+        ctx.params["files"] = tuple(args[split + 1 :])
+        return rest
+
+
 hook_files = click.argument("files", nargs=-1, type=click.Path(path_type=str))
 all_option = click.option("--all", "all_", is_flag=True, help="Every capsule under the current directory.")
 
 
-@hook.command("validate")
+@hook.command("validate", cls=HookCommand, options_metavar="[OPTIONS] --")
 @hook_files
 @all_option
 @click.option("--fail-on", type=FAIL_ON, help="Lowest severity that fails (default: the capsule's validate.fail_on).")
@@ -267,7 +300,7 @@ def hook_validate(
         raise SystemExit(1)
 
 
-@hook.command("seal")
+@hook.command("seal", cls=HookCommand, options_metavar="[OPTIONS] --")
 @hook_files
 @all_option
 @click.option(
@@ -316,19 +349,19 @@ def hook_seal(files: tuple[str, ...], all_: bool, resign: bool, key: str | None,
         raise SystemExit(1)
 
 
-@hook.command("verify")
+@hook.command("verify", cls=HookCommand, options_metavar="[OPTIONS] --")
 @hook_files
 @all_option
 @click.option(
     "--key", "keys", multiple=True, help="Trusted public key file (repeatable); implies a signature is required."
 )
-@click.option("--trust", help="Trust file of public keys (default: the capsule's policy.trust).")
+@click.option("--trust", help="Trust file of public keys (default: $QLCAPSULE_TRUST_FILE).")
 @json_option
 def hook_verify(files: tuple[str, ...], all_: bool, keys: tuple[str, ...], trust: str | None, as_json: bool) -> None:
     """Verify integrity, then signatures, of the capsules containing FILES. Exit 1 on any failure.
 
-    Signatures are checked against --key/--trust or the capsule's policy
-    (policy.trust, policy.require_signature); without any trusted key a
+    Signatures are checked against --key/--trust, else $QLCAPSULE_TRUST_FILE
+    (never a capsule's own capsule.yaml); without any trusted key a
     capsule.sig is reported but not checked, exactly like 'qlcapsule verify'.
     """
     from ..pipeline import verify_capsule
