@@ -9,17 +9,26 @@ annotations on stdout, and an optional SARIF file.
 ``python action/main.py --extras`` prints the pip extras the targets need
 (``s3,github``); it uses only the standard library, since it runs before
 qlcapsule is installed.
+
+Trust boundary (issue 16): on pull-request events the content under test is the
+pull request's, so unless the workflow opts in with ``allow-pull-request-release``
+the run signs nothing, commits nothing, delivers nothing, and the library never
+sees a credential (they are removed from the environment first). Every line
+printed goes through :func:`emit` (workflow commands) or :func:`plain` (text),
+and everything else the process writes to stdout/stderr goes through
+:func:`guard_streams`, so capsule data can never start a workflow command.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
 import re
 import sys
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +42,25 @@ NOT_SECRET = frozenset(
     {"GITHUB_ACTION_PATH", "QLCAPSULE_ACTION_PATH", "QLCAPSULE_SIGNING_KEY", "GOOGLE_APPLICATION_CREDENTIALS"}
 )
 MAX_REPORT_OUTPUT = 512 * 1024
+#: events whose checkout is (or may be) a pull request's content
+PR_EVENTS = frozenset({"pull_request", "pull_request_target", "pull_request_review", "pull_request_review_comment"})
+MAX_EVENT_BYTES = 8 * 1024 * 1024
+#: credentials a pull-request run never passes on, beyond the secret-looking names of SECRET_NAME
+CREDENTIAL_NAME = re.compile(
+    r"^(QLCAPSULE_(KEY|SIGNING_KEY|REGISTRY_\w*|HMAC\w*)|AWS_\w+|AZURE_\w+|GOOGLE_\w+|GCLOUD_\w+|CLOUDSDK_\w+"
+    r"|GITHUB_TOKEN|GH_TOKEN|GITLAB_\w*TOKEN\w*|ACTIONS_ID_TOKEN_REQUEST_\w+|ACTIONS_RUNTIME_TOKEN|DOCKER_CONFIG"
+    r"|DOCKER_AUTH_CONFIG|SSH_AUTH_SOCK|GIT_ASKPASS|SSH_ASKPASS|NETRC)$"
+)
+#: the library's opt-in that lets capsule.yaml define credentialed targets (never on a pull request)
+CAPSULE_TARGETS_ENV = "QLCAPSULE_CAPSULE_TARGETS"
+TARGETS_FILE_ENV = "QLCAPSULE_TARGETS_FILE"
 
 
 # -- inputs -----------------------------------------------------------------------
+
+
+class ActionInputError(Exception):
+    """A bad input, found before qlcapsule is imported: one ``::error`` line and exit 2."""
 
 
 def get_input(env: Mapping[str, str], name: str, default: str = "") -> str:
@@ -51,6 +76,50 @@ def split_list(text: str) -> list[str]:
     return [w for w in re.split(r"[\s,]+", text) if w]
 
 
+def bool_input(env: Mapping[str, str], name: str) -> bool:
+    raw = get_input(env, name).lower()
+    if raw in ("", "false", "no", "0", "off"):
+        return False
+    if raw in ("true", "yes", "1", "on"):
+        return True
+    raise ActionInputError(f"{name}: {raw!r} is not true or false")
+
+
+def pull_request_event(env: Mapping[str, str]) -> str | None:
+    """The event's name when this run may be building a pull request's content, else None.
+
+    ``issue_comment`` counts when the comment is on a pull request (read from
+    ``GITHUB_EVENT_PATH``); a payload that cannot be read is taken as one.
+    """
+    name = env.get("GITHUB_EVENT_NAME", "")
+    if name in PR_EVENTS:
+        return name
+    if name != "issue_comment":
+        return None
+    try:
+        with open(env.get("GITHUB_EVENT_PATH") or "", "rb") as f:
+            raw = f.read(MAX_EVENT_BYTES + 1)
+        payload = json.loads(raw) if len(raw) <= MAX_EVENT_BYTES else None
+        on_pr = not isinstance(payload, dict) or bool((payload.get("issue") or {}).get("pull_request"))
+    except (OSError, ValueError, AttributeError):
+        on_pr = True
+    return "issue_comment on a pull request" if on_pr else None
+
+
+def is_credential(name: str) -> bool:
+    if name.startswith(("INPUT_", "RUNNER_")) or name in NOT_SECRET - {"QLCAPSULE_SIGNING_KEY"}:
+        return False
+    return bool(CREDENTIAL_NAME.match(name) or (not name.startswith("GITHUB_") and SECRET_NAME.search(name)))
+
+
+def drop_credentials(env: dict[str, str] | os._Environ[str]) -> list[str]:
+    """Remove every credential from ``env`` (the library's environment); the names removed."""
+    gone = sorted(n for n in env if is_credential(n))
+    for n in gone:
+        del env[n]
+    return gone
+
+
 def expand_paths(spec: str, cwd: Path) -> list[str]:
     """Capsule directories from ``path``: words, each a directory or a glob (``capsules/*``).
 
@@ -63,7 +132,7 @@ def expand_paths(spec: str, cwd: Path) -> list[str]:
             hits = sorted(glob.glob(str(cwd / word), recursive=True))
             caps = [h for h in hits if os.path.isfile(os.path.join(h, "capsule.yaml"))]
             if not caps:
-                raise SystemExit(_fail(f"path: {word!r} matches no capsule directory"))
+                raise ActionInputError(f"path: {word!r} matches no capsule directory")
             out += [os.path.relpath(h, cwd) for h in caps]
         else:
             out.append(word)
@@ -73,15 +142,24 @@ def expand_paths(spec: str, cwd: Path) -> list[str]:
 def needed_extras(env: Mapping[str, str], cwd: Path) -> list[str]:
     """Extras for the targets' providers, read from capsule.yaml without any YAML library."""
     wanted = set()
+    try:
+        if pull_request_event(env) and not bool_input(env, "allow-pull-request-release"):
+            return []  # a sandboxed pull-request run delivers nothing: no provider is installed
+    except ActionInputError:
+        return []  # the run step reports the bad input
     names = set(split_list(get_input(env, "targets")))
     wanted |= names & set(EXTRAS)
     try:
         paths = expand_paths(get_input(env, "path", "."), cwd)
-    except SystemExit:
+    except ActionInputError:
         paths = []
-    for p in paths:
+    files = [cwd / p / "capsule.yaml" for p in paths]
+    if get_input(env, "targets-file"):
+        files.append(cwd / get_input(env, "targets-file"))
+    for file in files:
         try:
-            text = (cwd / p / "capsule.yaml").read_text(encoding="utf-8")
+            with open(file, encoding="utf-8", errors="replace") as f:
+                text = f.read(1024 * 1024)
         except OSError:
             continue
         wanted |= set(re.findall(r"^\s*provider:\s*[\"']?([a-z0-9-]+)", text, re.M)) & set(EXTRAS)
@@ -89,6 +167,17 @@ def needed_extras(env: Mapping[str, str], cwd: Path) -> list[str]:
 
 
 # -- the runner's files and workflow commands ----------------------------------------
+#
+# The runner reads every line of stdout and stderr for workflow commands: ``::name
+# props::data`` when the line, after leading white space, starts with ``::``, and the
+# legacy ``##[name props]data`` anywhere in a line. So the Action prints commands
+# only through emit(), whose properties and data are escaped, and text only through
+# plain(), which starts every line with our own word and escapes line breaks and
+# brackets: no data can begin a line, break one, or hold ``##[...]``.
+
+#: the first word of every plain line the Action prints: data never begins a line
+PREFIX = "qlcapsule:"
+_OUT: Any = None  # where emit() writes; guard_streams() points it past the filter
 
 
 def escape_data(text: str) -> str:
@@ -99,10 +188,98 @@ def escape_property(text: str) -> str:
     return escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
+def _scrub(text: str) -> str:
+    if "qlcapsule.log" not in sys.modules:  # --extras runs before qlcapsule is installed
+        return text
+    return sys.modules["qlcapsule.log"].scrub(text)
+
+
+def plain(text: str) -> str:
+    """One line of text: escaped so that nothing in it is a workflow command, secrets scrubbed."""
+    return escape_data(_scrub(text)).replace("[", "%5B").replace("]", "%5D")
+
+
+def _write(line: str) -> None:
+    out = _OUT or sys.stdout
+    out.write(line + "\n")
+    out.flush()
+
+
+def emit(command: str | None, message: str, **props: str | int | None) -> None:
+    """Print a workflow command (``emit("error", msg, file=f)``), or with ``command=None`` a line of text.
+
+    The one way the Action prints anything: properties and data are escaped the
+    way the runner unescapes them, so data can neither end the command's line nor
+    start another; text lines start with :data:`PREFIX`.
+    """
+    if command is None:
+        _write(f"{PREFIX} {plain(message)}")
+        return
+    if command != "add-mask":
+        message = _scrub(message)
+    shown = ",".join(f"{k}={escape_property(str(v))}" for k, v in props.items() if v not in (None, ""))
+    _write(f"::{command}{' ' + shown if shown else ''}::{escape_data(message)}")
+
+
+def neutralize(line: str) -> str:
+    """A line someone else (the library, a plugin, a worker process) wrote: never a workflow command.
+
+    Every non-empty line gets :data:`PREFIX` (so nothing the line holds, however it
+    starts, is at its beginning) and its brackets escaped (no legacy ``##[...]``).
+    """
+    return f"{PREFIX} {_scrub(line).replace('[', '%5B').replace(']', '%5D')}" if line else line
+
+
+def guard_streams() -> Callable[[], None]:
+    """Send everything written to fds 1 and 2 (this process and its children) through :func:`neutralize`.
+
+    emit() writes to a duplicate of the original stdout instead. Returns the
+    function that flushes and restores the streams (called once, at exit).
+    """
+    import threading
+
+    global _OUT
+    sys.stdout.flush()
+    sys.stderr.flush()
+    real = {fd: os.dup(fd) for fd in (1, 2)}
+    _OUT = os.fdopen(os.dup(real[1]), "w", encoding="utf-8", errors="replace", newline="\n")
+    threads = []
+    for fd in (1, 2):
+        r, w = os.pipe()
+        os.dup2(w, fd)
+        os.close(w)
+
+        def pump(r: int = r, dest: int = real[fd]) -> None:
+            with os.fdopen(r, "rb") as src:
+                for raw in src:  # split at \n; a lone \r is a line break for the runner too
+                    text = raw.decode("utf-8", "replace")
+                    parts = re.split(r"\r\n|\r|\n", text)
+                    if parts and parts[-1] == "":
+                        parts.pop()
+                    out = "".join(neutralize(part) + "\n" for part in parts)
+                    os.write(dest, out.encode("utf-8"))
+
+        t = threading.Thread(target=pump, daemon=True, name=f"qlcapsule-guard-{fd}")
+        t.start()
+        threads.append(t)
+
+    def finish() -> None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):  # a closed stream has nothing left to flush
+                stream.flush()
+        for fd in (1, 2):
+            os.dup2(real[fd], fd)  # closes the pipe's last write end held by this process
+        for t in threads:
+            t.join(timeout=10)
+        _OUT.flush()
+
+    return finish
+
+
 def set_output(path: str | None, name: str, value: str) -> None:
     """Append ``name`` to $GITHUB_OUTPUT with a random heredoc delimiter (multiline-safe)."""
     if not path:
-        print(f"{name}={value}")
+        emit(None, f"{name}={value}")
         return
     delim = f"ghadelimiter_{uuid.uuid4()}"
     while delim in value:
@@ -122,14 +299,14 @@ def mask_secrets(env: Mapping[str, str]) -> int:
         if SECRET_NAME.search(name):
             for line in value.splitlines():
                 if len(line.strip()) >= 4:
-                    print(f"::add-mask::{line.strip()}")
+                    emit("add-mask", line.strip())
             redact(value)
             n += 1
     return n
 
 
 def _fail(message: str) -> int:
-    print(f"::error title=qlcapsule::{escape_data(message)}")
+    emit("error", message, title="qlcapsule")
     return 2
 
 
@@ -144,6 +321,7 @@ class Outcome:
         self.capsules: list[dict[str, Any]] = []  # ref, path, digest, score, ok, error, artifacts, urls
         self.validation: Any = None  # a qlcapsule.validation.Report when findings were collected
         self.errors: list[tuple[str, str]] = []  # (file, message) for failures that are not findings
+        self.warnings: list[tuple[str, str]] = []  # (file, message): passed, but something to look at
         self.report: dict[str, Any] = {}
         self.exit_code = 0
 
@@ -173,23 +351,45 @@ def _capsule(ref: str, path: str, **kw: Any) -> dict[str, Any]:
     return data
 
 
+def sandboxed(env: Mapping[str, str]) -> str | None:
+    """The pull-request event this run is confined for (no release key, no credentials), else None."""
+    event = pull_request_event(env)
+    return event if event and not bool_input(env, "allow-pull-request-release") else None
+
+
+#: what a sandboxed pull-request ship leaves out: the release signature, the store, the upload
+SANDBOX_SKIP = frozenset({"sign", "commit", "deliver"})
+
+
 def run_ship(paths: list[str], env: Mapping[str, str]) -> Outcome:
     from qlcapsule.ship import ShipOptions, ship
 
     out = Outcome("ship")
+    pr = sandboxed(env)
+    targets = split_list(get_input(env, "targets")) or None
+    if pr:
+        emit(
+            "notice",
+            f"{pr} event: validate, seal and export to {env.get('QLCAPSULE_OUTPUT') or 'dist'} only; nothing is "
+            "signed, committed or delivered, and no credential is passed on "
+            "(allow-pull-request-release: true lifts this)",
+            title="qlcapsule ship",
+        )
     options = ShipOptions(
+        skip=SANDBOX_SKIP if pr else frozenset(),
         formats=split_list(get_input(env, "formats")) or None,
-        targets=split_list(get_input(env, "targets")) or None,
+        targets=None if pr else targets,
         fail_on=get_input(env, "fail-on") or None,
         min_score=_score_input(env),
-        key_env="QLCAPSULE_KEY" if env.get("QLCAPSULE_KEY") else None,
+        key_env="QLCAPSULE_KEY" if env.get("QLCAPSULE_KEY") and not pr else None,
+        output=env.get("QLCAPSULE_OUTPUT") or "dist",
     )
     refs: list[str] = []
 
     def progress(index: int, step: str, status: str, detail: str) -> None:
         if status not in ("running", "skipped"):
             who = refs[index] if index < len(refs) else str(index)
-            print(f"{who}: {step}: {status}{': ' + detail if detail else ''}", flush=True)
+            emit(None, f"{who}: {step}: {status}{': ' + detail if detail else ''}")
 
     result = ship(paths, options, events=progress, on_plan=lambda cs: refs.extend(c.ref for c in cs))
     for c in result.capsules:
@@ -250,15 +450,30 @@ def run_validate(paths: list[str], env: Mapping[str, str]) -> Outcome:
     return out
 
 
+def trust_roots(env: Mapping[str, str]) -> dict[str, Any]:
+    """The operator's trusted keys for ``verify``: ``trusted-keys`` (public key files) and ``trust-file``."""
+    return {"keys": split_list(get_input(env, "trusted-keys")), "trust": get_input(env, "trust-file") or None}
+
+
 def run_verify(paths: list[str], env: Mapping[str, str]) -> Outcome:
     from qlcapsule import QlcapsuleError
     from qlcapsule.pipeline import verify_capsule
 
     out = Outcome("verify")
+    roots = trust_roots(env)
     for p in paths:
         try:
-            r = verify_capsule(Path(p))
-            out.capsules.append(_capsule(f"{r['capsule']}@{r['version']}", p, digest=r["digest"]))
+            r = verify_capsule(Path(p), **roots)
+            signature = (r.get("signature") or {}).get("status", "unsigned")
+            out.capsules.append(_capsule(f"{r['capsule']}@{r['version']}", p, digest=r["digest"], signature=signature))
+            if signature == "unchecked":
+                out.warnings.append(
+                    (
+                        _rel(p, "capsule.sig"),
+                        f"{r['capsule']}@{r['version']}: signed, but the signature was not checked: "
+                        "give the keys you trust with trusted-keys or trust-file",
+                    )
+                )
         except QlcapsuleError as exc:
             out.capsules.append(_capsule(p, p, ok=False, error=exc.message))
             out.errors.append((_rel(p, "capsule.lock"), exc.message))
@@ -284,11 +499,18 @@ def run_export(paths: list[str], env: Mapping[str, str]) -> Outcome:
 
 
 def run_deliver(paths: list[str], env: Mapping[str, str]) -> Outcome:
+    pr = sandboxed(env)
+    if pr:
+        raise ActionInputError(
+            f"deliver is refused on a {pr} event: the pull request's content would be delivered with this "
+            "workflow's credentials; set allow-pull-request-release: true to allow it"
+        )
     from qlcapsule import Capsule
     from qlcapsule.delivery import deliver_capsule
 
     out = Outcome("deliver")
     formats = split_list(get_input(env, "formats")) or None
+    every = []
     for p in paths:
         capsule = Capsule.load(p)
         receipts = []
@@ -303,7 +525,8 @@ def run_deliver(paths: list[str], env: Mapping[str, str]) -> Outcome:
                 urls=[r.url for r in receipts if r.url],
             )
         )
-    out.report = {"ok": True, "capsules": out.capsules, "receipts": [r.to_dict() for r in receipts]}
+        every += receipts
+    out.report = {"ok": True, "capsules": out.capsules, "receipts": [r.to_dict() for r in every]}
     return out
 
 
@@ -319,17 +542,32 @@ RUNNERS = {
 # -- reporting ---------------------------------------------------------------------
 
 
-def annotation_lines(outcome: Outcome) -> list[str]:
-    """``::error file=..,line=..::message`` per finding (qlcapsule's GitHub renderer) and per failure."""
-    lines = []
-    if outcome.validation is not None and outcome.validation.capsules:
-        from qlcapsule.report import render_github
+_LEVEL = {"error": "error", "warning": "warning", "note": "notice"}
 
-        lines += render_github(outcome.validation).splitlines()[:-1]  # the last line is a summary, not an annotation
-    for file, message in outcome.errors:
-        props = (f"file={escape_property(file)}," if file else "") + f"title=qlcapsule {outcome.command}"
-        lines.append(f"::error {props}::{escape_data(message)}")
-    return lines
+
+def annotate(outcome: Outcome) -> int:
+    """``::error file=..,line=..::message`` per finding and per failure, through :func:`emit`; how many."""
+    n = 0
+    if outcome.validation is not None:
+        from qlcapsule.report import finding_uri
+
+        for c in outcome.validation.capsules:
+            for f in c.findings:
+                col = f.column if f.line else None
+                emit(
+                    _LEVEL.get(f.severity.value, "warning"),
+                    f.message,
+                    file=finding_uri(c, f),
+                    line=f.line or None,
+                    col=col or None,
+                    title=f.rule,
+                )
+                n += 1
+    for level, items in (("error", outcome.errors), ("warning", outcome.warnings)):
+        for file, message in items:
+            emit(level, message, file=file or None, title=f"qlcapsule {outcome.command}")
+            n += 1
+    return n
 
 
 def sarif_document(outcome: Outcome) -> dict[str, Any]:
@@ -340,8 +578,25 @@ def sarif_document(outcome: Outcome) -> dict[str, Any]:
     return sarif(outcome.validation if outcome.validation is not None else Report([]))
 
 
+MAX_CELL = 300
+
+
 def _cell(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """Data in a Markdown table cell, as a code span: no HTML, link, image or emphasis can come out of it.
+
+    White space (line breaks too) collapses to one space, ``|`` is escaped for the
+    table, the fence is one backtick longer than any run inside, and the text is
+    clipped to :data:`MAX_CELL` characters and scrubbed of secrets.
+    """
+    value = " ".join(_scrub(str(text)).split())
+    if len(value) > MAX_CELL:
+        value = value[: MAX_CELL - 1] + "…"
+    if not value:
+        return "–"
+    value = value.replace("|", "\\|")
+    fence = "`" * (max((len(m) for m in re.findall(r"`+", value)), default=0) + 1)
+    pad = " " if value.startswith("`") or value.endswith("`") else ""
+    return f"{fence}{pad}{value}{pad}{fence}"
 
 
 def summary_markdown(outcome: Outcome) -> str:
@@ -349,11 +604,17 @@ def summary_markdown(outcome: Outcome) -> str:
     lines = [f"## qlcapsule {outcome.command}: {'✅ passed' if ok else '❌ failed'}", ""]
     lines += ["| capsule | status | digest | score | artifacts |", "|---|---|---|---|---|"]
     for c in outcome.capsules:
-        status = "✅ ok" if c["ok"] else f"❌ {c.get('error') or 'failed'}"
-        digest = f"`sha256:{c['digest'][:16]}…`" if c.get("digest") else "–"
-        score = f"{c['score']:.2f}" if c.get("score") is not None else "–"
+        status = "✅ ok" if c["ok"] else f"❌ {_cell(c.get('error') or 'failed')}"
+        if c.get("signature") and c["ok"]:
+            status += f" ({'signature ' + c['signature'] if c['signature'] in _SIGNATURE_STATES else '?'})"
+        digest = _cell(f"sha256:{c['digest'][:16]}…") if c.get("digest") else "–"
+        score = f"{c['score']:.2f}" if isinstance(c.get("score"), (int, float)) else "–"
         arts = "<br>".join(_cell(os.path.basename(a)) for a in c["artifacts"]) or "–"
-        lines.append(f"| {_cell(c['ref'])} | {_cell(status)} | {digest} | {score} | {arts} |")
+        lines.append(f"| {_cell(c['ref'])} | {status} | {digest} | {score} | {arts} |")
+    for level, items in (("Errors", outcome.errors), ("Warnings", outcome.warnings)):
+        if items:
+            lines += ["", f"### {level} ({len(items)})", "", "| location | message |", "|---|---|"]
+            lines += [f"| {_cell(file)} | {_cell(message)} |" for file, message in items[:100]]
     if outcome.findings:
         lines += [
             "",
@@ -364,10 +625,14 @@ def summary_markdown(outcome: Outcome) -> str:
         ]
         for root, f in outcome.findings[:100]:
             where = _rel(root, f.path or "capsule.yaml") + (f":{f.line}" if f.line else "")
-            lines.append(f"| {f.severity.value} | `{_cell(where)}` | `{_cell(f.rule)}` | {_cell(f.message)} |")
+            severity = f.severity.value if f.severity.value in _LEVEL else "?"
+            lines.append(f"| {severity} | {_cell(where)} | {_cell(f.rule)} | {_cell(f.message)} |")
         if len(outcome.findings) > 100:
             lines.append(f"\n…and {len(outcome.findings) - 100} more (see the report output).")
     return "\n".join(lines) + "\n"
+
+
+_SIGNATURE_STATES = frozenset({"verified", "unsigned", "unchecked"})
 
 
 def write_outputs(outcome: Outcome, env: Mapping[str, str], cwd: Path) -> None:
@@ -410,13 +675,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command not in COMMANDS:
         return _fail(f"command: {command!r} is not one of {', '.join(COMMANDS)}")
     try:
+        confine(env, command)
         paths = expand_paths(get_input(env, "path", "."), cwd)
         outcome = RUNNERS[command](paths, env)
-    except SystemExit as exc:
-        return int(exc.code or 0)
+    except ActionInputError as exc:
+        return _fail(str(exc))
     except KeyboardInterrupt as exc:  # Ctrl-C, or qlcapsule.errors.Terminated (SIGTERM/SIGHUP)
         what, code = interruption(exc)
-        print(f"::error title=qlcapsule {command}::{what}")
+        emit("error", what, title=f"qlcapsule {command}")
         return code
     except QlcapsuleError as exc:
         outcome = Outcome(command)
@@ -424,12 +690,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         outcome.exit_code = exc.exit_code
         outcome.report = {"ok": False, "error": scrub(exc.message)}
     except Exception as exc:  # noqa: BLE001 - a bug still ends as one annotation, never a bare traceback
-        print(
-            f"::error title=qlcapsule {command}::{escape_data(scrub(f'internal error: {type(exc).__name__}: {exc}'))}"
-        )
+        emit("error", scrub(f"internal error: {type(exc).__name__}: {exc}"), title=f"qlcapsule {command}")
         return 70
-    for line in annotation_lines(outcome):
-        print(line)
+    annotate(outcome)
     sarif_file = get_input(env, "sarif-file")
     if sarif_file:
         Path(sarif_file).parent.mkdir(parents=True, exist_ok=True)
@@ -442,8 +705,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     return outcome.exit_code
 
 
+def confine(env: dict[str, str] | os._Environ[str], command: str) -> None:
+    """Apply the trust boundary before the library sees anything (see docs/action.md, "Pull requests").
+
+    - ``targets-file`` becomes the library's ``QLCAPSULE_TARGETS_FILE`` (the operator's targets);
+    - ``QLCAPSULE_CAPSULE_TARGETS=trust`` (capsule.yaml may define credentialed targets) is never
+      allowed on a pull-request event, whether asked by input or by environment;
+    - a pull-request run without ``allow-pull-request-release`` loses every credential from the
+      environment, so neither the library nor a plugin nor a worker process can send one anywhere.
+    """
+    event = pull_request_event(env)
+    trust_targets = bool_input(env, "trust-capsule-targets")
+    if event and (trust_targets or env.get(CAPSULE_TARGETS_ENV)):
+        raise ActionInputError(
+            f"trust-capsule-targets ({CAPSULE_TARGETS_ENV}) is refused on a {event} event: "
+            "a pull request's capsule.yaml never chooses where credentials go"
+        )
+    if trust_targets:
+        env[CAPSULE_TARGETS_ENV] = "trust"
+    targets_file = get_input(env, "targets-file")
+    if targets_file:
+        env[TARGETS_FILE_ENV] = str(Path(targets_file).absolute())
+    if not sandboxed(env):
+        if event:
+            emit(
+                "warning",
+                f"allow-pull-request-release is on: this {event} run may sign with QLCAPSULE_KEY and deliver "
+                "with the credentials in its environment",
+                title=f"qlcapsule {command}",
+            )
+        return
+    drop_credentials(env)
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--extras"]:  # before qlcapsule is installed: the standard library only
+        sys.exit(main())
     from qlcapsule.cli import on_termination
 
     on_termination()  # a cancelled workflow sends SIGINT, then SIGTERM: temp files go either way
-    sys.exit(main())
+    restore = guard_streams()
+    try:
+        code = main()
+    finally:
+        restore()
+    sys.exit(code)

@@ -193,7 +193,7 @@ def test_ship_writes_outputs_summary_annotations_and_sarif(runner: Runner) -> No
     assert "good@1.0.0: deliver: ok" in stdout
 
     assert summary.startswith("## qlcapsule ship: ❌ failed")
-    assert "| good@1.0.0 | ✅ ok | `sha256:" in summary and "| bad@2.0.0 | ❌ validate" in summary
+    assert "| `good@1.0.0` | ✅ ok | `sha256:" in summary and "| `bad@2.0.0` | ❌ `validate" in summary
     assert "`caps/bad/app.py:1` | `python.syntax`" in summary
 
     sarif = json.loads((runner.ws / "out" / "q.sarif").read_text())
@@ -291,7 +291,8 @@ def test_extras_come_from_targets_and_capsule_providers(runner: Runner, tmp_path
         "  mirror:\n    provider: 'gitlab'\n"
     )
     proc = subprocess.run(
-        [sys.executable, str(REPO / "action" / "main.py"), "--extras"],
+        # -S: no site-packages, so no qlcapsule: --extras runs before the Action installs it
+        [sys.executable, "-S", str(REPO / "action" / "main.py"), "--extras"],
         cwd=runner.ws,
         env={"INPUT_PATH": "svc", "INPUT_TARGETS": "github", "PATH": "/usr/bin:/bin"},
         capture_output=True,
