@@ -23,7 +23,7 @@ from .names import (
     SIG_FILE,
     TOP_LEVEL_KEYS,
 )
-from .tree import FileEntry, check_relative, read_regular
+from .tree import FileEntry, Skipped, Unlocked, check_relative, describe_unlocked, read_regular
 from .tree import scan as scan_tree
 
 if TYPE_CHECKING:
@@ -263,10 +263,14 @@ class Capsule:
 
     # -- reading ----------------------------------------------------------
     def scan(
-        self, *, progress: Callable[[int], None] | None = None, alongside: Callable[[], object] | None = None
+        self,
+        *,
+        progress: Callable[[int], None] | None = None,
+        alongside: Callable[[], object] | None = None,
+        skipped: Skipped | None = None,
     ) -> list[FileEntry]:
         """Walk and hash the included files as they are on disk now (see :func:`qlcapsule.tree.scan`)."""
-        found = scan_tree(self.root, self.globs(), progress=progress, alongside=alongside)
+        found = scan_tree(self.root, self.globs(), progress=progress, alongside=alongside, skipped=skipped)
         if not any(f.path == DEFINITION_FILE for f in found):
             raise DefinitionError(
                 f"{self.root / DEFINITION_FILE}: excluded by the capsule's own globs; it must be included"
@@ -339,9 +343,9 @@ class Capsule:
     def status(self, *, progress: Callable[[int], None] | None = None) -> Status:
         return self._status(progress)[0]
 
-    def _status(self, progress: Callable[[int], None] | None) -> tuple[Status, Lock]:
+    def _status(self, progress: Callable[[int], None] | None, skipped: Skipped | None = None) -> tuple[Status, Lock]:
         raw = self._lock_bytes()
-        entries = self.scan(progress=progress)
+        entries = self.scan(progress=progress, skipped=skipped)
         # Fast path: when the lock is byte for byte what sealing the disk now
         # would write, nothing changed (files, modes, the digest, name and
         # version are all in those bytes) and the lock need not be parsed.
@@ -356,13 +360,30 @@ class Capsule:
             )
         return status, lock
 
-    def verify_integrity(self, *, progress: Callable[[int], None] | None = None) -> Lock:
-        """Raise IntegrityError naming what changed; return the lock when the disk matches it."""
-        status, lock = self._status(progress)
+    def verify_integrity(
+        self,
+        *,
+        progress: Callable[[int], None] | None = None,
+        unlocked: Unlocked | None = None,
+        strict: bool = False,
+    ) -> Lock:
+        """Raise IntegrityError naming what changed; return the lock when the disk matches it.
+
+        ``unlocked`` collects, in the same walk, what sits outside the lock and can change
+        what the capsule does (see :class:`qlcapsule.tree.Unlocked`); with ``strict`` any of
+        it is an IntegrityError too: the lock does not vouch for it.
+        """
+        if strict and unlocked is None:
+            unlocked = Unlocked()
+        status, lock = self._status(progress, unlocked)
         if not status.clean:
             lines = status.lines()
             more = f" (+{len(lines) - 1} more)" if len(lines) > 1 else ""
             err = IntegrityError(f"{self.root}: {lines[0]}{more}")
             err.status = status  # type: ignore[attr-defined]
             raise err
+        if strict and unlocked is not None and unlocked.count:
+            lines = describe_unlocked(unlocked.summary())
+            more = f" (+{len(lines) - 1} more kind{'s' if len(lines) > 2 else ''})" if len(lines) > 1 else ""
+            raise IntegrityError(f"{self.root}: {lines[0]}{more}; --strict refuses it")
         return lock

@@ -17,7 +17,7 @@ from .lock import atomic_write
 from .log import event, get_logger
 from .names import DEFINITION_FILE, DNS_LABEL, SEMVER
 from .progress import bytes_progress
-from .tree import walk
+from .tree import Unlocked, walk
 
 log = get_logger("pipeline")
 
@@ -62,8 +62,11 @@ def seal_capsule(root: Path) -> SealResult:
     return result
 
 
-def verify_capsule(root: Path, **signature_options: Any) -> dict[str, Any]:
+def verify_capsule(root: Path, *, strict: bool = False, **signature_options: Any) -> dict[str, Any]:
     """Integrity first, then signatures and the signature policy; raises on any failure.
+
+    The report's ``unlocked`` names what sits outside the lock and can change what the
+    capsule does (:class:`qlcapsule.tree.Unlocked`); ``strict`` makes any of it a failure.
 
     ``signature_options`` are those of :func:`qlcapsule.signing.verify_signatures`
     (``keys``, ``hmac_key_envs``, ``trust``, ``threshold``, ``require_signature``,
@@ -72,8 +75,9 @@ def verify_capsule(root: Path, **signature_options: Any) -> dict[str, Any]:
     to check: a capsule.sig, a key option or a policy that requires a signature.
     """
     capsule = Capsule.load(root, strict=False)  # no pydantic on the integrity path
+    unlocked = Unlocked()
     with bytes_progress(f"verifying {capsule.ref}", lambda: sum(f.size for f in capsule.require_lock().files)) as advance:
-        lock = capsule.verify_integrity(progress=advance)
+        lock = capsule.verify_integrity(progress=advance, unlocked=unlocked, strict=strict)
     event(log, "verify.integrity", capsule=capsule.ref, digest=lock.digest)
     report: dict[str, Any] = {
         "ok": True,
@@ -82,6 +86,7 @@ def verify_capsule(root: Path, **signature_options: Any) -> dict[str, Any]:
         "digest": lock.digest,
         "files": len(lock.files),
         "integrity": "ok",
+        "unlocked": unlocked.summary(),
     }
     opts = {k: v for k, v in signature_options.items() if v not in (None, False, (), [])}
     policy = capsule.setting("policy") or {}

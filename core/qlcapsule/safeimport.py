@@ -1,10 +1,19 @@
 """Safe import of exported capsules: zip, tar (plain, gzip, xz, zstd) and OCI layouts.
 
 ``import_archive(archive, dest)`` unpacks into a new temp directory beside
-``dest`` and nowhere else, then verifies the capsule against its lock (and the
-signature policy, through :func:`qlcapsule.pipeline.verify_capsule`) before
-renaming it to ``dest``. On any failure the temp directory is removed and
+``dest`` and nowhere else, then moves exactly the files capsule.lock lists (plus
+capsule.yaml, capsule.lock and capsule.sig) into a second directory there,
+verifies that against its lock and the operator's keys (through
+:func:`qlcapsule.pipeline.verify_capsule`, the function ``verify`` uses) and
+renames it to ``dest``. On any failure the temp directory is removed and
 ``dest`` is untouched.
+
+What is not locked is not written: an archive that holds anything else (a
+``.git/config`` with ``core.fsmonitor``, a ``__pycache__/*.pyc``, a ``.venv/``,
+any extra file) is refused, because it is not what was sealed; with
+``drop_unlocked`` those files are left behind in the temp directory (and
+removed with it) and named in the result. The built-in excludes that make
+``verify`` skip such files in place never make import write them.
 
 Refused, each with one line naming the archive and the entry:
 
@@ -102,6 +111,7 @@ class ImportResult:
     format: str
     archive: str
     verification: dict[str, Any] = field(default_factory=dict)
+    dropped: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -112,6 +122,7 @@ class ImportResult:
             "format": self.format,
             "archive": self.archive,
             "verification": self.verification,
+            "dropped": self.dropped,
         }
 
 
@@ -640,17 +651,18 @@ def _sniff(path: Path) -> str:
     raise UnsafeArchiveError(f"{path}: not a zip, tar, tar.gz, tar.xz, tar.zst or OCI export")
 
 
-def _unpack(path: Path, into: Path, label: str, limits: Limits) -> str:
+def _unpack(path: Path, into: Path, label: str, limits: Limits) -> tuple[str, list[str]]:
+    """Unpack into ``into``; returns the format and every regular file written (relative names)."""
     kind = _sniff(path)
     sink = _Sink(into, label, limits)
     if kind == "zip":
         _extract_zip(path, sink)
-        return "zip"
+        return "zip", list(sink.files.values())
     with open(path, "rb") as raw:
         stream = _Inflating(raw, kind, label, limits)
         _extract_tar(stream.read, sink)
         stream.finish()
-    return {"none": "tar", "gzip": "tar.gz", "xz": "tar.xz", "zstd": "tar.zst"}[kind]
+    return {"none": "tar", "gzip": "tar.gz", "xz": "tar.xz", "zstd": "tar.zst"}[kind], list(sink.files.values())
 
 
 def _read_small(path: Path, label: str, limit: int = 4 << 20) -> bytes:
@@ -744,8 +756,62 @@ def _check_dest(dest: Path) -> None:
         raise InputError(f"{dest.parent}: parent directory does not exist")
 
 
-def _stage(archive: Path, tmp: Path, label: str, limits: Limits, dest: Path) -> tuple[str, Path, dict[str, Any]]:
-    """Unpack into ``tmp`` and verify; returns the format, the capsule's staged root and the verification report."""
+def _refused(exc: QlcapsuleError, label: str, root: Path, dest: Path) -> QlcapsuleError:
+    """``exc`` reworded for the archive: ``label: refused: ...``, temp paths shown as ``dest``."""
+    message = exc.message.replace(str(root.resolve()), str(dest)).replace(str(root), str(dest))
+    err = type(exc).__new__(type(exc))
+    QlcapsuleError.__init__(err, f"{label}: refused: {message}", exit_code=exc.exit_code)
+    return err
+
+
+def _locked_only(root: Path, staged: list[str], into: Path, label: str, dest: Path, drop_unlocked: bool) -> list[str]:
+    """Move the files capsule.lock lists (and the capsule's own three files) from ``root`` to ``into``.
+
+    Returns what was left behind; refuses the archive when that is not empty, unless ``drop_unlocked``.
+    Only names the unpacking wrote as regular files are moved, so a locked name that is a directory
+    in the archive can never carry unlocked files along.
+    """
+    from .lock import read_lock
+    from .names import DEFINITION_FILE, LOCK_FILE, SIG_FILE
+    from .tree import display_path, path_key
+
+    try:
+        lock = read_lock(root / LOCK_FILE)
+    except QlcapsuleError as exc:
+        raise _refused(exc, label, root, dest) from None
+    if lock is None:
+        raise VerificationError(f"{label}: the archive holds no capsule.lock; only sealed capsules can be imported")
+    wanted = {e.path for e in lock.files} | {DEFINITION_FILE, LOCK_FILE, SIG_FILE}
+    keep = sorted((n for n in staged if n in wanted), key=path_key)
+    extra = sorted((n for n in staged if n not in wanted), key=path_key)
+    if extra and not drop_unlocked:
+        more = f" (+{len(extra) - 1} more)" if len(extra) > 1 else ""
+        raise VerificationError(
+            f"{label}: refused: {display_path(extra[0])}{more} is not in capsule.lock; the archive is not what "
+            f"was sealed (--drop-unlocked imports the locked files only)"
+        )
+    into.mkdir()
+    for name in keep:
+        parent = (into / name).parent
+        parent.mkdir(parents=True, exist_ok=True)
+        os.rename(root / name, into / name)
+    return extra
+
+
+def _stage(
+    archive: Path,
+    tmp: Path,
+    label: str,
+    limits: Limits,
+    dest: Path,
+    drop_unlocked: bool,
+    signature_options: dict[str, Any],
+) -> tuple[str, Path, dict[str, Any], list[str]]:
+    """Unpack into ``tmp``, keep the locked files and verify them.
+
+    Returns the format, the directory to rename to ``dest``, the verification report and
+    the files left out.
+    """
     from .pipeline import verify_capsule
 
     stage = tmp / "stage"
@@ -754,8 +820,9 @@ def _stage(archive: Path, tmp: Path, label: str, limits: Limits, dest: Path) -> 
         if archive.is_dir():
             fmt = "oci-dir"
             layer = oci_capsule_layer(archive, label)
+            staged: list[str] = []
         else:
-            fmt = _unpack(archive, stage, label, limits)
+            fmt, staged = _unpack(archive, stage, label, limits)
             layer = None
             if (stage / "oci-layout").is_file():
                 fmt = "oci"
@@ -763,7 +830,7 @@ def _stage(archive: Path, tmp: Path, label: str, limits: Limits, dest: Path) -> 
         if layer is not None:
             capsule_dir = tmp / "capsule"
             capsule_dir.mkdir()
-            _unpack(layer, capsule_dir, f"{label} (capsule layer)", limits)
+            _, staged = _unpack(layer, capsule_dir, f"{label} (capsule layer)", limits)
             shutil.rmtree(stage)
             stage = capsule_dir
     except (
@@ -778,18 +845,34 @@ def _stage(archive: Path, tmp: Path, label: str, limits: Limits, dest: Path) -> 
         # a malformed structure the checks above did not name: still one line, never "internal error"
         raise UnsafeArchiveError(f"{label}: corrupt or unsupported archive ({type(exc).__name__}: {exc})") from None
     root = _capsule_root(stage, label)
+    if root != stage:  # everything sits under one top directory (checked by _capsule_root)
+        top = root.name + "/"
+        staged = [n[len(top) :] for n in staged if n.startswith(top)]
+    locked = tmp / "locked"
+    dropped = _locked_only(root, staged, locked, label, dest, drop_unlocked)
     try:
-        report = verify_capsule(root)
+        report = verify_capsule(locked, **signature_options)
     except QlcapsuleError as exc:
-        message = exc.message.replace(str(root.resolve()), str(dest)).replace(str(root), str(dest))
-        err = type(exc).__new__(type(exc))
-        QlcapsuleError.__init__(err, f"{label}: refused: {message}", exit_code=exc.exit_code)
-        raise err from None
-    return fmt, root, report
+        raise _refused(exc, label, locked, dest) from None
+    return fmt, locked, report, dropped
 
 
-def import_archive(archive: Path, dest: Path, *, limits: Limits | None = None) -> ImportResult:
-    """Unpack ``archive`` safely, verify it and move it to ``dest``; see the module docstring."""
+def import_archive(
+    archive: Path,
+    dest: Path,
+    *,
+    limits: Limits | None = None,
+    drop_unlocked: bool = False,
+    keys: list[str] | None = None,
+    hmac_key_envs: list[str] | None = None,
+    trust: str | None = None,
+) -> ImportResult:
+    """Unpack ``archive`` safely, keep the locked files, verify them and move them to ``dest``.
+
+    ``keys``, ``hmac_key_envs`` and ``trust`` are the operator's trust roots, passed unchanged to
+    :func:`qlcapsule.pipeline.verify_capsule` as ``verify --key/--hmac-key-env/--trust`` pass them.
+    See the module docstring.
+    """
     from . import caches
 
     limits = limits or Limits()
@@ -802,6 +885,7 @@ def import_archive(archive: Path, dest: Path, *, limits: Limits | None = None) -
     if dest == Path(os.path.abspath(os.curdir)):
         raise InputError(f"{dest}: is the current directory; import into a new directory (e.g. ./{archive.stem})")
     _check_dest(dest)
+    signature_options = {"keys": list(keys or []), "hmac_key_envs": list(hmac_key_envs or []), "trust": trust}
     with signals_deferred():  # a SIGTERM right after the directory exists is handled in the try below
         try:
             tmp = Path(tempfile.mkdtemp(prefix=".qlcapsule-import-", dir=dest.parent))
@@ -809,7 +893,7 @@ def import_archive(archive: Path, dest: Path, *, limits: Limits | None = None) -
             raise InputError(f"{dest.parent}: cannot create the import's temp directory ({exc.strerror})") from None
     try:
         with caches.no_writes():  # nothing is remembered about a capsule that is not imported yet
-            fmt, root, report = _stage(archive, tmp, label, limits, dest)
+            fmt, root, report, dropped = _stage(archive, tmp, label, limits, dest, drop_unlocked, signature_options)
         if dest.exists():
             dest.rmdir()
         os.rename(root, dest)
@@ -823,6 +907,15 @@ def import_archive(archive: Path, dest: Path, *, limits: Limits | None = None) -
         format=fmt,
         archive=label,
         verification=report,
+        dropped=dropped,
     )
-    event(log, "import.done", archive=label, path=str(dest), capsule=result.capsule, digest=result.digest)
+    event(
+        log,
+        "import.done",
+        archive=label,
+        path=str(dest),
+        capsule=result.capsule,
+        digest=result.digest,
+        dropped=len(dropped),
+    )
     return result

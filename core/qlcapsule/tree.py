@@ -3,6 +3,10 @@
 The walk refuses what cannot be sealed honestly: symlinks, devices, FIFOs,
 sockets and names that are not valid UTF-8. Excluded directories are pruned
 before they are entered (so a ``.venv`` full of symlinks is never looked at).
+What the walk passes over (pruned directories, files not included) can be
+handed to a ``skipped`` callback: :class:`Unlocked` uses it to name the files
+outside the lock that still change what a capsule does when it is used
+(bytecode, VCS metadata, executables), without a second walk.
 
 Hashing streams each file in 1 MiB chunks on a thread pool: hashlib releases
 the GIL while it hashes, so every core works and memory stays flat (one buffer
@@ -90,14 +94,78 @@ def walk(root: Path, globs: GlobSet, *, stat_files: bool = True) -> list[Found]:
     return found
 
 
+Skipped = Callable[[str, "os.DirEntry[str]", bool], None]
+
+#: names that run or steer tools although they are never locked (see docs/format.md, "Outside the lock")
+_VCS = frozenset({".git", ".hg", ".svn"})
+_BYTECODE_SUFFIXES = (".pyc", ".pyo", ".pyd")
+UNLOCKED_KINDS = {
+    "vcs": ("VCS metadata", "git, hg and svn run the hooks and commands it configures"),
+    "bytecode": ("compiled Python", "imported instead of the locked source"),
+    "executable": ("executable", "runs without being checked"),
+}
+
+
+class Unlocked:
+    """The ``skipped`` callback of a walk: what sits inside a capsule, outside its lock, and can change
+    what the capsule does (VCS metadata, compiled Python, files with an executable bit).
+
+    Only a count and the first path (in UTF-8 byte order) are kept per kind, so memory stays flat
+    whatever the tree holds. Pruned directories are judged by their name alone: a ``.git`` or
+    ``__pycache__`` directory is reported, never entered.
+    """
+
+    def __init__(self) -> None:
+        self.count: dict[str, int] = {}
+        self.first: dict[str, str] = {}
+
+    def __call__(self, path: str, entry: os.DirEntry[str], is_dir: bool) -> None:
+        name = entry.name
+        if name in _VCS:
+            kind = "vcs"
+        elif (is_dir and name == "__pycache__") or (not is_dir and name.endswith(_BYTECODE_SUFFIXES)):
+            kind = "bytecode"
+        elif not is_dir and entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mode & 0o111:
+            kind = "executable"
+        else:
+            return
+        shown = path + "/" if is_dir else path
+        self.count[kind] = self.count.get(kind, 0) + 1
+        first = self.first.get(kind)
+        if first is None or path_key(shown) < path_key(first):
+            self.first[kind] = shown
+
+    def summary(self) -> dict[str, dict[str, object]]:
+        """``{kind: {"count": n, "first": path}}`` in the order of :data:`UNLOCKED_KINDS`."""
+        return {k: {"count": self.count[k], "first": self.first[k]} for k in UNLOCKED_KINDS if k in self.count}
+
+
+def describe_unlocked(summary: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per kind of :meth:`Unlocked.summary`, for a warning or an error."""
+    lines = []
+    for kind, item in summary.items():
+        n = int(item["count"])
+        more = f" and {n - 1} more" if n > 1 else ""
+        label, why = UNLOCKED_KINDS.get(kind, (kind, "not verified"))
+        lines.append(f"not in the lock: {label} {display_path(str(item['first']))}{more} ({why})")
+    return lines
+
+
 def visit(root: str, globs: GlobSet, emit: Callable[[str, os.DirEntry[str]], None]) -> None:
     """Call ``emit(path, entry)`` for every included regular file under ``root``, in
     directory order, refusing what :func:`walk` refuses (the store's scan uses it)."""
     _walk_dir(root, "", globs, emit)
 
 
-def _walk_dir(base: str, rel: str, globs: GlobSet, emit: Callable[[str, os.DirEntry[str]], None]) -> None:
-    """Call ``emit(path, entry)`` for every included regular file, in directory order."""
+def _walk_dir(
+    base: str,
+    rel: str,
+    globs: GlobSet,
+    emit: Callable[[str, os.DirEntry[str]], None],
+    skipped: Skipped | None = None,
+) -> None:
+    """Call ``emit(path, entry)`` for every included regular file, in directory order, and
+    ``skipped(path, entry, is_dir)`` for every pruned directory and every file left out."""
     try:
         entries = list(os.scandir(os.path.join(base, rel) if rel else base))
     except PermissionError:
@@ -121,8 +189,12 @@ def _walk_dir(base: str, rel: str, globs: GlobSet, emit: Callable[[str, os.DirEn
         if entry.is_dir(follow_symlinks=False):  # d_type: no syscall
             if not globs.prune_dir(path):
                 subdirs.append(path)
+            elif skipped is not None:
+                skipped(path, entry, True)
             continue
         if not globs.wants_in_walk(path):
+            if skipped is not None:
+                skipped(path, entry, False)
             continue
         if entry.is_symlink():
             raise UnsafePathError(f"{display_path(path)}: is a symlink; capsules hold regular files only (exclude it or replace it)")
@@ -130,7 +202,7 @@ def _walk_dir(base: str, rel: str, globs: GlobSet, emit: Callable[[str, os.DirEn
             raise UnsafePathError(f"{display_path(path)}: is not a regular file (device, FIFO or socket)")
         emit(path, entry)
     for path in subdirs:
-        _walk_dir(base, path, globs, emit)
+        _walk_dir(base, path, globs, emit, skipped)
 
 
 def check_relative(path: str, where: str = "path") -> str:
@@ -409,6 +481,7 @@ def scan(
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
     alongside: Callable[[], object] | None = None,
+    skipped: Skipped | None = None,
 ) -> list[FileEntry]:
     """Walk and hash in one pass; entries sorted by UTF-8 bytes of the path.
 
@@ -417,7 +490,8 @@ def scan(
     calling thread once everything is submitted, while the workers finish the
     large files: work that does not need the hashes (parsing the lock,
     validating capsule.yaml) costs no wall time when a worker is still busy.
-    An exception from it stops the scan.
+    An exception from it stops the scan. ``skipped`` sees what the walk leaves out
+    (see :func:`_walk_dir`; :class:`Unlocked` is the one in use).
     """
     hasher = _Hasher(os.fspath(root), workers, progress)
     paths: list[str] = []
@@ -428,7 +502,7 @@ def scan(
 
     ok = False
     try:
-        _walk_dir(os.fspath(root), "", globs, emit)
+        _walk_dir(os.fspath(root), "", globs, emit, skipped)
         if alongside is not None:
             alongside()
         hasher.drain()

@@ -11,6 +11,7 @@ import io
 import json
 import lzma
 import os
+import re
 import stat
 import tarfile
 import unicodedata
@@ -323,7 +324,7 @@ def test_tampered_content_fails_verification(capsule: Capsule, arena: Arena) -> 
 
 
 def test_extra_file_not_in_the_lock(capsule: Capsule, arena: Arena) -> None:
-    arena.refused(_tar_with(capsule, ("smuggled.py", b"x", 0o644)), "added: smuggled.py", "extra.tar")
+    arena.refused(_tar_with(capsule, ("smuggled.py", b"x", 0o644)), "smuggled.py is not in capsule.lock", "extra.tar")
 
 
 def test_unsealed_archive(capsule: Capsule, arena: Arena) -> None:
@@ -538,3 +539,110 @@ def test_repackings_with_dot_slash_and_unflagged_utf8_names_import(make_capsule,
         import_archive_bytes = _tar([*entries, ("./", b"x", 0o644)])
         (tmp_path / "dotfile.tar").write_bytes(import_archive_bytes)
         import_archive(tmp_path / "dotfile.tar", tmp_path / "c")
+
+
+# -- what is not locked is not written (issue 16) ---------------------------------------------------------
+#
+# The built-in excludes make ``verify`` skip .git/, __pycache__/ and .venv/ in place; an archive carrying
+# them was once imported whole and reported verified: ``git status`` in the result ran core.fsmonitor,
+# ``import app`` ran the planted bytecode.
+
+FSMONITOR = b"[core]\n\tfsmonitor = touch /tmp/qlcapsule-evil\n"
+PYC = b"\xa7\r\r\n" + b"\x01\x00\x00\x00" + b"\x00" * 8 + b"planted"  # unchecked-hash pyc header
+UNLOCKED: dict[str, list[tuple[str, bytes, int]]] = {
+    "git config": [(".git/config", FSMONITOR, 0o644), (".git/HEAD", b"ref: refs/heads/main\n", 0o644)],
+    "bytecode": [("src/__pycache__/app.cpython-311.pyc", PYC, 0o644)],
+    "stray pyc": [("app.pyc", PYC, 0o644)],
+    "venv": [(".venv/bin/python", b"#!/bin/sh\ntouch /tmp/qlcapsule-evil\n", 0o755)],
+    "plain extra": [("notes.txt", b"not sealed\n", 0o644)],
+    "own temp name": [(".capsule.lock.0123456789abcdef.tmp", b"{}", 0o644)],  # a name the walk itself skips
+}
+
+
+@pytest.fixture
+def signed(capsule: Capsule, tmp_path: Path) -> tuple[Capsule, dict[str, str], dict[str, str]]:
+    from qlcapsule.signing import keygen, sign_capsule
+
+    good = keygen("ed25519", tmp_path / "good.key")
+    other = keygen("ed25519", tmp_path / "other.key")
+    sign_capsule(capsule.root, good["private"])
+    return capsule, good, other
+
+
+def _archive(kind: str, entries: list[tuple[str, bytes, int]]) -> bytes:
+    return _zip(entries) if kind == "zip" else gzip.compress(_tar(entries))
+
+
+@pytest.mark.parametrize("kind", ["tar.gz", "zip"])
+@pytest.mark.parametrize("shape", list(UNLOCKED))
+def test_files_outside_the_lock_are_refused(signed, arena: Arena, kind: str, shape: str) -> None:
+    capsule, good, _ = signed
+    extra = UNLOCKED[shape]
+    entries = sorted([*_payload(capsule), *extra])
+    assert any(n == "capsule.sig" for n, _, _ in entries)  # a genuine signed archive plus the extra files
+    first = sorted(n for n, _, _ in extra)[0]
+    more = r" \(\+1 more\)" if len(extra) > 1 else ""
+    message = arena.refused(_archive(kind, entries), re.escape(first) + more + " is not in capsule.lock", f"x.{kind}")
+    assert "refused" in message
+
+
+@pytest.mark.parametrize("kind", ["tar.gz", "zip"])
+def test_drop_unlocked_imports_the_locked_files_only(signed, tmp_path: Path, qlcapsule_cli, kind: str) -> None:
+    capsule, good, _ = signed
+    extra = [e for shape in UNLOCKED.values() for e in shape]
+    archive = tmp_path / f"x.{kind}"
+    archive.write_bytes(_archive(kind, [*_payload(capsule), *extra]))
+    dest = tmp_path / "dest"
+    result = import_archive(archive, dest, drop_unlocked=True, keys=[good["public"]])
+    assert sorted(result.dropped) == sorted(n for n, _, _ in extra)
+    on_disk = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if not p.is_dir())
+    assert on_disk == sorted([*capsule.files(), "capsule.lock", "capsule.sig"])
+    assert not (dest / ".git").exists() and not (dest / "src/__pycache__").exists() and not (dest / ".venv").exists()
+    assert result.verification["signature"]["status"] == "verified" and result.verification["unlocked"] == {}
+    res = qlcapsule_cli("import", str(archive), str(tmp_path / "cli"), "--drop-unlocked", "--key", good["public"])
+    assert res.exit_code == 0, res.stderr
+    assert (
+        "warning: left out 7 file(s) not in capsule.lock: .capsule.lock.0123456789abcdef.tmp, .git/HEAD" in res.stderr
+    )
+    assert "signature: signed by ed25519" in res.stdout
+    res = qlcapsule_cli("verify", str(tmp_path / "cli"), "--strict", "--key", good["public"])
+    assert res.exit_code == 0 and "warning" not in res.stderr, res.stderr
+
+
+def test_cli_refuses_an_archive_with_unlocked_files(signed, tmp_path: Path, qlcapsule_cli) -> None:
+    capsule, good, _ = signed
+    archive = tmp_path / "x.tar"
+    archive.write_bytes(_tar([*_payload(capsule), *UNLOCKED["git config"], *UNLOCKED["bytecode"]]))
+    res = qlcapsule_cli("import", str(archive), str(tmp_path / "dest"), "--key", good["public"])
+    assert res.exit_code == 1
+    assert res.stderr.strip() == (
+        f"error: {archive}: refused: .git/HEAD (+2 more) is not in capsule.lock; the archive is not what was "
+        "sealed (--drop-unlocked imports the locked files only)"
+    )
+    assert not (tmp_path / "dest").exists() and not [p for p in tmp_path.iterdir() if "import" in p.name]
+
+
+def test_import_checks_the_operators_keys(signed, tmp_path: Path, qlcapsule_cli) -> None:
+    capsule, good, other = signed
+    archive = export_capsule(capsule.root, "zip", tmp_path / "x.zip").path
+    res = qlcapsule_cli("import", str(archive), str(tmp_path / "a"), "--key", other["public"])
+    assert res.exit_code == 1, res.output
+    assert res.stderr.startswith(f"error: {archive}: refused: ") and len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "a").exists()
+    with pytest.raises(QlcapsuleError) as info:
+        import_archive(archive, tmp_path / "b", keys=[other["public"]])  # type: ignore[arg-type]
+    assert info.value.exit_code == 1 and not (tmp_path / "b").exists()
+    res = qlcapsule_cli("import", str(archive), str(tmp_path / "c"), "--key", other["public"], "--key", good["public"])
+    assert res.exit_code == 0, res.stderr
+    assert f"signed by ed25519 {good['keyid'][:16]}" in res.stdout
+    res = qlcapsule_cli("import", str(archive), str(tmp_path / "d"), "--json", "--trust", str(tmp_path / "none.yaml"))
+    assert res.exit_code == 2 and "none.yaml" in res.stderr and not (tmp_path / "d").exists()
+
+
+def test_a_non_unix_zip_name_without_the_utf8_flag_is_refused(capsule: Capsule, arena: Arena) -> None:
+    """Only a Unix tool's unflagged UTF-8 names are read as UTF-8; from DOS/Windows they are code-page bytes."""
+    info = zipfile.ZipInfo("cafXY.txt")
+    info.create_system = 0  # MS-DOS: the bytes mean cp437 (or the local code page)
+    data = _zip([*_payload(capsule), info]).replace(b"cafXY.txt", "café.txt".encode())
+    assert data.count("café.txt".encode()) == 2  # local and central header, still without the flag
+    arena.refused(data, "name is not UTF-8", "dos.zip")

@@ -100,6 +100,8 @@ def _text(command: str, directory: str, options: dict[str, list[str]]) -> str:
         min_version=None,
         allow_rollback=False,
     )
+    for line in text.unlocked_warnings(report):  # what the click command echoes to stderr
+        sys.stderr.write(line + "\n")
     return text.verify_text(report)
 
 

@@ -25,6 +25,13 @@ def verify_text(report: dict[str, Any]) -> str:
     )
 
 
+def unlocked_warnings(report: dict[str, Any]) -> list[str]:
+    """stderr lines for what ``verify`` found outside the lock (``report["unlocked"]``)."""
+    from ..tree import describe_unlocked
+
+    return [f"warning: {line}" for line in describe_unlocked(report.get("unlocked") or {})]
+
+
 def seal_data(result: Any) -> dict[str, Any]:
     return {
         "capsule": result.lock.name,

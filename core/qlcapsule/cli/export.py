@@ -69,6 +69,32 @@ def export_cmd(directory: str, fmt: str, output: str | None, option_args: tuple[
 @main.command("import")
 @click.argument("archive", type=click.Path(dir_okay=True, path_type=str))
 @click.argument("dest", metavar="DIR", type=click.Path(path_type=str))
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    metavar="PUB",
+    help="Trusted public key file (Ed25519 PEM or ssh-ed25519), as for verify. Repeatable.",
+)
+@click.option(
+    "--hmac-key-env",
+    "hmac_key_envs",
+    multiple=True,
+    metavar="NAME",
+    help="Environment variable holding a trusted HMAC secret, as for verify. Repeatable.",
+)
+@click.option(
+    "--trust",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="Trust file (YAML/JSON list of keys), as for verify.",
+)
+@click.option(
+    "--drop-unlocked",
+    is_flag=True,
+    help="Import the locked files and leave out anything else the archive holds (named in a warning) "
+    "instead of refusing it.",
+)
 @click.option("--max-size", default="16GiB", show_default=True, help="Refuse archives that unpack to more than this.")
 @click.option("--max-files", default=200_000, show_default=True, help="Refuse archives with more entries.")
 @click.option(
@@ -78,29 +104,60 @@ def export_cmd(directory: str, fmt: str, output: str | None, option_args: tuple[
     help="Refuse entries (and compressed streams) that inflate more than this many times (bombs).",
 )
 @json_option
-def import_cmd(archive: str, dest: str, max_size: str, max_files: int, max_ratio: float, as_json: bool) -> None:
+def import_cmd(
+    archive: str,
+    dest: str,
+    keys: tuple[str, ...],
+    hmac_key_envs: tuple[str, ...],
+    trust: str | None,
+    drop_unlocked: bool,
+    max_size: str,
+    max_files: int,
+    max_ratio: float,
+    as_json: bool,
+) -> None:
     """Safely unpack a zip, tar (.tar/.gz/.xz/.zst) or OCI export into DIR and verify it.
 
     DIR must not exist (or be empty). The archive is unpacked into a new
     temp directory beside DIR; absolute paths, '..', backslashes, links,
     devices, duplicate or colliding names (case, Unicode normalisation) and
-    bombs (size and compression-ratio limits) are refused. The unpacked
-    capsule is verified against its lock (and signature policy) before it is
-    renamed to DIR; on any failure nothing is left behind.
+    bombs (size and compression-ratio limits) are refused. Only the files
+    capsule.lock lists (and capsule.yaml, capsule.lock, capsule.sig) are
+    imported: an archive holding anything else (.git/, __pycache__/, any
+    extra file) is refused, or with --drop-unlocked imported without those.
+    The capsule is verified as 'verify' does, against the keys given with
+    --key, --hmac-key-env or --trust, before it is renamed to DIR; on any
+    failure nothing is left behind.
 
     \b
-    Exit codes: 0 imported and verified; 1 verification failed;
-    2 unsafe or malformed archive, or DIR is not empty.
+    Exit codes: 0 imported and verified; 1 verification failed, or the
+    archive holds files outside its lock; 2 unsafe or malformed archive,
+    or DIR is not empty.
     """
     from pathlib import Path
 
     from ..safeimport import Limits, import_archive, parse_size
+    from ..tree import display_path
+    from ._text import signature_text
 
     limits = Limits(max_total=parse_size(max_size, "--max-size"), max_files=max_files, max_ratio=max_ratio)
-    result = import_archive(Path(archive), Path(dest), limits=limits)
+    result = import_archive(
+        Path(archive),
+        Path(dest),
+        limits=limits,
+        drop_unlocked=drop_unlocked,
+        keys=list(keys),
+        hmac_key_envs=list(hmac_key_envs),
+        trust=trust,
+    )
+    if result.dropped:
+        shown = ", ".join(display_path(p) for p in result.dropped[:10])
+        more = f" and {len(result.dropped) - 10} more" if len(result.dropped) > 10 else ""
+        click.echo(f"warning: left out {len(result.dropped)} file(s) not in capsule.lock: {shown}{more}", err=True)
 
     def text() -> None:
         click.echo(f"imported {result.capsule} ({result.files} files, {result.format}) into {result.path}")
         click.echo(f"digest: {result.digest}")
+        click.echo(f"signature: {signature_text(result.verification.get('signature') or {})}")
 
     emit(as_json, result.to_dict(), text)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ._common import capsule_dir, emit, json_option, main
-from ._text import verify_text
+from ._text import unlocked_warnings, verify_text
 
 
 @main.command()
@@ -47,6 +47,11 @@ from ._text import verify_text
     "--min-version", metavar="VERSION", help="Refuse a signature for a version older than VERSION (rollback)."
 )
 @click.option("--allow-rollback", is_flag=True, help="Do not compare with the newest version in the version store.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Fail (exit 1) when bytecode, VCS metadata or executables sit in the capsule outside the lock.",
+)
 @json_option
 def verify(
     directory: str,
@@ -57,6 +62,7 @@ def verify(
     require_signature: bool,
     min_version: str | None,
     allow_rollback: bool,
+    strict: bool,
     as_json: bool,
 ) -> None:
     """Check DIRECTORY against its lock, then its signatures.
@@ -66,11 +72,13 @@ def verify(
     checked against the trusted keys, followed by the signed statement
     (name/version, digest of the files on disk, expiry, rollback).
     A signed capsule with no trusted keys given is reported as "not checked".
+    Bytecode, VCS metadata (.git) and executables inside DIRECTORY but outside
+    the lock are named on stderr as warnings; --strict fails on them.
 
-    Exit codes: 0 verified; 1 tampered, unsigned under a policy, or a
-    signature failed (the message names the cause); 2 bad usage or an
-    unreadable key/trust file. With --json a failure also prints
-    {"ok": false, "reason": ...} on stdout.
+    Exit codes: 0 verified; 1 tampered, unsigned under a policy, files
+    outside the lock under --strict, or a signature failed (the message
+    names the cause); 2 bad usage or an unreadable key/trust file. With
+    --json a failure also prints {"ok": false, "reason": ...} on stdout.
     """
     from ..errors import QlcapsuleError
     from ..pipeline import verify_capsule
@@ -85,6 +93,7 @@ def verify(
             require_signature=require_signature,
             min_version=min_version,
             allow_rollback=allow_rollback,
+            strict=strict,
         )
     except QlcapsuleError as exc:
         if as_json:
@@ -111,3 +120,5 @@ def verify(
             )
         raise
     emit(as_json, report, verify_text(report))
+    for line in unlocked_warnings(report):
+        click.echo(line, err=True)
