@@ -18,6 +18,12 @@ GitHub's ``X-Hub-Signature-256``. Receivers verify it with a constant-time
 compare. Delivery is retried (bounded, with backoff) on connection errors,
 timeouts, 429 and 5xx; a webhook that still fails is reported as a warning and
 never changes the outcome of the delivery itself.
+
+Redirects follow :func:`qlcapsule.resilience.check_redirect`: a webhook (a POST)
+is only re-sent on the same origin (scheme, host and port) and only for 307/308,
+which keep the method and body. A redirect to another host, or one that would turn
+the POST into a GET, is refused: the body and the HMAC signature never leave the
+configured origin.
 """
 
 from __future__ import annotations
@@ -35,7 +41,15 @@ from typing import Any
 
 from .log import event, get_logger, scrub
 from .model import WebhookConfig
-from .resilience import DEFAULT_CONNECT_TIMEOUT, TransientError, read_secret, retry, scrub_error
+from .resilience import (
+    DEFAULT_CONNECT_TIMEOUT,
+    RedirectRefused,
+    TransientError,
+    check_redirect,
+    read_secret,
+    retry,
+    scrub_error,
+)
 
 __all__ = ["SIGNATURE_HEADER", "EVENT_HEADER", "sign_body", "notify", "webhook_url_problem", "WebhookResult"]
 
@@ -94,10 +108,30 @@ def _host(url: str) -> str:
         return "(invalid URL)"
 
 
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """urllib's redirect handling, decided by :func:`check_redirect` (same origin, 307/308 only, for a POST)."""
+
+    def redirect_request(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
+    ) -> urllib.request.Request:
+        try:
+            target, same = check_redirect(req.get_method(), code, req.full_url, newurl, what="webhook")
+        except RedirectRefused:
+            fp.close()
+            raise
+        if not same:  # only GET/HEAD may leave the origin, and a webhook is a POST
+            fp.close()
+            raise RedirectRefused("webhook: the receiver redirected to another host; refusing")
+        return urllib.request.Request(target, data=req.data, headers=dict(req.headers), method=req.get_method())
+
+    http_error_308 = urllib.request.HTTPRedirectHandler.http_error_302  # Python 3.10 does not handle 308
+
+
 def _post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
     req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    opener = urllib.request.build_opener(_Redirects)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (http/https checked by caller)
+        with opener.open(req, timeout=timeout) as resp:  # http/https checked by the caller
             resp.read(1024)
             return int(resp.status)
     except urllib.error.HTTPError as exc:

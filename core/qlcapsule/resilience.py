@@ -12,16 +12,24 @@ Deliverers (built-in or third-party) import these from ``qlcapsule``:
   with :func:`qlcapsule.redact` so it never shows up in a log line;
 - :func:`scrub_error` — one line from any SDK exception, with secrets removed;
 - :func:`signed_url_expiry` — the signed-URL lifetime rule (default 1 hour,
-  never more than 7 days).
+  never more than 7 days);
+- :func:`check_redirect` — the one redirect rule: credentials stay on the origin
+  (scheme, host and port) they were configured for; :func:`guard_redirects` puts it
+  on a ``requests.Session`` (the github and gitlab SDKs), the webhook opener and
+  the OCI client call it themselves;
+- :func:`is_loopback` and :func:`operator_allows` — which hosts get plain HTTP or
+  a token service: loopback, or what the operator lists in an environment variable.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import random
 import re
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
@@ -38,6 +46,13 @@ __all__ = [
     "SIGNED_URL_MAX",
     "TransientError",
     "CircuitOpenError",
+    "RedirectRefused",
+    "MAX_REDIRECTS",
+    "origin",
+    "check_redirect",
+    "guard_redirects",
+    "is_loopback",
+    "operator_allows",
     "CircuitBreaker",
     "breaker_for",
     "reset_breakers",
@@ -65,6 +80,10 @@ SIGNED_URL_MAX = 7 * 24 * 3600
 
 class TransientError(RemoteError):
     """A remote failure that may go away on its own (5xx, throttling, reset connection)."""
+
+
+class RedirectRefused(RemoteError):
+    """A server redirected where the request (or its credentials) must not go; nothing was sent there."""
 
 
 class CircuitOpenError(RemoteError):
@@ -314,3 +333,156 @@ Expandable = Annotated[str, AfterValidator(_expandable)]
 ExpandableText = Annotated[str, AfterValidator(_placeholders)]
 #: A bucket/container key prefix: :data:`Expandable`, relative, without ``.``/``..`` segments.
 ObjectPrefix = Annotated[str, AfterValidator(_expandable), AfterValidator(_object_prefix)]
+
+
+# -- redirects and hosts: where credentials may go ------------------------------------
+
+#: a redirect chain longer than this is refused
+MAX_REDIRECTS = 5
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_SAFE_METHODS = ("GET", "HEAD")
+#: the only request headers sent to another origin: none of them can carry a secret
+_CROSS_ORIGIN_HEADERS = ("accept", "accept-encoding", "user-agent")
+
+
+def origin(url: str) -> tuple[str, str, int]:
+    """``(scheme, host, port)`` of an http(s) URL: lowercase, default port filled in.
+
+    Two URLs are the same origin when all three are equal; a different port is a
+    different host for every credential rule. Raises ValueError for anything else.
+    """
+    parts = urllib.parse.urlsplit(url)
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if scheme not in _DEFAULT_PORTS or not host:
+        raise ValueError("not an http(s) URL with a host")
+    return scheme, host, parts.port or _DEFAULT_PORTS[scheme]
+
+
+def _show(where: tuple[str, str, int]) -> str:
+    scheme, host, port = where
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def check_redirect(method: str, status: int, url: str, location: str | None, *, what: str) -> tuple[str, bool]:
+    """The one redirect rule: ``(absolute target, same origin)``, or :class:`RedirectRefused`.
+
+    - same origin (scheme, host and port equal): may be followed with the
+      credentials; a method other than GET/HEAD only on 307/308, which keep the
+      method and body (301/302/303 would re-send it as a GET);
+    - another origin: only GET and HEAD, and the caller sends none of its
+      credential headers there (only ``Accept``, ``Accept-Encoding``, ``User-Agent``);
+    - https to http, a target that is not http(s), or no ``Location``: refused.
+
+    Messages name only the target's origin: redirect paths often carry signatures.
+    """
+    method = method.upper()
+    if not location:
+        raise RedirectRefused(f"{what}: the server answered {status} without a Location; not following it")
+    try:
+        target = urllib.parse.urljoin(url, location.strip())
+        src, dst = origin(url), origin(target)
+    except ValueError:
+        raise RedirectRefused(
+            f"{what}: the server answered {status} with an unusable Location; not following it"
+        ) from None
+    if src[0] == "https" and dst[0] == "http":
+        raise RedirectRefused(f"{what}: the server redirected from https to plain http ({_show(dst)}); refusing")
+    if src == dst:
+        if method in _SAFE_METHODS or status in (307, 308):
+            return target, True
+        raise RedirectRefused(
+            f"{what}: the server answered {status} to a {method}, which would re-send it as a GET; refusing"
+        )
+    if method in _SAFE_METHODS:
+        return target, False
+    raise RedirectRefused(
+        f"{what}: the server redirected a {method} to another host ({_show(dst)}); refusing "
+        f"(credentials for {_show(src)} never go anywhere else)"
+    )
+
+
+def guard_redirects(session: Any, *, what: str) -> Any:
+    """Put :func:`check_redirect` on a ``requests.Session`` (PyGithub, python-gitlab); returns it.
+
+    A response hook sees every 3xx before the client does, and follows it here, so
+    it works for clients that let requests follow (python-gitlab) and for those that
+    follow themselves (PyGithub): they only ever see the final answer. Same-origin
+    hops go through ``session`` with the original headers; the first hop to another
+    origin and every hop after it go through a bare session that sends only the
+    headers in ``_CROSS_ORIGIN_HEADERS`` (no auth, no cookies, no ``PRIVATE-TOKEN``).
+    """
+
+    def hook(resp: Any, **kwargs: Any) -> Any:
+        if not 300 <= resp.status_code < 400 or resp.status_code == 304:
+            return None
+        return _follow(session, resp, kwargs, what)
+
+    session.hooks["response"].append(hook)
+    return session
+
+
+def _follow(session: Any, resp: Any, kwargs: dict[str, Any], what: str) -> Any:
+    import requests
+
+    req, bare = resp.request, None
+    for _ in range(MAX_REDIRECTS):
+        method = req.method or "GET"
+        target, same = check_redirect(method, resp.status_code, req.url, resp.headers.get("location"), what=what)
+        resp.close()
+        if same and bare is None:
+            if req.body is not None and not isinstance(req.body, (bytes, str)):
+                raise RedirectRefused(f"{what}: the server answered {resp.status_code} to a streamed upload; refusing")
+            nxt = req.copy()
+            nxt.prepare_url(target, None)
+            nxt.hooks = {"response": []}  # this loop follows the next hop, not a nested hook
+            resp = session.send(nxt, allow_redirects=False, **kwargs)
+        else:
+            if bare is None:
+                bare = requests.Session()
+                bare.auth = _no_auth  # not even ~/.netrc: nothing but the safe headers goes there
+            headers = {k: v for k, v in req.headers.items() if k.lower() in _CROSS_ORIGIN_HEADERS}
+            prep = bare.prepare_request(requests.Request(method, target, headers=headers))
+            resp = bare.send(prep, allow_redirects=False, **kwargs)
+        req = resp.request
+        if not 300 <= resp.status_code < 400 or resp.status_code == 304:
+            return resp
+    raise RedirectRefused(f"{what}: more than {MAX_REDIRECTS} redirects; not following")
+
+
+def _no_auth(request: Any) -> Any:
+    return request
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost``, 127.0.0.0/8 and ``::1`` (brackets allowed): traffic that never leaves the machine."""
+    host = host.strip("[]").lower().rstrip(".")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def operator_allows(env: str, host: str, port: int) -> bool:
+    """True when the environment variable ``env`` lists ``host`` (any port) or ``host:port``.
+
+    The list is comma-separated ``host[:port]`` entries; it comes from the operator's
+    environment, never from a capsule. An entry that is not ``host[:port]`` is an error
+    naming the variable.
+    """
+    host = host.strip("[]").lower()
+    for item in os.environ.get(env, "").split(","):
+        item = item.strip().lower()
+        if not item:
+            continue
+        try:
+            parts = urllib.parse.urlsplit("//" + item)
+            if not parts.hostname or parts.path or parts.query or parts.username:
+                raise ValueError
+            want = parts.port
+        except ValueError:
+            raise OptionsError(f"{env}: {item[:80]!r} is not host[:port]") from None
+        if parts.hostname == host and want in (None, port):
+            return True
+    return False

@@ -16,6 +16,8 @@ As a separate process (to be killed with SIGKILL, like a crashed server)::
     python faultproxy.py --upstream http://127.0.0.1:5000 --port 0 --hang 'PUT .*partNumber=2'
 
 prints ``PORT <n>`` when listening and ``HANG <request line>`` when it starts holding a request.
+
+:class:`Recorder` is the far end of a redirect: it records every request's headers.
 """
 
 from __future__ import annotations
@@ -182,6 +184,69 @@ class FaultProxy:
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = _handle
 
         return Handler
+
+
+@dataclass
+class Heard:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class Recorder:
+    """A loopback HTTP server that records every request (headers and body) and answers ``status``.
+
+    The other end of a redirect or a token realm: tests point a server's answer at it
+    and assert what arrived (or that nothing did). Its port differs from every other
+    server's, so for the credential rules it is another host.
+    """
+
+    def __init__(self, status: int = 404, body: bytes = b'{"message": "Not Found"}') -> None:
+        self.status, self.body = status, body
+        self.heard: list[Heard] = []
+        self._lock = threading.Lock()
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                with recorder._lock:
+                    recorder.heard.append(Heard(self.command, self.path, dict(self.headers.items()), body))
+                self.send_response(recorder.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(recorder.body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(recorder.body)
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), name="recorder", daemon=True).start()
+
+    def carried(self, *secrets: str) -> list[str]:
+        """Every header or body of a recorded request that contains one of ``secrets``."""
+        with self._lock:
+            found = []
+            for h in self.heard:
+                for k, v in h.headers.items():
+                    found += [f"{h.method} {h.path} {k}" for s in secrets if s in v]
+                found += [f"{h.method} {h.path} body" for s in secrets if s.encode() in h.body]
+            return found
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -155,6 +155,8 @@ class FakeServer:
         self.violations: list[str] = []
         self.log: list[tuple[str, str]] = []
         self.fail_next: list[tuple[str, str, int]] = []  # (method, path regex, status) injected faults
+        # (method, path regex, status, Location or None): answer the next match with a redirect
+        self.redirect_next: list[tuple[str, str, int, str | None]] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -224,6 +226,10 @@ class FakeServer:
                 if m == req.method and re.search(rx, req.path):
                     del self.fail_next[i]
                     return status, {"message": "injected fault"}, {}
+            for i, (m, rx, status, location) in enumerate(self.redirect_next):
+                if m == req.method and re.search(rx, req.path):
+                    del self.redirect_next[i]
+                    return status, None, {"Location": location} if location else {}
             try:
                 self.authenticate(req)
                 for method, rx, name in self.routes:

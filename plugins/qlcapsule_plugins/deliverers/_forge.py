@@ -1,4 +1,4 @@
-"""Shared helpers of the forge deliverers (github, gitlab, git): git object ids and option checks.
+"""Shared helpers of the forge deliverers (github, gitlab, git): git object ids, option checks, HTTP sessions.
 
 The capsule is pushed as a git tree whose ids are computed here, locally, the way
 git computes them; after a push the deliverer compares the ids the server reports
@@ -11,8 +11,10 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from qlcapsule import Capsule, OptionsError
+from qlcapsule import Capsule, OptionsError, PluginError
+from qlcapsule.resilience import guard_redirects
 
 __all__ = [
     "TreeFile",
@@ -22,6 +24,8 @@ __all__ = [
     "check_ref_name",
     "check_repo_path",
     "prerelease",
+    "guarded_session",
+    "guard_pygithub",
 ]
 
 _BAD_REF = re.compile(r"(\.\.|[\x00-\x20~^:?*\[\\\x7f]|@\{|//|/\.|\.lock(/|$))")
@@ -103,3 +107,48 @@ def prerelease(version: str) -> bool:
 def require(condition: bool, message: str) -> None:
     if not condition:
         raise OptionsError(message)
+
+
+def guarded_session(what: str) -> Any:
+    """A ``requests.Session`` whose redirects follow the one rule (:func:`qlcapsule.resilience.guard_redirects`)."""
+    import requests
+
+    return guard_redirects(requests.Session(), what=what)
+
+
+def guard_pygithub(gh: Any, what: str = "github") -> Any:
+    """Make every connection of a PyGithub client use :func:`guard_redirects`; returns ``gh``.
+
+    PyGithub builds its own ``requests`` sessions inside its connection classes and
+    offers no session argument, and its own redirect handling keeps the token on
+    another port of the same host name. Its only public switch,
+    ``Requester.injectConnectionClasses``, is process-wide and turns off connection
+    reuse, so the guarded classes are set on this client's requester alone. If a
+    PyGithub release renames those attributes this fails closed, naming the version.
+    """
+    from importlib.metadata import version
+
+    from github.Requester import HTTPRequestsConnectionClass, HTTPSRequestsConnectionClass
+
+    class _Http(HTTPRequestsConnectionClass):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            guard_redirects(self.session, what=what)
+
+    class _Https(HTTPSRequestsConnectionClass):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            guard_redirects(self.session, what=what)
+
+    requester = gh.requester
+    names = ("_Requester__connectionClass", "_Requester__httpConnectionClass", "_Requester__httpsConnectionClass")
+    if not all(hasattr(requester, n) for n in names) or getattr(requester, "_Requester__connection", 1) is not None:
+        raise PluginError(
+            f"github: PyGithub {version('PyGithub')} changed its connection internals; "
+            "cannot guard redirects, refusing to send the token"
+        )
+    https = requester.scheme == "https"
+    requester._Requester__httpConnectionClass = _Http
+    requester._Requester__httpsConnectionClass = _Https
+    requester._Requester__connectionClass = _Https if https else _Http
+    return gh

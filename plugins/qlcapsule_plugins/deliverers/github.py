@@ -14,7 +14,9 @@ Uses the REST git data API through PyGithub (imported lazily; ``pip install
 
 Credentials: a token in ``GITHUB_TOKEN`` (or the variable named by ``token_env``),
 needing ``contents: write`` on the repository. ``base_url`` points at GitHub
-Enterprise Server (``https://HOST/api/v3``) or a test server.
+Enterprise Server (``https://HOST/api/v3``) or a test server. The token never leaves
+``base_url``'s origin: redirects follow :func:`qlcapsule.resilience.check_redirect`
+(asset downloads that GitHub sends to its storage host go there without it).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from qlcapsule import (
     scrub_error,
 )
 
-from ._forge import capsule_files, check_ref_name, check_repo_path, prerelease, tree_id
+from ._forge import capsule_files, check_ref_name, check_repo_path, guard_pygithub, prerelease, tree_id
 
 log = get_logger("qlcapsule.deliverers.github")
 T = TypeVar("T")
@@ -107,7 +109,7 @@ class GitHubDeliverer(Deliverer):
             from github import Auth, Github
         except ImportError:  # pragma: no cover - depends on the installed extras
             raise InputError('the github target needs PyGithub: pip install "qlcapsule[github]"') from None
-        return Github(
+        gh = Github(
             base_url=self.options.base_url.rstrip("/"),
             auth=Auth.Token(self._token()),
             timeout=int(self.options.timeout),
@@ -116,6 +118,7 @@ class GitHubDeliverer(Deliverer):
             seconds_between_writes=self.options.write_interval or None,
             retry=None,  # retries are ours: bounded, logged, and fed to the circuit breaker
         )
+        return guard_pygithub(gh)  # the token never leaves base_url's origin, whatever the server answers
 
     def _api(self, what: str, fn: Callable[[], T], *, missing_ok: bool = False) -> T | None:
         """Call the API with bounded retries; translate errors into one line each."""

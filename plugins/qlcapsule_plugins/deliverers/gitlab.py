@@ -15,7 +15,8 @@ Uses python-gitlab (imported lazily; ``pip install "qlcapsule[gitlab]"``):
    link per artifact.
 
 Credentials: a token in ``GITLAB_TOKEN`` (or the variable named by ``token_env``)
-with the ``api`` scope; ``url`` points at a self-managed instance.
+with the ``api`` scope; ``url`` points at a self-managed instance. The token never
+leaves ``url``'s origin: redirects follow :func:`qlcapsule.resilience.check_redirect`.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from qlcapsule import (
     scrub_error,
 )
 
-from ._forge import capsule_files, check_ref_name, check_repo_path
+from ._forge import capsule_files, check_ref_name, check_repo_path, guarded_session
 
 log = get_logger("qlcapsule.deliverers.gitlab")
 T = TypeVar("T")
@@ -106,6 +107,8 @@ class GitLabDeliverer(Deliverer):
             private_token=token,
             timeout=self.options.timeout,
             retry_transient_errors=False,
+            # PRIVATE-TOKEN is a plain header: requests would carry it across hosts on a redirect
+            session=guarded_session("gitlab"),
         )
 
     def _api(self, what: str, fn: Callable[[], T], *, missing_ok: bool = False) -> T | None:

@@ -27,6 +27,14 @@ the ``auths`` entry for the registry in the docker config (``$DOCKER_CONFIG/conf
 or ``~/.docker/config.json``, as written by ``docker login``/``helm registry login``;
 credential helpers are not run). Both basic and bearer-token (``WWW-Authenticate:
 Bearer realm=...``) challenges are answered.
+
+Where the credentials may go is the operator's decision, never the registry's or
+the capsule's: the bearer ``realm`` must be on the registry's own host and port, or
+on a host listed in ``QLCAPSULE_OCI_TOKEN_HOSTS``, and use https unless it is a
+loopback host; ``plain_http`` is only for loopback registries or hosts listed in
+``QLCAPSULE_PLAIN_HTTP_HOSTS``. Upload locations must stay on the registry's origin,
+and redirects are not followed (:func:`qlcapsule.resilience.check_redirect` names
+the target and refuses).
 """
 
 from __future__ import annotations
@@ -57,6 +65,7 @@ from qlcapsule import (
     InputError,
     IntegrityError,
     Options,
+    OptionsError,
     Receipt,
     RemoteError,
     TransientError,
@@ -67,8 +76,13 @@ from qlcapsule import (
     retry,
     scrub_error,
 )
+from qlcapsule.resilience import RedirectRefused, check_redirect, is_loopback, operator_allows, origin
 
 log = get_logger("qlcapsule.deliverers.oci")
+
+#: operator-only allow lists (comma-separated host[:port]); a capsule cannot set them
+TOKEN_HOSTS_ENV = "QLCAPSULE_OCI_TOKEN_HOSTS"
+PLAIN_HTTP_ENV = "QLCAPSULE_PLAIN_HTTP_HOSTS"
 
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
@@ -94,7 +108,9 @@ class OciOptions(Options):
     tag: Expandable = Field(default="{version}", description="tag of the pushed manifest ('+' becomes '_')")
     mode: Literal["auto", "layout", "helm", "artifact"] = "auto"
     artifact_type: str = Field(default=ARTIFACT_TYPE, pattern=r"^[a-z0-9.+/-]+$")
-    plain_http: bool = Field(default=False, description="talk HTTP instead of HTTPS (local registries only)")
+    plain_http: bool = Field(
+        default=False, description=f"talk HTTP instead of HTTPS: loopback registries, or hosts in {PLAIN_HTTP_ENV}"
+    )
     overwrite: bool = Field(default=False, description="move an existing tag that points at other content")
     chunk_size: int = Field(default=8 << 20, ge=1024, le=1 << 30, description="blobs above this go in PATCH chunks")
     timeout: float = Field(default=60.0, gt=0, le=600, description="seconds per request")
@@ -373,9 +389,14 @@ class RegistryClient:
         timeout: float | None = None,
         _retried: bool = False,
     ) -> tuple[int, dict[str, str], bytes]:
-        parts = urllib.parse.urlsplit(url if "://" in url else self.base + url)
-        if parts.netloc != self.registry:
-            raise RemoteError(f"oci: the registry sent us to another host ({parts.netloc}); refusing")
+        full = url if "://" in url else self.base + url
+        parts = urllib.parse.urlsplit(full)
+        try:
+            same = origin(full) == origin(self.base)
+        except ValueError:
+            same = False
+        if not same:  # an upload Location the registry chose: the credentials stay on its origin
+            raise RedirectRefused(f"oci: the registry sent us to another host ({parts.netloc}); refusing")
         hdrs = dict(headers or {})
         if self._auth:
             hdrs["Authorization"] = self._auth
@@ -393,6 +414,12 @@ class RegistryClient:
             ) from None
         finally:
             conn.close()
+        if 300 <= status < 400 and status != 304:
+            what = f"oci: {method} {parts.path}"
+            target, _ = check_redirect(method, status, full, rh.get("location"), what=what)
+            raise RedirectRefused(
+                f"{what}: the registry redirected to {_origin_text(target)}; redirects are not followed"
+            )
         if status == 401 and not _retried:
             self._answer(rh.get("www-authenticate", ""))
             if hasattr(body, "seek"):
@@ -426,6 +453,7 @@ class RegistryClient:
         realm = params.get("realm", "")
         if not realm.startswith(("https://", "http://")):
             raise RemoteError(f"oci: registry {self.registry} sent a bearer challenge without a realm")
+        self._check_realm(realm)
         query = {"service": params.get("service", "")}
         scope = params.get("scope") or self._scope
         if scope:
@@ -463,12 +491,45 @@ class RegistryClient:
         redact(token)
         return str(token)
 
+    def _check_realm(self, realm: str) -> None:
+        """The token service gets the password only on the registry's host or one the operator allows."""
+        try:
+            scheme, host, port = origin(realm)
+        except ValueError:
+            raise RemoteError(f"oci: registry {self.registry} sent an unusable bearer realm") from None
+        _, reg_host, reg_port = origin(self.base)
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if (host, port) != (reg_host, reg_port) and not operator_allows(TOKEN_HOSTS_ENV, host, port):
+            raise RedirectRefused(
+                f"oci: registry {self.registry} sent its token service to another host ({shown}); not sending "
+                f"credentials there (the operator may allow it: {TOKEN_HOSTS_ENV}={shown})"
+            )
+        if scheme != "https" and not is_loopback(host):
+            raise RedirectRefused(
+                f"oci: the token service {shown} is plain http; credentials go only over https or to a loopback host"
+            )
+
     def use_repository(self, repository: str) -> None:
         """Ask bearer token services for push and pull on ``repository`` from now on."""
         if self._scope != f"repository:{repository}:pull,push":
             self._scope = f"repository:{repository}:pull,push"
             if self._auth and self._auth.startswith("Bearer "):
                 self._auth = None  # a token is scoped to one repository
+
+
+def _origin_text(url: str) -> str:
+    scheme, host, port = origin(url)
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def check_plain_http(registry: str) -> None:
+    """``plain_http`` only for a loopback registry or one the operator lists in ``QLCAPSULE_PLAIN_HTTP_HOSTS``."""
+    _, host, port = origin(f"http://{registry}")
+    if not is_loopback(host) and not operator_allows(PLAIN_HTTP_ENV, host, port):
+        raise OptionsError(
+            f"oci: plain_http is only for loopback registries and {registry} is not one; "
+            f"the operator may allow it with {PLAIN_HTTP_ENV}={registry}"
+        )
 
 
 def _registry_error(data: bytes) -> str:
@@ -499,6 +560,8 @@ class OciDeliverer(Deliverer):
         return repository, tag
 
     def _client(self) -> RegistryClient:
+        if self.options.plain_http:  # before credentials are read or anything is sent
+            check_plain_http(self.options.registry)
         creds = registry_credentials(self.options.registry)
         return RegistryClient(
             self.options.registry, plain_http=self.options.plain_http, timeout=self.options.timeout, creds=creds
