@@ -20,3 +20,6 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     home = tmp_path_factory.mktemp("qlcapsule-home")
     monkeypatch.setenv("QLCAPSULE_HOME", str(home))
     monkeypatch.setenv("QLCAPSULE_CACHE_DIR", str(home / "cache"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))  # no operator targets file from the real home
+    monkeypatch.delenv("QLCAPSULE_TARGETS_FILE", raising=False)
+    monkeypatch.delenv("QLCAPSULE_CAPSULE_TARGETS", raising=False)

@@ -3,8 +3,11 @@
 ``deliver_capsule(root, target, artifacts=None, dry_run=False)`` is what the CLI,
 ``ship``, the Action and the hooks call. Steps, in order, each failing with one line:
 
-1. find the target in capsule.yaml ``targets:`` (no target named and none
-   configured: the built-in ``local`` target writing to ``./dist``);
+1. find the target: the operator's targets file first, then capsule.yaml
+   ``targets:`` (no target named and none configured: the built-in ``local``
+   target writing to ``./dist``). A target defined only in capsule.yaml may be
+   ``local`` inside the working directory, nothing else: the content under test
+   never decides where credentials go (:mod:`qlcapsule.targets`);
 2. validate the provider's options with its pydantic ``Options`` (before any
    network traffic), then check credentials (``Deliverer.check``);
 3. with no artifacts given, export the capsule in the target's formats to a
@@ -36,6 +39,7 @@ from .log import event, get_logger, scrub
 from .model import TargetConfig
 from .records import Artifact, Receipt
 from .resilience import breaker_for, scrub_error
+from .targets import OperatorTargets, check_capsule_defined, check_local_path, operator_targets
 from .tree import sha256_file
 
 __all__ = ["DEFAULT_TARGET", "deliver_capsule", "resolve_target", "make_artifact", "load_deliverer"]
@@ -65,43 +69,78 @@ def make_artifact(path: str | Path, name: str | None = None, media_type: str | N
     return Artifact(path=p, name=name or p.name, sha256=sha256_file(p), size=p.stat().st_size, media_type=mt)
 
 
-def resolve_target(capsule: Capsule, target: str | None) -> tuple[str, TargetConfig]:
-    """The target's name and configuration; a clear error listing the defined ones when unknown."""
-    targets = capsule.definition.targets
+def resolve_target(
+    capsule: Capsule, target: str | None, operator: OperatorTargets | None = None
+) -> tuple[str, TargetConfig]:
+    """The target's name and configuration; a clear error listing the defined ones when unknown.
+
+    ``operator`` (default: :func:`qlcapsule.targets.operator_targets` from the
+    environment) is looked up first; capsule.yaml's definition of the same name is
+    ignored. The returned configuration carries its origin, which
+    :func:`load_deliverer` checks. With no target named, the capsule selects: its
+    ``local`` target, or its only target, or the built-in ``local`` (./dist).
+    """
+    ops = operator if operator is not None else operator_targets()
+    own = capsule.definition.targets
+    definition = str(capsule.root / "capsule.yaml")
     if target is None:
-        if DEFAULT_TARGET in targets or not targets:
+        if DEFAULT_TARGET in own or not own:
             target = DEFAULT_TARGET
-        elif len(targets) == 1:
-            target = next(iter(targets))
+        elif len(own) == 1:
+            target = next(iter(own))
         else:
             raise InputError(
-                f"{capsule.root / 'capsule.yaml'}: several targets are defined ({', '.join(sorted(targets))}); "
-                "name one with --target"
+                f"{definition}: several targets are defined ({', '.join(sorted(own))}); name one with --target"
             )
-    if target in targets:
-        return target, targets[target]
+    if target in ops.targets:
+        if target in own:
+            _warn_once(
+                f"target {target!r}: {ops.file}'s definition is used; the one in {definition} is ignored "
+                "(a capsule selects targets, the operator defines them)"
+            )
+        return target, ops.targets[target]
+    if target in own:
+        return target, own[target].with_origin("trusted" if ops.trust_capsule else "capsule", definition)
     if target == DEFAULT_TARGET:
-        return target, TargetConfig(provider="local", options={"path": DEFAULT_LOCAL_PATH})
-    known = ", ".join(sorted(targets)) or "none"
-    raise InputError(f"{capsule.root / 'capsule.yaml'}: targets: no target {target!r} (defined: {known})")
+        builtin = TargetConfig(provider="local", options={"path": DEFAULT_LOCAL_PATH})
+        return target, builtin.with_origin("builtin", "built-in local target")
+    known = ", ".join(sorted(own)) or "none"
+    theirs = f"; {ops.file} defines: {', '.join(sorted(ops.targets)) or 'none'}" if ops.file else ""
+    raise InputError(f"{definition}: targets: no target {target!r} (defined: {known}{theirs})")
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        log.warning("%s", message)
 
 
 def load_deliverer(name: str, config: TargetConfig, capsule: Capsule | None = None) -> Deliverer:
     """Look up the provider and validate its options; no network traffic.
 
-    Errors name ``capsule``'s capsule.yaml when given (with several capsules,
-    'capsule.yaml' alone does not say which)."""
+    This is where a definition's origin is enforced, before any credential is read:
+    a target defined only in capsule.yaml (origin ``capsule``) may only be ``local``
+    without webhooks, and a ``local`` target the operator did not define writes only
+    inside the working directory (see :mod:`qlcapsule.targets`). Errors name the file
+    that defined the target."""
     from . import plugins
 
-    where = f"{capsule.root / 'capsule.yaml'}: " if capsule is not None else "capsule.yaml: "
     try:
         cls = plugins.registry().get("deliverer", config.provider)
     except PluginError as exc:
-        raise PluginError(f"{where}targets.{name}.provider: {exc.message}") from None
+        raise PluginError(f"{config.where('provider')}: targets.{name}.provider: {exc.message}") from None
+    if config.origin == "capsule":
+        check_capsule_defined(name, config, capsule)
     _redact_url_passwords(config.options)
-    inst = cls.from_options(config.options, where=f"{where}targets.{name}.options")
+    inst = cls.from_options(config.options, where=f"{config.where('options')}: targets.{name}.options")
     assert isinstance(inst, Deliverer)
-    _check_webhooks(config, f"{where}targets.{name}")
+    if config.origin in ("capsule", "builtin") and config.provider == "local":
+        path = str(getattr(inst.options, "path", DEFAULT_LOCAL_PATH))
+        check_local_path(name, config, capsule.expand(path) if capsule is not None else path, capsule)
+    _check_webhooks(config, f"{config.where('notify')}: targets.{name}")
     return inst
 
 
@@ -246,16 +285,18 @@ def deliver_capsule(
     dry_run: bool = False,
     formats: Sequence[str] | None = None,
     record: bool = True,
+    operator: OperatorTargets | None = None,
 ) -> list[Receipt]:
     """Deliver ``artifacts`` (or fresh exports of the capsule at ``root``) to ``target``.
 
     Returns one receipt per artifact. Under ``dry_run`` options, credentials,
     formats and (without ``artifacts``) the capsule's integrity are checked and
     the returned receipts (``extra["dry_run"] = True``) say what would be sent
-    where; nothing is exported or uploaded.
+    where; nothing is exported or uploaded. ``operator``: the operator's targets
+    (default: found from the environment, see :mod:`qlcapsule.targets`).
     """
     capsule = Capsule.load(root)
-    name, config = resolve_target(capsule, target)
+    name, config = resolve_target(capsule, target, operator)
     deliverer = load_deliverer(name, config, capsule)
     for hook in config.notify:
         if hook.secret_env:

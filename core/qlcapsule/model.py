@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from . import yamlsrc
 from .errors import DefinitionError
@@ -74,13 +74,55 @@ class WebhookConfig(_Strict):
     events: list[Event] = Field(default_factory=_all_events)
 
 
+TargetOrigin = Literal["capsule", "operator", "builtin", "trusted"]
+
+
 class TargetConfig(_Strict):
-    """A named delivery target. Options are checked by the provider's own model; never secrets."""
+    """A named delivery target. Options are checked by the provider's own model; never secrets.
+
+    The same schema serves capsule.yaml ``targets:`` and the operator's targets file
+    (:mod:`qlcapsule.targets`). Who wrote a definition decides what it may do, so each
+    one carries its origin: ``capsule`` (the default: the content under test),
+    ``operator`` (the operator's targets file), ``builtin`` (local ./dist) or
+    ``trusted`` (capsule.yaml under the operator's opt-in). ``delivery.load_deliverer``
+    lets only ``operator`` and ``trusted`` definitions reach credentials.
+    """
 
     provider: str
     formats: list[str] | None = Field(default=None, description="which exports to deliver (default: ship's)")
     options: dict[str, Any] = Field(default_factory=dict)
     notify: list[WebhookConfig] = Field(default_factory=list)
+
+    _origin: TargetOrigin = PrivateAttr(default="capsule")
+    #: the file that defined it, for error messages
+    _file: str = PrivateAttr(default="capsule.yaml")
+    #: line of each key under this target ("" = the target itself), when known
+    _lines: dict[str, int] = PrivateAttr(default_factory=dict)
+
+    @property
+    def origin(self) -> TargetOrigin:
+        return self._origin
+
+    @property
+    def file(self) -> str:
+        return self._file
+
+    def with_origin(self, origin: TargetOrigin, file: str, lines: dict[str, int] | None = None) -> TargetConfig:
+        """A copy marked as defined by ``origin`` in ``file``."""
+        copy = self.model_copy(deep=True)
+        copy._origin, copy._file, copy._lines = origin, file, dict(lines or {})
+        return copy
+
+    def where(self, key: str = "") -> str:
+        """``FILE:LINE`` of ``key`` under this target (its own line when the key has none), or ``FILE``."""
+        line = self._lines.get(key) or self._lines.get("")
+        return f"{self._file}:{line}" if line else self._file
+
+
+class TargetsFile(_Strict):
+    """The operator's targets file: ``targets:`` as in capsule.yaml, and nothing else."""
+
+    targets: dict[str, TargetConfig] = Field(default_factory=dict)
 
 
 class ShipConfig(_Strict):
@@ -153,19 +195,24 @@ def parse_definition(data: Any, lines: dict[yamlsrc.KeyPath, int], filename: str
     try:
         return CapsuleDefinition.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(err["loc"])
-        line = yamlsrc.line_of(lines, loc)
-        where = f"{filename}:{line}" if line else filename
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        else:
-            msg = err["msg"].removeprefix("Value error, ")
-        more = len(exc.errors()) - 1
-        tail = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
-        raise DefinitionError(f"{where}: {yamlsrc.dotted(loc)}: {msg}{tail}") from None
+        raise one_line_error(exc, lines, filename) from None
+
+
+def one_line_error(exc: ValidationError, lines: dict[yamlsrc.KeyPath, int], filename: str) -> DefinitionError:
+    """``FILE:LINE: key.path: reason`` for the first error of ``exc`` (and how many more)."""
+    err = exc.errors()[0]
+    loc = tuple(err["loc"])
+    line = yamlsrc.line_of(lines, loc)
+    where = f"{filename}:{line}" if line else filename
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif err["type"] == "missing":
+        msg = "required key is missing"
+    else:
+        msg = err["msg"].removeprefix("Value error, ")
+    more = len(exc.errors()) - 1
+    tail = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
+    return DefinitionError(f"{where}: {yamlsrc.dotted(loc)}: {msg}{tail}")
 
 
 def load_definition(path: Path) -> CapsuleDefinition:

@@ -36,6 +36,7 @@ from .errors import InputError, QlcapsuleError
 from .log import event, get_logger, scrub
 
 if TYPE_CHECKING:
+    from .targets import OperatorTargets
     from .validation import CapsuleReport
 
 __all__ = ["STEPS", "ShipOptions", "StepResult", "CapsuleResult", "ShipResult", "ship", "default_store", "plan"]
@@ -65,6 +66,10 @@ class ShipOptions:
     key_env: str | None = None
     output: str = "dist"
     dry_run: bool = False
+    #: the operator's targets file (None: $QLCAPSULE_TARGETS_FILE, else ~/.config/qlcapsule/targets.yaml)
+    targets_file: str | None = None
+    #: also trust targets capsule.yaml defines (None: $QLCAPSULE_CAPSULE_TARGETS)
+    trust_capsule_targets: bool | None = None
 
 
 @dataclass
@@ -164,6 +169,8 @@ class _Job:
     store: str | None
     branch: str
     options: ShipOptions
+    #: the operator's targets, read once by plan()
+    operator: OperatorTargets | None = None
 
 
 def default_store(root: Path, store: str | None = None) -> str | None:
@@ -194,6 +201,7 @@ def plan(paths: Iterable[str | Path], options: ShipOptions) -> list[_Job]:
     """
     from . import plugins
     from .delivery import load_deliverer, resolve_target
+    from .targets import operator_targets
 
     unknown = set(options.skip) - set(STEPS)
     if unknown:
@@ -203,6 +211,9 @@ def plan(paths: Iterable[str | Path], options: ShipOptions) -> list[_Job]:
     refs: dict[str, Path] = {}
     jobs: list[_Job] = []
     reg = plugins.registry()
+    operator = (
+        operator_targets(options.targets_file, options.trust_capsule_targets) if "deliver" not in options.skip else None
+    )
     for root in roots:
         capsule = Capsule.load(root)
         if capsule.root in seen:
@@ -223,7 +234,7 @@ def plan(paths: Iterable[str | Path], options: ShipOptions) -> list[_Job]:
         targets: tuple[str | None, ...] = tuple(options.targets or cfg.targets) or (None,)
         if "deliver" in steps:
             for target in targets:
-                name, config = resolve_target(capsule, target)
+                name, config = resolve_target(capsule, target, operator)
                 load_deliverer(name, config, capsule)  # options checked now, not after the export
                 for fmt in config.formats or ():
                     reg.exporter_for(fmt)
@@ -237,6 +248,7 @@ def plan(paths: Iterable[str | Path], options: ShipOptions) -> list[_Job]:
                 store=default_store(capsule.root, options.store) if "commit" in steps else None,
                 branch=options.branch or cfg.branch,
                 options=options,
+                operator=operator,
             )
         )
     if any("sign" in j.steps for j in jobs) and (options.key or options.key_env):
@@ -389,7 +401,7 @@ def _needed_formats(ctx: _Context) -> list[str]:
     fmts = list(ctx.job.formats)
     if "deliver" in ctx.job.steps:
         for target in ctx.job.targets:
-            _, config = resolve_target(ctx.capsule, target)
+            _, config = resolve_target(ctx.capsule, target, ctx.job.operator)
             fmts += [f for f in config.formats or () if f not in fmts]
     return fmts
 
@@ -440,10 +452,12 @@ def _step_deliver(ctx: _Context) -> str:
 
     where = []
     for target in ctx.job.targets:
-        name, config = resolve_target(ctx.capsule, target)
+        name, config = resolve_target(ctx.capsule, target, ctx.job.operator)
         fmts = list(config.formats or ctx.job.formats)
         arts = [ctx.artifacts[f] for f in fmts]
-        receipts = deliver_capsule(ctx.capsule.root, name, arts, dry_run=ctx.job.options.dry_run)
+        receipts = deliver_capsule(
+            ctx.capsule.root, name, arts, dry_run=ctx.job.options.dry_run, operator=ctx.job.operator
+        )
         by_sha = {r.sha256: r for r in receipts}
         for fmt, art in zip(fmts, arts, strict=True):
             receipt = by_sha.get(art.sha256) or receipts[fmts.index(fmt)]  # dry runs have no digests yet

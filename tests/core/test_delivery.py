@@ -55,11 +55,26 @@ def _breakers() -> Iterator[None]:
     reset_breakers()
 
 
-def write_capsule(root: Path, targets: dict[str, Any] | None = None) -> Path:
+@pytest.fixture(autouse=True)
+def _operator_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The operator's targets file these tests define their targets in (see write_capsule)."""
+    (tmp_path / "targets.yaml").write_text("targets: {}\n", encoding="utf-8")
+    monkeypatch.setenv("QLCAPSULE_TARGETS_FILE", str(tmp_path / "targets.yaml"))
+    monkeypatch.delenv("QLCAPSULE_CAPSULE_TARGETS", raising=False)
+
+
+def write_capsule(root: Path, targets: dict[str, Any] | None = None, *, in_capsule: bool = False) -> Path:
+    """A sealed capsule at ``root``; ``targets`` go to the operator's targets file beside it
+    (``root.parent / "targets.yaml"``), or into capsule.yaml with ``in_capsule``."""
     root.mkdir(parents=True, exist_ok=True)
     doc: dict[str, Any] = {"name": "demo", "version": "1.0.0"}
-    if targets:
+    if targets and in_capsule:
         doc["targets"] = targets
+    elif targets:
+        ops = root.parent / "targets.yaml"
+        current = yaml.safe_load(ops.read_text(encoding="utf-8")) if ops.exists() else None
+        merged = {**((current or {}).get("targets") or {}), **targets}
+        ops.write_text(yaml.safe_dump({"targets": merged}), encoding="utf-8")
     (root / "capsule.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
     (root / "app.py").write_text("print(1)\n", encoding="utf-8")
     Capsule.load(root).seal()
@@ -366,7 +381,8 @@ def test_bad_webhook_url_is_refused_with_the_options(
         res = qlcapsule_cli("deliver", str(root), "-t", "out", *args)
         assert res.exit_code == 2, res.output
         (line,) = res.stderr.splitlines()
-        assert line.startswith(f"error: {root / 'capsule.yaml'}: targets.out.notify[1].url: ") and message in line
+        assert line.startswith(f"error: {tmp_path / 'targets.yaml'}:") and message in line
+        assert ": targets.out.notify[1].url: " in line
     assert not out.exists() and hook.requests == []  # nothing exported, delivered or notified
 
 
@@ -465,45 +481,63 @@ def test_local_conflict_and_overwrite(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("targets", "args", "message"),
+    ("targets", "args", "message", "in_capsule"),
     [
-        ({}, ["-t", "prod"], "capsule.yaml: targets: no target 'prod' (defined: none)"),
+        (
+            {},
+            ["-t", "prod"],
+            "c/capsule.yaml: targets: no target 'prod' (defined: none; {ops} defines: none)",
+            False,
+        ),
         (
             {"a": {"provider": "local"}, "b": {"provider": "local"}},
             [],
             "several targets are defined (a, b); name one with --target",
+            True,
         ),
-        ({"x": {"provider": "ftp"}}, ["-t", "x"], "c/capsule.yaml: targets.x.provider: unknown deliverer 'ftp'"),
+        ({"x": {"provider": "ftp"}}, ["-t", "x"], "{ops}:3: targets.x.provider: unknown deliverer 'ftp'", False),
+        ({"x": {"provider": "ftp"}}, ["-t", "x"], "c/capsule.yaml: targets.x.provider: unknown deliverer 'ftp'", True),
+        (
+            {"x": {"provider": "local", "options": {"paht": "d"}}},
+            ["-t", "x"],
+            "{ops}:3: targets.x.options: paht: unknown key",
+            False,
+        ),
         (
             {"x": {"provider": "local", "options": {"paht": "d"}}},
             ["-t", "x"],
             "c/capsule.yaml: targets.x.options: paht: unknown key",
+            True,
         ),
         (
             {"x": {"provider": "s3", "options": {"bucket": "rel", "prefix": "../../{nme}/"}}},
             ["-t", "x"],
             "targets.x.options: prefix: unknown placeholder {nme} in '../../{nme}/' (known: {name}, {version})",
+            False,
         ),
         (
             {"x": {"provider": "gcs", "options": {"bucket": "rel", "prefix": "a/../{name}/"}}},
             ["-t", "x"],
             "prefix: 'a/../{name}/': '.' and '..' segments are not allowed in an object name prefix",
+            False,
         ),
         (
             {"x": {"provider": "local", "options": {"path": "out/{Version}"}}},
             ["-t", "x"],
             "targets.x.options: path: unknown placeholder {Version}",
+            True,
         ),
     ],
 )
 def test_bad_targets_are_one_line(
-    tmp_path: Path, qlcapsule_cli, targets: dict[str, Any], args: list[str], message: str
+    tmp_path: Path, qlcapsule_cli, targets: dict[str, Any], args: list[str], message: str, in_capsule: bool
 ) -> None:
-    root = write_capsule(tmp_path / "c", targets)
+    root = write_capsule(tmp_path / "c", targets, in_capsule=in_capsule)
     res = qlcapsule_cli("deliver", str(root), *args, "--dry-run")
     assert res.exit_code == 2
     lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    expected = message.replace("{ops}", str(tmp_path / "targets.yaml"))
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
 
 
 def test_receipt_that_does_not_match_is_refused(tmp_path: Path, qlcapsule_plugin) -> None:
@@ -665,3 +699,232 @@ def test_dry_run_location_expands_placeholders(make_capsule) -> None:
         deliverer = instantiate("deliverer", provider, options)
         assert deliverer.describe(capsule, art) == expected, provider
     assert capsule.expand("{name}:{version}:{other}") == "orders:1.2.0:{other}"
+
+
+# -- who defines a target: the operator's targets file, not capsule.yaml ----------------------
+
+
+class Recorder(ThreadingHTTPServer):
+    """A loopback HTTP server that records every request and answers 500."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                recorder.seen.append(f"{self.command} {self.path}\n{self.headers}\n{body!r}")
+                self.send_response(500)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_POST = do_PUT = do_HEAD = do_PATCH = _any
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    server = Recorder()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _hostile_targets(url: str) -> dict[str, Any]:
+    """What a pull request's capsule.yaml can say: the operator's secret, sent to a server it controls."""
+    return {
+        "github": {"provider": "github", "options": {"repository": "a/b", "base_url": url, "token_env": "CANARY_KEY"}},
+        "gitlab": {"provider": "gitlab", "options": {"project": "a/b", "url": url, "token_env": "CANARY_KEY"}},
+        "git": {"provider": "git", "options": {"url": f"{url}/x.git", "token_env": "CANARY_KEY"}},
+        "oci": {"provider": "oci", "options": {"registry": url.removeprefix("http://"), "repository": "a/b"}},
+        "s3": {"provider": "s3", "options": {"bucket": "b", "endpoint_url": url}},
+        "hook": {"provider": "local", "options": {"path": "out"}, "notify": [{"url": url, "secret_env": "CANARY_KEY"}]},
+    }
+
+
+@pytest.mark.parametrize("name", ["github", "gitlab", "git", "oci", "s3", "hook"])
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])
+def test_a_capsule_defined_target_never_gets_a_credential(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    qlcapsule_cli,
+    recorder: Recorder,
+    name: str,
+    dry_run: list[str],
+) -> None:
+    """The operator's secrets stay home whatever a capsule.yaml defines: refused before any byte is sent."""
+    for var in ("CANARY_KEY", "GITHUB_TOKEN", "GITLAB_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.setenv(var, CANARY_ENV)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIACANARY")
+    monkeypatch.chdir(tmp_path)
+    root = write_capsule(tmp_path / "c", _hostile_targets(recorder.url), in_capsule=True)
+    res = qlcapsule_cli("-vv", "deliver", str(root), "-t", name, *dry_run)
+    assert res.exit_code == 2, res.output
+    (line,) = [x for x in res.stderr.splitlines() if x.startswith("error: ")]
+    assert line.startswith(f"error: {root / 'capsule.yaml'}:")
+    assert "define this target in the operator's targets file" in line and "docs/security.md" in line
+    assert recorder.seen == [] and not (tmp_path / "out").exists()
+    assert CANARY_ENV not in res.output
+
+
+def test_the_refusal_names_the_line_and_the_provider(tmp_path: Path, qlcapsule_cli, recorder: Recorder) -> None:
+    root = write_capsule(tmp_path / "c", _hostile_targets(recorder.url), in_capsule=True)
+    text = (root / "capsule.yaml").read_text(encoding="utf-8").splitlines()
+    line = text.index("  github:") + 1
+    res = qlcapsule_cli("deliver", str(root), "-t", "github")
+    assert res.stderr == (
+        f"error: {root / 'capsule.yaml'}:{line}: targets.github: provider 'github' uses credentials; "
+        "define this target in the operator's targets file (--targets-file, QLCAPSULE_TARGETS_FILE or "
+        "~/.config/qlcapsule/targets.yaml), see docs/security.md\n"
+    )
+
+
+def test_ship_refuses_a_capsule_defined_target_before_any_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, qlcapsule_cli, recorder: Recorder
+) -> None:
+    monkeypatch.setenv("GITHUB_TOKEN", CANARY_ENV)
+    monkeypatch.chdir(tmp_path)
+    root = write_capsule(tmp_path / "c", _hostile_targets(recorder.url), in_capsule=True)
+    lock = (root / "capsule.lock").read_bytes()
+    res = qlcapsule_cli("ship", str(root), "-t", "github", "--no-commit")
+    assert res.exit_code == 2 and "targets.github: provider 'github' uses credentials" in res.stderr
+    assert recorder.seen == [] and not (tmp_path / "dist").exists() and (root / "capsule.lock").read_bytes() == lock
+
+
+def test_the_operator_definition_wins_over_the_capsules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, qlcapsule_cli, recorder: Recorder
+) -> None:
+    """A pull request redefining the pinned target 'releases' changes nothing: the operator's is used."""
+    monkeypatch.setenv("GITHUB_TOKEN", CANARY_ENV)
+    monkeypatch.chdir(tmp_path)
+    hostile = _hostile_targets(recorder.url)["github"]
+    root = write_capsule(tmp_path / "c", {"releases": hostile}, in_capsule=True)
+    ops = tmp_path / "targets.yaml"
+    ops.write_text(f"targets:\n  releases:\n    provider: local\n    options: {{path: {tmp_path / 'rel'}}}\n", "utf-8")
+    warned = f"{ops}'s definition is used; the one in {root / 'capsule.yaml'} is ignored"
+    for args in (["-t", "releases"], []):  # named, or the capsule's only target
+        res = qlcapsule_cli("deliver", str(root), *args)
+        assert res.exit_code == 0, res.output
+        assert warned in res.stderr or args == []  # said once per process
+    assert (tmp_path / "rel" / "demo-1.0.0.tar.gz").is_file() and recorder.seen == []
+    monkeypatch.setenv("QLCAPSULE_CAPSULE_TARGETS", "trust")  # the opt-in never outranks the operator's file
+    assert qlcapsule_cli("deliver", str(root), "-t", "releases").exit_code == 0 and recorder.seen == []
+
+
+def test_the_opt_in_restores_capsule_defined_targets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, qlcapsule_cli, qlcapsule_plugin
+) -> None:
+    """QLCAPSULE_CAPSULE_TARGETS=trust or --trust-capsule-targets: capsule.yaml is operator content again."""
+    seen: list[str | None] = []
+
+    class Reader(Deliverer):
+        name = "reader"
+
+        def check(self, capsule: Capsule) -> None:
+            seen.append(read_secret("CANARY_KEY"))
+
+        def deliver(self, capsule: Capsule, artifacts: Sequence[Artifact], *, target: str) -> list[Receipt]:
+            return [Receipt("reader", target, a.name, a.sha256, a.size) for a in artifacts]
+
+    class Plugin:
+        @hookimpl
+        def qlcapsule_register_deliverers(self, register):  # type: ignore[no-untyped-def]
+            register(Reader)
+
+    qlcapsule_plugin(Plugin(), name="reader-plugin")
+    monkeypatch.setenv("CANARY_KEY", CANARY_ENV)
+    root = write_capsule(tmp_path / "c", {"r": {"provider": "reader"}}, in_capsule=True)
+    art = tmp_path / "a.bin"
+    art.write_bytes(b"x")
+    refused = qlcapsule_cli("deliver", str(root), "-t", "r", "-a", str(art))
+    assert refused.exit_code == 2 and "provider 'reader' uses credentials" in refused.stderr and seen == []
+    flag = qlcapsule_cli("deliver", str(root), "-t", "r", "-a", str(art), "--trust-capsule-targets")
+    assert flag.exit_code == 0, flag.output
+    monkeypatch.setenv("QLCAPSULE_CAPSULE_TARGETS", "trust")
+    assert qlcapsule_cli("deliver", str(root), "-t", "r", "-a", str(art)).exit_code == 0
+    assert seen == [CANARY_ENV, CANARY_ENV]
+    monkeypatch.setenv("QLCAPSULE_CAPSULE_TARGETS", "yes")
+    bad = qlcapsule_cli("deliver", str(root), "-t", "r", "-a", str(art))
+    assert bad.exit_code == 2 and bad.stderr == (
+        "error: QLCAPSULE_CAPSULE_TARGETS='yes': the only value is 'trust' (or leave it unset)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("targets:\n  a: [unclosed\n", ":3: invalid YAML:"),
+        ("targets:\n  a:\n    provider: nope\n", ":3: targets.a.provider: unknown deliverer 'nope'"),
+        ("targets:\n  a:\n    provider: local\n    optoins: {}\n", ":4: targets.a.optoins: unknown key"),
+        ("targets:\n  a:\n    provider: local\n    options: {paht: x}\n", ":4: targets.a.options: paht: unknown key"),
+        ("target:\n  a: {provider: local}\n", ":1: target: unknown key"),
+        ("targets:\n  a: {provider: local}\n  a: {provider: s3}\n", ":3: targets.a: duplicate key"),
+        ("- a\n", ":1: expected a mapping with 'targets:' at the top level"),
+        ("targets: {}\n" + "#" * (1024 * 1024), ": larger than 1024 KiB; not a targets file"),
+        (None, ": no such file"),
+    ],
+)
+def test_a_bad_operator_targets_file_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, qlcapsule_cli, text: str | None, message: str
+) -> None:
+    ops = tmp_path / "ops.yaml"
+    if text is not None:
+        ops.write_text(text, encoding="utf-8")
+    root = write_capsule(tmp_path / "c")
+    monkeypatch.chdir(tmp_path)
+    for how in ("flag", "env"):
+        args = ["--targets-file", str(ops)] if how == "flag" else []
+        monkeypatch.setenv("QLCAPSULE_TARGETS_FILE", str(ops))
+        res = qlcapsule_cli("deliver", str(root), "-t", "a", "--dry-run", *args)
+        assert res.exit_code == 2, res.output
+        (line,) = res.stderr.splitlines()
+        assert line.startswith(f"error: {ops}") and message in line, line
+        ship = qlcapsule_cli("ship", str(root), "-t", "a", "--dry-run", *args)
+        assert ship.exit_code == 2 and message in ship.stderr, ship.output
+    assert not (tmp_path / "dist").exists()
+
+
+def test_the_targets_file_is_found_flag_then_env_then_xdg(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, qlcapsule_cli
+) -> None:
+    def ops(path: Path, out: str) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"targets:\n  rel: {{provider: local, options: {{path: {tmp_path / out}}}}}\n", "utf-8")
+        return path
+
+    root = write_capsule(tmp_path / "c")
+    monkeypatch.delenv("QLCAPSULE_TARGETS_FILE")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert "no target 'rel'" in qlcapsule_cli("deliver", str(root), "-t", "rel").stderr
+    ops(tmp_path / "xdg" / "qlcapsule" / "targets.yaml", "by-xdg")
+    assert qlcapsule_cli("deliver", str(root), "-t", "rel").exit_code == 0
+    monkeypatch.setenv("QLCAPSULE_TARGETS_FILE", str(ops(tmp_path / "env.yaml", "by-env")))
+    assert qlcapsule_cli("deliver", str(root), "-t", "rel").exit_code == 0
+    flag = ops(tmp_path / "flag.yaml", "by-flag")
+    assert qlcapsule_cli("deliver", str(root), "-t", "rel", "--targets-file", str(flag)).exit_code == 0
+    shipped = ops(tmp_path / "ship.yaml", "by-ship")
+    assert qlcapsule_cli("ship", str(root), "-t", "rel", "--no-commit", "--targets-file", str(shipped)).exit_code == 0
+    for out in ("by-xdg", "by-env", "by-flag", "by-ship"):
+        assert (tmp_path / out / "demo-1.0.0.tar.gz").is_file(), out
+
+
+def test_load_deliverer_refuses_a_raw_capsule_definition(tmp_path: Path) -> None:
+    """A TargetConfig taken straight from capsule.yaml (no origin given) is the capsule's: refused."""
+    from qlcapsule.delivery import load_deliverer
+
+    root = write_capsule(tmp_path / "c", {"x": {"provider": "s3", "options": {"bucket": "b"}}}, in_capsule=True)
+    capsule = Capsule.load(root)
+    with pytest.raises(qlcapsule.InputError, match="provider 's3' uses credentials"):
+        load_deliverer("x", capsule.definition.targets["x"], capsule)

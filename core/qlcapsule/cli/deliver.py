@@ -9,11 +9,27 @@ import click
 from ..log import scrub
 from ._common import capsule_dir, json_option, main
 
+targets_file_option = click.option(
+    "--targets-file",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="The operator's targets file (default: $QLCAPSULE_TARGETS_FILE, else ~/.config/qlcapsule/targets.yaml).",
+)
+trust_capsule_targets_option = click.option(
+    "--trust-capsule-targets",
+    is_flag=True,
+    help="Also use targets capsule.yaml defines, with any provider and credentials "
+    "(like QLCAPSULE_CAPSULE_TARGETS=trust). Never where a pull request's files are checked out.",
+)
+
 
 @main.command()
 @capsule_dir
 @click.option(
-    "-t", "--target", metavar="NAME", help="Target from capsule.yaml 'targets:' (default: 'local' -> ./dist)."
+    "-t",
+    "--target",
+    metavar="NAME",
+    help="Target from the operator's targets file (or a local one in capsule.yaml); default: 'local' -> ./dist.",
 )
 @click.option(
     "-a",
@@ -35,6 +51,8 @@ from ._common import capsule_dir, json_option, main
 @click.option(
     "--dry-run", is_flag=True, help="Check target, options, credentials and the capsule's integrity; upload nothing."
 )
+@targets_file_option
+@trust_capsule_targets_option
 @json_option
 def deliver(
     directory: str,
@@ -42,6 +60,8 @@ def deliver(
     artifacts: tuple[str, ...],
     formats: tuple[str, ...],
     dry_run: bool,
+    targets_file: str | None,
+    trust_capsule_targets: bool,
     as_json: bool,
 ) -> None:
     """Deliver the capsule in DIRECTORY (its exports, or --artifact files) to a target.
@@ -50,6 +70,11 @@ def deliver(
     is read back (or its server checksum compared) before it counts. One receipt
     per artifact (provider, location, URL, size, SHA-256, time) is printed and,
     when the capsule version is committed, stored as a git note.
+
+    Targets are defined in the operator's targets file (--targets-file,
+    QLCAPSULE_TARGETS_FILE, ~/.config/qlcapsule/targets.yaml); capsule.yaml
+    selects them by name and may itself define only a local target inside the
+    working directory (see docs/delivery.md and docs/security.md).
 
     \b
     Credentials come from the environment, never from capsule.yaml:
@@ -66,9 +91,13 @@ def deliver(
     also prints {"ok": false, "error": ..., "exit_code": N} on stdout.
     """
     from ..delivery import deliver_capsule
+    from ..targets import operator_targets
 
     try:
-        receipts = deliver_capsule(directory, target, list(artifacts) or None, dry_run=dry_run, formats=formats or None)
+        operator = operator_targets(targets_file, True if trust_capsule_targets else None)
+        receipts = deliver_capsule(
+            directory, target, list(artifacts) or None, dry_run=dry_run, formats=formats or None, operator=operator
+        )
     except (Exception, KeyboardInterrupt) as exc:
         if as_json and not isinstance(exc, BrokenPipeError):
             # like verify --json and ship --json: a failure is a JSON answer too, so a script reading

@@ -13,6 +13,7 @@ import click
 
 from ..errors import InputError, QlcapsuleError
 from ._common import emit, is_ci, json_option, main
+from .deliver import targets_file_option, trust_capsule_targets_option
 
 if TYPE_CHECKING:
     from ..ship import CapsuleResult, ShipResult
@@ -145,7 +146,7 @@ def print_summary(result: ShipResult) -> None:
     "--target",
     "targets",
     multiple=True,
-    help="Delivery target (repeatable; default: ship.targets, else local ./dist).",
+    help="Delivery target from the operator's targets file (repeatable; default: ship.targets, else local ./dist).",
 )
 @click.option("--fail-on", type=FAIL_ON, help="Lowest finding severity that fails the validate step.")
 @click.option("--min-score", type=click.FloatRange(0, 1), help="Fail the validate step below this score (0..1).")
@@ -171,6 +172,8 @@ def print_summary(result: ShipResult) -> None:
 )
 @click.option("-j", "--jobs", type=click.IntRange(1), help="Capsules shipped at once (default: one per core).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@targets_file_option
+@trust_capsule_targets_option
 @json_option
 def ship(directories: tuple[str, ...], **kw: Any) -> None:
     """Validate, seal, sign, commit, export and deliver each capsule DIRECTORY (default: .).
@@ -203,6 +206,8 @@ def ship(directories: tuple[str, ...], **kw: Any) -> None:
         key_env=kw["key_env"],
         output=kw["output"],
         dry_run=kw["dry_run"],
+        targets_file=kw["targets_file"],
+        trust_capsule_targets=True if kw["trust_capsule_targets"] else None,
     )
     reporter = make_reporter(kw["quiet"])
     try:

@@ -14,9 +14,21 @@ from qlcapsule.delivery import make_artifact
 from qlcapsule_plugins.deliverers.local import STALE_AFTER, TEMP_PREFIX, LocalDeliverer
 
 
-def _capsule(root: Path, options: dict[str, Any]) -> Path:
+@pytest.fixture(autouse=True)
+def _operator_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QLCAPSULE_TARGETS_FILE", str(tmp_path / "targets.yaml"))
+    monkeypatch.delenv("QLCAPSULE_CAPSULE_TARGETS", raising=False)
+
+
+def _capsule(root: Path, options: dict[str, Any], *, in_capsule: bool = False) -> Path:
+    """A sealed capsule with a local target ``out``: defined in the operator's targets file
+    beside it (``root.parent / "targets.yaml"``), or in capsule.yaml with ``in_capsule``."""
     root.mkdir(parents=True, exist_ok=True)
-    doc = {"name": "demo", "version": "1.0.0", "targets": {"out": {"provider": "local", "options": options}}}
+    target = {"out": {"provider": "local", "options": options}}
+    doc: dict[str, Any] = {"name": "demo", "version": "1.0.0"}
+    if in_capsule:
+        doc["targets"] = target
+    (root.parent / "targets.yaml").write_text(yaml.safe_dump({"targets": {} if in_capsule else target}), "utf-8")
     (root / "capsule.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
     (root / "app.py").write_text("print(1)\n", encoding="utf-8")
     Capsule.load(root).seal()
@@ -88,3 +100,87 @@ def test_temp_files_left_by_a_killed_delivery_are_removed(tmp_path: Path, qlcaps
     assert not dead.exists() and outside.read_bytes() == b"half an artifact"
     res = qlcapsule_cli("deliver", str(root), "-t", "out")  # the writer holding 'busy' is gone now
     assert res.exit_code == 0 and not busy.exists() and fresh.exists()
+
+
+# -- a local target defined in capsule.yaml writes only inside the working directory ----------
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        ("{tmp}/elsewhere", "an absolute path"),
+        ("~/qlcapsule-test-never-written", "'~' is not expanded here"),
+        ("../outside", "leaves the working directory"),
+        ("dist/../../outside", "leaves the working directory"),
+        ("link/inner", "leaves the working directory"),  # link -> a directory outside the working directory
+        ("{name}/../../outside", "leaves the working directory"),
+        (".git/hooks", "inside .git"),
+    ],
+)
+def test_a_capsule_defined_local_path_stays_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, qlcapsule_cli, path: str, reason: str
+) -> None:
+    """A pull request's capsule.yaml cannot make the local target write anywhere else."""
+    monkeypatch.delenv("QLCAPSULE_TARGETS_FILE")
+    work, outside = tmp_path / "work", tmp_path / "outside-dir"
+    (work / ".git").mkdir(parents=True)
+    outside.mkdir()
+    (work / "link").symlink_to(outside)
+    monkeypatch.chdir(work)
+    root = _capsule(work / "c", {"path": path.replace("{tmp}", str(tmp_path))}, in_capsule=True)
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    for args in ([], ["--dry-run"]):
+        res = qlcapsule_cli("deliver", str(root), "-t", "out", *args)
+        assert res.exit_code == 2, res.output
+        (line,) = res.stderr.splitlines()
+        assert line.startswith(f"error: {root / 'capsule.yaml'}:4: targets.out.options.path: "), line
+        assert reason in line
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing written anywhere
+    assert not (Path.home() / "qlcapsule-test-never-written").exists()
+
+
+def test_a_capsule_defined_local_path_inside_the_working_directory_is_delivered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, qlcapsule_cli
+) -> None:
+    monkeypatch.delenv("QLCAPSULE_TARGETS_FILE")
+    monkeypatch.chdir(tmp_path)
+    root = _capsule(tmp_path / "c", {"path": "out/{name}/./{version}/../{version}"}, in_capsule=True)
+    res = qlcapsule_cli("deliver", str(root), "-t", "out")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "out" / "demo" / "1.0.0" / "demo-1.0.0.tar.gz").is_file()
+
+
+def test_the_default_target_refuses_a_dist_symlink_out_of_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, qlcapsule_cli
+) -> None:
+    """No target configured: ./dist, but not through a symlink the checked-out content planted."""
+    monkeypatch.delenv("QLCAPSULE_TARGETS_FILE")
+    work, outside = tmp_path / "work", tmp_path / "outside-dir"
+    work.mkdir()
+    outside.mkdir()
+    (work / "dist").symlink_to(outside)
+    monkeypatch.chdir(work)
+    root = _capsule(work / "c", {}, in_capsule=True)
+    (root / "capsule.yaml").write_text("name: demo\nversion: 1.0.0\n", encoding="utf-8")
+    Capsule.load(root).seal()
+    res = qlcapsule_cli("deliver", str(root))
+    assert res.exit_code == 2 and "targets.local.options.path: 'dist': leaves the working directory" in res.stderr
+    assert list(outside.iterdir()) == []
+
+
+@pytest.mark.parametrize("how", ["env", "flag"])
+def test_the_operator_opt_in_trusts_capsule_defined_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, qlcapsule_cli, how: str
+) -> None:
+    monkeypatch.delenv("QLCAPSULE_TARGETS_FILE")
+    work, out = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    root = _capsule(work / "c", {"path": str(out)}, in_capsule=True)
+    if how == "env":
+        monkeypatch.setenv("QLCAPSULE_CAPSULE_TARGETS", "trust")
+        res = qlcapsule_cli("deliver", str(root), "-t", "out")
+    else:
+        res = qlcapsule_cli("deliver", str(root), "-t", "out", "--trust-capsule-targets")
+    assert res.exit_code == 0, res.output
+    assert (out / "demo-1.0.0.tar.gz").is_file()
