@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from fixtures_forge import CANARY_GITLAB_TOKEN
+from operator_targets import add_operator_target
 
 from qlcapsule import Capsule
 
@@ -32,10 +33,8 @@ def _capsule(
     **options: Any,
 ) -> Capsule:
     opts = {"project": "acme/capsules", "url": fake.url, "retries": 2, **options}
-    definition = (
-        f"name: orders\nversion: {version}\ndescription: Orders service\n"
-        f"targets:\n  gl:\n    provider: gitlab\n    options: {json.dumps(opts)}\n"
-    )
+    add_operator_target("gl", {"provider": "gitlab", "options": opts})
+    definition = f"name: orders\nversion: {version}\ndescription: Orders service\n"
     files = files or {"app.py": "print('hi')\n", "bin/run.sh": "#!/bin/sh\necho run\n", "logo.bin": bytes(range(256))}
     cap = make_capsule(files, definition=definition, seal=False, **({"root": root} if root else {}))
     if "bin/run.sh" in files:
@@ -176,3 +175,58 @@ def test_transient_error_retried_exactly_once(
     project = fake_gitlab.projects["acme/capsules"]
     assert len(project.packages[("orders", "2.0.0-rc.1", "orders-2.0.0-rc.1.tar.gz")]) == 1
     assert list(project.releases) == ["orders-2.0.0-rc.1"]
+
+
+# -- credentials and redirects (issue 16) ------------------------------------------------
+
+
+def _rd_deliver(make_capsule: Any, qlcapsule_cli: Any, tmp_path: Path, fake: Any) -> Any:
+    """Deliver through an operator targets file (the target is the operator's, not the capsule's)."""
+    opts = {"project": "acme/capsules", "url": fake.origin, "retries": 2, "release": False}
+    targets = tmp_path / "operator-targets.yaml"
+    targets.write_text(f"targets:\n  gl:\n    provider: gitlab\n    options: {json.dumps(opts)}\n")
+    cap = make_capsule({"app.py": "print('hi')\n"}, definition="name: orders\nversion: 2.0.0\n")
+    art = _artifact(tmp_path, name="orders-2.0.0.tar.gz")
+    env = {"GITLAB_TOKEN": CANARY_GITLAB_TOKEN, "QLCAPSULE_TARGETS_FILE": str(targets)}
+    res = qlcapsule_cli("-vv", "deliver", str(cap.root), "-t", "gl", "-a", str(art), env=env)
+    assert CANARY_GITLAB_TOKEN not in res.output, "the token leaked into the output"
+    return res
+
+
+@pytest.mark.parametrize("status", [301, 302, 307])
+def test_token_never_follows_a_redirect_to_another_host(
+    status: int, make_capsule: Any, fake_gitlab: Any, qlcapsule_cli: Any, tmp_path: Path
+) -> None:
+    """A FAKE GitLab redirecting a GET to another port: followed without PRIVATE-TOKEN (the far end records it)."""
+    from faultproxy import Recorder
+
+    far = Recorder(404)
+    try:
+        fake_gitlab.redirect_next.append(("GET", r"^/api/v4/projects/acme%2Fcapsules$", status, far.url + "/p"))
+        res = _rd_deliver(make_capsule, qlcapsule_cli, tmp_path, fake_gitlab)
+    finally:
+        far.stop()
+    assert [h.path for h in far.heard] == ["/p"], res.output
+    assert far.carried(CANARY_GITLAB_TOKEN) == []
+    assert not any(k.lower() in ("private-token", "authorization", "cookie") for k in far.heard[0].headers)
+    assert res.exit_code == 2 and "not found (404" in res.stderr
+
+
+@pytest.mark.parametrize("status", [302, 307, 308])
+def test_a_commit_redirected_to_another_host_is_refused(
+    status: int, make_capsule: Any, fake_gitlab: Any, qlcapsule_cli: Any, tmp_path: Path
+) -> None:
+    """A FAKE GitLab redirecting the commit POST to another port: one line, exit 3, nothing sent there."""
+    from faultproxy import Recorder
+
+    far = Recorder(201, b"{}")
+    try:
+        fake_gitlab.redirect_next.append(("POST", r"/repository/commits$", status, far.url + "/commits"))
+        res = _rd_deliver(make_capsule, qlcapsule_cli, tmp_path, fake_gitlab)
+    finally:
+        far.stop()
+    assert far.heard == []
+    assert res.exit_code == 3, res.output
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"redirected a POST to another host (http://127.0.0.1:{far.port})" in errors[0]
+    assert "Traceback" not in res.output and "capsules" not in fake_gitlab.projects["acme/capsules"].branches
