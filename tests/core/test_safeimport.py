@@ -646,3 +646,40 @@ def test_a_non_unix_zip_name_without_the_utf8_flag_is_refused(capsule: Capsule, 
     data = _zip([*_payload(capsule), info]).replace(b"cafXY.txt", "café.txt".encode())
     assert data.count("café.txt".encode()) == 2  # local and central header, still without the flag
     arena.refused(data, "name is not UTF-8", "dos.zip")
+
+
+def _oci_with(capsule: Capsule, tmp: Path, extra: list[tuple[str, bytes, int]]) -> bytes:
+    """A consistent OCI layout (digests and sizes recomputed) whose capsule layer carries ``extra``."""
+    import hashlib
+
+    files = _oci_files(capsule, tmp)
+    index = json.loads(files["index.json"])
+    mdesc = index["manifests"][0]
+    mname = "blobs/sha256/" + mdesc["digest"].split(":")[1]
+    manifest = json.loads(files.pop(mname))
+    ldesc = manifest["layers"][0]
+    files.pop("blobs/sha256/" + ldesc["digest"].split(":")[1])
+    layer = gzip.compress(_tar([*_payload(capsule), *extra]))
+
+    def put(data: bytes, desc: dict) -> None:
+        digest = hashlib.sha256(data).hexdigest()
+        files[f"blobs/sha256/{digest}"] = data
+        desc["digest"], desc["size"] = f"sha256:{digest}", len(data)
+
+    put(layer, ldesc)
+    put(json.dumps(manifest).encode(), mdesc)
+    files["index.json"] = json.dumps(index).encode()
+    return _tar([(n, d, 0o644) for n, d in files.items()])
+
+
+def test_unlocked_files_in_an_oci_layer_or_under_a_top_directory_are_refused(
+    capsule: Capsule, arena: Arena, tmp_path: Path
+) -> None:
+    oci = _oci_with(capsule, tmp_path, UNLOCKED["git config"])
+    arena.refused(oci, r"\.git/HEAD \(\+1 more\) is not in capsule.lock", "git.oci.tar")
+    top = [(f"orders-1.0/{n}", d, m) for n, d, m in [*_payload(capsule), *UNLOCKED["bytecode"]]]
+    arena.refused(_tar(top), "src/__pycache__/app.cpython-311.pyc is not in capsule.lock", "top.tar")
+    (tmp_path / "ok.oci.tar").write_bytes(oci)
+    result = import_archive(tmp_path / "ok.oci.tar", tmp_path / "dest", drop_unlocked=True)
+    assert result.format == "oci" and sorted(result.dropped) == [".git/HEAD", ".git/config"]
+    assert not (tmp_path / "dest/.git").exists()
