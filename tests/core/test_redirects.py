@@ -94,7 +94,9 @@ def redirector() -> Iterator[Callable[[int, str], Server]]:
 
 
 def _leaks(srv: Server, *secrets: str) -> list[str]:
-    return [f"{m} {p}" for m, p, h, b in srv.heard for s in secrets if any(s in v for v in h.values()) or s.encode() in b]
+    return [
+        f"{m} {p}" for m, p, h, b in srv.heard for s in secrets if any(s in v for v in h.values()) or s.encode() in b
+    ]
 
 
 # -- the rule -------------------------------------------------------------------

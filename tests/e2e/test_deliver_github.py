@@ -222,3 +222,69 @@ def test_server_down_is_a_remote_error(make_capsule: Any, fake_github: Any, qlca
     assert res.exit_code == 3, res.output
     assert res.stderr.strip().splitlines()[-1].startswith("error: github: capsule tree: 503")
     assert fake_github.repos["acme/capsules"].refs == {}
+
+
+# -- credentials and redirects (issue 16) ------------------------------------------------
+
+
+def _rd_deliver(make_capsule: Any, qlcapsule_cli: Any, tmp_path: Path, fake: Any) -> Any:
+    """Deliver through an operator targets file (the target is the operator's, not the capsule's)."""
+    opts = {"repository": "acme/capsules", "base_url": fake.base_url, "retries": 2, "request_interval": 0}
+    opts["write_interval"] = 0
+    targets = tmp_path / "operator-targets.yaml"
+    targets.write_text(f"targets:\n  gh:\n    provider: github\n    options: {json.dumps(opts)}\n")
+    cap = make_capsule({"app.py": "print('hi')\n"}, definition="name: orders\nversion: 1.0.0\n")
+    env = {"GITHUB_TOKEN": CANARY_GITHUB_TOKEN, "QLCAPSULE_TARGETS_FILE": str(targets)}
+    res = qlcapsule_cli("-vv", "deliver", str(cap.root), "-t", "gh", "-a", str(_artifact(tmp_path)), env=env)
+    assert CANARY_GITHUB_TOKEN not in res.output, "the token leaked into the output"
+    assert "Traceback" not in res.output and "internal error" not in res.output
+    return res
+
+
+def _errors(res: Any) -> list[str]:
+    return [line for line in res.stderr.splitlines() if line.startswith("error:")]
+
+
+@pytest.mark.parametrize("status", [301, 302, 307])
+def test_token_never_follows_a_redirect_to_another_port(
+    status: int, make_capsule: Any, fake_github: Any, qlcapsule_cli: Any, tmp_path: Path
+) -> None:
+    """A FAKE GitHub redirecting a GET to another port of the same host name: followed without the token."""
+    from faultproxy import Recorder
+
+    far = Recorder(404)
+    try:
+        fake_github.redirect_next.append(("GET", r"^/api/v3/repos/acme/capsules$", status, far.url + "/r"))
+        res = _rd_deliver(make_capsule, qlcapsule_cli, tmp_path, fake_github)
+    finally:
+        far.stop()
+    assert [h.path for h in far.heard] == ["/r"], res.output
+    assert far.carried(CANARY_GITHUB_TOKEN) == []
+    assert not any(k.lower() in ("authorization", "cookie") for k in far.heard[0].headers)
+    assert res.exit_code == 2 and len(_errors(res)) == 1 and "not found (404)" in _errors(res)[0]
+
+
+@pytest.mark.parametrize(("status", "where"), [(302, "far"), (307, "far"), (302, "same"), (302, None)])
+def test_a_redirect_the_deliverer_cannot_follow_is_one_line_exit_3(
+    status: int, where: str | None, make_capsule: Any, fake_github: Any, qlcapsule_cli: Any, tmp_path: Path
+) -> None:
+    """A FAKE GitHub answering a write with a 3xx (to another port, to itself, without Location): exit 3, never 70."""
+    from faultproxy import Recorder
+
+    far = Recorder(201, b"{}")
+    location = {"far": far.url + "/trees", "same": fake_github.base_url + "/elsewhere", None: None}[where]
+    try:
+        fake_github.redirect_next.append(("POST", r"/git/trees$", status, location))
+        res = _rd_deliver(make_capsule, qlcapsule_cli, tmp_path, fake_github)
+    finally:
+        far.stop()
+    assert far.heard == []
+    assert res.exit_code == 3, res.output
+    (line,) = _errors(res)
+    expected = {
+        "far": f"redirected a POST to another host (http://127.0.0.1:{far.port})",
+        "same": "which would re-send it as a GET",
+        None: "without a Location",
+    }[where]
+    assert line.startswith("error: github: ") and expected in line
+    assert "refs/heads/capsules" not in fake_github.repos["acme/capsules"].refs
