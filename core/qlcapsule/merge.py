@@ -1,7 +1,12 @@
 """Comparing, re-materialising and merging capsule versions (libgit2 via pygit2).
 
 - ``diff_versions``: file list with line stats and unified patches.
-- ``checkout_version``: write a version into a new directory and verify it.
+- ``checkout_version``: write a version into a new directory and verify it
+  (integrity, and signatures against the operator's keys when given). Only the
+  files its capsule.lock lists are written, and a lock listing a path no capsule
+  holds (``.git/``, ``__pycache__/``, ``*.pyc``: the built-in excludes) is refused.
+- ``trusted_versions``: the check ``Store.resolve`` and ``latest_version`` use to
+  skip stored versions whose capsule.sig does not verify against the operator's keys.
 - ``merge_branch``: three-way merge of two branches of a capsule. capsule.lock
   and capsule.sig are left out of the merge (they describe one version, never
   a mix) and the result is re-sealed. A ``version:`` line changed on both sides
@@ -26,19 +31,32 @@ from pathlib import Path
 from typing import Any
 
 from .capsule import Capsule
-from .errors import ConflictError, DefinitionError, InputError, IntegrityError, PluginError, StoreError
+from .errors import (
+    ConflictError,
+    DefinitionError,
+    InputError,
+    IntegrityError,
+    PluginError,
+    QlcapsuleError,
+    StoreError,
+    VerificationError,
+)
 from .lock import Lock, atomic_write, parse_lock
 from .log import event, get_logger
 from .model import DEFINITION_FILE, LOCK_FILE, SIG_FILE
 from .store import (
     DEFAULT_BRANCH,
     MERGE_STATE,
+    Accept,
     Store,
     _enable_fsync,
     _pygit2,
     check_text,
     ensure_capsule_exists,
+    merge_record_path,
     parse_trailers,
+    printable,
+    record_merge_state,
     semver_key,
 )
 from .storecommit import commit_tree
@@ -50,7 +68,7 @@ _SEALS = (LOCK_FILE, SIG_FILE)
 #: where a conflicted merge puts the merged branch's side of each binary conflict (never sealed: .qlcapsule/ is excluded)
 THEIRS_DIR = ".qlcapsule/theirs"
 
-__all__ = ["diff_versions", "checkout_version", "merge_branch", "update_capsule"]
+__all__ = ["diff_versions", "checkout_version", "trusted_versions", "merge_branch", "update_capsule"]
 
 
 def _describe(commit: Any, rev: str) -> dict[str, Any]:
@@ -137,6 +155,12 @@ def _locked_files(repo: Any, tree: Any, where: str) -> tuple[dict[str, tuple[Any
         raise IntegrityError(f"{where}: the stored tree has no {LOCK_FILE}; not a sealed capsule version")
     lock = parse_lock(repo[files[LOCK_FILE][0]].data, f"{where}: {LOCK_FILE}")
     listed = {e.path for e in lock.files}
+    never = _never_sealed(listed)
+    if never:
+        raise IntegrityError(
+            f"{where}: its {LOCK_FILE} lists {printable(never[0])!r}, which no capsule holds "
+            f"(a built-in exclude: .git/, __pycache__/, *.pyc, .qlcapsule/, ...); refusing it"
+        )
     extra = sorted(set(files) - listed - set(_SEALS))
     missing = sorted(listed - set(files))
     problems = [f"not in {LOCK_FILE}: {p}" for p in extra] + [
@@ -146,6 +170,15 @@ def _locked_files(repo: Any, tree: Any, where: str) -> tuple[dict[str, tuple[Any
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
         raise IntegrityError(f"{where}: the stored tree does not match its {LOCK_FILE}: {problems[0]}{more}")
     return files, lock
+
+
+def _never_sealed(paths: Iterable[str]) -> list[str]:
+    """Paths ``seal`` would never have locked (the built-in excludes), sorted: only a crafted lock lists them."""
+    from .globs import GlobSet
+    from .model import DEFAULT_EXCLUDE
+
+    globs = GlobSet(["**"], list(DEFAULT_EXCLUDE))
+    return sorted(p for p in paths if not globs.wants(p))
 
 
 def _write_tree_to(repo: Any, files: dict[str, tuple[Any, int]], dest: Path) -> int:
@@ -163,42 +196,122 @@ def _fresh_dir(dest: Path) -> None:
         raise InputError(f"{dest}: already exists and is not empty; choose a new directory")
 
 
-def checkout_version(st: Store, name: str, rev: str, dest: Path) -> dict[str, Any]:
-    """Write version ``rev`` of ``name`` into the new directory ``dest`` and verify it.
-
-    Only the files the version's capsule.lock lists are written (with capsule.lock and
-    capsule.sig); a tree holding anything else, or lacking a listed file, is refused
-    before a byte is written. The files land in a temporary sibling first and are
-    renamed into place only after the integrity check, so a failure never leaves a
-    half-written ``dest``.
-    """
-    ensure_capsule_exists(st, name)
-    commit = st.resolve(name, rev)
-    where = f"{name}@{rev} ({str(commit.id)[:12]})"
+def _materialise(st: Store, name: str, commit: Any, where: str, dest: Path, check: Any) -> tuple[int, Any]:
+    """Write ``commit``'s locked files into a temporary sibling of ``dest``, run ``check(tmp)`` on it,
+    and rename it to ``dest`` (None: remove it afterwards). Nothing is left behind on failure."""
     files, _ = _locked_files(st.repo, commit.tree, where)
-    dest = Path(dest)
-    _fresh_dir(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
         n = _write_tree_to(st.repo, files, tmp)
         try:
-            lock = Capsule.load(tmp).verify_integrity()
-        except IntegrityError as exc:  # name the version, not the temporary directory
-            raise IntegrityError(str(exc).replace(str(tmp), where, 1)) from None
-        recorded = parse_trailers(commit.message).get("digest", "").removeprefix("sha256:")
-        if recorded and recorded != lock.digest:
-            raise StoreError(
-                f"{name}@{rev}: stored digest {recorded[:12]} does not match the files ({lock.digest[:12]})"
-            )
+            report = check(tmp)
+        except QlcapsuleError as exc:  # name the version, not the temporary directory
+            exc.args = (exc.message.replace(str(tmp), where),)
+            raise
         if dest.exists():
             dest.rmdir()
         os.replace(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    return n, report
+
+
+def _verifier(commit: Any, where: str, signature_options: dict[str, Any]) -> Any:
+    """``verify_capsule`` (integrity, then signatures against the operator's keys) of a written version,
+    plus the digest its commit message records."""
+    from .pipeline import verify_capsule
+
+    def check(root: Path) -> dict[str, Any]:
+        # an old version is what was asked for: the store's newest is no rollback here
+        report = verify_capsule(root, **signature_options, allow_rollback=True)
+        recorded = parse_trailers(commit.message).get("digest", "").removeprefix("sha256:")
+        if recorded and recorded != report["digest"]:
+            raise IntegrityError(
+                f"{where}: stored digest {printable(recorded[:12])} does not match the files ({report['digest'][:12]})"
+            )
+        return report
+
+    return check
+
+
+def _signature_options(keys: Iterable[str], hmac_key_envs: Iterable[str], trust: str | None) -> dict[str, Any]:
+    return {"keys": list(keys), "hmac_key_envs": list(hmac_key_envs), "trust": trust}
+
+
+def trusted_versions(
+    st: Store, name: str, *, keys: Iterable[str] = (), hmac_key_envs: Iterable[str] = (), trust: str | None = None
+) -> Accept | None:
+    """The check a stored version must pass when the operator gave trusted keys (None when none were given):
+    its files written to a temporary directory verify, signature included, against those keys."""
+    options = _signature_options(keys, hmac_key_envs, trust)
+    if not any(options.values()):
+        return None
+    from .signing import load_hmac_env, load_public_key, load_trust_file
+
+    # a missing or malformed key is the operator's bad input (exit 2), not a refused version
+    for k in options["keys"]:
+        load_public_key(k)
+    for e in options["hmac_key_envs"]:
+        load_hmac_env(e)
+    if trust:
+        load_trust_file(trust)
+    seen: dict[str, str | None] = {}
+
+    def accept(commit: Any) -> str | None:
+        cid = str(commit.id)
+        if cid not in seen:
+            where = f"{name} ({cid[:12]})"
+            with tempfile.TemporaryDirectory(prefix="qlcapsule-candidate-") as scratch:
+                try:
+                    _materialise(st, name, commit, where, Path(scratch) / "v", _verifier(commit, where, options))
+                    seen[cid] = None
+                except (IntegrityError, VerificationError, StoreError) as exc:
+                    seen[cid] = str(exc)
+        return seen[cid]
+
+    return accept
+
+
+def checkout_version(
+    st: Store,
+    name: str,
+    rev: str,
+    dest: Path,
+    *,
+    branch: str | None = None,
+    keys: Iterable[str] = (),
+    hmac_key_envs: Iterable[str] = (),
+    trust: str | None = None,
+) -> dict[str, Any]:
+    """Write version ``rev`` of ``name`` into the new directory ``dest`` and verify it.
+
+    ``rev`` resolves through the capsule's own namespace (``Store.resolve``; ``branch`` names
+    another branch to find a version on). Only the files the version's capsule.lock lists are
+    written (with capsule.yaml, capsule.lock and capsule.sig); a tree holding anything else,
+    lacking a listed file, or a lock listing a path no capsule holds, is refused before a byte
+    is written. The files land in a temporary sibling first and are renamed into place only
+    after ``verify_capsule`` passed (integrity; signatures against ``keys``/``hmac_key_envs``/
+    ``trust`` when given), so a failure never leaves a half-written ``dest``.
+    """
+    ensure_capsule_exists(st, name)
+    options = _signature_options(keys, hmac_key_envs, trust)
+    accept = trusted_versions(st, name, **options)
+    commit = st.resolve(name, rev, branch=branch, accept=accept)
+    where = f"{name}@{rev} ({str(commit.id)[:12]})"
+    dest = Path(dest)
+    _fresh_dir(dest)
+    n, report = _materialise(st, name, commit, where, dest, _verifier(commit, where, options))
     event(log, "store.checkout", capsule=name, rev=rev, commit=str(commit.id), dest=str(dest))
-    return {**_describe(commit, rev), "capsule": name, "directory": str(dest), "files": n, "verified": True}
+    return {
+        **_describe(commit, rev),
+        "capsule": name,
+        "directory": str(dest),
+        "files": n,
+        "verified": True,
+        "signature": report["signature"],
+    }
 
 
 # -- three-way merge of trees -----------------------------------------------------
@@ -448,6 +561,7 @@ def merge_branch(
     }
     if conflicts:
         dest = Path(workdir) if workdir is not None else Path.cwd() / f"{name}-merge-{branch}"
+        record_merge_state(st, state)  # what makes 'commit' believe the work dir's merge.json
         _write_workdir(dest, {**files, **{f"{THEIRS_DIR}/{p}": f for p, f in merged.theirs.items()}}, state)
         err = ConflictError(
             f"{name}: merging {branch} into {into} left {len(conflicts)} conflict(s) in {dest}: {', '.join(conflicts)}"
@@ -468,10 +582,12 @@ def merge_branch(
         _write_files(tmp, files)
         (tmp / ".qlcapsule").mkdir(exist_ok=True)
         atomic_write(tmp / MERGE_STATE, json.dumps(state).encode())
+        record_merge_state(st, state)
         Capsule.load(tmp).seal()
         text = message or f"Merge {branch} into {into}"
         done = commit_tree(tmp, message=text, store=st.git_dir, branch=into, rehash=True, stat_cache=False)
     finally:
+        merge_record_path(st, state).unlink(missing_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
     event(log, "store.merge", capsule=name, branch=branch, into=into, commit=done.commit)
     return {
@@ -623,7 +739,7 @@ def _set_generator_record(root: Path, record: dict[str, Any]) -> None:
     if wanted == current:
         return
     new_text = _edit_generator_text(text, current, wanted)
-    if new_text is None or yaml.safe_load(new_text) != {**data, "generator": wanted}:
+    if new_text is None or yamlsrc.safe_load(new_text, str(path)) != {**data, "generator": wanted}:
         new_text = yaml.safe_dump({**data, "generator": wanted}, sort_keys=False, allow_unicode=True)
     atomic_write(path, new_text.encode("utf-8"))
 

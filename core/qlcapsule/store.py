@@ -13,6 +13,18 @@ What a version is
     and whose message ends with ``Qlcapsule-Capsule``/``-Version``/``-Digest``
     trailers. Tags are annotated tag objects; a version tag never moves.
 
+Trust
+    Any branch may have been fetched from someone else's repository, so a
+    version number resolves only through the capsule's own namespace: its tag
+    ``refs/capsules/<name>/tags/<version>``, else the newest commit on the
+    default branch (main) recording it; another branch only when the user names
+    it. The rollback check (``latest_version``) reads the same two places. With
+    trusted keys, a candidate whose capsule.sig does not verify is skipped with
+    a warning. Authors, messages and names read from the repository are shown
+    through ``printable`` (control characters escaped). Merge state lives in
+    the store (``qlcapsule/merges/``); a ``.qlcapsule/merge.json`` in a capsule
+    directory only names a merge the store recorded.
+
 Safety
     Ref updates are compare-and-swap (libgit2 checks the old target under its
     ref lock) inside a per-capsule ``flock``, retried on a race, so concurrent
@@ -33,6 +45,7 @@ Speed
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -43,7 +56,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import InputError, IntegrityError, StoreError
-from .log import event, get_logger
+from .log import WARNING, event, get_logger
 from .names import SEMVER
 
 if TYPE_CHECKING:
@@ -63,6 +76,11 @@ _BRANCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _RETRIES = 200
 #: longest branch, tag or revision accepted: a git ref name component is a file name (255 bytes on most file systems)
 REF_PART_LIMIT = 255
+#: the largest ``.qlcapsule/merge.json`` read (the merge tool writes well under 1 KiB plus the conflict list)
+MERGE_STATE_LIMIT = 1 << 20
+_OID = re.compile(r"^[0-9a-f]{40}$")
+#: a check of one candidate commit: None to accept it, else why it is refused
+Accept = Callable[[Any], "str | None"]
 
 __all__ = [
     "Store",
@@ -73,6 +91,7 @@ __all__ = [
     "add_note",
     "read_notes",
     "semver_key",
+    "printable",
 ]
 
 
@@ -83,6 +102,14 @@ def _shown(value: str) -> str:
     """``value`` quoted for a message, cut to 60 characters, undecodable bytes as ``\\xff``."""
     value = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     return "'" + (value if len(value) <= 60 else value[:59] + "…") + "'"
+
+
+def printable(text: str) -> str:
+    """Text read from a repository (author, message, branch, version, path) made safe for a terminal: control
+    characters (ESC, CR, BEL, C1, DEL, bidi overrides) shown as ``\\x1b`` etc. -- report's one escaping rule."""
+    from .report import _printable
+
+    return _printable(text)
 
 
 def check_text(value: str, what: str) -> str:
@@ -285,22 +312,43 @@ class Store:
         clear_stale_ref_lock(self.git_dir, refname)
 
     # revisions
-    def resolve(self, name: str, rev: str) -> Any:
-        """A commit of capsule ``name`` from a version, tag, branch, ``branch~N`` or commit id."""
+    def resolve(self, name: str, rev: str, *, branch: str | None = None, accept: Accept | None = None) -> Any:
+        """A commit of capsule ``name`` from a version, tag, branch, ``branch~N`` or commit id.
+
+        A version is the capsule's tag of that name, else the newest commit on ``branch``
+        (default: main) recording it; with ``branch`` given the tag is not consulted.
+        A revision shaped like a version never names a branch, and a branch whose name is
+        also a commit id's prefix is refused as ambiguous: fetched branches cannot shadow
+        a version or a commit. ``accept`` (trusted keys) checks the commit chosen; a version
+        looked up on a branch skips refused candidates for older commits recording it.
+        """
         pygit2 = _pygit2()
         repo = self.repo
         check_ref_part(name, "capsule name")
         check_ref_part(rev, "revision")
+        if branch is not None:
+            check_ref_part(branch, "--branch")
         base, suffix = re.match(r"^(.*?)((?:[~^]\d*)*)$", rev).groups()  # type: ignore[union-attr]
         full = None
-        if self._ref(self.tag_ref(name, base)) is not None:
+        looked_up = False
+        if branch is None and self._ref(self.tag_ref(name, base)) is not None:
             full = self.tag_ref(name, base)
+        elif SEMVER.match(base):
+            on = branch or DEFAULT_BRANCH
+            found = self._find_version(name, base, branch=on, accept=accept)
+            if found is None:
+                raise StoreError(
+                    f"{name}: no version {printable(base)} on branch {printable(on)!r} and no tag {printable(base)} "
+                    "(a version on another branch is found only with --branch BRANCH)"
+                )
+            full, looked_up = str(found), True
         elif self._ref(self.head_ref(name, base)) is not None:
             full = self.head_ref(name, base)
-        elif SEMVER.match(base):
-            found = self._find_version(name, base)
-            if found is not None:
-                full = str(found)
+            if re.fullmatch(r"[0-9a-fA-F]{4,40}", base) and self._commit_prefix(base) is not None:
+                raise StoreError(
+                    f"{name}: {base!r} is both a branch and a commit id; give the full commit id, or {base}~0 "
+                    "after renaming the branch"
+                )
         elif re.fullmatch(r"[0-9a-fA-F]{4,40}", base):
             full = base
         if full is None:
@@ -311,14 +359,46 @@ class Store:
             raise StoreError(f"{name}: unknown revision {rev!r}") from None
         info = parse_trailers(obj.message)
         if info.get("capsule") not in (None, name):
-            raise StoreError(f"{rev}: commit {str(obj.id)[:12]} is a version of {info['capsule']!r}, not {name!r}")
+            raise StoreError(
+                f"{rev}: commit {str(obj.id)[:12]} is a version of {printable(info['capsule'])!r}, not {name!r}"
+            )
+        if accept is not None and not (looked_up and not suffix):
+            reason = accept(obj)
+            if reason is not None:
+                from .errors import SignatureError
+
+                raise SignatureError(f"{name}@{rev} ({str(obj.id)[:12]}): {reason}")
         return obj
 
-    def _find_version(self, name: str, version: str) -> Any | None:
-        """Newest commit on any branch recording ``version``."""
-        for commit in self.walk(name):
-            if parse_trailers(commit.message).get("version") == version:
+    def _commit_prefix(self, prefix: str) -> Any | None:
+        pygit2 = _pygit2()
+        try:
+            return self.repo.revparse_single(prefix).peel(pygit2.Commit)
+        except (KeyError, ValueError, pygit2.GitError):
+            return None
+
+    def _find_version(
+        self, name: str, version: str, *, branch: str = DEFAULT_BRANCH, accept: Accept | None = None
+    ) -> Any | None:
+        """Newest commit on ``branch`` (main: never a fetched side branch) recording ``version`` that
+        ``accept`` takes; each refused candidate is logged. Raises SignatureError when every one is refused."""
+        if self.head(name, branch) is None:
+            return None
+        refused: list[str] = []
+        for commit in self.walk(name, branch):
+            if parse_trailers(commit.message).get("version") != version:
+                continue
+            reason = accept(commit) if accept is not None else None
+            if reason is None:
                 return commit.id
+            line = f"{name}@{printable(version)}: skipping commit {str(commit.id)[:12]} on {printable(branch)}: {reason}"
+            event(log, "store.version_refused", WARNING, detail=line)
+            refused.append(line)
+        if refused:
+            from .errors import SignatureError
+
+            more = f" (+{len(refused) - 1} more)" if len(refused) > 1 else ""
+            raise SignatureError(f"{refused[0]}{more}; no commit recording it verifies")
         return None
 
     def walk(self, name: str, branch: str | None = None) -> Iterator[Any]:
@@ -526,35 +606,106 @@ def check_branch_name(branch: str) -> str:
     return branch
 
 
-def read_merge_state(root: Path) -> dict[str, Any] | None:
+_MERGE_KEYS = ("capsule", "branch", "ours", "theirs")
+
+
+def merge_record_path(st: Store, state: dict[str, Any]) -> Path:
+    """Where the store keeps the state of a merge it started: the work directory's merge.json only names it."""
+    key = hashlib.sha256("\0".join(str(state[k]) for k in _MERGE_KEYS).encode("utf-8")).hexdigest()
+    return st.git_dir / "qlcapsule" / "merges" / f"{key}.json"
+
+
+def record_merge_state(st: Store, state: dict[str, Any]) -> None:
+    """Record a merge this tool started (``merge_branch``) in the store, before its work dir is written."""
+    from .lock import atomic_write
+
+    path = merge_record_path(st, state)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, (json.dumps(state, indent=2, sort_keys=True) + "\n").encode())
+
+
+def read_merge_state(st: Store, root: Path) -> dict[str, Any] | None:
+    """The merge in progress in ``root``, as the store recorded it; None when there is none.
+
+    ``.qlcapsule/merge.json`` is outside the lock: it could come from an archive or a pull
+    request. It is believed only when the store holds the record ``merge_branch`` wrote for the
+    same capsule, branch and two heads, and the record's commits are versions of that capsule
+    in the store; what the commit then uses (parents, conflict list) is the store's record.
+    """
+    from .tree import read_regular
+
     path = root / MERGE_STATE
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
+    raw = read_regular(path, name="merge state", limit=MERGE_STATE_LIMIT, too_big=StoreError)
+    if raw is None:
         return None
-    except (OSError, ValueError) as exc:
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
         raise StoreError(f"{path}: unreadable merge state ({exc}); delete it to abandon the merge") from None
-    if not isinstance(data, dict) or not {"capsule", "branch", "ours", "theirs"} <= set(data):
+    if (
+        not isinstance(data, dict)
+        or not all(isinstance(data.get(k), str) for k in _MERGE_KEYS)
+        or not all(_OID.match(data[k]) for k in ("ours", "theirs"))
+    ):
         raise StoreError(f"{path}: malformed merge state; delete it to abandon the merge")
-    return data
+    record = merge_record_path(st, data)
+    stored = read_regular(record, name="merge record", limit=MERGE_STATE_LIMIT, too_big=StoreError)
+    if stored is None:
+        raise StoreError(
+            f"{path}: no merge of {data['theirs'][:12]} into {printable(data['capsule'])}/{printable(data['branch'])} "
+            f"was started in {st.location}; this file was not written by 'qlcapsule merge' here "
+            "(delete it to commit the capsule as a plain version)"
+        )
+    try:
+        state = json.loads(stored)
+    except ValueError as exc:
+        raise StoreError(f"{record}: unreadable merge record ({exc}); run the merge again") from None
+    if not isinstance(state, dict) or any(state.get(k) != data[k] for k in _MERGE_KEYS):
+        raise StoreError(f"{record}: merge record does not match {path}; run the merge again")
+    for k in ("ours", "theirs"):
+        oid = _pygit2().Oid(hex=state[k])
+        obj: Any = st.repo[oid] if oid in st.repo else None
+        message = getattr(obj, "message", None) if getattr(obj, "type_str", None) == "commit" else None
+        if not isinstance(message, str) or parse_trailers(message).get("capsule") != state["capsule"]:
+            raise StoreError(f"{record}: {k} {state[k][:12]} is not a version of {state['capsule']} in {st.location}")
+    return state
+
+
+def clear_merge_state(st: Store, root: Path, state: dict[str, Any]) -> None:
+    """The merge was committed: forget it in the work dir and in the store."""
+    (root / MERGE_STATE).unlink(missing_ok=True)
+    merge_record_path(st, state).unlink(missing_ok=True)
 
 
 # -- reading helpers for other areas ---------------------------------------------
 
 
-def latest_version(root: str | os.PathLike[str], name: str) -> str | None:
-    """Newest SemVer of capsule ``name`` tagged or committed in its store; None without a store."""
+def latest_version(root: str | os.PathLike[str], name: str, *, accept: Accept | None = None) -> str | None:
+    """Newest SemVer of capsule ``name`` tagged or committed on its default branch; None without a store.
+
+    This is what the rollback check compares with, so only the capsule's own namespace counts:
+    a version recorded on another (perhaps fetched) branch does not. With ``accept`` (a check
+    against trusted keys), only a version one of whose commits it accepts counts.
+    """
     try:
         st = open_store(root, None, create=False)
     except StoreError:
         return None
-    versions = set(st.tags(name))
-    for commit in st.walk(name):
+    check_ref_part(name, "capsule name")
+    candidates: dict[str, list[Any]] = {}
+    for version, commit_id in st.tags(name).items():
+        candidates.setdefault(version, []).append(commit_id)
+    for commit in st.walk(name, DEFAULT_BRANCH) if st.head(name, DEFAULT_BRANCH) is not None else ():
         v = parse_trailers(commit.message).get("version")
         if v:
-            versions.add(v)
-    versions = {v for v in versions if SEMVER.match(v)}
-    return max(versions, key=semver_key) if versions else None
+            candidates.setdefault(v, []).append(commit)
+    for version in sorted((v for v in candidates if SEMVER.match(v)), key=semver_key, reverse=True):
+        if accept is None:
+            return version
+        for c in candidates[version]:
+            if accept(st.repo[c] if isinstance(c, str) else c) is None:
+                return version
+    return None
 
 
 def _capsule_name(root: Path) -> str | None:
@@ -704,9 +855,19 @@ def _tagger_line(sig: Any) -> str:
 
 
 def tag_version(
-    st: Store, name: str, version: str, *, rev: str | None = None, message: str | None = None
+    st: Store,
+    name: str,
+    version: str,
+    *,
+    rev: str | None = None,
+    message: str | None = None,
+    accept: Accept | None = None,
 ) -> dict[str, Any]:
-    """Create the annotated tag ``refs/capsules/<name>/tags/<version>``; it never moves."""
+    """Create the annotated tag ``refs/capsules/<name>/tags/<version>``; it never moves.
+
+    Without ``rev`` the commit is the newest on main recording ``version`` (never one on a
+    fetched side branch); ``accept`` (trusted keys) must take the commit tagged.
+    """
     pygit2 = _pygit2()
     _enable_fsync()
     ensure_capsule_exists(st, name)
@@ -720,15 +881,19 @@ def tag_version(
             f"{name}: cannot tag {version}: git refuses ref names ending in '.lock' (its lock-file suffix); "
             "the version stays committed and 'checkout'/'diff' find it by version, or choose a version not ending in .lock"
         )
-    commit: Any = st.resolve(name, rev) if rev else None
+    commit: Any = st.resolve(name, rev, accept=accept) if rev else None
     if commit is None:
-        found = st._find_version(name, version)
+        found = st._find_version(name, version, accept=accept)
         if found is None:
-            raise StoreError(f"{name}: no committed version {version} to tag (commit it first, or pass --rev)")
+            raise StoreError(
+                f"{name}: no version {version} committed on {DEFAULT_BRANCH} to tag "
+                "(commit it first, or pass --rev BRANCH or a commit id)"
+            )
         commit = st.repo[found]
     recorded = parse_trailers(commit.message).get("version")
     if recorded != version:
-        raise StoreError(f"{name}: commit {str(commit.id)[:12]} is version {recorded}, not {version}")
+        shown = printable(recorded) if recorded is not None else None
+        raise StoreError(f"{name}: commit {str(commit.id)[:12]} is version {shown}, not {version}")
     refname = st.tag_ref(name, version)
     with st.lock(name):
         existing = st.repo.references.get(refname)

@@ -35,6 +35,7 @@ from .store import (
     _enable_fsync,
     _pygit2,
     check_branch_name,
+    clear_merge_state,
     integrity_error,
     open_store,
     parse_trailers,
@@ -259,7 +260,7 @@ def commit_tree(
     st = open_store(capsule.root, store, create=True)
     repo = st.repo
     refname = st.head_ref(capsule.name, branch)
-    merge = read_merge_state(capsule.root)
+    merge = read_merge_state(st, capsule.root)  # believed only when this store recorded that merge
     if merge is not None and (merge["capsule"] != capsule.name or merge["branch"] != branch):
         raise StoreError(f"{capsule.root / MERGE_STATE}: a merge into {merge['capsule']}/{merge['branch']} is in progress here")
     start_head = st.head(capsule.name, branch)
@@ -316,7 +317,7 @@ def commit_tree(
         else:
             raise StoreError(f"{st.location}: could not update {refname} (too many concurrent writers); try again")
     if merge is not None:
-        (capsule.root / MERGE_STATE).unlink(missing_ok=True)
+        clear_merge_state(st, capsule.root, merge)
     _save_cache(cache, repo, check.records, changes, tree, commit)
     event(log, "store.commit", capsule=capsule.ref, commit=str(commit), branch=branch, new_blobs=len(new_oids))
     return _result(st.location, capsule, digest, len(files), commit, branch, refname, parents, True, len(new_oids), len(check.hash_only) + len(check.need_blob))

@@ -162,7 +162,7 @@ def test_tags_are_annotated_and_never_move(cap: Capsule, store: Path) -> None:
     commit_capsule(cap.root, store=store)
     with pytest.raises(StoreError, match="never moves"):
         tag_version(st, "orders", "1.0.0")
-    with pytest.raises(StoreError, match="no committed version 9.9.9"):
+    with pytest.raises(StoreError, match="no version 9.9.9 committed on main"):
         tag_version(st, "orders", "9.9.9")
     assert str(st.resolve("orders", "1.0.0").id) == first.commit  # the tag wins over the newer commit
     fsck(store)
@@ -219,8 +219,10 @@ def test_checkout_rematerialises_and_verifies(cap: Capsule, store: Path, tmp_pat
     (tmp_path / "busy/x").write_text("x")
     with pytest.raises(Exception, match="not empty"):
         checkout_version(st, "orders", "1.0.0", tmp_path / "busy")
-    with pytest.raises(StoreError, match="unknown revision"):
+    with pytest.raises(StoreError, match="no version 7.7.7 on branch 'main' and no tag 7.7.7"):
         checkout_version(st, "orders", "7.7.7", tmp_path / "never")
+    with pytest.raises(StoreError, match="unknown revision"):
+        checkout_version(st, "orders", "nosuchbranch", tmp_path / "never")
     assert not (tmp_path / "never").exists()
 
 

@@ -12,7 +12,7 @@ import click
 
 from ..errors import ConflictError
 from ._common import capsule_dir, emit, json_option, main
-from ._text import commit_text
+from ._text import commit_text, signature_text
 
 STORE_HELP = (
     "Bare git repository holding the versions (created on first commit). Default: $QLCAPSULE_STORE, "
@@ -20,6 +20,43 @@ STORE_HELP = (
 )
 store_option = click.option("--store", "store", metavar="PATH", envvar="QLCAPSULE_STORE", help=STORE_HELP)
 name_argument = click.argument("name")
+
+
+def trust_options(command: Any) -> Any:
+    """--key/--hmac-key-env/--trust: the operator's trusted keys; a stored version must verify against them."""
+    for option in reversed(
+        (
+            click.option(
+                "--key",
+                "keys",
+                multiple=True,
+                metavar="PUB",
+                help="Trusted public key file; a version whose capsule.sig does not verify against it is skipped. Repeatable.",
+            ),
+            click.option(
+                "--hmac-key-env",
+                "hmac_key_envs",
+                multiple=True,
+                metavar="NAME",
+                help="Environment variable holding a trusted HMAC secret. Repeatable.",
+            ),
+            click.option(
+                "--trust",
+                metavar="FILE",
+                type=click.Path(dir_okay=False),
+                help="Trust file (YAML/JSON list of keys).",
+            ),
+        )
+    ):
+        command = option(command)
+    return command
+
+
+def _shown(text: Any) -> str:
+    """Store data (authors, messages, branch and version names, paths) for a terminal: controls escaped."""
+    from ..store import printable
+
+    return printable(str(text))
 
 
 def _open(store: str | None, start: str | None = None) -> Any:
@@ -74,10 +111,10 @@ def log_cmd(name: str, branch: str, all_branches: bool, limit: int | None, store
         for e in entries:
             marks = [f"tag: {t}" for t in e["tags"]] + e["branches"]
             deco = f" ({', '.join(marks)})" if marks else ""
-            click.echo(f"{_short(e['commit'])} {e['version']} sha256:{e['digest'][:16]}{deco}")
-            click.echo(f"    {e['author']}  {e['date']}")
+            click.echo(_shown(f"{_short(e['commit'])} {e['version']} sha256:{e['digest'][:16]}{deco}"))
+            click.echo("    " + _shown(f"{e['author']}  {e['date']}"))
             if e["message"]:
-                click.echo(f"    {e['message'].splitlines()[0]}")
+                click.echo("    " + _shown(e["message"].splitlines()[0]))
 
     emit(as_json, {"capsule": name, "versions": entries}, text)
 
@@ -87,17 +124,33 @@ def log_cmd(name: str, branch: str, all_branches: bool, limit: int | None, store
 @click.argument("version")
 @click.option("--rev", help="Commit, branch or tag to tag (default: the newest commit recording VERSION).")
 @click.option("-m", "--message", help="Tag message.")
+@trust_options
 @store_option
 @json_option
-def tag(name: str, version: str, rev: str | None, message: str | None, store: str | None, as_json: bool) -> None:
+def tag(
+    name: str,
+    version: str,
+    rev: str | None,
+    message: str | None,
+    keys: tuple[str, ...],
+    hmac_key_envs: tuple[str, ...],
+    trust: str | None,
+    store: str | None,
+    as_json: bool,
+) -> None:
     """Create the annotated tag VERSION for capsule NAME.
 
-    A version tag never moves: tagging the same commit again is a no-op,
-    tagging another commit is refused (exit 2).
+    Without --rev the commit is the newest on main recording VERSION (a version
+    on another branch is tagged only with --rev BRANCH). With --key/--trust the
+    commit must verify against those keys. A version tag never moves: tagging
+    the same commit again is a no-op, tagging another commit is refused (exit 2).
     """
+    from ..merge import trusted_versions
     from ..store import tag_version
 
-    r = tag_version(_open(store), name, version, rev=rev, message=message)
+    st = _open(store)
+    accept = trusted_versions(st, name, keys=keys, hmac_key_envs=hmac_key_envs, trust=trust)
+    r = tag_version(st, name, version, rev=rev, message=message, accept=accept)
     verb = "tagged" if r["created"] else "already tagged"
     emit(as_json, r, f"{verb} {name}@{version} -> {_short(r['commit'])}")
 
@@ -116,7 +169,11 @@ def branch(name: str, branch: str | None, rev: str | None, store: str | None, as
     if branch is None:
         ensure_capsule_exists(st, name)
         heads = st.branches(name)
-        emit(as_json, {"capsule": name, "branches": heads}, "\n".join(f"{b} {_short(c)}" for b, c in heads.items()))
+        emit(
+            as_json,
+            {"capsule": name, "branches": heads},
+            "\n".join(_shown(f"{b} {_short(c)}") for b, c in heads.items()),
+        )
         return
     r = create_branch(st, name, branch, rev=rev)
     emit(as_json, r, f"created branch {branch} of {name} at {_short(r['commit'])}")
@@ -142,7 +199,7 @@ def diff(name: str, rev1: str, rev2: str, stat_only: bool, store: str | None, as
         width = max((len(f["path"]) for f in r["files"]), default=0)
         for f in r["files"]:
             change = "binary" if f["binary"] else f"+{f['additions']} -{f['deletions']}"
-            click.echo(f" {f['path']:<{width}} | {f['status']:<8} {change}")
+            click.echo(_shown(f" {f['path']:<{width}} | {f['status']:<8} {change}"))
         click.echo(
             f" {r['files_changed']} files changed, {r['insertions']} insertions(+), {r['deletions']} deletions(-)"
         )
@@ -157,20 +214,52 @@ def diff(name: str, rev1: str, rev2: str, stat_only: bool, store: str | None, as
 @name_argument
 @click.argument("rev")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=str))
+@click.option(
+    "--branch",
+    metavar="BRANCH",
+    help="Find a version REV on BRANCH (default: the version's tag, else main; other branches only when named).",
+)
+@trust_options
 @store_option
 @json_option
-def checkout(name: str, rev: str, directory: str, store: str | None, as_json: bool) -> None:
+def checkout(
+    name: str,
+    rev: str,
+    directory: str,
+    branch: str | None,
+    keys: tuple[str, ...],
+    hmac_key_envs: tuple[str, ...],
+    trust: str | None,
+    store: str | None,
+    as_json: bool,
+) -> None:
     """Write version REV of capsule NAME into the new DIRECTORY and verify it.
 
-    DIRECTORY must not exist or be empty; it appears only once verified.
+    REV is a version (its tag, else the newest commit on main recording it),
+    a branch (BRANCH, BRANCH~N) or a commit id. Only the files the version's
+    capsule.lock lists are written; a stored tree holding anything else is
+    refused (exit 1). DIRECTORY must not exist or be empty; it appears only once
+    verified (integrity, and signatures when --key/--trust are given).
     """
     from ..merge import checkout_version
 
-    r = checkout_version(_open(store), name, rev, Path(directory))
+    r = checkout_version(
+        _open(store),
+        name,
+        rev,
+        Path(directory),
+        branch=branch,
+        keys=keys,
+        hmac_key_envs=hmac_key_envs,
+        trust=trust,
+    )
     emit(
         as_json,
         r,
-        f"checked out {name}@{r['version']} ({_short(r['commit'])}) into {directory}: {r['files']} files, verified",
+        _shown(
+            f"checked out {name}@{r['version']} ({_short(r['commit'])}) into {directory}: {r['files']} files, "
+            f"verified against capsule.lock; {signature_text(r['signature'])}"
+        ),
     )
 
 
@@ -211,7 +300,7 @@ def merge(
             kinds = data.get("kinds", {})
             for p in exc.paths:
                 kind = kinds.get(p, "content")
-                click.echo(f"  {p}" if kind == "content" else f"  {p} ({kind})", err=True)
+                click.echo(_shown(f"  {p}" if kind == "content" else f"  {p} ({kind})"), err=True)
         raise
     texts = {
         "up-to-date": f"{name}/{into} already contains {branch}",
