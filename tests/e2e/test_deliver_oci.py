@@ -318,3 +318,127 @@ def test_terminated_push_cancels_its_upload_session(
         assert took < 10, f"exiting took {took:.1f} s"
     else:
         assert 4 < took < 15, f"exiting took {took:.1f} s (the cancel must give up after 5 s, not after 60)"
+
+
+# -- credentials, token realms and plain_http (issue 16) ----------------------------------------
+
+
+def _rd_deliver(make_capsule: Any, qlcapsule_cli: Any, tmp_path: Path, registry: str, **env: str) -> Any:
+    """Deliver through an operator targets file (the target is the operator's, not the capsule's)."""
+    opts = {"registry": registry, "repository": "team/{name}", "plain_http": True, "retries": 2}
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    targets = tmp_path / "operator-targets.yaml"
+    targets.write_text(f"targets:\n  reg:\n    provider: oci\n    options: {json.dumps(opts)}\n")
+    cap = make_capsule({"app.py": "print('hi')\n"}, definition="name: orders\nversion: 1.2.0\n")
+    env = {
+        "QLCAPSULE_REGISTRY_USERNAME": "ci",
+        "QLCAPSULE_REGISTRY_PASSWORD": CANARY_REGISTRY_PASSWORD,
+        "QLCAPSULE_TARGETS_FILE": str(targets),
+        **env,
+    }
+    res = _run(qlcapsule_cli, "deliver", str(cap.root), "-t", "reg", "-f", "oci", env=env)
+    assert "Traceback" not in res.output and "internal error" not in res.output
+    return res
+
+
+@pytest.mark.parametrize("allowed", ["", "other.invalid", "registry.invalid:5001"])
+def test_plain_http_only_for_loopback_unless_the_operator_allows(
+    allowed: str, make_capsule: Any, qlcapsule_cli: Any, tmp_path: Path
+) -> None:
+    """plain_http to a non-loopback name is refused before any connection (a .invalid name never resolves)."""
+    res = _rd_deliver(
+        make_capsule, qlcapsule_cli, tmp_path, "registry.invalid:5000", QLCAPSULE_PLAIN_HTTP_HOSTS=allowed
+    )
+    assert res.exit_code == 2, res.output
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        "error: oci: plain_http is only for loopback registries and registry.invalid:5000 is not one; "
+        "the operator may allow it with QLCAPSULE_PLAIN_HTTP_HOSTS=registry.invalid:5000"
+    ]
+    assert "event=retry" not in res.stderr
+
+
+def _token_registry(tmp_path: Path, realm: str) -> Any:
+    """The real docker-registry with token auth whose realm is ``realm`` (no token is ever issued)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    from fixtures_forge import RegistryServer
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "qlcapsule-e2e-token-issuer")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .sign(key, hashes.SHA256())
+    )
+    bundle = tmp_path / "token-ca.pem"
+    bundle.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+    class TokenRegistry(RegistryServer):
+        def _config(self) -> Path:
+            cfg = super()._config()
+            extra = (
+                f"auth:\n  token:\n    realm: {realm}\n    service: qlcapsule-e2e\n"
+                f"    issuer: qlcapsule-e2e-token-issuer\n    rootcertbundle: {bundle}\n"
+            )
+            cfg.write_text(cfg.read_text() + extra)
+            return cfg
+
+    return TokenRegistry(tmp_path / "token-registry").start()
+
+
+def test_token_realm_on_another_port_gets_nothing(make_capsule: Any, qlcapsule_cli: Any, tmp_path: Path) -> None:
+    """The real registry names a token service on another port: refused, naming it; it receives nothing."""
+    from faultproxy import Recorder
+
+    far = Recorder(404)
+    reg = _token_registry(tmp_path, f"http://127.0.0.1:{far.port}/token")
+    try:
+        res = _rd_deliver(make_capsule, qlcapsule_cli, tmp_path, reg.host)
+        assert far.heard == []
+        assert res.exit_code == 3, res.output
+        errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+        assert errors == [
+            f"error: oci: registry {reg.host} sent its token service to another host (127.0.0.1:{far.port}); "
+            f"not sending credentials there (the operator may allow it: QLCAPSULE_OCI_TOKEN_HOSTS=127.0.0.1:{far.port})"
+        ]
+        # the operator's allow list is the only way: then the token service is asked (and the password sent)
+        allowed = _rd_deliver(
+            make_capsule,
+            qlcapsule_cli,
+            tmp_path / "allowed",
+            reg.host,
+            QLCAPSULE_OCI_TOKEN_HOSTS=f"127.0.0.1:{far.port}",
+        )
+        assert far.heard and far.heard[0].path.startswith("/token?")
+        assert far.carried(CANARY_REGISTRY_PASSWORD) == []  # Basic: base64, checked below
+        assert far.carried(base64.b64encode(f"ci:{CANARY_REGISTRY_PASSWORD}".encode()).decode())
+        assert allowed.exit_code != 0
+    finally:
+        reg.stop()
+        far.stop()
+
+
+def test_token_realm_over_plain_http_needs_a_loopback_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An allowed realm host that is not loopback still needs https (checked before any connection)."""
+    from qlcapsule.resilience import RedirectRefused
+    from qlcapsule_plugins.deliverers.oci import RegistryClient
+
+    monkeypatch.setenv("QLCAPSULE_OCI_TOKEN_HOSTS", "auth.invalid")
+    client = RegistryClient("127.0.0.1:5000", plain_http=True, timeout=1, creds=("ci", CANARY_REGISTRY_PASSWORD))
+    with pytest.raises(RedirectRefused, match=r"token service auth\.invalid:80 is plain http"):
+        client._check_realm("http://auth.invalid/token")
+    client._check_realm("https://auth.invalid/token")
+    client._check_realm("http://127.0.0.1:5000/token")
+    with pytest.raises(RedirectRefused, match=r"another host \(127\.0\.0\.1:5001\)"):
+        client._check_realm("http://127.0.0.1:5001/token")
