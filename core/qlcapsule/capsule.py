@@ -73,7 +73,7 @@ def _light_parse(raw: bytes) -> dict[str, Any] | None:
             data = loader.construct_document(node)
         finally:
             loader.dispose()
-    except (UnicodeDecodeError, yaml.YAMLError, RecursionError):
+    except (ValueError, yaml.YAMLError, RecursionError):  # ValueError: not UTF-8, 2024-02-30, 5,000 digits
         return None  # the full loader names the problem
     if not isinstance(data, dict) or not set(data) <= TOP_LEVEL_KEYS:
         return None

@@ -28,6 +28,7 @@ from .errors import DefinitionError, UnsafePathError
 from .tree import FileEntry, check_relative, display_path, path_key, read_regular
 
 LOCK_VERSION = 1
+#: also the JSON Schema's pattern (where "$" is the end of the text); Python code uses it with fullmatch
 HEX64 = r"^[0-9a-f]{64}$"
 
 
@@ -93,7 +94,7 @@ def _validate(data: Any, where: str) -> Lock:
     for key in ("name", "version"):
         _check(isinstance(data[key], str), where, key, "expected a string")
     _check(
-        isinstance(data["digest"], str) and bool(_HEX64.match(data["digest"])),
+        isinstance(data["digest"], str) and bool(_HEX64.fullmatch(data["digest"])),
         where,
         "digest",
         "expected 64 lowercase hex digits",
@@ -130,7 +131,7 @@ def _validate(data: Any, where: str) -> Lock:
         except UnsafePathError as exc:
             raise DefinitionError(f"{where}: {loc}.path: {exc}") from None
         _check(
-            isinstance(digest, str) and bool(_HEX64.match(digest)),
+            isinstance(digest, str) and bool(_HEX64.fullmatch(digest)),
             where,
             f"{loc}.sha256",
             "expected 64 lowercase hex digits",
@@ -205,6 +206,8 @@ def parse_lock(raw: bytes, where: str = "capsule.lock") -> Lock:
         raise DefinitionError(f"{where}:{exc.lineno}: invalid JSON: {exc.msg}") from None
     except RecursionError:
         raise DefinitionError(f"{where}: invalid JSON: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more digits than int_max_str_digits allows
+        raise DefinitionError(f"{where}: invalid JSON: {' '.join(str(exc).split(';')[0].split())}") from None
     lock = _validate(data, where)
     keys = [path_key(e.path) for e in lock.files]
     if keys != sorted(keys) or len(set(keys)) != len(keys):

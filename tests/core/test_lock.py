@@ -107,6 +107,32 @@ def test_invalid_json_lock_names_line(make_capsule) -> None:
         parse_lock(b"{not json")
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "capsule.lock: invalid JSON: nested too deeply"),
+        (b'{"files": [' + b"9" * 5000 + b"]}", "capsule.lock: invalid JSON: Exceeds the limit (4300 digits)"),
+    ],
+    ids=["deep", "long integer"],
+)
+def test_hostile_json_lock_is_one_line(raw: bytes, expected: str) -> None:
+    """Deep nesting or a 5,000-digit integer: a DefinitionError (exit 2), never RecursionError/ValueError (70)."""
+    with pytest.raises(DefinitionError) as info:
+        parse_lock(raw)
+    assert str(info.value).startswith(expected) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("where", ["digest", "sha256"])
+def test_a_hex_digest_with_a_final_newline_is_refused(where: str) -> None:
+    data = _valid_lock()
+    if where == "digest":
+        data["digest"] += "\n"
+    else:
+        data["files"][0]["sha256"] += "\n"
+    with pytest.raises(DefinitionError, match="expected 64 lowercase hex digits"):
+        parse_lock(json.dumps(data).encode())
+
+
 def test_loaded_capsule_root_is_absolute(make_capsule, monkeypatch) -> None:
     capsule = make_capsule({"x": "y"})
     monkeypatch.chdir(capsule.root.parent)
@@ -115,7 +141,14 @@ def test_loaded_capsule_root_is_absolute(make_capsule, monkeypatch) -> None:
 
 def _valid_lock() -> dict:
     files = [{"path": "a.txt", "sha256": "a" * 64, "size": 1, "mode": "644"}]
-    return {"lockVersion": 1, "algorithm": "sha256", "name": "x", "version": "1.0.0", "digest": "b" * 64, "files": files}
+    return {
+        "lockVersion": 1,
+        "algorithm": "sha256",
+        "name": "x",
+        "version": "1.0.0",
+        "digest": "b" * 64,
+        "files": files,
+    }
 
 
 @pytest.mark.parametrize(
@@ -206,7 +239,9 @@ def test_render_lock_rows_are_exactly_json_dumps() -> None:
         entries = [LockEntry(p, "ab" * 32, i, "755" if i % 2 else "644") for i, p in enumerate(paths)]
         lines = render_lock(Lock("n", "1.0.0", "cd" * 32, entries)).decode("utf-8").split("\n")
         for e in entries:
-            row = "    " + json.dumps({"path": e.path, "sha256": e.sha256, "size": e.size, "mode": e.mode}, ensure_ascii=False)
+            row = "    " + json.dumps(
+                {"path": e.path, "sha256": e.sha256, "size": e.size, "mode": e.mode}, ensure_ascii=False
+            )
             assert row in lines or row + "," in lines
 
     prop()

@@ -35,11 +35,28 @@ def test_minimal_definition_has_defaults(tmp_path: Path) -> None:
         ("name: orders\nversion: 1.0.0\ninclude:\n  - src/**\n  - '[oops'\n", ":3: include: bad glob '[oops'"),
         ("name: orders\nversion: 1.0.0\nexclude: ['../up']\n", "exclude: bad glob '../up'"),
         ("name: orders\nversion: 1.0.0\nvalidate:\n  fail_on: sometimes\n", ":4: validate.fail_on:"),
-        ("name: orders\nversion: 1.0.0\ntargets:\n  prod:\n    bucket: x\n", "targets.prod.provider: required key is missing"),
+        (
+            "name: orders\nversion: 1.0.0\ntargets:\n  prod:\n    bucket: x\n",
+            "targets.prod.provider: required key is missing",
+        ),
         ("name: orders\nversion: 1.0.0\nname: again\n", ":3: name: duplicate key (first at line 1)"),
         ("name: orders\nversion: [1.0.0\n", "invalid YAML"),
         ("- just\n- a list\n", ":1: expected a mapping"),
         ("version: 1.0.0\n", "name: required key is missing"),
+        # "$" matches before a final newline: the name and version regexes must end in \Z
+        ('name: "orders\\n"\nversion: 1.0.0\n', ":1: name: 'orders\\n' is not a DNS label"),
+        ("name: |\n  orders\nversion: 1.0.0\n", ":1: name: 'orders\\n' is not a DNS label"),
+        ('name: orders\nversion: "1.0.0\\n"\n', ":2: version: '1.0.0\\n' is not a SemVer"),
+        # scalars PyYAML resolves but Python cannot build: one line with the line, not a ValueError
+        ("name: orders\nversion: 1.0.0\ndescription: 2024-02-30\n", ":3: invalid YAML: cannot read '2024-02-30'"),
+        ("name: orders\nversion: 1.0.0\nlabels:\n  n: " + "7" * 5000 + "\n", ":4: invalid YAML: cannot read '777"),
+        # aliases: one budget (yamlsrc.MAX_NODES) for values and keys alike, and no alias inside its own anchor
+        ("name: orders\nversion: 1.0.0\ndescription: &a [*a]\n", "an alias refers to itself"),
+        (
+            "name: orders\nversion: 1.0.0\n"
+            + "".join(f"? &k{i} [{', '.join([f'*k{i - 1}'] * 10) if i else 'x'}]\n: {i}\n" for i in range(9)),
+            "more than 100000 YAML nodes added by aliases",
+        ),
     ],
 )
 def test_bad_definitions_name_key_and_line(tmp_path: Path, text: str, expected: str) -> None:
@@ -92,7 +109,10 @@ _scalars = st.one_of(
 )
 _values = st.recursive(
     _scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.one_of(st.text(max_size=4), st.integers(0, 2)), inner, max_size=3)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(st.one_of(st.text(max_size=4), st.integers(0, 2)), inner, max_size=3),
+    ),
     max_leaves=6,
 )
 _keys = st.sampled_from(

@@ -32,7 +32,7 @@ from qlcapsule import InputError
 from ._limits import RenderTimeout, short
 from ._source import SPEC_FILE, Files
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 _TRUE = {"true", "yes", "y", "on", "1"}
 _FALSE = {"false", "no", "n", "off", "0"}
 

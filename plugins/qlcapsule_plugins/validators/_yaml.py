@@ -14,6 +14,8 @@ from typing import Any, Iterator
 
 import yaml
 
+from qlcapsule.yamlsrc import alias_excess
+
 _Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -41,67 +43,10 @@ class YamlError:
     column: int | None
 
 
-#: nodes a document's aliases may add once expanded ("billion laughs" stops here, not in a validator)
-MAX_NODES = 100_000
-
-
-def _children(node: yaml.Node) -> list[yaml.Node]:
-    if isinstance(node, yaml.MappingNode):
-        return [n for pair in node.value for n in pair]
-    if isinstance(node, yaml.SequenceNode):
-        return list(node.value)
-    return []
-
-
-def expanded_size(root: yaml.Node, limit: int = MAX_NODES) -> int | None:
-    """How many nodes ``root`` holds with every alias expanded, stopping past ``limit``; None for a cycle.
-
-    Linear in the composed graph (each shared node is counted once and
-    remembered), so a document of a few lines that expands to billions costs
-    as little as it looks.
-    """
-    sizes: dict[int, int] = {}
-    active: set[int] = set()
-    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
-    while stack:
-        node, done = stack.pop()
-        key = id(node)
-        if done:
-            active.discard(key)
-            sizes[key] = 1 + sum(sizes[id(k)] for k in _children(node))
-            if sizes[key] > limit:
-                return sizes[key]
-            continue
-        if key in sizes:
-            continue
-        if key in active:
-            return None  # an anchor that contains its own alias
-        active.add(key)
-        stack.append((node, True))
-        for child in _children(node):
-            if id(child) in active:
-                return None
-            if id(child) not in sizes:
-                stack.append((child, False))
-    return sizes[id(root)]
-
-
-def _distinct(root: yaml.Node) -> int:
-    """How many nodes the document holds as written (each anchored node once)."""
-    seen = {id(root)}
-    stack = [root]
-    while stack:
-        for child in _children(stack.pop()):
-            if id(child) not in seen:
-                seen.add(id(child))
-                stack.append(child)
-    return len(seen)
-
-
 def compose_all(text: str) -> tuple[list[yaml.Node], YamlError | None]:
     """Every document's node tree, or the first syntax error with its position.
 
-    A document whose aliases add more than :data:`MAX_NODES` nodes once
+    A document whose aliases add more than ``yamlsrc.MAX_NODES`` nodes once
     expanded, or refer to themselves, is an error too (and is not returned), so
     no validator walks it. A large document without aliases is fine.
     """
@@ -115,12 +60,10 @@ def compose_all(text: str) -> tuple[list[yaml.Node], YamlError | None]:
             node = loader.get_node()
             if node is None:
                 continue
-            written = _distinct(node)
-            size = expanded_size(node, written + MAX_NODES)
-            if size is None or size > written + MAX_NODES:
+            excess = alias_excess(node)  # qlcapsule's one alias budget (yamlsrc.MAX_NODES)
+            if excess is not None:
                 line, column = position(node)
-                what = "an alias refers to itself" if size is None else f"more than {MAX_NODES} nodes added by aliases"
-                return docs, YamlError(f"aliases expand without bound ({what}; an alias bomb?)", line, column)
+                return docs, YamlError(excess, line, column)
             docs.append(node)
     except RecursionError:
         return docs, YamlError("nested too deeply", None, None)

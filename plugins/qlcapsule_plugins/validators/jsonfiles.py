@@ -36,7 +36,8 @@ class JsonValidator(Validator):
             return seen
 
         try:
-            json.loads(text, object_pairs_hook=pairs)
+            # parse_int=str: a number of any length is valid JSON; int() would refuse one past 4300 digits
+            json.loads(text, object_pairs_hook=pairs, parse_int=str)
         except json.JSONDecodeError as exc:
             yield Finding("json.syntax", Severity.ERROR, f"invalid JSON: {exc.msg}", path, exc.lineno, exc.colno)
             return

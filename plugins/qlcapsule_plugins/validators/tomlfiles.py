@@ -47,6 +47,8 @@ class TomlValidator(Validator):
                 line = text.rstrip("\r\n").count("\n") + 1
                 column = len(last) + 1
             yield Finding("toml.syntax", Severity.ERROR, f"invalid TOML: {msg}", path, line, column)
+        except ValueError:  # after TOMLDecodeError (a ValueError too): int() of thousands of digits
+            yield Finding("toml.syntax", Severity.ERROR, "invalid TOML: an integer too long to read", path, None, None)
 
 
 @hookimpl

@@ -29,7 +29,7 @@ from qlcapsule import Capsule, Finding, Rule, Severity, Validator, hookimpl
 from ._yaml import compose_all, key_node, node_at, position, to_data
 
 _REQUIRED = re.compile(r"^'([^']+)' is a required property$")
-_JOB_ID = re.compile(r"^[_a-zA-Z][a-zA-Z0-9_-]*$")
+_JOB_ID = re.compile(r"^[_a-zA-Z][a-zA-Z0-9_-]*\Z")
 
 
 @lru_cache(maxsize=1)

@@ -22,3 +22,8 @@ def test_duplicate_key_is_a_warning_with_position(tmp_path):
 def test_nesting_past_the_recursion_limit_is_a_finding(tmp_path):
     (f,) = findings(tmp_path, {"deep.json": "[" * 100_000 + "]" * 100_000}, "json")
     assert (f.rule, f.message) == ("json.syntax", "invalid JSON: nested too deeply")
+
+
+def test_a_number_of_thousands_of_digits_is_valid_json(tmp_path):
+    """int() refuses past 4,300 digits (a ValueError the runner once turned into 'json.failed'); JSON does not."""
+    assert findings(tmp_path, {"big.json": '{"n": ' + "9" * 5000 + ', "m": [' + "1" * 10_000 + "]}\n"}, "json") == []

@@ -25,3 +25,9 @@ def test_an_error_at_the_end_of_the_document_is_on_the_last_line(tmp_path):
     assert (f.rule, f.line, f.column) == ("toml.syntax", 2, 6) and "end of document" in f.message
     (f,) = findings(tmp_path / "b", {"a.toml": "a = 1\n\n[t"}, "toml")
     assert f.line == 3
+
+
+def test_an_integer_of_thousands_of_digits_is_one_syntax_finding(tmp_path):
+    """TOML integers are 64-bit; tomllib's int() of 5,000 digits raised a bare ValueError ('toml.failed')."""
+    (f,) = findings(tmp_path, {"a.toml": "a = " + "9" * 5000 + "\n"}, "toml")
+    assert (f.rule, f.message) == ("toml.syntax", "invalid TOML: an integer too long to read")

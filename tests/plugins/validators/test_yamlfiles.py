@@ -47,7 +47,8 @@ def test_an_alias_bomb_or_a_self_referring_alias_is_one_finding_not_a_hang(tmp_p
     }
     found = {f.path: f for f in findings(tmp_path, files, "yaml")}
     assert set(found) == {"bomb.yaml", "loop.yaml", ".github/workflows/ci.yml"}
-    assert "more than 100000 nodes added by aliases" in found["bomb.yaml"].message and found["bomb.yaml"].line == 1
+    # the same budget and words as capsule.yaml's loader (yamlsrc.alias_excess)
+    assert "more than 100000 YAML nodes added by aliases" in found["bomb.yaml"].message and found["bomb.yaml"].line == 1
     assert "an alias refers to itself" in found["loop.yaml"].message
 
 
@@ -55,3 +56,10 @@ def test_a_large_document_without_aliases_is_no_bomb(tmp_path):
     """150,000 plain list items: many nodes, none added by an alias."""
     big = "items:\n" + "".join(f"- {i}\n" for i in range(150_000))
     assert findings(tmp_path, {"data.yaml": big}, "yaml") == []
+
+
+def test_an_alias_bomb_in_mapping_keys_is_one_finding(tmp_path):
+    """Anchors and aliases only in ``? key`` positions: the budget counts keys as well as values."""
+    text = "".join(f"? &k{i} [{', '.join([f'*k{i - 1}'] * 10) if i else 'x'}]\n: {i}\n" for i in range(9))
+    (f,) = findings(tmp_path, {"keys.yaml": text}, "yaml")
+    assert f.rule == "yaml.syntax" and "more than 100000 YAML nodes added by aliases" in f.message
