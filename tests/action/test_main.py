@@ -142,10 +142,16 @@ def test_docs_example_workflow_validates_against_the_workflow_schema(tmp_path: P
         path.write_text(block)
         proc = _check_jsonschema("vendor.github-workflows", path)
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        steps = yaml.safe_load(block)["jobs"]["ship"]["steps"]
-        used = next(s for s in steps if s.get("id") == "qlcapsule")
         declared = yaml.safe_load((REPO / "action.yml").read_text())["inputs"]
-        assert set(used["with"]) <= set(declared)
+        jobs = yaml.safe_load(block)["jobs"].values()
+        used = [s for job in jobs for s in job["steps"] if str(s.get("uses", "")).startswith("qlcapsule/qlcapsule@")]
+        assert used, f"workflow {i} does not use the Action"
+        for step in used:
+            assert set(step["with"]) <= set(declared)
+            assert not any("secrets." in str(v) for v in step["with"].values()), "secrets go through env:"
+    pr = next(yaml.safe_load(b) for b in workflows if "pull_request" in yaml.safe_load(b)[True])
+    assert "secrets." not in json.dumps(pr), "the pull-request workflow has no secrets"
+    assert "pull_request_target" not in pr[True]
 
 
 def test_every_input_reaches_main_and_every_output_is_written() -> None:
