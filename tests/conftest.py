@@ -23,3 +23,4 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))  # no operator targets file from the real home
     monkeypatch.delenv("QLCAPSULE_TARGETS_FILE", raising=False)
     monkeypatch.delenv("QLCAPSULE_CAPSULE_TARGETS", raising=False)
+    monkeypatch.delenv("QLCAPSULE_TRUST_FILE", raising=False)  # the operator's trust root: tests set their own

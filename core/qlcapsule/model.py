@@ -50,7 +50,10 @@ class PolicyConfig(_Strict):
 
     require_signature: bool = False
     threshold: int = Field(default=1, ge=1)
-    trust: str | None = Field(default=None, description="path of a trust file (public keys), relative to the capsule")
+    trust: str | None = Field(
+        default=None,
+        description="ignored: a capsule never names its own trust root (verifiers pass --key, --trust or $QLCAPSULE_TRUST_FILE)",
+    )
     min_version: str | None = Field(default=None, description="refuse signatures for versions older than this (SemVer)")
 
     @field_validator("min_version")

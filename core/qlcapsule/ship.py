@@ -353,7 +353,7 @@ def _step_sign(ctx: _Context) -> str:
         dev = signing.dev_key(create=not opts.dry_run)  # a damaged key fails a dry run too
         skey = signing.load_signing_key(dev)
     ctx.result.signed_by = [skey.keyid]
-    if _already_signed(ctx, skey.keyid):
+    if _already_signed(ctx, skey):
         return f"already signed by {skey.keyid[:16]}"
     result = signing.sign_capsule(ctx.capsule.root, key=skey)
     ctx.result.signed_by = list(result.keyids)
@@ -362,23 +362,31 @@ def _step_sign(ctx: _Context) -> str:
     )
 
 
-def _already_signed(ctx: _Context, keyid: str) -> bool:
-    """True when capsule.sig already carries ``keyid`` over this exact seal: re-shipping stays a no-op."""
-    from .envelope import Envelope, Statement
+def _already_signed(ctx: _Context, skey: Any) -> bool:
+    """True when ``skey`` itself already signed this exact seal: re-shipping stays a no-op.
 
+    capsule.sig comes with the content: a signature only counts when the signing key's own
+    public half verifies it over the PAE bytes (a key id the envelope claims proves nothing),
+    and only then is the statement read.
+    """
+    from .envelope import Envelope, Statement, verify_envelope
+
+    where = str(ctx.capsule.sig_path)
     try:
         raw = ctx.capsule.sig_bytes()
         if raw is None:
             return False
-        envelope = Envelope.from_json(raw, str(ctx.capsule.sig_path))
-        statement = Statement.parse(envelope.payload, str(ctx.capsule.sig_path))
+        envelope = Envelope.from_json(raw, where)
+        verify_envelope(envelope, [skey.verify_key()], 1, where)
+        statement = Statement.parse(envelope.payload, where)
     except (OSError, QlcapsuleError):
         return False
     return (
         statement.subject_name == ctx.capsule.ref
+        and statement.name == ctx.capsule.name
+        and statement.version == ctx.capsule.version
         and statement.digest == ctx.capsule.digest
         and statement.expires is None
-        and any(sig.keyid == keyid for sig in envelope.signatures)
     )
 
 

@@ -44,6 +44,8 @@ from .tree import read_regular
 log = get_logger("signing")
 
 ENV_HOME = "QLCAPSULE_HOME"
+#: the operator's trust file: the trust root when no --key, --hmac-key-env or --trust is given
+ENV_TRUST = "QLCAPSULE_TRUST_FILE"
 DEFAULT_KEY = "qlcapsule.key"
 ALIASES = {"hmac": "hmac-sha256"}
 #: a key file is a few hundred bytes; anything larger is the wrong file (or /dev/zero)
@@ -58,6 +60,7 @@ __all__ = [
     "load_public_key",
     "load_hmac_env",
     "load_trust_file",
+    "operator_trust_file",
     "keygen",
     "sign_capsule",
     "verify_signatures",
@@ -93,16 +96,30 @@ class SigningKey:
     def algorithm(self) -> str:
         return str(self.signer.name)
 
+    def verify_key(self) -> VerifyKey:
+        """This key as a trusted key (its public half; for HMAC the secret itself)."""
+        return VerifyKey(self.signer, self.key, self.keyid, self.source)
+
 
 def _too_large(where: str) -> CredentialsError:
     return CredentialsError(f"{where}: more than {MAX_KEY_BYTES // 1024} KiB; not a key file")
+
+
+def _refuse_world_writable(st: os.stat_result, where: str, path: Path, risk: str = "replace the key") -> None:
+    """A key or trust file anyone on the machine may rewrite is no key at all: refused, like ssh does."""
+    if os.name == "posix" and st.st_mode & stat.S_IWOTH:
+        raise CredentialsError(
+            f"{where}: writable by every account on this machine (mode {st.st_mode & 0o777:04o}), "
+            f"so anyone could {risk}: refused; run 'chmod o-w {path}'"
+        )
 
 
 def _read_key_file(path: str | Path, what: str) -> bytes:
     """A key from a file or ``-`` (stdin), at most MAX_KEY_BYTES.
 
     Regular files and pipes (stdin, ``<(...)``) are read; directories, devices
-    and sockets are refused before anything is read.
+    and sockets are refused before anything is read, and so is a file (or named
+    pipe) every account may write.
     """
     if str(path) == "-":
         data = sys.stdin.buffer.read(MAX_KEY_BYTES + 1)
@@ -120,6 +137,12 @@ def _read_key_file(path: str | Path, what: str) -> bytes:
         if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
             raise CredentialsError(f"{where}: is not a regular file (a device or socket); give a key file, a pipe or -")
         with open(p, "rb") as f:
+            st = os.fstat(f.fileno())  # the file actually opened, not what the path named a moment ago
+            if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
+                raise CredentialsError(
+                    f"{where}: is not a regular file (a device or socket); give a key file, a pipe or -"
+                )
+            _refuse_world_writable(st, where, p)
             data = f.read(MAX_KEY_BYTES + 1)
     except FileNotFoundError:
         raise CredentialsError(f"{where}: no such file") from None
@@ -276,8 +299,17 @@ def load_hmac_env(name: str) -> VerifyKey:
     return _verify_key(_signer("hmac-sha256"), _read_env(name, "--hmac-key-env"), f"${name}")
 
 
+def operator_trust_file() -> Path | None:
+    """The trust file named by ``$QLCAPSULE_TRUST_FILE`` (the operator's, never a capsule's), if set."""
+    value = os.environ.get(ENV_TRUST, "").strip()
+    return Path(os.path.expanduser(value)) if value else None
+
+
 def load_trust_file(path: str | Path) -> list[VerifyKey]:
-    """Keys from a trust file (YAML or JSON); see docs/signing.md for the format."""
+    """Keys from a trust file (YAML or JSON); see docs/signing.md for the format.
+
+    The file (and every ``key_file`` it names) must not be writable by every account.
+    """
     from pydantic import BaseModel, ConfigDict, ValidationError
 
     from .components import format_validation_error
@@ -305,6 +337,7 @@ def load_trust_file(path: str | Path) -> list[VerifyKey]:
         raise InputError(f"{p}: trust file is not a regular file (a device, FIFO or socket)")
     if st.st_size > MAX_TRUST_BYTES:
         raise InputError(f"{p}: trust file is larger than {MAX_TRUST_BYTES // (1024 * 1024)} MiB")
+    _refuse_world_writable(st, f"{p}: trust file", p, "add a key")
     data, _ = load_file(p)
     if isinstance(data, dict) and set(data) <= {"keys", "version"}:
         data = data.get("keys")
@@ -482,6 +515,7 @@ def dev_key(create: bool = True) -> Path:
     if not create:
         raise CredentialsError(f"{path}: no development key (run 'qlcapsule sign --dev-key' or 'ship' once)")
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _check_own(path.parent, "the folder of the development key")
     try:
         info = keygen("ed25519", path)
     except InputError:
@@ -496,7 +530,34 @@ def dev_key(create: bool = True) -> Path:
     return path
 
 
+def _check_own(path: Path, what: str) -> None:
+    """``path`` belongs to this account and (a folder) is not open to every account.
+
+    The development key is found, not named: another account's key or folder would let
+    that account choose what this one signs with.
+    """
+    if not hasattr(os, "geteuid"):
+        return
+    me = os.geteuid()
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise CredentialsError(f"{path}: {exc.strerror or exc}") from None
+    if st.st_uid != me:
+        raise CredentialsError(
+            f"{path}: {what} belongs to another account (uid {st.st_uid}, you are {me}): refused; "
+            f"set {ENV_HOME} to a folder of your own"
+        )
+    if stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_IWOTH and not st.st_mode & stat.S_ISVTX:
+        raise CredentialsError(
+            f"{path}: {what} is writable by every account (mode {st.st_mode & 0o777:04o}): refused; "
+            f"run 'chmod o-w {path}'"
+        )
+
+
 def _check_dev_key(path: Path) -> None:
+    _check_own(path.parent, "the folder of the development key")
+    _check_own(path, "the development key")
     material = _read_key_file(path, "development key")
     if not _signer("ed25519").sniff_private(material):
         raise CredentialsError(
@@ -588,6 +649,33 @@ def _existing(path: Path) -> Envelope | None:
         return None
 
 
+def _cosign_refusal(
+    old: Envelope,
+    trusted: bool,
+    build: Any,
+    exp: _dt.datetime | None,
+    now: _dt.datetime,
+    where: str,
+) -> str | None:
+    """Why the existing statement may not be co-signed, or None when it may."""
+    if not trusted:
+        return f"over a statement no trusted key signed (trusted: this signing key and --trust/{ENV_TRUST})"
+    try:
+        st = Statement.parse(old.payload, where)
+    except SignatureError:
+        return "over a statement that is not a qlcapsule statement"
+    # co-sign only a statement this capsule would produce itself (same subject, digest,
+    # provenance; only its time, expiry and tool version may differ)
+    tool = str(st.raw.get("predicate", {}).get("tool", {}).get("version", ""))
+    if old.payload != build(st.created, st.expires, tool):
+        return "over a different statement (re-sign with those keys)"
+    if st.expires is not None and st.expires <= now:
+        return f"over a statement that expired at {format_time(st.expires)}"
+    if exp is not None and st.expires != exp:
+        return "over a statement with another expiry (--expires)"
+    return None
+
+
 def sign_capsule(
     root: str | Path,
     key: str | Path | SigningKey | None = None,
@@ -595,12 +683,16 @@ def sign_capsule(
     key_env: str | None = None,
     key_type: str | None = None,
     expires: str | None = None,
+    trust: str | Path | None = None,
     now: _dt.datetime | None = None,
 ) -> SignResult:
     """Sign a sealed, unchanged capsule; write capsule.sig atomically.
 
-    Other keys' signatures are kept when they cover the same statement (co-signing);
-    this key's earlier signature is replaced.
+    Co-signing: the existing statement is signed again (and other keys' signatures
+    kept) only when a trusted key already signed it: the signing key itself, or a
+    key of the trust file ``trust`` (default ``$QLCAPSULE_TRUST_FILE``). Only the
+    signatures those keys verify are kept; anything else gets a fresh statement.
+    This key's earlier signature is replaced. capsule.sig is never taken on trust.
     """
     from . import __version__
 
@@ -616,10 +708,13 @@ def sign_capsule(
     # '' is refused, not taken as "no expiry"
     exp = parse_expires(expires, now) if expires is not None else None
     skey = load_signing_key(key, key_env=key_env, key_type=key_type)
+    roots_file = trust or operator_trust_file()
+    roots = load_trust_file(roots_file) if roots_file else []
     old = _existing(capsule.sig_path)
-    kept = [s for s in old.signatures if s.keyid != skey.keyid] if old else []
     payload: bytes | None = None
     dropped = 0
+    replaced = False
+    signatures: list[EnvelopeSignature] = []
     gen = capsule.setting("generator")
     generator = {k: v for k, v in gen.items() if k != "answers" and v is not None} if isinstance(gen, dict) else None
 
@@ -635,30 +730,30 @@ def sign_capsule(
             tool_version=tool,
         )
 
-    if old and kept:
-        try:
-            st: Statement | None = Statement.parse(old.payload, str(capsule.sig_path))
-        except SignatureError:
-            st = None
-        # co-sign only a statement this capsule would produce itself (same subject, digest,
-        # provenance; only its time, expiry and tool version may differ): the payload is not
-        # authenticated here, so nothing else in it is taken on trust
-        tool = str(st.raw.get("predicate", {}).get("tool", {}).get("version", "")) if st else ""
-        same = st is not None and old.payload == build(st.created, st.expires, tool)
-        if same and st is not None and (exp is None or st.expires == exp):
-            payload = old.payload
-        else:
-            dropped = len(kept)
-            _warn(
-                f"{capsule.sig_path}: dropping {dropped} signature(s) over a different statement (re-sign with those keys)"
-            )
+    if old:
+        # capsule.sig is content like any other: a signature counts only when a trusted key
+        # verifies it over the PAE bytes (key ids are hints; a claimed key id proves nothing)
+        own = skey.verify_key()
+        message = old.pae()
+        by_own = [s for s in old.signatures if own.check(message, s.sig)]
+        replaced = bool(by_own) or any(s.keyid == skey.keyid for s in old.signatures)
+        others = [s for s in old.signatures if not any(s is o for o in by_own)]
+        vouched = [s for s in others if any(k.check(message, s.sig) for k in roots)]
+        if others:
+            why = _cosign_refusal(old, bool(by_own or vouched), build, exp, now, str(capsule.sig_path))
+            if why is None:
+                payload, signatures = old.payload, vouched
+                dropped = len(others) - len(vouched)
+                if dropped:
+                    _warn(
+                        f"{capsule.sig_path}: dropping {dropped} signature(s) no trusted key verifies (trusted: "
+                        f"this signing key and --trust/{ENV_TRUST}; add the co-signers' keys there to keep theirs)"
+                    )
+            else:
+                dropped = len(others)
+                _warn(f"{capsule.sig_path}: dropping {dropped} signature(s) {why}; signing a fresh statement")
     if payload is None:
         payload = build(now, exp, __version__)
-        replaced = bool(old and len(kept) < len(old.signatures))
-        signatures: list[EnvelopeSignature] = []
-    else:
-        replaced = len(kept) < len(old.signatures) if old else False
-        signatures = list(kept)
     sig = skey.signer.sign(skey.key, pae(PAYLOAD_TYPE, payload))
     signatures.append(EnvelopeSignature(skey.keyid, sig))
     envelope = Envelope(payload, PAYLOAD_TYPE, signatures)
@@ -811,12 +906,17 @@ def verify_signatures(
     """Check capsule.sig against trusted keys and the policy; raise SignatureError on failure.
 
     ``lock`` must be the lock the integrity check just proved equal to the disk.
-    Explicit keys (``keys``, ``hmac_key_envs``, ``trust``) imply a signature is
-    required and replace ``policy.trust``. Threshold and minimum version are the
-    stricter of the argument and capsule.yaml's ``policy``.
+    Trusted keys come only from the caller: ``keys``, ``hmac_key_envs``, ``trust``
+    (these imply a signature is required), else the operator's trust file
+    ``$QLCAPSULE_TRUST_FILE``. capsule.yaml's ``policy`` only narrows: threshold
+    and minimum version are the stricter of the argument and the policy, and
+    ``policy.require_signature`` requires one; ``policy.trust`` is never read (the
+    content under test cannot name the keys that judge it). With no trusted key
+    a signed capsule is reported ``unchecked``, never ``verified``.
     """
     policy = read_policy(capsule)
     explicit = bool(keys or hmac_key_envs or trust)
+    operator = None if explicit else operator_trust_file()
     reasons = [
         r
         for r, on in (
@@ -840,6 +940,8 @@ def verify_signatures(
     trusted += [load_hmac_env(n) for n in hmac_key_envs]
     if trust:
         trusted += load_trust_file(trust)
+    if operator is not None:
+        trusted += load_trust_file(operator)
     raw = read_sig(capsule.sig_path)
     if raw is None:
         if reasons:
@@ -847,20 +949,20 @@ def verify_signatures(
                 f"{where}: missing: the capsule is not signed but a signature is required ({reasons[0]})"
             )
         return {"status": "unsigned"}
-    if not trust and not explicit and policy.trust:
-        trusted += load_trust_file(capsule.root / policy.trust)
     try:
         envelope = Envelope.from_json(raw, where)
         if not trusted:
+            ignored = " (policy.trust in capsule.yaml is not a trust root)" if policy.trust else ""
             if reasons:
                 raise SignatureError(
-                    f"{where}: a signature is required ({reasons[0]}) but no trusted keys were given: "
-                    f"pass --key, --hmac-key-env or --trust, or set policy.trust"
+                    f"{where}: a signature is required ({reasons[0]}) but no trusted keys were given{ignored}: "
+                    f"pass --key, --hmac-key-env or --trust, or set {ENV_TRUST}"
                 )
             return {
                 "status": "unchecked",
                 "signatures": len(envelope.signatures),
-                "reason": "no trusted keys given (--key, --hmac-key-env, --trust or policy.trust)",
+                "reason": f"signatures were not checked against any trusted key; give --key, --hmac-key-env, "
+                f"--trust or {ENV_TRUST}{ignored}",
             }
         accepted = verify_envelope(envelope, trusted, need, where)
         # only now, with the PAE bytes verified, is the payload read

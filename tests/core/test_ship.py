@@ -410,3 +410,39 @@ def test_summary_shows_remote_locations_as_they_are(work: Path) -> None:
     ]
     (row,) = summary_rows(ShipResult([c]))
     assert row[3] == "s3://rel/c/1.0.0/c-1.0.0.tar.gz, dist/c-1.0.0.zip, {odd}/c-1.0.0.tar.gz"
+
+
+def test_an_envelope_that_only_claims_the_ci_key_id_does_not_skip_signing(work: Path) -> None:
+    """capsule.sig comes with the content: a signature by another key, labelled with the CI key's id,
+    over exactly this seal used to make the sign step say 'already signed' and sign nothing."""
+    import datetime as dt
+
+    from qlcapsule import Capsule, __version__
+    from qlcapsule.envelope import PAYLOAD_TYPE, Envelope, EnvelopeSignature, Statement, pae
+    from qlcapsule.signing import keygen, load_signing_key, verify_signatures
+
+    ci = keygen("ed25519", work.parent / "ci.key")
+    attacker = load_signing_key(keygen("ed25519", work.parent / "attacker.key")["private"])
+    root = _capsule(work)
+    steps = frozenset({"validate", "commit", "export", "deliver"})
+    first = ship([root], ShipOptions(skip=steps, key=ci["private"])).capsules[0]
+    assert first.ok and first.step("sign").detail.startswith("signed"), first.error
+    lock = Capsule.load(root).require_lock()
+    payload = Statement.build(
+        name="demo",
+        version="1.0.0",
+        digest=lock.digest,
+        files=len(lock.files),
+        created=dt.datetime.now(dt.timezone.utc),
+        tool_version=__version__,
+    )
+    forged = EnvelopeSignature(ci["keyid"], attacker.signer.sign(attacker.key, pae(PAYLOAD_TYPE, payload)))
+    (root / "capsule.sig").write_bytes(Envelope(payload, PAYLOAD_TYPE, [forged]).to_json())
+    again = ship([root], ShipOptions(skip=steps, key=ci["private"])).capsules[0]
+    assert again.ok and again.step("sign").detail.startswith("signed"), again.step("sign").detail
+    capsule = Capsule.load(root)
+    report = verify_signatures(capsule, capsule.require_lock(), keys=[ci["public"]])
+    assert report["status"] == "verified"
+    # and a genuine signature by the CI key still makes re-shipping a no-op
+    third = ship([root], ShipOptions(skip=steps, key=ci["private"])).capsules[0]
+    assert third.step("sign").detail.startswith("already signed")

@@ -328,10 +328,16 @@ def test_clean_variants_verify(tmp_path: Path, keys: dict, monkeypatch, qlcapsul
     verify = lambda *args: qlcapsule_cli("verify", str(root), *args)  # noqa: E731
     sign_capsule(root, a["private"], expires="30d")
     assert verify("--key", a["public"]).exit_code == 0
-    sign_capsule(root, key_env="HK1")  # co-sign over the same statement
-    sign_capsule(root, key_env="HK2")
-    sign_capsule(root, keys["b"]["private"])
-    sign_capsule(root, keys["b"]["private"])  # re-sign replaces, never duplicates
+    # co-signers keep each other's signatures only when they trust each other's keys
+    cosigners = tmp_path / "cosigners.yaml"
+    cosigners.write_text(
+        f"- {{algorithm: ed25519, key_file: {a['public']}}}\n- {{algorithm: ed25519, key_file: {keys['b']['public']}}}\n"
+        "- {algorithm: hmac-sha256, key_env: HK1}\n- {algorithm: hmac-sha256, key_env: HK2}\n"
+    )
+    sign_capsule(root, key_env="HK1", trust=cosigners)  # co-sign over the same statement
+    sign_capsule(root, key_env="HK2", trust=cosigners)
+    sign_capsule(root, keys["b"]["private"], trust=cosigners)
+    sign_capsule(root, keys["b"]["private"], trust=cosigners)  # re-sign replaces, never duplicates
     doc = json.loads((root / "capsule.sig").read_text())
     assert len(doc["signatures"]) == 4
     res = verify(
@@ -369,7 +375,8 @@ def test_clean_variants_verify(tmp_path: Path, keys: dict, monkeypatch, qlcapsul
     assert res.exit_code == 0 and json.loads(res.stdout)["signature"]["status"] == "verified"
 
 
-def test_policy_trust_and_threshold_from_capsule_yaml(tmp_path: Path, keys: dict, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+def test_policy_threshold_narrows_but_policy_trust_is_no_trust_root(tmp_path: Path, keys: dict, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+    """capsule.yaml may raise the threshold; the trust file it names is never read."""
     shutil.copy(keys["a"]["public"], tmp_path / "a.pub")
     shutil.copy(keys["b"]["public"], tmp_path / "b.pub")
     (tmp_path / "trust.yaml").write_text(
@@ -379,11 +386,16 @@ def test_policy_trust_and_threshold_from_capsule_yaml(tmp_path: Path, keys: dict
     definition = "name: c\nversion: 1.0.0\npolicy:\n  require_signature: true\n  threshold: 2\n  trust: ../trust.yaml\n"
     write_capsule(root, {"a.txt": "a\n"}, definition=definition)
     sign_capsule(root, keys["a"]["private"])
-    res = qlcapsule_cli("verify", str(root))
+    trust = ("--trust", str(tmp_path / "trust.yaml"))
+    res = qlcapsule_cli("verify", str(root), *trust)
     assert res.exit_code == 1 and "only 1 of 2" in res.stderr, res.output
-    sign_capsule(root, keys["b"]["private"])
-    res = qlcapsule_cli("verify", str(root))
+    sign_capsule(root, keys["b"]["private"], trust=tmp_path / "trust.yaml")
+    res = qlcapsule_cli("verify", str(root), *trust)
     assert res.exit_code == 0 and "2 of 2 required" in res.stdout, res.output
+    # policy.trust names the same file, but the capsule does not choose its judges
+    res = qlcapsule_cli("verify", str(root))
+    assert res.exit_code == 1 and "no trusted keys were given" in res.stderr, res.output
+    assert "policy.trust in capsule.yaml is not a trust root" in res.stderr
     # the policy threshold is a floor: --threshold cannot lower it
     res = qlcapsule_cli("verify", str(root), "--key", keys["a"]["public"], "--threshold", "1")
     assert res.exit_code == 2 and "threshold 2 needs 2 distinct trusted keys" in res.stderr
@@ -446,9 +458,15 @@ def test_sign_cli_keys_from_file_env_and_stdin(make_capsule, tmp_path: Path, key
     root = str(capsule.root)
     res = qlcapsule_cli("sign", root, "--key", keys["a"]["private"], "--json")
     assert res.exit_code == 0 and json.loads(res.stdout)["keyid"] == keys["a"]["keyid"]
-    res = qlcapsule_cli("sign", root, "--key", "-", input=Path(keys["b"]["private"]).read_text())
-    assert res.exit_code == 0 and keys["b"]["keyid"][:16] in res.stdout
-    res = qlcapsule_cli("sign", root, "--key-env", "SK", env={"SK": "aa" * 32})
+    trust = tmp_path / "cosigners.yaml"
+    trust.write_text(
+        f"- {{algorithm: ed25519, key_file: {keys['a']['public']}}}\n"
+        f"- {{algorithm: ed25519, key_file: {keys['b']['public']}}}\n"
+    )
+    res = qlcapsule_cli("sign", root, "--key", "-", "--trust", str(trust), input=Path(keys["b"]["private"]).read_text())
+    assert res.exit_code == 0 and keys["b"]["keyid"][:16] in res.stdout and "2 signatures" in res.stdout
+    # the operator's trust file from the environment does the same
+    res = qlcapsule_cli("sign", root, "--key-env", "SK", env={"SK": "aa" * 32, "QLCAPSULE_TRUST_FILE": str(trust)})
     assert res.exit_code == 0 and "hmac-sha256" in res.stdout and "3 signatures" in res.stdout
     assert "aa" * 32 not in res.output
 
@@ -804,7 +822,7 @@ def test_a_key_env_holding_a_path_warns_without_showing_it(make_capsule, tmp_pat
     existing.write_text("x" * 40)
     res = qlcapsule_cli("sign", str(capsule.root), "--key-env", "K", env={"K": str(existing)})
     assert "looks like a file path" in res.stderr
-    res = qlcapsule_cli("sign", str(capsule.root), "--key-env", "K", env={"K": "ab" * 32})
+    res = qlcapsule_cli("sign", str(make_capsule().root), "--key-env", "K", env={"K": "ab" * 32})
     assert res.exit_code == 0 and res.stderr == ""
 
 
@@ -945,3 +963,241 @@ def test_oversized_capsule_sig_fails_and_is_replaced_by_sign(ctx: Ctx, capsys) -
     assert "replacing it" in capsys.readouterr().err
     capsule = Capsule.load(ctx.root)
     assert verify_signatures(capsule, capsule.require_lock(), keys=[ctx.a["public"]])["status"] == "verified"
+
+
+# -- issue 16: trust roots come from the operator, never from the capsule ------------------
+
+
+def _pr_resigned_by_attacker(ctx: Ctx, *, policy: str, own_trust: str = "trust.yaml") -> None:
+    """What a pull request can do: edit, re-seal, re-sign with its own key, point policy.trust at its own keys."""
+    (ctx.root / "app/main.py").write_text("print('evil')\n")
+    entry = f"- {{algorithm: ed25519, key_file: {ctx.c['public']}}}\n"
+    if own_trust.startswith("/"):
+        Path(own_trust).write_text(entry)
+    else:
+        (ctx.root / own_trust).write_text(entry)
+    (ctx.root / "capsule.yaml").write_text(f"name: orders\nversion: 1.0.0\npolicy:\n  trust: {own_trust}\n{policy}")
+    Capsule.load(ctx.root).seal()
+    (ctx.root / "capsule.sig").unlink()
+    sign_capsule(ctx.root, ctx.c["private"])
+
+
+def _operator_trust(ctx: Ctx) -> Path:
+    path = ctx.tmp / "operator-trust.yaml"
+    path.write_text(f"- {{algorithm: ed25519, key_file: {ctx.a['public']}}}\n")
+    return path
+
+
+def test_policy_trust_naming_the_attackers_own_keys_is_not_a_trust_root(ctx: Ctx, qlcapsule_cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from qlcapsule.pipeline import verify_capsule
+
+    _pr_resigned_by_attacker(ctx, policy="")
+    res = qlcapsule_cli("verify", str(ctx.root))
+    # integrity holds (the attacker re-sealed), but nothing says the signature is trusted
+    assert res.exit_code == 0 and "NOT checked" in res.stdout and "signed by" not in res.stdout, res.output
+    assert (
+        "not checked against any trusted key" in res.stdout
+        and "policy.trust in capsule.yaml is not a trust root" in res.stdout
+    )
+    report = verify_capsule(ctx.root)
+    assert report["signature"]["status"] == "unchecked"
+    # with the operator's keys (flag or environment) the attacker's signature fails
+    res = qlcapsule_cli("verify", str(ctx.root), "--trust", str(_operator_trust(ctx)))
+    assert res.exit_code == 1 and "not signed by a trusted key" in res.stderr, res.output
+    monkeypatch.setenv("QLCAPSULE_TRUST_FILE", str(_operator_trust(ctx)))
+    res = qlcapsule_cli("verify", str(ctx.root))
+    assert res.exit_code == 1 and "not signed by a trusted key" in res.stderr, res.output
+    with pytest.raises(SignatureError, match="not signed by a trusted key"):
+        verify_capsule(ctx.root)
+
+
+@pytest.mark.parametrize("where", ["inside", "outside"])
+def test_policy_trust_with_require_signature_fails_without_operator_keys(ctx: Ctx, qlcapsule_cli, where: str) -> None:  # type: ignore[no-untyped-def]
+    own = "trust.yaml" if where == "inside" else str(ctx.tmp / "attacker-trust.yaml")
+    _pr_resigned_by_attacker(ctx, policy="  require_signature: true\n  threshold: 1\n", own_trust=own)
+    res = qlcapsule_cli("verify", str(ctx.root))
+    _one_line_error(res, 1, "a signature is required (policy.require_signature in capsule.yaml) but no trusted keys")
+    assert "policy.trust in capsule.yaml is not a trust root" in res.stderr
+    capsule = Capsule.load(ctx.root)
+    with pytest.raises(SignatureError, match="no trusted keys were given"):
+        verify_signatures(capsule, capsule.require_lock())
+
+
+def test_policy_may_raise_the_threshold_but_never_add_keys(ctx: Ctx, qlcapsule_cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Signed by a and b; the capsule's policy.trust lists both; the operator trusts a only."""
+    both = f"- {{algorithm: ed25519, key_file: {ctx.a['public']}}}\n- {{algorithm: ed25519, key_file: {ctx.b['public']}}}\n"
+    (ctx.root / "both.yaml").write_text(both)
+    (ctx.root / "capsule.yaml").write_text(
+        "name: orders\nversion: 1.0.0\npolicy:\n  threshold: 2\n  trust: both.yaml\n"
+    )
+    Capsule.load(ctx.root).seal()
+    (ctx.root / "capsule.sig").unlink()
+    sign_capsule(ctx.root, ctx.a["private"])
+    sign_capsule(ctx.root, ctx.b["private"], trust=ctx.root / "both.yaml")
+    res = qlcapsule_cli("verify", str(ctx.root), "--key", ctx.a["public"])
+    _one_line_error(res, 2, "threshold 2 needs 2 distinct trusted keys, but only 1")
+    monkeypatch.setenv("QLCAPSULE_TRUST_FILE", str(_operator_trust(ctx)))
+    _one_line_error(qlcapsule_cli("verify", str(ctx.root)), 2, "threshold 2 needs 2 distinct trusted keys, but only 1")
+    # the operator trusting both: the policy's threshold holds
+    (ctx.tmp / "op2.yaml").write_text(both)
+    monkeypatch.setenv("QLCAPSULE_TRUST_FILE", str(ctx.tmp / "op2.yaml"))
+    res = qlcapsule_cli("verify", str(ctx.root))
+    assert res.exit_code == 0 and "2 of 2 required" in res.stdout, res.output
+
+
+def test_the_operator_trust_file_does_not_require_a_signature(
+    make_capsule, ctx: Ctx, qlcapsule_cli, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("QLCAPSULE_TRUST_FILE", str(_operator_trust(ctx)))
+    res = qlcapsule_cli("verify", str(make_capsule().root))
+    assert res.exit_code == 0 and res.stdout.rstrip().endswith("unsigned"), res.output
+    res = qlcapsule_cli("verify", str(ctx.root))
+    assert res.exit_code == 0 and "signed by ed25519" in res.stdout, res.output
+    # an explicit --key replaces it (the same key is not trusted twice, nor another one added)
+    res = qlcapsule_cli("verify", str(ctx.root), "--key", ctx.b["public"])
+    assert res.exit_code == 1 and "not signed by a trusted key" in res.stderr, res.output
+    monkeypatch.setenv("QLCAPSULE_TRUST_FILE", str(ctx.tmp / "missing.yaml"))
+    _one_line_error(qlcapsule_cli("verify", str(ctx.root)), 2, "missing.yaml: trust file not found")
+
+
+# -- co-signing never adopts what it did not verify ---------------------------------------
+
+
+def _planted(ctx: Ctx, signer: str, *, expires_in: int | None = 5, keyid: str | None = None) -> bytes:
+    """A statement exactly as 'sign' would build it for this seal, signed by ``signer``'s key."""
+    from qlcapsule import __version__
+    from qlcapsule.envelope import Statement
+
+    capsule = Capsule.load(ctx.root)
+    lock = capsule.require_lock()
+    now = dt.datetime.now(UTC).replace(microsecond=0)
+    payload = Statement.build(
+        name="orders",
+        version="1.0.0",
+        digest=lock.digest,
+        files=len(lock.files),
+        created=now,
+        expires=now + dt.timedelta(seconds=expires_in) if expires_in is not None else None,
+        tool_version=__version__,
+    )
+    skey = load_signing_key(signer)
+    sig = EnvelopeSignature(
+        keyid if keyid is not None else skey.keyid, skey.signer.sign(skey.key, pae(PAYLOAD_TYPE, payload))
+    )
+    (ctx.root / "capsule.sig").write_bytes(Envelope(payload, PAYLOAD_TYPE, [sig]).to_json())
+    return payload
+
+
+def test_cosign_does_not_adopt_a_statement_planted_by_an_untrusted_key(ctx: Ctx, capsys, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+    planted = _planted(ctx, ctx.c["private"], expires_in=5)
+    result = sign_capsule(ctx.root, ctx.a["private"])  # the CI key
+    assert result.expires is None and result.keyids == [ctx.a["keyid"]] and result.dropped == 1
+    assert base64.b64decode(ctx.sig()["payload"]) != planted
+    assert "no trusted key signed" in capsys.readouterr().err
+    res = qlcapsule_cli("verify", str(ctx.root), *ctx.args)
+    assert res.exit_code == 0 and "expires" not in res.stdout, res.output
+
+
+def test_cosign_does_not_adopt_a_statement_that_only_claims_the_ci_key_id(ctx: Ctx, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The planted signature names the CI key (and another trusted key) as its keyid: a hint, not a proof."""
+    planted = _planted(ctx, ctx.c["private"], expires_in=5, keyid=ctx.b["keyid"])
+    trust = ctx.tmp / "cosigners.yaml"
+    trust.write_text(f"- {{algorithm: ed25519, key_file: {ctx.b['public']}}}\n")
+    result = sign_capsule(ctx.root, ctx.a["private"], trust=trust)
+    assert result.expires is None and result.keyids == [ctx.a["keyid"]]
+    assert base64.b64decode(ctx.sig()["payload"]) != planted
+    _planted(ctx, ctx.c["private"], expires_in=5, keyid=ctx.a["keyid"])
+    result = sign_capsule(ctx.root, ctx.a["private"])
+    assert result.expires is None and result.keyids == [ctx.a["keyid"]]
+
+
+def test_cosign_adopts_a_trusted_statement_and_drops_what_it_cannot_verify(ctx: Ctx, capsys) -> None:  # type: ignore[no-untyped-def]
+    """a signed; an unknown signature (c) is slipped in; b co-signs trusting a: a kept, c dropped."""
+    doc = ctx.sig()
+    env = Envelope.from_json((ctx.root / "capsule.sig").read_bytes())
+    skey = load_signing_key(ctx.c["private"])
+    doc["signatures"].append(
+        {"keyid": ctx.c["keyid"], "sig": base64.b64encode(skey.signer.sign(skey.key, env.pae())).decode()}
+    )
+    ctx.write_sig(doc)
+    trust = ctx.tmp / "cosigners.yaml"
+    trust.write_text(f"- {{algorithm: ed25519, key_file: {ctx.a['public']}}}\n")
+    result = sign_capsule(ctx.root, ctx.b["private"], trust=trust)
+    assert result.keyids == [ctx.a["keyid"], ctx.b["keyid"]] and result.dropped == 1
+    assert ctx.sig()["payload"] == doc["payload"]
+    assert "dropping 1 signature(s) no trusted key verifies" in capsys.readouterr().err
+
+
+def test_cosign_never_adopts_an_expired_statement(ctx: Ctx, capsys) -> None:  # type: ignore[no-untyped-def]
+    sign_capsule(ctx.root, ctx.a["private"], expires="2s", now=dt.datetime.now(UTC) - dt.timedelta(seconds=10))
+    trust = ctx.tmp / "cosigners.yaml"
+    trust.write_text(f"- {{algorithm: ed25519, key_file: {ctx.a['public']}}}\n")
+    result = sign_capsule(ctx.root, ctx.b["private"], trust=trust)
+    assert result.keyids == [ctx.b["keyid"]] and result.expires is None
+    assert "expired at" in capsys.readouterr().err
+
+
+# -- permissions: what anyone on the machine could rewrite is refused ---------------------
+
+
+def test_world_writable_private_key_is_refused(make_capsule, tmp_path: Path, keys: dict, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
+    loose = tmp_path / "loose.key"
+    shutil.copy(keys["a"]["private"], loose)
+    os.chmod(loose, 0o666)
+    capsule = make_capsule()
+    _one_line_error(qlcapsule_cli("sign", str(capsule.root), "--key", str(loose)), 2, "writable by every account")
+    assert not capsule.sig_path.exists()
+    with pytest.raises(CredentialsError, match="chmod o-w"):
+        load_signing_key(loose)
+
+
+def test_world_writable_public_key_and_trust_files_are_refused(ctx: Ctx, qlcapsule_cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    pub = ctx.tmp / "a.pub"
+    shutil.copy(ctx.a["public"], pub)
+    os.chmod(pub, 0o646)
+    _one_line_error(
+        qlcapsule_cli("verify", str(ctx.root), "--key", str(pub)), 2, f"--key {pub}: writable by every account"
+    )
+    trust = ctx.tmp / "trust.yaml"
+    trust.write_text(f"- {{algorithm: ed25519, key_file: {pub}}}\n")
+    os.chmod(trust, 0o644)
+    # a safe trust file naming a world-writable key file
+    _one_line_error(
+        qlcapsule_cli("verify", str(ctx.root), "--trust", str(trust)), 2, f"key_file {pub}: writable by every"
+    )
+    os.chmod(pub, 0o644)
+    assert qlcapsule_cli("verify", str(ctx.root), "--trust", str(trust)).exit_code == 0
+    os.chmod(trust, 0o666)
+    _one_line_error(
+        qlcapsule_cli("verify", str(ctx.root), "--trust", str(trust)), 2, "trust file: writable by every account"
+    )
+    monkeypatch.setenv("QLCAPSULE_TRUST_FILE", str(trust))
+    _one_line_error(qlcapsule_cli("verify", str(ctx.root)), 2, "trust file: writable by every account")
+    _one_line_error(
+        qlcapsule_cli("sign", str(ctx.root), "--key", ctx.b["private"]), 2, "trust file: writable by every account"
+    )
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="chown to another uid needs root")
+def test_a_dev_key_owned_by_another_account_is_refused(
+    make_capsule, tmp_path: Path, monkeypatch, qlcapsule_cli
+) -> None:  # type: ignore[no-untyped-def]
+    home = tmp_path / "home"
+    monkeypatch.setenv("QLCAPSULE_HOME", str(home))
+    path = dev_key(create=True)
+    capsule = make_capsule()
+    os.chown(path, 4242, 4242)
+    _one_line_error(qlcapsule_cli("sign", str(capsule.root), "--dev-key"), 2, "belongs to another account (uid 4242")
+    assert not capsule.sig_path.exists()
+    with pytest.raises(CredentialsError, match="another account"):
+        dev_key()
+    os.chown(path, os.geteuid(), os.getegid())
+    os.chown(home, 4242, 4242)  # the folder: its owner could swap the key at any time
+    with pytest.raises(CredentialsError, match="folder of the development key belongs to another account"):
+        dev_key()
+    os.chown(home, os.geteuid(), os.getegid())
+    os.chmod(home, 0o777)
+    with pytest.raises(CredentialsError, match="writable by every account"):
+        dev_key()
+    os.chmod(home, 0o700)
+    assert qlcapsule_cli("sign", str(capsule.root), "--dev-key").exit_code == 0

@@ -86,6 +86,13 @@ def keygen(key_type: str, output: str | None, force: bool, as_json: bool) -> Non
     metavar="WHEN",
     help="Expiry: a duration from now (90d, 12h, 2w) or an RFC 3339 time. Omit it to co-sign an existing statement.",
 )
+@click.option(
+    "--trust",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="Trust file of the co-signers' keys (default $QLCAPSULE_TRUST_FILE): an existing statement is "
+    "co-signed only when this key or one of these signed it.",
+)
 @json_option
 def sign(
     directory: str,
@@ -94,15 +101,19 @@ def sign(
     dev_key: bool,
     key_type: str | None,
     expires: str | None,
+    trust: str | None,
     as_json: bool,
 ) -> None:
     """Sign the sealed capsule DIRECTORY: write capsule.sig (a DSSE envelope).
 
     The capsule must be sealed and unchanged since. Signing with another key
-    adds a signature (co-signing, key rotation); signing again with the same
-    key replaces that key's signature. Keys come from --key FILE, --key -
-    (stdin) or --key-env NAME, never from capsule.yaml; one key per run
-    (co-sign by running sign once per key).
+    adds a signature (co-signing, key rotation) when the existing statement
+    was signed by a trusted key: this key itself, or one in --trust FILE
+    (default $QLCAPSULE_TRUST_FILE); other signatures are kept only when
+    such a key verifies them, else a fresh statement is signed. Signing again
+    with the same key replaces that key's signature. Keys come from --key
+    FILE, --key - (stdin) or --key-env NAME, never from capsule.yaml; one key
+    per run (co-sign by running sign once per key).
 
     Exit codes: 0 signed; 1 the capsule changed since it was sealed;
     2 bad usage, unreadable or unsuitable key.
@@ -125,7 +136,7 @@ def sign(
         key, key_type = str(_dev_key(create=True)), "ed25519"
     if not key and not key_env:
         raise UsageError("no signing key: pass --key FILE, --key - (stdin), --key-env NAME or --dev-key")
-    result = sign_capsule(directory, key, key_env=key_env, key_type=key_type, expires=expires)
+    result = sign_capsule(directory, key, key_env=key_env, key_type=key_type, expires=expires, trust=trust)
     data = result.to_dict()
     text = sign_text(result)
     emit(as_json, data, text)

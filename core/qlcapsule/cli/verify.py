@@ -31,7 +31,7 @@ from ._text import unlocked_warnings, verify_text
     "--trust",
     metavar="FILE",
     type=click.Path(dir_okay=False),
-    help="Trust file (YAML/JSON list of keys); replaces policy.trust.",
+    help="Trust file (YAML/JSON list of keys); replaces $QLCAPSULE_TRUST_FILE. A capsule's own policy.trust is never used.",
 )
 @click.option(
     "--threshold",
@@ -71,7 +71,12 @@ def verify(
     capsule.sig exists or a key option is given, the DSSE signatures are
     checked against the trusted keys, followed by the signed statement
     (name/version, digest of the files on disk, expiry, rollback).
-    A signed capsule with no trusted keys given is reported as "not checked".
+    Trusted keys come from --key, --hmac-key-env and --trust, else from the
+    trust file named by $QLCAPSULE_TRUST_FILE; never from the capsule (its
+    policy.trust is ignored; its policy may only raise the threshold, require
+    a signature or set a minimum version). A signed capsule with no trusted
+    keys is reported as "NOT checked" (exit 0 unless a signature is required),
+    never as verified.
     Bytecode, VCS metadata (.git) and executables inside DIRECTORY but outside
     the lock are named on stderr as warnings; --strict fails on them.
 

@@ -4,8 +4,10 @@
 later, while there is still time to re-sign. The statement is read here
 *without* checking signatures first (rules ``stale``, ``expired``, ``expiring``
 say "unverified"); only ``signature.untrusted`` comes from a real verification,
-against ``policy.trust`` and ``policy.threshold``. ``verify`` is the command that
-decides.
+against the operator's trust file (``$QLCAPSULE_TRUST_FILE``) and
+``policy.threshold``. The capsule's own ``policy.trust`` is never a trust root:
+the content under test does not choose the keys that judge it. ``verify`` is the
+command that decides.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from qlcapsule import (
     lazy_options,
     verify_signatures,
 )
+from qlcapsule.signing import ENV_TRUST, operator_trust_file
 
 SIG = "capsule.sig"
 
@@ -53,8 +56,12 @@ class SignatureValidator(Validator):
         Rule("signature.stale", "the signed statement names another capsule, version or digest than the lock"),
         Rule("signature.expired", "the signature has expired"),
         Rule("signature.expiring", "the signature expires soon", Severity.WARNING),
-        Rule("signature.untrusted", "the signatures do not satisfy policy.trust and policy.threshold"),
-        Rule("signature.no-trust", "a signature is required but policy.trust names no keys", Severity.NOTE),
+        Rule("signature.untrusted", "the signatures do not satisfy $QLCAPSULE_TRUST_FILE and policy.threshold"),
+        Rule(
+            "signature.no-trust",
+            "no trusted keys to check a required signature ($QLCAPSULE_TRUST_FILE unset; policy.trust is no trust root)",
+            Severity.NOTE,
+        ),
     )
 
     def check_capsule(self, capsule: Capsule) -> Iterable[Finding]:
@@ -86,12 +93,14 @@ class SignatureValidator(Validator):
             return
         findings = list(self._statement(capsule, statement))
         yield from findings
-        if not policy.get("trust"):
-            if required:
+        if operator_trust_file() is None:
+            if required or policy.get("trust"):
+                why = f"policy.{required} is set" if required else "policy.trust is set but is no trust root"
                 yield Finding(
                     "signature.no-trust",
                     Severity.NOTE,
-                    f"policy.{required} is set but policy.trust is not: 'qlcapsule verify' needs --key or --trust",
+                    f"{why}: signatures are checked only against the verifier's keys "
+                    f"('qlcapsule verify --key/--trust', or {ENV_TRUST})",
                     "capsule.yaml",
                 )
             return

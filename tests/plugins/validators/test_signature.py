@@ -88,11 +88,12 @@ def test_malformed(tmp_path: Path) -> None:
     assert rule == "signature.malformed" and "'payload' is missing" in msg
 
 
-def test_untrusted_against_policy_trust(tmp_path: Path, key: dict) -> None:  # type: ignore[type-arg]
+def test_untrusted_against_the_operator_trust_file(tmp_path: Path, key: dict, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     other = keygen("ed25519", tmp_path / "other.key")
     (tmp_path / "trust.yaml").write_text(f"- {{algorithm: ed25519, key_file: {key['public']}}}\n")
+    monkeypatch.setenv("QLCAPSULE_TRUST_FILE", str(tmp_path / "trust.yaml"))
     root = tmp_path / "c"
-    write_capsule(root, {"a": "a\n"}, definition="name: c\nversion: 1.0.0\npolicy: {trust: ../trust.yaml}\n")
+    write_capsule(root, {"a": "a\n"})
     sign_capsule(root, key["private"])
     assert findings(root) == []
     (root / "capsule.sig").unlink()
@@ -101,6 +102,25 @@ def test_untrusted_against_policy_trust(tmp_path: Path, key: dict) -> None:  # t
     assert rule == "signature.untrusted" and "not signed by a trusted key" in msg
     doc = json.loads((root / "capsule.sig").read_text())
     assert doc["signatures"][0]["keyid"] == other["keyid"]
+
+
+def test_policy_trust_is_not_a_trust_root(tmp_path: Path, key: dict, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A capsule re-signed with the attacker's key, whose policy.trust names the attacker's own
+    trust file, is reported untrusted against the operator's keys, never found trusted."""
+    monkeypatch.delenv("QLCAPSULE_TRUST_FILE", raising=False)
+    attacker = keygen("ed25519", tmp_path / "attacker.key")
+    root = tmp_path / "c"
+    own = f"- {{algorithm: ed25519, key_file: {attacker['public']}}}\n"
+    write_capsule(
+        root, {"a": "a\n", "trust.yaml": own}, definition="name: c\nversion: 1.0.0\npolicy: {trust: trust.yaml}\n"
+    )
+    sign_capsule(root, attacker["private"])
+    [(rule, sev, msg)] = findings(root)
+    assert rule == "signature.no-trust" and sev is Severity.NOTE and "no trust root" in msg
+    (tmp_path / "operator.yaml").write_text(f"- {{algorithm: ed25519, key_file: {key['public']}}}\n")
+    monkeypatch.setenv("QLCAPSULE_TRUST_FILE", str(tmp_path / "operator.yaml"))
+    [(rule, _, msg)] = findings(root)
+    assert rule == "signature.untrusted" and "not signed by a trusted key" in msg
 
 
 def test_options_are_strict() -> None:
