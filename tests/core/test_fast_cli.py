@@ -176,3 +176,87 @@ def test_commit_takes_the_store_from_the_environment(key: Path, tmp_path: Path) 
         outputs.append(_normal(proc.stdout, root))
     assert outputs[0] == outputs[1]
     assert outputs[0].startswith("committed demo@")
+
+
+def _trust_file(path: Path, *pubs: Path) -> str:
+    path.write_text("".join(f"- {{algorithm: ed25519, key_file: {p}}}\n" for p in pubs))
+    return str(path)
+
+
+def _own_policy_trust(root: Path, key: Path) -> None:
+    """A capsule that names its own trust file (listing the key that signed it) in policy.trust."""
+    _trust_file(root / "own-trust.yaml", Path(f"{key}.pub"))
+    (root / "capsule.yaml").write_text("name: demo\nversion: 1.0.0\npolicy:\n  trust: own-trust.yaml\n")
+    subprocess.run([sys.executable, "-m", "qlcapsule", "seal", str(root)], check=True, capture_output=True, timeout=60)
+    _signed(root, key)
+
+
+TrustSetup = Callable[[Path, Path, Path], tuple[list[str], dict[str, str]]]
+
+TRUST_CASES: dict[str, TrustSetup] = {
+    "verify, policy.trust only": lambda root, key, other: (
+        (_own_policy_trust(root, other), ["verify", str(root)])[1],
+        {},
+    ),
+    "verify, policy.trust, operator trust file": lambda root, key, other: (
+        (_own_policy_trust(root, other), ["verify", str(root)])[1],
+        {"QLCAPSULE_TRUST_FILE": _trust_file(root.parent / "op.yaml", Path(f"{key}.pub"))},
+    ),
+    "verify, operator trust file, --key replaces it": lambda root, key, other: (
+        (_signed(root, key), ["verify", str(root), "--key", f"{other}.pub"])[1],
+        {"QLCAPSULE_TRUST_FILE": _trust_file(root.parent / "op.yaml", Path(f"{key}.pub"))},
+    ),
+    "verify, world-writable public key": lambda root, key, other: (
+        (_signed(root, key), shutil.copy(f"{key}.pub", root.parent / "ww.pub"), os.chmod(root.parent / "ww.pub", 0o666))
+        and ["verify", str(root), "--key", str(root.parent / "ww.pub")],
+        {},
+    ),
+    "sign, world-writable private key": lambda root, key, other: (
+        (shutil.copy(key, root.parent / "ww.key"), os.chmod(root.parent / "ww.key", 0o666))
+        and ["sign", str(root), "--key", str(root.parent / "ww.key")],
+        {},
+    ),
+    "sign over an untrusted signature": lambda root, key, other: (
+        (_signed(root, other), ["sign", str(root), "--key", str(key)])[1],
+        {},
+    ),
+    "sign over a signature the operator trusts": lambda root, key, other: (
+        (_signed(root, other), ["sign", str(root), "--key", str(key)])[1],
+        {"QLCAPSULE_TRUST_FILE": _trust_file(root.parent / "op.yaml", Path(f"{other}.pub"))},
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def other(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _keys(tmp_path_factory.mktemp("other"))
+
+
+@pytest.mark.parametrize("case", sorted(TRUST_CASES))
+def test_fast_and_click_paths_take_trust_from_the_operator_alike(
+    case: str, key: Path, other: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    results = []
+    for fast in (True, False):
+        root = tmp_path / ("fast" if fast else "click") / "cap"
+        write_capsule(root, {"a.txt": "a\n", "src/b.py": "print(1)\n"}, seal=True)
+        args, env = TRUST_CASES[case](root, key, other)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        code, out, err = _run(args, root, fast=fast)
+        for name in env:
+            monkeypatch.delenv(name)
+        results.append((code, _normal(out, root), _normal(err, root)))
+        shutil.rmtree(root.parent)
+    assert results[0] == results[1]
+    code, out, err = results[0]
+    expected = {
+        "verify, policy.trust only": (0, "NOT checked"),
+        "verify, policy.trust, operator trust file": (1, "not signed by a trusted key"),
+        "verify, operator trust file, --key replaces it": (1, "not signed by a trusted key"),
+        "verify, world-writable public key": (2, "writable by every account"),
+        "sign, world-writable private key": (2, "writable by every account"),
+        "sign over an untrusted signature": (0, "(1 signature in capsule.sig)"),
+        "sign over a signature the operator trusts": (0, "(2 signatures in capsule.sig)"),
+    }[case]
+    assert code == expected[0] and expected[1] in out + err, (out, err)
