@@ -346,8 +346,8 @@ class Store:
             full = self.head_ref(name, base)
             if re.fullmatch(r"[0-9a-fA-F]{4,40}", base) and self._commit_prefix(base) is not None:
                 raise StoreError(
-                    f"{name}: {base!r} is both a branch and a commit id; give the full commit id, or {base}~0 "
-                    "after renaming the branch"
+                    f"{name}: {base!r} is both a branch and a commit id prefix; give the full commit id, "
+                    "or rename the branch"
                 )
         elif re.fullmatch(r"[0-9a-fA-F]{4,40}", base):
             full = base

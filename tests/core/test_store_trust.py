@@ -364,3 +364,16 @@ def test_a_merge_json_copied_from_a_real_merge_elsewhere_is_not_believed(
     res = qlcapsule_cli("commit", str(cap.root), "--store", str(store))
     assert res.exit_code == 2 and "not written by 'qlcapsule merge'" in res.stderr, res.output
     assert str(pygit2.Repository(str(store)).references["refs/capsules/demo/heads/main"].target) == genuine
+
+
+def test_a_branch_named_like_a_commit_prefix_is_ambiguous(
+    tmp_path: Path, store: Path, genuine: str, qlcapsule_cli: Any
+) -> None:
+    evil_store = tmp_path / "evil.git"
+    cap = write_capsule(tmp_path / "evil", EVIL, name="demo", version="1.0.1")
+    commit_capsule(cap.root, store=evil_store, branch=genuine[:8])
+    _fetch_evil(store, evil_store, branch=genuine[:8])
+    res = qlcapsule_cli("checkout", "demo", genuine[:8], str(tmp_path / "out"), "--store", str(store))
+    assert res.exit_code == 2 and "both a branch and a commit id" in res.stderr, res.output
+    res = qlcapsule_cli("checkout", "demo", genuine, str(tmp_path / "out"), "--store", str(store), "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout)["commit"] == genuine, res.output
