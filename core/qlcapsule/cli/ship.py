@@ -261,19 +261,17 @@ class HookCommand(click.Command):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         args = list(args)
+        me = f"qlcapsule hook {self.name}"
         if "--" not in args:
             if len(args) == 1 and args[0] in ctx.help_option_names and "PRE_COMMIT" not in os.environ:
                 return super().parse_args(ctx, args)
             raise InputError(
-                f"{ctx.command_path}: put the file names after '--' "
-                f"('{ctx.command_path} [OPTIONS] -- FILE...'; with --all: '{ctx.command_path} --all --')"
+                f"{me}: put the file names after '--' ('{me} [OPTIONS] -- FILE...'; with --all: '{me} --all --')"
             )
         split = args.index("--")
         rest = super().parse_args(ctx, args[:split])
         if ctx.params.get("files"):
-            raise InputError(
-                f"{ctx.command_path}: {ctx.params['files'][0]!r}: file names go after '--', options before it"
-            )
+            raise InputError(f"{me}: {ctx.params['files'][0]!r}: file names go after '--', options before it")
         ctx.params["files"] = tuple(args[split + 1 :])
         return rest
 
