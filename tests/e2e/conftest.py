@@ -32,3 +32,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(str(item.fspath)).resolve().parents:
             item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(autouse=True)
+def _operator_targets_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's targets live in an operator targets file (see operator_targets.add_operator_target):
+    capsule.yaml only selects them, as in any pipeline that checks out a pull request."""
+    path = tmp_path / "operator-targets.yaml"
+    path.write_text("targets: {}\n", encoding="utf-8")
+    monkeypatch.setenv("QLCAPSULE_TARGETS_FILE", str(path))
+    monkeypatch.delenv("QLCAPSULE_CAPSULE_TARGETS", raising=False)

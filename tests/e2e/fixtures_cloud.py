@@ -331,8 +331,9 @@ def gcs_bucket(fake_gcs: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 def write_target_capsule(
     root: Path, target: str, provider: str, options: dict[str, object], *, notify: list[dict[str, object]] | None = None
 ) -> Path:
-    """A sealed capsule at ``root`` whose capsule.yaml defines one delivery target."""
+    """A sealed capsule at ``root`` and one delivery target, defined in the operator's targets file."""
     import yaml
+    from operator_targets import add_operator_target
 
     from qlcapsule import Capsule
 
@@ -340,7 +341,8 @@ def write_target_capsule(
     spec: dict[str, object] = {"provider": provider, "options": options}
     if notify:
         spec["notify"] = notify
-    doc = {"name": "demo", "version": "1.0.0", "targets": {target: spec}}
+    add_operator_target(target, spec)
+    doc = {"name": "demo", "version": "1.0.0"}
     (root / "capsule.yaml").write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     (root / "app.py").write_text("print('hello')\n", encoding="utf-8")
     Capsule.load(root).seal()

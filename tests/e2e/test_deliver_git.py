@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from fixtures_forge import CANARY_GIT_PASSWORD
+from operator_targets import add_operator_target, assert_capsule_target_refused
 
 from qlcapsule import Capsule
 
@@ -19,12 +20,16 @@ pytestmark = pytest.mark.e2e
 
 
 def _capsule(
-    make_capsule: Any, remote: str, root: Path | None = None, version: str = "1.0.0", **options: Any
+    make_capsule: Any,
+    remote: str,
+    root: Path | None = None,
+    version: str = "1.0.0",
+    target: str = "repo",
+    **options: Any,
 ) -> Capsule:
     opts = {"url": remote, "token_env": "GIT_TOKEN", "username": "ci", "retries": 1, **options}
-    definition = (
-        f"name: orders\nversion: {version}\ntargets:\n  repo:\n    provider: git\n    options: {json.dumps(opts)}\n"
-    )
+    add_operator_target(target, {"provider": "git", "options": opts})
+    definition = f"name: orders\nversion: {version}\n"
     cap = make_capsule(
         {"app.py": "print('hi')\n", "bin/run.sh": "#!/bin/sh\n"},
         definition=definition,
@@ -120,8 +125,8 @@ def test_credentials(make_capsule: Any, git_http: Any, qlcapsule_cli: Any, tmp_p
     assert (
         res.exit_code == 2 and "rejected the token in GIT_TOKEN" in res.stderr and "wrong-token-value" not in res.output
     )
-    anon = _capsule(make_capsule, url, root=tmp_path / "anon", token_env=None)
-    res = _run(qlcapsule_cli, "deliver", str(anon.root), "-t", "repo", "--dry-run")
+    anon = _capsule(make_capsule, url, root=tmp_path / "anon", target="anon", token_env=None)
+    res = _run(qlcapsule_cli, "deliver", str(anon.root), "-t", "anon", "--dry-run")
     assert res.exit_code == 2 and "asks for a login; set token_env" in res.stderr, res.output
     res = _run(qlcapsule_cli, "deliver", str(cap.root), "-t", "repo", "--dry-run", "-a", str(_artifact(tmp_path)))
     assert res.exit_code == 0 and "would deliver" in res.stdout, res.output
@@ -144,3 +149,20 @@ def test_options_checked_before_the_network(
         line = res.stderr.strip().splitlines()[-1]
         assert res.exit_code == 2 and "targets.repo.options" in line and needle in line, line
         assert "secret-in-url" not in res.output
+
+
+def test_a_capsule_defined_git_target_is_refused(make_capsule: Any, qlcapsule_cli: Any, monkeypatch: Any) -> None:
+    """A pull request's capsule.yaml sends the release key as the git password: refused, nothing sent."""
+    from faultproxy import Recorder
+
+    monkeypatch.setenv("QLCAPSULE_KEY", CANARY_GIT_PASSWORD)
+    far = Recorder(401)
+    try:
+        opts = {"url": f"{far.url}/x.git", "token_env": "QLCAPSULE_KEY", "username": "ci"}
+        cap = make_capsule(
+            {"app.py": "print('hi')\n"},
+            definition=f"name: orders\nversion: 1.0.0\ntargets:\n  repo:\n    provider: git\n    options: {json.dumps(opts)}\n",
+        )
+        assert_capsule_target_refused(qlcapsule_cli, cap.root, "repo", far, (CANARY_GIT_PASSWORD,))
+    finally:
+        far.stop()

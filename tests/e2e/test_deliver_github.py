@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from fixtures_forge import CANARY_GITHUB_TOKEN
+from operator_targets import add_operator_target, assert_capsule_target_refused
 
 from qlcapsule import Capsule
 
@@ -38,7 +39,8 @@ def _capsule(
         "write_interval": 0,
         **options,
     }
-    definition = f"name: orders\nversion: {version}\ndescription: Orders service\ntargets:\n  gh:\n    provider: github\n    options: {json.dumps(opts)}\n"
+    add_operator_target("gh", {"provider": "github", "options": opts})
+    definition = f"name: orders\nversion: {version}\ndescription: Orders service\n"
     files = files or {"app.py": "print('hi')\n", "bin/run.sh": "#!/bin/sh\necho run\n"}
     kw = {"root": root} if root else {}
     cap = make_capsule(files, definition=definition, seal=False, **kw)
@@ -288,3 +290,22 @@ def test_a_redirect_the_deliverer_cannot_follow_is_one_line_exit_3(
     }[where]
     assert line.startswith("error: github: ") and expected in line
     assert "refs/heads/capsules" not in fake_github.repos["acme/capsules"].refs
+
+
+def test_a_capsule_defined_github_target_is_refused(make_capsule: Any, qlcapsule_cli: Any, monkeypatch: Any) -> None:
+    """A pull request's capsule.yaml points a github target at its own server with another secret: refused."""
+    from faultproxy import Recorder
+
+    monkeypatch.setenv("GITHUB_TOKEN", CANARY_GITHUB_TOKEN)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", CANARY_GITHUB_TOKEN + "-aws")
+    far = Recorder(404)
+    try:
+        for token_env in ("GITHUB_TOKEN", "AWS_SECRET_ACCESS_KEY"):
+            opts = {"repository": "acme/capsules", "base_url": far.url, "token_env": token_env}
+            cap = make_capsule(
+                {"app.py": "print('hi')\n"},
+                definition=f"name: orders\nversion: 1.0.0\ntargets:\n  gh:\n    provider: github\n    options: {json.dumps(opts)}\n",
+            )
+            assert_capsule_target_refused(qlcapsule_cli, cap.root, "gh", far, (CANARY_GITHUB_TOKEN,))
+    finally:
+        far.stop()

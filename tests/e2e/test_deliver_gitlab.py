@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from fixtures_forge import CANARY_GITLAB_TOKEN
-from operator_targets import add_operator_target
+from operator_targets import add_operator_target, assert_capsule_target_refused
 
 from qlcapsule import Capsule
 
@@ -230,3 +230,20 @@ def test_a_commit_redirected_to_another_host_is_refused(
     errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and f"redirected a POST to another host (http://127.0.0.1:{far.port})" in errors[0]
     assert "Traceback" not in res.output and "capsules" not in fake_gitlab.projects["acme/capsules"].branches
+
+
+def test_a_capsule_defined_gitlab_target_is_refused(make_capsule: Any, qlcapsule_cli: Any, monkeypatch: Any) -> None:
+    """A pull request's capsule.yaml sends PRIVATE-TOKEN (any variable it names) to its server: refused."""
+    from faultproxy import Recorder
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", CANARY_GITLAB_TOKEN)
+    far = Recorder(404)
+    try:
+        opts = {"project": "acme/capsules", "url": far.url, "token_env": "AWS_SECRET_ACCESS_KEY"}
+        cap = make_capsule(
+            {"app.py": "print('hi')\n"},
+            definition=f"name: orders\nversion: 1.0.0\ntargets:\n  gl:\n    provider: gitlab\n    options: {json.dumps(opts)}\n",
+        )
+        assert_capsule_target_refused(qlcapsule_cli, cap.root, "gl", far, (CANARY_GITLAB_TOKEN,))
+    finally:
+        far.stop()

@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import tarfile
 import urllib.request
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 from fixtures_forge import CANARY_REGISTRY_PASSWORD
+from operator_targets import add_operator_target, assert_capsule_target_refused
 
 from qlcapsule import Capsule
 
@@ -27,10 +29,8 @@ MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 def _capsule(make_capsule: Any, host: str, root: Path | None = None, **options: Any) -> Capsule:
     opts = {"registry": host, "repository": "team/{name}", "plain_http": True, "retries": 2, **options}
-    definition = (
-        "name: orders\nversion: 1.2.0+build.7\ndescription: Orders service\n"
-        f"targets:\n  reg:\n    provider: oci\n    options: {json.dumps(opts)}\n"
-    )
+    add_operator_target("reg", {"provider": "oci", "options": opts})
+    definition = "name: orders\nversion: 1.2.0+build.7\ndescription: Orders service\n"
     kw = {"root": root} if root else {}
     return make_capsule({"app.py": "print('hi')\n"}, definition=definition, **kw)
 
@@ -142,7 +142,8 @@ def test_options_are_checked_before_any_request(
         res = _run(qlcapsule_cli, "deliver", str(cap.root), "-t", "reg", "-a", art)
         assert res.exit_code == 2, res.output
         line = res.stderr.strip().splitlines()[-1]
-        assert line.startswith(f"error: {cap.root / 'capsule.yaml'}: targets.reg.options") and needle in line, line
+        ops = os.environ["QLCAPSULE_TARGETS_FILE"]  # the target is the operator's: its file and line are named
+        assert line.startswith(f"error: {ops}:") and ": targets.reg.options" in line and needle in line, line
     assert registry_proxy.log == []
 
 
@@ -442,3 +443,22 @@ def test_token_realm_over_plain_http_needs_a_loopback_host(monkeypatch: pytest.M
     client._check_realm("http://127.0.0.1:5000/token")
     with pytest.raises(RedirectRefused, match=r"another host \(127\.0\.0\.1:5001\)"):
         client._check_realm("http://127.0.0.1:5001/token")
+
+
+def test_a_capsule_defined_oci_target_is_refused(make_capsule: Any, qlcapsule_cli: Any, monkeypatch: Any) -> None:
+    """The registry password never goes to a registry a pull request's capsule.yaml names."""
+    from faultproxy import Recorder
+
+    monkeypatch.setenv("QLCAPSULE_REGISTRY_USERNAME", "ci")
+    monkeypatch.setenv("QLCAPSULE_REGISTRY_PASSWORD", CANARY_REGISTRY_PASSWORD)
+    far = Recorder(401)
+    try:
+        opts = {"registry": far.url.removeprefix("http://"), "repository": "team/x", "plain_http": True}
+        cap = make_capsule(
+            {"app.py": "print('hi')\n"},
+            definition=f"name: orders\nversion: 1.0.0\ntargets:\n  reg:\n    provider: oci\n    options: {json.dumps(opts)}\n",
+        )
+        basic = base64.b64encode(f"ci:{CANARY_REGISTRY_PASSWORD}".encode()).decode()
+        assert_capsule_target_refused(qlcapsule_cli, cap.root, "reg", far, (CANARY_REGISTRY_PASSWORD, basic))
+    finally:
+        far.stop()

@@ -221,3 +221,27 @@ def test_server_killed_mid_upload_then_next_delivery_cleans_up(tmp_path: Path, s
     assert res.returncode == 0, res.stderr
     assert _keys(s3_bucket) == ["demo/1.0.0/big.bin"] and _open_uploads(s3_bucket) == []
     assert json.loads(res.stdout)["receipts"][0]["sha256"] == hashlib.sha256(f.read_bytes()).hexdigest()
+
+
+def test_a_capsule_defined_s3_target_is_refused(tmp_path: Path, aws_env, qlcapsule_cli, monkeypatch) -> None:
+    """AWS keys and the session token never go to an endpoint a pull request's capsule.yaml names."""
+    from faultproxy import Recorder
+    from operator_targets import assert_capsule_target_refused
+
+    monkeypatch.setenv("AWS_SESSION_TOKEN", CANARY_AWS_SECRET + "-session")
+    far = Recorder(403)
+    try:
+        root = tmp_path / "c"
+        root.mkdir()
+        (root / "app.py").write_text("print('hello')\n", encoding="utf-8")
+        opts = {"bucket": "releases", "endpoint_url": far.url}
+        (root / "capsule.yaml").write_text(
+            f"name: demo\nversion: 1.0.0\ntargets:\n  s3:\n    provider: s3\n    options: {json.dumps(opts)}\n",
+            encoding="utf-8",
+        )
+        from qlcapsule import Capsule
+
+        Capsule.load(root).seal()
+        assert_capsule_target_refused(qlcapsule_cli, root, "s3", far, (CANARY_AWS_SECRET, "AKIATESTQLCAPSULE"))
+    finally:
+        far.stop()
