@@ -220,6 +220,12 @@ def test_pre_commit_args_without_the_separator_fail_closed(template: Path, env: 
     code, out = precommit(work, env, "verify", "--key=evil.key.pub")
     assert code == 2 and "Failed" in out, out
     assert "put the file names after '--'" in out
+    # The committer supplies the missing separator as a file named '--': it sorts before every
+    # option name, so the options after it are still file names and the operator's key still rules.
+    (work / "--").write_text("x\n")
+    git(work, env, "add", "--", "--")
+    code, out = precommit(work, env, "verify", "--key=evil.key.pub")
+    assert code == 1 and CASES["verify"][2] in out, out
 
 
 # -- (b) the installed git hooks -----------------------------------------------------------
