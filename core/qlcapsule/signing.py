@@ -114,12 +114,14 @@ def _refuse_world_writable(st: os.stat_result, where: str, path: Path, risk: str
         )
 
 
-def _read_key_file(path: str | Path, what: str) -> bytes:
+def _read_key_file(path: str | Path, what: str, *, pipes: bool = True) -> bytes:
     """A key from a file or ``-`` (stdin), at most MAX_KEY_BYTES.
 
     Regular files and pipes (stdin, ``<(...)``) are read; directories, devices
     and sockets are refused before anything is read, and so is a file (or named
-    pipe) every account may write.
+    pipe) every account may write. With ``pipes=False`` (a trust file's
+    ``key_file``: nobody is there to write into a pipe) only a regular file is
+    read, and opening never waits for a writer.
     """
     if str(path) == "-":
         data = sys.stdin.buffer.read(MAX_KEY_BYTES + 1)
@@ -130,18 +132,27 @@ def _read_key_file(path: str | Path, what: str) -> bytes:
         return data
     p = Path(path)
     where = f"{what} {p}"
+
+    def readable(mode: int) -> bool:
+        return stat.S_ISREG(mode) or (pipes and stat.S_ISFIFO(mode))
+
+    refused = (
+        "is not a regular file (a device, socket or pipe)"
+        if not pipes
+        else "is not a regular file (a device or socket); give a key file, a pipe or -"
+    )
     try:
         st = p.stat()
         if stat.S_ISDIR(st.st_mode):
             raise CredentialsError(f"{where}: is a directory")
-        if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
-            raise CredentialsError(f"{where}: is not a regular file (a device or socket); give a key file, a pipe or -")
-        with open(p, "rb") as f:
+        if not readable(st.st_mode):
+            raise CredentialsError(f"{where}: {refused}")
+        # without pipes, O_NONBLOCK: a FIFO swapped in after the check cannot make open() wait
+        fd = os.open(p, os.O_RDONLY | (getattr(os, "O_NONBLOCK", 0) if not pipes else 0))
+        with os.fdopen(fd, "rb") as f:
             st = os.fstat(f.fileno())  # the file actually opened, not what the path named a moment ago
-            if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
-                raise CredentialsError(
-                    f"{where}: is not a regular file (a device or socket); give a key file, a pipe or -"
-                )
+            if not readable(st.st_mode):
+                raise CredentialsError(f"{where}: {refused}")
             _refuse_world_writable(st, where, p)
             data = f.read(MAX_KEY_BYTES + 1)
     except FileNotFoundError:
@@ -360,7 +371,7 @@ def load_trust_file(path: str | Path) -> list[VerifyKey]:
             material, source = entry.key.encode("utf-8"), f"{where}"
         elif entry.key_file is not None:
             kf = (p.parent / entry.key_file) if not os.path.isabs(entry.key_file) else Path(entry.key_file)
-            material, source = _read_key_file(kf, f"{where}: key_file"), str(kf)
+            material, source = _read_key_file(kf, f"{where}: key_file", pipes=False), str(kf)
         else:
             material, source = _read_env(str(entry.key_env), f"{where}: key_env"), f"${entry.key_env}"
         vk = _verify_key(signer, material, entry.name or source)

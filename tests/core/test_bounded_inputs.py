@@ -163,11 +163,6 @@ def test_a_trust_file_key_file_on_a_device_is_refused(capsule_dir, tmp_path: Pat
     assert proc.returncode == 2 and "key_file /dev/zero: is not a regular file" in proc.stderr, proc.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=subprocess.TimeoutExpired,
-    reason="signing.py opens a FIFO key_file and waits for a writer (reported to the signing owner)",
-)
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this system")
 def test_a_trust_file_key_file_on_a_fifo_is_refused_not_waited_on(capsule_dir, tmp_path: Path) -> None:
     root = capsule_dir(HEAD)
