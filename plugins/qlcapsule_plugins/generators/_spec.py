@@ -33,6 +33,44 @@ from ._limits import RenderTimeout, short
 from ._source import SPEC_FILE, Files
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+_MATCHERS: dict[str, Callable[[str], bool] | None] = {}
+
+
+def fullmatch(pattern: str, text: str) -> bool:
+    """Whether all of ``text`` matches a question's ``regex``.
+
+    pydantic-core's Rust engine (already a dependency) matches in linear time, so a pattern
+    like ``^(a+)+$`` cannot backtrack without end, in any thread and on any platform. The few
+    patterns it cannot compile (lookarounds, backreferences, ``\\Z``) go to Python's ``re``,
+    interrupted by the generator's clock (RenderTimeout) when it runs away.
+    """
+    if pattern not in _MATCHERS:
+        if len(_MATCHERS) > 256:
+            _MATCHERS.clear()
+        _MATCHERS[pattern] = _linear(pattern)
+    matcher = _MATCHERS[pattern]
+    return matcher(text) if matcher is not None else re.fullmatch(pattern, text) is not None
+
+
+def _linear(pattern: str) -> Callable[[str], bool] | None:
+    from pydantic_core import SchemaError, SchemaValidator, core_schema
+    from pydantic_core import ValidationError as CoreValidationError
+
+    try:  # "$" is the end of the text in this engine, so the wrapper asks for a full match
+        check = SchemaValidator(core_schema.str_schema(pattern=f"^(?:{pattern})$", regex_engine="rust-regex"))
+    except SchemaError:
+        return None
+
+    def matches(text: str) -> bool:
+        try:
+            check.validate_python(text)
+        except CoreValidationError:
+            return False
+        return True
+
+    return matches
+
+
 _TRUE = {"true", "yes", "y", "on", "1"}
 _FALSE = {"false", "no", "n", "off", "0"}
 
@@ -195,7 +233,7 @@ def coerce(q: Question, value: Any, what: str) -> Any:
         raise InputError(f"{what}: {short(out)} is not in {bounds}" + (f" ({q.help})" if q.help else ""))
     if q.regex:
         try:
-            matched = re.fullmatch(q.regex, str(out))
+            matched = fullmatch(q.regex, str(out))
         except RenderTimeout as exc:  # catastrophic backtracking, interrupted by the generator's clock
             raise InputError(
                 f"{what}: matching {short(out)} against {short(q.regex)} takes longer than {exc.seconds:g} s "

@@ -110,9 +110,12 @@ class Budget:
     """The wall-clock budget of one generation.
 
     In the main thread a ``SIGALRM`` timer interrupts a runaway loop or regex
-    (``re`` checks signals while it backtracks); elsewhere the sandbox's
-    operator and call hooks check the clock. Time spent at a prompt is not
-    counted.
+    (``re`` checks signals while it backtracks). Where there is no such timer
+    (another thread, Windows, a SIGALRM handler already set) a trace function
+    checks the clock on every line the template's compiled code runs, so loops
+    that call nothing (``{% for a in l %}{% for b in l %}...``) stop too; the
+    sandbox's operator and call hooks check it as well. Time spent at a prompt
+    is not counted.
     """
 
     def __init__(self, seconds: float) -> None:
@@ -126,6 +129,15 @@ class Budget:
 
     def _expire(self, signum: int, frame: Any) -> None:
         raise RenderTimeout(self.seconds)
+
+    def _trace(self, frame: Any, event: str, arg: Any) -> Any:
+        self.check()
+        return self._trace_lines
+
+    def _trace_lines(self, frame: Any, event: str, arg: Any) -> Any:
+        if event == "line":
+            self.check()
+        return self._trace_lines
 
     @contextmanager
     def running(self) -> Iterator[None]:
@@ -141,9 +153,12 @@ class Budget:
             and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
         )
         old: Any = None
+        traced = not use_alarm and sys.gettrace() is None  # never replace a debugger's or coverage's tracer
         if use_alarm:
             old = signal.signal(signal.SIGALRM, self._expire)
             signal.setitimer(signal.ITIMER_REAL, self.left)
+        elif traced:
+            sys.settrace(self._trace)
         self._since = time.monotonic()
         try:
             yield
@@ -151,6 +166,8 @@ class Budget:
             if use_alarm:
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 signal.signal(signal.SIGALRM, old)
+            elif traced:
+                sys.settrace(None)
             self.left -= time.monotonic() - self._since
             self._since = None
 

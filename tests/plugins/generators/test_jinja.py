@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
+import threading
 from pathlib import Path
 
 import pygit2
@@ -321,15 +323,16 @@ def test_cli_reports_a_template_error_with_exit_2(qlcapsule_cli, tmp_path):
             {},
             r"template t: a\.j2:1: takes longer than 0\.5 s, the limit for rendering a template",
         ),
+        # \Z (like lookarounds and backreferences) is beyond the linear engine: Python's re, under the clock
         (
             {"a": "x"},
-            'questions:\n  n: {type: str, regex: "^(a+)+$", default: "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!"}\n',
+            'questions:\n  n: {type: str, regex: "^(a+)+\\\\Z", default: "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!"}\n',
             {},
-            r"questions\.n\.default: matching 'a+!' against '\^\(a\+\)\+\$' takes longer than 0\.5 s",
+            r"questions\.n\.default: matching 'a+!' against '\^\(a\+\)\+\\\\Z' takes longer than 0\.5 s",
         ),
         (
             {"a": "x"},
-            'questions:\n  n: {type: str, regex: "^(a+)+$"}\n',
+            'questions:\n  n: {type: str, regex: "^(a+)+(?!x)$"}\n',
             {"n": "a" * 40 + "!"},
             r"answer n: matching 'a+!' against .* takes longer than 0\.5 s",
         ),
@@ -341,6 +344,64 @@ def test_runaway_templates_and_regexes_stop_at_the_time_limit(tmp_path, monkeypa
     with pytest.raises(InputError, match=message):
         JinjaGenerator().generate(str(tpl), tmp_path / "o", answers)
     assert not (tmp_path / "o").exists()
+
+
+def _in_a_thread(fn, seconds: float = 20) -> object:
+    """``fn()``'s result (or exception) from another thread, where no SIGALRM timer can be set."""
+    out: list[object] = []
+
+    def run() -> None:
+        try:
+            out.append(fn())
+        except Exception as exc:  # handed to the test, which asserts on it
+            out.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), f"still running after {seconds} s"
+    return out[0]
+
+
+@pytest.mark.parametrize("pattern", ["^(a+)+$", "(a|a)*", r"^(\w+\s?)+$"])
+def test_a_backtracking_regex_is_matched_in_linear_time_in_any_thread(tmp_path, pattern):
+    """pydantic-core's Rust engine decides: no backtracking, so no clock is needed (off the main thread none can ring)."""
+    tpl = bare_template(tmp_path / "tpl", {"a": "x"}, f"questions:\n  n: {{type: str, regex: '{pattern}'}}\n")
+    err = _in_a_thread(lambda: JinjaGenerator().generate(str(tpl), tmp_path / "o", {"n": "a" * 5000 + "!"}), 10)
+    assert isinstance(err, InputError) and "does not match" in err.message, err
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text", "expected"),
+    [
+        ("^[a-z]+$", "demo", True),
+        ("^[a-z]+$", "demo\n", False),  # '$' before a final newline must not count as the end
+        ("[a-z]+", "demo\n", False),
+        ("(?=d)demo", "demo", True),  # a lookahead: Python's re
+        ("(a)\\1", "aa", True),  # a backreference: Python's re
+        ("(?i)ab|c", "AB", True),
+        ("a|ab", "ab", True),
+    ],
+)
+def test_question_regexes_match_the_whole_answer(pattern, text, expected):
+    from qlcapsule_plugins.generators._spec import fullmatch
+
+    assert fullmatch(pattern, text) is expected
+
+
+@pytest.mark.skipif(sys.gettrace() is not None, reason="a tracer (coverage, debugger) is set; the budget keeps it")
+def test_nested_loops_that_call_nothing_stop_in_another_thread(tmp_path, monkeypatch):
+    """10^9 loop steps, no call or operator for the sandbox to check: the trace function checks the clock."""
+    monkeypatch.setattr("qlcapsule_plugins.generators.jinja.RENDER_SECONDS", 0.5)
+    items = "[" + ",".join(["1"] * 1000) + "]"
+    body = f"{{% set l = {items} %}}{{% for a in l %}}{{% for b in l %}}{{% for c in l %}}{{% endfor %}}{{% endfor %}}{{% endfor %}}"
+    tpl = bare_template(tmp_path / "tpl", {"a.j2": body})
+    err = _in_a_thread(lambda: JinjaGenerator().generate(str(tpl), tmp_path / "o", {}))
+    assert isinstance(err, InputError) and "takes longer than 0.5 s" in err.message, err
+    assert sys.gettrace() is None and not (tmp_path / "o").exists()
+    ok = bare_template(tmp_path / "ok", {"a.j2": "{% for i in range(3) %}{{ i }}{% endfor %}"})
+    assert _in_a_thread(lambda: JinjaGenerator().generate(str(ok), tmp_path / "o2", {})) is not None
+    assert (tmp_path / "o2" / "a").read_text() == "012"
 
 
 def test_the_time_limit_leaves_no_timer_behind(tmp_path):
