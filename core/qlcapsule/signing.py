@@ -719,8 +719,8 @@ def sign_capsule(
     # '' is refused, not taken as "no expiry"
     exp = parse_expires(expires, now) if expires is not None else None
     skey = load_signing_key(key, key_env=key_env, key_type=key_type)
-    roots_file = trust or operator_trust_file()
-    roots = load_trust_file(roots_file) if roots_file else []
+    # --trust is bad input even with nothing to co-sign; the operator's file is read only when needed
+    roots: list[VerifyKey] = load_trust_file(trust) if trust else []
     old = _existing(capsule.sig_path)
     payload: bytes | None = None
     dropped = 0
@@ -749,6 +749,9 @@ def sign_capsule(
         by_own = [s for s in old.signatures if own.check(message, s.sig)]
         replaced = bool(by_own) or any(s.keyid == skey.keyid for s in old.signatures)
         others = [s for s in old.signatures if not any(s is o for o in by_own)]
+        operator = operator_trust_file() if others and not trust else None
+        if operator is not None:
+            roots = load_trust_file(operator)
         vouched = [s for s in others if any(k.check(message, s.sig) for k in roots)]
         if others:
             why = _cosign_refusal(old, bool(by_own or vouched), build, exp, now, str(capsule.sig_path))

@@ -1201,3 +1201,19 @@ def test_a_dev_key_owned_by_another_account_is_refused(
         dev_key()
     os.chmod(home, 0o700)
     assert qlcapsule_cli("sign", str(capsule.root), "--dev-key").exit_code == 0
+
+
+def test_the_operator_trust_file_is_read_only_when_there_is_something_to_co_sign(
+    make_capsule, ctx: Ctx, monkeypatch, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    """A CI job's trust file may name secrets only verifying jobs hold: a first signature does not need them."""
+    trust = ctx.tmp / "op.yaml"
+    trust.write_text("- {algorithm: hmac-sha256, key_env: ONLY_IN_THE_VERIFY_JOB}\n")
+    monkeypatch.setenv("QLCAPSULE_TRUST_FILE", str(trust))
+    monkeypatch.delenv("ONLY_IN_THE_VERIFY_JOB", raising=False)
+    assert sign_capsule(make_capsule().root, ctx.a["private"]).keyids == [ctx.a["keyid"]]
+    assert sign_capsule(ctx.root, ctx.a["private"]).replaced  # re-signing alone: nothing to co-sign
+    with pytest.raises(CredentialsError, match="ONLY_IN_THE_VERIFY_JOB"):
+        sign_capsule(ctx.root, ctx.b["private"])  # co-signing needs the operator's keys
+    with pytest.raises(InputError, match="trust file not found"):
+        sign_capsule(ctx.root, ctx.a["private"], trust=ctx.tmp / "missing.yaml")
