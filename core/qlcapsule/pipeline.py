@@ -70,7 +70,9 @@ def verify_capsule(root: Path, *, strict: bool = False, **signature_options: Any
 
     ``signature_options`` are those of :func:`qlcapsule.signing.verify_signatures`
     (``keys``, ``hmac_key_envs``, ``trust``, ``threshold``, ``require_signature``,
-    ``min_version``, ``allow_rollback``, ``now``). The signing module (and through
+    ``min_version``, ``allow_rollback``, ``now``). Trusted keys come from those options or
+    ``$QLCAPSULE_TRUST_FILE``, never from capsule.yaml (``policy.trust`` is ignored); a
+    signed capsule with none is reported ``unchecked``. The signing module (and through
     the signer plugins, ``cryptography``) is imported only when there is something
     to check: a capsule.sig, a key option or a policy that requires a signature.
     """
