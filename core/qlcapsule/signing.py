@@ -1,7 +1,11 @@
 """Signing and verifying capsules: keys, trust files, policy, capsule.sig.
 
 Keys come from a file, an environment variable or stdin (``-``), never from
-capsule.yaml. Signers are plugins (``hmac-sha256``, ``ed25519``) found through
+capsule.yaml. Trusted keys likewise come only from the operator (``--key``,
+``--hmac-key-env``, ``--trust``, else ``$QLCAPSULE_TRUST_FILE``): a capsule's
+``policy.trust`` is never read, its policy only narrows, and capsule.sig is never
+taken on trust when co-signing. Key and trust files every account may write are
+refused, and so is a development key another account owns. Signers are plugins (``hmac-sha256``, ``ed25519``) found through
 the registry; this module imports no cryptography itself, so ``verify`` of an
 unsigned capsule never pays for it.
 
