@@ -162,7 +162,8 @@ def needed_extras(env: Mapping[str, str], cwd: Path) -> list[str]:
                 text = f.read(1024 * 1024)
         except OSError:
             continue
-        wanted |= set(re.findall(r"^\s*provider:\s*[\"']?([a-z0-9-]+)", text, re.M)) & set(EXTRAS)
+        # [ \t]*, not \s*: "\s" spans lines, so a file of newlines took quadratic time (minutes for 1 MiB)
+        wanted |= set(re.findall(r"^[ \t]*provider:[ \t]*[\"']?([a-z0-9-]+)", text, re.M)) & set(EXTRAS)
     return sorted(wanted)
 
 

@@ -176,3 +176,22 @@ def test_a_trust_file_key_file_on_a_fifo_is_refused_not_waited_on(capsule_dir, t
         timeout=5,
     )
     assert proc.returncode == 2 and "key_file" in proc.stderr, proc.stderr
+
+
+def test_the_action_reads_providers_from_a_mib_of_newlines_in_linear_time(tmp_path: Path) -> None:
+    """needed_extras() scans capsule.yaml before anything is installed; '^\\s*' over 1 MiB of newlines
+    backtracked for ~20 minutes (each line start re-scanned the rest). Run in a subprocess under BOUND."""
+    root = tmp_path / "c"
+    root.mkdir()
+    (root / "capsule.yaml").write_text("\n" * 1_000_000 + "targets:\n  t:\n    provider: s3\n")
+    script = (
+        "import importlib.util, pathlib, sys\n"
+        "spec = importlib.util.spec_from_file_location('m', sys.argv[1])\n"
+        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+        "print(m.needed_extras({'INPUT_PATH': '.'}, pathlib.Path(sys.argv[2])))\n"
+    )
+    action = Path(__file__).resolve().parents[2] / "action" / "main.py"
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(action), str(root)], capture_output=True, text=True, timeout=BOUND
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "['s3']", proc.stderr[-500:]
