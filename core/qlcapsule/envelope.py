@@ -44,7 +44,7 @@ from .errors import SignatureError
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://qlcapsule.dev/attestation/capsule/v1"
-HEX64 = re.compile(r"^[0-9a-f]{64}$")
+HEX64 = re.compile(r"^[0-9a-f]{64}\Z")  # \Z: "$" would accept a final newline
 #: more signatures than any real envelope carries; each is tried with every trusted key
 MAX_SIGNATURES = 256
 

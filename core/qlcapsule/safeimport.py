@@ -72,7 +72,7 @@ OCI_LAYER_TYPES = (
 _DRIVE = re.compile(r"^[A-Za-z]:")
 #: characters that reorder how a name is displayed (Trojan Source, CVE-2021-42574)
 _BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}\Z")  # \Z: "$" would accept a final newline
 
 
 class UnsafeArchiveError(UnsafePathError):

@@ -72,13 +72,13 @@ LOCAL_STORE = Path(".qlcapsule") / "store.git"
 MERGE_STATE = ".qlcapsule/merge.json"
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 _TRAILER = re.compile(r"^Qlcapsule-(Capsule|Version|Digest): *(\S+) *$", re.M)
-_BRANCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_BRANCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")  # \Z: "$" would accept a final newline
 _RETRIES = 200
 #: longest branch, tag or revision accepted: a git ref name component is a file name (255 bytes on most file systems)
 REF_PART_LIMIT = 255
 #: the largest ``.qlcapsule/merge.json`` read (the merge tool writes well under 1 KiB plus the conflict list)
 MERGE_STATE_LIMIT = 1 << 20
-_OID = re.compile(r"^[0-9a-f]{40}$")
+_OID = re.compile(r"^[0-9a-f]{40}\Z")  # \Z: "$" would accept a final newline
 #: a check of one candidate commit: None to accept it, else why it is refused
 Accept = Callable[[Any], "str | None"]
 

@@ -9,6 +9,7 @@ the same text as one ``schema.invalid`` finding and exits 1 (its findings contra
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -195,3 +196,35 @@ def test_the_action_reads_providers_from_a_mib_of_newlines_in_linear_time(tmp_pa
         [sys.executable, "-c", script, str(action), str(root)], capture_output=True, text=True, timeout=BOUND
     )
     assert proc.returncode == 0 and proc.stdout.strip() == "['s3']", proc.stderr[-500:]
+
+
+def _validation_regexes() -> dict[str, tuple[re.Pattern[str], str]]:
+    from qlcapsule import envelope, names, safeimport, store
+    from qlcapsule_plugins.deliverers import azure, gcs, oci, s3
+    from qlcapsule_plugins.generators import _spec
+    from qlcapsule_plugins.validators import helm, workflow
+
+    return {
+        "names.DNS_LABEL": (names.DNS_LABEL, "demo"),
+        "names.SEMVER": (names.SEMVER, "1.0.0-rc.1+b"),
+        "envelope.HEX64": (envelope.HEX64, "a" * 64),
+        "safeimport._HEX64": (safeimport._HEX64, "a" * 64),
+        "store._BRANCH_NAME": (store._BRANCH_NAME, "main"),
+        "store._OID": (store._OID, "a" * 40),
+        "azure._CONTAINER": (azure._CONTAINER, "box"),
+        "gcs._BUCKET": (gcs._BUCKET, "bucket"),
+        "s3._BUCKET": (s3._BUCKET, "bucket"),
+        "oci._REPO": (oci._REPO, "org/name"),
+        "oci._TAG": (oci._TAG, "v1"),
+        "_spec._NAME": (_spec._NAME, "answer"),
+        "helm._NAME": (helm._NAME, "chart"),
+        "helm._SEMVER": (helm._SEMVER, "1.2.3"),
+        "workflow._JOB_ID": (workflow._JOB_ID, "build"),
+    }
+
+
+@pytest.mark.parametrize("name", list(_validation_regexes()))
+def test_validation_regexes_refuse_a_final_newline(name: str) -> None:
+    """They are used with .match: a "$" at the end matches before a final newline, "\\Z" does not."""
+    rx, good = _validation_regexes()[name]
+    assert rx.match(good) and not rx.match(good + "\n") and not rx.match(good + "\r\n")

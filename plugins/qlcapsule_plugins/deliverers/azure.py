@@ -51,7 +51,7 @@ log = get_logger("qlcapsule.deliverers.azure")
 T = TypeVar("T")
 MiB = 1024 * 1024
 ENV = "AZURE_STORAGE_CONNECTION_STRING"
-_CONTAINER = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+_CONTAINER = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]\Z")  # \Z: "$" would accept a final newline
 
 
 class AzureOptions(Options):

@@ -55,7 +55,7 @@ log = get_logger("qlcapsule.deliverers.gcs")
 T = TypeVar("T")
 MiB = 1024 * 1024
 ENV = "GOOGLE_APPLICATION_CREDENTIALS"
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]\Z")  # \Z: "$" would accept a final newline
 
 
 class GcsOptions(Options):

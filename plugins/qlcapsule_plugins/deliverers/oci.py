@@ -94,8 +94,9 @@ ARTIFACT_TYPE = "application/vnd.qlcapsule.capsule.v1"
 #: seconds to wait for the DELETE that cancels an upload session (after a failure or Ctrl-C / SIGTERM)
 CANCEL_TIMEOUT = 5.0
 _ACCEPT = ", ".join([MANIFEST_TYPE, INDEX_TYPE, "application/vnd.docker.distribution.manifest.v2+json"])
-_REPO = re.compile(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$")
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+# \Z: "$" would accept a final newline
+_REPO = re.compile(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*\Z")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}\Z")
 
 
 def _oci_tag(value: str) -> str:

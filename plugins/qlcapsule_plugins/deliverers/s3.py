@@ -51,7 +51,7 @@ from qlcapsule import (
 log = get_logger("qlcapsule.deliverers.s3")
 T = TypeVar("T")
 MiB = 1024 * 1024
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")  # \Z: "$" would accept a final newline
 _TRANSIENT_CODES = {
     "InternalError",
     "ServiceUnavailable",
