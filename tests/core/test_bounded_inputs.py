@@ -228,3 +228,17 @@ def test_validation_regexes_refuse_a_final_newline(name: str) -> None:
     """They are used with .match: a "$" at the end matches before a final newline, "\\Z" does not."""
     rx, good = _validation_regexes()[name]
     assert rx.match(good) and not rx.match(good + "\n") and not rx.match(good + "\r\n")
+
+
+def test_pydantic_patterns_read_dollar_as_the_end_of_the_text() -> None:
+    """Field(pattern=...) keeps '$' (the published JSON Schemas need it): pydantic-core's Rust engine
+    does not let it match before a final newline, unlike Python's re."""
+    from pydantic import ValidationError
+
+    from qlcapsule.lockschema import LockEntrySchema
+
+    entry = {"path": "a", "sha256": "a" * 64, "size": 1, "mode": "644"}
+    assert LockEntrySchema(**entry).sha256 == "a" * 64
+    with pytest.raises(ValidationError):
+        LockEntrySchema(**{**entry, "sha256": "a" * 64 + "\n"})
+    assert re.match(r"^[0-9a-f]{64}$", "a" * 64 + "\n")  # what Python's re would have said
