@@ -401,7 +401,7 @@ def _signed_created(sig_path: Path) -> int | None:
         statement = json.loads(base64.b64decode(envelope["payload"]))
         created = statement["predicate"]["created"]
         when = _dt.datetime.fromisoformat(str(created).replace("Z", "+00:00"))
-    except (OSError, ValueError, KeyError, TypeError, QlcapsuleError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError, QlcapsuleError):  # RecursionError: [[[[...]]]]
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=_dt.timezone.utc)

@@ -640,7 +640,7 @@ def read_merge_state(st: Store, root: Path) -> dict[str, Any] | None:
         return None
     try:
         data = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise StoreError(f"{path}: unreadable merge state ({exc}); delete it to abandon the merge") from None
     if (
         not isinstance(data, dict)
@@ -658,7 +658,7 @@ def read_merge_state(st: Store, root: Path) -> dict[str, Any] | None:
         )
     try:
         state = json.loads(stored)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise StoreError(f"{record}: unreadable merge record ({exc}); run the merge again") from None
     if not isinstance(state, dict) or any(state.get(k) != data[k] for k in _MERGE_KEYS):
         raise StoreError(f"{record}: merge record does not match {path}; run the merge again")
@@ -774,7 +774,7 @@ def read_notes(st: Store, commit_id: str) -> list[dict[str, Any]]:
         return []
     try:
         data = json.loads(note.message)
-    except ValueError:
+    except (ValueError, RecursionError):
         return [{"text": note.message}]
     return data if isinstance(data, list) else [data]
 

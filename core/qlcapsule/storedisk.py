@@ -88,7 +88,7 @@ def read_lock(raw: bytes, where: str) -> LockRead:
         ok = ok and hexes == hexes.lower()
         raw_shas = bytes.fromhex(hexes) if ok else b""
         ok = ok and len(raw_shas) == 32 * len(shas)  # fromhex skips whitespace: the length catches it
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):  # RecursionError: [[[[...]]]]
         ok = False
     if not ok:
         parse_lock(raw, where)  # raises the precise one-line error

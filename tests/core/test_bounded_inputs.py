@@ -242,3 +242,21 @@ def test_pydantic_patterns_read_dollar_as_the_end_of_the_text() -> None:
     with pytest.raises(ValidationError):
         LockEntrySchema(**{**entry, "sha256": "a" * 64 + "\n"})
     assert re.match(r"^[0-9a-f]{64}$", "a" * 64 + "\n")  # what Python's re would have said
+
+
+def test_commit_of_a_deeply_nested_lock_is_one_line_and_exit_2(capsule_dir, tmp_path: Path) -> None:
+    """The store's own lock reader (storedisk) once let RecursionError through: 'internal error', exit 70."""
+    root = capsule_dir(HEAD)
+    (root / "capsule.lock").write_text("[" * 100_000 + "]" * 100_000)
+    proc = _run(root, "commit", ".", "--store", str(tmp_path / "store"))
+    out = (proc.stdout + proc.stderr).strip()
+    assert proc.returncode == 2 and out == f"error: {root / 'capsule.lock'}: invalid JSON: nested too deeply", out
+
+
+def test_export_ignores_a_deeply_nested_capsule_sig(capsule_dir, tmp_path: Path) -> None:
+    """capsule.sig only lends export its signing time; [[[[...]]]] there is no time, not exit 70."""
+    root = capsule_dir(HEAD)
+    assert _run(root, "seal", ".").returncode == 0
+    (root / "capsule.sig").write_text("[" * 100_000 + "]" * 100_000)
+    proc = _run(root, "export", ".", "-f", "tar", "-o", str(tmp_path / "out.tar"))
+    assert proc.returncode == 0 and (tmp_path / "out.tar").is_file(), proc.stderr
