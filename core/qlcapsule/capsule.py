@@ -64,6 +64,11 @@ def _light_read(path: Path) -> dict[str, Any] | None:
 def _light_parse(raw: bytes) -> dict[str, Any] | None:
     import yaml
 
+    from .names import MAX_YAML_BYTES
+
+    if len(raw) > MAX_YAML_BYTES:
+        return None  # the full loader refuses it in one line
+
     try:
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(raw.decode("utf-8"))
         try:

@@ -53,5 +53,8 @@ TOP_LEVEL_KEYS = frozenset(
     }
 )
 
+#: a YAML document read by yamlsrc (capsule.yaml, template.yaml, answers, Chart.yaml); real ones are a few KiB
+MAX_YAML_BYTES = 1024 * 1024
+
 #: capsule.sig holds one small statement and at most envelope.MAX_SIGNATURES signatures
 MAX_SIG_BYTES = 1024 * 1024

@@ -14,12 +14,15 @@ from typing import Any
 import yaml
 
 from .errors import DefinitionError
+from .names import MAX_YAML_BYTES
 
 KeyPath = tuple[Any, ...]
 
 
 def load(text: str, filename: str) -> tuple[Any, dict[KeyPath, int]]:
     """Parse ``text``; return the data and a map of key path -> 1-based line."""
+    if len(text) > MAX_YAML_BYTES:  # characters; the work of parsing grows with them
+        raise DefinitionError(f"{filename}: larger than {MAX_YAML_BYTES // (1024 * 1024)} MiB; not read as YAML")
     try:
         loader = yaml.SafeLoader(text)  # refuses non-printable characters right here
     except yaml.YAMLError as exc:
@@ -78,11 +81,14 @@ def safe_load(text: str, filename: str) -> Any:
 
 def load_file(path: Path) -> tuple[Any, dict[KeyPath, int]]:
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as f:
+            raw = f.read(4 * MAX_YAML_BYTES + 1)  # UTF-8: up to 4 bytes a character; load() counts characters
     except FileNotFoundError:
         raise DefinitionError(f"{path}: no such file") from None
     except OSError as exc:
         raise DefinitionError(f"{path}: cannot read: {exc.strerror}") from None
+    if len(raw) > 4 * MAX_YAML_BYTES:
+        raise DefinitionError(f"{path}: larger than {MAX_YAML_BYTES // (1024 * 1024)} MiB; not read as YAML")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

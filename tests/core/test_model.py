@@ -68,6 +68,17 @@ def test_bad_definitions_name_key_and_line(tmp_path: Path, text: str, expected: 
     assert expected in message
 
 
+def test_a_definition_over_1_mib_is_refused_before_parsing(tmp_path: Path) -> None:
+    """Parsing work grows with the text; real definitions are a few KiB."""
+    from qlcapsule.capsule import _light_read
+
+    text = "name: orders\nversion: 1.0.0\nlabels:\n" + "".join(f"  k{i}: v\n" for i in range(150_000))
+    (tmp_path / "capsule.yaml").write_text(text)
+    assert len(text) > 1024 * 1024 and _light_read(tmp_path / "capsule.yaml") is None
+    with pytest.raises(DefinitionError, match=r"capsule\.yaml: larger than 1 MiB; not read as YAML"):
+        load_definition(tmp_path / "capsule.yaml")
+
+
 def test_non_utf8_definition(tmp_path: Path) -> None:
     (tmp_path / "capsule.yaml").write_bytes(b"name: caf\xe9\nversion: 1.0.0\n")
     with pytest.raises(DefinitionError, match="not UTF-8"):
