@@ -5,7 +5,8 @@ what is listed in ``__all__`` here — never ``qlcapsule.cli``, ``qlcapsule.stor
 or other internals.
 
 Names are imported on first use (PEP 562), so ``import qlcapsule`` and the
-CLI start fast; add a new public name to ``_EXPORTS`` and ``__all__``.
+CLI start fast; a new public name goes into ``_EXPORTS`` (which ``__all__`` is made
+from) and into the ``TYPE_CHECKING`` imports at the end, for type checkers.
 """
 
 from __future__ import annotations
@@ -82,76 +83,19 @@ _EXPORTS: dict[str, str] = {
     "check_relative": "tree",
     "compile_glob": "globs",
     "sha256_file": "tree",
+    "RedirectRefused": "resilience",
+    "check_redirect": "resilience",
+    "guard_redirects": "resilience",
+    "is_loopback": "resilience",
+    "operator_allows": "resilience",
+    "origin": "resilience",
+    "ENV_TRUST": "signing",
+    "operator_trust_file": "signing",
+    "alias_excess": "yamlsrc",
 }
 
-__all__ = [
-    "__version__",
-    "hookimpl",
-    "Capsule",
-    "SealResult",
-    "Lock",
-    "LockEntry",
-    "FileEntry",
-    "Status",
-    "capsule_digest",
-    "sha256_file",
-    "check_relative",
-    "compile_glob",
-    "atomic_write",
-    "VerifiedPayload",
-    "payload_for",
-    "OrderedWorker",
-    "Component",
-    "Options",
-    "lazy_options",
-    "Generator",
-    "GeneratorRecord",
-    "Validator",
-    "Signer",
-    "KeyPair",
-    "Exporter",
-    "Deliverer",
-    "Artifact",
-    "Receipt",
-    "Envelope",
-    "Statement",
-    "verify_signatures",
-    "Finding",
-    "SECRET_PATTERNS",
-    "clip",
-    "quote",
-    "Rule",
-    "Severity",
-    "get_logger",
-    "redact",
-    "retry",
-    "CircuitBreaker",
-    "CircuitOpenError",
-    "breaker_for",
-    "TransientError",
-    "DEFAULT_TIMEOUT",
-    "read_secret",
-    "scrub_error",
-    "signed_url_expiry",
-    "SignedUrlExpiry",
-    "Expandable",
-    "ExpandableText",
-    "ObjectPrefix",
-    "QlcapsuleError",
-    "UsageError",
-    "InputError",
-    "DefinitionError",
-    "OptionsError",
-    "UnsafePathError",
-    "IntegrityError",
-    "VerificationError",
-    "SignatureError",
-    "PluginError",
-    "StoreError",
-    "ConflictError",
-    "CredentialsError",
-    "RemoteError",
-]
+#: the public API is exactly the names above (a test holds the TYPE_CHECKING imports below to them)
+__all__ = ["__version__", *_EXPORTS]
 
 
 def __getattr__(name: str) -> Any:
@@ -210,6 +154,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         clip,
         quote,
     )
+    from .globs import (  # noqa: F401
+        compile_glob,
+    )
     from .hookspecs import (  # noqa: F401
         hookimpl,
     )
@@ -237,15 +184,23 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         Expandable,
         ExpandableText,
         ObjectPrefix,
+        RedirectRefused,
         SignedUrlExpiry,
         TransientError,
         breaker_for,
+        check_redirect,
+        guard_redirects,
+        is_loopback,
+        operator_allows,
+        origin,
         read_secret,
         retry,
         scrub_error,
         signed_url_expiry,
     )
     from .signing import (  # noqa: F401
+        ENV_TRUST,
+        operator_trust_file,
         verify_signatures,
     )
     from .streaming import (  # noqa: F401
@@ -257,4 +212,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         FileEntry,
         check_relative,
         sha256_file,
+    )
+    from .yamlsrc import (  # noqa: F401
+        alias_excess,
     )

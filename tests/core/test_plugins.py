@@ -219,6 +219,21 @@ def test_plugins_import_only_the_public_api() -> None:
     assert offenders == [], "plugins must import only from the qlcapsule package root"
 
 
+def test_the_public_api_is_one_list() -> None:
+    """``__all__`` is made from ``_EXPORTS``; the TYPE_CHECKING imports name the same modules and names."""
+    import qlcapsule
+
+    assert qlcapsule.__all__ == ["__version__", *qlcapsule._EXPORTS]
+    init = ROOT / "core" / "qlcapsule" / "__init__.py"
+    guarded = next(
+        n for n in ast.parse(init.read_text()).body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"
+    )
+    typed = {a.name: node.module for node in guarded.body if isinstance(node, ast.ImportFrom) for a in node.names}
+    assert typed == qlcapsule._EXPORTS
+    for name in qlcapsule._EXPORTS:
+        assert getattr(qlcapsule, name) is not None, name
+
+
 @pytest.mark.parametrize(
     ("hook", "kind", "base"),
     [

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qlcapsule import Capsule, OptionsError, PluginError
-from qlcapsule.resilience import guard_redirects
+from qlcapsule import Capsule, OptionsError, PluginError, guard_redirects
 
 __all__ = [
     "TreeFile",

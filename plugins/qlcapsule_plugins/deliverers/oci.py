@@ -67,16 +67,20 @@ from qlcapsule import (
     Options,
     OptionsError,
     Receipt,
+    RedirectRefused,
     RemoteError,
     TransientError,
+    check_redirect,
     get_logger,
     hookimpl,
+    is_loopback,
+    operator_allows,
+    origin,
     read_secret,
     redact,
     retry,
     scrub_error,
 )
-from qlcapsule.resilience import RedirectRefused, check_redirect, is_loopback, operator_allows, origin
 
 log = get_logger("qlcapsule.deliverers.oci")
 

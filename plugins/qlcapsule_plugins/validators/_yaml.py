@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from qlcapsule.yamlsrc import alias_excess
+from qlcapsule import alias_excess
 
 _Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from qlcapsule import (
+    ENV_TRUST,
     Capsule,
     Envelope,
     Finding,
@@ -27,9 +28,9 @@ from qlcapsule import (
     Validator,
     hookimpl,
     lazy_options,
+    operator_trust_file,
     verify_signatures,
 )
-from qlcapsule.signing import ENV_TRUST, operator_trust_file
 
 SIG = "capsule.sig"
 
