@@ -88,22 +88,29 @@ def bool_input(env: Mapping[str, str], name: str) -> bool:
 def pull_request_event(env: Mapping[str, str]) -> str | None:
     """The event's name when this run may be building a pull request's content, else None.
 
-    ``issue_comment`` counts when the comment is on a pull request (read from
-    ``GITHUB_EVENT_PATH``); a payload that cannot be read is taken as one.
+    ``issue_comment`` counts when the comment is on a pull request, and
+    ``workflow_run`` when the run that triggered it was a pull request's (both
+    read from ``GITHUB_EVENT_PATH``); a payload that cannot be read is taken as one.
     """
     name = env.get("GITHUB_EVENT_NAME", "")
     if name in PR_EVENTS:
         return name
-    if name != "issue_comment":
+    if name not in ("issue_comment", "workflow_run"):
         return None
     try:
         with open(env.get("GITHUB_EVENT_PATH") or "", "rb") as f:
             raw = f.read(MAX_EVENT_BYTES + 1)
         payload = json.loads(raw) if len(raw) <= MAX_EVENT_BYTES else None
-        on_pr = not isinstance(payload, dict) or bool((payload.get("issue") or {}).get("pull_request"))
+        if not isinstance(payload, dict):
+            on_pr = True
+        elif name == "issue_comment":
+            on_pr = bool((payload.get("issue") or {}).get("pull_request"))
+        else:  # a workflow_run after a pull request's run builds what that pull request made
+            run = payload.get("workflow_run") or {}
+            on_pr = run.get("event") in PR_EVENTS or bool(run.get("pull_requests"))
     except (OSError, ValueError, AttributeError):
         on_pr = True
-    return "issue_comment on a pull request" if on_pr else None
+    return f"{name} on a pull request" if on_pr else None
 
 
 def is_credential(name: str) -> bool:

@@ -297,6 +297,25 @@ def test_comment_on_a_pull_request_is_a_pull_request_event(world: World, recorde
     assert "issue_comment on a pull request event" in run.stdout
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"workflow_run": {"event": "pull_request", "pull_requests": []}},
+        {"workflow_run": {"event": "push", "pull_requests": [{"number": 7}]}},
+        ["not", "an", "object"],
+    ],
+)
+def test_a_workflow_run_after_a_pull_request_is_a_pull_request_event(
+    world: World, recorder: Recorder, payload: object
+) -> None:
+    """The "pwn request" shape: workflow_run has the secrets, but builds what a pull request made."""
+    run = world.run("workflow_run", world.pr, payload=payload, command="ship", path="caps/*", targets="releases")
+    assert run.code == 0, run.stdout + run.stderr
+    assert recorder.requests == []
+    assert not world.signed_by(str(world.keys / "release.key.pub"))
+    assert "workflow_run on a pull request event" in run.stdout
+
+
 def test_opting_in_on_a_pull_request_is_loud_and_still_ignores_the_capsules_endpoint(
     world: World, recorder: Recorder
 ) -> None:
