@@ -296,7 +296,12 @@ def test_hook_seal_warns_about_a_stale_signature_or_resigns(work: Path, qlcapsul
     resigned = qlcapsule_cli("hook", "seal", "--sign", "--json", "--", str(root / "app.py"))
     assert resigned.exit_code == 1
     assert json.loads(resigned.stdout)["capsules"][0]["signed"] is True
-    assert qlcapsule_cli("hook", "verify", "--key", pub, "--", str(root / "app.py")).exit_code == 0
+    checked = qlcapsule_cli("hook", "verify", "--key", pub, "--", str(root / "app.py"))
+    assert checked.exit_code == 0 and f"ok {root}; signed by ed25519 " in checked.stdout
+    # without a trusted key, "ok" is about integrity only and the line says the signature was not checked
+    unchecked = qlcapsule_cli("hook", "verify", "--", str(root / "app.py"))
+    assert unchecked.exit_code == 0 and "capsule.sig present (1 signature(s)) but NOT checked" in unchecked.stdout
+    assert "signed by" not in unchecked.stdout
 
 
 def test_a_reseal_between_ships_does_not_fail_validation_on_the_old_signature(work: Path) -> None:

@@ -368,20 +368,27 @@ def hook_verify(files: tuple[str, ...], all_: bool, keys: tuple[str, ...], trust
     capsule.sig is reported but not checked, exactly like 'qlcapsule verify'.
     """
     from ..pipeline import verify_capsule
+    from ._text import signature_text
 
     out: list[dict[str, Any]] = []
     code = 0
     for root in _roots(files, all_):
         try:
             report = verify_capsule(root, keys=keys, trust=trust)
-            out.append({"capsule": str(root), "ok": True, "digest": report.get("digest")})
+            sig = report.get("signature") or {"status": "unsigned"}
+            out.append({"capsule": str(root), "ok": True, "digest": report.get("digest"), "signature": sig})
         except QlcapsuleError as exc:
             code = max(code, exc.exit_code)
             out.append({"capsule": str(root), "ok": False, "error": exc.message, "exit_code": exc.exit_code})
 
     def text() -> None:
         for i in out:
-            click.echo(f"ok {i['capsule']}" if i["ok"] else f"FAILED {i['capsule']}: {i['error']}")
+            # "ok" vouches for integrity; the signature's own words say whether a trusted key checked it
+            click.echo(
+                f"ok {i['capsule']}; {signature_text(i['signature'])}"
+                if i["ok"]
+                else f"FAILED {i['capsule']}: {i['error']}"
+            )
 
     emit(as_json, {"capsules": out, "ok": code == 0}, text)
     if code:
