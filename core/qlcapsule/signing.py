@@ -815,19 +815,20 @@ def _store_may_exist(root: Path) -> bool:
     return any((p / ".git").exists() for p in (root, *root.parents))
 
 
-def _store_latest(root: Path, name: str) -> str | None:
-    """The newest version the version store knows, when a store exists."""
+def _store_latest(root: Path, name: str, trusted_by: dict[str, Any]) -> str | None:
+    """The newest version the version store holds on the capsule's default branch or tags whose own
+    signature verifies against ``trusted_by`` (the operator's keys, as ``merge.trusted_versions`` takes
+    them): an unsigned version, or one signed by another key, is no reason to call this one a rollback."""
     if not _store_may_exist(root):
         return None
     try:
         from . import store
+        from .merge import trusted_versions
     except ImportError:
         return None
-    latest = getattr(store, "latest_version", None)
-    if latest is None:
-        return None
     try:
-        found = latest(root, name)
+        accept = trusted_versions(store.open_store(root, None, create=False), name, **trusted_by)
+        found = store.latest_version(root, name, accept=accept)
     except StoreError as exc:  # no store here: nothing is known
         event(log, "verify.no_store", reason=exc.message)
         return None
@@ -879,6 +880,7 @@ def _check_statement(
     now: _dt.datetime,
     min_version: str | None,
     check_store: bool,
+    trusted_by: dict[str, Any],
 ) -> None:
     if st.subject_name != capsule.ref:
         raise SignatureError(
@@ -900,7 +902,7 @@ def _check_statement(
     if min_version and semver_key(st.version) < semver_key(min_version):
         raise SignatureError(f"{where}: rollback: signed version {st.version} is older than the minimum {min_version}")
     if check_store:
-        latest = _store_latest(capsule.root, capsule.name)
+        latest = _store_latest(capsule.root, capsule.name, trusted_by)
         if latest and SEMVER.match(latest) and semver_key(st.version) < semver_key(latest):
             raise SignatureError(
                 f"{where}: rollback: signed version {st.version} is older than {latest}, "
@@ -986,7 +988,21 @@ def verify_signatures(
         # only now, with the PAE bytes verified, is the payload read
         st = Statement.parse(envelope.payload, where)
         now = now or _dt.datetime.now(_dt.timezone.utc)
-        _check_statement(st, capsule, lock, where=where, now=now, min_version=floor, check_store=not allow_rollback)
+        trusted_by = {
+            "keys": [str(k) for k in keys],
+            "hmac_key_envs": list(hmac_key_envs),
+            "trust": str(trust or operator) if (trust or operator) else None,
+        }
+        _check_statement(
+            st,
+            capsule,
+            lock,
+            where=where,
+            now=now,
+            min_version=floor,
+            check_store=not allow_rollback,
+            trusted_by=trusted_by,
+        )
     except QlcapsuleError:
         raise
     except Exception as exc:  # noqa: BLE001 - fail closed: an unexpected error is never a pass

@@ -143,8 +143,16 @@ def test_rollback_compares_only_with_main_and_tags(
     _evil_branch(tmp_path, store, "999.0.0")
     res = qlcapsule_cli("verify", str(signed.root), "--key", key["public"])
     assert res.exit_code == 0, res.output
-    # a newer version on main still counts
+    # a newer version on main counts only when its own signature verifies against the same keys:
+    # unsigned, or signed by another key, it is no reason to call 1.0.0 a rollback
+    other = keygen("ed25519", tmp_path / "other.key")
     newer = write_capsule(tmp_path / "newer", GENUINE, name="demo", version="2.0.0")
+    commit_capsule(newer.root)
+    assert qlcapsule_cli("verify", str(signed.root), "--key", key["public"]).exit_code == 0
+    sign_capsule(newer.root, other["private"])
+    commit_capsule(newer.root)
+    assert qlcapsule_cli("verify", str(signed.root), "--key", key["public"]).exit_code == 0
+    sign_capsule(newer.root, key["private"])
     commit_capsule(newer.root)
     res = qlcapsule_cli("verify", str(signed.root), "--key", key["public"])
     assert res.exit_code == 1 and "rollback" in res.stderr and "2.0.0" in res.stderr, res.output
