@@ -104,3 +104,33 @@ def is_ci() -> bool:
 
 
 capsule_dir = click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=str))
+
+
+def trust_options(key_help: str) -> Callable[[Any], Any]:
+    """--key/--hmac-key-env/--trust: the operator's trust roots, the same three options wherever a command
+    checks signatures (never a capsule's policy.trust). ``key_help`` says what the keys decide there."""
+
+    def decorate(command: Any) -> Any:
+        for option in reversed(
+            (
+                click.option("--key", "keys", multiple=True, metavar="PUB", help=key_help),
+                click.option(
+                    "--hmac-key-env",
+                    "hmac_key_envs",
+                    multiple=True,
+                    metavar="NAME",
+                    help="Environment variable holding a trusted HMAC secret. Repeatable.",
+                ),
+                click.option(
+                    "--trust",
+                    metavar="FILE",
+                    type=click.Path(dir_okay=False),
+                    help="Trust file (YAML/JSON list of keys); replaces $QLCAPSULE_TRUST_FILE. "
+                    "A capsule's own policy.trust is never used.",
+                ),
+            )
+        ):
+            command = option(command)
+        return command
+
+    return decorate

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._common import capsule_dir, emit, json_option, main
+from ._common import capsule_dir, emit, json_option, main, trust_options
 
 
 @main.command("export")
@@ -69,26 +69,7 @@ def export_cmd(directory: str, fmt: str, output: str | None, option_args: tuple[
 @main.command("import")
 @click.argument("archive", type=click.Path(dir_okay=True, path_type=str))
 @click.argument("dest", metavar="DIR", type=click.Path(path_type=str))
-@click.option(
-    "--key",
-    "keys",
-    multiple=True,
-    metavar="PUB",
-    help="Trusted public key file (Ed25519 PEM or ssh-ed25519), as for verify. Repeatable.",
-)
-@click.option(
-    "--hmac-key-env",
-    "hmac_key_envs",
-    multiple=True,
-    metavar="NAME",
-    help="Environment variable holding a trusted HMAC secret, as for verify. Repeatable.",
-)
-@click.option(
-    "--trust",
-    metavar="FILE",
-    type=click.Path(dir_okay=False),
-    help="Trust file (YAML/JSON list of keys), as for verify.",
-)
+@trust_options("Trusted public key file (Ed25519 PEM or ssh-ed25519), as for verify. Repeatable.")
 @click.option(
     "--drop-unlocked",
     is_flag=True,

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from ..errors import ConflictError
-from ._common import capsule_dir, emit, json_option, main
+from ._common import capsule_dir, emit, json_option, main, trust_options
 from ._text import commit_text, signature_text
 
 STORE_HELP = (
@@ -20,36 +20,6 @@ STORE_HELP = (
 )
 store_option = click.option("--store", "store", metavar="PATH", envvar="QLCAPSULE_STORE", help=STORE_HELP)
 name_argument = click.argument("name")
-
-
-def trust_options(command: Any) -> Any:
-    """--key/--hmac-key-env/--trust: the operator's trusted keys; a stored version must verify against them."""
-    for option in reversed(
-        (
-            click.option(
-                "--key",
-                "keys",
-                multiple=True,
-                metavar="PUB",
-                help="Trusted public key file; a version whose capsule.sig does not verify against it is skipped. Repeatable.",
-            ),
-            click.option(
-                "--hmac-key-env",
-                "hmac_key_envs",
-                multiple=True,
-                metavar="NAME",
-                help="Environment variable holding a trusted HMAC secret. Repeatable.",
-            ),
-            click.option(
-                "--trust",
-                metavar="FILE",
-                type=click.Path(dir_okay=False),
-                help="Trust file (YAML/JSON list of keys).",
-            ),
-        )
-    ):
-        command = option(command)
-    return command
 
 
 def _shown(text: Any) -> str:
@@ -124,7 +94,7 @@ def log_cmd(name: str, branch: str, all_branches: bool, limit: int | None, store
 @click.argument("version")
 @click.option("--rev", help="Commit, branch or tag to tag (default: the newest commit recording VERSION).")
 @click.option("-m", "--message", help="Tag message.")
-@trust_options
+@trust_options("Trusted public key file; a version whose capsule.sig does not verify against it is skipped. Repeatable.")
 @store_option
 @json_option
 def tag(
@@ -219,7 +189,7 @@ def diff(name: str, rev1: str, rev2: str, stat_only: bool, store: str | None, as
     metavar="BRANCH",
     help="Find a version REV on BRANCH (default: the version's tag, else main; other branches only when named).",
 )
-@trust_options
+@trust_options("Trusted public key file; a version whose capsule.sig does not verify against it is skipped. Repeatable.")
 @store_option
 @json_option
 def checkout(

@@ -7,32 +7,13 @@ from pathlib import Path
 
 import click
 
-from ._common import capsule_dir, emit, json_option, main
+from ._common import capsule_dir, emit, json_option, main, trust_options
 from ._text import unlocked_warnings, verify_text
 
 
 @main.command()
 @capsule_dir
-@click.option(
-    "--key",
-    "keys",
-    multiple=True,
-    metavar="PUB",
-    help="Trusted public key file (Ed25519 PEM or ssh-ed25519). Repeatable.",
-)
-@click.option(
-    "--hmac-key-env",
-    "hmac_key_envs",
-    multiple=True,
-    metavar="NAME",
-    help="Environment variable holding a trusted HMAC secret. Repeatable.",
-)
-@click.option(
-    "--trust",
-    metavar="FILE",
-    type=click.Path(dir_okay=False),
-    help="Trust file (YAML/JSON list of keys); replaces $QLCAPSULE_TRUST_FILE. A capsule's own policy.trust is never used.",
-)
+@trust_options("Trusted public key file (Ed25519 PEM or ssh-ed25519). Repeatable.")
 @click.option(
     "--threshold",
     type=click.IntRange(min=1),
