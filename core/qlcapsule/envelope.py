@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import SignatureError
+from .errors import SignatureError, long_number
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -135,8 +135,8 @@ class Envelope:
             raise SignatureError(f"{where}:{exc.lineno}: not a DSSE envelope: invalid JSON: {exc.msg}") from None
         except RecursionError:
             raise SignatureError(f"{where}: not a DSSE envelope: nested too deeply") from None
-        except ValueError as exc:  # e.g. an integer beyond int_max_str_digits
-            raise SignatureError(f"{where}: not a DSSE envelope: {exc}") from None
+        except ValueError:  # an integer beyond int_max_str_digits
+            raise SignatureError(f"{where}: not a DSSE envelope: {long_number()}") from None
         if not isinstance(data, dict):
             raise SignatureError(f"{where}: not a DSSE envelope: expected a JSON object")
         for key in ("payload", "payloadType", "signatures"):

@@ -35,6 +35,7 @@ __all__ = [
     "interruption",
     "signal_module",
     "signals_deferred",
+    "long_number",
 ]
 
 
@@ -177,3 +178,11 @@ class signals_deferred:  # noqa: N801 - used as ``with signals_deferred():``
     def __exit__(self, *exc: object) -> None:
         if self._old is not None:
             self._sig.pthread_sigmask(self._sig.SIG_SETMASK, self._old)
+
+
+def long_number() -> str:
+    """What a JSON document holding an integer too long for Python to read is told (Python's own
+    words differ from one version to the next, so they are not passed on)."""
+    import sys
+
+    return f"a number longer than {sys.get_int_max_str_digits()} digits"

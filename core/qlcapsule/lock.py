@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple
 
-from .errors import DefinitionError, UnsafePathError
+from .errors import DefinitionError, UnsafePathError, long_number
 from .tree import FileEntry, check_relative, display_path, path_key, read_regular
 
 LOCK_VERSION = 1
@@ -206,8 +206,8 @@ def parse_lock(raw: bytes, where: str = "capsule.lock") -> Lock:
         raise DefinitionError(f"{where}:{exc.lineno}: invalid JSON: {exc.msg}") from None
     except RecursionError:
         raise DefinitionError(f"{where}: invalid JSON: nested too deeply") from None
-    except ValueError as exc:  # e.g. an integer of more digits than int_max_str_digits allows
-        raise DefinitionError(f"{where}: invalid JSON: {' '.join(str(exc).split(';')[0].split())}") from None
+    except ValueError:  # an integer longer than int_max_str_digits (Python's own words differ by version)
+        raise DefinitionError(f"{where}: invalid JSON: {long_number()}") from None
     lock = _validate(data, where)
     keys = [path_key(e.path) for e in lock.files]
     if keys != sorted(keys) or len(set(keys)) != len(keys):
