@@ -1,10 +1,12 @@
 """The GitHub Action runtime: ``INPUT_*`` -> qlcapsule's Python API -> outputs, summary, annotations, SARIF.
 
-Thin on purpose (black's pattern): every decision lives in the library. This
-file reads the inputs, masks secrets, calls one command, and reports in the
-places a workflow looks: ``$GITHUB_OUTPUT`` (digest, artifacts, urls, score,
-report, report-file), ``$GITHUB_STEP_SUMMARY`` (Markdown), ``::error``/``::warning``
-annotations on stdout, and an optional SARIF file.
+Thin on purpose (black's pattern): every decision lives in the library, reached
+only through its public API (``from qlcapsule import ...``, never a submodule;
+tests/action/test_main.py holds it to that). This file reads the inputs, masks
+secrets, calls one command, and reports in the places a workflow looks:
+``$GITHUB_OUTPUT`` (digest, artifacts, urls, score, report, report-file),
+``$GITHUB_STEP_SUMMARY`` (Markdown), ``::error``/``::warning`` annotations on
+stdout, and an optional SARIF file.
 
 ``python action/main.py --extras`` prints the pip extras the targets need
 (``s3,github``); it uses only the standard library, since it runs before
@@ -197,9 +199,8 @@ def escape_property(text: str) -> str:
 
 
 def _scrub(text: str) -> str:
-    if "qlcapsule.log" not in sys.modules:  # --extras runs before qlcapsule is installed
-        return text
-    return sys.modules["qlcapsule.log"].scrub(text)
+    qlcapsule = sys.modules.get("qlcapsule")  # --extras runs before qlcapsule is installed
+    return qlcapsule.scrub(text) if qlcapsule is not None else text
 
 
 def plain(text: str) -> str:
@@ -327,7 +328,7 @@ class Outcome:
     def __init__(self, command: str) -> None:
         self.command = command
         self.capsules: list[dict[str, Any]] = []  # ref, path, digest, score, ok, error, artifacts, urls
-        self.validation: Any = None  # a qlcapsule.validation.Report when findings were collected
+        self.validation: Any = None  # a qlcapsule.Report when findings were collected
         self.errors: list[tuple[str, str]] = []  # (file, message) for failures that are not findings
         self.warnings: list[tuple[str, str]] = []  # (file, message): passed, but something to look at
         self.report: dict[str, Any] = {}
@@ -370,7 +371,7 @@ SANDBOX_SKIP = frozenset({"sign", "commit", "deliver"})
 
 
 def run_ship(paths: list[str], env: Mapping[str, str]) -> Outcome:
-    from qlcapsule.ship import ShipOptions, ship
+    from qlcapsule import ShipOptions, ship_capsules
 
     out = Outcome("ship")
     pr = sandboxed(env)
@@ -399,7 +400,7 @@ def run_ship(paths: list[str], env: Mapping[str, str]) -> Outcome:
             who = refs[index] if index < len(refs) else str(index)
             emit(None, f"{who}: {step}: {status}{': ' + detail if detail else ''}")
 
-    result = ship(paths, options, events=progress, on_plan=lambda cs: refs.extend(c.ref for c in cs))
+    result = ship_capsules(paths, options, events=progress, on_plan=lambda cs: refs.extend(c.ref for c in cs))
     for c in result.capsules:
         out.capsules.append(
             _capsule(
@@ -445,7 +446,7 @@ def _score_input(env: Mapping[str, str]) -> float | None:
 
 
 def run_validate(paths: list[str], env: Mapping[str, str]) -> Outcome:
-    from qlcapsule.validation import validate_capsules
+    from qlcapsule import validate_capsules
 
     out = Outcome("validate")
     report = validate_capsules(paths, fail_on=get_input(env, "fail-on") or None, min_score=_score_input(env))
@@ -464,8 +465,7 @@ def trust_roots(env: Mapping[str, str]) -> dict[str, Any]:
 
 
 def run_verify(paths: list[str], env: Mapping[str, str]) -> Outcome:
-    from qlcapsule import QlcapsuleError
-    from qlcapsule.pipeline import verify_capsule
+    from qlcapsule import QlcapsuleError, verify_capsule
 
     out = Outcome("verify")
     roots = trust_roots(env)
@@ -491,8 +491,7 @@ def run_verify(paths: list[str], env: Mapping[str, str]) -> Outcome:
 
 
 def run_export(paths: list[str], env: Mapping[str, str]) -> Outcome:
-    from qlcapsule import Capsule
-    from qlcapsule.exporting import export_capsule
+    from qlcapsule import Capsule, export_capsule
 
     out = Outcome("export")
     outdir = Path(env.get("QLCAPSULE_OUTPUT") or "dist")
@@ -513,8 +512,7 @@ def run_deliver(paths: list[str], env: Mapping[str, str]) -> Outcome:
             f"deliver is refused on a {pr} event: the pull request's content would be delivered with this "
             "workflow's credentials; set allow-pull-request-release: true to allow it"
         )
-    from qlcapsule import Capsule
-    from qlcapsule.delivery import deliver_capsule
+    from qlcapsule import Capsule, deliver_capsule
 
     out = Outcome("deliver")
     formats = split_list(get_input(env, "formats")) or None
@@ -557,7 +555,7 @@ def annotate(outcome: Outcome) -> int:
     """``::error file=..,line=..::message`` per finding and per failure, through :func:`emit`; how many."""
     n = 0
     if outcome.validation is not None:
-        from qlcapsule.report import finding_uri
+        from qlcapsule import finding_uri
 
         for c in outcome.validation.capsules:
             for f in c.findings:
@@ -580,8 +578,7 @@ def annotate(outcome: Outcome) -> int:
 
 def sarif_document(outcome: Outcome) -> dict[str, Any]:
     """SARIF 2.1.0 (URIs relative to the workspace); a run with no results when nothing was validated."""
-    from qlcapsule.report import sarif
-    from qlcapsule.validation import Report
+    from qlcapsule import Report, sarif
 
     return sarif(outcome.validation if outcome.validation is not None else Report([]))
 
@@ -674,9 +671,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("usage: main.py [--extras]  (inputs come from INPUT_* environment variables)", file=sys.stderr)
         return 2
 
-    from qlcapsule import QlcapsuleError
-    from qlcapsule.errors import interruption
-    from qlcapsule.log import scrub
+    from qlcapsule import QlcapsuleError, interruption, scrub
 
     mask_secrets(env)
     command = get_input(env, "command", "ship") or "ship"
@@ -688,7 +683,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         outcome = RUNNERS[command](paths, env)
     except ActionInputError as exc:
         return _fail(str(exc))
-    except KeyboardInterrupt as exc:  # Ctrl-C, or qlcapsule.errors.Terminated (SIGTERM/SIGHUP)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP once on_termination() is installed
         what, code = interruption(exc)
         emit("error", what, title=f"qlcapsule {command}")
         return code
@@ -749,7 +744,7 @@ def confine(env: dict[str, str] | os._Environ[str], command: str) -> None:
 if __name__ == "__main__":
     if sys.argv[1:] == ["--extras"]:  # before qlcapsule is installed: the standard library only
         sys.exit(main())
-    from qlcapsule.cli import on_termination
+    from qlcapsule import on_termination
 
     on_termination()  # a cancelled workflow sends SIGINT, then SIGTERM: temp files go either way
     restore = guard_streams()

@@ -1,8 +1,8 @@
 """qlcapsule: generate, seal, sign, version, export and deliver capsules.
 
-This module is the public API. Plugins (built-in or third-party) import only
-what is listed in ``__all__`` here — never ``qlcapsule.cli``, ``qlcapsule.store``
-or other internals.
+This module is the public API. Plugins (built-in or third-party) and the GitHub
+Action (action/main.py) import only what is listed in ``__all__`` here — never
+``qlcapsule.cli``, ``qlcapsule.store`` or other internals (tests hold both to it).
 
 Names are imported on first use (PEP 562), so ``import qlcapsule`` and the
 CLI start fast; a new public name goes into ``_EXPORTS`` (which ``__all__`` is made
@@ -28,7 +28,6 @@ _EXPORTS: dict[str, str] = {
     "GeneratorRecord": "records",
     "KeyPair": "records",
     "Options": "components",
-    "lazy_options": "components",
     "Receipt": "records",
     "Signer": "components",
     "Validator": "components",
@@ -53,6 +52,8 @@ _EXPORTS: dict[str, str] = {
     "clip": "findings",
     "quote": "findings",
     "hookimpl": "hookspecs",
+    "hookspec": "hookspecs",
+    "Register": "hookspecs",
     "Envelope": "envelope",
     "Statement": "envelope",
     "verify_signatures": "signing",
@@ -76,9 +77,7 @@ _EXPORTS: dict[str, str] = {
     "retry": "resilience",
     "scrub_error": "resilience",
     "signed_url_expiry": "resilience",
-    "OrderedWorker": "streaming",
-    "VerifiedPayload": "streaming",
-    "payload_for": "streaming",
+    "PayloadReader": "streaming",
     "FileEntry": "tree",
     "check_relative": "tree",
     "compile_glob": "globs",
@@ -92,6 +91,20 @@ _EXPORTS: dict[str, str] = {
     "ENV_TRUST": "signing",
     "operator_trust_file": "signing",
     "alias_excess": "yamlsrc",
+    # what a host program (the GitHub Action, a CI wrapper) runs, and how it reports
+    "ShipOptions": "ship",
+    "ShipResult": "ship",
+    "ship_capsules": "ship",
+    "Report": "validation",
+    "validate_capsules": "validation",
+    "verify_capsule": "pipeline",
+    "export_capsule": "exporting",
+    "deliver_capsule": "delivery",
+    "finding_uri": "report",
+    "sarif": "report",
+    "scrub": "log",
+    "interruption": "errors",
+    "on_termination": "cli",
 }
 
 #: the public API is exactly the names above (a test holds the TYPE_CHECKING imports below to them)
@@ -116,6 +129,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         Capsule,
         SealResult,
     )
+    from .cli import (  # noqa: F401
+        on_termination,
+    )
     from .components import (  # noqa: F401
         Component,
         Deliverer,
@@ -124,7 +140,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         Options,
         Signer,
         Validator,
-        lazy_options,
+    )
+    from .delivery import (  # noqa: F401
+        deliver_capsule,
     )
     from .envelope import (  # noqa: F401
         Envelope,
@@ -145,6 +163,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         UnsafePathError,
         UsageError,
         VerificationError,
+        interruption,
+    )
+    from .exporting import (  # noqa: F401
+        export_capsule,
     )
     from .findings import (  # noqa: F401
         SECRET_PATTERNS,
@@ -158,7 +180,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         compile_glob,
     )
     from .hookspecs import (  # noqa: F401
+        Register,
         hookimpl,
+        hookspec,
     )
     from .lock import (  # noqa: F401
         Lock,
@@ -170,12 +194,20 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from .log import (  # noqa: F401
         get_logger,
         redact,
+        scrub,
+    )
+    from .pipeline import (  # noqa: F401
+        verify_capsule,
     )
     from .records import (  # noqa: F401
         Artifact,
         GeneratorRecord,
         KeyPair,
         Receipt,
+    )
+    from .report import (  # noqa: F401
+        finding_uri,
+        sarif,
     )
     from .resilience import (  # noqa: F401
         DEFAULT_TIMEOUT,
@@ -198,20 +230,27 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         scrub_error,
         signed_url_expiry,
     )
+    from .ship import (  # noqa: F401
+        ShipOptions,
+        ShipResult,
+        ship_capsules,
+    )
     from .signing import (  # noqa: F401
         ENV_TRUST,
         operator_trust_file,
         verify_signatures,
     )
     from .streaming import (  # noqa: F401
-        OrderedWorker,
-        VerifiedPayload,
-        payload_for,
+        PayloadReader,
     )
     from .tree import (  # noqa: F401
         FileEntry,
         check_relative,
         sha256_file,
+    )
+    from .validation import (  # noqa: F401
+        Report,
+        validate_capsules,
     )
     from .yamlsrc import (  # noqa: F401
         alias_excess,

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from .targets import OperatorTargets
     from .validation import CapsuleReport
 
-__all__ = ["STEPS", "ShipOptions", "StepResult", "CapsuleResult", "ShipResult", "ship", "default_store", "plan"]
+__all__ = ["STEPS", "ShipOptions", "StepResult", "CapsuleResult", "ShipResult", "ship", "ship_capsules", "default_store", "plan"]
 
 log = get_logger("ship")
 
@@ -621,6 +621,10 @@ def ship(
     if workers <= 1:
         return ShipResult([ship_one(j, events) for j in planned])
     return ShipResult(_run_pool(planned, workers, events))
+
+
+#: the public name (``from qlcapsule import ship_capsules``): in the package, ``ship`` is this module
+ship_capsules = ship
 
 
 def _run_pool(planned: list[_Job], workers: int, events: EventSink | None) -> list[CapsuleResult]:

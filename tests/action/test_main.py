@@ -7,6 +7,7 @@ main.py appends to. Nothing here talks to GitHub.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import json
@@ -168,6 +169,30 @@ def test_every_input_reaches_main_and_every_output_is_written() -> None:
     for name, out in meta["outputs"].items():
         assert out["value"] == "${{ steps.run.outputs." + name + " }}"
     assert not any(re.search(r"token|secret|password", n, re.I) for n in meta["inputs"]), "secrets go through env:"
+
+
+def test_main_uses_only_the_public_api() -> None:
+    """action/main.py is written as any third party would: names from ``qlcapsule.__all__``, no submodule.
+
+    Imports of ``qlcapsule.<module>`` are refused, so is a name the package root
+    does not list, and so is a string naming a submodule (a ``sys.modules`` lookup).
+    """
+    import qlcapsule
+
+    path = REPO / "action" / "main.py"
+    public, submodule = set(qlcapsule.__all__), re.compile(r"qlcapsule\.\w+")
+    offenders = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            offenders += [f"{node.lineno}: import {a.name}" for a in node.names if a.name.startswith("qlcapsule.")]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("qlcapsule."):
+            offenders.append(f"{node.lineno}: from {node.module} import ...")
+        elif isinstance(node, ast.ImportFrom) and node.module == "qlcapsule":
+            offenders += [f"{node.lineno}: {a.name} is not public" for a in node.names if a.name not in public]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and submodule.fullmatch(node.value):
+            offenders.append(f"{node.lineno}: {node.value!r}")
+    assert offenders == [], "action/main.py must use only `from qlcapsule import <public name>`"
+    assert "ship_capsules" in qlcapsule.__all__ and "ship_capsules" in path.read_text(), "the check sees the imports"
 
 
 # -- running main.py ------------------------------------------------------------------
