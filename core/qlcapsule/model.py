@@ -1,14 +1,16 @@
 """capsule.yaml as pydantic models.
 
-``load_definition(path)`` is the one way the tool reads a definition: YAML with
-line tracking, duplicate keys refused, unknown keys refused, and every error a
-single line ``capsule.yaml:LINE: key.path: reason``.
+``load_definition(path)`` is the one way the tool reads and validates a definition:
+:mod:`qlcapsule.yamlsrc` (size cap, alias budget, duplicate keys refused, the line of
+every key), then the models (unknown keys refused). Every error is reported, each on
+one line ``capsule.yaml:LINE: key.path: reason`` (:class:`SchemaError` keeps the list).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, NamedTuple, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
@@ -192,30 +194,101 @@ class CapsuleDefinition(_Strict):
         return DEFAULT_EXCLUDE + list(self.exclude)
 
 
+class Problem(NamedTuple):
+    """One schema error: where it is and what is wrong."""
+
+    file: str
+    line: int | None
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.key}: {self.message}"
+
+
+class SchemaError(DefinitionError):
+    """A YAML file the models refuse; ``problems`` lists every error, the message has one line each."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
 def parse_definition(data: Any, lines: dict[yamlsrc.KeyPath, int], filename: str) -> CapsuleDefinition:
     if not isinstance(data, dict):
         raise DefinitionError(f"{filename}:1: expected a mapping at the top level")
     try:
         return CapsuleDefinition.model_validate(data)
     except ValidationError as exc:
-        raise one_line_error(exc, lines, filename) from None
+        raise schema_error(exc, lines, filename, CapsuleDefinition) from None
 
 
-def one_line_error(exc: ValidationError, lines: dict[yamlsrc.KeyPath, int], filename: str) -> DefinitionError:
-    """``FILE:LINE: key.path: reason`` for the first error of ``exc`` (and how many more)."""
-    err = exc.errors()[0]
-    loc = tuple(err["loc"])
-    line = yamlsrc.line_of(lines, loc)
-    where = f"{filename}:{line}" if line else filename
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key"
-    elif err["type"] == "missing":
-        msg = "required key is missing"
-    else:
-        msg = err["msg"].removeprefix("Value error, ")
-    more = len(exc.errors()) - 1
-    tail = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
-    return DefinitionError(f"{where}: {yamlsrc.dotted(loc)}: {msg}{tail}")
+def schema_error(
+    exc: ValidationError, lines: dict[yamlsrc.KeyPath, int], filename: str, model: type[BaseModel]
+) -> SchemaError:
+    """Every error of ``exc`` as ``FILE:LINE: key.path: reason``, in the order of the file.
+
+    An unknown key close to a key the model knows at that place says so ("did you mean
+    version?"), preferring a required key that is missing there.
+    """
+    errors = exc.errors()
+    missing: dict[tuple[Any, ...], list[str]] = {}
+    for err in errors:
+        if err["type"] == "missing":
+            missing.setdefault(tuple(err["loc"][:-1]), []).append(str(err["loc"][-1]))
+    problems = []
+    for err in errors:
+        loc = tuple(err["loc"])
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key" + _suggestion(str(loc[-1]), missing.get(loc[:-1], []), _keys_at(model, loc[:-1]))
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+        problems.append(Problem(filename, yamlsrc.line_of(lines, loc), yamlsrc.dotted(loc), msg))
+    problems.sort(key=lambda p: p.line or 0)
+    return SchemaError(problems)
+
+
+def _suggestion(key: str, missing: list[str], known: list[str] | None) -> str:
+    import difflib
+
+    for candidates in (missing, known or []):
+        close = difflib.get_close_matches(key, candidates, n=1)
+        if close:
+            return f" (did you mean {close[0]}?)"
+    return ""
+
+
+def _keys_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
+    """The keys the models allow in the mapping at ``loc`` under ``model``; None when that is no model."""
+    annotation: Any = model
+    for part in loc:
+        annotation = _unoptional(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            fields = {f.alias or name: f for name, f in annotation.model_fields.items()}
+            if part not in fields:
+                return None
+            annotation = fields[part].annotation
+        elif get_origin(annotation) is dict:
+            annotation = get_args(annotation)[1]
+        elif get_origin(annotation) is list:
+            annotation = get_args(annotation)[0]
+        else:
+            return None
+    annotation = _unoptional(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [f.alias or name for name, f in annotation.model_fields.items()]
+    return None
+
+
+def _unoptional(annotation: Any) -> Any:
+    """``X`` for ``X | None``; anything else as it is."""
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    if get_origin(annotation) in (Union, UnionType) and len(args) == 1:
+        return args[0]
+    return annotation
 
 
 def load_definition(path: Path) -> CapsuleDefinition:

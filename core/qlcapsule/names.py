@@ -33,26 +33,6 @@ DEFAULT_EXCLUDE = [
     ".DS_Store",
 ]
 
-#: top-level keys of capsule.yaml (kept equal to CapsuleDefinition's fields by a test)
-TOP_LEVEL_KEYS = frozenset(
-    {
-        "name",
-        "version",
-        "description",
-        "authors",
-        "license",
-        "labels",
-        "generator",
-        "include",
-        "exclude",
-        "validate",
-        "policy",
-        "exports",
-        "targets",
-        "ship",
-    }
-)
-
 #: a YAML document read by yamlsrc (capsule.yaml, template.yaml, answers, Chart.yaml); real ones are a few KiB
 MAX_YAML_BYTES = 1024 * 1024
 

@@ -873,8 +873,6 @@ def import_archive(
     :func:`qlcapsule.pipeline.verify_capsule` as ``verify --key/--hmac-key-env/--trust`` pass them.
     See the module docstring.
     """
-    from . import caches
-
     limits = limits or Limits()
     label = str(archive)
     if not archive.exists():
@@ -892,8 +890,7 @@ def import_archive(
         except OSError as exc:
             raise InputError(f"{dest.parent}: cannot create the import's temp directory ({exc.strerror})") from None
     try:
-        with caches.no_writes():  # nothing is remembered about a capsule that is not imported yet
-            fmt, root, report, dropped = _stage(archive, tmp, label, limits, dest, drop_unlocked, signature_options)
+        fmt, root, report, dropped = _stage(archive, tmp, label, limits, dest, drop_unlocked, signature_options)
         if dest.exists():
             dest.rmdir()
         os.rename(root, dest)

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from . import yamlsrc
 from .errors import DefinitionError, InputError, UnsafePathError, UsageError
 from .log import get_logger
-from .model import TargetConfig, TargetsFile, one_line_error
+from .model import TargetConfig, TargetsFile, schema_error
 
 if TYPE_CHECKING:
     from .capsule import Capsule
@@ -121,7 +121,7 @@ def load_targets_file(path: Path) -> dict[str, TargetConfig]:
     try:
         parsed = TargetsFile.model_validate(data)
     except ValidationError as exc:
-        raise one_line_error(exc, lines, name) from None
+        raise schema_error(exc, lines, name, TargetsFile) from None
     out = {}
     for target, config in parsed.targets.items():
         keys = {"": lines.get(("targets", target), 0)}

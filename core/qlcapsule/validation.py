@@ -196,12 +196,25 @@ def validate_one(
     directory = str(directory)
     report = CapsuleReport(directory, fail_on=fail_on or "error", min_score=min_score or 0.0)
     try:
-        capsule = Capsule.load(directory, strict=False)
-        capsule.check_definition()  # the model only when plainly_valid cannot vouch
+        capsule = Capsule.load(directory)
     except DefinitionError as exc:
-        report.findings.append(_definition_finding(exc, directory))
+        problems = getattr(exc, "problems", None)  # model.SchemaError: every error of capsule.yaml, one finding each
+        if problems:
+            for p in problems:
+                report.findings.append(
+                    Finding(
+                        "schema.invalid",
+                        Severity.ERROR,
+                        f"{p.key}: {p.message}",
+                        "capsule.yaml",
+                        p.line,
+                        validator="schema",
+                    )
+                )
+        else:
+            report.findings.append(_definition_finding(exc, directory))
         _sanitize(report.findings)
-        report.validators["schema"] = ValidatorSummary("schema", 0.0, errors=1)
+        report.validators["schema"] = ValidatorSummary("schema", 0.0, errors=len(report.findings))
         return report
     rules, cfg_fail_on, cfg_min_score = capsule.validate_settings()
     report.name, report.version = capsule.name, capsule.version

@@ -124,34 +124,6 @@ def test_a_crashing_validator_is_a_finding(qlcapsule_plugin, tmp_path):
     assert f.rule == "boom.failed" and "kaboom" in f.message and f.path == "a.txt"
 
 
-def test_light_validate_settings_are_the_model_defaults() -> None:
-    """validate_settings() answers without pydantic for definitions with no 'validate' key."""
-    from qlcapsule.model import ValidateConfig
-
-    cfg = ValidateConfig()
-    assert (dict(cfg.rules), cfg.fail_on, cfg.min_score) == ({}, "error", 0.0)
-
-
-def test_a_plain_capsule_is_validated_without_pydantic(make_capsule) -> None:
-    """Imports are most of a one-capsule validate; pydantic only when the definition needs the model."""
-    import subprocess
-    import sys
-
-    capsule = make_capsule({"app.py": "print(1)\n", "conf.yaml": "a: 1\n"})
-    code = (
-        "import sys; from qlcapsule.validation import validate_one; "
-        "r = validate_one(sys.argv[1]); print(r.score, 'pydantic' in sys.modules)"
-    )
-    out = subprocess.run([sys.executable, "-c", code, str(capsule.root)], capture_output=True, text=True, check=True)
-    score, imported = out.stdout.split()
-    assert float(score) > 0.9 and imported == "False", out.stderr
-    (capsule.root / "capsule.yaml").write_text(
-        "name: demo\nversion: 1.0.0\nvalidate: {fail_on: warning, rules: {python: false}}\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code, str(capsule.root)], capture_output=True, text=True, check=True)
-    assert out.stdout.split()[1] == "True", out.stderr  # 'validate' settings: the model reads them
-
-
 def test_lazy_options_are_built_on_first_use() -> None:
     from qlcapsule import OptionsError, Validator, lazy_options
 
