@@ -8,8 +8,9 @@ Fixtures:
   in-process plugin for the duration of the test and returns the rebuilt registry.
 - ``make_capsule``: ``make_capsule({"app.py": "print(1)\\n"}, name="demo", version="1.0.0")``
   writes a capsule into ``tmp_path`` and seals it (``seal=False`` to skip).
-- ``qlcapsule_cli``: ``qlcapsule_cli("verify", str(path))`` runs the CLI in-process and
-  returns a result with ``exit_code``, ``stdout`` and ``stderr``.
+- ``qlcapsule_cli``: ``qlcapsule_cli("verify", str(path))`` runs the ``qlcapsule`` console
+  script's entry in-process (the same one click group users run) and returns a result with
+  ``exit_code``, ``stdout`` and ``stderr``.
 
 Helpers for contract tests:
 
@@ -119,28 +120,61 @@ def make_capsule(tmp_path: Path) -> Callable[..., Capsule]:
 
 @pytest.fixture
 def qlcapsule_cli() -> Callable[..., CliResult]:
+    """Run the console script's own entry (:func:`qlcapsule.cli.run`) in process, with ``sys.argv`` set
+    as the ``qlcapsule`` script sets it; stdin, stdout, stderr and ``env`` are isolated by click's
+    :class:`~click.testing.CliRunner`, and the signal handlers the entry installs are restored."""
+    import signal
+    import sys
+
     from click.testing import CliRunner
 
-    from .cli import main
+    from .cli import run as entry
 
     def run(*args: str, input: str | bytes | None = None, env: Mapping[str, str] | None = None) -> CliResult:
         runner = CliRunner()
-        result = runner.invoke(main, list(args), input=input, env=dict(env or {}), catch_exceptions=False)
-        stderr = result.stderr if result.stderr_bytes is not None else ""
-        return CliResult(result.exit_code, result.stdout, stderr)
+        signals = [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+        handlers = {num: signal.getsignal(num) for num in signals}
+        argv, code = sys.argv, 0
+        with runner.isolation(input=input, env=dict(env or {})) as (out, err, _):
+            sys.argv = ["qlcapsule", *args]
+            try:
+                entry()
+            except SystemExit as exc:  # how click's standalone mode always ends
+                if exc.code is None or isinstance(exc.code, int):
+                    code = exc.code or 0
+                else:  # sys.exit("message"): Python prints it on stderr and exits 1
+                    sys.stderr.write(f"{exc.code}\n")
+                    code = 1
+            finally:
+                sys.argv = argv
+                for num, handler in handlers.items():
+                    signal.signal(num, handler)
+                sys.stdout.flush()
+                sys.stderr.flush()
+            stdout, stderr = out.getvalue(), err.getvalue()
+        return CliResult(code, _text(stdout), _text(stderr))
 
     return run
 
 
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace").replace("\r\n", "\n")
+
+
 def check_exporter(exporter_cls: type[Exporter], capsule: Capsule, fmt: str | None = None) -> bytes:
-    """Contract test for an exporter: deterministic, non-empty output; strict options."""
+    """Contract test for an exporter: deterministic, non-empty output that passes verification; strict options.
+
+    The exporter runs as ``qlcapsule export`` runs it (:func:`qlcapsule.exporting.write_export`).
+    """
     from pydantic import ValidationError
+
+    from .exporting import write_export
 
     fmt = fmt or (exporter_cls.formats[0] if exporter_cls.formats else exporter_cls.name)
     first, second = io.BytesIO(), io.BytesIO()
-    exporter_cls.from_options({}).export(capsule, first, fmt)
+    write_export(exporter_cls.from_options({}), capsule, first, fmt)
     os.utime(capsule.root / "capsule.yaml")  # a new mtime must not change the bytes
-    exporter_cls.from_options({}).export(capsule, second, fmt)
+    write_export(exporter_cls.from_options({}), capsule, second, fmt)
     assert first.getvalue(), f"{exporter_cls.__name__} wrote nothing"
     assert first.getvalue() == second.getvalue(), f"{exporter_cls.__name__} is not reproducible"
     with pytest.raises(ValidationError):

@@ -6,13 +6,13 @@ integrity path starts fast; ``--help`` and unknown names load them all.
 Every command maps :class:`qlcapsule.QlcapsuleError` to its exit code and a
 single line on stderr; ``--debug`` shows the traceback instead.
 
-The console script enters through :func:`run`, which answers a plain
-``seal``/``verify`` without importing click at all (see ``_fast``).
+The console script enters through :func:`run`, which only turns SIGTERM/SIGHUP
+into a clean stop and hands the arguments to the click group: click is the one
+parser of every command line.
 """
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 __all__ = ["main", "on_termination", "run"]
@@ -36,17 +36,14 @@ def on_termination() -> None:
 
 
 def run() -> None:
-    """Console-script entry point."""
-    from ._fast import run as run_fast
+    """Console-script entry point (``qlcapsule`` and ``python -m qlcapsule``): ``sys.argv`` to the click group.
 
-    on_termination()
-
-    code = run_fast(sys.argv[1:])
-    if code is not None:
-        sys.exit(code)
+    Usage lines say ``qlcapsule`` however it was started (the name the docs use).
+    """
     from ._common import main
 
-    main()
+    on_termination()
+    main(prog_name="qlcapsule")
 
 
 def __getattr__(name: str) -> Any:  # PEP 562: the click group is built on first use

@@ -1,7 +1,6 @@
 """What every command does with an exception: one line on stderr and an exit code.
 
-No click here: the click group (``_common``) and the click-free fast path
-(``_fast``) share it, so both answer a failure with the same bytes.
+The click group (``_common``) calls :func:`handle` for whatever a command raises.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The one-line results of ``seal``, ``verify``, ``sign`` and ``commit``, shared by the click commands and
-the click-free fast path (``_fast``), so both print the same bytes."""
+"""The one-line results of ``seal``, ``verify``, ``sign`` and ``commit``, and the signature summary that
+``verify``, ``checkout``, ``import`` and ``hook verify`` share."""
 
 from __future__ import annotations
 
