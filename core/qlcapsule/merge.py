@@ -347,7 +347,10 @@ def _resolve_version_lines(repo: Any, index: Any) -> None:
     if not all(found):
         return
     versions = [m.group(1).decode() for m in found]  # type: ignore[union-attr]
-    winner = max(versions[1:], key=semver_key)
+    try:
+        winner = max(versions[1:], key=semver_key)
+    except InputError:  # a side's version is not SemVer: left to the conflict report
+        return
     line = f"version: {winner}".encode()
     same = [_VERSION_LINE.sub(line, t, count=1) for t in texts]
     entries = [_entry(repo, DEFINITION_FILE, data, e.mode) for data, e in zip(same, (anc, ours, theirs), strict=True)]

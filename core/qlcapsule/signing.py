@@ -42,7 +42,7 @@ from .errors import (
 )
 from .lock import Lock, atomic_write, mkstemp
 from .log import event, get_logger
-from .names import MAX_SIG_BYTES, SEMVER
+from .names import MAX_SIG_BYTES, SEMVER, semver_key
 from .tree import read_regular
 
 log = get_logger("signing")
@@ -794,18 +794,6 @@ def sign_capsule(
 
 
 # -- verifying ----------------------------------------------------------------
-
-
-def semver_key(version: str) -> tuple[Any, ...]:
-    """A sort key with SemVer 2.0.0 precedence (build metadata ignored)."""
-    m = SEMVER.match(version)
-    if not m:
-        raise InputError(f"{version!r} is not a SemVer 2.0.0 version")
-    core = (int(m.group(1)), int(m.group(2)), int(m.group(3)))
-    if m.group(4) is None:
-        return (core, 1, ())
-    parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in m.group(4).split("."))
-    return (core, 0, parts)
 
 
 def _store_may_exist(root: Path) -> bool:

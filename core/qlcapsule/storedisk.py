@@ -1,7 +1,8 @@
 """Checking a sealed capsule's lock and files for a commit, reading only what changed.
 
-``read_lock`` checks capsule.lock with whole-list operations (one C-level pass
-per check instead of Python per entry) and recomputes the digest.
+``read_lock`` is :func:`qlcapsule.lock.parse_lock` (the one lock reader) and
+:attr:`qlcapsule.lock.Lock.edited` (the one digest), with each file's SHA-256
+as raw bytes, the form the stat cache keeps.
 ``scan`` is :func:`qlcapsule.tree.walk` for this one job: the same refusals
 (symlinks, devices, FIFOs, sockets, names that are not UTF-8 or hold a
 backslash) and the same pruning, but it returns ``path -> lstat`` unsorted,
@@ -14,22 +15,17 @@ while writing its blob).
 
 from __future__ import annotations
 
-import hashlib
-import json
-import operator
 import os
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-from .errors import IntegrityError, StoreError
+from .errors import IntegrityError
 from .globs import GlobSet
-from .lock import parse_lock
+from .lock import EDITED, parse_lock
 from .statcache import EXEC, FLAGS, NO_OID, OID, SHA, TRUSTED, Record, StatCache, record
 from .tree import Found, hash_files, visit
 
 LockFiles = list[tuple[str, bytes, int, str]]  # (path, sha256 raw, size, mode) in lock order
-_LOCK_KEYS = {"lockVersion", "algorithm", "name", "version", "digest", "files"}
-_ROW = operator.itemgetter("path", "sha256", "size", "mode")
 
 
 class LockRead(NamedTuple):
@@ -61,59 +57,19 @@ class DiskCheck(NamedTuple):
 
 
 def read_lock(raw: bytes, where: str) -> LockRead:
-    """Parse and check capsule.lock; :func:`qlcapsule.lock.parse_lock` only explains a bad one.
+    """Parse and check capsule.lock through :func:`qlcapsule.lock.parse_lock` (DefinitionError, exit 2).
 
     Raises IntegrityError (one problem line) when the digest does not match
-    the file list or the files are not sorted and unique: an edited lock.
+    the file list: an edited lock.
     """
-    try:
-        doc = json.loads(raw)
-        fl = doc["files"]
-        rows = list(map(_ROW, fl))
-        paths, shas, sizes, modes = (list(c) for c in zip(*rows, strict=True)) if rows else ([], [], [], [])
-        ok = (
-            set(doc) == _LOCK_KEYS
-            and doc["lockVersion"] == 1
-            and doc["algorithm"] == "sha256"
-            and type(doc["digest"]) is str
-            and set(map(len, fl)) <= {4}  # exactly the four keys _ROW found
-            and set(map(type, paths)) <= {str}
-            and set(map(type, shas)) <= {str}
-            and set(map(len, shas)) <= {64}
-            and set(map(type, sizes)) <= {int}
-            and (not sizes or min(sizes) >= 0)
-            and set(modes) <= {"644", "755"}
-        )
-        hexes = "".join(shas)
-        ok = ok and hexes == hexes.lower()
-        raw_shas = bytes.fromhex(hexes) if ok else b""
-        ok = ok and len(raw_shas) == 32 * len(shas)  # fromhex skips whitespace: the length catches it
-    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):  # RecursionError: [[[[...]]]]
-        ok = False
-    if not ok:
-        parse_lock(raw, where)  # raises the precise one-line error
-        raise StoreError(f"{where}: malformed lock")
-    digest = _digest(paths, shas, sizes, modes)
-    if digest != doc["digest"]:
-        raise IntegrityError("lock: capsule.lock: digest does not match its file list (the lock was edited)")
-    # Code point order is UTF-8 byte order, so comparing str checks the lock's byte order.
-    if paths != sorted(paths) or len(set(paths)) != len(paths):
-        raise IntegrityError("lock: capsule.lock: files are not sorted by path or repeat a path")
-    files = list(zip(paths, [raw_shas[i : i + 32] for i in range(0, len(raw_shas), 32)], sizes, modes, strict=True))
-    return LockRead(doc["name"], doc["version"], digest, files)
-
-
-def _digest(paths: list[str], shas: list[str], sizes: list[int], modes: list[str]) -> str:
-    """The capsule digest (lock.py: sha256 of the JCS file list) without a json call per object."""
-    joined = "".join(paths)
-    if joined.isascii() and joined.isprintable() and '"' not in joined and "\\" not in joined:
-        quoted = [f'"{p}"' for p in paths]  # JSON escapes nothing in these
-    else:
-        quoted = list(map(json.JSONEncoder(ensure_ascii=False).encode, paths))
-    body = ",".join(
-        [f'{{"mode":"{m}","path":{p},"sha256":"{h}","size":{n}}}' for p, h, n, m in zip(quoted, shas, sizes, modes, strict=True)]
-    )
-    return hashlib.sha256(f"[{body}]".encode()).hexdigest()
+    lock = parse_lock(raw, where)
+    if lock.edited:
+        raise IntegrityError(f"lock: {EDITED}")
+    shas = bytes.fromhex("".join([e.sha256 for e in lock.files]))
+    files = [
+        (e.path, shas[i : i + 32], e.size, e.mode) for i, e in zip(range(0, len(shas), 32), lock.files, strict=True)
+    ]
+    return LockRead(lock.name, lock.version, lock.digest, files)
 
 
 def scan(root: str, globs: GlobSet) -> dict[str, os.stat_result]:
@@ -128,7 +84,12 @@ def scan(root: str, globs: GlobSet) -> dict[str, os.stat_result]:
 
 
 def check_disk(
-    root: Path, globs: GlobSet, files: LockFiles, cache: StatCache, before: dict[str, Record], has_sha: Callable[[bytes], bool]
+    root: Path,
+    globs: GlobSet,
+    files: LockFiles,
+    cache: StatCache,
+    before: dict[str, Record],
+    has_sha: Callable[[bytes], bool],
 ) -> DiskCheck:
     """Compare disk and lock, reading no file whose stat the cache vouches for.
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
 
-from qlcapsule import Capsule, DefinitionError
-from qlcapsule.lock import parse_lock
+from qlcapsule import Capsule, DefinitionError, InputError
+from qlcapsule.lock import capsule_digest, parse_lock
 
 
 def _independent_digest(lock: dict) -> str:
@@ -92,14 +93,33 @@ def test_line_endings_are_hashed_as_they_are(make_capsule) -> None:
         (lambda d: d["files"][0].update(mode="777"), "files.0.mode"),
         (lambda d: d["files"][0].update(sha256="XYZ"), "files.0.sha256"),
         (lambda d: d["files"].reverse(), "not sorted"),
+        (lambda d: d["files"].insert(1, dict(d["files"][0])), "files: not sorted by path or repeat a path"),
+        (lambda d: d["files"][0].update(path="a\ud800"), "files.0.path: not valid Unicode"),
+        (lambda d: d.update(name="\udfff"), "name: not valid Unicode"),
+        (lambda d: d["files"][0].update(size=2**53), "files.0.size: expected a non-negative integer below 2**53"),
+        (lambda d: d["files"].__setitem__(0, "a.txt"), "files.0: expected an object"),
+        (lambda d: d["files"][1].pop("mode"), "files.1.mode: required key is missing"),
+        (lambda d: d.update(version=1), "version: expected a string"),
     ],
 )
 def test_malformed_locks_are_named(make_capsule, mutate, expected: str) -> None:
     capsule = make_capsule({"a.txt": "a", "b.txt": "b"})
     data = json.loads(capsule.lock_path.read_bytes())
     mutate(data)
-    with pytest.raises(DefinitionError, match=expected.replace(".", r"\.")):
+    with pytest.raises(DefinitionError, match=re.escape(expected)):
         parse_lock(json.dumps(data).encode())
+
+
+def test_an_oversized_lock_is_refused_before_parsing(tmp_path: Path, monkeypatch) -> None:
+    from qlcapsule import lock as lock_module
+
+    monkeypatch.setattr(lock_module, "MAX_LOCK_BYTES", 1024 * 1024)
+    huge = b"[" * (1024 * 1024 + 1)  # parsing would take long and fail on depth; the size says no first
+    with pytest.raises(DefinitionError, match=r"^capsule.lock: 1048577 bytes; a capsule.lock is at most 1 MiB$"):
+        parse_lock(huge)
+    (tmp_path / "capsule.lock").write_bytes(huge)
+    with pytest.raises(InputError, match="a capsule.lock is at most 1024 KiB"):  # read_lock stops reading there
+        lock_module.read_lock(tmp_path / "capsule.lock")
 
 
 def test_invalid_json_lock_names_line(make_capsule) -> None:
@@ -167,13 +187,24 @@ def _valid_lock() -> dict:
         lambda d: d["files"][0].update(extra="x"),
         lambda d: d["files"][0].pop("sha256"),
         lambda d: d.update(files={}),
+        lambda d: d.update(files=[]),
+        lambda d: d.update(name=7),
+        lambda d: d.update(digest="b" * 64 + "\n"),  # Python's re (jsonschema's) lets "$" match before it
+        lambda d: d["files"][0].update(sha256="a" * 64 + "\n"),
+        lambda d: d["files"][0].update(size=2**53 - 1),
+        lambda d: d["files"][0].update(size=2**53),
+        lambda d: d["files"][0].update(mode="755"),
+        lambda d: d["files"][0].update(path=""),
+        lambda d: d["files"].__setitem__(0, ["a.txt"]),
     ],
 )
-def test_hand_parser_agrees_with_published_schema(mutate) -> None:
-    """verify parses locks without pydantic; the JSON Schema users get must say the same."""
+def test_parser_agrees_with_published_schema(mutate) -> None:
+    """``qlcapsule schema lock`` is generated from the model parse_lock checks; a JSON Schema validator
+    must say the same about every document. (What JSON Schema cannot state is left out here: path
+    safety and order, and integers written as 1.0, which JSON Schema counts as integers.)"""
     import jsonschema
 
-    from qlcapsule.lockschema import lock_schema
+    from qlcapsule.lock import lock_schema
 
     data = _valid_lock()
     mutate(data)
@@ -184,6 +215,30 @@ def test_hand_parser_agrees_with_published_schema(mutate) -> None:
     except DefinitionError:
         parser_ok = False
     assert parser_ok == schema_ok
+
+
+def test_schema_command_prints_the_models_schema(qlcapsule_cli) -> None:
+    from qlcapsule.lock import lock_schema
+
+    result = qlcapsule_cli("schema", "lock")
+    assert result.exit_code == 0 and json.loads(result.stdout) == lock_schema()
+    assert lock_schema()["required"] == ["lockVersion", "algorithm", "name", "version", "digest", "files"]
+
+
+def test_the_digest_is_the_documented_json_dumps() -> None:
+    """docs/format.md tells other tools to compute the digest with json.dumps(sort_keys=True, ...)."""
+    data = _valid_lock()
+    data["files"] = [
+        {"path": p, "sha256": "c" * 64, "size": n, "mode": m}
+        for p, n, m in (('q"uote', 0, "644"), ("tab\tü/\x7f\u2028", 2**53 - 1, "755"), ("z", 3, "644"))
+    ]
+    data["digest"] = _independent_digest(data)
+    lock = parse_lock(json.dumps(data).encode())
+    documented = json.dumps(data["files"], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert capsule_digest(lock.files) == hashlib.sha256(documented.encode()).hexdigest() == data["digest"]
+    assert not lock.edited
+    data["files"][1]["size"] -= 1
+    assert parse_lock(json.dumps(data).encode()).edited
 
 
 def test_light_load_defers_validation_but_seal_enforces_it(tmp_path: Path) -> None:

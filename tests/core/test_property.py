@@ -73,3 +73,29 @@ def test_seal_verify_roundtrip_and_tamper(tree: dict[tuple[str, ...], bytes], fl
                 raise AssertionError(f"tampering with {victim!r} went unnoticed")
     finally:
         shutil.rmtree(root)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    files=st.dictionaries(
+        paths.map("/".join),
+        st.tuples(st.binary(min_size=32, max_size=32), st.integers(0, 2**53 - 1), st.sampled_from(["644", "755"])),
+        max_size=8,
+    )
+)
+def test_lock_round_trips_and_its_digest_is_the_documented_json(files: dict[str, tuple[bytes, int, str]]) -> None:
+    """What seal writes, parse_lock reads back unchanged; the digest is the one docs/format.md gives other tools."""
+    import hashlib
+    import json
+
+    from qlcapsule.lock import build_lock, parse_lock, render_lock
+    from qlcapsule.tree import FileEntry
+
+    entries = [FileEntry(p, h.hex(), n, m) for p, (h, n, m) in files.items()]
+    lock = build_lock("prop", "1.0.0", entries)
+    back = parse_lock(render_lock(lock))
+    assert back == lock and not back.edited
+    documented = json.dumps(
+        [e._asdict() for e in back.files], sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    assert back.digest == hashlib.sha256(documented.encode("utf-8")).hexdigest()

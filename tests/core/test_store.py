@@ -444,10 +444,10 @@ def test_fast_lock_reader_refuses_edited_locks(cap: Capsule, store: Path) -> Non
 
     files = lock["files"]
     write(list(reversed(files)))
-    with pytest.raises(IntegrityError, match="not sorted"):
+    with pytest.raises(DefinitionError, match="not sorted"):  # the one lock reader: bad input, as verify says
         commit_capsule(cap.root, store=store)
     write([files[0], *files])
-    with pytest.raises(IntegrityError, match="not sorted by path or repeat a path"):
+    with pytest.raises(DefinitionError, match="not sorted by path or repeat a path"):
         commit_capsule(cap.root, store=store)
     spaced = dict(files[0], sha256=files[0]["sha256"][:62] + " 0")
     write([spaced, *files[1:]])

@@ -70,7 +70,7 @@ def schema(what: str) -> None:
 
         data = definition_schema()
     else:
-        from ..lockschema import lock_schema
+        from ..lock import lock_schema
 
         data = lock_schema()
     click.echo(json.dumps(data, indent=2))
