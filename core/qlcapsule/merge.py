@@ -44,22 +44,22 @@ from .errors import (
 from .lock import Lock, atomic_write, parse_lock
 from .log import event, get_logger
 from .model import DEFINITION_FILE, LOCK_FILE, SIG_FILE
-from .store import (
+from .storecommit import commit_tree
+from .storerepo import (
     DEFAULT_BRANCH,
     MERGE_STATE,
     Accept,
     Store,
-    _enable_fsync,
-    _pygit2,
     check_text,
+    enable_fsync,
     ensure_capsule_exists,
+    load_pygit2,
     merge_record_path,
     parse_trailers,
     printable,
     record_merge_state,
     semver_key,
 )
-from .storecommit import commit_tree
 from .tree import check_relative, walk
 
 log = get_logger("merge")
@@ -126,7 +126,7 @@ _STATUS = {"A": "added", "D": "deleted", "M": "modified", "R": "renamed", "C": "
 
 
 def _tree_files(repo: Any, tree: Any, prefix: str = "") -> Iterable[tuple[str, Any, int]]:
-    pygit2 = _pygit2()
+    pygit2 = load_pygit2()
     for entry in tree:
         if "/" in entry.name:  # git never writes one; a crafted tree could alias another path with it
             raise StoreError(f"{prefix}{entry.name!r}: a tree entry name with '/' in a stored version; refusing it")
@@ -182,7 +182,7 @@ def _never_sealed(paths: Iterable[str]) -> list[str]:
 
 
 def _write_tree_to(repo: Any, files: dict[str, tuple[Any, int]], dest: Path) -> int:
-    pygit2 = _pygit2()
+    pygit2 = load_pygit2()
     for path, (oid, mode) in files.items():
         target = dest / path
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -326,7 +326,7 @@ def _without_seals(repo: Any, tree: Any) -> Any:
 
 
 def _entry(repo: Any, path: str, data: bytes, mode: int) -> Any:
-    pygit2 = _pygit2()
+    pygit2 = load_pygit2()
     return pygit2.IndexEntry(path, repo.create_blob(data), mode)
 
 
@@ -515,7 +515,7 @@ def merge_branch(
     message: str | None = None,
 ) -> dict[str, Any]:
     """Merge ``branch`` into ``into``: fast-forward, clean merge commit, or ConflictError (exit 1)."""
-    _enable_fsync()
+    enable_fsync()
     ensure_capsule_exists(st, name)
     if message is not None:
         check_text(message, "-m/--message")
@@ -631,7 +631,7 @@ def _snapshot(repo: Any, root: Path, capsule: Capsule | None) -> Any:
     from .globs import GlobSet
     from .model import DEFAULT_EXCLUDE
 
-    pygit2 = _pygit2()
+    pygit2 = load_pygit2()
     globs = capsule.globs() if capsule is not None else GlobSet(["**"], list(DEFAULT_EXCLUDE))
     index = pygit2.Index()
     for f in walk(root, globs):
@@ -762,7 +762,7 @@ def update_capsule(root: Path, *, to: str | None = None) -> dict[str, Any]:
     answers. A clean update re-seals; conflicts raise ConflictError (exit 1)
     after writing marker files in place.
     """
-    pygit2 = _pygit2()
+    pygit2 = load_pygit2()
     root = Path(root)
     capsule = Capsule.load(root)
     info = capsule.definition.generator

@@ -69,6 +69,10 @@ def _printable(text: str) -> str:
     return _CONTROL.sub(lambda m: _NAMED.get(m.group(), m.group().encode("unicode_escape").decode("ascii")), text)
 
 
+#: the one escaping rule, public for text the store shows (authors, messages, names)
+printable = _printable
+
+
 def render_text(report: Report) -> str:
     lines: list[str] = []
     for c in report.capsules:

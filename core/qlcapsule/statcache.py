@@ -64,10 +64,6 @@ def env_enabled() -> bool:
     return os.environ.get(ENV_OFF, "").strip().lower() in ("", "0", "false", "no")
 
 
-def stat_key(st: os.stat_result) -> StatKey:
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode)
-
-
 def record(key: StatKey, sha256: bytes, oid: bytes, mode: str) -> Record:
     """A new, not yet trusted record: ``save`` trusts it unless its timestamps are racy."""
     return (*key, sha256, oid, EXEC if mode == "755" else 0)
@@ -124,13 +120,6 @@ class StatCache:
             return
         self.records = dict(zip(paths, _RECORD.iter_unpack(body[start:end]), strict=True))
         self.commit = commit.hex() if commit != NO_OID else None
-
-    def lookup(self, path: str, key: StatKey) -> bytes | None:
-        """The recorded SHA-256 (raw) of ``path`` if its stat still matches a trusted record."""
-        rec = self.records.get(path)
-        if rec is not None and rec[FLAGS] & TRUSTED and rec[:5] == key:
-            return rec[SHA]
-        return None
 
     def files_of(self, commit: str | None) -> dict[str, Record] | None:
         """path -> record of every file of ``commit`` when this cache recorded exactly that commit, else None."""

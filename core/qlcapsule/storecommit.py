@@ -7,12 +7,16 @@ branch head, else from the parent's capsule.lock, write blobs only for new
 content (a packfile when there are many), rebuild only the trees on the
 changed paths (unchanged directories keep their tree ids), then — under the
 capsule's lock — create the commit on top of the current branch head, move the
-ref with compare-and-swap, and record the new commit in the stat cache.
+ref with compare-and-swap (``Store.retry_update``), and record the new commit
+in the stat cache.
+
+Every object is written by pygit2, except many new blobs at once: those go
+into packfiles (``gitpack.py``), which pays for a first commit (one read per
+file, threads, no fsync per object; figures in docs/performance.md).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
@@ -22,28 +26,27 @@ from typing import Any
 
 from .capsule import Capsule
 from .errors import IntegrityError, StoreError
-from .gitpack import hash_blob_file, write_blobs, write_loose, write_objects
+from .gitpack import hash_blob_file, write_blobs
 from .log import event, get_logger
 from .names import LOCK_FILE, SIG_FILE
 from .statcache import EXEC, FLAGS, NO_OID, OID, SHA, Record, StatCache, record, with_oid
-from .store import (
-    _RETRIES,
+from .storedisk import DiskCheck, check_disk, hash_check, read_lock
+from .storerepo import (
     DEFAULT_BRANCH,
     MERGE_STATE,
     CommitResult,
     Store,
-    _enable_fsync,
-    _pygit2,
     check_branch_name,
     clear_merge_state,
+    enable_fsync,
     integrity_error,
+    load_pygit2,
     open_store,
     parse_trailers,
     read_merge_state,
     signature,
     version_message,
 )
-from .storedisk import DiskCheck, check_disk, hash_check, read_lock
 from .tree import read_regular
 
 log = get_logger("store")
@@ -103,7 +106,7 @@ class _ParentVersion:
             return None
         known = self.files[path][OID]
         if known != NO_OID:
-            return _pygit2().Oid(raw=known)
+            return load_pygit2().Oid(raw=known)
         try:
             return self.commit.tree[path].id  # type: ignore[union-attr]
         except KeyError:
@@ -113,22 +116,13 @@ class _ParentVersion:
 _TREE_MODE = 0o040000
 
 
-def _tree_sort_key(item: tuple[str, tuple[int, bytes]]) -> bytes:
-    name, (mode, _) = item
-    return name.encode("utf-8") + (b"/" if mode == _TREE_MODE else b"")
+def _write_tree(repo: Any, base: Any | None, changes: dict[str, Any]) -> Any | None:
+    """Apply ``changes`` (path -> (oid, mode) or None) to the tree ``base``; the new tree's id, None if empty.
 
-
-def _build_tree(repo: Any, base: Any | None, changes: dict[str, Any], pending: list[tuple[bytes, bytes]]) -> bytes | None:
-    """Apply ``changes`` (path -> (oid, mode) or None) to ``base``; returns the raw tree id or None if empty.
-
-    Tree objects are serialised here (git's tree format) and collected in
-    ``pending`` so they can be written together — one pack instead of one
-    fsync'd loose object per directory.
+    Only the directories on changed paths are rebuilt (pygit2's TreeBuilder);
+    the others keep their tree ids.
     """
-    entries: dict[str, tuple[int, bytes]] = {}
-    if base is not None:
-        for e in base:
-            entries[e.name] = (e.filemode, e.id.raw)
+    builder = repo.TreeBuilder(base) if base is not None else repo.TreeBuilder()
     direct: dict[str, Any] = {}
     nested: dict[str, dict[str, Any]] = {}
     for path, val in changes.items():
@@ -139,41 +133,25 @@ def _build_tree(repo: Any, base: Any | None, changes: dict[str, Any], pending: l
             direct[head] = val
     for name, val in direct.items():
         if val is None:
-            entries.pop(name, None)
+            if builder.get(name) is not None:
+                builder.remove(name)
         else:
-            entries[name] = (val[1], val[0].raw)
+            builder.insert(name, val[0], val[1])
     for name, sub in nested.items():
-        existing = entries.get(name)
-        is_tree = existing is not None and existing[0] == _TREE_MODE
+        existing = builder.get(name)
+        is_tree = existing is not None and existing.filemode == _TREE_MODE
         if existing is not None and not is_tree and all(v is None for v in sub.values()):
             continue  # a directory became a file: its old contents are already gone
-        sub_base = repo[_pygit2().Oid(raw=existing[1])] if is_tree and existing is not None else None
-        oid = _build_tree(repo, sub_base, sub, pending)
+        oid = _write_tree(repo, existing if is_tree else None, sub)
         if oid is None:
             if is_tree:
-                entries.pop(name)
+                builder.remove(name)
         else:
-            entries[name] = (_TREE_MODE, oid)
-    if not entries:
-        return None
-    data = b"".join(
-        b"%o %s\x00%s" % (mode, name.encode("utf-8"), oid) for name, (mode, oid) in sorted(entries.items(), key=_tree_sort_key)
-    )
-    pending.append((b"tree", data))
-    return hashlib.sha1(b"tree %d\x00" % len(data) + data).digest()
+            builder.insert(name, oid, _TREE_MODE)
+    return builder.write() if len(builder) else None
 
 
-def _write_tree(repo: Any, st: Store, base: Any | None, changes: dict[str, Any]) -> Any | None:
-    pygit2 = _pygit2()
-    pending: list[tuple[bytes, bytes]] = []
-    raw = _build_tree(repo, base, changes, pending)
-    odb = repo.odb
-    fresh = [(k, d) for k, d in pending if pygit2.Oid(raw=hashlib.sha1(k + b" %d\x00" % len(d) + d).digest()) not in odb]
-    write_objects(st.git_dir / "objects", fresh)
-    return pygit2.Oid(raw=raw) if raw is not None else None
-
-
-def pack_blobs(objects: Path, root: Path, paths: list[str], expected: dict[str, Record]) -> tuple[dict[str, str], list[str]]:
+def _pack_blobs(objects: Path, root: Path, paths: list[str], expected: dict[str, Record]) -> tuple[dict[str, str], list[str]]:
     """Write ``paths`` as blobs into packfiles; (path -> hex blob id, problem lines for contents not in ``expected``)."""
     oids: dict[str, str] = {}
     problems: list[str] = []
@@ -185,12 +163,12 @@ def pack_blobs(objects: Path, root: Path, paths: list[str], expected: dict[str, 
 
 
 def _store_blobs(st: Store, root: Path, paths: list[str], expected: dict[str, Record]) -> tuple[dict[str, Any], list[str]]:
-    pygit2 = _pygit2()
+    pygit2 = load_pygit2()
     repo = st.repo
     oids: dict[str, Any] = {}
     problems: list[str] = []
     if len(paths) > PACK_THRESHOLD:
-        packed, problems = pack_blobs(st.git_dir / "objects", root, paths, expected)
+        packed, problems = _pack_blobs(st.git_dir / "objects", root, paths, expected)
         return {p: pygit2.Oid(hex=oid) for p, oid in packed.items()}, problems
     for p in paths:
         sha256, blob_id, _ = hash_blob_file(root / p)
@@ -207,10 +185,9 @@ def _store_blobs(st: Store, root: Path, paths: list[str], expected: dict[str, Re
     return oids, problems
 
 
-def _tree_changes(st: Store, parent: _ParentVersion, check: DiskCheck, new_oids: dict[str, Any], lock_bytes: bytes, sig_bytes: bytes | None) -> dict[str, Any]:
+def _tree_changes(repo: Any, parent: _ParentVersion, check: DiskCheck, new_oids: dict[str, Any], lock_bytes: bytes, sig_bytes: bytes | None) -> dict[str, Any]:
     """path -> (oid, mode) or None, relative to the parent tree: only the changed paths."""
-    pygit2 = _pygit2()
-    objects = st.git_dir / "objects"
+    pygit2 = load_pygit2()
     changes: dict[str, Any] = {}
     for path in check.changed:
         rec = check.records[path]
@@ -225,15 +202,13 @@ def _tree_changes(st: Store, parent: _ParentVersion, check: DiskCheck, new_oids:
             if name in parent.extra:
                 changes[name] = None
             continue
-        oid = pygit2.Oid(hex=write_loose(objects, b"blob", data))
+        oid = repo.create_blob(data)
         if parent.extra.get(name) != (oid, 0o100644):
             changes[name] = (oid, 0o100644)
     return changes
 
 
-def commit_tree(
-    root: Path, *, message: str | None, store: Any, branch: str, rehash: bool, stat_cache: bool = True, quick: bool = True
-) -> CommitResult:
+def commit_tree(root: Path, *, message: str | None, store: Any, branch: str, rehash: bool, stat_cache: bool = True) -> CommitResult:
     check_branch_name(branch)
     # capsule.yaml is checked against the lock below; seal validated it in full
     capsule = Capsule.load(root, strict=False)
@@ -249,14 +224,8 @@ def commit_tree(
         raise integrity_error(capsule.root, [f"lock: sealed as {lock.name}@{lock.version} but capsule.yaml says {capsule.ref}"])
     files, digest = lock.files, lock.digest
     sig_bytes = capsule.sig_bytes()
-    if quick and stat_cache and not rehash:
-        from .storequick import try_commit
 
-        done = try_commit(capsule, files, digest, lock_bytes, sig_bytes, store=store, branch=branch, message=message)
-        if done is not None:
-            return done
-
-    _enable_fsync()
+    enable_fsync()
     st = open_store(capsule.root, store, create=True)
     repo = st.repo
     refname = st.head_ref(capsule.name, branch)
@@ -282,45 +251,50 @@ def commit_tree(
     if problems:
         raise integrity_error(capsule.root, problems)
 
-    changes = _tree_changes(st, parent, check, new_oids, lock_bytes, sig_bytes)
+    changes = _tree_changes(repo, parent, check, new_oids, lock_bytes, sig_bytes)
     if parent.commit is None:
-        tree = _write_tree(repo, st, None, changes)
+        tree = _write_tree(repo, None, changes)
     else:
-        tree = _write_tree(repo, st, parent.commit.tree, changes) if changes else parent.commit.tree_id
+        tree = _write_tree(repo, parent.commit.tree, changes) if changes else parent.commit.tree_id
     if tree is None:
         tree = repo.TreeBuilder().write()
 
     author = signature(repo, "AUTHOR")
     committer = signature(repo, "COMMITTER")
     text = version_message(capsule.name, capsule.version, digest, message)
-    with st.lock(capsule.name):
-        for attempt in range(_RETRIES):
-            head = st.head(capsule.name, branch)
-            lineage = head if head is not None else start_head
-            if merge is not None:
-                if str(head) != merge["ours"]:
-                    raise StoreError(
-                        f"{capsule.name}/{branch} moved since the merge started (now {str(head)[:12]}); run the merge again"
-                    )
-                parents = [head, _pygit2().Oid(hex=merge["theirs"])]
-            else:
-                parents = [lineage] if lineage is not None else []
-            if merge is None and head is not None:
-                tip: Any = repo[head]
-                if tip.tree_id == tree and parse_trailers(tip.message).get("version") == capsule.version:
-                    _save_cache(cache, repo, check.records, changes, tree, head)
-                    return _result(st.location, capsule, digest, len(files), head, branch, refname, tip.parent_ids, False, 0, len(check.hash_only) + len(check.need_blob))
-            commit = repo.create_commit(None, author, committer, text, tree, parents)
-            if st.cas_ref(refname, commit, head, f"qlcapsule commit: {capsule.ref}"):
-                break
-            time.sleep(min(0.001 * (attempt + 1), 0.05))
+    hashed = len(check.hash_only) + len(check.need_blob)
+
+    def attempt() -> CommitResult | None:
+        """One compare-and-swap of the branch onto a commit of ``tree``; None when another writer won."""
+        head = st.head(capsule.name, branch)
+        lineage = head if head is not None else start_head
+        if merge is not None:
+            if str(head) != merge["ours"]:
+                raise StoreError(
+                    f"{capsule.name}/{branch} moved since the merge started (now {str(head)[:12]}); run the merge again"
+                )
+            parents = [head, load_pygit2().Oid(hex=merge["theirs"])]
         else:
-            raise StoreError(f"{st.location}: could not update {refname} (too many concurrent writers); try again")
+            parents = [lineage] if lineage is not None else []
+        if merge is None and head is not None:
+            tip: Any = repo[head]
+            if tip.tree_id == tree and parse_trailers(tip.message).get("version") == capsule.version:
+                return _result(st.location, capsule, digest, len(files), head, branch, refname, tip.parent_ids, False, 0, hashed)
+        commit = repo.create_commit(None, author, committer, text, tree, parents)
+        if not st.cas_ref(refname, commit, head, f"qlcapsule commit: {capsule.ref}"):
+            return None
+        return _result(st.location, capsule, digest, len(files), commit, branch, refname, parents, True, len(new_oids), hashed)
+
+    with st.lock(capsule.name):
+        done = st.retry_update(refname, attempt)
+    if not done.created:
+        _save_cache(cache, repo, check.records, changes, tree, done.commit)
+        return done
     if merge is not None:
         clear_merge_state(st, capsule.root, merge)
-    _save_cache(cache, repo, check.records, changes, tree, commit)
-    event(log, "store.commit", capsule=capsule.ref, commit=str(commit), branch=branch, new_blobs=len(new_oids))
-    return _result(st.location, capsule, digest, len(files), commit, branch, refname, parents, True, len(new_oids), len(check.hash_only) + len(check.need_blob))
+    _save_cache(cache, repo, check.records, changes, tree, done.commit)
+    event(log, "store.commit", capsule=capsule.ref, commit=done.commit, branch=branch, new_blobs=len(new_oids))
+    return done
 
 
 def _save_cache(cache: StatCache, repo: Any, records: dict[str, Record], changes: dict[str, Any], tree: Any, commit: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pygit2
@@ -134,6 +135,7 @@ def test_stat_cache_reuses_blobs_but_still_catches_same_size_edits(
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
     with pytest.raises(IntegrityError, match="modified: many/f8.txt"):
         commit_capsule(cap.root, store=store)
+    assert str(open_store(store=store).head("orders")) == r.commit  # refused: the branch did not move
 
 
 def test_many_new_files_go_to_a_pack_and_check_out_identically(tmp_path: Path, store: Path) -> None:
@@ -504,3 +506,129 @@ def test_store_option_naming_a_subdirectory_of_a_repository_is_refused(tmp_path:
     with pytest.raises(StoreError, match=r"sub: not a git repository but a directory inside .*outer"):
         commit_capsule(cap.root, store=outer / "sub")
     assert list(pygit2.Repository(str(outer)).references) == []
+
+
+# -- a sequence of edits, each committed incrementally (stat cache on) -----------------
+
+STEP_FILES = {f"src/pkg{i % 4}/m{i}.py": f"x = {i}\n" for i in range(24)} | {"README.md": "hello\n"}
+
+
+def _edit(root: Path) -> None:
+    (root / "src/pkg1/m1.py").write_text("x = 'edited'\n")
+
+
+def _add_nested(root: Path) -> None:
+    (root / "new/deep/dir").mkdir(parents=True)
+    (root / "new/deep/dir/n.txt").write_text("new\n")
+
+
+def _remove_a_whole_dir(root: Path) -> None:
+    for p in (root / "src/pkg3").iterdir():
+        p.unlink()
+    (root / "src/pkg3").rmdir()
+
+
+def _make_executable(root: Path) -> None:
+    p = root / "src/pkg0/m0.py"
+    p.chmod(p.stat().st_mode | 0o111)
+
+
+def _rename(root: Path) -> None:
+    (root / "src/pkg2/m2.py").rename(root / "src/pkg2/renamed.py")
+
+
+def _copy_content(root: Path) -> None:  # content the parent already holds, under a new name
+    (root / "copy.md").write_text("hello\n")
+
+
+def _bump(root: Path) -> None:
+    text = (root / "capsule.yaml").read_text().replace("version: 1.0.0", "version: 1.1.0")
+    (root / "capsule.yaml").write_text(text)
+
+
+def _sign(root: Path) -> None:
+    from qlcapsule.signing import keygen, sign_capsule
+
+    key = root.parent / "k.key"
+    keygen("ed25519", str(key))
+    sign_capsule(root, str(key))
+
+
+def _many(root: Path) -> None:  # more new blobs than the loose-object threshold: a packfile
+    (root / "bulk").mkdir()
+    for i in range(40):
+        (root / f"bulk/b{i}.txt").write_text(f"bulk {i}\n")
+
+
+STEPS = [_edit, _add_nested, _remove_a_whole_dir, _make_executable, _rename, _copy_content, _bump, _sign, _many]
+
+
+def _git_tree_of(root: Path, scratch: Path) -> str:
+    """The tree git itself builds of the directory (``git add -A && git write-tree``): the expected tree."""
+    env = {**os.environ, "GIT_DIR": str(scratch), "GIT_WORK_TREE": str(root), "GIT_INDEX_FILE": str(scratch / "index")}
+    if not scratch.exists():
+        subprocess.run(["git", "init", "-q", "--bare", str(scratch)], check=True, env={**os.environ})
+    (scratch / "index").unlink(missing_ok=True)
+    subprocess.run(["git", "add", "-A", "."], cwd=root, check=True, env=env, capture_output=True)
+    return subprocess.run(["git", "write-tree"], cwd=root, check=True, env=env, capture_output=True, text=True).stdout.strip()
+
+
+def test_nine_edit_steps_give_the_trees_git_builds(
+    tmp_path: Path, store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each incremental commit's tree is the one git writes for the same directory; identities, lineage, reflog."""
+    monkeypatch.setattr(statcache_mod, "RACY_NS", 0)  # the stat cache vouches for untouched files
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "Env Author")
+    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "env@example.org")
+    monkeypatch.delenv("GIT_COMMITTER_NAME", raising=False)
+    monkeypatch.delenv("GIT_COMMITTER_EMAIL", raising=False)
+    root = write_capsule(tmp_path / "cap", STEP_FILES).root
+    first = commit_capsule(root, store=store)
+    with open(store / "config", "a") as f:  # the committer comes from the store's own config
+        f.write("[user]\n\tname = Store Owner\n\temail = owner@example.org\n")
+    repo = pygit2.Repository(str(store))
+    head = first.commit
+    for step in STEPS:
+        step(root)
+        if step is not _sign:
+            Capsule.load(root).seal()
+        if step is _rename:
+            _git(store, "gc", "-q", "--prune=now")  # a store git has packed (objects and refs) is written as before
+        r = commit_capsule(root, store=store, message=step.__name__)
+        assert r.created and r.parents == [head], step.__name__
+        commit = repo[r.commit]
+        assert str(commit.tree_id) == _git_tree_of(root, tmp_path / "oracle.git"), step.__name__
+        assert (commit.author.name, commit.author.email) == ("Env Author", "env@example.org")
+        assert (commit.committer.name, commit.committer.email) == ("Store Owner", "owner@example.org")
+        head = r.commit
+    assert r.new_blobs > 32  # the last step wrote a packfile
+    again = commit_capsule(root, store=store)
+    assert not again.created and again.commit == head and again.parents == [str(p) for p in repo[head].parent_ids]
+    assert len(log_versions(open_store(store=store), "demo")) == len(STEPS) + 1
+    reflog = _git(store, "reflog", "show", "refs/capsules/demo/heads/main").splitlines()
+    assert len(reflog) == len(STEPS) + 1 and "qlcapsule commit: demo@" in reflog[0]
+    fsck(store)
+
+
+@pytest.mark.parametrize("damage", ["ref", "object"])
+def test_a_damaged_store_is_one_line_and_exit_2(damage: str, tmp_path: Path, store: Path) -> None:
+    """libgit2's error about a damaged head is bad input, not an internal error."""
+    root = write_capsule(tmp_path / "cap", STEP_FILES).root
+    head = commit_capsule(root, store=store).commit
+    if damage == "ref":
+        (store / "refs/capsules/demo/heads/main").write_text("garbage\n")
+    else:
+        obj = store / "objects" / head[:2] / head[2:]
+        obj.chmod(0o644)
+        obj.write_bytes(b"junk")
+    _edit(root)
+    Capsule.load(root).seal()
+    proc = subprocess.run(
+        [sys.executable, "-m", "qlcapsule", "commit", str(root), "--store", str(store)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: git store: ") and "Traceback" not in proc.stderr

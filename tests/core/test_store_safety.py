@@ -18,6 +18,7 @@ import pytest
 
 from qlcapsule import Capsule
 from qlcapsule.merge import checkout_version
+from qlcapsule.statcache import StatCache
 from qlcapsule.store import commit_capsule, log_versions, open_store, parse_trailers
 from qlcapsule.testing import write_capsule
 
@@ -26,7 +27,6 @@ import sys
 import pygit2  # noqa: F401  (everything is imported and warm before 'ready', so the kill lands inside the commit)
 from qlcapsule import Capsule
 from qlcapsule.store import commit_capsule
-import qlcapsule.storecommit  # noqa: F401
 Capsule.load(sys.argv[1])
 print("ready", flush=True)
 message = sys.stdin.readline().strip()
@@ -75,15 +75,21 @@ def _set_version(root: Path, version: str) -> None:
 
 
 def test_eight_concurrent_writers_lose_no_version(tmp_path: Path) -> None:
+    """Half the writers start from a stat cache that recorded the head (its file list and blob ids), half from
+    the head's capsule.lock; all race for the same branch, and every version lands in one lineage."""
     store = tmp_path / "store.git"
     base = write_capsule(tmp_path / "base", {f"f{i}.txt": f"{i}\n" for i in range(40)}, name="race")
     first = commit_capsule(base.root, store=store)
+    recorded = StatCache.for_root(store / "qlcapsule" / "statcache", base.root)
+    assert recorded.commit == first.commit
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     procs = []
     for n in range(8):
         root = tmp_path / f"w{n}"
         write_capsule(root, {**{f"f{i}.txt": f"{i}\n" for i in range(40)}, f"writer{n}.txt": f"writer {n}\n"}, name="race", version=f"1.0.{n + 1}")
+        if n % 2:
+            StatCache.for_root(store / "qlcapsule" / "statcache", root).save(dict(recorded.records), first.commit, 0)
         procs.append(_start(script, root, store))
     for p in procs:
         _ready(p)
