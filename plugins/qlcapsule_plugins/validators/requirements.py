@@ -1,27 +1,24 @@
 """The ``requirements`` validator: pip requirements files hold valid PEP 508 lines.
 
 Handled like pip reads them: comments (`` #``), line continuations (``\\``),
-options (``-r``, ``-c``, ``-e``, ``--index-url``, ``--hash`` ...) and direct
-URLs are accepted; every other line must parse as a PEP 508 requirement.
+options (``-r``, ``-c``, ``-e``, ``--index-url`` ...) and direct URLs are
+accepted; every other line is a requirement, which ``packaging`` (the reference
+implementation of PEP 508 and PEP 440) must accept, followed by pip's
+per-requirement options (``--hash=ALGO:HEX``, ``--config-settings``,
+``--global-option``), split off as pip does.
 """
 
 from __future__ import annotations
 
 import posixpath
 import re
+import shlex
 from typing import Iterable, Iterator
 
 from qlcapsule import Capsule, Finding, Rule, Severity, Validator, clip, hookimpl, quote
 
 _COMMENT = re.compile(r"(^|\s+)#.*$")
 _OPTION = re.compile(r"^(-[a-zA-Z]|--[a-z][a-z-]*)(\s|=|$)")
-# Plain "name[extras] op version, ..." lines (nearly all of them) are checked here without
-# importing packaging (~20 ms); anything else (markers, URLs, odd versions) goes to packaging.
-_VERSION = r"\d+(?:\.\d+)*(?:\.\*)?(?:(?:a|b|rc)\d+)?(?:\.post\d+)?(?:\.dev\d+)?"
-_SIMPLE = re.compile(
-    r"^(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*(?:\[\s*[A-Za-z0-9._-]+(?:\s*,\s*[A-Za-z0-9._-]+)*\s*\])?"
-    rf"\s*(?:(?:~=|==|!=|<=|>=|<|>)\s*{_VERSION}(?:\s*,\s*(?:~=|==|!=|<=|>=|<|>)\s*{_VERSION})*)?\s*$"
-)
 _KNOWN_OPTIONS = {
     "-r", "--requirement", "-c", "--constraint", "-e", "--editable", "-i", "--index-url", "--extra-index-url",
     "--no-index", "-f", "--find-links", "--pre", "--prefer-binary", "--only-binary", "--no-binary",
@@ -29,6 +26,47 @@ _KNOWN_OPTIONS = {
 }  # fmt: skip
 #: the options that take no value; pip refuses a file where any other one lacks its value
 _FLAGS = {"--no-index", "--pre", "--prefer-binary", "--require-hashes"}
+#: the options pip accepts after a requirement on its line, and the algorithms its --hash takes
+_PER_REQUIREMENT = {"--hash", "--config-settings", "--global-option"}
+_STRONG_HASHES = ("sha256", "sha384", "sha512")
+
+
+def split_requirement(line: str) -> tuple[str, str]:
+    """pip's ``break_args_options``: the requirement is the words before the first that starts with "-"."""
+    words = line.split(" ")
+    for i, word in enumerate(words):
+        if word.startswith("-"):
+            return " ".join(words[:i]).strip(), " ".join(words[i:])
+    return line.strip(), ""
+
+
+def option_problems(options: str) -> Iterator[str]:
+    """What pip would refuse in the options after a requirement."""
+    try:
+        words = shlex.split(options)
+    except ValueError as exc:
+        yield f"options {quote(options)}: {exc}"
+        return
+    i = 0
+    while i < len(words):
+        name, eq, value = words[i].partition("=")
+        i += 1
+        if not name.startswith("-"):
+            continue  # pip ignores stray words here
+        if name not in _PER_REQUIREMENT:
+            yield f"pip option {clip(name)} is not allowed after a requirement"
+            continue
+        if not eq:
+            value = words[i] if i < len(words) else ""
+            i += 1
+        if not value:
+            yield f"pip option {name} needs a value"
+        elif name == "--hash":
+            algo, colon, digest = value.partition(":")
+            if not colon or not digest:
+                yield f"--hash {clip(value)}: expected a hash name and a value, like sha256:abcde..."
+            elif algo not in _STRONG_HASHES:
+                yield f"--hash {clip(value)}: pip allows {', '.join(_STRONG_HASHES)}"
 
 
 def logical_lines(text: str) -> Iterator[tuple[int, str]]:
@@ -73,6 +111,8 @@ class RequirementsValidator(Validator):
             line = data.count(b"\n", 0, exc.start) + 1
             yield Finding("requirements.syntax", Severity.ERROR, f"not UTF-8 (byte {exc.start})", path, line, 1)
             return
+        from packaging.requirements import InvalidRequirement, Requirement
+
         seen: dict[str, int] = {}
         for number, line in logical_lines(text):
             opt = _OPTION.match(line)
@@ -110,26 +150,22 @@ class RequirementsValidator(Validator):
                 continue
             if re.match(r"^[a-z][a-z0-9+.-]*://", line, re.I) or line.startswith((".", "/")):
                 continue  # a direct URL or a local path, as pip accepts them
-            spec = line.split(" --hash", 1)[0].strip()
-            simple = _SIMPLE.match(spec)
-            if simple:
-                name = simple.group("name")
-            else:
-                from packaging.requirements import InvalidRequirement, Requirement
-
-                try:
-                    name = Requirement(spec).name
-                except InvalidRequirement as exc:
-                    reason = str(exc).splitlines()[0]
-                    yield Finding(
-                        "requirements.syntax",
-                        Severity.ERROR,
-                        f"invalid requirement {quote(spec)}: {reason}",
-                        path,
-                        number,
-                        1,
-                    )
-                    continue
+            spec, options = split_requirement(line)
+            for problem in option_problems(options):
+                yield Finding("requirements.syntax", Severity.ERROR, problem, path, number, 1)
+            try:
+                name = Requirement(spec).name
+            except InvalidRequirement as exc:
+                reason = str(exc).splitlines()[0]
+                yield Finding(
+                    "requirements.syntax",
+                    Severity.ERROR,
+                    f"invalid requirement {quote(spec)}: {reason}",
+                    path,
+                    number,
+                    1,
+                )
+                continue
             key = re.sub(r"[-_.]+", "-", name).lower()  # PEP 503 normalisation
             if key in seen:
                 yield Finding(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from vcase import findings, rules
 
 GOOD = """# pinned
@@ -29,6 +30,31 @@ def test_invalid_line_has_line_number(tmp_path):
 def test_bad_version_goes_through_packaging(tmp_path):
     (f,) = findings(tmp_path, {"requirements.txt": "fastapi>=1.x.y\n"}, "requirements")
     assert f.rule == "requirements.syntax"
+
+
+@pytest.mark.parametrize("line", ["foo>=1.*", "foo~=1", "foo==1.*a1", "foo<=1.0.*"])
+def test_versions_packaging_refuses_are_errors(tmp_path, line):
+    """A hand-written regex once accepted these; packaging (PEP 440) and pip refuse them."""
+    (f,) = findings(tmp_path, {"requirements.txt": f"requests\n{line}\n"}, "requirements")
+    assert (f.rule, f.line) == ("requirements.syntax", 2) and f.message.startswith(f"invalid requirement '{line}'")
+
+
+def test_options_after_a_requirement_are_checked_as_pip_does(tmp_path):
+    text = (
+        "a==1 --hash=sha256:ab --hash sha512:cd\n"
+        "b==1 --hash=md5:ab\n"
+        "c==1 --hash=sha256\n"
+        "d==1 --index-url https://x\n"
+        "e==1 --hash\n"
+        "f==1 --config-settings k=v\n"
+    )
+    found = findings(tmp_path, {"requirements.txt": text}, "requirements")
+    assert [(f.line, f.message) for f in found] == [
+        (2, "--hash md5:ab: pip allows sha256, sha384, sha512"),
+        (3, "--hash sha256: expected a hash name and a value, like sha256:abcde..."),
+        (4, "pip option --index-url is not allowed after a requirement"),
+        (5, "pip option --hash needs a value"),
+    ]
 
 
 def test_duplicates_unknown_options_and_missing_includes(tmp_path):
