@@ -151,11 +151,8 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _configured(capsule: Capsule, name: str) -> Mapping[str, Any]:
-    """capsule.yaml ``exports.<name>``; from the raw YAML when it has the model's shape (no pydantic)."""
-    exports = capsule.setting("exports", {})
-    if isinstance(exports, dict) and all(isinstance(k, str) and isinstance(v, dict) for k, v in exports.items()):
-        return exports.get(name, {})  # type: ignore[no-any-return]
-    return capsule.definition.exports.get(name, {})  # the full model names what is wrong
+    """capsule.yaml ``exports.<name>``, as the model validated it."""
+    return capsule.definition.exports.get(name, {})
 
 
 def resolve_exporter(capsule: Capsule, fmt: str, options: Mapping[str, Any] | None = None) -> Exporter:
@@ -209,7 +206,6 @@ def export_capsule(
     ``output``: None writes ``<cwd>/<exporter filename>``; a directory writes
     that file inside it; ``"-"`` streams to ``stdout`` (default ``sys.stdout``).
     """
-    # capsule.yaml is covered by the lock and was fully validated when sealed: no pydantic here
     capsule = Capsule.load(root, strict=False)
     exporter = resolve_exporter(capsule, fmt, options)
     fmt = canonical_format(exporter, fmt)  # the exporter's name stands for its first (default) format

@@ -76,7 +76,7 @@ def verify_capsule(root: Path, *, strict: bool = False, **signature_options: Any
     the signer plugins, ``cryptography``) is imported only when there is something
     to check: a capsule.sig, a key option or a policy that requires a signature.
     """
-    capsule = Capsule.load(root, strict=False)  # no pydantic on the integrity path
+    capsule = Capsule.load(root, strict=False)  # capsule.yaml is read (by the model) on first use
     unlocked = Unlocked()
     with bytes_progress(f"verifying {capsule.ref}", lambda: sum(f.size for f in capsule.require_lock().files)) as advance:
         lock = capsule.verify_integrity(progress=advance, unlocked=unlocked, strict=strict)

@@ -711,8 +711,7 @@ def sign_capsule(
     """
     from . import __version__
 
-    # Light load: capsule.yaml was validated when it was sealed and the lock covers it, so
-    # signing (like verify) needs no pydantic; its raw generator record is what we sign.
+    # the raw generator record of capsule.yaml (as written, validated by the model) is what we sign
     capsule = Capsule.load(root, strict=False)
     try:
         lock = capsule.verify_integrity()
@@ -833,28 +832,8 @@ class Policy:
     min_version: str | None = None
 
 
-_POLICY_TYPES: dict[str, tuple[type, ...]] = {
-    "require_signature": (bool,),
-    "threshold": (int,),
-    "trust": (str, type(None)),
-    "min_version": (str, type(None)),
-}
-
-
 def read_policy(capsule: Capsule) -> Policy:
-    """The policy from the light read of capsule.yaml when it is plainly valid (no pydantic on the
-    verify path), else from the full model, which names the line of any error."""
-    setting = getattr(capsule, "setting", None)
-    raw = setting("policy") if setting is not None else None
-    if raw is None and setting is not None:
-        return Policy()
-    if isinstance(raw, dict) and all(
-        k in _POLICY_TYPES and isinstance(v, _POLICY_TYPES[k]) and not (k == "threshold" and isinstance(v, bool))
-        for k, v in raw.items()
-    ):
-        pol = Policy(**raw)
-        if pol.threshold >= 1 and (pol.min_version is None or SEMVER.match(pol.min_version)):
-            return pol
+    """The signature policy of capsule.yaml, as the model validated it."""
     full = capsule.definition.policy
     return Policy(full.require_signature, full.threshold, full.trust, full.min_version)
 

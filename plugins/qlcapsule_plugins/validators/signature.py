@@ -66,7 +66,7 @@ class SignatureValidator(Validator):
     )
 
     def check_capsule(self, capsule: Capsule) -> Iterable[Finding]:
-        policy = capsule.setting("policy") or {}  # validated by the run (model or plainly_valid)
+        policy = capsule.setting("policy") or {}  # validated by the model when the run loaded the capsule
         # the policy keys that make a signature required (min_version is read from a verified statement)
         required = next((k for k in ("require_signature", "min_version") if policy.get(k)), None)
         try:
