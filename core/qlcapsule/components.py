@@ -13,8 +13,9 @@ names the field.
 from __future__ import annotations
 
 import datetime as _dt
+from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, ClassVar, Iterable, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Iterable, Mapping, Sequence, TypeVar
 
 from .errors import OptionsError
 
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Options",
-    "lazy_options",
     "Component",
     "Generator",
     "GeneratorRecord",
@@ -46,9 +46,10 @@ __all__ = [
     "Receipt",
 ]
 
-# pydantic costs more to import than a whole 8-file verify. The base Options
-# model is therefore built on first use, and components without options of
-# their own (the signers, say) never need it.
+# pydantic costs more to import (~0.15 s, and ~0.1 s more to build the first
+# model) than a whole 8-file verify. The base Options model is therefore built
+# on first use: a component without options of its own (the signers) is built
+# from no options without it, as there is nothing to validate.
 _options_base: Any = None
 
 
@@ -120,53 +121,6 @@ class _BaseOptionsAttr:
         return _base_options()
 
 
-class lazy_options:  # noqa: N801  (used like a class attribute: ``Options = lazy_options(make)``)
-    """A component's Options model built on first use, by ``factory()``.
-
-    For components whose options are rarely given: the class body of a
-    pydantic model imports pydantic (~0.1 s), which a command that never looks
-    at the options should not pay. The factory imports what it needs::
-
-        def _options():
-            from pydantic import Field
-            from qlcapsule import Options
-
-            class MyOptions(Options):
-                days: int = Field(default=14, ge=0)
-
-            return MyOptions
-
-        class MyValidator(Validator):
-            Options = lazy_options(_options)
-
-    ``defaults``, when given, must be exactly the model's defaults (test it):
-    a component built without options then holds them without pydantic.
-    """
-
-    def __init__(self, factory: Callable[[], Any], defaults: Mapping[str, Any] | None = None) -> None:
-        self.factory = factory
-        self.defaults = dict(defaults) if defaults is not None else None
-        self.model: Any = None
-
-    def __get__(self, obj: object, owner: type) -> Any:
-        if self.model is None:
-            self.model = self.factory()
-        return self.model
-
-
-class DefaultOptions:
-    """Default option values as attributes, what ``Model()`` would hold, built without pydantic."""
-
-    def __init__(self, values: Mapping[str, Any]) -> None:
-        self.__dict__.update(values)
-
-    def model_dump(self, **_: Any) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    def __repr__(self) -> str:
-        return f"Options({', '.join(f'{k}={v!r}' for k, v in self.__dict__.items())})"
-
-
 _C = TypeVar("_C", bound="Component")
 
 
@@ -180,8 +134,13 @@ def format_validation_error(exc: ValidationError, where: str) -> str:
     return f"{where}: {loc}: {msg}"
 
 
-class Component:
-    """Common behaviour of every component kind."""
+class Component(ABC):  # noqa: B024  (the kinds below declare the abstract methods)
+    """Common behaviour of every component kind.
+
+    The kinds below are abstract base classes: a class that leaves one of its
+    kind's abstract methods out is refused when its plugin registers it (one
+    line naming the plugin and the methods), not when the method is first called.
+    """
 
     kind: ClassVar[str] = "component"
     #: the name users type (``--format zip``, ``provider: s3``); unique per kind
@@ -192,15 +151,13 @@ class Component:
     Options: ClassVar[Any] = _BaseOptionsAttr()
 
     def __init__(self, options: Any = None) -> None:
-        if options is None and (defaults := self._known_defaults()) is not None:
-            options = DefaultOptions(defaults)
         self._options = options
         #: where each top-level option came from, when the caller says (``--option``, ``capsule.yaml exports.tar``)
         self.sources: dict[str, str] = {}
 
     @property
     def options(self) -> Any:
-        """The validated options; the defaults are built on first use (pydantic only when read)."""
+        """The validated options (an instance of ``Options``); the model's defaults when none were given."""
         if self._options is None:
             self._options = self.Options()
         return self._options
@@ -210,25 +167,20 @@ class Component:
         self._options = value
 
     @classmethod
-    def _known_defaults(cls) -> dict[str, Any] | None:
-        """The option defaults when they are known without pydantic: none for the empty
-        base model, ``lazy_options(..., defaults=...)``'s; None when only the model knows."""
-        for klass in cls.__mro__:
-            if "Options" in klass.__dict__:
-                declared = klass.__dict__["Options"]
-                if isinstance(declared, _BaseOptionsAttr) or (declared is _options_base and declared is not None):
-                    return {}
-                return declared.defaults if isinstance(declared, lazy_options) else None
-        return {}
+    def declares_options(cls) -> bool:
+        """True when the class (or a base below ``Component``) sets its own ``Options`` model."""
+        return any("Options" in klass.__dict__ for klass in cls.__mro__ if klass is not Component)
 
     @classmethod
     def from_options(cls: type[_C], raw: Mapping[str, Any] | None = None, *, where: str = "") -> _C:
-        """Validate ``raw`` with ``cls.Options`` and return an instance.
+        """Validate ``raw`` with ``cls.Options`` (once) and return an instance.
 
-        Raises :class:`OptionsError` with one line naming the field.
+        Raises :class:`OptionsError` with one line naming the field. No options
+        for a component without an ``Options`` model of its own is nothing to
+        validate: pydantic is not imported for it (``verify --key``).
         """
-        if not raw and cls._known_defaults() is not None:
-            return cls(None)  # nothing to validate: the defaults, without pydantic
+        if not raw and not cls.declares_options():
+            return cls()
         from pydantic import ValidationError
 
         try:
@@ -246,10 +198,11 @@ class Generator(Component):
 
     kind = "generator"
 
+    @abstractmethod
     def handles(self, source: str) -> bool:
         """True when this generator understands ``source`` (a template name, path or URL)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def generate(
         self,
         source: str,
@@ -260,7 +213,6 @@ class Generator(Component):
         interactive: bool = False,
     ) -> GeneratorRecord:
         """Render ``source`` (at ``version`` when given) into ``dest`` with ``answers``."""
-        raise NotImplementedError
 
 
 # -- validators ---------------------------------------------------------------
@@ -292,23 +244,23 @@ class Signer(Component):
 
     kind = "signer"
 
-    def generate_key(self) -> KeyPair:
-        raise NotImplementedError
+    @abstractmethod
+    def generate_key(self) -> KeyPair: ...
 
-    def load_signing_key(self, material: bytes) -> Any:
-        raise NotImplementedError
+    @abstractmethod
+    def load_signing_key(self, material: bytes) -> Any: ...
 
-    def load_verify_key(self, material: bytes) -> Any:
-        raise NotImplementedError
+    @abstractmethod
+    def load_verify_key(self, material: bytes) -> Any: ...
 
-    def keyid(self, key: Any) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def keyid(self, key: Any) -> str: ...
 
-    def sign(self, key: Any, pae: bytes) -> bytes:
-        raise NotImplementedError
+    @abstractmethod
+    def sign(self, key: Any, pae: bytes) -> bytes: ...
 
-    def verify(self, key: Any, pae: bytes, signature: bytes) -> bool:
-        raise NotImplementedError
+    @abstractmethod
+    def verify(self, key: Any, pae: bytes, signature: bytes) -> bool: ...
 
 
 # -- exporters ----------------------------------------------------------------
@@ -344,8 +296,9 @@ class Exporter(Component):
         """The media type of ``fmt``'s output (default: ``media_type``)."""
         return self.media_type
 
+    @abstractmethod
     def export(self, capsule: Capsule, out: BinaryIO, fmt: str) -> None:
-        raise NotImplementedError
+        """Write ``fmt`` to ``out``."""
 
     def export_dir(self, capsule: Capsule, dest: Path, fmt: str) -> None:
         """Write a directory format into ``dest`` (an empty directory the caller created)."""
@@ -419,5 +372,6 @@ class Deliverer(Component):
     def check(self, capsule: Capsule) -> None:
         """Validate credentials and reachability without writing (``--dry-run``)."""
 
+    @abstractmethod
     def deliver(self, capsule: Capsule, artifacts: Sequence[Artifact], *, target: str) -> list[Receipt]:
-        raise NotImplementedError
+        """Send ``artifacts`` to ``target``; one receipt per artifact, with what the destination reports."""

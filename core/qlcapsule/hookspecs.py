@@ -1,102 +1,51 @@
-"""The five registration hook specs.
+"""The five registration hook specs, and pluggy's markers for the ``qlcapsule`` project.
 
 Every built-in and third-party plugin implements one or more of these in the
-llm style: the hook receives a ``register`` callable and calls it once per
-component class it provides::
+llm style: the hook receives ``register`` (a :class:`Register`) and calls it
+once per component class it provides::
 
-    from qlcapsule import hookimpl
+    from qlcapsule import Register, hookimpl
 
     @hookimpl
-    def qlcapsule_register_exporters(register):
+    def qlcapsule_register_exporters(register: Register) -> None:
         register(ZipExporter)
 
-All hooks are called on every plugin (none is ``firstresult``): registration
-collects from everyone. ``register`` raises :class:`qlcapsule.PluginError` when
-the class is not a subclass of the right base or its ``name`` clashes with a
-component already registered.
+pluggy calls the hooks (``pm.hook.qlcapsule_register_exporters(register=...)``,
+see ``plugins.py``), so every pluggy feature works: ``specname=``,
+``tryfirst``/``trylast``, ``wrapper=True``/``hookwrapper=True``. No spec is
+``firstresult`` (registration collects from every plugin) and none is
+``historic`` (each hook is called once, when its kind is first needed, after
+every plugin that can provide it is registered). ``register`` raises
+:class:`qlcapsule.PluginError` when the class is not a subclass of the right
+base, leaves an abstract method unimplemented, or its ``name`` is already
+registered for that kind.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Final, Protocol
 
-PROJECT = "qlcapsule"
-_F = TypeVar("_F", bound=Callable[..., Any])
+import pluggy
+
+if TYPE_CHECKING:
+    from .components import Component
+
+PROJECT: Final = "qlcapsule"
+
+#: marks a hook specification (used here only)
+hookspec: Final = pluggy.HookspecMarker(PROJECT)
+#: marks a plugin's hook implementation: ``@hookimpl``, ``@hookimpl(tryfirst=True)``, ``@hookimpl(specname=...)``
+hookimpl: Final = pluggy.HookimplMarker(PROJECT)
 
 
-def _marker(function: _F | None, attribute: str, opts: dict[str, Any]) -> Any:
-    """Set ``attribute`` to ``opts`` on ``function``, or return a decorator that does (as pluggy's markers)."""
+class Register(Protocol):
+    """What every registration hook receives: call it once per component class.
 
-    def mark(func: _F) -> _F:
-        setattr(func, attribute, opts)
-        return func
-
-    return mark if function is None else mark(function)
-
-
-class HookspecMarker:
-    """``pluggy.HookspecMarker("qlcapsule")``, without importing pluggy.
-
-    pluggy finds specs and implementations by an attribute
-    (``qlcapsule_spec``/``qlcapsule_impl``) holding a dict of options; these
-    markers set exactly what pluggy's own markers set (a test compares them),
-    so a plugin module can be imported, and its hooks called, without pluggy.
-    The plugin manager (``plugins.py``) imports pluggy only when a third-party
-    or in-process plugin is registered. A plugin may use pluggy's markers
-    instead: they write the same attribute.
+    Raises :class:`qlcapsule.PluginError` (which fails the plugin, by name, and
+    no other) for a class of the wrong kind, an abstract one, or a taken name.
     """
 
-    project_name = PROJECT
-
-    def __call__(
-        self,
-        function: _F | None = None,
-        firstresult: bool = False,
-        historic: bool = False,
-        warn_on_impl: Warning | None = None,
-        warn_on_impl_args: dict[str, Warning] | None = None,
-    ) -> Any:
-        if historic and firstresult:
-            raise ValueError("cannot have a historic firstresult hook")
-        opts = {
-            "firstresult": firstresult,
-            "historic": historic,
-            "warn_on_impl": warn_on_impl,
-            "warn_on_impl_args": warn_on_impl_args,
-        }
-        return _marker(function, self.project_name + "_spec", opts)
-
-
-class HookimplMarker:
-    """``pluggy.HookimplMarker("qlcapsule")``, without importing pluggy (see :class:`HookspecMarker`)."""
-
-    project_name = PROJECT
-
-    def __call__(
-        self,
-        function: _F | None = None,
-        hookwrapper: bool = False,
-        optionalhook: bool = False,
-        tryfirst: bool = False,
-        trylast: bool = False,
-        specname: str | None = None,
-        wrapper: bool = False,
-    ) -> Any:
-        opts = {
-            "wrapper": wrapper,
-            "hookwrapper": hookwrapper,
-            "optionalhook": optionalhook,
-            "tryfirst": tryfirst,
-            "trylast": trylast,
-            "specname": specname,
-        }
-        return _marker(function, self.project_name + "_impl", opts)
-
-
-hookspec = HookspecMarker()
-hookimpl = HookimplMarker()
-
-Register = Callable[[type], None]
+    def __call__(self, component: type[Component], /) -> None: ...
 
 
 # -- producing files ----------------------------------------------------------
@@ -106,8 +55,8 @@ Register = Callable[[type], None]
 def qlcapsule_register_generators(register: Register) -> None:
     """Register :class:`qlcapsule.Generator` subclasses.
 
-    Called once when the plugin manager loads, before ``qlcapsule new`` or
-    ``qlcapsule update`` pick a generator by name. Return nothing.
+    Called once, before ``qlcapsule new`` or ``qlcapsule update`` pick a
+    generator by name. Return nothing.
     """
 
 
@@ -118,9 +67,8 @@ def qlcapsule_register_generators(register: Register) -> None:
 def qlcapsule_register_validators(register: Register) -> None:
     """Register :class:`qlcapsule.Validator` subclasses.
 
-    Called once when the plugin manager loads; ``qlcapsule validate`` runs every
-    registered validator whose rules are not switched off in capsule.yaml.
-    Return nothing.
+    Called once; ``qlcapsule validate`` runs every registered validator whose
+    rules are not switched off in capsule.yaml. Return nothing.
     """
 
 
@@ -131,8 +79,8 @@ def qlcapsule_register_validators(register: Register) -> None:
 def qlcapsule_register_signers(register: Register) -> None:
     """Register :class:`qlcapsule.Signer` subclasses (one per key algorithm).
 
-    Called once when the plugin manager loads; ``sign``, ``verify`` and
-    ``keygen`` pick a signer by its ``name``. Return nothing.
+    Called once; ``sign``, ``verify`` and ``keygen`` pick a signer by its
+    ``name``. Return nothing.
     """
 
 
@@ -143,9 +91,8 @@ def qlcapsule_register_signers(register: Register) -> None:
 def qlcapsule_register_exporters(register: Register) -> None:
     """Register :class:`qlcapsule.Exporter` subclasses.
 
-    Called once when the plugin manager loads; ``qlcapsule export --format F``
-    picks the exporter whose ``name`` (or one of its ``formats``) is ``F``.
-    Return nothing.
+    Called once; ``qlcapsule export --format F`` picks the exporter whose
+    ``name`` (or one of its ``formats``) is ``F``. Return nothing.
     """
 
 
@@ -153,6 +100,6 @@ def qlcapsule_register_exporters(register: Register) -> None:
 def qlcapsule_register_deliverers(register: Register) -> None:
     """Register :class:`qlcapsule.Deliverer` subclasses (one per provider).
 
-    Called once when the plugin manager loads; a delivery target's
-    ``provider`` in capsule.yaml names the deliverer. Return nothing.
+    Called once; a delivery target's ``provider`` names the deliverer. Return
+    nothing.
     """

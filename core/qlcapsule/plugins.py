@@ -1,9 +1,23 @@
-"""The plugin manager: entry-point loading, operator controls, component registry.
+"""The plugin manager: one pluggy ``PluginManager``, entry-point loading, operator controls.
 
 Every plugin, built-in or not, is an entry point in the group ``qlcapsule``
-pointing at a module (or object) with hook implementations. Plugins are loaded
-one at a time; one that fails to import is recorded (name, distribution,
-version, error) and the rest keep working.
+(found with ``importlib.metadata.entry_points(group="qlcapsule")`` on every
+run) pointing at a module (or object) with hook implementations. Each is
+registered in the one pluggy manager, and every hook is called through it:
+``pm.hook.qlcapsule_register_exporters(register=...)``. So pluggy checks each
+implementation against its spec (a misspelled hook fails its plugin), and
+``specname=``, ``tryfirst``/``trylast`` and wrappers work for every plugin.
+
+One plugin at a time: a plugin that fails to import, to register, or whose
+hook raises is recorded (name, distribution, version, error), unregistered,
+and the rest keep working; the hook is then called again without it.
+
+Order. pluggy calls ``tryfirst`` implementations first, ``trylast`` ones last
+and the rest with the plugin registered last called first. The built-ins of a
+kind are registered after the third-party plugins, so they are called first.
+The first registration of a name wins; a later registration of the same name
+(for the same kind) fails the plugin making it. A plugin takes a built-in's
+name only by asking for ``tryfirst`` (and then the built-in fails, by name).
 
 Operator controls (environment):
 
@@ -12,28 +26,33 @@ Operator controls (environment):
 - ``QLCAPSULE_DISABLED_PLUGINS=a,b`` never load these (entry-point or distribution names);
 - ``QLCAPSULE_LOAD_PLUGINS=a,b`` load only these third-party plugins (built-ins still load).
 
-The registry is created lazily on first use and cached; ``reset()`` drops it (tests).
-
-Hooks are collected by calling each plugin's registration hooks directly
-(none is ``firstresult``: every plugin registers its own components). The
-pluggy ``PluginManager`` — which checks every hook implementation against its
-spec, so a typo fails its plugin — is built, with every plugin loaded so far
-registered in it, when the first third-party or in-process plugin loads. The
-built-in plugins alone never import pluggy (a few ms of every ``sign`` and
-``verify --key``); a test registers all of them in a real manager and runs its
-checks.
+Built-in entry points are named ``<kind>s.<name>`` and provide only that kind:
+they are imported when their kind is first asked for (``validate`` never
+imports the cloud deliverers), and each kind's hook is called once, when it is
+first needed, after every plugin that can provide it is registered (again if a
+plugin providing it is registered later). The registry is created on first use
+and cached; ``reset()`` drops it (tests).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable
 
-from .caches import PluginEntry, discover
+import pluggy
+
+from . import hookspecs
 from .components import Component, Deliverer, Exporter, Generator, Signer, Validator
 from .errors import PluginError
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
+    from types import FrameType, TracebackType
+
+    from pluggy import HookImpl
 
 GROUP = "qlcapsule"
 BUILTIN_DIST = "qlcapsule"
@@ -55,11 +74,8 @@ HOOKS = {
     "exporter": "qlcapsule_register_exporters",
     "deliverer": "qlcapsule_register_deliverers",
 }
-
-C = TypeVar("C", bound=Component)
-
-if TYPE_CHECKING:
-    import pluggy
+#: the pending key of third-party plugins, which may provide any kind
+ANY = "*"
 
 
 @dataclass
@@ -67,7 +83,7 @@ class PluginInfo:
     name: str
     distribution: str | None
     version: str | None
-    status: str  # loaded | failed | blocked | skipped
+    status: str  # pending | loaded | failed | blocked | skipped
     error: str | None = None
     components: list[tuple[str, str]] = field(default_factory=list)
 
@@ -83,83 +99,98 @@ class PluginInfo:
 
 
 class Registry:
-    """Components by kind and name, and what each plugin contributed."""
+    """The pluggy manager, the components registered through it, and what each plugin contributed."""
 
     def __init__(self) -> None:
-        self._pm: pluggy.PluginManager | None = None
-        #: every plugin object loaded, by name (registered in ``pm`` once it exists)
-        self.loaded: dict[str, object] = {}
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
         self.components: dict[str, dict[str, type[Component]]] = {k: {} for k in KINDS}
         self.owners: dict[tuple[str, str], str] = {}
         self.plugins: dict[str, PluginInfo] = {}
-        #: entry points not imported yet, by the kind they provide ("*": any kind)
-        self.pending: dict[str, list[PluginEntry]] = {}
+        #: entry points not imported yet, by the kind they provide (``ANY``: any kind)
+        self.pending: dict[str, list[EntryPoint]] = {}
+        #: kind -> the plugins whose hook implementations its last hook call ran
+        self._collected: dict[str, frozenset[str]] = {}
         self._load_lock = threading.RLock()
 
     # -- loading -------------------------------------------------------------
-    @property
-    def pm(self) -> pluggy.PluginManager:
-        """The pluggy manager, built on first use with every plugin loaded so far registered."""
-        if self._pm is None:
-            import pluggy
+    def add(self, name: str, plugin: object) -> None:
+        """Register one plugin object; a plugin pluggy refuses is marked failed."""
+        info = self.plugins[name]
+        try:
+            self.pm.register(plugin, name=name)
+        except Exception as exc:  # noqa: BLE001  (name the plugin, keep the rest)
+            info.status, info.error = "failed", f"{type(exc).__name__}: {exc}"
+            return
+        info.status = "loaded"
 
-            from . import hookspecs
-
-            pm = pluggy.PluginManager(hookspecs.PROJECT)
-            pm.add_hookspecs(hookspecs)
-            for name, plugin in self.loaded.items():
-                try:
-                    pm.register(plugin, name=name)
-                except Exception as exc:  # noqa: BLE001  (a built-in whose hooks do not match: fail it, keep the rest)
-                    self._fail(name, exc)
-            self._pm = pm
-        return self._pm
+    def _load(self, ep: EntryPoint) -> None:
+        try:
+            plugin = ep.load()
+        except Exception as exc:  # report the plugin by name and version; keep the rest
+            self.plugins[ep.name].status, self.plugins[ep.name].error = "failed", f"{type(exc).__name__}: {exc}"
+            return
+        self.add(ep.name, plugin)
 
     def _fail(self, name: str, exc: BaseException) -> None:
+        """Mark ``name`` failed, drop what it registered and unregister it from the manager."""
         info = self.plugins.get(name)
         if info is not None:
             info.status, info.error = "failed", f"{type(exc).__name__}: {exc}"
             for kind, cname in info.components:
                 self.components[kind].pop(cname, None)
+                self.owners.pop((kind, cname), None)
             info.components.clear()
-
-    def _load(self, ep: PluginEntry) -> None:
-        info = self.plugins[ep.name]
-        try:
-            plugin = ep.load()
-            if self._pm is not None or not _builtin(ep.distribution):
-                self.pm.register(plugin, name=ep.name)
-        except Exception as exc:  # report the plugin by name and version; keep the rest
-            info.status = "failed"
-            info.error = f"{type(exc).__name__}: {exc}"
-            return
-        info.status = "loaded"
-        self.loaded[ep.name] = plugin
-        self.collect(ep.name, plugin)
+        if self.pm.get_plugin(name) is not None:
+            self.pm.unregister(name=name)
 
     def ensure(self, kind: str | None = None) -> None:
-        """Import the pending plugins that can provide ``kind`` (all of them for None)."""
+        """Register the pending plugins that can provide ``kind`` (all for None) and call its hook."""
         with self._load_lock:
-            keys = list(self.pending) if kind is None else [kind, "*"]
-            for key in keys:
-                for ep in self.pending.pop(key, []):
+            kinds = list(KINDS) if kind is None else [kind]
+            for key in (ANY, *kinds):  # built-ins last: pluggy calls them first
+                for ep in sorted(self.pending.pop(key, []), key=lambda e: e.name):
                     self._load(ep)
-            if not self.pending:
-                self._check_pending()
+            self._check_pending()
+            for k in kinds:
+                self._collect(k)
 
     def _check_pending(self) -> None:
         """A hook implementation that matches no spec (a typo) fails its plugin, not the run."""
-        if self._pm is None:
-            return  # built-ins only: checked by the test suite
-        import pluggy
+        while True:
+            try:
+                self.pm.check_pending()
+                return
+            except pluggy.PluginValidationError as exc:
+                self._fail(self.pm.get_name(exc.plugin) or repr(exc.plugin), exc)
 
-        try:
-            self._pm.check_pending()
-        except pluggy.PluginValidationError as exc:
-            name = self._pm.get_name(exc.plugin) or repr(exc.plugin)
-            self._fail(name, exc)
-            self._pm.unregister(exc.plugin)
-            self._check_pending()
+    def _collect(self, kind: str) -> None:
+        """``pm.hook.qlcapsule_register_<kind>s(register=...)``, once per set of implementing plugins.
+
+        A hook that raises fails the plugin whose implementation raised; the
+        hook is then called again, afresh, without it.
+        """
+        hook = getattr(self.pm.hook, HOOKS[kind])
+        while True:
+            impls = hook.get_hookimpls()
+            plugins = frozenset(i.plugin_name for i in impls)
+            if self._collected.get(kind) == plugins:
+                return
+            for cname in list(self.components[kind]):
+                owner = self.owners.pop((kind, cname), None)
+                if owner in self.plugins:
+                    self.plugins[owner].components.remove((kind, cname))
+            self.components[kind].clear()
+            register = _Register(self, kind, impls)
+            try:
+                hook(register=register)
+            except Exception as exc:  # a broken plugin must not take the others down
+                culprit = _blame(register.codes, exc.__traceback__)
+                if culprit is None:
+                    raise
+                self._fail(culprit, exc)
+                continue
+            self._collected[kind] = plugins
 
     # -- registration ------------------------------------------------------
     def _register(self, plugin: str, cls: Any, kind: str) -> None:
@@ -169,6 +200,12 @@ class Registry:
         name = getattr(cls, "name", "")
         if not name:
             raise PluginError(f"plugin {plugin!r}: {cls.__name__} has no name")
+        missing = sorted(getattr(cls, "__abstractmethods__", ()))
+        if missing:
+            raise PluginError(
+                f"plugin {plugin!r}: {cls.__name__} does not implement {', '.join(missing)}"
+                f" (abstract in qlcapsule.{base.__name__})"
+            )
         table = self.components[kind]
         if name in table and table[name] is not cls:
             owner = self.owners[(kind, name)]
@@ -176,22 +213,6 @@ class Registry:
         table[name] = cls
         self.owners[(kind, name)] = plugin
         self.plugins[plugin].components.append((kind, name))
-
-    def collect(self, plugin_name: str, plugin: object) -> None:
-        """Call one plugin's registration hooks; a failure marks only that plugin."""
-        info = self.plugins[plugin_name]
-        try:
-            for kind, hook_name in HOOKS.items():
-                impl = getattr(plugin, hook_name, None)
-                if impl is None:
-                    continue
-                impl(register=lambda cls, _k=kind: self._register(plugin_name, cls, _k))
-        except Exception as exc:  # a broken plugin must not take the others down
-            info.status = "failed"
-            info.error = f"{type(exc).__name__}: {exc}"
-            for kind, name in info.components:
-                self.components[kind].pop(name, None)
-            info.components.clear()
 
     # -- lookup -------------------------------------------------------------
     def names(self, kind: str) -> list[str]:
@@ -216,17 +237,71 @@ class Registry:
         return [self.components[kind][n] for n in self.names(kind)]
 
     def infos(self) -> list[PluginInfo]:
-        """Every plugin with its load status (imports all pending plugins)."""
+        """Every plugin with its load status (registers all pending plugins)."""
         self.ensure()
         return sorted(self.plugins.values(), key=lambda p: p.name)
 
     def exporter_for(self, fmt: str) -> type[Exporter]:
-        self.ensure("exporter")
-        for cls in self.all("exporter"):
-            if fmt == cls.name or fmt in cls.formats:  # type: ignore[attr-defined]
-                return cls  # type: ignore[return-value]
-        known = sorted({f for c in self.all("exporter") for f in (c.name, *c.formats)})  # type: ignore[attr-defined]
-        raise PluginError(f"unknown export format {fmt!r} (available: {', '.join(known) or 'none'}){self._failed_hint()}")
+        exporters = [c for c in self.all("exporter") if issubclass(c, Exporter)]
+        for cls in exporters:
+            if fmt == cls.name or fmt in cls.formats:
+                return cls
+        known = sorted({f for c in exporters for f in (c.name, *c.formats)})
+        raise PluginError(
+            f"unknown export format {fmt!r} (available: {', '.join(known) or 'none'}){self._failed_hint()}"
+        )
+
+
+class _Register:
+    """The ``register`` a hook receives (a :class:`qlcapsule.Register`): records which plugin registered what.
+
+    The plugin calling is the one whose hook implementation is on the stack:
+    pluggy passes the same keyword arguments to every implementation, and the
+    ``HookImpl`` objects say which function belongs to which plugin.
+    """
+
+    def __init__(self, registry: Registry, kind: str, impls: list[HookImpl]) -> None:
+        self.registry, self.kind = registry, kind
+        self.codes: dict[Any, list[HookImpl]] = {}
+        for impl in impls:
+            self.codes.setdefault(_code(impl.function), []).append(impl)
+
+    def __call__(self, component: type[Component], /) -> None:
+        frame: FrameType | None = sys._getframe(1)
+        while frame is not None:
+            plugin = _plugin_of(self.codes, frame)
+            if plugin is not None:
+                self.registry._register(plugin, component, self.kind)
+                return
+            frame = frame.f_back
+        raise PluginError(
+            f"register({getattr(component, '__name__', component)!r}) was called outside a registration hook"
+        )
+
+
+def _code(function: Callable[..., object]) -> Any:
+    """The code object that runs when pluggy calls ``function`` (a function, a method or a callable object)."""
+    code = getattr(function, "__code__", None)
+    return code if code is not None else getattr(type(function).__call__, "__code__", None)
+
+
+def _plugin_of(codes: dict[Any, list[HookImpl]], frame: FrameType) -> str | None:
+    impls = codes.get(frame.f_code)
+    if not impls:
+        return None
+    if len(impls) > 1:  # one function shared by several plugins (instances of one class): by ``self``
+        this = frame.f_locals.get("self")
+        impls = [i for i in impls if getattr(i.function, "__self__", None) is this] or impls
+    return impls[0].plugin_name
+
+
+def _blame(codes: dict[Any, list[HookImpl]], tb: TracebackType | None) -> str | None:
+    """The plugin whose hook implementation raised: the innermost one in the traceback."""
+    culprit = None
+    while tb is not None:
+        culprit = _plugin_of(codes, tb.tb_frame) or culprit
+        tb = tb.tb_next
+    return culprit
 
 
 def _split_env(name: str) -> set[str]:
@@ -244,25 +319,37 @@ def _builtin_kind(name: str) -> str | None:
     return kind if kind in KINDS and "." in name else None
 
 
+def discover(group: str = GROUP) -> list[tuple[EntryPoint, str | None, str | None]]:
+    """Every entry point of ``group`` with its distribution's name and version (one metadata read each)."""
+    from importlib.metadata import entry_points
+
+    found: list[tuple[EntryPoint, str | None, str | None]] = []
+    metadata: dict[int, tuple[str | None, str | None]] = {}
+    for ep in entry_points(group=group):
+        dist = ep.dist
+        if dist is None:
+            found.append((ep, None, None))
+            continue
+        if id(dist) not in metadata:  # the entry points of one distribution share its object
+            meta = dist.metadata
+            metadata[id(dist)] = (meta["Name"], meta["Version"])
+        found.append((ep, *metadata[id(dist)]))
+    return found
+
+
 def build_manager(extra: list[tuple[str, object]] | None = None) -> Registry:
     """Find every entry-point plugin (subject to the operator controls) and register ``extra`` ones.
 
-    Built-in entry points are named ``<kind>s.<name>`` and provide only that
-    kind, so they are imported when their kind is first asked for (``validate``
-    never imports the cloud deliverers). Third-party plugins may provide any
-    kind: they are all imported on the first lookup of any kind.
+    Entry points are registered when a kind they can provide is first asked
+    for (``Registry.ensure``); ``extra`` (in-process) plugins at once.
     """
     reg = Registry()
     blocked = _split_env(ENV_BLOCK)
     allowed = _split_env(ENV_ALLOW)
     no_autoload = os.environ.get(ENV_NO_AUTOLOAD, "").strip().lower() not in ("", "0", "false", "no")
-    eps = sorted(discover(GROUP), key=lambda e: e.name)  # cached between runs: see caches.py
-    seen: set[str] = set()
-    for ep in eps:
-        if ep.name in seen:
+    for ep, dist, version in sorted(discover(GROUP), key=lambda e: e[0].name):
+        if ep.name in reg.plugins:
             continue
-        seen.add(ep.name)
-        dist, version = ep.distribution, ep.version
         info = PluginInfo(ep.name, dist, version, "pending")
         reg.plugins[ep.name] = info
         if ep.name in blocked or (dist and dist in blocked):
@@ -276,12 +363,10 @@ def build_manager(extra: list[tuple[str, object]] | None = None) -> Registry:
                 info.status, info.error = "skipped", f"not listed in {ENV_ALLOW}"
                 continue
         kind = _builtin_kind(ep.name) if _builtin(dist) else None
-        reg.pending.setdefault(kind or "*", []).append(ep)
+        reg.pending.setdefault(kind or ANY, []).append(ep)
     for name, plugin in extra or []:
-        reg.plugins[name] = PluginInfo(name, None, None, "loaded")
-        reg.pm.register(plugin, name=name)
-        reg.loaded[name] = plugin
-        reg.collect(name, plugin)
+        reg.plugins[name] = PluginInfo(name, None, None, "pending")
+        reg.add(name, plugin)
     return reg
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from qlcapsule import Exporter, PluginError, hookimpl, hookspecs
-from qlcapsule.plugins import build_manager
+from qlcapsule.plugins import HOOKS, build_manager
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,10 +48,28 @@ def qlcapsule_register_exporters(register):
 """
 
 
+NAMED = """
+from qlcapsule import Exporter, Register, hookimpl
+
+class Named(Exporter):
+    name = "named"
+    def export(self, capsule, out, fmt, payload):
+        out.write(b"named")
+
+@hookimpl(specname="qlcapsule_register_exporters")
+def add_my_exporters(register: Register) -> None:
+    register(Named)
+"""
+
+
 def _plugins_json(site: Path, **env: str) -> list[dict]:
     full_env = {**os.environ, "PYTHONPATH": str(site), **env}
     proc = subprocess.run(
-        [sys.executable, "-m", "qlcapsule.cli", "plugins", "--json"], capture_output=True, text=True, env=full_env, timeout=60
+        [sys.executable, "-m", "qlcapsule.cli", "plugins", "--json"],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
@@ -61,7 +79,10 @@ def _plugins_json(site: Path, **env: str) -> list[dict]:
 def site(tmp_path: Path) -> Path:
     site = tmp_path / "site"
     _fake_distribution(site, "qlc-good", "1.2.3", {"good": "qlc_good"}, {"qlc_good": GOOD})
-    _fake_distribution(site, "qlc-broken", "0.0.1", {"broken": "qlc_broken"}, {"qlc_broken": "raise ImportError('no numpy here')\n"})
+    _fake_distribution(site, "qlc-named", "2.0", {"named": "qlc_named"}, {"qlc_named": NAMED})
+    _fake_distribution(
+        site, "qlc-broken", "0.0.1", {"broken": "qlc_broken"}, {"qlc_broken": "raise ImportError('no numpy here')\n"}
+    )
     return site
 
 
@@ -76,6 +97,9 @@ def test_broken_plugin_is_named_and_others_keep_working(site: Path) -> None:
     assert good["components"] == [{"kind": "exporter", "name": "listing", "formats": ["listing"]}]
     builtins = [p for p in plugins.values() if p["distribution"] == "qlcapsule"]
     assert builtins, "built-ins are entry points in the same group"
+    # pluggy dispatches: a hook implemented under another name with ``specname=`` registers too
+    assert plugins["named"]["status"] == "loaded", plugins["named"]
+    assert plugins["named"]["components"] == [{"kind": "exporter", "name": "named", "formats": []}]
 
 
 def test_block_list(site: Path) -> None:
@@ -95,7 +119,9 @@ def test_allow_list_and_autoload_off(site: Path) -> None:
 
 def test_plugins_text_output(site: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(site)}
-    proc = subprocess.run([sys.executable, "-m", "qlcapsule.cli", "plugins"], capture_output=True, text=True, env=env, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "qlcapsule.cli", "plugins"], capture_output=True, text=True, env=env, timeout=60
+    )
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("broken "))
     assert "failed" in line and "qlc-broken 0.0.1" in line and "no numpy here" in line
 
@@ -106,28 +132,133 @@ def _module(name: str, **attrs: object) -> types.ModuleType:
     return mod
 
 
-class _Zip2(Exporter):
+class _Dup2(Exporter):
     name = "dup"
     formats = ("dup",)
 
-
-class _Zip3(Exporter):
-    name = "dup"
-    formats = ("dup",)
+    def export(self, capsule, out, fmt, payload):  # type: ignore[no-untyped-def]
+        out.write(b"2")
 
 
-def test_duplicate_component_names_fail_only_the_second_plugin() -> None:
-    first = _module("first", qlcapsule_register_exporters=hookimpl(lambda register: register(_Zip2)))
-    second = _module("second", qlcapsule_register_exporters=hookimpl(lambda register: register(_Zip3)))
-    reg = build_manager([("first", first), ("second", second)])
-    assert reg.get("exporter", "dup") is _Zip2
-    assert reg.plugins["second"].status == "failed"
-    assert "already registered by plugin 'first'" in (reg.plugins["second"].error or "")
+class _Dup3(_Dup2):
+    pass
+
+
+def test_duplicate_component_names_fail_only_the_later_registration() -> None:
+    """pluggy calls the plugin registered last first: its registration of a name wins, the other fails by name."""
+    early = _module("early", qlcapsule_register_exporters=hookimpl(lambda register: register(_Dup2)))
+    late = _module("late", qlcapsule_register_exporters=hookimpl(lambda register: register(_Dup3)))
+    reg = build_manager([("early", early), ("late", late)])
+    assert reg.get("exporter", "dup") is _Dup3
+    assert reg.plugins["late"].status == "loaded" and reg.plugins["late"].components == [("exporter", "dup")]
+    assert reg.plugins["early"].status == "failed"
+    assert "plugin 'early': exporter 'dup' is already registered by plugin 'late'" in (reg.plugins["early"].error or "")
+    assert reg.pm.get_plugin("early") is None  # unregistered: no hook of it runs again
+
+
+@pytest.mark.parametrize(("marks", "winner"), [({"tryfirst": True}, "early"), ({"trylast": True}, "late")])
+def test_tryfirst_and_trylast_order_registration(marks: dict[str, bool], winner: str) -> None:
+    """The first registration of a name wins: ``tryfirst`` claims it before the others, ``trylast`` after."""
+    early = _module("early", qlcapsule_register_exporters=hookimpl(**marks)(lambda register: register(_Dup2)))
+    late = _module("late", qlcapsule_register_exporters=hookimpl(lambda register: register(_Dup3)))
+    reg = build_manager([("early", early), ("late", late)])
+    assert reg.get("exporter", "dup") is {"early": _Dup2, "late": _Dup3}[winner]
+    loser = "late" if winner == "early" else "early"
+    assert reg.plugins[loser].status == "failed" and reg.plugins[winner].status == "loaded"
+
+
+def test_a_zip_of_a_plugin_cannot_take_a_builtin_name_without_tryfirst() -> None:
+    """Built-ins are registered after third-party plugins, so pluggy calls them first and they keep their names."""
+
+    class FakeZip(_Dup2):
+        name = "zip"
+
+    rogue = _module("rogue", qlcapsule_register_exporters=hookimpl(lambda register: register(FakeZip)))
+    reg = build_manager([("rogue", rogue)])
+    assert reg.get("exporter", "zip") is not FakeZip
+    assert "already registered by plugin 'exporters.zip'" in (reg.plugins["rogue"].error or "")
+
+
+def test_specname_implements_a_hook_under_another_name() -> None:
+    def add_exporters(register):  # type: ignore[no-untyped-def]
+        register(_Listing)
+
+    plugin = _module("named", add_exporters=hookimpl(specname="qlcapsule_register_exporters")(add_exporters))
+    reg = build_manager([("named", plugin)])
+    assert reg.get("exporter", "inproc-listing") is _Listing
+    assert reg.plugins["named"].components == [("exporter", "inproc-listing")]
+
+
+@pytest.mark.parametrize("style", ["wrapper", "hookwrapper"])
+def test_a_wrapper_runs_around_the_other_registrations(style: str) -> None:
+    calls: list[str] = []
+
+    def plain(register):  # type: ignore[no-untyped-def]
+        calls.append("plain")
+        register(_Listing)
+
+    def around(register):  # type: ignore[no-untyped-def]
+        calls.append("before")
+        result = yield
+        calls.append("after")
+        return result
+
+    wrapped = _module("wrapped", qlcapsule_register_exporters=hookimpl(plain))
+    wrapping = _module("wrapping", qlcapsule_register_exporters=hookimpl(**{style: True})(around))
+    reg = build_manager([("wrapping", wrapping), ("wrapped", wrapped)])
+    assert reg.get("exporter", "inproc-listing") is _Listing
+    assert calls == ["before", "plain", "after"]
+    assert reg.plugins["wrapping"].status == reg.plugins["wrapped"].status == "loaded"
+
+
+def test_no_hook_is_historic_or_firstresult() -> None:
+    """Registration collects from every plugin, once per kind (wrappers could not wrap a historic hook)."""
+    reg = build_manager([])
+    for name in HOOKS.values():
+        opts = getattr(reg.pm.hook, name).spec.opts
+        assert opts["historic"] is False and opts["firstresult"] is False
+
+
+def test_a_hook_that_raises_fails_its_plugin_and_the_others_register() -> None:
+    def boom(register):  # type: ignore[no-untyped-def]
+        register(_Dup2)
+        raise RuntimeError("exporter hook exploded")
+
+    bad = _module("exploding", qlcapsule_register_exporters=hookimpl(tryfirst=True)(boom))
+    good = _module("good4", qlcapsule_register_exporters=hookimpl(lambda register: register(_Listing)))
+    reg = build_manager([("good4", good), ("exploding", bad)])
+    assert reg.get("exporter", "inproc-listing") is _Listing
+    assert reg.plugins["exploding"].status == "failed"
+    assert reg.plugins["exploding"].error == "RuntimeError: exporter hook exploded"
+    assert reg.plugins["exploding"].components == [] and "dup" not in reg.names("exporter")
+
+
+def test_a_component_missing_an_abstract_method_fails_at_registration() -> None:
+    class Half(Exporter):  # no export()
+        name = "half"
+
+    plugin = _module("halfway", qlcapsule_register_exporters=hookimpl(lambda register: register(Half)))
+    reg = build_manager([("halfway", plugin)])
+    reg.ensure("exporter")
+    error = reg.plugins["halfway"].error or ""
+    assert reg.plugins["halfway"].status == "failed" and "\n" not in error
+    assert error == "PluginError: plugin 'halfway': Half does not implement export (abstract in qlcapsule.Exporter)"
+    assert "half" not in reg.names("exporter")
+
+
+def test_register_kept_for_later_is_refused() -> None:
+    kept = []
+    plugin = _module("keeper", qlcapsule_register_exporters=hookimpl(lambda register: kept.append(register)))
+    reg = build_manager([("keeper", plugin)])
+    reg.ensure("exporter")
+    with pytest.raises(PluginError, match="outside a registration hook"):
+        kept[0](_Listing)
 
 
 def test_registering_a_non_component_is_refused() -> None:
     bad = _module("bad", qlcapsule_register_exporters=hookimpl(lambda register: register(object)))
     reg = build_manager([("bad", bad)])
+    reg.ensure("exporter")  # hooks run when their kind is first needed
     assert reg.plugins["bad"].status == "failed"
     assert "not a qlcapsule.Exporter subclass" in (reg.plugins["bad"].error or "")
 
@@ -147,7 +278,9 @@ def test_fixture_registers_and_unregisters(qlcapsule_plugin, make_capsule) -> No
     reg = qlcapsule_plugin(plugin, "inproc")
     cls = reg.get("exporter", "inproc-listing")
     out = io.BytesIO()
-    cls.from_options({}).export(make_capsule({"x.txt": "x"}), out, "inproc-listing")
+    from qlcapsule.exporting import write_export
+
+    write_export(cls.from_options({}), make_capsule({"x.txt": "x"}), out, "inproc-listing")
     assert out.getvalue() == b"capsule.yaml\nx.txt\n"
     assert registry() is reg
 
@@ -156,7 +289,7 @@ class _Listing(Exporter):
     name = "inproc-listing"
     formats = ("inproc-listing",)
 
-    def export(self, capsule, out, fmt):
+    def export(self, capsule, out, fmt, payload):  # type: ignore[no-untyped-def]
         out.write("".join(p + "\n" for p in capsule.files()).encode())
 
 
@@ -200,7 +333,9 @@ def test_core_never_imports_the_plugins() -> None:
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names = [node.module]
-            offenders += [f"{path.relative_to(ROOT)}:{node.lineno}" for n in names if n.split(".")[0] == "qlcapsule_plugins"]
+            offenders += [
+                f"{path.relative_to(ROOT)}:{node.lineno}" for n in names if n.split(".")[0] == "qlcapsule_plugins"
+            ]
     assert offenders == []
 
 
@@ -247,7 +382,9 @@ def test_the_public_api_is_one_list() -> None:
 def test_each_registration_hook_registers_its_kind(hook: str, kind: str, base: str) -> None:
     import qlcapsule
 
-    cls = type(f"Test{base}", (getattr(qlcapsule, base),), {"name": f"test-{kind}"})
+    parent = getattr(qlcapsule, base)
+    methods = {m: lambda self, *a, **k: None for m in parent.__abstractmethods__}  # a complete component
+    cls = type(f"Test{base}", (parent,), {"name": f"test-{kind}", **methods})
     plugin = _module(f"p-{kind}", **{hook: hookimpl(lambda register: register(cls))})
     reg = build_manager([(f"p-{kind}", plugin)])
     assert reg.get(kind, f"test-{kind}") is cls
@@ -256,6 +393,7 @@ def test_each_registration_hook_registers_its_kind(hook: str, kind: str, base: s
     other = "exporter" if kind != "exporter" else "signer"
     wrong = _module("wrong", **{f"qlcapsule_register_{other}s": hookimpl(lambda register: register(cls))})
     reg = build_manager([("wrong", wrong)])
+    reg.ensure()
     assert reg.plugins["wrong"].status == "failed"
 
 
@@ -280,81 +418,38 @@ def test_builtins_load_per_kind() -> None:
     assert all(p.status != "pending" for p in reg.plugins.values())
 
 
-def test_builtins_pass_pluggys_own_checks() -> None:
-    """Built-ins alone never build the pluggy manager; here every one goes through pluggy's checks."""
+def test_builtins_and_third_party_plugins_share_one_pluggy_manager() -> None:
+    """Every plugin, built-in or not, is registered in one manager and passes pluggy's own checks."""
     import pluggy
 
-    reg = build_manager([])
-    reg.ensure()
-    assert reg._pm is None  # nothing but built-ins: pluggy was not needed
-    builtins = [p.name for p in reg.plugins.values() if p.distribution == "qlcapsule"]
-    assert builtins and all(reg.plugins[n].status == "loaded" for n in builtins)
-    pm = reg.pm  # built now, with every loaded plugin registered
-    pm.check_pending()  # raises PluginValidationError for a hook that matches no spec
-    assert {pm.get_name(p) for p in pm.get_plugins()} >= set(builtins)
-    assert all(reg.plugins[n].status == "loaded" for n in builtins)
-    assert isinstance(pm, pluggy.PluginManager)
+    import qlcapsule
 
-
-def test_a_third_party_plugin_builds_the_manager_with_the_builtins_in_it() -> None:
     good = _module("good3", qlcapsule_register_exporters=hookimpl(lambda register: register(_Listing)))
     reg = build_manager([("good3", good)])
     reg.ensure()
+    assert isinstance(reg.pm, pluggy.PluginManager)
+    builtins = [p.name for p in reg.plugins.values() if p.distribution == "qlcapsule"]
+    assert builtins and all(reg.plugins[n].status == "loaded" for n in builtins)
     names = {reg.pm.get_name(p) for p in reg.pm.get_plugins()}
-    assert "good3" in names and "exporters.zip" in names
-    reg.pm.check_pending()
-
-
-@pytest.mark.parametrize(
-    "kwargs",
-    [{}, {"tryfirst": True}, {"trylast": True, "specname": "x"}, {"wrapper": True}, {"hookwrapper": True, "optionalhook": True}],
-)
-def test_our_markers_set_what_pluggys_markers_set(kwargs: dict[str, object]) -> None:
-    import pluggy
-
-    def ours() -> None: ...
-
-    def theirs() -> None: ...
-
-    hookimpl(**kwargs)(ours)  # type: ignore[call-overload]
-    pluggy.HookimplMarker("qlcapsule")(**kwargs)(theirs)  # type: ignore[call-overload]
-    assert ours.qlcapsule_impl == theirs.qlcapsule_impl  # type: ignore[attr-defined]
-
-    def spec_ours() -> None: ...
-
-    def spec_theirs() -> None: ...
-
-    hookspecs.hookspec(spec_ours)
-    pluggy.HookspecMarker("qlcapsule")(spec_theirs)
-    assert spec_ours.qlcapsule_spec == spec_theirs.qlcapsule_spec  # type: ignore[attr-defined]
-    assert hookimpl(ours) is ours and hookspecs.hookspec(firstresult=True)(spec_ours) is spec_ours
-
-
-def test_a_builtin_verify_imports_no_pluggy(tmp_path: Path) -> None:
-    code = "import sys; from qlcapsule import plugins; plugins.instantiate('signer', 'ed25519'); print('pluggy' in sys.modules)"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QLCAPSULE_LOAD")}
-    env["QLCAPSULE_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60, env=env)
-    assert out.stdout.strip() == "False"
+    assert names >= {*builtins, "good3"}
+    reg.pm.check_pending()  # raises PluginValidationError for a hook that matches no spec
+    assert isinstance(qlcapsule.hookimpl, pluggy.HookimplMarker) and qlcapsule.hookimpl.project_name == "qlcapsule"
+    assert isinstance(qlcapsule.hookspec, pluggy.HookspecMarker) and qlcapsule.hookspec.project_name == "qlcapsule"
 
 
 def test_options_refuse_a_bool_only_where_no_bool_is_allowed() -> None:
     """``true`` is not a number for any component's options; bool and Any fields still take it."""
-    from qlcapsule import OptionsError
-    from qlcapsule.components import Component, Options, lazy_options
+    from qlcapsule import Component, Options, OptionsError
 
-    def make() -> type:
-        class Opts(Options):  # type: ignore[misc,valid-type]
-            count: int = 1
-            ratio: float | None = None
-            flag: bool | int = 0
-            anything: Any = None
-
-        return Opts
+    class Opts(Options):
+        count: int = 1
+        ratio: float | None = None
+        flag: bool | int = 0
+        anything: Any = None
 
     class C(Component):
         name = "c"
-        Options = lazy_options(make)
+        Options = Opts
 
     for field in ("count", "ratio"):
         with pytest.raises(OptionsError, match=f"{field}: expected a number, not true"):

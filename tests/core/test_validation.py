@@ -124,33 +124,6 @@ def test_a_crashing_validator_is_a_finding(qlcapsule_plugin, tmp_path):
     assert f.rule == "boom.failed" and "kaboom" in f.message and f.path == "a.txt"
 
 
-def test_lazy_options_are_built_on_first_use() -> None:
-    from qlcapsule import OptionsError, Validator, lazy_options
-
-    built: list[type] = []
-
-    def make() -> type:
-        from qlcapsule import Options
-
-        class DaysOptions(Options):
-            days: int = 3
-
-        built.append(DaysOptions)
-        return DaysOptions
-
-    class Days(Validator):
-        name = "days"
-        Options = lazy_options(make)
-
-    v = Days()
-    assert built == []
-    assert v.options.days == 3 and len(built) == 1
-    assert Days.from_options({"days": 5}).options.days == 5
-    assert len(built) == 1
-    with pytest.raises(OptionsError, match="days"):
-        Days.from_options({"days": "many"})
-
-
 # assembled at run time so this file itself holds no secret-shaped string
 GH_TOKEN = "ghp_" + "A1b2C3d4" * 5
 AWS_ID = "AKIA" + "IOSFODNN7REALKEY"

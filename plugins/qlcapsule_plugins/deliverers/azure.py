@@ -37,6 +37,7 @@ from qlcapsule import (
     ObjectPrefix,
     Options,
     Receipt,
+    Register,
     RemoteError,
     SignedUrlExpiry,
     TransientError,
@@ -308,5 +309,5 @@ class AzureDeliverer(Deliverer):
 
 
 @hookimpl
-def qlcapsule_register_deliverers(register):  # type: ignore[no-untyped-def]
+def qlcapsule_register_deliverers(register: Register) -> None:
     register(AzureDeliverer)

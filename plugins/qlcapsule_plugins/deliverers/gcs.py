@@ -41,6 +41,7 @@ from qlcapsule import (
     ObjectPrefix,
     Options,
     Receipt,
+    Register,
     RemoteError,
     SignedUrlExpiry,
     TransientError,
@@ -316,5 +317,5 @@ class GcsDeliverer(Deliverer):
 
 
 @hookimpl
-def qlcapsule_register_deliverers(register):  # type: ignore[no-untyped-def]
+def qlcapsule_register_deliverers(register: Register) -> None:
     register(GcsDeliverer)

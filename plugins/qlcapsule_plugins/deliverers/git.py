@@ -44,6 +44,7 @@ from qlcapsule import (
     IntegrityError,
     Options,
     Receipt,
+    Register,
     RemoteError,
     TransientError,
     get_logger,
@@ -330,5 +331,5 @@ def _mode(mode: str) -> Any:
 
 
 @hookimpl
-def qlcapsule_register_deliverers(register):  # type: ignore[no-untyped-def]
+def qlcapsule_register_deliverers(register: Register) -> None:
     register(GitDeliverer)

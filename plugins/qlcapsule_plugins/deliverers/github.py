@@ -40,6 +40,7 @@ from qlcapsule import (
     IntegrityError,
     Options,
     Receipt,
+    Register,
     RemoteError,
     TransientError,
     get_logger,
@@ -414,5 +415,5 @@ def _errors(data: Any) -> str:
 
 
 @hookimpl
-def qlcapsule_register_deliverers(register):  # type: ignore[no-untyped-def]
+def qlcapsule_register_deliverers(register: Register) -> None:
     register(GitHubDeliverer)

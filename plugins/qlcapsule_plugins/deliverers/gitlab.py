@@ -41,6 +41,7 @@ from qlcapsule import (
     IntegrityError,
     Options,
     Receipt,
+    Register,
     RemoteError,
     TransientError,
     get_logger,
@@ -352,5 +353,5 @@ class GitLabDeliverer(Deliverer):
 
 
 @hookimpl
-def qlcapsule_register_deliverers(register):  # type: ignore[no-untyped-def]
+def qlcapsule_register_deliverers(register: Register) -> None:
     register(GitLabDeliverer)

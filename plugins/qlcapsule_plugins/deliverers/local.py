@@ -38,6 +38,7 @@ from qlcapsule import (
     IntegrityError,
     Options,
     Receipt,
+    Register,
     get_logger,
     hookimpl,
     sha256_file,
@@ -239,5 +240,5 @@ def _fsync_dir(path: Path) -> None:
 
 
 @hookimpl
-def qlcapsule_register_deliverers(register):  # type: ignore[no-untyped-def]
+def qlcapsule_register_deliverers(register: Register) -> None:
     register(LocalDeliverer)

@@ -68,6 +68,7 @@ from qlcapsule import (
     OptionsError,
     Receipt,
     RedirectRefused,
+    Register,
     RemoteError,
     TransientError,
     check_redirect,
@@ -785,5 +786,5 @@ class OciDeliverer(Deliverer):
 
 
 @hookimpl
-def qlcapsule_register_deliverers(register):  # type: ignore[no-untyped-def]
+def qlcapsule_register_deliverers(register: Register) -> None:
     register(OciDeliverer)

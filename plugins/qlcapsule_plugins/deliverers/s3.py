@@ -38,6 +38,7 @@ from qlcapsule import (
     ObjectPrefix,
     Options,
     Receipt,
+    Register,
     RemoteError,
     SignedUrlExpiry,
     TransientError,
@@ -426,5 +427,5 @@ class S3Deliverer(Deliverer):
 
 
 @hookimpl
-def qlcapsule_register_deliverers(register):  # type: ignore[no-untyped-def]
+def qlcapsule_register_deliverers(register: Register) -> None:
     register(S3Deliverer)

@@ -1,4 +1,4 @@
-"""The option models of the built-in exporters (pydantic; imported on first use, see ``_lazyoptions``)."""
+"""The option models of the built-in exporters: each exporter's ``Options`` is its model here, validated once."""
 
 from __future__ import annotations
 
@@ -10,7 +10,15 @@ from pydantic import AfterValidator, Field, field_validator
 from qlcapsule import Options
 
 from . import _k8s as k8s
-from ._lazyoptions import check_prefix
+
+
+def check_prefix(v: str) -> str:
+    """A prefix is empty or a relative directory path ending in '/'."""
+    if v == "":
+        return v
+    if not v.endswith("/") or v.startswith("/") or "\\" in v or any(p in ("", ".", "..") for p in v[:-1].split("/")):
+        raise ValueError("must be a relative directory ending in '/', like 'orders-1.0.0/'")
+    return v
 
 
 class TarOptions(Options):

@@ -10,15 +10,12 @@ the generated files label the image with the capsule digest.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
-from qlcapsule import Capsule, Exporter, hookimpl, lazy_options
+from qlcapsule import Capsule, Exporter, Register, hookimpl
 
-from ._lazyoptions import model
+from ._options import DockerOptions
 from ._tarstream import Entry, payload_entries, sort_entries, write_tar
-
-if TYPE_CHECKING:
-    from ._options import DockerOptions
 
 
 def dockerfile(capsule: Capsule, opts: DockerOptions) -> bytes:
@@ -75,7 +72,7 @@ class DockerExporter(Exporter):
     formats = ("docker",)
     streams = True
     media_type = "application/x-tar"
-    Options = lazy_options(model("DockerOptions"))
+    Options = DockerOptions
     options: DockerOptions
 
     def filename(self, capsule: Capsule, fmt: str) -> str:
@@ -90,11 +87,5 @@ class DockerExporter(Exporter):
 
 
 @hookimpl
-def qlcapsule_register_exporters(register):  # type: ignore[no-untyped-def]
+def qlcapsule_register_exporters(register: Register) -> None:
     register(DockerExporter)
-
-
-def __getattr__(name: str) -> object:  # ``from .docker import DockerOptions`` still works, built on first use
-    if name == "DockerOptions":
-        return DockerExporter.Options
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,16 +11,13 @@ chart's annotations and the pod annotations carry the capsule digest. Options
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
-from qlcapsule import Capsule, Exporter, hookimpl, lazy_options
+from qlcapsule import Capsule, Exporter, Register, hookimpl
 
 from ._k8s import image_tag
-from ._lazyoptions import model
+from ._options import HelmOptions
 from ._tarstream import GzipWriter, TarWriter
-
-if TYPE_CHECKING:
-    from ._options import HelmOptions
 
 # What `helm package` puts in the gzip header (Go's gzip.Header Extra and Comment).
 HELM_GZIP_EXTRA = b"+aHR0cHM6Ly95b3V0dS5iZS96OVV6MWljandyTQo="
@@ -254,7 +251,7 @@ class HelmExporter(Exporter):
     formats = ("helm",)
     streams = True
     media_type = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
-    Options = lazy_options(model("HelmOptions"))
+    Options = HelmOptions
     options: HelmOptions
 
     def filename(self, capsule: Capsule, fmt: str) -> str:
@@ -270,11 +267,5 @@ class HelmExporter(Exporter):
 
 
 @hookimpl
-def qlcapsule_register_exporters(register):  # type: ignore[no-untyped-def]
+def qlcapsule_register_exporters(register: Register) -> None:
     register(HelmExporter)
-
-
-def __getattr__(name: str) -> object:  # ``from .helm import HelmOptions`` still works, built on first use
-    if name == "HelmOptions":
-        return HelmExporter.Options
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

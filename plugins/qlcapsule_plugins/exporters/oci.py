@@ -24,15 +24,12 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
-from qlcapsule import Capsule, Exporter, hookimpl, lazy_options
+from qlcapsule import Capsule, Exporter, Register, hookimpl
 
-from ._lazyoptions import model
+from ._options import OciOptions
 from ._tarstream import CHUNK, payload_entries, sort_entries, write_tar
-
-if TYPE_CHECKING:
-    from ._options import OciOptions
 
 ARTIFACT_TYPE = "application/vnd.qlcapsule.capsule.v1"
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
@@ -140,7 +137,7 @@ class OciExporter(Exporter):
     directory_formats = ("oci-dir",)
     streams = True
     media_type = "application/vnd.oci.image.layout.v1+tar"
-    Options = lazy_options(model("OciOptions"))
+    Options = OciOptions
     options: OciOptions
 
     def filename(self, capsule: Capsule, fmt: str) -> str:
@@ -182,11 +179,5 @@ class OciExporter(Exporter):
 
 
 @hookimpl
-def qlcapsule_register_exporters(register):  # type: ignore[no-untyped-def]
+def qlcapsule_register_exporters(register: Register) -> None:
     register(OciExporter)
-
-
-def __getattr__(name: str) -> object:  # ``from .oci import OciOptions`` still works, built on first use
-    if name == "OciOptions":
-        return OciExporter.Options
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

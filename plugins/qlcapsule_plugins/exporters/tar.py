@@ -9,15 +9,12 @@ streams: nothing is buffered beyond 1 MiB, so ``-o -`` works.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
+from typing import BinaryIO, ClassVar
 
-from qlcapsule import Capsule, Exporter, hookimpl, lazy_options, payload_for
+from qlcapsule import Capsule, Exporter, Register, hookimpl, payload_for
 
-from ._lazyoptions import model
+from ._options import TarOptions
 from ._tarstream import write_payload_tar
-
-if TYPE_CHECKING:
-    from ._options import TarOptions
 
 _COMPRESSION = {"tar": "none", "tar.gz": "gzip", "tgz": "gzip", "tar.xz": "xz", "tar.zst": "zstd"}
 _MEDIA = {
@@ -37,9 +34,7 @@ class TarExporter(Exporter):
     media_type = "application/x-tar"
     #: reads the capsule through qlcapsule.streaming, which verifies it while it is read
     verifies_payload = True
-    #: exactly the model's defaults (a test holds them equal): no pydantic when no option is given
-    defaults: ClassVar[dict[str, Any]] = {"level": None, "prefix": ""}
-    Options = lazy_options(model("TarOptions"), defaults=defaults)
+    Options = TarOptions
     options: TarOptions
 
     media_types: ClassVar[dict[str, str]] = {f: _MEDIA[c] for f, c in _COMPRESSION.items()}
@@ -81,11 +76,5 @@ class TarExporter(Exporter):
 
 
 @hookimpl
-def qlcapsule_register_exporters(register):  # type: ignore[no-untyped-def]
+def qlcapsule_register_exporters(register: Register) -> None:
     register(TarExporter)
-
-
-def __getattr__(name: str) -> object:  # ``from .tar import TarOptions`` still works, built on first use
-    if name == "TarOptions":
-        return TarExporter.Options
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

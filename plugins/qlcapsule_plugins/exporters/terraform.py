@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
-from qlcapsule import Capsule, Exporter, hookimpl, lazy_options
+from qlcapsule import Capsule, Exporter, Register, hookimpl
 
 from ._k8s import image_tag, label_value
-from ._lazyoptions import model
+from ._options import TerraformOptions
 from ._tarstream import sort_entries, write_tar
-
-if TYPE_CHECKING:
-    from ._options import TerraformOptions
 
 
 def hcl_string(value: str) -> str:
@@ -242,7 +239,7 @@ class TerraformExporter(Exporter):
     directory_formats = ("terraform-dir",)
     streams = True
     media_type = "application/gzip"
-    Options = lazy_options(model("TerraformOptions"))
+    Options = TerraformOptions
     options: TerraformOptions
 
     def filename(self, capsule: Capsule, fmt: str) -> str:
@@ -263,11 +260,5 @@ class TerraformExporter(Exporter):
 
 
 @hookimpl
-def qlcapsule_register_exporters(register):  # type: ignore[no-untyped-def]
+def qlcapsule_register_exporters(register: Register) -> None:
     register(TerraformExporter)
-
-
-def __getattr__(name: str) -> object:  # ``from .terraform import TerraformOptions`` still works, built on first use
-    if name == "TerraformOptions":
-        return TerraformExporter.Options
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,16 +10,13 @@ and every common tool; see ``_zipstream`` for the byte layout.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
+from typing import BinaryIO
 
-from qlcapsule import Capsule, Exporter, hookimpl, lazy_options
+from qlcapsule import Capsule, Exporter, Register, hookimpl
 
-from ._lazyoptions import model
+from ._options import ZipOptions
 from ._tarstream import payload_entries
 from ._zipstream import ZipWriter
-
-if TYPE_CHECKING:
-    from ._options import ZipOptions
 
 
 class ZipExporter(Exporter):
@@ -28,9 +25,7 @@ class ZipExporter(Exporter):
     formats = ("zip",)
     streams = True
     media_type = "application/zip"
-    #: exactly the model's defaults (a test holds them equal): no pydantic when no option is given
-    defaults: ClassVar[dict[str, Any]] = {"level": 6, "prefix": "", "workers": None}
-    Options = lazy_options(model("ZipOptions"), defaults=defaults)
+    Options = ZipOptions
     options: ZipOptions
 
     def export(self, capsule: Capsule, out: BinaryIO, fmt: str) -> None:
@@ -39,11 +34,5 @@ class ZipExporter(Exporter):
 
 
 @hookimpl
-def qlcapsule_register_exporters(register):  # type: ignore[no-untyped-def]
+def qlcapsule_register_exporters(register: Register) -> None:
     register(ZipExporter)
-
-
-def __getattr__(name: str) -> object:  # ``from .zip import ZipOptions`` still works, built on first use
-    if name == "ZipOptions":
-        return ZipExporter.Options
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

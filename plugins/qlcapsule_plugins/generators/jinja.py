@@ -24,7 +24,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
-from qlcapsule import Generator, GeneratorRecord, InputError, UnsafePathError, check_relative, get_logger, hookimpl
+from qlcapsule import (
+    Generator,
+    GeneratorRecord,
+    InputError,
+    Register,
+    UnsafePathError,
+    check_relative,
+    get_logger,
+    hookimpl,
+)
 
 from . import _source
 from ._limits import RenderTimeout, short
@@ -546,5 +555,5 @@ def _prompt(q: Question, default: Any, budget: Budget) -> Any:
 
 
 @hookimpl
-def qlcapsule_register_generators(register):  # type: ignore[no-untyped-def]
+def qlcapsule_register_generators(register: Register) -> None:
     register(JinjaGenerator)

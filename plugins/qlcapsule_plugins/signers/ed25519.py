@@ -21,7 +21,7 @@ import hashlib
 import re
 from typing import TYPE_CHECKING, Any
 
-from qlcapsule import CredentialsError, Signer, hookimpl
+from qlcapsule import CredentialsError, Register, Signer, hookimpl
 
 if TYPE_CHECKING:
     from qlcapsule import KeyPair
@@ -197,5 +197,5 @@ def _check(key: Any) -> Ed25519Key:
 
 
 @hookimpl
-def qlcapsule_register_signers(register: Any) -> None:
+def qlcapsule_register_signers(register: Register) -> None:
     register(Ed25519Signer)

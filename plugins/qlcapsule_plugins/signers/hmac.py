@@ -26,7 +26,7 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
-from qlcapsule import CredentialsError, Signer, hookimpl, redact
+from qlcapsule import CredentialsError, Register, Signer, hookimpl, redact
 
 if TYPE_CHECKING:
     from qlcapsule import KeyPair
@@ -134,5 +134,5 @@ def _check(key: Any) -> HmacKey:
 
 
 @hookimpl
-def qlcapsule_register_signers(register: Any) -> None:
+def qlcapsule_register_signers(register: Register) -> None:
     register(HmacSha256Signer)

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
-from qlcapsule import Capsule, Finding, Rule, Severity, Validator, hookimpl, quote
+from qlcapsule import Capsule, Finding, Register, Rule, Severity, Validator, hookimpl, quote
 
 INSTRUCTIONS = frozenset(
     "ADD ARG CMD COPY ENTRYPOINT ENV EXPOSE FROM HEALTHCHECK LABEL MAINTAINER ONBUILD RUN SHELL STOPSIGNAL USER VOLUME WORKDIR".split()
@@ -219,5 +219,5 @@ def _check_exec(ins: Instruction, path: str) -> Iterable[Finding]:
 
 
 @hookimpl
-def qlcapsule_register_validators(register):  # type: ignore[no-untyped-def]
+def qlcapsule_register_validators(register: Register) -> None:
     register(DockerfileValidator)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable
 
-from qlcapsule import Capsule, Finding, Rule, Severity, Validator, hookimpl, quote
+from qlcapsule import Capsule, Finding, Register, Rule, Severity, Validator, hookimpl, quote
 
 from ._yaml import compose_all, key_node, node_at, position, to_data
 
@@ -82,5 +82,5 @@ class HelmValidator(Validator):
 
 
 @hookimpl
-def qlcapsule_register_validators(register):  # type: ignore[no-untyped-def]
+def qlcapsule_register_validators(register: Register) -> None:
     register(HelmValidator)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from qlcapsule import Capsule, Finding, QlcapsuleError, Rule, Severity, Validator, hookimpl
+from qlcapsule import Capsule, Finding, QlcapsuleError, Register, Rule, Severity, Validator, hookimpl
 
 
 class IntegrityValidator(Validator):
@@ -52,5 +52,5 @@ class IntegrityValidator(Validator):
 
 
 @hookimpl
-def qlcapsule_register_validators(register):  # type: ignore[no-untyped-def]
+def qlcapsule_register_validators(register: Register) -> None:
     register(IntegrityValidator)

@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any, Iterable
 
-from qlcapsule import Capsule, Finding, Rule, Severity, Validator, hookimpl, quote
+from qlcapsule import Capsule, Finding, Register, Rule, Severity, Validator, hookimpl, quote
 
 
 class JsonValidator(Validator):
@@ -60,5 +60,5 @@ def _second_occurrence(text: str, key: str) -> tuple[int | None, int | None]:
 
 
 @hookimpl
-def qlcapsule_register_validators(register):  # type: ignore[no-untyped-def]
+def qlcapsule_register_validators(register: Register) -> None:
     register(JsonValidator)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import warnings
 from typing import Iterable
 
-from qlcapsule import Capsule, Finding, Rule, Severity, Validator, hookimpl
+from qlcapsule import Capsule, Finding, Register, Rule, Severity, Validator, hookimpl
 
 
 class PythonValidator(Validator):
@@ -69,5 +69,5 @@ class PythonValidator(Validator):
 
 
 @hookimpl
-def qlcapsule_register_validators(register):  # type: ignore[no-untyped-def]
+def qlcapsule_register_validators(register: Register) -> None:
     register(PythonValidator)

@@ -15,7 +15,7 @@ import re
 import shlex
 from typing import Iterable, Iterator
 
-from qlcapsule import Capsule, Finding, Rule, Severity, Validator, clip, hookimpl, quote
+from qlcapsule import Capsule, Finding, Register, Rule, Severity, Validator, clip, hookimpl, quote
 
 _COMMENT = re.compile(r"(^|\s+)#.*$")
 _OPTION = re.compile(r"^(-[a-zA-Z]|--[a-z][a-z-]*)(\s|=|$)")
@@ -181,5 +181,5 @@ class RequirementsValidator(Validator):
 
 
 @hookimpl
-def qlcapsule_register_validators(register):  # type: ignore[no-untyped-def]
+def qlcapsule_register_validators(register: Register) -> None:
     register(RequirementsValidator)

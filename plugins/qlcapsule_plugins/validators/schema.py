@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from qlcapsule import Capsule, Finding, Rule, Severity, Validator, hookimpl
+from qlcapsule import Capsule, Finding, Register, Rule, Severity, Validator, hookimpl
 
 
 class SchemaValidator(Validator):
@@ -55,5 +55,5 @@ def _top_key_line(capsule: Capsule, key: str) -> int | None:
 
 
 @hookimpl
-def qlcapsule_register_validators(register):  # type: ignore[no-untyped-def]
+def qlcapsule_register_validators(register: Register) -> None:
     register(SchemaValidator)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from qlcapsule import SECRET_PATTERNS, Capsule, Finding, Rule, Validator, hookimpl
+from qlcapsule import SECRET_PATTERNS, Capsule, Finding, Register, Rule, Validator, hookimpl
 
 _ALLOW = re.compile(r"pragma:\s*allowlist secret|qlcapsule:\s*allow-secret")
 _COMBINED = re.compile("|".join(f"(?P<g{i}>{p.regex})" for i, p in enumerate(SECRET_PATTERNS)))
@@ -98,5 +98,5 @@ class SecretsValidator(Validator):
 
 
 @hookimpl
-def qlcapsule_register_validators(register):  # type: ignore[no-untyped-def]
+def qlcapsule_register_validators(register: Register) -> None:
     register(SecretsValidator)

@@ -16,18 +16,21 @@ import datetime as _dt
 from collections.abc import Iterable
 from typing import Any
 
+from pydantic import Field
+
 from qlcapsule import (
     ENV_TRUST,
     Capsule,
     Envelope,
     Finding,
+    Options,
     QlcapsuleError,
+    Register,
     Rule,
     Severity,
     Statement,
     Validator,
     hookimpl,
-    lazy_options,
     operator_trust_file,
     verify_signatures,
 )
@@ -35,22 +38,14 @@ from qlcapsule import (
 SIG = "capsule.sig"
 
 
-def _options() -> Any:
-    # Built on first use: validating a capsule without a signature never imports pydantic.
-    from pydantic import Field
-
-    from qlcapsule import Options
-
-    class SignatureOptions(Options):
-        expiring_days: int = Field(default=14, ge=0, description="warn when a signature expires within this many days")
-
-    return SignatureOptions
+class SignatureOptions(Options):
+    expiring_days: int = Field(default=14, ge=0, description="warn when a signature expires within this many days")
 
 
 class SignatureValidator(Validator):
     name = "signature"
     description = "capsule.sig: present when required, well-formed, current, unexpired, trusted"
-    Options = lazy_options(_options)
+    Options = SignatureOptions
     rules = (
         Rule("signature.missing", "capsule.sig is missing but policy.require_signature or min_version is set"),
         Rule("signature.malformed", "capsule.sig is not a DSSE envelope carrying a qlcapsule statement"),
@@ -145,5 +140,5 @@ class SignatureValidator(Validator):
 
 
 @hookimpl
-def qlcapsule_register_validators(register: Any) -> None:
+def qlcapsule_register_validators(register: Register) -> None:
     register(SignatureValidator)

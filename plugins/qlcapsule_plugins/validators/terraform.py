@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from qlcapsule import Capsule, Finding, Rule, Severity, Validator, clip, hookimpl
+from qlcapsule import Capsule, Finding, Register, Rule, Severity, Validator, clip, hookimpl
 
 _VAR_REF = re.compile(r"\bvar\.([A-Za-z_][A-Za-z0-9_-]*)")
 _VAR_DECL = re.compile(r"""^\s*variable\s+"?([A-Za-z_][A-Za-z0-9_-]*)"?\s*\{""", re.M)
@@ -81,5 +81,5 @@ def _strip_comments(text: str) -> str:
 
 
 @hookimpl
-def qlcapsule_register_validators(register):  # type: ignore[no-untyped-def]
+def qlcapsule_register_validators(register: Register) -> None:
     register(TerraformValidator)

@@ -6,7 +6,7 @@ import re
 import sys
 from typing import Iterable
 
-from qlcapsule import Capsule, Finding, Rule, Severity, Validator, hookimpl
+from qlcapsule import Capsule, Finding, Register, Rule, Severity, Validator, hookimpl
 
 _AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 
@@ -52,5 +52,5 @@ class TomlValidator(Validator):
 
 
 @hookimpl
-def qlcapsule_register_validators(register):  # type: ignore[no-untyped-def]
+def qlcapsule_register_validators(register: Register) -> None:
     register(TomlValidator)

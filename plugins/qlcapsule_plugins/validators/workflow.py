@@ -24,7 +24,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Iterable
 
-from qlcapsule import Capsule, Finding, Rule, Severity, Validator, hookimpl
+from qlcapsule import Capsule, Finding, Register, Rule, Severity, Validator, hookimpl
 
 from ._yaml import compose_all, key_node, node_at, position, to_data
 
@@ -146,5 +146,5 @@ def _structure(doc: Any, root: Any, path: str) -> Iterable[tuple[Finding, tuple[
 
 
 @hookimpl
-def qlcapsule_register_validators(register):  # type: ignore[no-untyped-def]
+def qlcapsule_register_validators(register: Register) -> None:
     register(WorkflowValidator)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from qlcapsule import Capsule, Finding, Rule, Severity, Validator, hookimpl, quote
+from qlcapsule import Capsule, Finding, Register, Rule, Severity, Validator, hookimpl, quote
 
 from ._yaml import compose_all, duplicate_keys
 
@@ -58,5 +58,5 @@ def _helm_template(capsule: Capsule, path: str) -> bool:
 
 
 @hookimpl
-def qlcapsule_register_validators(register):  # type: ignore[no-untyped-def]
+def qlcapsule_register_validators(register: Register) -> None:
     register(YamlValidator)

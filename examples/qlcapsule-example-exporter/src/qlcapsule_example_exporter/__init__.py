@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 from pydantic import Field
 
-from qlcapsule import Capsule, Exporter, Options, hookimpl
+from qlcapsule import Capsule, Exporter, Options, Register, hookimpl
 
 __version__ = "0.1.0"
 
@@ -66,5 +66,5 @@ class ManifestExporter(Exporter):
 
 
 @hookimpl
-def qlcapsule_register_exporters(register):  # type: ignore[no-untyped-def]
+def qlcapsule_register_exporters(register: Register) -> None:
     register(ManifestExporter)
