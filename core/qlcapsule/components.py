@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .capsule import Capsule
     from .findings import Finding, Rule
     from .records import Artifact, GeneratorRecord, KeyPair, Receipt
+    from .streaming import PayloadReader
 
     class Options(BaseModel):
         """Base for component options: unknown keys are errors."""
@@ -297,11 +298,17 @@ class Exporter(Component):
         return self.media_type
 
     @abstractmethod
-    def export(self, capsule: Capsule, out: BinaryIO, fmt: str) -> None:
-        """Write ``fmt`` to ``out``."""
+    def export(self, capsule: Capsule, out: BinaryIO, fmt: str, payload: PayloadReader) -> None:
+        """Write ``fmt`` to ``out``; read the capsule's files through ``payload`` (checked against the lock).
 
-    def export_dir(self, capsule: Capsule, dest: Path, fmt: str) -> None:
-        """Write a directory format into ``dest`` (an empty directory the caller created)."""
+        ``payload.files`` is every locked file plus capsule.lock and capsule.sig,
+        sorted; ``payload.read(f)`` yields a file's bytes while hashing them.
+        The core calls ``payload.verify()`` after ``export`` returns and commits
+        the output only when every locked file matched (docs/export.md).
+        """
+
+    def export_dir(self, capsule: Capsule, dest: Path, fmt: str, payload: PayloadReader) -> None:
+        """Write a directory format into ``dest`` (an empty directory the caller created); ``payload`` as for ``export``."""
         raise NotImplementedError
 
     @staticmethod

@@ -6,8 +6,14 @@ and the Action call. In order, before any byte is written:
 1. the exporter for ``fmt`` is looked up and its options — capsule.yaml
    ``exports.<exporter>`` with ``--option k=v`` merged over them — are
    validated by its pydantic model (and its ``check(fmt)``);
-2. the capsule must be sealed and untouched (:meth:`Capsule.verify_integrity`);
-3. the output must not land inside the capsule (it would change it).
+2. the output must not land inside the capsule (it would change it);
+3. the capsule must be sealed, its lock intact and exactly the locked files
+   there (:class:`qlcapsule.PayloadReader`, whose contents checks run as the
+   exporter reads the files; see :mod:`qlcapsule.streaming`).
+
+Every exporter gets that reader as its ``payload`` argument; whatever the
+exporter did, :meth:`PayloadReader.verify` runs before the export is
+committed, and the export's last write is held back until it passed.
 
 Files are written to a temp file in the destination directory, fsynced and
 renamed, so a failed export never leaves a half-written archive; the archive's
@@ -34,9 +40,9 @@ from .components import Exporter
 from .errors import InputError, OptionsError, signals_deferred
 from .lock import mkstemp
 from .log import event, get_logger
-from .streaming import OrderedWorker, VerifiedPayload, activate, deactivate
+from .streaming import OrderedWorker, PayloadReader
 
-__all__ = ["ExportResult", "export_capsule", "parse_option_args", "resolve_exporter"]
+__all__ = ["ExportResult", "export_capsule", "parse_option_args", "resolve_exporter", "write_export"]
 
 log = get_logger("export")
 
@@ -236,17 +242,13 @@ def export_capsule(
                 raise InputError(f"{target}: is a {device}; format {fmt!r} can only be written to a file or directory")
         elif not directory:
             _check_sidecar(target)
-    payload: VerifiedPayload | None = None
-    if getattr(exporter, "verifies_payload", False) and not directory:
-        payload = VerifiedPayload(capsule)  # every check but the contents; those are hashed as they are read
-        digest = payload.lock.digest
-    else:
-        digest = capsule.verify_integrity().digest
+    payload = PayloadReader(capsule)  # every check but the contents; those are hashed as they are read
+    digest = payload.lock.digest
     if target is not None:
         target.parent.mkdir(parents=True, exist_ok=True)  # only once the capsule verified
     if directory:
         assert target is not None
-        result = _export_dir(capsule, exporter, fmt, target)
+        result = _export_dir(capsule, exporter, fmt, target, payload)
     elif to_stdout:
         if stdout is None and sys.stdout is None:
             raise InputError("standard output is closed; pass -o PATH")
@@ -314,12 +316,12 @@ def _export_stream(
     raw: BinaryIO,
     path: Path | None,
     digest: str,
-    payload: VerifiedPayload | None,
+    payload: PayloadReader,
 ) -> ExportResult:
     """Stream into ``raw`` (stdout, a FIFO, a character device): nothing to rename, no sidecar."""
     hw = _HashingWriter(raw)
     try:
-        _write(capsule, exporter, hw, fmt, payload)
+        write_export(exporter, capsule, hw, fmt, payload)  # type: ignore[arg-type]
         hw.flush()
     finally:
         hw.close()
@@ -340,22 +342,47 @@ def _umask() -> int:
     return mask
 
 
-def _write(
-    capsule: Capsule, exporter: Exporter, out: _HashingWriter, fmt: str, payload: VerifiedPayload | None
+class _LastWriteHeld:
+    """Passes an exporter's writes on one write behind, so its last write waits for the verdict."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self._held: bytes | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        if self._held is not None:
+            self.out.write(self._held)
+        self._held = data if isinstance(data, bytes) else bytes(data)  # the caller may reuse its buffer
+        return len(data)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def release(self) -> None:
+        if self._held is not None:
+            self.out.write(self._held)
+            self._held = None
+
+
+def write_export(
+    exporter: Exporter, capsule: Capsule, out: BinaryIO, fmt: str, payload: PayloadReader | None = None
 ) -> None:
-    """Run the exporter; with a ``payload``, return only once every file it read matched the lock."""
+    """Run ``exporter.export`` into ``out`` on the one integrity path every export takes.
+
+    ``payload`` (default: a new :class:`PayloadReader`, which checks the
+    capsule's lock and file set now) is handed to the exporter; once it
+    returns, :meth:`PayloadReader.verify` checks every locked file the
+    exporter did not read, and only then is its last write passed on to
+    ``out``: a tampered capsule never yields a complete export, even on a pipe.
+    """
     if payload is None:
-        exporter.export(capsule, out, fmt)  # type: ignore[arg-type]
-        return
-    token = activate(payload)
+        payload = PayloadReader(capsule)
+    held = _LastWriteHeld(out)
     try:
-        exporter.export(capsule, out, fmt)  # type: ignore[arg-type]
-        if payload.used:
-            payload.finish()
-        else:  # the exporter did not read through the payload (a subclass, say): the full check
-            capsule.verify_integrity()
+        exporter.export(capsule, held, fmt, payload)  # type: ignore[arg-type]
+        payload.verify()
+        held.release()
     finally:
-        deactivate(token)
         payload.close()
 
 
@@ -375,7 +402,7 @@ def _result(
 
 
 def _export_file(
-    capsule: Capsule, exporter: Exporter, fmt: str, target: Path, digest: str, payload: VerifiedPayload | None
+    capsule: Capsule, exporter: Exporter, fmt: str, target: Path, digest: str, payload: PayloadReader
 ) -> ExportResult:
     if target.is_dir():
         raise InputError(f"{target}: is a directory")
@@ -394,7 +421,7 @@ def _export_file(
         hw = _HashingWriter(f)  # type: ignore[arg-type]
         try:
             with f:
-                _write(capsule, exporter, hw, fmt, payload)  # raises before the rename on any mismatch
+                write_export(exporter, capsule, hw, fmt, payload)  # type: ignore[arg-type]  # raises before the rename
                 hw.flush()
                 os.fsync(f.fileno())
         except OSError as exc:
@@ -424,13 +451,17 @@ def _export_file(
     return result
 
 
-def _export_dir(capsule: Capsule, exporter: Exporter, fmt: str, target: Path) -> ExportResult:
+def _export_dir(capsule: Capsule, exporter: Exporter, fmt: str, target: Path, payload: PayloadReader) -> ExportResult:
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise InputError(f"{target}: already exists and is not an empty directory")
     with signals_deferred():  # the temp directory is removed below, even after a signal at once
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
     try:
-        exporter.export_dir(capsule, tmp, fmt)
+        try:
+            exporter.export_dir(capsule, tmp, fmt, payload)
+            payload.verify()  # before the rename: a tampered capsule never yields a directory
+        finally:
+            payload.close()
         os.chmod(tmp, 0o777 & ~_umask())
         h, size = _tree_digest(tmp)
         if target.exists():
@@ -447,7 +478,7 @@ def _export_dir(capsule: Capsule, exporter: Exporter, fmt: str, target: Path) ->
         size=size,
         media_type=exporter.media_type_for(fmt),
         capsule=capsule.ref,
-        digest=capsule.digest,
+        digest=payload.lock.digest,
         directory=True,
     )
 

@@ -1,20 +1,23 @@
-"""Verify a capsule while an export reads it: every file is read once.
+"""The one integrity path of every export: the capsule's payload, checked against capsule.lock as it is read.
 
-:meth:`Capsule.verify_integrity` hashes every file, then an exporter reads
-them all again: two passes over the capsule. A :class:`VerifiedPayload` makes
-it one. Its constructor does every check that needs no hashing, before a byte
-of the export is written: the lock is there and parses, its digest matches its
-file list, its name and version are the capsule's, and the walk finds exactly
-the locked files with the locked sizes and modes (messages as
-``verify_integrity`` words them). An exporter then reads the files through
-:meth:`VerifiedPayload.read`: each file's bytes go to the archive and to its
-SHA-256, computed on a helper thread (hashlib releases the GIL, so hashing
-overlaps reading and writing). :meth:`VerifiedPayload.finish` waits for the
-last digest and raises :class:`IntegrityError` naming the first file whose
-content differs from the lock. The exporter calls it before it writes the
-archive's last bytes; :func:`qlcapsule.exporting.export_capsule` calls it again
-before the export is committed (renamed into place, or reported as done on
-stdout), so a tampered capsule never yields an export.
+:func:`qlcapsule.exporting.export_capsule` makes one :class:`PayloadReader`
+per export and hands it to the exporter (``Exporter.export(capsule, out, fmt,
+payload)``). Its constructor does every check that needs no hashing, before
+a byte of the export is written: the lock is there and parses, its digest
+matches its file list, its name and version are the capsule's, and the walk
+finds exactly the locked files (messages as ``verify_integrity`` words them).
+
+An exporter that carries the files reads them through :meth:`PayloadReader.read`:
+each file's size and mode are checked on the descriptor it is read from, and
+its bytes go to the export and to the file's SHA-256, computed on a helper
+thread (hashlib releases the GIL, so hashing overlaps reading and writing):
+every file is read once. :meth:`PayloadReader.verify` waits for the last
+digest, hashes the locked files the exporter did not read (an exporter that
+writes only generated files reads none), and raises :class:`IntegrityError`
+naming the first file whose content differs from the lock. An exporter may
+call it before it writes its archive's last bytes; the core calls it after
+``export`` returns, before the export is committed (renamed into place, or its
+last write passed on to a pipe), so a tampered capsule never yields an export.
 
 capsule.lock and capsule.sig are read once, here; the lock is parsed from
 exactly the bytes that go into the archive.
@@ -28,18 +31,17 @@ import stat
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 from .errors import DefinitionError, InputError, IntegrityError, UnsafePathError
 from .lock import Lock, Status, capsule_digest, parse_lock
 from .names import DEFINITION_FILE, LOCK_FILE, SIG_FILE
-from .tree import display_path, path_key, walk
+from .tree import Found, display_path, hash_files, path_key, walk
 
 if TYPE_CHECKING:
     from .capsule import Capsule
 
-__all__ = ["CHUNK", "OrderedWorker", "PayloadFile", "VerifiedPayload", "active_payload", "payload_for"]
+__all__ = ["CHUNK", "OrderedWorker", "PayloadFile", "PayloadReader"]
 
 #: read size of large files; files up to this size are read with one call
 CHUNK = 1 << 20
@@ -50,7 +52,6 @@ _AHEAD = 8 << 20
 _O_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 _T = TypeVar("_T")
-_active: ContextVar[VerifiedPayload | None] = ContextVar("qlcapsule_payload", default=None)
 
 
 class PayloadFile(NamedTuple):
@@ -81,7 +82,7 @@ def _sha256_path(full: str) -> str:
 
 
 class OrderedWorker:
-    """One helper thread running jobs in the order they were submitted.
+    """One helper thread running jobs in the order they were submitted (core only; not public API).
 
     The caller goes on (reading, writing) while the thread works; it blocks
     only when more than ``ahead`` bytes of submitted jobs are not done yet, so
@@ -125,8 +126,19 @@ class OrderedWorker:
             self._pool = None
 
 
-class VerifiedPayload:
-    """What an export of ``capsule`` carries, verified against capsule.lock as it is read."""
+#: one chunk for the hashing thread: the file, its running SHA-256, the bytes, whether they end the file
+_Job = tuple[PayloadFile, "hashlib._Hash", bytes, bool]
+
+
+class PayloadReader:
+    """What an export of ``capsule`` carries, verified against capsule.lock as it is read.
+
+    ``files``: every locked file plus capsule.lock and capsule.sig (when
+    present), sorted by the UTF-8 bytes of their paths, each a
+    :class:`PayloadFile` (``path``, ``mode`` 0o644/0o755 and ``size`` from
+    the lock). Read them with :meth:`read` (chunks) or :meth:`read_bytes`, in
+    any order, from one thread.
+    """
 
     def __init__(self, capsule: Capsule) -> None:
         self.capsule = capsule
@@ -145,16 +157,11 @@ class VerifiedPayload:
             files.append(PayloadFile(SIG_FILE, os.fspath(capsule.sig_path), 0o644, len(sig), None, sig))
         files.sort(key=lambda f: path_key(f.path))
         self.files = files
-        self._expected = len(self.lock.files)
-        self._verified = 0
+        self._hashed: set[str] = set()  # locked files whose every byte was hashed (by the helper thread)
         self._mismatched: list[str] = []
-        self._batch: list[tuple[PayloadFile, bytes, bool]] = []
+        self._batch: list[_Job] = []
         self._batch_bytes = 0
         self._worker = OrderedWorker("qlcapsule-verify")
-        self._h: hashlib._Hash | None = None  # the file being hashed (on the helper thread only)
-        self._finished = False
-        #: True once an exporter read a file through :meth:`read`
-        self.used = False
 
     def _structure(self, lock: Lock) -> Status:
         """What ``verify_integrity`` checks before it hashes: the lock, the identity, the set of files.
@@ -196,12 +203,12 @@ class VerifiedPayload:
         as does an earlier file whose digest turned out wrong (so a tampered
         capsule stops the export early).
         """
-        self.used = True
         if self._mismatched:
             raise self._mismatch_error()
         if f.data is not None:
             yield f.data
             return
+        h = hashlib.sha256()
         fd = self._open(f)
         try:
             if f.size < CHUNK:
@@ -213,7 +220,7 @@ class VerifiedPayload:
                     data += more
                 if len(data) != f.size:
                     raise self._changed(f, len(data))
-                self._add(f, data, True)
+                self._add((f, h, data, True))
                 yield data
                 return
             got = 0
@@ -221,12 +228,16 @@ class VerifiedPayload:
                 got += len(chunk)
                 if got > f.size:
                     raise self._changed(f, got)
-                self._add(f, chunk, got == f.size)
+                self._add((f, h, chunk, got == f.size))
                 yield chunk
             if got != f.size:
                 raise self._changed(f, got)
         finally:
             os.close(fd)
+
+    def read_bytes(self, f: PayloadFile) -> bytes:
+        """All the bytes of ``f`` at once (for small files)."""
+        return b"".join(self.read(f))
 
     def _open(self, f: PayloadFile) -> int:
         try:
@@ -255,9 +266,9 @@ class VerifiedPayload:
         return IntegrityError(f"{f.full}: changed while exporting (expected {f.size} bytes, read {got})")
 
     # -- hashing (helper thread) ---------------------------------------------
-    def _add(self, f: PayloadFile, data: bytes, last: bool) -> None:
-        self._batch.append((f, data, last))
-        self._batch_bytes += len(data)
+    def _add(self, job: _Job) -> None:
+        self._batch.append(job)
+        self._batch_bytes += len(job[2])
         if self._batch_bytes >= _BATCH:
             self._submit()
 
@@ -267,65 +278,44 @@ class VerifiedPayload:
             self._batch, self._batch_bytes = [], 0
             self._worker.submit(self._hash, batch, n)
 
-    def _hash(self, batch: list[tuple[PayloadFile, bytes, bool]]) -> None:
-        for f, data, last in batch:
-            if self._h is None:
-                self._h = hashlib.sha256(data)
-            else:
-                self._h.update(data)
+    def _hash(self, batch: list[_Job]) -> None:
+        for f, h, data, last in batch:
+            h.update(data)
             if last:
-                if self._h.hexdigest() != f.sha256:
+                if h.hexdigest() != f.sha256:
                     self._mismatched.append(f.path)
-                self._h = None
-                self._verified += 1
+                self._hashed.add(f.path)
 
     # -- the verdict -----------------------------------------------------------
     def _mismatch_error(self) -> IntegrityError:
         return _refuse(self.root, Status(modified=list(self._mismatched)))
 
-    def finish(self) -> None:
-        """Wait for every digest; raise :class:`IntegrityError` unless every locked file was read and matched."""
-        if not self._finished:
-            try:
-                self._submit()
-                self._worker.drain()
-            finally:
-                self.close()
-            self._finished = True
+    def verify(self) -> None:
+        """Raise :class:`IntegrityError` unless every locked file matches the lock.
+
+        Waits for the digests of what was read, then hashes the locked files
+        that were not read in full (with the hashing ``verify_integrity`` uses,
+        on every core). Cheap to call again.
+        """
+        self._submit()
+        self._worker.drain()
+        if not self._mismatched:
+            rest = [e for e in self.lock.files if e.path not in self._hashed]
+            if rest:
+                found = [Found(e.path, e.size, e.mode) for e in rest]
+                status = Status()
+                for got, want in zip(hash_files(self.root, found), rest, strict=True):
+                    if (got.sha256, got.size) != (want.sha256, want.size):
+                        status.modified.append(want.path)
+                    elif got.mode != want.mode:
+                        status.mode_changed.append(want.path)
+                    else:
+                        self._hashed.add(want.path)
+                if not status.clean:
+                    raise _refuse(self.root, status)
         if self._mismatched:
             raise self._mismatch_error()
-        if self._verified != self._expected:
-            raise IntegrityError(
-                f"{self.root}: the export read {self._verified} of the {self._expected} locked files; not verified"
-            )
 
     def close(self) -> None:
         """Stop the helper thread (after an error, without waiting for the rest)."""
         self._worker.close()
-
-    @property
-    def complete(self) -> bool:
-        """True once :meth:`finish` found every locked file read and matching."""
-        return self._finished and not self._mismatched and self._verified == self._expected
-
-
-def active_payload() -> VerifiedPayload | None:
-    """The payload :func:`qlcapsule.exporting.export_capsule` verified for the running export, if any."""
-    return _active.get()
-
-
-def payload_for(capsule: Capsule) -> VerifiedPayload:
-    """The active payload of ``capsule``, else a new one (which checks the capsule now)."""
-    current = _active.get()
-    if current is not None and current.capsule is capsule:
-        return current
-    return VerifiedPayload(capsule)
-
-
-def activate(payload: VerifiedPayload | None) -> object:
-    """Make ``payload`` the active one; returns a token for :func:`deactivate`."""
-    return _active.set(payload)
-
-
-def deactivate(token: object) -> None:
-    _active.reset(token)  # type: ignore[arg-type]

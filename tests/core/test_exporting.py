@@ -76,7 +76,7 @@ def test_a_failing_exporter_leaves_no_partial_file(make_capsule, tmp_path, monke
 
     capsule = make_capsule({"a.txt": "a\n"})
 
-    def boom(self, capsule, out, fmt):  # type: ignore[no-untyped-def]
+    def boom(self, capsule, out, fmt, payload):  # type: ignore[no-untyped-def]
         out.write(b"half an archive")
         raise OSError(28, "No space left on device")
 
@@ -228,17 +228,47 @@ def test_tar_refuses_other_changes_before_any_byte(make_capsule, change, message
     assert sink.getvalue() == b""
 
 
-def test_an_exporter_that_bypasses_the_payload_is_verified_the_full_way(make_capsule, tmp_path, monkeypatch) -> None:
+def test_an_exporter_that_reads_nothing_is_verified_and_its_last_write_held_back(make_capsule, monkeypatch) -> None:
+    """The core verifies every locked file the exporter did not read; on a pipe its last write never goes out."""
     from qlcapsule_plugins.exporters.tar import TarExporter
 
     capsule = make_capsule({"a.txt": "a\n"})
-    (capsule.root / "a.txt").write_text("b\n")
-    monkeypatch.setattr(TarExporter, "export", lambda self, capsule, out, fmt: out.write(b"not read"))
-    out = tmp_path / "out"
-    out.mkdir()
+    (capsule.root / "a.txt").write_text("b\n")  # same size: only the digest can tell
+
+    def generated(self, capsule, out, fmt, payload):  # type: ignore[no-untyped-def]
+        out.write(b"first ")
+        out.write(b"last")
+
+    monkeypatch.setattr(TarExporter, "export", generated)
+    sink = io.BytesIO()
     with pytest.raises(IntegrityError, match="modified: a.txt"):
-        export_capsule(capsule.root, "tar", out)
-    assert _listing(out) == set()
+        export_capsule(capsule.root, "tar", "-", stdout=sink)
+    assert sink.getvalue() == b"first "
+    (capsule.root / "a.txt").write_text("a\n")
+    export_capsule(capsule.root, "tar", "-", stdout=sink)
+    assert sink.getvalue() == b"first first last"
+
+
+def test_an_exporter_may_read_files_twice_in_any_order_or_in_part(make_capsule, tmp_path, monkeypatch) -> None:
+    """The reader hashes each read on its own: a partial or repeated read never confuses the verdict."""
+    from qlcapsule_plugins.exporters.tar import TarExporter
+
+    capsule = make_capsule({"a.txt": "a\n", "big.bin": os.urandom(3 << 20), "z.txt": "z\n"})
+
+    def odd(self, capsule, out, fmt, payload):  # type: ignore[no-untyped-def]
+        files = {f.path: f for f in payload.files}
+        next(iter(payload.read(files["big.bin"])))  # the first MiB only
+        out.write(payload.read_bytes(files["z.txt"]) + payload.read_bytes(files["a.txt"]))
+        out.write(payload.read_bytes(files["z.txt"]))
+
+    monkeypatch.setattr(TarExporter, "export", odd)
+    assert export_capsule(capsule.root, "tar", tmp_path).size == 6
+    with open(capsule.root / "big.bin", "r+b") as f:  # after the first MiB: only verify() reads it
+        f.seek(2 << 20)
+        f.write(b"\x00" * 16)
+    with pytest.raises(IntegrityError, match="modified: big.bin"):
+        export_capsule(capsule.root, "tar", tmp_path / "again")
+    assert not (tmp_path / "again").exists()
 
 
 def test_a_fifo_target_is_streamed_into_not_replaced(make_capsule, tmp_path) -> None:
@@ -296,7 +326,7 @@ def test_an_exporter_name_means_its_first_format(make_capsule, tmp_path) -> None
         def filename(self, capsule, fmt):  # type: ignore[no-untyped-def]
             return f"{capsule.name}.{fmt}"
 
-        def export(self, capsule, out, fmt):  # type: ignore[no-untyped-def]
+        def export(self, capsule, out, fmt, payload):  # type: ignore[no-untyped-def]
             out.write(f"{fmt}\n".encode())
 
     plugin = types.SimpleNamespace(qlcapsule_register_exporters=hookimpl(lambda register: register(Listing)))

@@ -6,7 +6,8 @@ Layout choices (all fixed, so the bytes depend only on the files and zlib):
   ZIP64 where a size or offset needs it;
 - one DOS date for every entry, "made by" Unix, external attributes
   ``0o100644``/``0o100755``; the UTF-8 flag only for non-ASCII names;
-- small files (<= ``SMALL``) are read, checked and compressed on a thread pool
+- small files (<= ``SMALL``) are read in order (through the payload reader,
+  which hashes them against capsule.lock), then compressed on a thread pool
   (zlib releases the GIL), a bounded window ahead of the writer, and written in
   order with their sizes and CRC in the local header;
 - large files are streamed in 1 MiB chunks with a data descriptor (sizes and
@@ -26,15 +27,14 @@ import zlib
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-from qlcapsule import IntegrityError
+from qlcapsule import IntegrityError, PayloadReader
 
-from ._tarstream import CHUNK, Entry
+from ._tarstream import Entry
 
 SMALL = 4 << 20
 TRIAL = 256 << 10
@@ -96,18 +96,17 @@ class _Prepared:
     data: bytes
 
 
-def _read_small(path: Path | bytes, expected: int | None) -> bytes:
-    if isinstance(path, (bytes, bytearray)):
-        return bytes(path)
-    with open(path, "rb") as f:
-        data = f.read() if expected is None else f.read(expected + 1)
+def _read_small(name: str, source: object, expected: int | None) -> bytes:
+    if isinstance(source, (bytes, bytearray)):
+        return bytes(source)
+    assert callable(source), name  # a payload file's chunks (see _tarstream.payload_entries)
+    data = b"".join(source())
     if expected is not None and len(data) != expected:
-        raise IntegrityError(f"{path}: changed while exporting (expected {expected} bytes, read {len(data)})")
+        raise IntegrityError(f"{name}: changed while exporting (expected {expected} bytes, read {len(data)})")
     return data
 
 
-def _prepare(name: str, source: Path | bytes, expected: int | None, level: int) -> _Prepared:
-    data = _read_small(source, expected)
+def _prepare(name: str, data: bytes, level: int) -> _Prepared:
     crc = zlib.crc32(data)
     if not should_store(name, data):
         c = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
@@ -132,7 +131,8 @@ class ZipWriter:
         self.out.write(data)
         self.offset += len(data)
 
-    def write_all(self, entries: Iterable[Entry]) -> None:
+    def write_all(self, entries: Iterable[Entry], payload: PayloadReader | None = None) -> None:
+        """Write every entry, then the central directory (after ``payload.verify()``, with a payload)."""
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(self.workers, thread_name_prefix="qlcapsule-zip") as pool:
@@ -150,10 +150,10 @@ class ZipWriter:
                         break
                     name, source, _mode, size = entry
                     known = len(source) if isinstance(source, (bytes, bytearray)) else size
-                    if known is None:
-                        known = Path(source).stat().st_size  # type: ignore[arg-type]
+                    assert known is not None, name
                     if known <= SMALL:
-                        fut = pool.submit(_prepare, name, source, size, self.level)
+                        # read here, in order (the payload reader hashes on its own thread); deflated on the pool
+                        fut = pool.submit(_prepare, name, _read_small(name, source, size), self.level)
                         queue.append((entry, fut, known))
                         in_flight += known
                     else:
@@ -166,6 +166,8 @@ class ZipWriter:
                     self._write_prepared(entry, fut.result())
                 else:
                     self._write_streamed(entry, known)
+        if payload is not None:
+            payload.verify()
         self._write_central()
 
     # -- members ---------------------------------------------------------------
@@ -214,9 +216,10 @@ class ZipWriter:
         name, flags = self._flags(rel)
         flags |= 0x08  # sizes and CRC follow the data
         offset = self.offset
-        assert isinstance(source, Path)
-        with open(source, "rb", buffering=0) as f:
-            head = f.read(TRIAL)
+        assert callable(source), rel  # a payload file's chunks (see _tarstream.payload_entries)
+        chunks = iter(source())
+        try:
+            head = next(chunks, b"")
             store = should_store(rel, head)
             method = 0 if store else 8
             # deflate can grow incompressible data a little; leave room before choosing ZIP64
@@ -234,11 +237,15 @@ class ZipWriter:
                 if data:
                     self._w(data)
                     csize += len(data)
-                chunk = f.read(CHUNK)
+                chunk = next(chunks, b"")
             if comp:
                 tail = comp.flush()
                 self._w(tail)
                 csize += len(tail)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()  # a generator left early (an error) closes its file now
         if usize != expected:
             raise IntegrityError(f"{source}: changed while exporting (expected {expected} bytes, read {usize})")
         if zip64:

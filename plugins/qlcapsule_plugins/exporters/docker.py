@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, BinaryIO
 
-from qlcapsule import Capsule, Exporter, Register, hookimpl
+from qlcapsule import Capsule, Exporter, PayloadReader, Register, hookimpl
 
 from ._options import DockerOptions
 from ._tarstream import Entry, payload_entries, sort_entries, write_tar
@@ -56,8 +56,8 @@ def compose(capsule: Capsule, opts: DockerOptions) -> bytes:
     return head.encode() + yaml.safe_dump(doc, sort_keys=False).encode()
 
 
-def context_entries(capsule: Capsule, opts: DockerOptions) -> list[Entry]:
-    entries = payload_entries(capsule)
+def context_entries(capsule: Capsule, payload: PayloadReader, opts: DockerOptions) -> list[Entry]:
+    entries = payload_entries(payload)
     present = {e[0] for e in entries}
     if "Dockerfile" not in present:
         entries.append(("Dockerfile", dockerfile(capsule, opts), 0o644, None))
@@ -82,8 +82,9 @@ class DockerExporter(Exporter):
     def media_type_for(self, fmt: str) -> str:
         return "application/gzip" if self.options.compression == "gzip" else self.media_type
 
-    def export(self, capsule: Capsule, out: BinaryIO, fmt: str) -> None:
-        write_tar(out, context_entries(capsule, self.options), self.timestamp(capsule), self.options.compression)
+    def export(self, capsule: Capsule, out: BinaryIO, fmt: str, payload: PayloadReader) -> None:
+        entries = context_entries(capsule, payload, self.options)
+        write_tar(out, entries, self.timestamp(capsule), self.options.compression, payload=payload)
 
 
 @hookimpl

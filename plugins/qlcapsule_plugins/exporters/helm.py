@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any, BinaryIO
 
-from qlcapsule import Capsule, Exporter, Register, hookimpl
+from qlcapsule import Capsule, Exporter, PayloadReader, Register, hookimpl
 
 from ._k8s import image_tag
 from ._options import HelmOptions
@@ -257,7 +257,8 @@ class HelmExporter(Exporter):
     def filename(self, capsule: Capsule, fmt: str) -> str:
         return f"{capsule.name}-{capsule.version}.tgz"
 
-    def export(self, capsule: Capsule, out: BinaryIO, fmt: str) -> None:
+    def export(self, capsule: Capsule, out: BinaryIO, fmt: str, payload: PayloadReader) -> None:
+        # the chart is generated (it carries no capsule file): the core verifies the payload after this
         gz = GzipWriter(out, 9, extra=HELM_GZIP_EXTRA, comment=b"Helm")
         tw = TarWriter(gz, self.timestamp(capsule))
         for rel, data in chart_files(capsule, self.options):

@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from qlcapsule import Capsule, Exporter, Register, hookimpl
+from qlcapsule import Capsule, Exporter, PayloadReader, Register, hookimpl
 
 from ._options import OciOptions
 from ._tarstream import CHUNK, payload_entries, sort_entries, write_tar
@@ -66,18 +66,28 @@ def _created(capsule: Capsule) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def build_oci_artifact(capsule: Capsule, workdir: Path, *, compression: str = "gzip") -> tuple[bytes, list[Blob]]:
+def build_oci_artifact(
+    capsule: Capsule, workdir: Path, *, compression: str = "gzip", payload: PayloadReader | None = None
+) -> tuple[bytes, list[Blob]]:
     """The capsule as an OCI artifact: ``(manifest bytes, blobs)``.
 
-    The layer is written into ``workdir`` (the caller removes it); the config
+    The layer's files are read through ``payload`` (default: a new
+    :class:`qlcapsule.PayloadReader`), verified before the layer is complete. The layer is written into ``workdir`` (the caller removes it); the config
     and the manifest are returned as bytes. Blobs are listed config, layer;
     the manifest's own digest is ``sha256(manifest bytes)``. Push the blobs,
     then the manifest with media type ``application/vnd.oci.image.manifest.v1+json``.
     """
     layer_type, ext = LAYER_TYPES[compression]
     layer_path = workdir / f"layer.{ext}"
-    with open(layer_path, "wb") as f:
-        write_tar(f, payload_entries(capsule), Exporter.timestamp(capsule), compression)
+    own = payload is None
+    if payload is None:
+        payload = PayloadReader(capsule)
+    try:
+        with open(layer_path, "wb") as f:
+            write_tar(f, payload_entries(payload), Exporter.timestamp(capsule), compression, payload=payload)
+    finally:
+        if own:
+            payload.close()
     layer_digest, layer_size = _digest_file(layer_path)
     empty_digest = "sha256:" + hashlib.sha256(EMPTY_BLOB).hexdigest()
     manifest = {
@@ -104,9 +114,11 @@ def build_oci_artifact(capsule: Capsule, workdir: Path, *, compression: str = "g
     return _canonical(manifest), blobs
 
 
-def layout_files(capsule: Capsule, workdir: Path, opts: OciOptions) -> list[tuple[str, Path | bytes]]:
+def layout_files(
+    capsule: Capsule, workdir: Path, opts: OciOptions, payload: PayloadReader
+) -> list[tuple[str, Path | bytes]]:
     """Every file of the OCI image layout, relative to its root."""
-    manifest, blobs = build_oci_artifact(capsule, workdir, compression=opts.compression)
+    manifest, blobs = build_oci_artifact(capsule, workdir, compression=opts.compression, payload=payload)
     manifest_digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
     index = {
         "schemaVersion": 2,
@@ -150,22 +162,22 @@ class OciExporter(Exporter):
         """:func:`build_oci_artifact` with this exporter's options."""
         return build_oci_artifact(capsule, workdir, compression=self.options.compression)
 
-    def export(self, capsule: Capsule, out: BinaryIO, fmt: str) -> None:
+    def export(self, capsule: Capsule, out: BinaryIO, fmt: str, payload: PayloadReader) -> None:
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="qlcapsule-oci-") as work:
-            files = layout_files(capsule, Path(work), self.options)
+            files = layout_files(capsule, Path(work), self.options, payload)
             entries = [(name, data, 0o644, None) for name, data in files]
             write_tar(out, sort_entries(entries), self.timestamp(capsule))  # type: ignore[arg-type]
 
-    def export_dir(self, capsule: Capsule, dest: Path, fmt: str) -> None:
+    def export_dir(self, capsule: Capsule, dest: Path, fmt: str, payload: PayloadReader) -> None:
         (dest / "blobs" / "sha256").mkdir(parents=True)
         os.chmod(dest / "blobs", 0o755)
         os.chmod(dest / "blobs" / "sha256", 0o755)
         work = dest / "blobs" / ".work"
         work.mkdir()
         try:
-            for name, data in layout_files(capsule, work, self.options):
+            for name, data in layout_files(capsule, work, self.options, payload):
                 target = dest / name
                 if isinstance(data, Path):
                     os.replace(data, target)

@@ -4,17 +4,20 @@ Formats: ``tar``, ``tar.gz`` (alias ``tgz``), ``tar.xz``, ``tar.zst``. The
 archive holds exactly the locked files plus capsule.lock and capsule.sig,
 sorted by the UTF-8 bytes of their paths, with one fixed date
 (:meth:`qlcapsule.Exporter.timestamp`), owners 0/0 and modes 0644/0755. It
-streams: nothing is buffered beyond 1 MiB, so ``-o -`` works.
+streams: nothing is buffered beyond 1 MiB, so ``-o -`` works. Each file is
+read once, through the :class:`qlcapsule.PayloadReader` the core hands every
+exporter, which hashes it on the way in; the end-of-archive blocks are written
+only after ``payload.verify()``.
 """
 
 from __future__ import annotations
 
 from typing import BinaryIO, ClassVar
 
-from qlcapsule import Capsule, Exporter, Register, hookimpl, payload_for
+from qlcapsule import Capsule, Exporter, PayloadReader, Register, hookimpl
 
 from ._options import TarOptions
-from ._tarstream import write_payload_tar
+from ._tarstream import payload_entries, write_tar
 
 _COMPRESSION = {"tar": "none", "tar.gz": "gzip", "tgz": "gzip", "tar.xz": "xz", "tar.zst": "zstd"}
 _MEDIA = {
@@ -32,8 +35,6 @@ class TarExporter(Exporter):
     formats = ("tar", "tar.gz", "tgz", "tar.xz", "tar.zst")
     streams = True
     media_type = "application/x-tar"
-    #: reads the capsule through qlcapsule.streaming, which verifies it while it is read
-    verifies_payload = True
     Options = TarOptions
     options: TarOptions
 
@@ -68,11 +69,10 @@ class TarExporter(Exporter):
     def filename(self, capsule: Capsule, fmt: str) -> str:
         return f"{capsule.name}-{capsule.version}.{'tar.gz' if fmt == 'tgz' else fmt}"
 
-    def export(self, capsule: Capsule, out: BinaryIO, fmt: str) -> None:
+    def export(self, capsule: Capsule, out: BinaryIO, fmt: str, payload: PayloadReader) -> None:
         self.check(fmt)
-        payload = payload_for(capsule)  # export_capsule's, checked already; else one checked now
-        mtime = self.timestamp(capsule)
-        write_payload_tar(out, payload, mtime, _COMPRESSION[fmt], self.options.level, self.options.prefix)
+        entries = payload_entries(payload, self.options.prefix)
+        write_tar(out, entries, self.timestamp(capsule), _COMPRESSION[fmt], self.options.level, payload)
 
 
 @hookimpl

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import BinaryIO
 
-from qlcapsule import Capsule, Exporter, Register, hookimpl
+from qlcapsule import Capsule, Exporter, PayloadReader, Register, hookimpl
 
 from ._k8s import image_tag, label_value
 from ._options import TerraformOptions
@@ -249,11 +249,12 @@ class TerraformExporter(Exporter):
     def media_type_for(self, fmt: str) -> str:
         return "inode/directory" if fmt == "terraform-dir" else self.media_type
 
-    def export(self, capsule: Capsule, out: BinaryIO, fmt: str) -> None:
+    def export(self, capsule: Capsule, out: BinaryIO, fmt: str, payload: PayloadReader) -> None:
+        # the module is generated (it carries no capsule file): the core verifies the payload after this
         entries = [(rel, data, 0o644, None) for rel, data in module_files(capsule, self.options)]
         write_tar(out, sort_entries(entries), self.timestamp(capsule), "gzip", 9)  # type: ignore[arg-type]
 
-    def export_dir(self, capsule: Capsule, dest: Path, fmt: str) -> None:
+    def export_dir(self, capsule: Capsule, dest: Path, fmt: str, payload: PayloadReader) -> None:
         for rel, data in module_files(capsule, self.options):
             (dest / rel).write_bytes(data)
             (dest / rel).chmod(0o644)

@@ -10,13 +10,14 @@ import pytest
 import yaml
 
 from qlcapsule import Capsule, OptionsError
+from qlcapsule.exporting import write_export
 from qlcapsule.testing import check_exporter
 from qlcapsule_plugins.exporters.docker import DockerExporter
 
 
 def context(capsule: Capsule, **options: object) -> dict[str, bytes]:
     buf = io.BytesIO()
-    DockerExporter.from_options(options).export(capsule, buf, "docker")
+    write_export(DockerExporter.from_options(options), capsule, buf, "docker")
     with tarfile.open(fileobj=io.BytesIO(buf.getvalue())) as tf:
         return {m.name: tf.extractfile(m).read() for m in tf.getmembers()}  # type: ignore[union-attr]
 
@@ -46,7 +47,7 @@ def test_gzip_context(demo_capsule: Capsule) -> None:
     exporter = DockerExporter.from_options({"compression": "gzip"})
     assert exporter.filename(demo_capsule, "docker").endswith("-docker-context.tar.gz")
     buf = io.BytesIO()
-    exporter.export(demo_capsule, buf, "docker")
+    write_export(exporter, demo_capsule, buf, "docker")
     assert buf.getvalue()[:2] == b"\x1f\x8b"
 
 

@@ -13,6 +13,7 @@ import yaml
 from gotemplate import Renderer
 
 from qlcapsule import Capsule, OptionsError
+from qlcapsule.exporting import write_export
 from qlcapsule.testing import check_exporter
 from qlcapsule_plugins.exporters.helm import HelmExporter
 
@@ -21,7 +22,7 @@ K8S_VERSION = "1.30.0"
 
 def chart(capsule: Capsule, **options: object) -> dict[str, bytes]:
     buf = io.BytesIO()
-    HelmExporter.from_options(options).export(capsule, buf, "helm")
+    write_export(HelmExporter.from_options(options), capsule, buf, "helm")
     with tarfile.open(fileobj=io.BytesIO(buf.getvalue())) as tf:
         return {m.name: tf.extractfile(m).read() for m in tf.getmembers()}  # type: ignore[union-attr]
 

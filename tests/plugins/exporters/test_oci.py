@@ -7,14 +7,15 @@ import io
 import json
 import tarfile
 
-from qlcapsule import Capsule
+from qlcapsule import Capsule, PayloadReader
+from qlcapsule.exporting import write_export
 from qlcapsule.testing import check_exporter
 from qlcapsule_plugins.exporters.oci import ARTIFACT_TYPE, EMPTY_TYPE, OciExporter, build_oci_artifact
 
 
 def layout(capsule: Capsule) -> dict[str, bytes]:
     buf = io.BytesIO()
-    OciExporter.from_options({}).export(capsule, buf, "oci")
+    write_export(OciExporter.from_options({}), capsule, buf, "oci")
     with tarfile.open(fileobj=io.BytesIO(buf.getvalue())) as tf:
         return {m.name: tf.extractfile(m).read() for m in tf.getmembers()}  # type: ignore[union-attr]
 
@@ -61,6 +62,6 @@ def test_build_oci_artifact_for_a_registry_push(demo_capsule: Capsule, tmp_path)
 def test_oci_dir(demo_capsule: Capsule, tmp_path) -> None:
     dest = tmp_path / "layout"
     dest.mkdir()
-    OciExporter.from_options({}).export_dir(demo_capsule, dest, "oci-dir")
+    OciExporter.from_options({}).export_dir(demo_capsule, dest, "oci-dir", PayloadReader(demo_capsule))
     names = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
     assert names == sorted(layout(demo_capsule))

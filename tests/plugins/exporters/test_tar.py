@@ -11,9 +11,10 @@ import pytest
 from exportcase import copy_capsule, lock_paths
 
 from qlcapsule import Capsule, IntegrityError, OptionsError
-from qlcapsule.streaming import CHUNK, VerifiedPayload
+from qlcapsule.exporting import write_export
+from qlcapsule.streaming import CHUNK, PayloadReader
 from qlcapsule.testing import check_exporter
-from qlcapsule_plugins.exporters._tarstream import payload_entries, tar_header, write_tar
+from qlcapsule_plugins.exporters._tarstream import tar_header
 from qlcapsule_plugins.exporters.tar import TarExporter
 
 FORMATS = ["tar", "tar.gz", "tar.xz", "tar.zst"]
@@ -22,7 +23,7 @@ GNU_FLAGS = {"tar": [], "tar.gz": ["-z"], "tar.xz": ["-J"], "tar.zst": ["--zstd"
 
 def export(capsule: Capsule, fmt: str, **options: object) -> bytes:
     buf = io.BytesIO()
-    TarExporter.from_options(options).export(capsule, buf, fmt)
+    write_export(TarExporter.from_options(options), capsule, buf, fmt)
     return buf.getvalue()
 
 
@@ -100,7 +101,7 @@ def test_a_file_that_changes_size_after_the_seal_aborts(demo_capsule: Capsule) -
 
 
 def test_a_file_that_grows_while_it_is_read_aborts(demo_capsule: Capsule, monkeypatch) -> None:
-    opened = VerifiedPayload._open
+    opened = PayloadReader._open
 
     def open_then_append(self, f):  # type: ignore[no-untyped-def]
         fd = opened(self, f)
@@ -109,29 +110,20 @@ def test_a_file_that_grows_while_it_is_read_aborts(demo_capsule: Capsule, monkey
                 w.write(b"appended while exporting\n")
         return fd
 
-    monkeypatch.setattr(VerifiedPayload, "_open", open_then_append)
+    monkeypatch.setattr(PayloadReader, "_open", open_then_append)
     with pytest.raises(IntegrityError, match="README.md: changed while exporting"):
         export(demo_capsule, "tar")
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_same_bytes_as_the_generic_tar_writer(demo_capsule: Capsule, fmt: str) -> None:
-    """The verifying writer lays the archive out exactly as write_tar(payload_entries) (docker and oci use that)."""
-    comp = {"tar": "none", "tar.gz": "gzip", "tar.xz": "xz", "tar.zst": "zstd"}[fmt]
-    generic = io.BytesIO()
-    write_tar(generic, payload_entries(demo_capsule, "p/"), 315532800, comp)
-    assert export(demo_capsule, fmt, prefix="p/") == generic.getvalue()
-
-
-def test_large_files_stream_in_chunks_with_the_same_bytes(make_capsule) -> None:  # type: ignore[no-untyped-def]
+def test_large_files_stream_in_chunks(make_capsule) -> None:  # type: ignore[no-untyped-def]
     big = bytes(range(256)) * (3 * CHUNK // 256) + b"tail"  # 3 MiB + 4 bytes: several reads, then a short one
     capsule = make_capsule({"big.bin": big, "small.txt": "s\n", "exact.bin": b"x" * CHUNK})
     data = export(capsule, "tar")
-    generic = io.BytesIO()
-    write_tar(generic, payload_entries(capsule), 315532800)
-    assert data == generic.getvalue()
+    assert len(data) % 10240 == 0
     with tarfile.open(fileobj=io.BytesIO(data)) as tf:
-        assert tf.extractfile("big.bin").read() == big  # type: ignore[union-attr]
+        assert tf.getnames() == ["big.bin", "capsule.lock", "capsule.yaml", "exact.bin", "small.txt"]
+        for name in ("big.bin", "exact.bin", "small.txt", "capsule.yaml"):
+            assert tf.extractfile(name).read() == (capsule.root / name).read_bytes()  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("size", [0, 1, 99, 511, 512, 513, 8**11 - 1, 8**11, 10**12])

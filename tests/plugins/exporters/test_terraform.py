@@ -11,14 +11,15 @@ import tarfile
 import hcl2
 import pytest
 
-from qlcapsule import Capsule, OptionsError
+from qlcapsule import Capsule, OptionsError, PayloadReader
+from qlcapsule.exporting import write_export
 from qlcapsule.testing import check_exporter
 from qlcapsule_plugins.exporters.terraform import TerraformExporter, hcl_string
 
 
 def module(capsule: Capsule, **options: object) -> dict[str, str]:
     data = io.BytesIO()
-    TerraformExporter.from_options(options).export(capsule, data, "terraform")
+    write_export(TerraformExporter.from_options(options), capsule, data, "terraform")
     with tarfile.open(fileobj=io.BytesIO(data.getvalue())) as tf:
         return {m.name: tf.extractfile(m).read().decode() for m in tf.getmembers()}  # type: ignore[union-attr]
 
@@ -89,7 +90,7 @@ def test_terraform_fmt_and_validate_where_available(demo_capsule: Capsule, tmp_p
         pytest.skip("no terraform or tofu binary on PATH")
     out = tmp_path / "mod"
     out.mkdir()
-    TerraformExporter.from_options({}).export_dir(demo_capsule, out, "terraform-dir")
+    TerraformExporter.from_options({}).export_dir(demo_capsule, out, "terraform-dir", PayloadReader(demo_capsule))
     fmt = subprocess.run([binary, "fmt", "-check", "-diff", str(out)], capture_output=True, text=True)
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TF_IN_AUTOMATION": "1"}

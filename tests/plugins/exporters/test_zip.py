@@ -12,6 +12,7 @@ import pytest
 from exportcase import copy_capsule, lock_paths
 
 from qlcapsule import Capsule
+from qlcapsule.exporting import write_export
 from qlcapsule.testing import check_exporter
 from qlcapsule_plugins.exporters import _zipstream
 from qlcapsule_plugins.exporters.zip import ZipExporter
@@ -33,7 +34,7 @@ class _Unseekable(io.RawIOBase):
 
 def export(capsule: Capsule, **options: object) -> bytes:
     sink = _Unseekable()
-    ZipExporter.from_options(options).export(capsule, sink, "zip")  # type: ignore[arg-type]
+    write_export(ZipExporter.from_options(options), capsule, sink, "zip")  # type: ignore[arg-type]
     return bytes(sink.data)
 
 

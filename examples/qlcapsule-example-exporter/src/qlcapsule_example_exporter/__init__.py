@@ -2,18 +2,22 @@
 
 It imports only ``qlcapsule`` (the public API), exactly like the built-in
 exporters. ``qlcapsule export --format manifest.json`` (or ``manifest.csv``).
+It reads no file content itself: the core checks every locked file against
+capsule.lock (through the ``payload`` it hands ``export``) before the output
+is committed.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from typing import BinaryIO
 
 from pydantic import Field
 
-from qlcapsule import Capsule, Exporter, Options, Register, hookimpl
+from qlcapsule import Capsule, Exporter, Options, PayloadReader, Register, hookimpl
 
 __version__ = "0.1.0"
 
@@ -37,23 +41,19 @@ class ManifestExporter(Exporter):
     def filename(self, capsule: Capsule, fmt: str) -> str:
         return f"{capsule.name}-{capsule.version}.{fmt}"
 
-    def _rows(self, capsule: Capsule) -> list[dict[str, object]]:
-        lock = capsule.require_lock()
+    def _rows(self, payload: PayloadReader) -> list[dict[str, object]]:
         rows: list[dict[str, object]] = [
-            {"path": e.path, "size": e.size, "mode": e.mode, "sha256": e.sha256} for e in lock.files
+            {"path": e.path, "size": e.size, "mode": e.mode, "sha256": e.sha256} for e in payload.lock.files
         ]
         if self.options.include_lock:
-            for extra in (capsule.lock_path, capsule.sig_path):
-                if extra.is_file():
-                    from qlcapsule import sha256_file
-
-                    rows.append(
-                        {"path": extra.name, "size": extra.stat().st_size, "mode": "644", "sha256": sha256_file(extra)}
-                    )
+            for f in payload.files:
+                if f.path in ("capsule.lock", "capsule.sig"):
+                    digest = hashlib.sha256(payload.read_bytes(f)).hexdigest()
+                    rows.append({"path": f.path, "size": f.size, "mode": "644", "sha256": digest})
         return rows
 
-    def export(self, capsule: Capsule, out: BinaryIO, fmt: str) -> None:
-        rows = self._rows(capsule)
+    def export(self, capsule: Capsule, out: BinaryIO, fmt: str, payload: PayloadReader) -> None:
+        rows = self._rows(payload)
         if fmt == "manifest.csv":
             text = io.StringIO()
             writer = csv.DictWriter(text, fieldnames=["path", "size", "mode", "sha256"], lineterminator="\n")
