@@ -17,7 +17,6 @@ file, threads, no fsync per object; figures in docs/performance.md).
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import time
@@ -25,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from .capsule import Capsule
-from .errors import IntegrityError, StoreError
+from .errors import IntegrityError, QlcapsuleError, StoreError
 from .gitpack import hash_blob_file, write_blobs
+from .lock import parse_lock
 from .log import event, get_logger
 from .names import LOCK_FILE, SIG_FILE
 from .statcache import EXEC, FLAGS, NO_OID, OID, SHA, Record, StatCache, record, with_oid
@@ -83,10 +83,10 @@ class _ParentVersion:
         if LOCK_FILE not in self.extra:
             return
         try:
-            files = json.loads(repo[self.extra[LOCK_FILE][0]].data)["files"]
-            self.files = {f["path"]: record((0, 0, 0, 0, 0), bytes.fromhex(f["sha256"]), NO_OID, f["mode"]) for f in files}
-        except (ValueError, KeyError, TypeError):
-            self.files = {}
+            lock = parse_lock(repo[self.extra[LOCK_FILE][0]].data, f"{LOCK_FILE} of {commit.id}")
+        except QlcapsuleError:  # a malformed lock in the store: nothing is known of the parent's files
+            return
+        self.files = {e.path: record((0, 0, 0, 0, 0), bytes.fromhex(e.sha256), NO_OID, e.mode) for e in lock.files}
 
     @property
     def by_sha(self) -> dict[bytes, str]:

@@ -218,3 +218,21 @@ def test_a_version_ending_in_dot_lock_cannot_be_tagged_and_says_why(
     assert "another process" not in res.stderr
     res = qlcapsule_cli("checkout", "svc", "1.0.0-rc.lock", str(tmp_path / "out"), "--store", str(store))
     assert res.exit_code == 0, res.stderr
+
+
+@pytest.mark.parametrize(
+    "lock", [b"[" * 100_000 + b"]" * 100_000, b'{"files": [7]}', b"\xff"], ids=["deep", "shape", "not-utf8"]
+)
+def test_a_malformed_lock_in_the_parent_version_is_not_an_internal_error(
+    tmp_path: Path, store: Path, lock: bytes
+) -> None:
+    """The parent's capsule.lock is read by the one lock reader; from a bad one nothing is known of the parent."""
+    cap = write_capsule(tmp_path / "c", {"a.txt": "a\n"}, name="svc")
+    commit_capsule(cap.root, store=store)
+    _craft_head(
+        store,
+        lambda repo, entries: [(m, n, repo.create_blob(lock) if n == "capsule.lock" else i) for m, n, i in entries],
+    )
+    (cap.root / "a.txt").write_text("A\n")
+    cap.seal()
+    assert commit_capsule(cap.root, store=store).created
