@@ -199,7 +199,7 @@ def test_the_action_reads_providers_from_a_mib_of_newlines_in_linear_time(tmp_pa
 
 
 def _validation_regexes() -> dict[str, tuple[re.Pattern[str], str]]:
-    from qlcapsule import envelope, names, safeimport, store
+    from qlcapsule import envelope, names, safeimport, storerepo
     from qlcapsule_plugins.deliverers import azure, gcs, oci, s3
     from qlcapsule_plugins.generators import _spec
     from qlcapsule_plugins.validators import helm, workflow
@@ -209,8 +209,8 @@ def _validation_regexes() -> dict[str, tuple[re.Pattern[str], str]]:
         "names.SEMVER": (names.SEMVER, "1.0.0-rc.1+b"),
         "envelope.HEX64": (envelope.HEX64, "a" * 64),
         "safeimport._HEX64": (safeimport._HEX64, "a" * 64),
-        "store._BRANCH_NAME": (store._BRANCH_NAME, "main"),
-        "store._OID": (store._OID, "a" * 40),
+        "storerepo._BRANCH_NAME": (storerepo._BRANCH_NAME, "main"),
+        "storerepo._OID": (storerepo._OID, "a" * 40),
         "azure._CONTAINER": (azure._CONTAINER, "box"),
         "gcs._BUCKET": (gcs._BUCKET, "bucket"),
         "s3._BUCKET": (s3._BUCKET, "bucket"),
