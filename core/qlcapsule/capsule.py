@@ -201,6 +201,7 @@ class Capsule:
         return self._status(progress)[0]
 
     def _status(self, progress: Callable[[int], None] | None, skipped: Skipped | None = None) -> tuple[Status, Lock]:
+        self.check_definition()  # a bad capsule.yaml is bad input (exit 2), said before "not sealed"
         raw = self._lock_bytes()
         entries = self.scan(progress=progress, skipped=skipped)
         # Fast path: when the lock is byte for byte what sealing the disk now
