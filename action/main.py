@@ -346,7 +346,7 @@ class Outcome:
 
 
 def _capsule(ref: str, path: str, **kw: Any) -> dict[str, Any]:
-    data = {
+    data: dict[str, Any] = {
         "ref": ref,
         "path": path,
         "digest": None,
@@ -520,7 +520,8 @@ def run_deliver(paths: list[str], env: Mapping[str, str]) -> Outcome:
     for p in paths:
         capsule = Capsule.load(p)
         receipts = []
-        for target in split_list(get_input(env, "targets")) or list(capsule.definition.ship.targets) or [None]:
+        targets: list[str | None] = list(split_list(get_input(env, "targets")) or capsule.definition.ship.targets)
+        for target in targets or [None]:  # None: deliver_capsule's default target
             receipts += deliver_capsule(p, target, formats=formats)
         out.capsules.append(
             _capsule(

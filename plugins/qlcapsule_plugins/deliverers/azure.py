@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Sequence
@@ -243,10 +244,7 @@ class AzureDeliverer(Deliverer):
                 whole.update(chunk)
                 # block ids: same length for every block, base64 (the SDK encodes)
                 block_id = f"qlc-{art.sha256[:16]}-{n:06d}"
-                self._call(
-                    f"PutBlock {n}",
-                    lambda bid=block_id, data=chunk: blob.stage_block(bid, data, validate_content=True),  # type: ignore[misc]
-                )
+                self._call(f"PutBlock {n}", functools.partial(blob.stage_block, block_id, chunk, validate_content=True))
                 ids.append(BlobBlock(block_id=block_id))
                 n += 1
         md5 = whole.digest()

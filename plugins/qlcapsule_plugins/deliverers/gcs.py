@@ -163,7 +163,7 @@ class GcsDeliverer(Deliverer):
             from google.auth.credentials import AnonymousCredentials
 
             creds: Any = AnonymousCredentials()
-            project = self.options.project or "emulator"
+            project: str | None = self.options.project or "emulator"
             options: dict[str, Any] | None = {"api_endpoint": self.options.endpoint}
         else:
             import google.auth

@@ -115,7 +115,7 @@ class GitDeliverer(Deliverer):
         token = read_secret(self.options.token_env, what="token for the git target") if self.options.token_env else None
         deliverer = self
 
-        class Callbacks(pygit2.RemoteCallbacks):  # type: ignore[misc]
+        class Callbacks(pygit2.RemoteCallbacks):
             def __init__(self) -> None:
                 super().__init__()
                 self.rejected: dict[str, str] = {}
@@ -253,12 +253,15 @@ class GitDeliverer(Deliverer):
         ref = f"refs/heads/{branch}"
         # one callbacks object per connection: libgit2 asks again for credentials only after a refusal
         heads = self._call("list refs", lambda: self._heads(remote, self._callbacks()))
-        parent = None
+        parent: pygit2.Commit | None = None
         if ref in heads:
             self._call("fetch", lambda: remote.fetch([f"+{ref}:refs/qlcapsule/base"], callbacks=self._callbacks()))
-            parent = repo.get(heads[ref])
-            if parent is None:
+            fetched = repo.get(heads[ref])
+            if fetched is None:
                 raise RemoteError(f"git: fetched {branch} but commit {heads[ref]} is missing")
+            if not isinstance(fetched, pygit2.Commit):
+                raise RemoteError(f"git: {branch} points at a {fetched.type_str}, not a commit ({heads[ref]})")
+            parent = fetched
 
         index = pygit2.Index()
         if parent is not None:
@@ -289,12 +292,12 @@ class GitDeliverer(Deliverer):
         if parent is not None and parent.tree_id == tree and not names["tag"]:
             return str(parent.id), False
         changed = parent is None or parent.tree_id != tree
-        if changed:
+        if parent is not None and not changed:
+            oid = parent.id
+        else:
             name, email = self.options.author[:-1].split(" <", 1)
             sig = pygit2.Signature(name, email, int(time.time()), 0)
             oid = repo.create_commit(None, sig, sig, names["message"], tree, [parent.id] if parent is not None else [])
-        else:
-            oid = parent.id  # type: ignore[union-attr]
         repo.references.create(ref, oid, force=True)
         specs = [f"{ref}:{ref}"]
         if names["tag"]:

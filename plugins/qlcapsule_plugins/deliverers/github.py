@@ -22,9 +22,10 @@ Enterprise Server (``https://HOST/api/v3``) or a test server. The token never le
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 from pydantic import Field, field_validator
 
@@ -121,6 +122,10 @@ class GitHubDeliverer(Deliverer):
         )
         return guard_pygithub(gh)  # the token never leaves base_url's origin, whatever the server answers
 
+    @overload
+    def _api(self, what: str, fn: Callable[[], T], *, missing_ok: Literal[False] = False) -> T: ...
+    @overload
+    def _api(self, what: str, fn: Callable[[], T], *, missing_ok: Literal[True]) -> T | None: ...
     def _api(self, what: str, fn: Callable[[], T], *, missing_ok: bool = False) -> T | None:
         """Call the API with bounded retries; translate errors into one line each."""
         import requests
@@ -239,7 +244,7 @@ class GitHubDeliverer(Deliverer):
                 elements.append(InputGitTreeElement(f.path, f.mode, "blob", content=text))
                 continue
             content = base64.b64encode(data).decode()
-            blob = self._api(f"blob {f.path}", lambda c=content: repo.create_git_blob(c, "base64"))
+            blob = self._api(f"blob {f.path}", functools.partial(repo.create_git_blob, content, "base64"))
             if blob.sha != f.blob:
                 raise IntegrityError(f"github: {f.path}: server blob id {blob.sha} != local {f.blob}")
             present.add(f.blob)

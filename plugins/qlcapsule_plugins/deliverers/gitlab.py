@@ -22,10 +22,11 @@ leaves ``url``'s origin: redirects follow :func:`qlcapsule.resilience.check_redi
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import urllib.parse
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 from pydantic import Field, field_validator
 
@@ -112,6 +113,10 @@ class GitLabDeliverer(Deliverer):
             session=guarded_session("gitlab"),
         )
 
+    @overload
+    def _api(self, what: str, fn: Callable[[], T], *, missing_ok: Literal[False] = False) -> T: ...
+    @overload
+    def _api(self, what: str, fn: Callable[[], T], *, missing_ok: Literal[True]) -> T | None: ...
     def _api(self, what: str, fn: Callable[[], T], *, missing_ok: bool = False) -> T | None:
         import requests
         from gitlab.exceptions import GitlabError
@@ -345,7 +350,7 @@ class GitLabDeliverer(Deliverer):
         for want in links:
             link = current.get(want["name"])
             if link is None:
-                self._api(f"link {want['name']}", lambda w=want: release.links.create(w))
+                self._api(f"link {want['name']}", functools.partial(release.links.create, want))
             elif link.url != want["url"]:
                 link.url = want["url"]
                 self._api(f"link {want['name']}", link.save)

@@ -41,8 +41,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import http.client
+import io
 import json
 import os
 import re
@@ -168,20 +170,7 @@ class Push:
 
 
 def _bytes_blob(data: bytes) -> Blob:
-    return Blob("sha256:" + hashlib.sha256(data).hexdigest(), len(data), lambda: contextlib.nullcontext(_Reader(data)))
-
-
-class _Reader:
-    def __init__(self, data: bytes) -> None:
-        import io
-
-        self._io = io.BytesIO(data)
-
-    def read(self, n: int = -1) -> bytes:
-        return self._io.read(n)
-
-    def seek(self, pos: int) -> int:
-        return self._io.seek(pos)
+    return Blob("sha256:" + hashlib.sha256(data).hexdigest(), len(data), lambda: io.BytesIO(data))
 
 
 def _file_blob(art: Artifact) -> Blob:
@@ -260,7 +249,7 @@ def layout_push(art: Artifact, repository: str, tag: str) -> Push:
             raise InputError(f"{art.path}: nested image indexes are not supported")
         for d in [doc["config"], *doc.get("layers", [])]:
             name = blob_name(d["digest"])
-            blobs[d["digest"]] = Blob(d["digest"], int(d["size"]), lambda n=name: _member(art.path, n))
+            blobs[d["digest"]] = Blob(d["digest"], int(d["size"]), functools.partial(_member, art.path, name))
         manifests.append((raw, mtype))
     if len(manifests) == 1:
         raw, mtype = manifests[0]
@@ -428,8 +417,9 @@ class RegistryClient:
             )
         if status == 401 and not _retried:
             self._answer(rh.get("www-authenticate", ""))
-            if hasattr(body, "seek"):
-                body.seek(0)  # type: ignore[union-attr]
+            seek = getattr(body, "seek", None)  # a stream is sent again from its start
+            if seek is not None:
+                seek(0)
             return self.request(method, url, body=body, headers=headers, timeout=timeout, _retried=True)
         if status == 401:
             raise CredentialsError(f"oci: registry {self.registry} rejected the credentials (401)")

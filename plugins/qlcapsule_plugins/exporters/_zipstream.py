@@ -160,10 +160,10 @@ class ZipWriter:
                         queue.append((entry, None, known))
                 if not queue:
                     break
-                entry, fut, known = queue.popleft()
-                if fut is not None:
+                entry, prepared, known = queue.popleft()
+                if prepared is not None:
                     in_flight -= known
-                    self._write_prepared(entry, fut.result())
+                    self._write_prepared(entry, prepared.result())
                 else:
                     self._write_streamed(entry, known)
         if payload is not None:

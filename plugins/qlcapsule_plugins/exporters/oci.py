@@ -168,7 +168,7 @@ class OciExporter(Exporter):
         with tempfile.TemporaryDirectory(prefix="qlcapsule-oci-") as work:
             files = layout_files(capsule, Path(work), self.options, payload)
             entries = [(name, data, 0o644, None) for name, data in files]
-            write_tar(out, sort_entries(entries), self.timestamp(capsule))  # type: ignore[arg-type]
+            write_tar(out, sort_entries(entries), self.timestamp(capsule))
 
     def export_dir(self, capsule: Capsule, dest: Path, fmt: str, payload: PayloadReader) -> None:
         (dest / "blobs" / "sha256").mkdir(parents=True)

@@ -252,7 +252,7 @@ class TerraformExporter(Exporter):
     def export(self, capsule: Capsule, out: BinaryIO, fmt: str, payload: PayloadReader) -> None:
         # the module is generated (it carries no capsule file): the core verifies the payload after this
         entries = [(rel, data, 0o644, None) for rel, data in module_files(capsule, self.options)]
-        write_tar(out, sort_entries(entries), self.timestamp(capsule), "gzip", 9)  # type: ignore[arg-type]
+        write_tar(out, sort_entries(entries), self.timestamp(capsule), "gzip", 9)
 
     def export_dir(self, capsule: Capsule, dest: Path, fmt: str, payload: PayloadReader) -> None:
         for rel, data in module_files(capsule, self.options):

@@ -223,6 +223,7 @@ def make_env(files: _source.Files, budget: Budget | None = None) -> Any:
 
     class Sandbox(SandboxedEnvironment):
         intercepted_binops = frozenset(["**", "*"])
+        budget = clock  # read by the prompts, which pause it
 
         def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
             clock.check()
@@ -254,7 +255,6 @@ def make_env(files: _source.Files, budget: Budget | None = None) -> Any:
     env.filters.pop("random", None)  # output must depend only on the answers
     env.globals.pop("lipsum", None)  # random too
     env.filters.update(FILTERS)
-    env.budget = clock  # type: ignore[attr-defined]
     return env
 
 
@@ -442,12 +442,12 @@ class JinjaGenerator(Generator):
         planned: dict[str, tuple[str, int]] = {}
         for src in sorted(p for p in files if p.startswith(FILES_DIR)):
             rel = src[len(FILES_DIR) :]
-            if spec.excluded(rel) or not spec.wanted(
-                rel,
-                lambda expr, pattern, r=rel: _truthy(
-                    env, expr, ctx, f"template {spec.id}: {_source.SPEC_FILE}: conditions[{pattern!r}] (for {r})"
-                ),
-            ):
+
+            def condition(expr: Any, pattern: str, rel: str = rel) -> bool:
+                what = f"template {spec.id}: {_source.SPEC_FILE}: conditions[{pattern!r}] (for {rel})"
+                return _truthy(env, expr, ctx, what)
+
+            if spec.excluded(rel) or not spec.wanted(rel, condition):
                 continue
             target = guarded(f"template {spec.id}: path {rel}", _render_path, env, rel, ctx)
             if target is None:

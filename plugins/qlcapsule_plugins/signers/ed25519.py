@@ -24,6 +24,9 @@ from typing import TYPE_CHECKING, Any
 from qlcapsule import CredentialsError, Register, Signer, hookimpl
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+    from cryptography.hazmat.primitives.serialization import SSHPrivateKeyTypes
+
     from qlcapsule import KeyPair
 
 # DER prefixes of the two fixed-size Ed25519 encodings (RFC 8410)
@@ -46,7 +49,7 @@ def _pem_block(material: bytes) -> tuple[bytes, bytes] | None:
 def _raw_public(pub: Any) -> bytes:
     # public_bytes_raw (cryptography >= 40) spares importing the serialization
     # package (~20 ms with its SSH module) on every sign.
-    return pub.public_bytes_raw()  # type: ignore[no-any-return]
+    return pub.public_bytes_raw()
 
 
 class Ed25519Key:
@@ -82,6 +85,7 @@ def load_private(material: bytes) -> Ed25519Key:
         raise CredentialsError("ed25519 key: a public key; signing needs the private key")
     from cryptography.hazmat.primitives import serialization
 
+    key: PrivateKeyTypes | SSHPrivateKeyTypes
     try:
         if b"OPENSSH PRIVATE KEY" in material:
             key = serialization.load_ssh_private_key(material, password=None)
@@ -174,7 +178,7 @@ class Ed25519Signer(Signer):
         k = _check(key)
         if k.private is None:
             raise CredentialsError("ed25519: a public key cannot sign")
-        return k.private.sign(pae)  # type: ignore[no-any-return]
+        return k.private.sign(pae)
 
     def verify(self, key: Any, pae: bytes, signature: bytes) -> bool:
         from cryptography.exceptions import InvalidSignature

@@ -19,7 +19,7 @@ from qlcapsule import alias_excess
 _Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class TolerantLoader(_Base):  # type: ignore[misc, valid-type]
+class TolerantLoader(_Base):
     """A safe loader that reads any unknown tag as the plain value underneath."""
 
 

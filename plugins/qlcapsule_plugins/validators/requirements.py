@@ -108,8 +108,8 @@ class RequirementsValidator(Validator):
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:  # pip reads requirements files as UTF-8
-            line = data.count(b"\n", 0, exc.start) + 1
-            yield Finding("requirements.syntax", Severity.ERROR, f"not UTF-8 (byte {exc.start})", path, line, 1)
+            lineno = data.count(b"\n", 0, exc.start) + 1
+            yield Finding("requirements.syntax", Severity.ERROR, f"not UTF-8 (byte {exc.start})", path, lineno, 1)
             return
         from packaging.requirements import InvalidRequirement, Requirement
 

@@ -43,7 +43,7 @@ def workflow_schema() -> dict[str, Any] | None:
         return None
     path = Path(spec.origin).parent / "builtin_schemas" / "vendor" / "github-workflows.json"
     try:
-        return json.loads(path.read_text("utf-8"))  # type: ignore[no-any-return]
+        return json.loads(path.read_text("utf-8"))
     except (OSError, ValueError):
         return None
 
