@@ -195,7 +195,7 @@ def _in_process(tree: Path) -> tuple[float, float]:
     import time
 
     from qlcapsule import Capsule, PayloadReader
-    from qlcapsule.exporting import export_capsule
+    from qlcapsule.steps.exporting import export_capsule
 
     best, check = float("inf"), float("inf")
     for _ in range(3):

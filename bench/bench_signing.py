@@ -66,7 +66,7 @@ def run(workdir: Path, quick: bool = False) -> list[dict[str, Any]]:
     # in-process: imports and registry already loaded, integrity excluded
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
     from qlcapsule import Capsule
-    from qlcapsule.signing import load_signing_key, sign_capsule, verify_signatures
+    from qlcapsule.signing.signatures import load_signing_key, sign_capsule, verify_signatures
 
     capsule = Capsule.load(tree)
     lock = capsule.verify_integrity()

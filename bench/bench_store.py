@@ -44,7 +44,7 @@ def _git(cwd: Path, *args: str) -> None:
 
 def run(workdir: Path, quick: bool = False) -> list[dict[str, Any]]:
     from qlcapsule import Capsule
-    from qlcapsule.store import commit_capsule, log_versions, open_store
+    from qlcapsule.store.versions import commit_capsule, log_versions, open_store
 
     os.environ.update(ENV)
     tree = make_tree(workdir / "tree", files=500 if quick else 5000, big=3, big_mb=5 if quick else 100)
@@ -95,7 +95,7 @@ def run(workdir: Path, quick: bool = False) -> list[dict[str, Any]]:
     incr_anchor = min(anchor_incr)
     cli_walls, cli_cpus = _cli_incremental(q, tree, store, target, 3 if quick else 9)
     cli_wall, cli_cpu = min(cli_walls), min(cli_cpus)
-    floor_s, _ = timed([sys.executable, "-c", "import qlcapsule.cli.store, qlcapsule.storecommit, pygit2"], repeat=9)
+    floor_s, _ = timed([sys.executable, "-c", "import qlcapsule.cli.store, qlcapsule.store.commit, pygit2"], repeat=9)
 
     # -- log of 1,000 versions --------------------------------------------------------------
     versions = 200 if quick else 1000
@@ -157,7 +157,7 @@ def _history(tree: Path, store: Path, versions: int) -> None:
     messages, parents and trees, written without per-object fsync to save time."""
     import pygit2
 
-    from qlcapsule.store import open_store, version_message
+    from qlcapsule.store.versions import open_store, version_message
 
     if store.exists():
         shutil.rmtree(store)
@@ -167,7 +167,7 @@ def _history(tree: Path, store: Path, versions: int) -> None:
     (small / "capsule.yaml").write_text("name: bench\nversion: 0.0.1\n")
     (small / "a.txt").write_text("a\n")
     from qlcapsule import Capsule
-    from qlcapsule.store import commit_capsule
+    from qlcapsule.store.versions import commit_capsule
 
     Capsule.load(small).seal()
     first = commit_capsule(small, store=store)

@@ -18,19 +18,19 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
-    "Capsule": "capsule",
-    "SealResult": "capsule",
-    "Artifact": "records",
-    "Component": "components",
-    "Deliverer": "components",
-    "Exporter": "components",
-    "Generator": "components",
-    "GeneratorRecord": "records",
-    "KeyPair": "records",
-    "Options": "components",
-    "Receipt": "records",
-    "Signer": "components",
-    "Validator": "components",
+    "Capsule": "format.capsule",
+    "SealResult": "format.capsule",
+    "Artifact": "plugins.records",
+    "Component": "plugins.components",
+    "Deliverer": "plugins.components",
+    "Exporter": "plugins.components",
+    "Generator": "plugins.components",
+    "GeneratorRecord": "plugins.records",
+    "KeyPair": "plugins.records",
+    "Options": "plugins.components",
+    "Receipt": "plugins.records",
+    "Signer": "plugins.components",
+    "Validator": "plugins.components",
     "ConflictError": "errors",
     "CredentialsError": "errors",
     "DefinitionError": "errors",
@@ -45,23 +45,23 @@ _EXPORTS: dict[str, str] = {
     "UnsafePathError": "errors",
     "UsageError": "errors",
     "VerificationError": "errors",
-    "Finding": "findings",
-    "Rule": "findings",
-    "Severity": "findings",
-    "SECRET_PATTERNS": "findings",
-    "clip": "findings",
-    "quote": "findings",
-    "hookimpl": "hookspecs",
-    "hookspec": "hookspecs",
-    "Register": "hookspecs",
-    "Envelope": "envelope",
-    "Statement": "envelope",
-    "verify_signatures": "signing",
-    "Lock": "lock",
-    "LockEntry": "lock",
-    "Status": "lock",
-    "atomic_write": "lock",
-    "capsule_digest": "lock",
+    "Finding": "plugins.findings",
+    "Rule": "plugins.findings",
+    "Severity": "plugins.findings",
+    "SECRET_PATTERNS": "plugins.findings",
+    "clip": "plugins.findings",
+    "quote": "plugins.findings",
+    "hookimpl": "plugins.hookspecs",
+    "hookspec": "plugins.hookspecs",
+    "Register": "plugins.hookspecs",
+    "Envelope": "signing.envelope",
+    "Statement": "signing.envelope",
+    "verify_signatures": "signing.signatures",
+    "Lock": "format.lock",
+    "LockEntry": "format.lock",
+    "Status": "format.lock",
+    "atomic_write": "format.lock",
+    "capsule_digest": "format.lock",
     "get_logger": "log",
     "redact": "log",
     "DEFAULT_TIMEOUT": "resilience",
@@ -77,31 +77,33 @@ _EXPORTS: dict[str, str] = {
     "retry": "resilience",
     "scrub_error": "resilience",
     "signed_url_expiry": "resilience",
-    "PayloadReader": "streaming",
-    "FileEntry": "tree",
-    "check_relative": "tree",
-    "compile_glob": "globs",
-    "sha256_file": "tree",
+    "PayloadReader": "format.streaming",
+    "FileEntry": "format.tree",
+    "check_relative": "format.tree",
+    "compile_glob": "format.globs",
+    "sha256_file": "format.tree",
     "RedirectRefused": "resilience",
     "check_redirect": "resilience",
     "guard_redirects": "resilience",
     "is_loopback": "resilience",
     "operator_allows": "resilience",
     "origin": "resilience",
-    "ENV_TRUST": "signing",
-    "operator_trust_file": "signing",
-    "alias_excess": "yamlsrc",
+    "ENV_TRUST": "signing.signatures",
+    "operator_trust_file": "signing.signatures",
+    "alias_excess": "format.yamlsrc",
+    # a module: safe YAML loading with file and line in every error, for plugins that read YAML of their own
+    "yamlsrc": "format",
     # what a host program (the GitHub Action, a CI wrapper) runs, and how it reports
-    "ShipOptions": "ship",
-    "ShipResult": "ship",
-    "ship_capsules": "ship",
-    "Report": "validation",
-    "validate_capsules": "validation",
+    "ShipOptions": "steps.ship",
+    "ShipResult": "steps.ship",
+    "ship_capsules": "steps.ship",
+    "Report": "steps.validation",
+    "validate_capsules": "steps.validation",
     "verify_capsule": "pipeline",
-    "export_capsule": "exporting",
-    "deliver_capsule": "delivery",
-    "finding_uri": "report",
-    "sarif": "report",
+    "export_capsule": "steps.exporting",
+    "deliver_capsule": "steps.delivery",
+    "finding_uri": "steps.report",
+    "sarif": "steps.report",
     "scrub": "log",
     "interruption": "errors",
     "on_termination": "cli",
@@ -115,7 +117,10 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    try:
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
+    except AttributeError:  # a public module (``yamlsrc``) not imported yet
+        value = importlib.import_module(f".{module}.{name}", __name__)
     globals()[name] = value
     return value
 
@@ -125,28 +130,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs
-    from .capsule import (  # noqa: F401
-        Capsule,
-        SealResult,
-    )
     from .cli import (  # noqa: F401
         on_termination,
-    )
-    from .components import (  # noqa: F401
-        Component,
-        Deliverer,
-        Exporter,
-        Generator,
-        Options,
-        Signer,
-        Validator,
-    )
-    from .delivery import (  # noqa: F401
-        deliver_capsule,
-    )
-    from .envelope import (  # noqa: F401
-        Envelope,
-        Statement,
     )
     from .errors import (  # noqa: F401
         ConflictError,
@@ -165,31 +150,31 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         VerificationError,
         interruption,
     )
-    from .exporting import (  # noqa: F401
-        export_capsule,
+    from .format import yamlsrc  # noqa: F401
+    from .format.capsule import (  # noqa: F401
+        Capsule,
+        SealResult,
     )
-    from .findings import (  # noqa: F401
-        SECRET_PATTERNS,
-        Finding,
-        Rule,
-        Severity,
-        clip,
-        quote,
-    )
-    from .globs import (  # noqa: F401
+    from .format.globs import (  # noqa: F401
         compile_glob,
     )
-    from .hookspecs import (  # noqa: F401
-        Register,
-        hookimpl,
-        hookspec,
-    )
-    from .lock import (  # noqa: F401
+    from .format.lock import (  # noqa: F401
         Lock,
         LockEntry,
         Status,
         atomic_write,
         capsule_digest,
+    )
+    from .format.streaming import (  # noqa: F401
+        PayloadReader,
+    )
+    from .format.tree import (  # noqa: F401
+        FileEntry,
+        check_relative,
+        sha256_file,
+    )
+    from .format.yamlsrc import (  # noqa: F401
+        alias_excess,
     )
     from .log import (  # noqa: F401
         get_logger,
@@ -199,15 +184,33 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from .pipeline import (  # noqa: F401
         verify_capsule,
     )
-    from .records import (  # noqa: F401
+    from .plugins.components import (  # noqa: F401
+        Component,
+        Deliverer,
+        Exporter,
+        Generator,
+        Options,
+        Signer,
+        Validator,
+    )
+    from .plugins.findings import (  # noqa: F401
+        SECRET_PATTERNS,
+        Finding,
+        Rule,
+        Severity,
+        clip,
+        quote,
+    )
+    from .plugins.hookspecs import (  # noqa: F401
+        Register,
+        hookimpl,
+        hookspec,
+    )
+    from .plugins.records import (  # noqa: F401
         Artifact,
         GeneratorRecord,
         KeyPair,
         Receipt,
-    )
-    from .report import (  # noqa: F401
-        finding_uri,
-        sarif,
     )
     from .resilience import (  # noqa: F401
         DEFAULT_TIMEOUT,
@@ -230,28 +233,31 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         scrub_error,
         signed_url_expiry,
     )
-    from .ship import (  # noqa: F401
-        ShipOptions,
-        ShipResult,
-        ship_capsules,
+    from .signing.envelope import (  # noqa: F401
+        Envelope,
+        Statement,
     )
-    from .signing import (  # noqa: F401
+    from .signing.signatures import (  # noqa: F401
         ENV_TRUST,
         operator_trust_file,
         verify_signatures,
     )
-    from .streaming import (  # noqa: F401
-        PayloadReader,
+    from .steps.delivery import (  # noqa: F401
+        deliver_capsule,
     )
-    from .tree import (  # noqa: F401
-        FileEntry,
-        check_relative,
-        sha256_file,
+    from .steps.exporting import (  # noqa: F401
+        export_capsule,
     )
-    from .validation import (  # noqa: F401
+    from .steps.report import (  # noqa: F401
+        finding_uri,
+        sarif,
+    )
+    from .steps.ship import (  # noqa: F401
+        ShipOptions,
+        ShipResult,
+        ship_capsules,
+    )
+    from .steps.validation import (  # noqa: F401
         Report,
         validate_capsules,
-    )
-    from .yamlsrc import (  # noqa: F401
-        alias_excess,
     )

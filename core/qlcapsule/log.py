@@ -9,6 +9,7 @@ credentials they read.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,18 @@ def scrub(text: str) -> str:
         if s in text:
             text = text.replace(s, "***")
     return text
+
+
+# C0/C1 controls, line and paragraph separators, bidi overrides: a file named
+# "x\n::error file=README.md::…" must not start a line of its own in a CI log
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``, ``\\x1b``, ``\\u202e``), on one line: the one escaping
+    rule, for validation reports and for text the store shows (authors, messages, names)."""
+    return _CONTROL.sub(lambda m: _NAMED.get(m.group(), m.group().encode("unicode_escape").decode("ascii")), text)
 
 
 def _fmt_value(v: Any) -> str:

@@ -1,8 +1,9 @@
-"""The single steps as plain functions: what the CLI, the Action and the hooks call.
+"""init, seal and verify as plain functions: what the CLI, the Action, the hooks and the store call.
 
-Each area keeps its own steps in its own module (signing in ``signing.py``,
-validation in ``validation.py``, export in ``exporting.py``, delivery in
-``delivery.py``, the store in ``store.py``); ``ship`` composes them.
+Each area keeps its own steps in its own package (signing in ``signing/``, validation,
+export and delivery in ``steps/``, the store in ``store/``); ``steps/ship.py`` composes
+them. This module sits below ``store`` and ``steps`` because both verify capsules
+(``store.merge`` checks each version it writes out, ``steps.safeimport`` each import).
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .capsule import Capsule, SealResult
 from .errors import InputError, IntegrityError
-from .lock import atomic_write
+from .format.capsule import Capsule, SealResult
+from .format.lock import atomic_write
+from .format.names import DEFINITION_FILE, DNS_LABEL, SEMVER
+from .format.tree import Unlocked, walk
 from .log import event, get_logger
-from .names import DEFINITION_FILE, DNS_LABEL, SEMVER
 from .progress import bytes_progress
-from .tree import Unlocked, walk
 
 log = get_logger("pipeline")
 
@@ -66,9 +67,9 @@ def verify_capsule(root: Path, *, strict: bool = False, **signature_options: Any
     """Integrity first, then signatures and the signature policy; raises on any failure.
 
     The report's ``unlocked`` names what sits outside the lock and can change what the
-    capsule does (:class:`qlcapsule.tree.Unlocked`); ``strict`` makes any of it a failure.
+    capsule does (:class:`qlcapsule.format.tree.Unlocked`); ``strict`` makes any of it a failure.
 
-    ``signature_options`` are those of :func:`qlcapsule.signing.verify_signatures`
+    ``signature_options`` are those of :func:`qlcapsule.signing.signatures.verify_signatures`
     (``keys``, ``hmac_key_envs``, ``trust``, ``threshold``, ``require_signature``,
     ``min_version``, ``allow_rollback``, ``now``). Trusted keys come from those options or
     ``$QLCAPSULE_TRUST_FILE``, never from capsule.yaml (``policy.trust`` is ignored); a
@@ -94,7 +95,7 @@ def verify_capsule(root: Path, *, strict: bool = False, **signature_options: Any
     policy = capsule.setting("policy") or {}
     sig_exists = capsule.sig_path.exists() or capsule.sig_path.is_symlink()  # a dangling symlink is refused too
     if opts or sig_exists or policy.get("require_signature") or policy.get("min_version"):
-        from .signing import verify_signatures
+        from .signing.signatures import verify_signatures
 
         report["signature"] = verify_signatures(capsule, lock, **opts)
     else:

@@ -34,9 +34,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 import pytest
 
 if TYPE_CHECKING:
-    from .capsule import Capsule
-    from .components import Exporter
-    from .plugins import Registry
+    from .format.capsule import Capsule
+    from .plugins.components import Exporter
+    from .plugins.manager import Registry
 
 
 @dataclass
@@ -52,7 +52,7 @@ class CliResult:
 
 @pytest.fixture
 def qlcapsule_registry() -> Iterator[Registry]:
-    from . import plugins
+    from .plugins import manager as plugins
 
     plugins.reset()
     try:
@@ -63,7 +63,7 @@ def qlcapsule_registry() -> Iterator[Registry]:
 
 @pytest.fixture
 def qlcapsule_plugin() -> Iterator[Callable[..., Registry]]:
-    from . import plugins
+    from .plugins import manager as plugins
 
     names: list[str] = []
 
@@ -90,7 +90,7 @@ def write_capsule(
     seal: bool = True,
 ) -> Capsule:
     """Write ``files`` and a capsule.yaml under ``root``; seal unless ``seal=False``."""
-    from .capsule import Capsule
+    from .format.capsule import Capsule
 
     root.mkdir(parents=True, exist_ok=True)
     (root / "capsule.yaml").write_text(definition or f"name: {name}\nversion: {version}\n", encoding="utf-8")
@@ -164,11 +164,11 @@ def _text(data: bytes) -> str:
 def check_exporter(exporter_cls: type[Exporter], capsule: Capsule, fmt: str | None = None) -> bytes:
     """Contract test for an exporter: deterministic, non-empty output that passes verification; strict options.
 
-    The exporter runs as ``qlcapsule export`` runs it (:func:`qlcapsule.exporting.write_export`).
+    The exporter runs as ``qlcapsule export`` runs it (:func:`qlcapsule.steps.exporting.write_export`).
     """
     from pydantic import ValidationError
 
-    from .exporting import write_export
+    from .steps.exporting import write_export
 
     fmt = fmt or (exporter_cls.formats[0] if exporter_cls.formats else exporter_cls.name)
     first, second = io.BytesIO(), io.BytesIO()

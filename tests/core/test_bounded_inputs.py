@@ -199,7 +199,10 @@ def test_the_action_reads_providers_from_a_mib_of_newlines_in_linear_time(tmp_pa
 
 
 def _validation_regexes() -> dict[str, tuple[re.Pattern[str], str]]:
-    from qlcapsule import envelope, names, safeimport, storerepo
+    from qlcapsule.format import names
+    from qlcapsule.signing import envelope
+    from qlcapsule.steps import safeimport
+    from qlcapsule.store import repo as storerepo
     from qlcapsule_plugins.deliverers import azure, gcs, oci, s3
     from qlcapsule_plugins.generators import _spec
     from qlcapsule_plugins.validators import helm, workflow

@@ -29,7 +29,7 @@ class Keys(NamedTuple):
 
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
-    from qlcapsule.signing import keygen
+    from qlcapsule.signing.signatures import keygen
 
     folder = tmp_path_factory.mktemp("keys")
     made = {name: keygen("ed25519", folder / f"{name}.key") for name in ("key", "other")}

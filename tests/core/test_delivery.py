@@ -39,9 +39,9 @@ from qlcapsule import (
     scrub_error,
     signed_url_expiry,
 )
-from qlcapsule.delivery import deliver_capsule
-from qlcapsule.notify import SIGNATURE_HEADER, notify, sign_body
 from qlcapsule.resilience import reset_breakers
+from qlcapsule.steps.delivery import deliver_capsule
+from qlcapsule.steps.notify import SIGNATURE_HEADER, notify, sign_body
 
 CANARY_ENV = "CANARY-env-secret-7f3a9c"
 CANARY_OPT = "CANARY-opt-password-51be"
@@ -303,7 +303,7 @@ def hook() -> Iterator[Hook]:
 
 
 def test_webhook_signature_like_github(hook: Hook, monkeypatch: pytest.MonkeyPatch) -> None:
-    from qlcapsule.model import WebhookConfig
+    from qlcapsule.format.model import WebhookConfig
 
     monkeypatch.setenv("HOOK_SECRET", CANARY_HOOK)
     results = notify([WebhookConfig(url=hook.url, secret_env="HOOK_SECRET")], "success", {"capsule": "demo@1.0.0"})
@@ -316,7 +316,7 @@ def test_webhook_signature_like_github(hook: Hook, monkeypatch: pytest.MonkeyPat
 
 
 def test_webhook_retries_transient_errors_and_is_bounded(hook: Hook) -> None:
-    from qlcapsule.model import WebhookConfig
+    from qlcapsule.format.model import WebhookConfig
 
     slept: list[float] = []
     hook.statuses = [503, 500]
@@ -387,7 +387,7 @@ def test_bad_webhook_url_is_refused_with_the_options(
 
 
 def test_plain_http_webhooks_stay_allowed(tmp_path: Path, hook: Hook) -> None:
-    from qlcapsule.notify import webhook_url_problem
+    from qlcapsule.steps.notify import webhook_url_problem
 
     assert webhook_url_problem(hook.url) is None
     assert webhook_url_problem("http://hooks.internal.example:8080/x") is None  # as documented
@@ -596,7 +596,7 @@ def test_a_signed_url_is_shown_but_never_kept_in_the_git_note(tmp_path: Path, ql
     qlcapsule_plugin(Plugin(), name="presigner-plugin")
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     root = write_capsule(tmp_path / "c", {"p": {"provider": "presigner"}})
-    from qlcapsule.store import commit_capsule
+    from qlcapsule.store.versions import commit_capsule
 
     commit_capsule(root)
     art = tmp_path / "a.bin"
@@ -685,7 +685,7 @@ def test_canary_secrets_never_printed(
 def test_dry_run_location_expands_placeholders(make_capsule) -> None:
     """--dry-run once printed s3://bucket/{name}/{version}/...: describe now sees the capsule."""
     from qlcapsule import Artifact
-    from qlcapsule.plugins import instantiate
+    from qlcapsule.plugins.manager import instantiate
 
     capsule = make_capsule({"a.txt": "a"}, name="orders", version="1.2.0")
     art = Artifact(path=capsule.root / "a.txt", name="orders-1.2.0.tar.gz", sha256="0" * 64, size=1)
@@ -922,7 +922,7 @@ def test_the_targets_file_is_found_flag_then_env_then_xdg(
 
 def test_load_deliverer_refuses_a_raw_capsule_definition(tmp_path: Path) -> None:
     """A TargetConfig taken straight from capsule.yaml (no origin given) is the capsule's: refused."""
-    from qlcapsule.delivery import load_deliverer
+    from qlcapsule.steps.delivery import load_deliverer
 
     root = write_capsule(tmp_path / "c", {"x": {"provider": "s3", "options": {"bucket": "b"}}}, in_capsule=True)
     capsule = Capsule.load(root)

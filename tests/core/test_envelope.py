@@ -1,7 +1,7 @@
 """DSSE envelope and in-toto statement: exact PAE bytes, parsing, and interop.
 
 The envelope is checked by two implementations that share no code with
-``qlcapsule.envelope``: securesystemslib's DSSE (``securesystemslib.dsse``, the
+``qlcapsule.signing.envelope``: securesystemslib's DSSE (``securesystemslib.dsse``, the
 reference Python implementation) and a from-scratch PAE written below from the
 DSSE spec, with signatures checked by ``cryptography`` / ``hmac`` directly.
 """
@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 
 from qlcapsule import Envelope, SignatureError, Statement
-from qlcapsule.envelope import MAX_SIGNATURES, PAYLOAD_TYPE, EnvelopeSignature, VerifyKey, pae, verify_envelope
-from qlcapsule.signing import keygen, load_hmac_env, load_public_key, sign_capsule
+from qlcapsule.signing.envelope import MAX_SIGNATURES, PAYLOAD_TYPE, EnvelopeSignature, VerifyKey, pae, verify_envelope
+from qlcapsule.signing.signatures import keygen, load_hmac_env, load_public_key, sign_capsule
 
 FILES = {"app/main.py": "print('hi')\n", "README.md": "# demo\n"}
 
 
 def spec_pae(payload_type: str, body: bytes) -> bytes:
-    """PAE written from the DSSE v1 spec text, independently of qlcapsule.envelope."""
+    """PAE written from the DSSE v1 spec text, independently of qlcapsule.signing.envelope."""
     t = payload_type.encode("utf-8")
     parts = [b"DSSEv1", str(len(t)).encode("ascii"), t, str(len(body)).encode("ascii"), body]
     return b" ".join(parts)
@@ -204,7 +204,7 @@ def test_keyids_are_hints_and_keys_verify_only_their_algorithm(tmp_path: Path, m
     ka, kh = load_public_key(a["public"]), load_hmac_env("HK")
     env = Envelope(b"{}", PAYLOAD_TYPE)
     # an Ed25519 signature under a bogus keyid still verifies: the keyid is only a hint
-    from qlcapsule.signing import load_signing_key
+    from qlcapsule.signing.signatures import load_signing_key
 
     sk = load_signing_key(a["private"])
     env.signatures = [EnvelopeSignature("bogus", sk.signer.sign(sk.key, env.pae()))]

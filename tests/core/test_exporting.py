@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from qlcapsule import InputError, IntegrityError, OptionsError
-from qlcapsule.exporting import export_capsule, parse_option_args
+from qlcapsule.steps.exporting import export_capsule, parse_option_args
 
 
 def _listing(path: Path) -> set[str]:
@@ -160,7 +160,7 @@ def test_cli_tampered_capsule_exits_1(make_capsule, qlcapsule_cli, tmp_path) -> 
 
 def test_trailing_slash_output_means_into_that_directory(tmp_path, make_capsule) -> None:
     """`-o dist/` writes dist/<name>-<version>.<fmt>, creating dist/ (it once wrote a file named dist)."""
-    from qlcapsule.exporting import export_capsule
+    from qlcapsule.steps.exporting import export_capsule
 
     capsule = make_capsule({"a.txt": "a"})
     out = tmp_path / "out" / "dist"
@@ -316,7 +316,7 @@ def test_an_exporter_name_means_its_first_format(make_capsule, tmp_path) -> None
 
     import qlcapsule
     from qlcapsule import hookimpl
-    from qlcapsule.plugins import register_plugin, unregister_plugin
+    from qlcapsule.plugins.manager import register_plugin, unregister_plugin
 
     class Listing(qlcapsule.Exporter):
         name = "listing"

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from qlcapsule import Capsule, InputError
-from qlcapsule.generation import load_answers_file, new_capsule
+from qlcapsule.steps.generation import load_answers_file, new_capsule
 from qlcapsule.testing import alias_bomb
 
 

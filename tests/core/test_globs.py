@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from qlcapsule.globs import GlobSet, compile_glob
+from qlcapsule.format.globs import GlobSet, compile_glob
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from qlcapsule import Capsule, DefinitionError, InputError
-from qlcapsule.lock import capsule_digest, parse_lock
+from qlcapsule.format.lock import capsule_digest, parse_lock
 
 
 def _independent_digest(lock: dict) -> str:
@@ -111,7 +111,7 @@ def test_malformed_locks_are_named(make_capsule, mutate, expected: str) -> None:
 
 
 def test_an_oversized_lock_is_refused_before_parsing(tmp_path: Path, monkeypatch) -> None:
-    from qlcapsule import lock as lock_module
+    from qlcapsule.format import lock as lock_module
 
     monkeypatch.setattr(lock_module, "MAX_LOCK_BYTES", 1024 * 1024)
     huge = b"[" * (1024 * 1024 + 1)  # parsing would take long and fail on depth; the size says no first
@@ -204,7 +204,7 @@ def test_parser_agrees_with_published_schema(mutate) -> None:
     safety and order, and integers written as 1.0, which JSON Schema counts as integers.)"""
     import jsonschema
 
-    from qlcapsule.lock import lock_schema
+    from qlcapsule.format.lock import lock_schema
 
     data = _valid_lock()
     mutate(data)
@@ -218,7 +218,7 @@ def test_parser_agrees_with_published_schema(mutate) -> None:
 
 
 def test_schema_command_prints_the_models_schema(qlcapsule_cli) -> None:
-    from qlcapsule.lock import lock_schema
+    from qlcapsule.format.lock import lock_schema
 
     result = qlcapsule_cli("schema", "lock")
     assert result.exit_code == 0 and json.loads(result.stdout) == lock_schema()
@@ -277,7 +277,7 @@ def test_render_lock_rows_are_exactly_json_dumps() -> None:
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from qlcapsule.lock import Lock, LockEntry, render_lock
+    from qlcapsule.format.lock import Lock, LockEntry, render_lock
 
     @settings(max_examples=300, deadline=None)
     @given(st.lists(st.text(min_size=1, max_size=6), min_size=1, max_size=6, unique=True))

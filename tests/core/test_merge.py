@@ -12,8 +12,8 @@ import pygit2
 import pytest
 
 from qlcapsule import Capsule, ConflictError, Generator, GeneratorRecord, hookimpl
-from qlcapsule.merge import merge_branch, update_capsule
-from qlcapsule.store import commit_capsule, create_branch, log_versions, open_store
+from qlcapsule.store.merge import merge_branch, update_capsule
+from qlcapsule.store.versions import commit_capsule, create_branch, log_versions, open_store
 from qlcapsule.testing import write_capsule
 
 
@@ -64,7 +64,7 @@ def test_clean_merge_commits_with_both_parents(tmp_path: Path, store: Path) -> N
     files = {e.name: st.repo[e.id].data for e in merged.tree if e.name.endswith(".txt")}
     assert b"main 2\n" in files["a.txt"] and b"feature 15\n" in files["b.txt"]
     assert "capsule.sig" not in [e.name for e in merged.tree]
-    from qlcapsule.merge import checkout_version
+    from qlcapsule.store.merge import checkout_version
 
     checkout_version(st, "svc", "main", tmp_path / "check")  # the merged lock verifies
     assert merge_branch(st, "svc", "feature")["status"] == "up-to-date"
@@ -375,7 +375,7 @@ def test_file_directory_conflict_writes_everything_or_nothing(
 def test_a_failed_conflict_write_leaves_no_work_dir(
     tmp_path: Path, store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import qlcapsule.merge as merge_mod
+    import qlcapsule.store.merge as merge_mod
 
     _diverge(
         tmp_path,
@@ -437,7 +437,7 @@ def test_conflict_markers_name_the_branches(tmp_path: Path, store: Path) -> None
 def test_resolved_check_skips_conflict_paths_that_are_no_longer_files(tmp_path: Path) -> None:
     """A conflicted path turned into a directory crashed commit with IsADirectoryError (exit 70)."""
     from qlcapsule.errors import StoreError
-    from qlcapsule.storecommit import _check_resolved
+    from qlcapsule.store.commit import _check_resolved
 
     (tmp_path / "was-a-file").mkdir()
     (tmp_path / "x.txt").write_text("<<<<<<< main\na\n=======\nb\n>>>>>>> feature\n")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from qlcapsule import DefinitionError
-from qlcapsule.model import CapsuleDefinition, load_definition
+from qlcapsule.format.model import CapsuleDefinition, load_definition
 
 
 def _load(tmp_path: Path, text: str) -> CapsuleDefinition:
@@ -106,7 +106,7 @@ def test_dns_label_edges(tmp_path: Path) -> None:
 
 def test_every_error_is_listed_with_file_line_and_key(tmp_path: Path) -> None:
     """A second error used to hide behind "(and 1 more error)"; a near-miss key names the key meant."""
-    from qlcapsule.model import Problem, SchemaError
+    from qlcapsule.format.model import Problem, SchemaError
 
     path = tmp_path / "capsule.yaml"
     with pytest.raises(SchemaError) as info:
@@ -165,7 +165,7 @@ def test_the_cli_lists_every_error(tmp_path: Path, qlcapsule_cli) -> None:
 
 
 def test_validate_reports_each_error_as_a_finding(tmp_path: Path) -> None:
-    from qlcapsule.validation import validate_one
+    from qlcapsule.steps.validation import validate_one
 
     (tmp_path / "capsule.yaml").write_text("name: orders\nverison: 0.1.0\n")
     report = validate_one(tmp_path)

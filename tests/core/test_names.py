@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from qlcapsule.errors import InputError
-from qlcapsule.names import semver_key
+from qlcapsule.format.names import semver_key
 
 
 def test_semver_key_orders_by_semver_precedence() -> None:
@@ -37,6 +37,8 @@ def test_semver_key_refuses_what_is_not_semver(bad: str) -> None:
 
 
 def test_every_module_uses_the_one_semver_key() -> None:
-    from qlcapsule import merge, signing, store
+    from qlcapsule.signing import signatures as signing
+    from qlcapsule.store import merge
+    from qlcapsule.store import versions as store
 
     assert signing.semver_key is store.semver_key is merge.semver_key is semver_key

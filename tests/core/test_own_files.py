@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from qlcapsule import Capsule
-from qlcapsule.signing import keygen, sign_capsule
+from qlcapsule.signing.signatures import keygen, sign_capsule
 
 SPECIAL = ["capsule.lock", "capsule.sig"]
 

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from qlcapsule import Exporter, PluginError, hookimpl, hookspecs
-from qlcapsule.plugins import HOOKS, build_manager
+from qlcapsule import Exporter, PluginError, hookimpl
+from qlcapsule.plugins import hookspecs
+from qlcapsule.plugins.manager import HOOKS, build_manager
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -272,13 +273,13 @@ def test_unknown_component_lists_what_exists() -> None:
 def test_fixture_registers_and_unregisters(qlcapsule_plugin, make_capsule) -> None:
     import io
 
-    from qlcapsule.plugins import registry
+    from qlcapsule.plugins.manager import registry
 
     plugin = _module("inproc", qlcapsule_register_exporters=hookimpl(lambda register: register(_Listing)))
     reg = qlcapsule_plugin(plugin, "inproc")
     cls = reg.get("exporter", "inproc-listing")
     out = io.BytesIO()
-    from qlcapsule.exporting import write_export
+    from qlcapsule.steps.exporting import write_export
 
     write_export(cls.from_options({}), make_capsule({"x.txt": "x"}), out, "inproc-listing")
     assert out.getvalue() == b"capsule.yaml\nx.txt\n"

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from qlcapsule import Capsule, IntegrityError
-from qlcapsule.tree import display_path
+from qlcapsule.format.tree import display_path
 
 # Names valid on Linux filesystems: no '/', no NUL, not '.' or '..', not our reserved names,
 # and no surrogates (file names must be valid UTF-8).
@@ -39,8 +39,8 @@ def _materialise(root: Path, tree: dict[tuple[str, ...], bytes]) -> dict[str, by
 
 
 def _excluded_by_default(path: str) -> bool:
-    from qlcapsule.globs import GlobSet
-    from qlcapsule.model import DEFAULT_EXCLUDE
+    from qlcapsule.format.globs import GlobSet
+    from qlcapsule.format.model import DEFAULT_EXCLUDE
 
     return not GlobSet(["**"], DEFAULT_EXCLUDE).wants(path)
 
@@ -88,8 +88,8 @@ def test_lock_round_trips_and_its_digest_is_the_documented_json(files: dict[str,
     import hashlib
     import json
 
-    from qlcapsule.lock import build_lock, parse_lock, render_lock
-    from qlcapsule.tree import FileEntry
+    from qlcapsule.format.lock import build_lock, parse_lock, render_lock
+    from qlcapsule.format.tree import FileEntry
 
     entries = [FileEntry(p, h.hex(), n, m) for p, (h, n, m) in files.items()]
     lock = build_lock("prop", "1.0.0", entries)

@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 
 from qlcapsule.errors import OptionsError
-from qlcapsule.model import WebhookConfig
-from qlcapsule.notify import SIGNATURE_HEADER, notify
+from qlcapsule.format.model import WebhookConfig
 from qlcapsule.resilience import (
     RedirectRefused,
     check_redirect,
@@ -24,6 +23,7 @@ from qlcapsule.resilience import (
     is_loopback,
     operator_allows,
 )
+from qlcapsule.steps.notify import SIGNATURE_HEADER, notify
 
 CANARY_HMAC = "CANARY-hmac-secret-0b1c2d"
 CANARY_TOKEN = "CANARY-private-token-7e6f5a"

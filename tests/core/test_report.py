@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from qlcapsule.generation import new_capsule
-from qlcapsule.report import render
-from qlcapsule.validation import validate_capsules
+from qlcapsule.steps.generation import new_capsule
+from qlcapsule.steps.report import render
+from qlcapsule.steps.validation import validate_capsules
 
 SECRET = "AKIA" + "Q3ZB7XK2MPL4WN8D"
 # (rule, path in the capsule, line) for each planted problem
@@ -110,7 +110,7 @@ def test_sarif_matches_the_sarif_2_1_0_schema(in_parent):
 
 def test_github_escaping():
     from qlcapsule import Finding, Severity
-    from qlcapsule.validation import CapsuleReport, Report
+    from qlcapsule.steps.validation import CapsuleReport, Report
 
     rep = CapsuleReport(
         ".", "x", "1.0.0", findings=[Finding("a.b", Severity.WARNING, "50% of\nlines", "we,ird:name.py", 3, 4)]
@@ -133,7 +133,7 @@ def test_cli_output_file_and_formats(qlcapsule_cli, broken, tmp_path, monkeypatc
 def test_text_escapes_control_characters():
     """A file named "x\\n::error file=…::" must not forge a workflow command in a CI log."""
     from qlcapsule import Finding, Severity
-    from qlcapsule.validation import CapsuleReport, Report
+    from qlcapsule.steps.validation import CapsuleReport, Report
 
     name = "x\n::error file=README.md,line=1::forged.py"
     finding = Finding("python.syntax", Severity.ERROR, "bad\r\n::warning::also\x1b[2J\u202e", name, 1, 5)

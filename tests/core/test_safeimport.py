@@ -23,8 +23,8 @@ from typing import Callable
 import pytest
 
 from qlcapsule import Capsule, QlcapsuleError
-from qlcapsule.exporting import export_capsule
-from qlcapsule.safeimport import Limits, import_archive, parse_size
+from qlcapsule.steps.exporting import export_capsule
+from qlcapsule.steps.safeimport import Limits, import_archive, parse_size
 from qlcapsule.testing import alias_bomb
 
 FILES = {"README.md": "# demo\n", "src/app.py": "print(1)\n", "bin/tool.sh": "#!/bin/sh\n"}
@@ -561,7 +561,7 @@ UNLOCKED: dict[str, list[tuple[str, bytes, int]]] = {
 
 @pytest.fixture
 def signed(capsule: Capsule, tmp_path: Path) -> tuple[Capsule, dict[str, str], dict[str, str]]:
-    from qlcapsule.signing import keygen, sign_capsule
+    from qlcapsule.signing.signatures import keygen, sign_capsule
 
     good = keygen("ed25519", tmp_path / "good.key")
     other = keygen("ed25519", tmp_path / "other.key")

@@ -11,7 +11,7 @@ import pygit2
 import pytest
 
 from qlcapsule import CredentialsError
-from qlcapsule.ship import ShipOptions, all_capsules, capsules_containing, ship
+from qlcapsule.steps.ship import ShipOptions, all_capsules, capsules_containing, ship
 from qlcapsule.testing import write_capsule
 
 NO_VALIDATE = frozenset({"validate"})
@@ -405,7 +405,7 @@ def test_a_policy_that_requires_a_signature_is_met_by_the_sign_step(work: Path, 
 def test_summary_shows_remote_locations_as_they_are(work: Path) -> None:
     """os.path.relpath turned s3://rel/c/x into s3:/rel/c/x in the summary table."""
     from qlcapsule.cli.ship import summary_rows
-    from qlcapsule.ship import CapsuleResult, ShipResult
+    from qlcapsule.steps.ship import CapsuleResult, ShipResult
 
     c = CapsuleResult(path=str(work / "c"), name="c", version="1.0.0")
     c.artifacts = [
@@ -423,8 +423,8 @@ def test_an_envelope_that_only_claims_the_ci_key_id_does_not_skip_signing(work: 
     import datetime as dt
 
     from qlcapsule import Capsule, __version__
-    from qlcapsule.envelope import PAYLOAD_TYPE, Envelope, EnvelopeSignature, Statement, pae
-    from qlcapsule.signing import keygen, load_signing_key, verify_signatures
+    from qlcapsule.signing.envelope import PAYLOAD_TYPE, Envelope, EnvelopeSignature, Statement, pae
+    from qlcapsule.signing.signatures import keygen, load_signing_key, verify_signatures
 
     ci = keygen("ed25519", work.parent / "ci.key")
     attacker = load_signing_key(keygen("ed25519", work.parent / "attacker.key")["private"])

@@ -21,8 +21,8 @@ from typing import Callable
 import pytest
 
 from qlcapsule import Capsule, CredentialsError, InputError, SignatureError
-from qlcapsule.envelope import PAYLOAD_TYPE, Envelope, EnvelopeSignature, pae
-from qlcapsule.signing import (
+from qlcapsule.signing.envelope import PAYLOAD_TYPE, Envelope, EnvelopeSignature, pae
+from qlcapsule.signing.signatures import (
     dev_key,
     keygen,
     load_signing_key,
@@ -288,10 +288,12 @@ def test_tamper_matrix_has_the_required_classes() -> None:
 
 def test_rollback_against_the_version_store(tmp_path: Path, keys: dict, monkeypatch, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
     """A validly signed 1.0.0 is refused once the store holds 2.0.0 (real pygit2 store)."""
-    from qlcapsule import store
+    from qlcapsule.store import versions as store
 
     if not hasattr(store, "latest_version") or not hasattr(store, "commit_capsule"):
-        pytest.skip("qlcapsule.store has no latest_version/commit_capsule yet: rollback via store not testable")
+        pytest.skip(
+            "qlcapsule.store.versions has no latest_version/commit_capsule yet: rollback via store not testable"
+        )
     monkeypatch.setenv("QLCAPSULE_STORE", str(tmp_path / "store.git"))
     monkeypatch.setenv("GIT_AUTHOR_NAME", "t")
     monkeypatch.setenv("GIT_AUTHOR_EMAIL", "t@example.com")
@@ -1066,7 +1068,7 @@ def test_the_operator_trust_file_does_not_require_a_signature(
 def _planted(ctx: Ctx, signer: str, *, expires_in: int | None = 5, keyid: str | None = None) -> bytes:
     """A statement exactly as 'sign' would build it for this seal, signed by ``signer``'s key."""
     from qlcapsule import __version__
-    from qlcapsule.envelope import Statement
+    from qlcapsule.signing.envelope import Statement
 
     capsule = Capsule.load(ctx.root)
     lock = capsule.require_lock()

@@ -12,9 +12,9 @@ import pygit2
 import pytest
 
 from qlcapsule import Capsule, DefinitionError, IntegrityError, StoreError
-from qlcapsule import statcache as statcache_mod
-from qlcapsule.merge import checkout_version, diff_versions
-from qlcapsule.store import (
+from qlcapsule.store import statcache as statcache_mod
+from qlcapsule.store.merge import checkout_version, diff_versions
+from qlcapsule.store.versions import (
     add_note,
     commit_capsule,
     create_branch,
@@ -438,7 +438,7 @@ def test_fast_lock_reader_matches_lock_digest(tmp_path: Path, store: Path, names
 
 def test_fast_lock_reader_refuses_edited_locks(cap: Capsule, store: Path) -> None:
     lock = json.loads(cap.lock_path.read_text())
-    from qlcapsule.lock import LockEntry, capsule_digest
+    from qlcapsule.format.lock import LockEntry, capsule_digest
 
     def write(files: list[dict[str, object]]) -> None:
         entries = [LockEntry(str(f["path"]), str(f["sha256"]), int(f["size"]), str(f["mode"])) for f in files]  # type: ignore[call-overload]
@@ -547,7 +547,7 @@ def _bump(root: Path) -> None:
 
 
 def _sign(root: Path) -> None:
-    from qlcapsule.signing import keygen, sign_capsule
+    from qlcapsule.signing.signatures import keygen, sign_capsule
 
     key = root.parent / "k.key"
     keygen("ed25519", str(key))

@@ -13,8 +13,8 @@ import pygit2
 import pytest
 
 from qlcapsule import Capsule, IntegrityError
-from qlcapsule.merge import checkout_version
-from qlcapsule.store import commit_capsule, open_store
+from qlcapsule.store.merge import checkout_version
+from qlcapsule.store.versions import commit_capsule, open_store
 from qlcapsule.testing import write_capsule
 
 

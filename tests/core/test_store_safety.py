@@ -17,16 +17,16 @@ import pygit2
 import pytest
 
 from qlcapsule import Capsule
-from qlcapsule.merge import checkout_version
-from qlcapsule.statcache import StatCache
-from qlcapsule.store import commit_capsule, log_versions, open_store, parse_trailers
+from qlcapsule.store.merge import checkout_version
+from qlcapsule.store.statcache import StatCache
+from qlcapsule.store.versions import commit_capsule, log_versions, open_store, parse_trailers
 from qlcapsule.testing import write_capsule
 
 CHILD = """
 import sys
 import pygit2  # noqa: F401  (everything is imported and warm before 'ready', so the kill lands inside the commit)
 from qlcapsule import Capsule
-from qlcapsule.store import commit_capsule
+from qlcapsule.store.versions import commit_capsule
 Capsule.load(sys.argv[1])
 print("ready", flush=True)
 message = sys.stdin.readline().strip()

@@ -19,8 +19,8 @@ import pygit2
 import pytest
 
 from qlcapsule import Capsule
-from qlcapsule.signing import keygen, sign_capsule
-from qlcapsule.store import commit_capsule, open_store
+from qlcapsule.signing.signatures import keygen, sign_capsule
+from qlcapsule.store.versions import commit_capsule, open_store
 from qlcapsule.testing import write_capsule
 
 GENUINE = {"app.txt": "genuine\n"}
@@ -200,9 +200,9 @@ def _crafted_branch(store: Path, extra: dict[str, bytes], *, locked: bool, versi
     besides a valid capsule; with ``locked`` its capsule.lock lists them too (digest and trailers consistent)."""
     import hashlib
 
-    from qlcapsule.lock import build_lock, render_lock
-    from qlcapsule.store import version_message
-    from qlcapsule.tree import FileEntry
+    from qlcapsule.format.lock import build_lock, render_lock
+    from qlcapsule.format.tree import FileEntry
+    from qlcapsule.store.versions import version_message
 
     repo = pygit2.Repository(str(store))
     files = {"capsule.yaml": f"name: demo\nversion: {version}\n".encode(), "app.txt": b"crafted\n", **extra}
@@ -321,8 +321,8 @@ def test_with_keys_nothing_verifying_is_refused(
 def test_latest_version_with_keys_counts_only_verified_versions(
     tmp_path: Path, store: Path, keypair: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from qlcapsule.merge import trusted_versions
-    from qlcapsule.store import latest_version
+    from qlcapsule.store.merge import trusted_versions
+    from qlcapsule.store.versions import latest_version
 
     _signed_version(tmp_path / "g", store, "1.0.0", keypair["good"]["private"], GENUINE)
     _signed_version(tmp_path / "b", store, "5.0.0", keypair["evil"]["private"], EVIL)
@@ -358,7 +358,7 @@ def test_a_merge_json_copied_from_a_real_merge_elsewhere_is_not_believed(
     tmp_path: Path, store: Path, genuine: str, qlcapsule_cli: Any
 ) -> None:
     """A real merge's merge.json (another store) shipped in an archive: this store never recorded it."""
-    from qlcapsule.store import merge_record_path
+    from qlcapsule.store.versions import merge_record_path
 
     evil = _evil_branch(tmp_path, store, "1.0.1")
     cap = write_capsule(tmp_path / "pr", {"app.txt": "next\n"}, name="demo", version="1.1.0")

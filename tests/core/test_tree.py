@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from qlcapsule import Capsule, InputError, IntegrityError, UnsafePathError
-from qlcapsule.globs import GlobSet
-from qlcapsule.tree import CHUNK, Found, check_relative, hash_files, walk
+from qlcapsule.format.globs import GlobSet
+from qlcapsule.format.tree import CHUNK, Found, check_relative, hash_files, walk
 
 
 def test_fifo_is_refused(make_capsule) -> None:
@@ -106,7 +106,7 @@ def _big_tree(root: Path) -> None:
 
 
 def test_scan_matches_walk_then_hash(tmp_path: Path) -> None:
-    from qlcapsule.tree import scan
+    from qlcapsule.format.tree import scan
 
     _big_tree(tmp_path)
     globs = GlobSet(["**"], [])
@@ -119,7 +119,7 @@ def test_scan_matches_walk_then_hash(tmp_path: Path) -> None:
 
 def test_scan_runs_alongside_and_stops_cleanly_when_it_fails(tmp_path: Path) -> None:
     """An error from the work done alongside the hashing stops the scan and leaks no descriptor."""
-    from qlcapsule.tree import scan
+    from qlcapsule.format.tree import scan
 
     _big_tree(tmp_path)
     ran: list[bool] = []
@@ -136,7 +136,7 @@ def test_scan_runs_alongside_and_stops_cleanly_when_it_fails(tmp_path: Path) -> 
 
 
 def test_scan_error_mid_walk_leaks_no_descriptor(tmp_path: Path) -> None:
-    from qlcapsule.tree import scan
+    from qlcapsule.format.tree import scan
 
     _big_tree(tmp_path)
     os.symlink("big0.bin", tmp_path / "d" / "zz.lnk")
@@ -174,7 +174,7 @@ def test_seal_refuses_a_bad_definition_and_writes_no_lock(make_capsule) -> None:
 
 
 def test_large_files_hash_the_same_through_the_mapping(tmp_path: Path) -> None:
-    from qlcapsule.tree import MAP_MIN, MAP_WINDOW, _hash_fd, _open
+    from qlcapsule.format.tree import MAP_MIN, MAP_WINDOW, _hash_fd, _open
 
     data = os.urandom(MAP_MIN + MAP_WINDOW + 12345)  # two full windows and a partial one
     (tmp_path / "big.bin").write_bytes(data)
@@ -195,7 +195,7 @@ def test_a_truncation_during_a_mapped_hash_waits_then_is_seen(tmp_path: Path) ->
     import sys
     import time
 
-    from qlcapsule.tree import MAP_MIN, MAP_WINDOW, _hash_fd, _open
+    from qlcapsule.format.tree import MAP_MIN, MAP_WINDOW, _hash_fd, _open
 
     path = tmp_path / "big.bin"
     data = os.urandom(MAP_MIN + 2 * MAP_WINDOW)

@@ -18,7 +18,7 @@ import pytest
 
 from qlcapsule import Capsule
 from qlcapsule.pipeline import verify_capsule
-from qlcapsule.signing import keygen, sign_capsule
+from qlcapsule.signing.signatures import keygen, sign_capsule
 
 PYC = b"\xa7\r\r\n\x01\x00\x00\x00" + b"\x00" * 8 + b"planted"
 

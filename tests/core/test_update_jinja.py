@@ -117,7 +117,7 @@ def test_update_renders_folder_name_as_the_capsule_directory_and_keeps_comments(
 
 
 def test_generator_record_is_edited_in_place_and_a_missing_value_is_removed(tmp_path: Path) -> None:
-    from qlcapsule.merge import _set_generator_record
+    from qlcapsule.store.merge import _set_generator_record
 
     (tmp_path / "capsule.yaml").write_text(
         "# top\nname: svc  # the name\nversion: 0.1.0\ngenerator:\n  # how it was made\n  template: t\n"

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from qlcapsule import Finding, Severity
+from qlcapsule.steps.validation import find_capsules, validate_capsules, validate_one, validator_score
 from qlcapsule.testing import write_capsule
-from qlcapsule.validation import find_capsules, validate_capsules, validate_one, validator_score
 
 BASE = "name: demo\nversion: 1.0.0\ndescription: d\nlicense: MIT\n"
 
@@ -131,8 +131,8 @@ AWS_ID = "AKIA" + "IOSFODNN7REALKEY"
 
 def test_no_validator_prints_a_secret_the_secrets_validator_hides(tmp_path):
     """Validators that quote a line (requirements, Dockerfile, Helm, YAML, Terraform) print no secret, in any format."""
-    from qlcapsule.report import render
-    from qlcapsule.validation import Report
+    from qlcapsule.steps.report import render
+    from qlcapsule.steps.validation import Report
 
     files = {
         "requirements.txt": f"foo[ @ https://x:{GH_TOKEN}@h/p.whl\nbar @ https://deploy:Zq8-w3rTy9x@h/b.whl ;;\n",

@@ -29,8 +29,8 @@ import click
 import pytest
 import yaml
 
-from qlcapsule import signing
 from qlcapsule.cli import main
+from qlcapsule.signing import signatures as signing
 from qlcapsule.testing import write_capsule
 
 REPO = Path(__file__).resolve().parents[2]

@@ -44,7 +44,7 @@ def status(directory: str, as_json: bool) -> None:
 
     Exit status 1 when anything differs.
     """
-    from ..capsule import Capsule
+    from ..format.capsule import Capsule
 
     capsule = Capsule.load(directory, strict=False)
     st = capsule.status()
@@ -66,11 +66,11 @@ def status(directory: str, as_json: bool) -> None:
 def schema(what: str) -> None:
     """Print the JSON Schema of capsule.yaml or capsule.lock."""
     if what == "capsule":
-        from ..model import definition_schema
+        from ..format.model import definition_schema
 
         data = definition_schema()
     else:
-        from ..lock import lock_schema
+        from ..format.lock import lock_schema
 
         data = lock_schema()
     click.echo(json.dumps(data, indent=2))
@@ -80,7 +80,7 @@ def schema(what: str) -> None:
 @json_option
 def plugins(as_json: bool) -> None:
     """List plugins: distribution, version, components and load status."""
-    from ..plugins import registry
+    from ..plugins.manager import registry
 
     reg = registry()
     infos = reg.infos()

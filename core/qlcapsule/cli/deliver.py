@@ -90,8 +90,8 @@ def deliver(
     credential; 3 the remote side failed after retries. With --json a failure
     also prints {"ok": false, "error": ..., "exit_code": N} on stdout.
     """
-    from ..delivery import deliver_capsule
-    from ..targets import operator_targets
+    from ..steps.delivery import deliver_capsule
+    from ..steps.targets import operator_targets
 
     try:
         operator = operator_targets(targets_file, True if trust_capsule_targets else None)

@@ -49,7 +49,7 @@ def export_cmd(directory: str, fmt: str, output: str | None, option_args: tuple[
     2 bad format, option or output path.
     """
     from ..errors import UsageError
-    from ..exporting import export_capsule, parse_option_args
+    from ..steps.exporting import export_capsule, parse_option_args
 
     if output == "-" and as_json:
         raise UsageError("--json cannot be combined with '-o -' (stdout carries the archive)")
@@ -117,8 +117,8 @@ def import_cmd(
     """
     from pathlib import Path
 
-    from ..safeimport import Limits, import_archive, parse_size
-    from ..tree import display_path
+    from ..format.tree import display_path
+    from ..steps.safeimport import Limits, import_archive, parse_size
     from ._text import signature_text
 
     limits = Limits(max_total=parse_size(max_size, "--max-size"), max_files=max_files, max_ratio=max_ratio)

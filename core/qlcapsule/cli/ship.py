@@ -16,7 +16,7 @@ from ._common import emit, is_ci, json_option, main
 from .deliver import targets_file_option, trust_capsule_targets_option
 
 if TYPE_CHECKING:
-    from ..ship import CapsuleResult, ShipResult
+    from ..steps.ship import CapsuleResult, ShipResult
 
 FAIL_ON = click.Choice(["error", "warning", "never"])
 
@@ -189,8 +189,8 @@ def ship(directories: tuple[str, ...], **kw: Any) -> None:
     signature; 2 bad input (definition, options, credentials); 3 a remote
     target failed after retries. With several capsules, the highest code wins.
     """
-    from ..ship import ShipOptions
-    from ..ship import ship as run_ship
+    from ..steps.ship import ShipOptions
+    from ..steps.ship import ship as run_ship
 
     skip = frozenset(s for s in ("validate", "seal", "sign", "commit", "export", "deliver") if kw[f"no_{s}"])
     options = ShipOptions(
@@ -243,7 +243,7 @@ def hook() -> None:
 
 
 def _roots(files: tuple[str, ...], all_: bool) -> list[Path]:
-    from ..ship import all_capsules, capsules_containing
+    from ..steps.ship import all_capsules, capsules_containing
 
     return all_capsules(".") if all_ else capsules_containing(files)
 
@@ -294,8 +294,8 @@ def hook_validate(
     if not roots:
         emit(as_json, {"capsules": [], "ok": True}, None)
         return
-    from ..report import render
-    from ..validation import validate_capsules
+    from ..steps.report import render
+    from ..steps.validation import validate_capsules
 
     report = validate_capsules(roots, fail_on=fail_on, min_score=min_score)
     click.echo(render(report, "json" if as_json else "text"), nl=False)
@@ -330,7 +330,7 @@ def hook_seal(files: tuple[str, ...], all_: bool, resign: bool, key: str | None,
             "signed": False,
         }
         if result.written and resign:
-            from .. import signing
+            from ..signing import signatures as signing
 
             signing.sign_capsule(root, key=key or signing.dev_key(create=True))
             item["signed"] = True

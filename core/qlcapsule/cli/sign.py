@@ -44,7 +44,7 @@ def keygen(key_type: str, output: str | None, force: bool, as_json: bool) -> Non
 
     Exit codes: 0 written; 2 bad usage or the file exists.
     """
-    from ..signing import keygen as _keygen
+    from ..signing.signatures import keygen as _keygen
 
     result = _keygen(key_type, output, force=force)
     if output == "-":
@@ -119,8 +119,8 @@ def sign(
     2 bad usage, unreadable or unsuitable key.
     """
     from ..errors import UsageError
-    from ..signing import ALIASES, sign_capsule
-    from ..signing import dev_key as _dev_key
+    from ..signing.signatures import ALIASES, sign_capsule
+    from ..signing.signatures import dev_key as _dev_key
 
     for option, given in (("--key", keys), ("--key-env", key_envs)):
         if len(given) > 1:

@@ -3,7 +3,7 @@
 A finding names the kind of secret, the file, line and column — never the
 secret itself (not even a prefix), so reports, logs and SARIF uploads are
 safe to share. Binary files are skipped. The patterns live in core
-(:data:`qlcapsule.findings.SECRET_PATTERNS`): validation hides whatever they
+(:data:`qlcapsule.plugins.findings.SECRET_PATTERNS`): validation hides whatever they
 match in every other validator's messages too.
 
 A line can be allowed explicitly with a trailing ``pragma: allowlist secret``

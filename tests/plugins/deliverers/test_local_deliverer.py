@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from qlcapsule import Capsule, InputError
-from qlcapsule.delivery import make_artifact
+from qlcapsule.steps.delivery import make_artifact
 from qlcapsule_plugins.deliverers.local import STALE_AFTER, TEMP_PREFIX, LocalDeliverer
 
 

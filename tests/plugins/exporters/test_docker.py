@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from qlcapsule import Capsule, OptionsError
-from qlcapsule.exporting import write_export
+from qlcapsule.steps.exporting import write_export
 from qlcapsule.testing import check_exporter
 from qlcapsule_plugins.exporters.docker import DockerExporter
 

@@ -2,7 +2,7 @@
 
 Installing it into a fresh venv is the tox env's job (see docs/export.md); here
 its module is imported from the source tree and registered in-process with
-``qlcapsule.plugins.register_plugin`` (through the ``qlcapsule_plugin`` fixture).
+``qlcapsule.plugins.manager.register_plugin`` (through the ``qlcapsule_plugin`` fixture).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def test_it_imports_only_the_public_qlcapsule_api() -> None:
 
 
 def test_registers_and_exports(example_module, qlcapsule_plugin, make_capsule, tmp_path) -> None:
-    from qlcapsule.exporting import export_capsule
+    from qlcapsule.steps.exporting import export_capsule
 
     registry = qlcapsule_plugin(example_module, "example-manifest")
     assert "manifest" in registry.names("exporter")

@@ -13,7 +13,7 @@ import yaml
 from gotemplate import Renderer
 
 from qlcapsule import Capsule, OptionsError
-from qlcapsule.exporting import write_export
+from qlcapsule.steps.exporting import write_export
 from qlcapsule.testing import check_exporter
 from qlcapsule_plugins.exporters.helm import HelmExporter
 

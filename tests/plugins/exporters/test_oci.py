@@ -8,7 +8,7 @@ import json
 import tarfile
 
 from qlcapsule import Capsule, PayloadReader
-from qlcapsule.exporting import write_export
+from qlcapsule.steps.exporting import write_export
 from qlcapsule.testing import check_exporter
 from qlcapsule_plugins.exporters.oci import ARTIFACT_TYPE, EMPTY_TYPE, OciExporter, build_oci_artifact
 

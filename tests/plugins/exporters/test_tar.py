@@ -11,8 +11,8 @@ import pytest
 from exportcase import copy_capsule, lock_paths
 
 from qlcapsule import Capsule, IntegrityError, OptionsError
-from qlcapsule.exporting import write_export
-from qlcapsule.streaming import CHUNK, PayloadReader
+from qlcapsule.format.streaming import CHUNK, PayloadReader
+from qlcapsule.steps.exporting import write_export
 from qlcapsule.testing import check_exporter
 from qlcapsule_plugins.exporters._tarstream import tar_header
 from qlcapsule_plugins.exporters.tar import TarExporter

@@ -12,7 +12,7 @@ import hcl2
 import pytest
 
 from qlcapsule import Capsule, OptionsError, PayloadReader
-from qlcapsule.exporting import write_export
+from qlcapsule.steps.exporting import write_export
 from qlcapsule.testing import check_exporter
 from qlcapsule_plugins.exporters.terraform import TerraformExporter, hcl_string
 

@@ -12,7 +12,7 @@ import pytest
 from exportcase import copy_capsule, lock_paths
 
 from qlcapsule import Capsule
-from qlcapsule.exporting import write_export
+from qlcapsule.steps.exporting import write_export
 from qlcapsule.testing import check_exporter
 from qlcapsule_plugins.exporters import _zipstream
 from qlcapsule_plugins.exporters.zip import ZipExporter

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from qlcapsule.generation import new_capsule
-from qlcapsule.validation import validate_capsules
+from qlcapsule.steps.generation import new_capsule
+from qlcapsule.steps.validation import validate_capsules
 from qlcapsule_plugins.generators.jinja import FILTERS
 
 EXPECTED = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from vcase import findings, report
 
-from qlcapsule.validation import validate_one
+from qlcapsule.steps.validation import validate_one
 
 
 def test_sealed_and_untouched_is_clean(tmp_path):

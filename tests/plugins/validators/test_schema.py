@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from vcase import findings
 
-from qlcapsule.validation import validate_one
+from qlcapsule.steps.validation import validate_one
 
 
 def test_invalid_definition_is_a_finding_with_line(tmp_path):

@@ -6,8 +6,8 @@ import json
 
 from vcase import findings, report
 
-from qlcapsule.report import render
-from qlcapsule.validation import Report
+from qlcapsule.steps.report import render
+from qlcapsule.steps.validation import Report
 
 # assembled at run time so this file itself holds no secret-shaped string
 AWS_ID = "AKIA" + "Q3ZB7XK2MPL4WN8D"

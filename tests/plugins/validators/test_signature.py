@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from qlcapsule import Capsule, Severity
-from qlcapsule.signing import keygen, sign_capsule
+from qlcapsule.signing.signatures import keygen, sign_capsule
 from qlcapsule.testing import write_capsule
 from qlcapsule_plugins.validators.signature import SignatureValidator
 

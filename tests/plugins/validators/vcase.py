@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Mapping
 
 from qlcapsule import Finding
+from qlcapsule.steps.validation import CapsuleReport, validate_one
 from qlcapsule.testing import write_capsule
-from qlcapsule.validation import CapsuleReport, validate_one
 
 DEFINITION = "name: demo\nversion: 1.0.0\ndescription: a test capsule\nlicense: MIT\n"
 

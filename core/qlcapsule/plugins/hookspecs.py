@@ -1,0 +1,105 @@
+"""The five registration hook specs, and pluggy's markers for the ``qlcapsule`` project.
+
+Every built-in and third-party plugin implements one or more of these in the
+llm style: the hook receives ``register`` (a :class:`Register`) and calls it
+once per component class it provides::
+
+    from qlcapsule import Register, hookimpl
+
+    @hookimpl
+    def qlcapsule_register_exporters(register: Register) -> None:
+        register(ZipExporter)
+
+pluggy calls the hooks (``pm.hook.qlcapsule_register_exporters(register=...)``,
+see ``manager.py``), so every pluggy feature works: ``specname=``,
+``tryfirst``/``trylast``, ``wrapper=True``/``hookwrapper=True``. No spec is
+``firstresult`` (registration collects from every plugin) and none is
+``historic`` (each hook is called once, when its kind is first needed, after
+every plugin that can provide it is registered). ``register`` raises
+:class:`qlcapsule.PluginError` when the class is not a subclass of the right
+base, leaves an abstract method unimplemented, or its ``name`` is already
+registered for that kind.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final, Protocol
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .components import Component
+
+PROJECT: Final = "qlcapsule"
+
+#: marks a hook specification (used here only)
+hookspec: Final = pluggy.HookspecMarker(PROJECT)
+#: marks a plugin's hook implementation: ``@hookimpl``, ``@hookimpl(tryfirst=True)``, ``@hookimpl(specname=...)``
+hookimpl: Final = pluggy.HookimplMarker(PROJECT)
+
+
+class Register(Protocol):
+    """What every registration hook receives: call it once per component class.
+
+    Raises :class:`qlcapsule.PluginError` (which fails the plugin, by name, and
+    no other) for a class of the wrong kind, an abstract one, or a taken name.
+    """
+
+    def __call__(self, component: type[Component], /) -> None: ...
+
+
+# -- producing files ----------------------------------------------------------
+
+
+@hookspec
+def qlcapsule_register_generators(register: Register) -> None:
+    """Register :class:`qlcapsule.Generator` subclasses.
+
+    Called once, before ``qlcapsule new`` or ``qlcapsule update`` pick a
+    generator by name. Return nothing.
+    """
+
+
+# -- checking files -----------------------------------------------------------
+
+
+@hookspec
+def qlcapsule_register_validators(register: Register) -> None:
+    """Register :class:`qlcapsule.Validator` subclasses.
+
+    Called once; ``qlcapsule validate`` runs every registered validator whose
+    rules are not switched off in capsule.yaml. Return nothing.
+    """
+
+
+# -- proving who sealed it ----------------------------------------------------
+
+
+@hookspec
+def qlcapsule_register_signers(register: Register) -> None:
+    """Register :class:`qlcapsule.Signer` subclasses (one per key algorithm).
+
+    Called once; ``sign``, ``verify`` and ``keygen`` pick a signer by its
+    ``name``. Return nothing.
+    """
+
+
+# -- leaving the building -----------------------------------------------------
+
+
+@hookspec
+def qlcapsule_register_exporters(register: Register) -> None:
+    """Register :class:`qlcapsule.Exporter` subclasses.
+
+    Called once; ``qlcapsule export --format F`` picks the exporter whose
+    ``name`` (or one of its ``formats``) is ``F``. Return nothing.
+    """
+
+
+@hookspec
+def qlcapsule_register_deliverers(register: Register) -> None:
+    """Register :class:`qlcapsule.Deliverer` subclasses (one per provider).
+
+    Called once; a delivery target's ``provider`` names the deliverer. Return
+    nothing.
+    """

@@ -1,0 +1,1 @@
+"""Signing and verifying capsules: keys, trust, policy, capsule.sig (signatures) and the DSSE envelope (envelope)."""

@@ -1,0 +1,462 @@
+"""Validation: run every applicable validator over capsules and score the result.
+
+What runs: every registered validator, except those switched off in
+capsule.yaml (``validate.rules: {python: false}`` turns a validator off,
+``{python.warning: false}`` one rule; a rule switch beats its validator's).
+Findings of a rule switched off are counted (``suppressed``); a validator
+switched off does not run, so it is listed (``disabled``) when it would have
+applied, its findings uncounted. A validator applies to a capsule when it
+checks the capsule as a whole, or when at least one file matches its ``patterns``.
+
+Every finding's message has its secrets hidden (``***``, by the secrets
+validator's patterns) and is cut to :data:`MAX_MESSAGE_CHARS` before it is
+reported, whichever validator wrote it.
+
+Score (documented in docs/validation.md), per validator::
+
+    score_v = 1 / (1 + E + W/4 + N/20)
+
+where E, W, N count its errors, warnings and notes in that capsule (one error
+-> 0.5, one warning -> 0.8, one note -> 0.95). A capsule's score is the mean of
+``score_v`` over the validators that applied; a run's score is the lowest
+capsule score. A capsule.yaml that cannot be loaded scores 0.
+
+Many capsules are validated in parallel in worker processes: parsing (YAML,
+Python ``compile``, regexes) holds the GIL, so threads would use one core.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from ..errors import DefinitionError, InputError, QlcapsuleError
+from ..format.capsule import Capsule
+from ..format.globs import compile_glob
+from ..format.tree import walk
+from ..log import event, get_logger, scrub
+from ..plugins.components import Validator
+from ..plugins.findings import Finding, Rule, Severity, meets, redact_secrets
+
+log = get_logger("validation")
+
+#: files larger than this are not handed to file validators (they are still sealed)
+MAX_FILE_BYTES = 10 * 1024 * 1024
+WEIGHTS = {Severity.ERROR: 1.0, Severity.WARNING: 0.25, Severity.NOTE: 0.05}
+_SKIP_DIRS = {".git", ".hg", ".svn", ".venv", "node_modules", "__pycache__", ".tox", ".nox"}
+
+
+def validator_score(findings: Iterable[Finding]) -> float:
+    """``1 / (1 + E + W/4 + N/20)`` for one validator's findings."""
+    return 1.0 / (1.0 + sum(WEIGHTS[f.severity] for f in findings))
+
+
+@dataclass
+class ValidatorSummary:
+    name: str
+    score: float
+    errors: int = 0
+    warnings: int = 0
+    notes: int = 0
+    files: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "score": round(self.score, 4),
+            "errors": self.errors,
+            "warnings": self.warnings,
+            "notes": self.notes,
+            "files": self.files,
+        }
+
+
+@dataclass
+class CapsuleReport:
+    """Findings and scores for one capsule directory."""
+
+    directory: str
+    name: str | None = None
+    version: str | None = None
+    findings: list[Finding] = field(default_factory=list)
+    validators: dict[str, ValidatorSummary] = field(default_factory=dict)
+    #: findings of rules switched off in capsule.yaml (their validator ran)
+    suppressed: int = 0
+    #: validators switched off in capsule.yaml that would have applied (they did not run)
+    disabled: list[str] = field(default_factory=list)
+    fail_on: str = "error"
+    min_score: float = 0.0
+
+    @property
+    def score(self) -> float:
+        if any(f.rule == "schema.invalid" for f in self.findings):
+            return 0.0
+        if not self.validators:
+            return 1.0
+        return sum(v.score for v in self.validators.values()) / len(self.validators)
+
+    @property
+    def failed(self) -> bool:
+        return any(meets(f.severity, self.fail_on) for f in self.findings) or self.score < self.min_score
+
+    def counts(self) -> dict[str, int]:
+        return {s.value: sum(1 for f in self.findings if f.severity is s) for s in Severity}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "directory": self.directory,
+            "name": self.name,
+            "version": self.version,
+            "score": round(self.score, 4),
+            "passed": not self.failed,
+            "fail_on": self.fail_on,
+            "min_score": self.min_score,
+            "counts": self.counts(),
+            "suppressed": self.suppressed,
+            "disabled": self.disabled,
+            "validators": {n: v.to_dict() for n, v in sorted(self.validators.items())},
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+@dataclass
+class Report:
+    """The result of one ``validate`` run."""
+
+    capsules: list[CapsuleReport]
+    #: every rule of every validator that ran: id -> (rule, validator name)
+    rules: dict[str, tuple[Rule, str]] = field(default_factory=dict)
+
+    @property
+    def score(self) -> float:
+        return min((c.score for c in self.capsules), default=1.0)
+
+    @property
+    def failed(self) -> bool:
+        return any(c.failed for c in self.capsules)
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for c in self.capsules for f in c.findings]
+
+    def counts(self) -> dict[str, int]:
+        return {s.value: sum(1 for f in self.findings if f.severity is s) for s in Severity}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "score": round(self.score, 4),
+            "passed": not self.failed,
+            "counts": self.counts(),
+            "capsules": [c.to_dict() for c in self.capsules],
+        }
+
+
+# -- one capsule ----------------------------------------------------------------
+
+
+def _validators() -> list[Validator]:
+    from ..plugins.manager import registry
+
+    reg = registry()
+    return [cls() for cls in reg.all("validator")]  # type: ignore[misc]
+
+
+def _switch(rules: dict[str, bool], rule: str, validator: str) -> bool:
+    if rule in rules:
+        return rules[rule]
+    return rules.get(validator, True)
+
+
+def _definition_finding(exc: QlcapsuleError, directory: str) -> Finding:
+    """``schema.invalid`` from a one-line definition error ``path:LINE: message``."""
+    message = exc.message
+    line = None
+    prefix = str(Path(directory) / "capsule.yaml")
+    for candidate in (str((Path(directory) / "capsule.yaml").resolve()), prefix):
+        if message.startswith(candidate):
+            rest = message[len(candidate) :]
+            if rest.startswith(":") and rest[1:].split(":", 1)[0].isdigit():
+                num, _, rest = rest[1:].partition(":")
+                line = int(num)
+            message = rest.lstrip(": ").strip() or message
+            break
+    return Finding("schema.invalid", Severity.ERROR, message, "capsule.yaml", line, validator="schema")
+
+
+def validate_one(
+    directory: str | Path,
+    *,
+    fail_on: str | None = None,
+    min_score: float | None = None,
+    validators: Sequence[Validator] | None = None,
+) -> CapsuleReport:
+    """Validate one capsule directory; never raises for what is wrong *inside* the capsule."""
+    directory = str(directory)
+    report = CapsuleReport(directory, fail_on=fail_on or "error", min_score=min_score or 0.0)
+    try:
+        capsule = Capsule.load(directory)
+    except DefinitionError as exc:
+        problems = getattr(exc, "problems", None)  # model.SchemaError: every error of capsule.yaml, one finding each
+        if problems:
+            for p in problems:
+                report.findings.append(
+                    Finding(
+                        "schema.invalid",
+                        Severity.ERROR,
+                        f"{p.key}: {p.message}",
+                        "capsule.yaml",
+                        p.line,
+                        validator="schema",
+                    )
+                )
+        else:
+            report.findings.append(_definition_finding(exc, directory))
+        _sanitize(report.findings)
+        report.validators["schema"] = ValidatorSummary("schema", 0.0, errors=len(report.findings))
+        return report
+    rules, cfg_fail_on, cfg_min_score = capsule.validate_settings()
+    report.name, report.version = capsule.name, capsule.version
+    report.fail_on = fail_on or cfg_fail_on
+    report.min_score = cfg_min_score if min_score is None else min_score
+    switches = dict(rules)
+    every = list(validators) if validators is not None else _validators()
+    # a validator switched off still runs when one of its rules is switched back on
+    active = [v for v in every if switches.get(v.name, True) or any(switches.get(r.id) for r in v.rules)]
+    known = {v.name for v in every} | {r.id for v in every for r in v.rules}
+    raw: dict[str, list[Finding]] = {v.name: [] for v in active}
+    applied: dict[str, int] = {v.name: 0 for v in active if type(v).check_capsule is not Validator.check_capsule}
+    for key in sorted(switches):
+        if key not in known and "schema" in raw:
+            raw["schema"].append(
+                Finding(
+                    "schema.unknown-rule",
+                    Severity.WARNING,
+                    f"validate.rules: {key!r} names no known validator or rule",
+                    "capsule.yaml",
+                )
+            )
+    if "schema" in raw:
+        raw["schema"].extend(_export_settings(capsule))
+    off = [v for v in every if v not in active]
+    matchers = [(v, [compile_glob(p).regex for p in v.patterns]) for v in active + off if v.patterns]
+    skipped: set[str] = {v.name for v in off if type(v).check_capsule is not Validator.check_capsule}
+    for entry in walk(capsule.root, capsule.globs()):
+        wanted = [v for v, regexes in matchers if any(r.fullmatch(entry.path) for r in regexes)]
+        skipped.update(v.name for v in wanted if v in off)
+        wanted = [v for v in wanted if v not in off]
+        if not wanted or entry.size > MAX_FILE_BYTES:
+            continue
+        try:
+            data = (capsule.root / entry.path).read_bytes()
+        except OSError as exc:
+            raise InputError(f"{capsule.root / entry.path}: cannot read: {exc.strerror}") from None
+        for v in wanted:
+            applied[v.name] = applied.get(v.name, 0) + 1
+            raw[v.name].extend(_run(v, entry.path, lambda v=v, p=entry.path, d=data: v.check_file(capsule, p, d)))
+    for v in active:
+        if type(v).check_capsule is not Validator.check_capsule:
+            raw[v.name].extend(_run(v, None, lambda v=v: v.check_capsule(capsule)))
+    for v in active:
+        if v.name not in applied:
+            continue
+        kept = []
+        for f in raw[v.name]:
+            f.validator = f.validator or v.name
+            if _switch(switches, f.rule, v.name):
+                kept.append(f)
+            else:
+                report.suppressed += 1
+        summary = ValidatorSummary(v.name, validator_score(kept), files=applied[v.name])
+        for f in kept:
+            setattr(summary, f"{f.severity.value}s", getattr(summary, f"{f.severity.value}s") + 1)
+        report.validators[v.name] = summary
+        report.findings.extend(kept)
+    report.disabled = sorted(skipped)
+    report.findings.sort(key=lambda f: ((f.path or "").encode("utf-8"), f.line or 0, f.column or 0, f.rule))
+    _sanitize(report.findings)
+    for f in report.findings:
+        f.capsule = capsule.ref
+    return report
+
+
+#: the longest message a finding keeps; validators quote at most ~120 characters of source
+#: (:func:`qlcapsule.plugins.findings.quote`), this bounds what a third-party one might paste
+MAX_MESSAGE_CHARS = 1000
+
+
+def _clean(text: str) -> str:
+    text = redact_secrets(scrub(text))
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
+
+
+def _sanitize(findings: Iterable[Finding]) -> None:
+    """Hide secrets in every finding, whichever validator wrote it (the README's promise).
+
+    A validator that quotes a line (a requirement with a token in its URL, a pasted
+    token read as a Dockerfile instruction) would otherwise print what the secrets
+    validator reports as "value not shown". Done here, once, third-party validators
+    are covered too.
+    """
+    for f in findings:
+        f.message = _clean(f.message)
+        if f.extra:
+            f.extra = {k: _clean(v) if isinstance(v, str) else v for k, v in f.extra.items()}
+
+
+def _export_settings(capsule: Capsule) -> list[Finding]:
+    """capsule.yaml ``exports``: each key an installed exporter, each value options it accepts.
+
+    Otherwise a typo (``zpi:``) is silently ignored and a bad value shows up
+    only when that format is exported, perhaps in the middle of ``ship``.
+    """
+    exports = capsule.setting("exports", {})
+    if not isinstance(exports, dict) or not exports:
+        return []
+    from ..errors import OptionsError
+    from ..plugins.manager import registry
+
+    reg = registry()
+    names = reg.names("exporter")
+    found: list[Finding] = []
+    for key in sorted(exports):
+        if key not in names:
+            found.append(
+                Finding(
+                    "schema.unknown-exporter",
+                    Severity.WARNING,
+                    f"exports.{key}: no installed exporter is named {key!r} (installed: {', '.join(names)})",
+                    "capsule.yaml",
+                )
+            )
+            continue
+        try:
+            reg.get("exporter", key).from_options(exports[key], where=f"exports.{key}")
+        except OptionsError as exc:
+            found.append(Finding("schema.export-options", Severity.ERROR, exc.message, "capsule.yaml"))
+    return found
+
+
+#: findings kept per file and validator; past it, one note says the rest were not listed (a binary
+#: file named requirements.txt once gave 235,000 findings, 18 s and 671 MB)
+MAX_FINDINGS_PER_FILE = 200
+
+
+def _run(v: Validator, path: str | None, call: Any) -> list[Finding]:
+    try:
+        if path is None:
+            return list(call())
+        found: list[Finding] = []
+        for finding in call():
+            if len(found) == MAX_FINDINGS_PER_FILE:
+                found.append(
+                    Finding(
+                        finding.rule,
+                        Severity.NOTE,
+                        f"more findings in this file are not listed (stopped after {MAX_FINDINGS_PER_FILE})",
+                        path,
+                        validator=v.name,
+                    )
+                )
+                break  # and stop the validator's work on this file
+            found.append(finding)
+        return found
+    except QlcapsuleError as exc:
+        return [Finding(f"{v.name}.failed", Severity.ERROR, exc.message, path, validator=v.name)]
+    except Exception as exc:  # noqa: BLE001 - a broken validator is a finding, not a crash of the run
+        msg = f"validator {v.name!r} crashed: {type(exc).__name__}: {exc}"
+        return [Finding(f"{v.name}.failed", Severity.ERROR, msg, path, validator=v.name)]
+
+
+# -- many capsules --------------------------------------------------------------
+
+
+def find_capsules(root: Path) -> list[Path]:
+    """Every directory under ``root`` holding a capsule.yaml (not descending into capsules)."""
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        if "capsule.yaml" in filenames:
+            found.append(Path(dirpath))
+            dirnames[:] = []
+            continue
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("."))
+    return sorted(found)
+
+
+def _worker(args: tuple[str, str | None, float | None]) -> CapsuleReport:
+    directory, fail_on, min_score = args
+    try:
+        return validate_one(directory, fail_on=fail_on, min_score=min_score)
+    except QlcapsuleError as exc:
+        rep = CapsuleReport(directory)
+        rep.findings.append(Finding("qlcapsule.load", Severity.ERROR, _clean(exc.message), None, validator="schema"))
+        rep.validators["schema"] = ValidatorSummary("schema", 0.0, errors=1)
+        return rep
+
+
+def _single_threaded() -> bool:
+    """True when this process runs one OS thread (threads started by C code count too)."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
+
+
+def _pool_context() -> Any:
+    import multiprocessing
+
+    # fork starts workers in milliseconds and inherits the loaded plugins; macOS and
+    # Windows lack a safe fork, so they spawn. A process that already runs other
+    # threads (an embedding server, pytest-xdist) spawns too: a fork there can copy
+    # a lock some other thread holds and hang the child.
+    if sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods() and _single_threaded():
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
+def validate_capsules(
+    paths: Sequence[str | Path],
+    *,
+    fail_on: str | None = None,
+    min_score: float | None = None,
+    jobs: int | None = None,
+) -> Report:
+    """Validate every capsule in ``paths`` (in parallel when there are several)."""
+    from ..plugins.manager import registry
+
+    if fail_on is not None and fail_on not in ("error", "warning", "never"):
+        raise InputError(f"--fail-on: {fail_on!r} is not one of error, warning, never")
+    if min_score is not None and not 0.0 <= min_score <= 1.0:
+        raise InputError(f"--min-score: {min_score} is not between 0 and 1")
+    dirs = [str(p) for p in paths] or ["."]
+    for d in dirs:
+        if not Path(d).is_dir():
+            raise InputError(f"{d}: no such directory")
+    validators = _validators()
+    rules = {r.id: (r, v.name) for v in validators for r in v.rules}
+    workers = max(1, min(jobs or (os.cpu_count() or 1), len(dirs)))
+    args = [(d, fail_on, min_score) for d in dirs]
+    if workers == 1 or len(dirs) < 4:
+        results = [_worker(a) for a in args]
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+
+        registry()  # load plugins once, before forking
+        chunk = max(1, len(args) // (workers * 8))
+        with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
+            results = list(pool.map(_worker, args, chunksize=chunk))
+    report = Report(results, rules)
+    event(log, "validate.done", capsules=len(results), score=round(report.score, 4), failed=report.failed)
+    return report
+
+
+__all__ = [
+    "Report",
+    "CapsuleReport",
+    "ValidatorSummary",
+    "validate_capsules",
+    "validate_one",
+    "validator_score",
+    "find_capsules",
+]

@@ -1,0 +1,363 @@
+"""Turning a sealed capsule directory into a commit, reading only what changed.
+
+Steps: check the lock against the disk (``disk.py``: stat cache first,
+then hashing only the files whose stat changed), take the parent's files
+(path -> SHA-256, mode, blob id) from the stat cache when it recorded the
+branch head, else from the parent's capsule.lock, write blobs only for new
+content (a packfile when there are many), rebuild only the trees on the
+changed paths (unchanged directories keep their tree ids), then — under the
+capsule's lock — create the commit on top of the current branch head, move the
+ref with compare-and-swap (``Store.retry_update``), and record the new commit
+in the stat cache.
+
+Every object is written by pygit2, except many new blobs at once: those go
+into packfiles (``gitpack.py``), which pays for a first commit (one read per
+file, threads, no fsync per object; figures in docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import IntegrityError, QlcapsuleError, StoreError
+from ..format.capsule import Capsule
+from ..format.lock import parse_lock
+from ..format.names import LOCK_FILE, SIG_FILE
+from ..format.tree import read_regular
+from ..log import event, get_logger
+from .disk import DiskCheck, check_disk, hash_check, read_lock
+from .gitpack import hash_blob_file, write_blobs
+from .repo import (
+    DEFAULT_BRANCH,
+    MERGE_STATE,
+    CommitResult,
+    Store,
+    check_branch_name,
+    clear_merge_state,
+    enable_fsync,
+    integrity_error,
+    load_pygit2,
+    open_store,
+    parse_trailers,
+    read_merge_state,
+    signature,
+    version_message,
+)
+from .statcache import EXEC, FLAGS, NO_OID, OID, SHA, Record, StatCache, record, with_oid
+
+log = get_logger("store")
+
+#: above this many new blobs, write one packfile per worker instead of loose objects
+PACK_THRESHOLD = 32
+
+
+class _ParentVersion:
+    """What a commit needs from the previous version.
+
+    ``files`` maps path -> stat cache record (only SHA-256, blob id and mode
+    matter here): the cache's own records when it recorded exactly this
+    commit (blob ids known), else built from the parent's capsule.lock (blob
+    ids looked up in the parent tree only for the paths that changed).
+    """
+
+    def __init__(self, repo: Any, commit: Any | None, cached: dict[str, Record] | None = None) -> None:
+        self.repo = repo
+        self.commit = commit
+        self.files: dict[str, Record] = {}
+        self._by_sha: dict[bytes, str] | None = None
+        self.extra: dict[str, Any] = {}  # capsule.lock / capsule.sig entries
+        if commit is None:
+            return
+        tree = commit.tree
+        for special in (LOCK_FILE, SIG_FILE):
+            if special in tree:
+                entry = tree[special]
+                self.extra[special] = (entry.id, entry.filemode)
+        if cached is not None:
+            self.files = cached
+            return
+        if LOCK_FILE not in self.extra:
+            return
+        try:
+            lock = parse_lock(repo[self.extra[LOCK_FILE][0]].data, f"{LOCK_FILE} of {commit.id}")
+        except QlcapsuleError:  # a malformed lock in the store: nothing is known of the parent's files
+            return
+        self.files = {e.path: record((0, 0, 0, 0, 0), bytes.fromhex(e.sha256), NO_OID, e.mode) for e in lock.files}
+
+    @property
+    def by_sha(self) -> dict[bytes, str]:
+        """sha256 -> a path holding it (built on first use: only changed files need it)."""
+        if self._by_sha is None:
+            self._by_sha = {}
+            for path, rec in self.files.items():
+                self._by_sha.setdefault(rec[SHA], path)
+        return self._by_sha
+
+    def has_sha(self, sha256: bytes) -> bool:
+        return sha256 in self.by_sha
+
+    def blob_for(self, sha256: bytes) -> Any | None:
+        path = self.by_sha.get(sha256)
+        if path is None:
+            return None
+        known = self.files[path][OID]
+        if known != NO_OID:
+            return load_pygit2().Oid(raw=known)
+        try:
+            return self.commit.tree[path].id  # type: ignore[union-attr]
+        except KeyError:
+            return None
+
+
+_TREE_MODE = 0o040000
+
+
+def _write_tree(repo: Any, base: Any | None, changes: dict[str, Any]) -> Any | None:
+    """Apply ``changes`` (path -> (oid, mode) or None) to the tree ``base``; the new tree's id, None if empty.
+
+    Only the directories on changed paths are rebuilt (pygit2's TreeBuilder);
+    the others keep their tree ids.
+    """
+    builder = repo.TreeBuilder(base) if base is not None else repo.TreeBuilder()
+    direct: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
+    for path, val in changes.items():
+        head, sep, rest = path.partition("/")
+        if sep:
+            nested.setdefault(head, {})[rest] = val
+        else:
+            direct[head] = val
+    for name, val in direct.items():
+        if val is None:
+            if builder.get(name) is not None:
+                builder.remove(name)
+        else:
+            builder.insert(name, val[0], val[1])
+    for name, sub in nested.items():
+        existing = builder.get(name)
+        is_tree = existing is not None and existing.filemode == _TREE_MODE
+        if existing is not None and not is_tree and all(v is None for v in sub.values()):
+            continue  # a directory became a file: its old contents are already gone
+        oid = _write_tree(repo, existing if is_tree else None, sub)
+        if oid is None:
+            if is_tree:
+                builder.remove(name)
+        else:
+            builder.insert(name, oid, _TREE_MODE)
+    return builder.write() if len(builder) else None
+
+
+def _pack_blobs(objects: Path, root: Path, paths: list[str], expected: dict[str, Record]) -> tuple[dict[str, str], list[str]]:
+    """Write ``paths`` as blobs into packfiles; (path -> hex blob id, problem lines for contents not in ``expected``)."""
+    oids: dict[str, str] = {}
+    problems: list[str] = []
+    for r in write_blobs(objects, [(p, root / p) for p in paths]):
+        if r.sha256 != expected[r.path][SHA].hex():
+            problems.append(f"modified: {r.path}")
+        oids[r.path] = r.oid
+    return oids, problems
+
+
+def _store_blobs(st: Store, root: Path, paths: list[str], expected: dict[str, Record]) -> tuple[dict[str, Any], list[str]]:
+    pygit2 = load_pygit2()
+    repo = st.repo
+    oids: dict[str, Any] = {}
+    problems: list[str] = []
+    if len(paths) > PACK_THRESHOLD:
+        packed, problems = _pack_blobs(st.git_dir / "objects", root, paths, expected)
+        return {p: pygit2.Oid(hex=oid) for p, oid in packed.items()}, problems
+    for p in paths:
+        sha256, blob_id, _ = hash_blob_file(root / p)
+        if sha256 != expected[p][SHA].hex():
+            problems.append(f"modified: {p}")
+            continue
+        oid = pygit2.Oid(hex=blob_id)
+        if oid not in repo.odb:
+            written = repo.create_blob_fromdisk(str(root / p))
+            if written != oid:
+                problems.append(f"modified: {p} (changed while committing)")
+                continue
+        oids[p] = oid
+    return oids, problems
+
+
+def _tree_changes(repo: Any, parent: _ParentVersion, check: DiskCheck, new_oids: dict[str, Any], lock_bytes: bytes, sig_bytes: bytes | None) -> dict[str, Any]:
+    """path -> (oid, mode) or None, relative to the parent tree: only the changed paths."""
+    pygit2 = load_pygit2()
+    changes: dict[str, Any] = {}
+    for path in check.changed:
+        rec = check.records[path]
+        oid = new_oids.get(path) or (pygit2.Oid(raw=rec[OID]) if rec[OID] != NO_OID else parent.blob_for(rec[SHA]))
+        if oid is None:
+            raise StoreError(f"{path}: blob for sha256:{rec[SHA].hex()} is missing from the store (run with --rehash)")
+        changes[path] = (oid, 0o100755 if rec[FLAGS] & EXEC else 0o100644)
+    changes.update(dict.fromkeys(check.gone))
+    specials = {LOCK_FILE: lock_bytes, SIG_FILE: sig_bytes}
+    for name, data in specials.items():
+        if data is None:
+            if name in parent.extra:
+                changes[name] = None
+            continue
+        oid = repo.create_blob(data)
+        if parent.extra.get(name) != (oid, 0o100644):
+            changes[name] = (oid, 0o100644)
+    return changes
+
+
+def commit_tree(root: Path, *, message: str | None, store: Any, branch: str, rehash: bool, stat_cache: bool = True) -> CommitResult:
+    check_branch_name(branch)
+    # capsule.yaml is checked against the lock below; seal validated it in full
+    capsule = Capsule.load(root, strict=False)
+    lock_path = capsule.lock_path
+    lock_bytes = read_regular(lock_path, name="capsule.lock")  # never follow a symlink into the store
+    if lock_bytes is None:
+        raise integrity_error(capsule.root, [f"not sealed (run 'qlcapsule seal {capsule.root}')"])
+    try:
+        lock = read_lock(lock_bytes, str(lock_path))
+    except IntegrityError as exc:
+        raise integrity_error(capsule.root, [str(exc)]) from None
+    if lock.name != capsule.name or lock.version != capsule.version:
+        raise integrity_error(capsule.root, [f"lock: sealed as {lock.name}@{lock.version} but capsule.yaml says {capsule.ref}"])
+    files, digest = lock.files, lock.digest
+    sig_bytes = capsule.sig_bytes()
+
+    enable_fsync()
+    st = open_store(capsule.root, store, create=True)
+    repo = st.repo
+    refname = st.head_ref(capsule.name, branch)
+    merge = read_merge_state(st, capsule.root)  # believed only when this store recorded that merge
+    if merge is not None and (merge["capsule"] != capsule.name or merge["branch"] != branch):
+        raise StoreError(f"{capsule.root / MERGE_STATE}: a merge into {merge['capsule']}/{merge['branch']} is in progress here")
+    start_head = st.head(capsule.name, branch)
+    if start_head is None and branch != DEFAULT_BRANCH:
+        start_head = st.head(capsule.name, DEFAULT_BRANCH)  # a new branch continues main's lineage
+    cache = StatCache.for_root(st.git_dir / "qlcapsule" / "statcache", capsule.root, enabled=stat_cache and not rehash)
+    head_commit = repo[start_head] if start_head is not None else None
+    parent = _ParentVersion(repo, head_commit, cache.files_of(str(start_head)) if start_head is not None else None)
+
+    check = check_disk(capsule.root, capsule.globs(), files, cache, parent.files, parent.has_sha)
+    if check.problems:
+        raise integrity_error(capsule.root, check.problems)
+    if merge is not None:
+        _check_resolved(capsule.root, merge)
+    problems = hash_check(capsule.root, check.hash_only, check.records)
+    if problems:
+        raise integrity_error(capsule.root, problems)
+    new_oids, problems = _store_blobs(st, capsule.root, check.need_blob, check.records)
+    if problems:
+        raise integrity_error(capsule.root, problems)
+
+    changes = _tree_changes(repo, parent, check, new_oids, lock_bytes, sig_bytes)
+    if parent.commit is None:
+        tree = _write_tree(repo, None, changes)
+    else:
+        tree = _write_tree(repo, parent.commit.tree, changes) if changes else parent.commit.tree_id
+    if tree is None:
+        tree = repo.TreeBuilder().write()
+
+    author = signature(repo, "AUTHOR")
+    committer = signature(repo, "COMMITTER")
+    text = version_message(capsule.name, capsule.version, digest, message)
+    hashed = len(check.hash_only) + len(check.need_blob)
+
+    def attempt() -> CommitResult | None:
+        """One compare-and-swap of the branch onto a commit of ``tree``; None when another writer won."""
+        head = st.head(capsule.name, branch)
+        lineage = head if head is not None else start_head
+        if merge is not None:
+            if str(head) != merge["ours"]:
+                raise StoreError(
+                    f"{capsule.name}/{branch} moved since the merge started (now {str(head)[:12]}); run the merge again"
+                )
+            parents = [head, load_pygit2().Oid(hex=merge["theirs"])]
+        else:
+            parents = [lineage] if lineage is not None else []
+        if merge is None and head is not None:
+            tip: Any = repo[head]
+            if tip.tree_id == tree and parse_trailers(tip.message).get("version") == capsule.version:
+                return _result(st.location, capsule, digest, len(files), head, branch, refname, tip.parent_ids, False, 0, hashed)
+        commit = repo.create_commit(None, author, committer, text, tree, parents)
+        if not st.cas_ref(refname, commit, head, f"qlcapsule commit: {capsule.ref}"):
+            return None
+        return _result(st.location, capsule, digest, len(files), commit, branch, refname, parents, True, len(new_oids), hashed)
+
+    with st.lock(capsule.name):
+        done = st.retry_update(refname, attempt)
+    if not done.created:
+        _save_cache(cache, repo, check.records, changes, tree, done.commit)
+        return done
+    if merge is not None:
+        clear_merge_state(st, capsule.root, merge)
+    _save_cache(cache, repo, check.records, changes, tree, done.commit)
+    event(log, "store.commit", capsule=capsule.ref, commit=done.commit, branch=branch, new_blobs=len(new_oids))
+    return done
+
+
+def _save_cache(cache: StatCache, repo: Any, records: dict[str, Record], changes: dict[str, Any], tree: Any, commit: Any) -> None:
+    """Record the verified files with their blob ids in ``commit`` for the next commit."""
+    if not cache.enabled:
+        return
+    for path, val in changes.items():
+        rec = records.get(path)
+        if rec is not None and val is not None:
+            records[path] = with_oid(rec, val[0].raw)
+    if any(rec[OID] == NO_OID for rec in records.values()):  # the parent came from its lock: read the tree once
+        ids = _blob_ids(repo, tree)
+        for path, rec in records.items():
+            if rec[OID] == NO_OID and path in ids:
+                records[path] = with_oid(rec, ids[path])
+    cache.save(records, str(commit), time.time_ns())
+
+
+def _blob_ids(repo: Any, tree_id: Any) -> dict[str, bytes]:
+    """path -> raw blob id of every file in a tree."""
+    out: dict[str, bytes] = {}
+    stack = [("", repo[tree_id])]
+    while stack:
+        prefix, tree = stack.pop()
+        for e in tree:
+            if e.filemode == _TREE_MODE:
+                stack.append((f"{prefix}{e.name}/", repo[e.id]))
+            else:
+                out[prefix + e.name] = e.id.raw
+    return out
+
+
+def _check_resolved(root: Path, merge: dict[str, Any]) -> None:
+    left = []
+    for path in merge.get("conflicts", []):
+        # merge.json is in the work dir: read only regular files inside the capsule (the
+        # path may since have become a directory, and a FIFO would hang the commit)
+        if not isinstance(path, str) or path.startswith("/") or ".." in path.split("/"):
+            continue
+        try:
+            if not stat.S_ISREG(os.lstat(root / path).st_mode):
+                continue
+            data = (root / path).read_bytes()
+        except OSError:
+            continue
+        if b"<<<<<<< " in data and b"\n>>>>>>> " in data:
+            left.append(path)
+    if left:
+        raise StoreError(f"{root}: conflict markers remain in {', '.join(left)}; resolve them, seal, then commit")
+
+
+def _result(location: str, capsule: Capsule, digest: str, nfiles: int, commit: Any, branch: str, refname: str, parents: Any, created: bool, new_blobs: int, hashed: int = 0) -> CommitResult:
+    return CommitResult(
+        capsule=capsule.name,
+        version=capsule.version,
+        digest=digest,
+        commit=str(commit),
+        branch=branch,
+        ref=refname,
+        store=location,
+        parents=[str(p) for p in parents],
+        created=created,
+        files=nfiles,
+        new_blobs=new_blobs,
+        hashed=hashed,
+    )

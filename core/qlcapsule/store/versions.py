@@ -1,0 +1,373 @@
+"""The version store: capsule versions as git commits (pygit2, imported lazily).
+
+Where the store is
+    ``--store PATH`` or ``$QLCAPSULE_STORE`` names a bare repository, created on
+    first write. Otherwise the git repository containing the capsule is used,
+    but only under ``refs/capsules/<name>/heads/<branch>`` and
+    ``refs/capsules/<name>/tags/<version>``: objects are added, the user's
+    branches, index, HEAD and work tree are never read or written.
+
+What a version is
+    A commit whose tree is the sealed capsule (capsule.lock and capsule.sig
+    included), whose parents are its lineage (the branch head; a merge has two)
+    and whose message ends with ``Qlcapsule-Capsule``/``-Version``/``-Digest``
+    trailers. Tags are annotated tag objects; a version tag never moves.
+
+Trust
+    Any branch may have been fetched from someone else's repository, so a
+    version number resolves only through the capsule's own namespace: its tag
+    ``refs/capsules/<name>/tags/<version>``, else the newest commit on the
+    default branch (main) recording it; another branch only when the user names
+    it. The rollback check (``latest_version``) reads the same two places. With
+    trusted keys, a candidate whose capsule.sig does not verify is skipped with
+    a warning. Authors, messages and names read from the repository are shown
+    through ``printable`` (control characters escaped). Merge state lives in
+    the store (``qlcapsule/merges/``); a ``.qlcapsule/merge.json`` in a capsule
+    directory only names a merge the store recorded.
+
+Safety
+    Every write goes through pygit2 (``repo.py``), bulk blobs aside.
+    Ref updates are compare-and-swap (libgit2 checks the old target under its
+    ref lock) inside a per-capsule ``flock``, retried on a race
+    (``Store.retry_update``), so concurrent writers never lose a version. Objects are written before the ref moves and
+    are fsync'd (libgit2's ``GIT_OPT_ENABLE_FSYNC_GITDIR``; bare stores also get
+    ``core.fsync``), so a killed process leaves the ref at the old or the new
+    commit and ``git fsck --strict`` clean.
+
+Speed
+    A stat cache (``statcache.py``) records, per file, the lstat, SHA-256 and
+    blob id as of the last commit made from that directory, so a commit reads
+    only files whose stat changed and compresses only new content; when the
+    cache recorded the branch head itself, the parent's capsule.lock is not
+    even parsed (``disk.py``). Only directories on changed paths get new
+    tree objects. Many new blobs at once go into packfiles (``gitpack.py``).
+
+Modules
+    ``repo.py`` opens the repository and moves refs; ``commit.py``
+    turns a capsule directory into a commit; this module holds the operations
+    the CLI and the other areas call, and re-exports what they read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import StoreError
+from ..format.capsule import Capsule
+from ..format.names import SEMVER
+from ..log import event, get_logger
+from .commit import commit_tree
+from .repo import (
+    DEFAULT_BRANCH,
+    MERGE_STATE,
+    NOTES_REF,
+    REF_ROOT,
+    Accept,
+    CommitResult,
+    Store,
+    check_branch_name,
+    check_ref_part,
+    check_text,
+    clear_stale_ref_lock,
+    enable_fsync,
+    ensure_capsule_exists,
+    load_pygit2,
+    merge_record_path,
+    message_body,
+    open_store,
+    parse_trailers,
+    printable,
+    semver_key,
+    signature,
+    version_message,
+)
+
+log = get_logger("store")
+
+__all__ = [
+    "DEFAULT_BRANCH",
+    "MERGE_STATE",
+    "REF_ROOT",
+    "Accept",
+    "CommitResult",
+    "Store",
+    "add_note",
+    "commit_capsule",
+    "create_branch",
+    "ensure_capsule_exists",
+    "latest_version",
+    "log_versions",
+    "merge_record_path",
+    "open_store",
+    "parse_trailers",
+    "printable",
+    "read_notes",
+    "semver_key",
+    "tag_version",
+    "version_message",
+]
+
+
+# -- commit ---------------------------------------------------------------------
+
+
+def commit_capsule(
+    root: str | os.PathLike[str],
+    *,
+    message: str | None = None,
+    store: str | os.PathLike[str] | None = None,
+    branch: str = DEFAULT_BRANCH,
+    rehash: bool = False,
+) -> CommitResult:
+    """Record the sealed capsule at ``root`` as a new version on ``branch``.
+
+    Refuses an unsealed capsule or one whose files differ from its lock
+    (IntegrityError, exit 1). Committing an unchanged capsule is a no-op that
+    returns the existing version (``created=False``).
+    """
+    if message is not None:
+        check_text(message, "-m/--message")
+    return commit_tree(Path(root), message=message, store=store, branch=branch, rehash=rehash)
+
+
+# -- reading helpers for other areas ---------------------------------------------
+
+
+def latest_version(root: str | os.PathLike[str], name: str, *, accept: Accept | None = None) -> str | None:
+    """Newest SemVer of capsule ``name`` tagged or committed on its default branch; None without a store.
+
+    This is what the rollback check compares with, so only the capsule's own namespace counts:
+    a version recorded on another (perhaps fetched) branch does not. With ``accept`` (a check
+    against trusted keys), only a version one of whose commits it accepts counts.
+    """
+    try:
+        st = open_store(root, None, create=False)
+    except StoreError:
+        return None
+    check_ref_part(name, "capsule name")
+    candidates: dict[str, list[Any]] = {}
+    for version, commit_id in st.tags(name).items():
+        candidates.setdefault(version, []).append(commit_id)
+    for commit in st.walk(name, DEFAULT_BRANCH) if st.head(name, DEFAULT_BRANCH) is not None else ():
+        v = parse_trailers(commit.message).get("version")
+        if v:
+            candidates.setdefault(v, []).append(commit)
+    for version in sorted((v for v in candidates if SEMVER.match(v)), key=semver_key, reverse=True):
+        if accept is None:
+            return version
+        for c in candidates[version]:
+            if accept(st.repo[c] if isinstance(c, str) else c) is None:
+                return version
+    return None
+
+
+def _capsule_name(root: Path) -> str | None:
+    try:
+        return Capsule.load(root).name
+    except Exception:  # noqa: BLE001 - a non-capsule root just means "no name to resolve versions with"
+        return None
+
+
+def _note_target(st: Store, root: Path, commit_or_ref: str) -> Any:
+    pygit2 = load_pygit2()
+    name = _capsule_name(root)
+    if name is not None:
+        with contextlib.suppress(StoreError):
+            return st.resolve(name, commit_or_ref)
+    if "@" in commit_or_ref and not commit_or_ref.startswith("refs/"):
+        cname, _, rev = commit_or_ref.partition("@")
+        return st.resolve(cname, rev)
+    try:
+        return st.repo.revparse_single(commit_or_ref).peel(pygit2.Commit)
+    except (KeyError, ValueError, pygit2.GitError):
+        raise StoreError(f"{commit_or_ref}: no such version or commit in {st.location}") from None
+
+
+def add_note(
+    root: str | os.PathLike[str],
+    commit_or_ref: str,
+    data: dict[str, Any],
+    *,
+    store: str | os.PathLike[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Append ``data`` to the JSON note (``refs/notes/qlcapsule``) of a version.
+
+    ``commit_or_ref``: a commit id, a ref, a version/branch/tag of the capsule
+    at ``root``, or ``name@version``. Returns every record now in the note.
+    """
+    pygit2 = load_pygit2()
+    enable_fsync()
+    st = open_store(root, store, create=False)
+    commit = _note_target(st, Path(root), commit_or_ref)
+    oid = str(commit.id)
+
+    def attempt() -> list[dict[str, Any]] | None:
+        records = read_notes(st, oid)
+        records.append(dict(data))
+        text = json.dumps(records, indent=2, sort_keys=True, default=str) + "\n"
+        sig = signature(st.repo, "COMMITTER")
+        try:
+            st.repo.create_note(text, sig, sig, oid, NOTES_REF, True)
+        except (pygit2.GitError, OSError) as exc:  # the notes ref moved or is locked: read again
+            if "lock" in str(exc).lower():
+                clear_stale_ref_lock(st.git_dir, NOTES_REF)
+            return None
+        return records
+
+    with st.lock("notes"):
+        return st.retry_update(NOTES_REF, attempt)
+
+
+def read_notes(st: Store, commit_id: str) -> list[dict[str, Any]]:
+    try:
+        note = st.repo.lookup_note(commit_id, NOTES_REF)
+    except (KeyError, ValueError):
+        return []
+    except Exception:  # noqa: BLE001 - pygit2 raises GitError when the notes ref is absent
+        return []
+    try:
+        data = json.loads(note.message)
+    except (ValueError, RecursionError):
+        return [{"text": note.message}]
+    return data if isinstance(data, list) else [data]
+
+
+# -- log, tags, branches ----------------------------------------------------------
+
+
+def _when(sig: Any) -> str:
+    tz = dt.timezone(dt.timedelta(minutes=sig.offset))
+    return dt.datetime.fromtimestamp(sig.time, tz).isoformat()
+
+
+def log_versions(
+    st: Store, name: str, *, branch: str | None = DEFAULT_BRANCH, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Versions reachable from ``branch`` (all branches when None), newest first."""
+    ensure_capsule_exists(st, name)
+    if branch is not None and st.head(name, branch) is None:
+        known = ", ".join(st.branches(name)) or "none"
+        raise StoreError(f"{name}: no branch {branch!r} (branches: {known})")
+    tags: dict[str, list[str]] = {}
+    for version, commit_id in st.tags(name).items():
+        tags.setdefault(commit_id, []).append(version)
+    heads: dict[str, list[str]] = {}
+    for b, commit_id in st.branches(name).items():
+        heads.setdefault(commit_id, []).append(b)
+    has_notes = st.repo.references.get(NOTES_REF) is not None
+    out: list[dict[str, Any]] = []
+    for commit in st.walk(name, branch):
+        if limit is not None and len(out) >= limit:
+            break
+        cid = str(commit.id)
+        info = parse_trailers(commit.message)
+        digest = info.get("digest", "")
+        author = commit.author
+        entry: dict[str, Any] = {
+            "commit": cid,
+            "version": info.get("version"),
+            "digest": digest.removeprefix("sha256:"),
+            "author": f"{author.name} <{author.email}>",
+            "date": _when(author),
+            "parents": [str(p) for p in commit.parent_ids],
+            "tags": sorted(tags.get(cid, []), key=semver_key),
+            "branches": heads.get(cid, []),
+            "message": message_body(commit.message),
+        }
+        if has_notes:
+            entry["notes"] = read_notes(st, cid)
+        out.append(entry)
+    return out
+
+
+def _tagger_line(sig: Any) -> str:
+    sign = "-" if sig.offset < 0 else "+"
+    off = abs(sig.offset)
+    return f"{sig.name} <{sig.email}> {sig.time} {sign}{off // 60:02d}{off % 60:02d}"
+
+
+def tag_version(
+    st: Store,
+    name: str,
+    version: str,
+    *,
+    rev: str | None = None,
+    message: str | None = None,
+    accept: Accept | None = None,
+) -> dict[str, Any]:
+    """Create the annotated tag ``refs/capsules/<name>/tags/<version>``; it never moves.
+
+    Without ``rev`` the commit is the newest on main recording ``version`` (never one on a
+    fetched side branch); ``accept`` (trusted keys) must take the commit tagged.
+    """
+    pygit2 = load_pygit2()
+    enable_fsync()
+    ensure_capsule_exists(st, name)
+    check_ref_part(version, "version")
+    if message is not None:
+        check_text(message, "-m/--message")
+    if not SEMVER.match(version):
+        raise StoreError(f"{version!r} is not a SemVer 2.0.0 version")
+    if version.endswith(".lock"):
+        raise StoreError(
+            f"{name}: cannot tag {version}: git refuses ref names ending in '.lock' (its lock-file suffix); "
+            "the version stays committed and 'checkout'/'diff' find it by version, or choose a version not ending in .lock"
+        )
+    commit: Any = st.resolve(name, rev, accept=accept) if rev else None
+    if commit is None:
+        found = st.find_version(name, version, accept=accept)
+        if found is None:
+            raise StoreError(
+                f"{name}: no version {version} committed on {DEFAULT_BRANCH} to tag "
+                "(commit it first, or pass --rev BRANCH or a commit id)"
+            )
+        commit = st.repo[found]
+    recorded = parse_trailers(commit.message).get("version")
+    if recorded != version:
+        shown = printable(recorded) if recorded is not None else None
+        raise StoreError(f"{name}: commit {str(commit.id)[:12]} is version {shown}, not {version}")
+    refname = st.tag_ref(name, version)
+    with st.lock(name):
+        existing = st.repo.references.get(refname)
+        if existing is not None:
+            at = existing.peel(pygit2.Commit).id
+            if at == commit.id:
+                return {"capsule": name, "version": version, "commit": str(at), "ref": refname, "created": False}
+            raise StoreError(
+                f"{name}: tag {version} already points at {str(at)[:12]}; a version tag never moves (bump the version instead)"
+            )
+        tagger = signature(st.repo, "COMMITTER")
+        text = (message or f"{name} {version}").strip() + "\n"
+        raw = (
+            f"object {commit.id}\ntype commit\ntag {name}@{version}\ntagger {_tagger_line(tagger)}\n\n{text}"
+        ).encode()
+        tag_oid = st.repo.odb.write(pygit2.enums.ObjectType.TAG, raw)
+        if not st.cas_ref(refname, tag_oid, None, f"qlcapsule tag: {name}@{version}"):
+            raise StoreError(f"{name}: tag {version} was created by another process; a version tag never moves")
+    event(log, "store.tag", capsule=name, version=version, commit=str(commit.id))
+    return {
+        "capsule": name,
+        "version": version,
+        "commit": str(commit.id),
+        "tag": str(tag_oid),
+        "ref": refname,
+        "created": True,
+    }
+
+
+def create_branch(st: Store, name: str, branch: str, *, rev: str | None = None) -> dict[str, Any]:
+    """Create ``refs/capsules/<name>/heads/<branch>`` at ``rev`` (default: main)."""
+    enable_fsync()
+    ensure_capsule_exists(st, name)
+    check_branch_name(branch)
+    commit = st.resolve(name, rev or DEFAULT_BRANCH)
+    refname = st.head_ref(name, branch)
+    with st.lock(name):
+        if not st.cas_ref(refname, commit.id, None, f"qlcapsule branch: from {rev or DEFAULT_BRANCH}"):
+            raise StoreError(f"{name}: branch {branch!r} already exists")
+    return {"capsule": name, "branch": branch, "commit": str(commit.id), "ref": refname}
