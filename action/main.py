@@ -478,8 +478,10 @@ def run_verify(paths: list[str], env: Mapping[str, str]) -> Outcome:
                 out.warnings.append(
                     (
                         _rel(p, "capsule.sig"),
-                        f"{r['capsule']}@{r['version']}: signed, but the signature was not checked: "
-                        "give the keys you trust with trusted-keys or trust-file",
+                        (
+                            f"{r['capsule']}@{r['version']}: signed, but the signature was not checked: "
+                            "give the keys you trust with trusted-keys or trust-file"
+                        ),
                     )
                 )
         except QlcapsuleError as exc:

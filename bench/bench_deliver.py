@@ -41,7 +41,6 @@ def _cli() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "qlcapsule"]
 
 
-
 def run(workdir: Path, quick: bool = False) -> list[dict[str, Any]]:
     size = (16 if quick else 100) * MiB
     repeat = 1 if quick else 3

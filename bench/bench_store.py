@@ -32,14 +32,17 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import bench_env, best_of, make_tree, qlcapsule_cmd, row, timed  # type: ignore[import-not-found]  # noqa: E402
 
-GIT_ENV = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid"}
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "bench",
+    "GIT_AUTHOR_EMAIL": "bench@example.invalid",
+    "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "bench@example.invalid",
+}
 ENV = {"QLCAPSULE_NO_PROGRESS": "1", **GIT_ENV}
 
 
 def _git(cwd: Path, *args: str) -> None:
     subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, env={**os.environ, **GIT_ENV})
-
 
 
 def run(workdir: Path, quick: bool = False) -> list[dict[str, Any]]:
@@ -67,7 +70,9 @@ def run(workdir: Path, quick: bool = False) -> list[dict[str, Any]]:
         reset()
         s, _ = timed(q + ["commit", str(tree), "--store", str(store)], env=ENV, repeat=1)
         first_s = min(first_s, s)
-        a, _ = timed("git init -q . && git add -A && git commit -qm bench", cwd=gitcopy, shell=True, env=GIT_ENV, repeat=1)
+        a, _ = timed(
+            "git init -q . && git add -A && git commit -qm bench", cwd=gitcopy, shell=True, env=GIT_ENV, repeat=1
+        )
         first_anchor = min(first_anchor, a)
 
     # -- incremental commit: one file changed ------------------------------------------
@@ -104,20 +109,52 @@ def run(workdir: Path, quick: bool = False) -> list[dict[str, Any]]:
     st = open_store(store=log_store)
     log_s = best_of(lambda: log_versions(st, "bench"), 9)
     assert len(log_versions(st, "bench")) == versions
-    log_anchor, _ = timed(["git", "--git-dir", str(log_store), "log", "--format=%H %an %ad %s", "refs/capsules/bench/heads/main"], repeat=3)
+    log_anchor, _ = timed(
+        ["git", "--git-dir", str(log_store), "log", "--format=%H %an %ad %s", "refs/capsules/bench/heads/main"],
+        repeat=3,
+    )
     cli_log, _ = timed(q + ["log", "bench", "--store", str(log_store), "--json"], env=ENV, repeat=3)
 
     return [
-        row("store: incremental commit, 1 file changed (in process, commit only)", incr_s, "git add -A && git commit",
-            incr_anchor, "< 200 ms", ok=incr_s < 0.2, cpu_s=round(min(incr_cpu), 4), median_s=round(_median(incr), 4),
-            files=r.files),
-        row("store: incremental commit, 1 file changed (CLI qlcapsule commit)", cli_wall, "git add -A && git commit",
-            incr_anchor, "< 500 ms", ok=cli_wall < 0.5, cpu_s=round(cli_cpu, 4), median_s=round(_median(cli_walls), 4),
-            import_floor_s=round(floor_s, 4)),
-        row("store: first commit (CLI) vs git add -A && git commit", first_s, "git init+add -A+commit", first_anchor,
-            "ratio >= 1 (no slower)", ok=first_anchor / first_s >= 1.0),
-        row(f"store: log of {versions} versions (in process)", log_s, "git log", log_anchor, "< 1 s",
-            ok=log_s < 1.0, cli_s=round(cli_log, 4)),
+        row(
+            "store: incremental commit, 1 file changed (in process, commit only)",
+            incr_s,
+            "git add -A && git commit",
+            incr_anchor,
+            "< 200 ms",
+            ok=incr_s < 0.2,
+            cpu_s=round(min(incr_cpu), 4),
+            median_s=round(_median(incr), 4),
+            files=r.files,
+        ),
+        row(
+            "store: incremental commit, 1 file changed (CLI qlcapsule commit)",
+            cli_wall,
+            "git add -A && git commit",
+            incr_anchor,
+            "< 500 ms",
+            ok=cli_wall < 0.5,
+            cpu_s=round(cli_cpu, 4),
+            median_s=round(_median(cli_walls), 4),
+            import_floor_s=round(floor_s, 4),
+        ),
+        row(
+            "store: first commit (CLI) vs git add -A && git commit",
+            first_s,
+            "git init+add -A+commit",
+            first_anchor,
+            "ratio >= 1 (no slower)",
+            ok=first_anchor / first_s >= 1.0,
+        ),
+        row(
+            f"store: log of {versions} versions (in process)",
+            log_s,
+            "git log",
+            log_anchor,
+            "< 1 s",
+            ok=log_s < 1.0,
+            cli_s=round(cli_log, 4),
+        ),
     ]
 
 
@@ -130,8 +167,12 @@ def _cli_incremental(q: list[str], tree: Path, store: Path, target: Path, runs: 
             f.write(f"# cli edit {i}\n")
         subprocess.run(q + ["seal", str(tree)], check=True, capture_output=True, env=bench_env(ENV))
         start = time.perf_counter()
-        proc = subprocess.Popen(q + ["commit", str(tree), "--store", str(store)], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, env=bench_env(ENV))
+        proc = subprocess.Popen(
+            q + ["commit", str(tree), "--store", str(store)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=bench_env(ENV),
+        )
         _, status, usage = os.wait4(proc.pid, 0)
         walls.append(time.perf_counter() - start)
         cpus.append(usage.ru_utime + usage.ru_stime)
@@ -186,5 +227,7 @@ def _history(tree: Path, store: Path, versions: int) -> None:
 if __name__ == "__main__":
     import json
 
-    out = run(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("/tmp/qlcapsule-bench-store"), quick="--quick" in sys.argv)
+    out = run(
+        Path(sys.argv[1]) if len(sys.argv) > 1 else Path("/tmp/qlcapsule-bench-store"), quick="--quick" in sys.argv
+    )
     print(json.dumps(out, indent=2))

@@ -72,7 +72,9 @@ def run(workdir: Path, quick: bool = False) -> list[dict[str, Any]]:
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir()
     q = _qlcapsule()
-    subprocess.run([*q, "new", "fastapi-service", "orders", "--no-input"], cwd=root, env=_env(), check=True, capture_output=True)
+    subprocess.run(
+        [*q, "new", "fastapi-service", "orders", "--no-input"], cwd=root, env=_env(), check=True, capture_output=True
+    )
     rows: list[dict[str, Any]] = []
 
     ours = _best([*q, "validate", "orders"], cwd=root, repeat=3 if quick else 7)

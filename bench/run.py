@@ -37,9 +37,16 @@ def qlcapsule_cmd() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "qlcapsule"]
 
 
-def timed(cmd: Sequence[str] | str, *, cwd: Path | None = None, repeat: int = 3, shell: bool = False,
-          env: dict[str, str] | None = None, check: bool = True,
-          before: Callable[[], object] | None = None) -> tuple[float, float]:
+def timed(
+    cmd: Sequence[str] | str,
+    *,
+    cwd: Path | None = None,
+    repeat: int = 3,
+    shell: bool = False,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+    before: Callable[[], object] | None = None,
+) -> tuple[float, float]:
     """Best wall time (s) over ``repeat`` runs and the peak RSS (MB) of the measured process tree's largest child.
 
     ``before`` runs ahead of every run, untimed (to reset state a run changes)."""
@@ -48,8 +55,9 @@ def timed(cmd: Sequence[str] | str, *, cwd: Path | None = None, repeat: int = 3,
         if before is not None:
             before()
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=cwd, shell=shell, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                env=bench_env(env))
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, shell=shell, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=bench_env(env)
+        )
         _, status, usage = os.wait4(proc.pid, 0)
         elapsed = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -108,12 +116,20 @@ def make_tree(root: Path, *, files: int = 5000, big: int = 3, big_mb: int = 100,
     return root
 
 
-def row(name: str, ours: float, anchor: str, anchor_s: float | None, target: str, ok: bool | None = None,
-        **extra: Any) -> dict[str, Any]:
+def row(
+    name: str, ours: float, anchor: str, anchor_s: float | None, target: str, ok: bool | None = None, **extra: Any
+) -> dict[str, Any]:
     ratio = (anchor_s / ours) if anchor_s and ours else None
-    return {"name": name, "ours_s": round(ours, 4), "anchor": anchor,
-            "anchor_s": round(anchor_s, 4) if anchor_s is not None else None,
-            "ratio": round(ratio, 2) if ratio else None, "target": target, "ok": ok, **extra}
+    return {
+        "name": name,
+        "ours_s": round(ours, 4),
+        "anchor": anchor,
+        "anchor_s": round(anchor_s, 4) if anchor_s is not None else None,
+        "ratio": round(ratio, 2) if ratio else None,
+        "target": target,
+        "ok": ok,
+        **extra,
+    }
 
 
 def bench_core(workdir: Path, quick: bool) -> list[dict[str, Any]]:
@@ -125,17 +141,38 @@ def bench_core(workdir: Path, quick: bool) -> list[dict[str, Any]]:
     subprocess.run(anchor_cmd, shell=True, cwd=tree, check=True)
     anchor, anchor_rss = timed(anchor_cmd, cwd=tree, shell=True)
     # "first": no capsule.lock yet, so the lock is written (with fsync); best of 3 like every row.
-    seal_s, seal_rss = timed(q + ["seal", str(tree)], env=env,
-                             before=lambda: (tree / "capsule.lock").unlink(missing_ok=True))
+    seal_s, seal_rss = timed(
+        q + ["seal", str(tree)], env=env, before=lambda: (tree / "capsule.lock").unlink(missing_ok=True)
+    )
     reseal_s, _ = timed(q + ["seal", str(tree)], env=env)
     verify_s, verify_rss = timed(q + ["verify", str(tree)], env=env)
     rows = [
-        row("seal (first) vs find|xargs sha256sum", seal_s, "sha256sum", anchor, ">= 4x faster",
-            ok=anchor / seal_s >= 4, peak_rss_mb=round(seal_rss, 1)),
-        row("seal (unchanged) vs find|xargs sha256sum", reseal_s, "sha256sum", anchor, ">= 4x faster",
-            ok=anchor / reseal_s >= 4),
-        row("verify vs find|xargs sha256sum", verify_s, "sha256sum", anchor, ">= 4x faster",
-            ok=anchor / verify_s >= 4, peak_rss_mb=round(verify_rss, 1)),
+        row(
+            "seal (first) vs find|xargs sha256sum",
+            seal_s,
+            "sha256sum",
+            anchor,
+            ">= 4x faster",
+            ok=anchor / seal_s >= 4,
+            peak_rss_mb=round(seal_rss, 1),
+        ),
+        row(
+            "seal (unchanged) vs find|xargs sha256sum",
+            reseal_s,
+            "sha256sum",
+            anchor,
+            ">= 4x faster",
+            ok=anchor / reseal_s >= 4,
+        ),
+        row(
+            "verify vs find|xargs sha256sum",
+            verify_s,
+            "sha256sum",
+            anchor,
+            ">= 4x faster",
+            ok=anchor / verify_s >= 4,
+            peak_rss_mb=round(verify_rss, 1),
+        ),
         row("seal peak RSS (MB)", seal_rss, "100 MB", None, "< 100 MB", ok=seal_rss < 100),
         row("verify peak RSS (MB)", verify_rss, "100 MB", None, "< 100 MB", ok=verify_rss < 100),
     ]
@@ -170,15 +207,17 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     headers = ["benchmark", "ours", "anchor", "anchor time", "ratio", "target", "ok"]
     body = []
     for r in rows:
-        body.append([
-            r["name"],
-            f"{r['ours_s']:.3f}s" if "RSS" not in r["name"] else f"{r.get('peak_rss_mb') or r['ours_s']:.1f} MB",
-            str(r.get("anchor") or ""),
-            f"{r['anchor_s']:.3f}s" if r.get("anchor_s") is not None else "",
-            f"{r['ratio']:.2f}x" if r.get("ratio") else "",
-            str(r.get("target") or ""),
-            {True: "yes", False: "NO", None: ""}[r.get("ok")],
-        ])
+        body.append(
+            [
+                r["name"],
+                f"{r['ours_s']:.3f}s" if "RSS" not in r["name"] else f"{r.get('peak_rss_mb') or r['ours_s']:.1f} MB",
+                str(r.get("anchor") or ""),
+                f"{r['anchor_s']:.3f}s" if r.get("anchor_s") is not None else "",
+                f"{r['ratio']:.2f}x" if r.get("ratio") else "",
+                str(r.get("target") or ""),
+                {True: "yes", False: "NO", None: ""}[r.get("ok")],
+            ]
+        )
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(headers)]
     print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
     print("  ".join("-" * w for w in widths))
@@ -190,7 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small inputs (CI smoke run)")
     parser.add_argument("--only", default=",".join(AREAS), help=f"comma-separated areas ({','.join(AREAS)})")
-    parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("QLCAPSULE_BENCH_DIR", "/tmp/qlcapsule-bench")))
+    parser.add_argument(
+        "--workdir", type=Path, default=Path(os.environ.get("QLCAPSULE_BENCH_DIR", "/tmp/qlcapsule-bench"))
+    )
     parser.add_argument("--json", dest="json_out", type=Path, default=HERE / "results" / "latest.json")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)

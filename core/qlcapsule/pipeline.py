@@ -42,10 +42,7 @@ def init_capsule(root: Path, *, name: str | None = None, version: str = "0.1.0")
     if not SEMVER.match(version):
         raise InputError(f"--version: {version!r} is not a SemVer 2.0.0 version")
     text = (
-        f"# capsule definition; see 'qlcapsule schema capsule'\n"
-        f"name: {name}\n"
-        f"version: {version}\n"
-        f'description: ""\n'
+        f"# capsule definition; see 'qlcapsule schema capsule'\nname: {name}\nversion: {version}\ndescription: \"\"\n"
     )
     atomic_write(path, text.encode("utf-8"))
     return path
@@ -79,7 +76,9 @@ def verify_capsule(root: Path, *, strict: bool = False, **signature_options: Any
     """
     capsule = Capsule.load(root, strict=False)  # capsule.yaml is read (by the model) on first use
     unlocked = Unlocked()
-    with bytes_progress(f"verifying {capsule.ref}", lambda: sum(f.size for f in capsule.require_lock().files)) as advance:
+    with bytes_progress(
+        f"verifying {capsule.ref}", lambda: sum(f.size for f in capsule.require_lock().files)
+    ) as advance:
         lock = capsule.verify_integrity(progress=advance, unlocked=unlocked, strict=strict)
     event(log, "verify.integrity", capsule=capsule.ref, digest=lock.digest)
     report: dict[str, Any] = {

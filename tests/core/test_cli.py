@@ -107,7 +107,11 @@ def test_unreadable_file_is_one_line(make_capsule) -> None:
 
 def test_broken_pipe_is_quiet(make_capsule) -> None:
     proc = subprocess.run(
-        f"{sys.executable} -m qlcapsule schema capsule | head -c 10", shell=True, capture_output=True, text=True, timeout=60
+        f"{sys.executable} -m qlcapsule schema capsule | head -c 10",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert "Traceback" not in proc.stderr and "Broken pipe" not in proc.stderr
 

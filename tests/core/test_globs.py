@@ -34,7 +34,15 @@ def test_glob_semantics(pattern: str, path: str, matches: bool) -> None:
 
 @pytest.mark.parametrize(
     ("pattern", "reason"),
-    [("", "empty"), ("a/../b", "'..'"), ("[abc", "unclosed"), ("a\\b", "backslash"), ("a**b", "whole path segment"), ("a//b", "empty path segment"), ("[z-a].txt", "bad character class")],
+    [
+        ("", "empty"),
+        ("a/../b", "'..'"),
+        ("[abc", "unclosed"),
+        ("a\\b", "backslash"),
+        ("a**b", "whole path segment"),
+        ("a//b", "empty path segment"),
+        ("[z-a].txt", "bad character class"),
+    ],
 )
 def test_bad_globs_say_why(pattern: str, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):

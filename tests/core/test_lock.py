@@ -38,9 +38,9 @@ def _independent_digest(lock: dict) -> str:
     for f in lock["files"]:
         items.append(
             "{"
-            + f'"mode":{jcs_string(f["mode"])},"path":{jcs_string(f["path"])},'
-            + f'"sha256":{jcs_string(f["sha256"])},"size":{f["size"]}'
-            + "}"
+            f'"mode":{jcs_string(f["mode"])},"path":{jcs_string(f["path"])},'
+            f'"sha256":{jcs_string(f["sha256"])},"size":{f["size"]}'
+            "}"
         )
     return hashlib.sha256(("[" + ",".join(items) + "]").encode("utf-8")).hexdigest()
 

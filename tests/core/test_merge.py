@@ -178,7 +178,7 @@ class GitTemplate(Generator):
         record = GeneratorRecord(
             template=self.name, version=tag, commit=str(commit.id), source=source, answers=dict(answers)
         )
-        gen = {k: v for k, v in record.to_definition().items()}
+        gen = dict(record.to_definition().items())
         (dest / "capsule.yaml").write_text(
             f"name: {answers['name']}\nversion: 0.1.0\ngenerator:\n"
             + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in gen.items() if k != "answers")

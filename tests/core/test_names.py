@@ -24,7 +24,7 @@ def test_semver_key_orders_by_semver_precedence() -> None:
         "1.10.0",
         "2.0.0",
     ]
-    assert sorted(reversed(order), key=semver_key) == order
+    assert sorted(reversed(order), key=semver_key) == order  # noqa: C414 - from the reverse order on purpose
     assert semver_key("1.0.0+build.1") == semver_key("1.0.0")  # build metadata has no precedence
 
 

@@ -14,10 +14,11 @@ from qlcapsule.format.tree import display_path
 
 # Names valid on Linux filesystems: no '/', no NUL, not '.' or '..', not our reserved names,
 # and no surrogates (file names must be valid UTF-8).
-_name_chars = st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00\\")  # backslash names are refused by design
+_name_chars = st.characters(
+    blacklist_categories=("Cs",), blacklist_characters="/\x00\\"
+)  # backslash names are refused by design
 names = st.text(_name_chars, min_size=1, max_size=12).filter(
-    lambda s: s not in (".", "..", "capsule.yaml", "capsule.lock", "capsule.sig")
-    and len(s.encode("utf-8")) <= 200
+    lambda s: s not in (".", "..", "capsule.yaml", "capsule.lock", "capsule.sig") and len(s.encode("utf-8")) <= 200
 )
 paths = st.lists(names, min_size=1, max_size=3).map(tuple)
 trees = st.dictionaries(paths, st.binary(max_size=300), min_size=1, max_size=12)

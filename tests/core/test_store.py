@@ -570,7 +570,9 @@ def _git_tree_of(root: Path, scratch: Path) -> str:
         subprocess.run(["git", "init", "-q", "--bare", str(scratch)], check=True, env={**os.environ})
     (scratch / "index").unlink(missing_ok=True)
     subprocess.run(["git", "add", "-A", "."], cwd=root, check=True, env=env, capture_output=True)
-    return subprocess.run(["git", "write-tree"], cwd=root, check=True, env=env, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "write-tree"], cwd=root, check=True, env=env, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def test_nine_edit_steps_give_the_trees_git_builds(

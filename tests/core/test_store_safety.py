@@ -39,7 +39,9 @@ KILL_BUDGET_S = 20.0
 
 
 def _fsck(store: Path) -> None:
-    out = subprocess.run(["git", "fsck", "--strict", "--no-dangling", "--no-progress"], cwd=store, capture_output=True, text=True)
+    out = subprocess.run(
+        ["git", "fsck", "--strict", "--no-dangling", "--no-progress"], cwd=store, capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "error" not in out.stderr.lower() and "missing" not in out.stdout.lower(), out.stdout + out.stderr
 
@@ -87,7 +89,12 @@ def test_eight_concurrent_writers_lose_no_version(tmp_path: Path) -> None:
     procs = []
     for n in range(8):
         root = tmp_path / f"w{n}"
-        write_capsule(root, {**{f"f{i}.txt": f"{i}\n" for i in range(40)}, f"writer{n}.txt": f"writer {n}\n"}, name="race", version=f"1.0.{n + 1}")
+        write_capsule(
+            root,
+            {**{f"f{i}.txt": f"{i}\n" for i in range(40)}, f"writer{n}.txt": f"writer {n}\n"},
+            name="race",
+            version=f"1.0.{n + 1}",
+        )
         if n % 2:
             StatCache.for_root(store / "qlcapsule" / "statcache", root).save(dict(recorded.records), first.commit, 0)
         procs.append(_start(script, root, store))
@@ -104,7 +111,9 @@ def test_eight_concurrent_writers_lose_no_version(tmp_path: Path) -> None:
     assert len(log) == 9
     assert sorted(e["version"] for e in log) == ["1.0.0"] + [f"1.0.{n}" for n in range(1, 9)]
     assert set(commits) == {e["commit"] for e in log[:-1]} and log[-1]["commit"] == first.commit
-    for newer, older in zip(log, log[1:], strict=False):  # one linear lineage: every version's parent is the previous one
+    for newer, older in zip(
+        log, log[1:], strict=False
+    ):  # one linear lineage: every version's parent is the previous one
         assert newer["parents"] == [older["commit"]]
     _fsck(store)
 
@@ -162,7 +171,9 @@ def test_kill_9_at_random_points_leaves_store_consistent(tmp_path: Path) -> None
         now = repo.references[refname].target
         if now != head:
             commit = repo[now]
-            assert commit.parent_ids == [head], f"trial {trials}: ref moved to a commit that is not a child of the old head"
+            assert commit.parent_ids == [head], (
+                f"trial {trials}: ref moved to a commit that is not a child of the old head"
+            )
             assert parse_trailers(commit.message)["version"] == version
             moved += 1
             head = now

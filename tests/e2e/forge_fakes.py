@@ -763,12 +763,11 @@ class FakeGitLab(FakeServer):
         if str(req.query.get("recursive")).lower() not in ("true", "1", "t", "yes"):
             raise self.violate(400, "the deliverer is expected to list recursively")
         prefix = f"{path}/" if path else ""
-        items = [
+        return [
             {"id": s, "name": k.rsplit("/", 1)[-1], "type": "blob", "path": prefix + k, "mode": m.zfill(6)}
             for k, (m, s) in sorted(flat.items())
         ]
         # a single page: python-gitlab stops when there is no Link: rel="next"
-        return items
 
     def create_commit(self, req: Request, pid: str) -> Any:
         p, data = self.project(pid), req.json()

@@ -92,10 +92,7 @@ def test_dry_run_and_signing_credentials(tmp_path: Path, gcs_bucket: GcsBucket, 
     )
     bad = write_target_capsule(tmp_path / "b", "gcs", "gcs", _opts(gcs_bucket, chunk_size=1000 * KiB))
     res = qlcapsule_cli("deliver", str(bad), "--target", "gcs", "--dry-run")
-    assert (
-        res.exit_code == 2
-        and "targets.gcs.options: chunk_size: must be a multiple of 262144" in res.stderr
-    )
+    assert res.exit_code == 2 and "targets.gcs.options: chunk_size: must be a multiple of 262144" in res.stderr
 
 
 def test_503s_are_retried_then_persistent_failure_leaves_nothing(

@@ -353,8 +353,10 @@ def test_plain_http_only_for_loopback_unless_the_operator_allows(
     assert res.exit_code == 2, res.output
     errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
     assert errors == [
-        "error: oci: plain_http is only for loopback registries and registry.invalid:5000 is not one; "
-        "the operator may allow it with QLCAPSULE_PLAIN_HTTP_HOSTS=registry.invalid:5000"
+        (
+            "error: oci: plain_http is only for loopback registries and registry.invalid:5000 is not one; "
+            "the operator may allow it with QLCAPSULE_PLAIN_HTTP_HOSTS=registry.invalid:5000"
+        )
     ]
     assert "event=retry" not in res.stderr
 
@@ -410,8 +412,10 @@ def test_token_realm_on_another_port_gets_nothing(make_capsule: Any, qlcapsule_c
         assert res.exit_code == 3, res.output
         errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
         assert errors == [
-            f"error: oci: registry {reg.host} sent its token service to another host (127.0.0.1:{far.port}); "
-            f"not sending credentials there (the operator may allow it: QLCAPSULE_OCI_TOKEN_HOSTS=127.0.0.1:{far.port})"
+            (
+                f"error: oci: registry {reg.host} sent its token service to another host (127.0.0.1:{far.port}); "
+                f"not sending credentials there (the operator may allow it: QLCAPSULE_OCI_TOKEN_HOSTS=127.0.0.1:{far.port})"
+            )
         ]
         # the operator's allow list is the only way: then the token service is asked (and the password sent)
         allowed = _rd_deliver(

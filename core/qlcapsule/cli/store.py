@@ -94,7 +94,9 @@ def log_cmd(name: str, branch: str, all_branches: bool, limit: int | None, store
 @click.argument("version")
 @click.option("--rev", help="Commit, branch or tag to tag (default: the newest commit recording VERSION).")
 @click.option("-m", "--message", help="Tag message.")
-@trust_options("Trusted public key file; a version whose capsule.sig does not verify against it is skipped. Repeatable.")
+@trust_options(
+    "Trusted public key file; a version whose capsule.sig does not verify against it is skipped. Repeatable."
+)
 @store_option
 @json_option
 def tag(
@@ -189,7 +191,9 @@ def diff(name: str, rev1: str, rev2: str, stat_only: bool, store: str | None, as
     metavar="BRANCH",
     help="Find a version REV on BRANCH (default: the version's tag, else main; other branches only when named).",
 )
-@trust_options("Trusted public key file; a version whose capsule.sig does not verify against it is skipped. Repeatable.")
+@trust_options(
+    "Trusted public key file; a version whose capsule.sig does not verify against it is skipped. Repeatable."
+)
 @store_option
 @json_option
 def checkout(

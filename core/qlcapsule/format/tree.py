@@ -183,7 +183,9 @@ def _walk_dir(
             raise UnsafePathError(f"{rel + '/' if rel else ''}{shown}: file name is not valid UTF-8") from None
         path = f"{rel}/{name}" if rel else name
         if "\\" in name:
-            raise UnsafePathError(f"{display_path(path)}: file name contains a backslash (not portable; rename or exclude it)")
+            raise UnsafePathError(
+                f"{display_path(path)}: file name contains a backslash (not portable; rename or exclude it)"
+            )
         if not rel and (name in ALWAYS_SKIPPED or (name[:9] == ".capsule." and _OWN_TEMP.fullmatch(name))):
             continue
         if entry.is_dir(follow_symlinks=False):  # d_type: no syscall
@@ -197,7 +199,9 @@ def _walk_dir(
                 skipped(path, entry, False)
             continue
         if entry.is_symlink():
-            raise UnsafePathError(f"{display_path(path)}: is a symlink; capsules hold regular files only (exclude it or replace it)")
+            raise UnsafePathError(
+                f"{display_path(path)}: is a symlink; capsules hold regular files only (exclude it or replace it)"
+            )
         if not entry.is_file(follow_symlinks=False):
             raise UnsafePathError(f"{display_path(path)}: is not a regular file (device, FIFO or socket)")
         emit(path, entry)

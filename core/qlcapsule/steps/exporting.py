@@ -171,8 +171,8 @@ def resolve_exporter(capsule: Capsule, fmt: str, options: Mapping[str, Any] | No
     where = f"exporter {cls.name!r} options (capsule.yaml exports.{cls.name} and --option)"
     exporter = cls.from_options(merged, where=where)
     assert isinstance(exporter, Exporter)
-    exporter.sources = {k: f"capsule.yaml exports.{cls.name}" for k in configured}
-    exporter.sources.update({k: "--option" for k in options or {}})
+    exporter.sources = dict.fromkeys(configured, f"capsule.yaml exports.{cls.name}")
+    exporter.sources.update(dict.fromkeys(options or {}, "--option"))
     exporter.check(canonical_format(cls, fmt))
     return exporter
 
@@ -199,7 +199,7 @@ def _inside_capsule(capsule: Capsule, target: Path) -> str | None:
     return path if globs.wants(path) else None
 
 
-def export_capsule(
+def export_capsule(  # noqa: C901 - one path for every format, option source and output kind
     root: str | Path,
     fmt: str,
     output: str | Path | None = None,

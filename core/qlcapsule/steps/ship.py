@@ -39,7 +39,17 @@ if TYPE_CHECKING:
     from .targets import OperatorTargets
     from .validation import CapsuleReport
 
-__all__ = ["STEPS", "ShipOptions", "StepResult", "CapsuleResult", "ShipResult", "ship", "ship_capsules", "default_store", "plan"]
+__all__ = [
+    "STEPS",
+    "ShipOptions",
+    "StepResult",
+    "CapsuleResult",
+    "ShipResult",
+    "ship",
+    "ship_capsules",
+    "default_store",
+    "plan",
+]
 
 log = get_logger("ship")
 

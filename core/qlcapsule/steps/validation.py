@@ -185,7 +185,7 @@ def _definition_finding(exc: QlcapsuleError, directory: str) -> Finding:
     return Finding("schema.invalid", Severity.ERROR, message, "capsule.yaml", line, validator="schema")
 
 
-def validate_one(
+def validate_one(  # noqa: C901 - each validator kind with its own failure handling
     directory: str | Path,
     *,
     fail_on: str | None = None,

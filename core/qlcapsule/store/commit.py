@@ -151,7 +151,9 @@ def _write_tree(repo: Any, base: Any | None, changes: dict[str, Any]) -> Any | N
     return builder.write() if len(builder) else None
 
 
-def _pack_blobs(objects: Path, root: Path, paths: list[str], expected: dict[str, Record]) -> tuple[dict[str, str], list[str]]:
+def _pack_blobs(
+    objects: Path, root: Path, paths: list[str], expected: dict[str, Record]
+) -> tuple[dict[str, str], list[str]]:
     """Write ``paths`` as blobs into packfiles; (path -> hex blob id, problem lines for contents not in ``expected``)."""
     oids: dict[str, str] = {}
     problems: list[str] = []
@@ -162,7 +164,9 @@ def _pack_blobs(objects: Path, root: Path, paths: list[str], expected: dict[str,
     return oids, problems
 
 
-def _store_blobs(st: Store, root: Path, paths: list[str], expected: dict[str, Record]) -> tuple[dict[str, Any], list[str]]:
+def _store_blobs(
+    st: Store, root: Path, paths: list[str], expected: dict[str, Record]
+) -> tuple[dict[str, Any], list[str]]:
     pygit2 = load_pygit2()
     repo = st.repo
     oids: dict[str, Any] = {}
@@ -185,7 +189,14 @@ def _store_blobs(st: Store, root: Path, paths: list[str], expected: dict[str, Re
     return oids, problems
 
 
-def _tree_changes(repo: Any, parent: _ParentVersion, check: DiskCheck, new_oids: dict[str, Any], lock_bytes: bytes, sig_bytes: bytes | None) -> dict[str, Any]:
+def _tree_changes(
+    repo: Any,
+    parent: _ParentVersion,
+    check: DiskCheck,
+    new_oids: dict[str, Any],
+    lock_bytes: bytes,
+    sig_bytes: bytes | None,
+) -> dict[str, Any]:
     """path -> (oid, mode) or None, relative to the parent tree: only the changed paths."""
     pygit2 = load_pygit2()
     changes: dict[str, Any] = {}
@@ -208,7 +219,9 @@ def _tree_changes(repo: Any, parent: _ParentVersion, check: DiskCheck, new_oids:
     return changes
 
 
-def commit_tree(root: Path, *, message: str | None, store: Any, branch: str, rehash: bool, stat_cache: bool = True) -> CommitResult:
+def commit_tree(  # noqa: C901 - the one commit path's steps under the capsule lock
+    root: Path, *, message: str | None, store: Any, branch: str, rehash: bool, stat_cache: bool = True
+) -> CommitResult:
     check_branch_name(branch)
     # capsule.yaml is checked against the lock below; seal validated it in full
     capsule = Capsule.load(root, strict=False)
@@ -221,7 +234,9 @@ def commit_tree(root: Path, *, message: str | None, store: Any, branch: str, reh
     except IntegrityError as exc:
         raise integrity_error(capsule.root, [str(exc)]) from None
     if lock.name != capsule.name or lock.version != capsule.version:
-        raise integrity_error(capsule.root, [f"lock: sealed as {lock.name}@{lock.version} but capsule.yaml says {capsule.ref}"])
+        raise integrity_error(
+            capsule.root, [f"lock: sealed as {lock.name}@{lock.version} but capsule.yaml says {capsule.ref}"]
+        )
     files, digest = lock.files, lock.digest
     sig_bytes = capsule.sig_bytes()
 
@@ -231,7 +246,9 @@ def commit_tree(root: Path, *, message: str | None, store: Any, branch: str, reh
     refname = st.head_ref(capsule.name, branch)
     merge = read_merge_state(st, capsule.root)  # believed only when this store recorded that merge
     if merge is not None and (merge["capsule"] != capsule.name or merge["branch"] != branch):
-        raise StoreError(f"{capsule.root / MERGE_STATE}: a merge into {merge['capsule']}/{merge['branch']} is in progress here")
+        raise StoreError(
+            f"{capsule.root / MERGE_STATE}: a merge into {merge['capsule']}/{merge['branch']} is in progress here"
+        )
     start_head = st.head(capsule.name, branch)
     if start_head is None and branch != DEFAULT_BRANCH:
         start_head = st.head(capsule.name, DEFAULT_BRANCH)  # a new branch continues main's lineage
@@ -279,11 +296,15 @@ def commit_tree(root: Path, *, message: str | None, store: Any, branch: str, reh
         if merge is None and head is not None:
             tip: Any = repo[head]
             if tip.tree_id == tree and parse_trailers(tip.message).get("version") == capsule.version:
-                return _result(st.location, capsule, digest, len(files), head, branch, refname, tip.parent_ids, False, 0, hashed)
+                return _result(
+                    st.location, capsule, digest, len(files), head, branch, refname, tip.parent_ids, False, 0, hashed
+                )
         commit = repo.create_commit(None, author, committer, text, tree, parents)
         if not st.cas_ref(refname, commit, head, f"qlcapsule commit: {capsule.ref}"):
             return None
-        return _result(st.location, capsule, digest, len(files), commit, branch, refname, parents, True, len(new_oids), hashed)
+        return _result(
+            st.location, capsule, digest, len(files), commit, branch, refname, parents, True, len(new_oids), hashed
+        )
 
     with st.lock(capsule.name):
         done = st.retry_update(refname, attempt)
@@ -297,7 +318,9 @@ def commit_tree(root: Path, *, message: str | None, store: Any, branch: str, reh
     return done
 
 
-def _save_cache(cache: StatCache, repo: Any, records: dict[str, Record], changes: dict[str, Any], tree: Any, commit: Any) -> None:
+def _save_cache(
+    cache: StatCache, repo: Any, records: dict[str, Record], changes: dict[str, Any], tree: Any, commit: Any
+) -> None:
     """Record the verified files with their blob ids in ``commit`` for the next commit."""
     if not cache.enabled:
         return
@@ -346,7 +369,19 @@ def _check_resolved(root: Path, merge: dict[str, Any]) -> None:
         raise StoreError(f"{root}: conflict markers remain in {', '.join(left)}; resolve them, seal, then commit")
 
 
-def _result(location: str, capsule: Capsule, digest: str, nfiles: int, commit: Any, branch: str, refname: str, parents: Any, created: bool, new_blobs: int, hashed: int = 0) -> CommitResult:
+def _result(
+    location: str,
+    capsule: Capsule,
+    digest: str,
+    nfiles: int,
+    commit: Any,
+    branch: str,
+    refname: str,
+    parents: Any,
+    created: bool,
+    new_blobs: int,
+    hashed: int = 0,
+) -> CommitResult:
     return CommitResult(
         capsule=capsule.name,
         version=capsule.version,

@@ -225,7 +225,9 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_blobs(objects_dir: Path, files: Sequence[tuple[str, Path]], *, workers: int | None = None) -> list[BlobResult]:
+def write_blobs(
+    objects_dir: Path, files: Sequence[tuple[str, Path]], *, workers: int | None = None
+) -> list[BlobResult]:
     """Store ``files`` (relpath, absolute path) as blobs in new packfiles.
 
     Returns one result per input, in input order. On any error the partial

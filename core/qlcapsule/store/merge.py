@@ -661,7 +661,7 @@ def _yaml_scalar(value: Any) -> str:
     raise DefinitionError(f"cannot write {value!r} as one YAML line")  # unreachable: '"' style escapes newlines
 
 
-def _edit_generator_text(text: str, current: dict[str, Any], wanted: dict[str, Any]) -> str | None:
+def _edit_generator_text(text: str, current: dict[str, Any], wanted: dict[str, Any]) -> str | None:  # noqa: C901 - one branch per YAML shape of the generator block
     """``text`` with only the changed ``generator.<key>`` scalars rewritten in place (comments, order and layout
     kept); None when the block is not a plain block mapping of scalars this can edit."""
     import yaml

@@ -144,14 +144,16 @@ class StatCache:
         root = self.root.encode("utf-8", "surrogateescape")
         paths = "\0".join(records).encode("utf-8", "surrogateescape")
         pack = _RECORD.pack
-        body = b"".join((
-            _MAGIC,
-            struct.pack("<I", len(root)),
-            root,
-            _HEAD.pack(bytes.fromhex(commit) if commit else NO_OID, len(records), len(paths)),
-            b"".join([pack(*r) for r in records.values()]),
-            paths,
-        ))
+        body = b"".join(
+            (
+                _MAGIC,
+                struct.pack("<I", len(root)),
+                root,
+                _HEAD.pack(bytes.fromhex(commit) if commit else NO_OID, len(records), len(paths)),
+                b"".join([pack(*r) for r in records.values()]),
+                paths,
+            )
+        )
         try:
             self._write(body + hashlib.sha1(body).digest())
         except OSError as exc:  # a cache that cannot be written only costs speed next time

@@ -241,7 +241,7 @@ class GitDeliverer(Deliverer):
         ]
 
     # -- the push ---------------------------------------------------------------------
-    def _push(
+    def _push(  # noqa: C901 - each way a push can be rejected
         self, capsule: Capsule, artifacts: Sequence[Artifact], names: dict[str, str], tmp: Path
     ) -> tuple[str, bool]:
         import pygit2

@@ -128,7 +128,7 @@ class TemplateSpec(BaseModel):
         )
 
 
-def load_spec(files: Files, source: str) -> TemplateSpec:
+def load_spec(files: Files, source: str) -> TemplateSpec:  # noqa: C901 - one check per template.yaml field
     from qlcapsule import yamlsrc
 
     raw = files.get(SPEC_FILE)
@@ -197,7 +197,7 @@ def _check_glob(where: str, field: str, pattern: Any) -> None:
         raise InputError(f"{where}: {field}: bad glob {short(pattern)}: {exc}") from None
 
 
-def coerce(q: Question, value: Any, what: str) -> Any:
+def coerce(q: Question, value: Any, what: str) -> Any:  # noqa: C901 - one branch per question type
     """``value`` as the question's type, checked against its choices and regex."""
     try:
         if q.type == "bool":

@@ -141,14 +141,12 @@ class Ed25519Signer(Signer):
     @classmethod
     def sniff_private(cls, material: bytes) -> bool:
         head = material.lstrip()[:40]
-        return head.startswith(b"-----BEGIN PRIVATE KEY") or head.startswith(b"-----BEGIN OPENSSH PRIVATE KEY")
+        return head.startswith((b"-----BEGIN PRIVATE KEY", b"-----BEGIN OPENSSH PRIVATE KEY"))
 
     @classmethod
     def sniff_public(cls, material: bytes) -> bool:
         head = material.lstrip()[:40]
-        return (
-            head.startswith(b"-----BEGIN PUBLIC KEY") or head.startswith(b"ssh-ed25519 ") or cls.sniff_private(material)
-        )
+        return head.startswith((b"-----BEGIN PUBLIC KEY", b"ssh-ed25519 ")) or cls.sniff_private(material)
 
     def generate_key(self) -> KeyPair:
         from cryptography.hazmat.primitives import serialization

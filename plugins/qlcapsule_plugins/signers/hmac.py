@@ -55,7 +55,7 @@ def decode_secret(material: bytes | str) -> bytes:
     text = raw.strip()
     if not text:
         raise CredentialsError("HMAC key is empty")
-    if text.startswith(b"-----BEGIN") or text.startswith(b"ssh-"):
+    if text.startswith((b"-----BEGIN", b"ssh-")):
         raise CredentialsError("HMAC key looks like a public/private key (PEM or OpenSSH), not a shared secret")
     if text.startswith(b"base64:"):
         try:
@@ -90,7 +90,7 @@ class HmacSha256Signer(Signer):
     def sniff_private(cls, material: bytes) -> bool:
         """True for material this signer would sign with (anything that is not a PEM/SSH key)."""
         head = material.lstrip()[:16]
-        return not (head.startswith(b"-----BEGIN") or head.startswith(b"ssh-"))
+        return not (head.startswith((b"-----BEGIN", b"ssh-")))
 
     @classmethod
     def sniff_public(cls, material: bytes) -> bool:

@@ -96,7 +96,7 @@ def _at(root: Any, path: tuple[Any, ...], key: bool = True) -> tuple[int, int]:
     return position(key_node(root, path) if key else node_at(root, path))
 
 
-def _structure(doc: Any, root: Any, path: str) -> Iterable[tuple[Finding, tuple[Any, ...]]]:
+def _structure(doc: Any, root: Any, path: str) -> Iterable[tuple[Finding, tuple[Any, ...]]]:  # noqa: C901 - one check per workflow key (issue 19 replaces it with the schema)
     """Structural findings, each with the document path it is about (to silence schema repeats)."""
     rule = "github-workflow.structure"
 
