@@ -20,12 +20,14 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from faultproxy import FaultProxy
@@ -55,6 +57,8 @@ class Server:
     url: str
     port: int
     proc: subprocess.Popen[bytes]
+    #: the server's stderr, kept in a file: a pipe nobody reads would stall a chatty server
+    log: Any = None
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -63,6 +67,14 @@ class Server:
             except ProcessLookupError:
                 pass
         self.proc.wait(timeout=10)
+        if self.log is not None:
+            self.log.close()
+
+    def stderr_tail(self) -> str:
+        if self.log is None:
+            return ""
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-2000:]
 
 
 def start_server(
@@ -75,12 +87,14 @@ def start_server(
     cwd: Path | None = None,
 ) -> Server:
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, cwd=cwd)
-    server = Server(name, url, port, proc)
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True, cwd=cwd)
+    server = Server(name, url, port, proc, log)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
+            err = server.stderr_tail()
+            server.stop()
             pytest.fail(f"{name} exited with {proc.returncode} at start: {err}")
         try:
             if ready(url):

@@ -49,6 +49,7 @@ def test_put_blob_md5_checked_and_sas_url(tmp_path: Path, azure_container: Azure
     bad = r["url"].replace("sig=", "sig=AAAA")
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(bad, timeout=10)
+    e.value.close()  # an HTTPError holds the response and its socket
     assert e.value.code == 403
 
 

@@ -190,6 +190,12 @@ def test_server_killed_mid_upload_then_next_delivery_cleans_up(tmp_path: Path, s
         assert first[0] == "PORT", first
         return p, int(first[1])
 
+    def stop_proxy(p: subprocess.Popen[str]) -> None:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait(timeout=10)
+        if p.stdout is not None:
+            p.stdout.close()
+
     proxy, port = start_proxy(hang=r"PUT .*partNumber=2")
     opts = _opts(s3_bucket, endpoint=f"http://127.0.0.1:{port}", multipart_threshold=5 * MiB, part_size=5 * MiB)
     root = write_target_capsule(tmp_path / "c", "s3", "s3", {**opts, "attempts": 2, "timeout": 20})
@@ -199,8 +205,7 @@ def test_server_killed_mid_upload_then_next_delivery_cleans_up(tmp_path: Path, s
     try:
         assert proxy.stdout is not None
         assert proxy.stdout.readline().startswith("HANG PUT"), "the proxy never saw part 2"
-        os.killpg(proxy.pid, signal.SIGKILL)
-        proxy.wait(timeout=10)
+        stop_proxy(proxy)
         out, err = client.communicate(timeout=60)
     finally:
         if client.poll() is None:
@@ -216,8 +221,7 @@ def test_server_killed_mid_upload_then_next_delivery_cleans_up(tmp_path: Path, s
     try:
         res = subprocess.run(cmd[:3] + cmd[4:] + ["--json"], capture_output=True, text=True, timeout=60)
     finally:
-        os.killpg(proxy2.pid, signal.SIGKILL)
-        proxy2.wait(timeout=10)
+        stop_proxy(proxy2)
     assert res.returncode == 0, res.stderr
     assert _keys(s3_bucket) == ["demo/1.0.0/big.bin"] and _open_uploads(s3_bucket) == []
     assert json.loads(res.stdout)["receipts"][0]["sha256"] == hashlib.sha256(f.read_bytes()).hexdigest()
