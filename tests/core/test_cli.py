@@ -128,3 +128,28 @@ def test_every_command_is_mapped_to_its_module() -> None:
     for name, module in _common.FAST_COMMANDS.items():
         mod = importlib.import_module(f"qlcapsule.cli.{module}")
         assert main.commands[name].callback.__module__ == mod.__name__, name
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["verify"], ["deliver", "--dry-run"], ["hook", "verify", "--json", "--"]],
+    ids=["verify", "deliver", "hook verify"],
+)
+def test_json_failure_lists_every_capsule_yaml_error(tmp_path: Path, qlcapsule_cli, args: list[str]) -> None:
+    """A typo next to a missing key: --json carries both, each with file, line and key."""
+    root = tmp_path / "c"
+    root.mkdir()
+    (root / "capsule.yaml").write_text("name: c\nverison: 0.1.0\nfoo: 1\n", encoding="utf-8")
+    if args[0] == "hook":
+        res = qlcapsule_cli(*args, str(root / "capsule.yaml"))
+        errors = json.loads(res.stdout)["capsules"][0]["errors"]
+    else:
+        res = qlcapsule_cli(args[0], str(root), *args[1:], "--json")
+        errors = json.loads(res.stdout)["errors"]
+    assert res.exit_code == 2, res.output
+    assert [(e["line"], e["key"], e["message"]) for e in errors] == [
+        (1, "version", "required key is missing"),
+        (2, "verison", "unknown key (did you mean version?)"),
+        (3, "foo", "unknown key"),
+    ]
+    assert all(e["file"].endswith("capsule.yaml") for e in errors)

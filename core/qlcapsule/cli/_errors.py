@@ -12,6 +12,11 @@ from ..errors import QlcapsuleError, interruption
 from ..log import scrub
 
 
+def problems(exc: BaseException) -> list[dict[str, object]]:
+    """Every error a refused YAML file had (file, line, key, message), for ``--json``; empty otherwise."""
+    return [p._asdict() for p in getattr(exc, "problems", ())]
+
+
 def print_traceback() -> None:
     """--debug: the traceback, with registered secrets scrubbed like every other line."""
     import traceback

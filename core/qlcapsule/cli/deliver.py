@@ -102,6 +102,8 @@ def deliver(
         if as_json and not isinstance(exc, BrokenPipeError):
             # like verify --json and ship --json: a failure is a JSON answer too, so a script reading
             # stdout never gets nothing; the one-line error on stderr and the exit code stay as they are
+            from ._errors import problems
+
             error, code = _failure(exc)
             failed = {
                 "ok": False,
@@ -109,6 +111,7 @@ def deliver(
                 "directory": directory,
                 "target": target,
                 "error": error,
+                "errors": problems(exc),
                 "exit_code": code,
                 "receipts": [],
             }

@@ -368,6 +368,7 @@ def hook_verify(files: tuple[str, ...], all_: bool, keys: tuple[str, ...], trust
     capsule.sig is reported but not checked, exactly like 'qlcapsule verify'.
     """
     from ..pipeline import verify_capsule
+    from ._errors import problems
     from ._text import signature_text
 
     out: list[dict[str, Any]] = []
@@ -379,7 +380,15 @@ def hook_verify(files: tuple[str, ...], all_: bool, keys: tuple[str, ...], trust
             out.append({"capsule": str(root), "ok": True, "digest": report.get("digest"), "signature": sig})
         except QlcapsuleError as exc:
             code = max(code, exc.exit_code)
-            out.append({"capsule": str(root), "ok": False, "error": exc.message, "exit_code": exc.exit_code})
+            out.append(
+                {
+                    "capsule": str(root),
+                    "ok": False,
+                    "error": exc.message,
+                    "errors": problems(exc),
+                    "exit_code": exc.exit_code,
+                }
+            )
 
     def text() -> None:
         for i in out:

@@ -84,6 +84,7 @@ def verify(
     except QlcapsuleError as exc:
         if as_json:
             from ..log import scrub
+            from ._errors import problems
 
             cause = (
                 "integrity"
@@ -99,6 +100,7 @@ def verify(
                         "directory": directory,
                         "stage": cause,
                         "reason": scrub(exc.message),
+                        "errors": problems(exc),
                         "exit_code": exc.exit_code,
                     },
                     indent=2,
