@@ -48,10 +48,6 @@ class Glob:
                 return True
         return not self.dir_only and bool(self.regex.fullmatch(path))
 
-    def match_dir(self, path: str) -> bool:
-        """True when the directory ``path`` itself matches (for pruning a walk)."""
-        return bool(self.regex.fullmatch(path))
-
 
 @lru_cache(maxsize=512)
 def compile_glob(pattern: str) -> Glob:

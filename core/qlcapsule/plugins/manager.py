@@ -414,6 +414,3 @@ def component(kind: str, name: str) -> type[Component]:
 def instantiate(kind: str, name: str, options: dict[str, Any] | None = None, *, where: str = "") -> Component:
     """Look up a component and validate its options before any work starts."""
     return component(kind, name).from_options(options, where=where or f"{kind} {name!r} options")
-
-
-Factory = Callable[[], Registry]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qlcapsule import Capsule, OptionsError, PluginError, guard_redirects
+from qlcapsule import Capsule, PluginError, guard_redirects
 
 __all__ = [
     "TreeFile",
@@ -101,11 +101,6 @@ def check_repo_path(value: str) -> str:
 def prerelease(version: str) -> bool:
     """True for a SemVer pre-release (``1.0.0-rc.1``)."""
     return "-" in version.split("+", 1)[0]
-
-
-def require(condition: bool, message: str) -> None:
-    if not condition:
-        raise OptionsError(message)
 
 
 def guarded_session(what: str) -> Any:
