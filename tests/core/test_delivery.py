@@ -449,6 +449,7 @@ def test_json_reports_a_failed_delivery_on_stdout(tmp_path: Path, qlcapsule_cli,
         "directory": str(root),
         "target": "out",
         "error": f"{root}: modified: app.py",
+        "errors": [],
         "exit_code": 1,
         "receipts": [],
     }
