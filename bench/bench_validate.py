@@ -1,6 +1,6 @@
 """Validation speed: one generated fastapi-service capsule, and 1,000 of them in one command.
 
-Targets (issue 5): ``qlcapsule validate`` on the generated capsule < 300 ms wall
+Targets (issue 5, revised by issue 18): ``qlcapsule validate`` on the generated capsule < 400 ms wall
 (a fresh process, as a user runs it); 1,000 such capsules in one command < 30 s,
 using both cores (worker processes).
 
@@ -88,8 +88,8 @@ def run(workdir: Path, quick: bool = False) -> list[dict[str, Any]]:
             "anchor": "check-jsonschema on its one workflow file",
             "anchor_s": round(anchor, 4) if anchor else None,
             "ratio": round(ours / anchor, 2) if anchor else None,
-            "target": "< 0.300 s",
-            "ok": ours < 0.300,
+            "target": "< 0.400 s",
+            "ok": ours < 0.400,
         }
     )
 
