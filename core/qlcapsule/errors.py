@@ -36,6 +36,7 @@ __all__ = [
     "signal_module",
     "signals_deferred",
     "long_number",
+    "parse_json",
 ]
 
 
@@ -178,6 +179,24 @@ class signals_deferred:  # noqa: N801 - used as ``with signals_deferred():``
     def __exit__(self, *exc: object) -> None:
         if self._old is not None:
             self._sig.pthread_sigmask(self._sig.SIG_SETMASK, self._old)
+
+
+def parse_json(raw: bytes, where: str, error: type[QlcapsuleError], prefix: str = "") -> Any:
+    """Untrusted JSON bytes as data; anything Python cannot read (not UTF-8, bad JSON, nested too
+    deeply, an integer too long) is one ``error`` naming ``where`` (and the line when known), with
+    ``prefix`` ("not a DSSE envelope: ") before the reason."""
+    import json
+
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise error(f"{where}: not UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise error(f"{where}:{exc.lineno}: {prefix}invalid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise error(f"{where}: {prefix}invalid JSON: nested too deeply") from None
+    except ValueError:  # an integer longer than int_max_str_digits
+        raise error(f"{where}: {prefix}invalid JSON: {long_number()}") from None
 
 
 def long_number() -> str:

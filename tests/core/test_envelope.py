@@ -219,9 +219,11 @@ def test_keyids_are_hints_and_keys_verify_only_their_algorithm(tmp_path: Path, m
 def test_deeply_nested_envelope_and_payload_are_named() -> None:
     """json.loads raised RecursionError, reported as 'verification failed: RecursionError: ...'."""
     deep = b"[" * 100_000 + b"]" * 100_000
-    with pytest.raises(SignatureError, match=r"^capsule\.sig: not a DSSE envelope: nested too deeply$"):
+    with pytest.raises(SignatureError, match=r"^capsule\.sig: not a DSSE envelope: invalid JSON: nested too deeply$"):
         Envelope.from_json(deep)
-    with pytest.raises(SignatureError, match=r"^capsule\.sig: payload is not a JSON statement: nested too deeply$"):
+    with pytest.raises(
+        SignatureError, match=r"^capsule\.sig: payload is not a JSON statement: invalid JSON: nested too deeply$"
+    ):
         Statement.parse(deep)
 
 

@@ -36,7 +36,7 @@ from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple
 
-from ..errors import DefinitionError, UnsafePathError, long_number
+from ..errors import DefinitionError, UnsafePathError, parse_json
 from .names import LOCK_FILE, MAX_LOCK_BYTES
 from .tree import FileEntry, check_relative, display_path, path_key, read_regular
 
@@ -312,16 +312,7 @@ def parse_lock(raw: bytes, where: str = LOCK_FILE) -> Lock:
     """
     if len(raw) > MAX_LOCK_BYTES:
         raise DefinitionError(f"{where}: {len(raw)} bytes; a capsule.lock is at most {MAX_LOCK_BYTES // 2**20} MiB")
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise DefinitionError(f"{where}: not UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise DefinitionError(f"{where}:{exc.lineno}: invalid JSON: {exc.msg}") from None
-    except RecursionError:
-        raise DefinitionError(f"{where}: invalid JSON: nested too deeply") from None
-    except ValueError:  # an integer longer than int_max_str_digits (Python's own words differ by version)
-        raise DefinitionError(f"{where}: invalid JSON: {long_number()}") from None
+    data = parse_json(raw, where, DefinitionError)
     lock = _validate(data, where)
     # The model refused lone surrogates, so code point order is UTF-8 byte order.
     paths = [e.path for e in lock.files]

@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import SignatureError, long_number
+from ..errors import SignatureError, parse_json
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -127,16 +127,7 @@ class Envelope:
     @classmethod
     def from_json(cls, raw: bytes, where: str = "capsule.sig") -> Envelope:
         """Parse the envelope structure only (the payload is not looked at)."""
-        try:
-            data = json.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            raise SignatureError(f"{where}: not UTF-8") from None
-        except json.JSONDecodeError as exc:
-            raise SignatureError(f"{where}:{exc.lineno}: not a DSSE envelope: invalid JSON: {exc.msg}") from None
-        except RecursionError:
-            raise SignatureError(f"{where}: not a DSSE envelope: nested too deeply") from None
-        except ValueError:  # an integer beyond int_max_str_digits
-            raise SignatureError(f"{where}: not a DSSE envelope: {long_number()}") from None
+        data = parse_json(raw, where, SignatureError, "not a DSSE envelope: ")
         if not isinstance(data, dict):
             raise SignatureError(f"{where}: not a DSSE envelope: expected a JSON object")
         for key in ("payload", "payloadType", "signatures"):
@@ -213,12 +204,7 @@ class Statement:
     @classmethod
     def parse(cls, payload: bytes, where: str = "capsule.sig") -> Statement:
         """Parse payload bytes. Call only on a payload whose PAE signature verified."""
-        try:
-            doc = json.loads(payload.decode("utf-8"))
-        except RecursionError:
-            raise SignatureError(f"{where}: payload is not a JSON statement: nested too deeply") from None
-        except ValueError as exc:  # UnicodeDecodeError, JSONDecodeError, huge integers
-            raise SignatureError(f"{where}: payload is not a JSON statement: {exc}") from None
+        doc = parse_json(payload, where, SignatureError, "payload is not a JSON statement: ")
         if not isinstance(doc, dict):
             raise SignatureError(f"{where}: payload: expected a JSON object")
         if doc.get("_type") != STATEMENT_TYPE:
