@@ -88,11 +88,16 @@ def run(workdir: Path, quick: bool = False) -> list[dict[str, Any]]:
         s3.create_bucket(Bucket="bench")
         capsule = workdir / "capsule"
         capsule.mkdir(exist_ok=True)
-        (capsule / "capsule.yaml").write_text(
-            "name: bench\nversion: 1.0.0\ntargets:\n"
+        (capsule / "capsule.yaml").write_text("name: bench\nversion: 1.0.0\n")
+        # targets that carry credentials (s3) or write outside the working directory are the
+        # operator's (docs/security.md): they live in a targets file, not in capsule.yaml
+        targets = workdir / "targets.yaml"
+        targets.write_text(
+            "targets:\n"
             f"  s3:\n    provider: s3\n    options: {{bucket: bench, endpoint_url: '{url}', prefix: ours/}}\n"
             f"  dir:\n    provider: local\n    options: {{path: '{workdir / 'out'}', overwrite: true}}\n"
         )
+        env["QLCAPSULE_TARGETS_FILE"] = str(targets)
         subprocess.run([*_cli(), "seal", str(capsule)], check=True, env=env, stdout=subprocess.DEVNULL)
 
         def clear() -> None:
