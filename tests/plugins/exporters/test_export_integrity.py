@@ -55,8 +55,10 @@ def test_a_file_changed_after_sealing_fails_the_export_and_leaves_nothing(
     assert ok.exit_code == 0, ok.output  # the untouched capsule exports
     clean = sorted(p.name for p in out.iterdir())
     with open(capsule.root / tampered, "r+b") as f:
-        f.seek(os.path.getsize(capsule.root / tampered) - 1)
-        f.write(b"X")  # same size
+        f.seek(-1, os.SEEK_END)
+        last = f.read(1)
+        f.seek(-1, os.SEEK_END)
+        f.write(bytes([last[0] ^ 0xFF]))  # same size, always a different byte (random data may end in b"X")
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     res = qlcapsule_cli("export", str(capsule.root), "-f", fmt, "-o", str(fresh))
