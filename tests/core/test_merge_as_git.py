@@ -210,3 +210,21 @@ def test_an_unreadable_base_record_is_no_base(diverged: tuple[Any, Path, Path, P
     _edit(main, "1.2.0", a_txt="x\n")
     res = _ok(cli("commit", str(main)))
     assert "Traceback" not in res.stderr
+
+
+def test_a_commit_killed_before_its_ref_moved_leaves_no_stale_base(
+    diverged: tuple[Any, Path, Path, Path],
+) -> None:
+    """The base is recorded before the ref moves: a process killed between the two leaves a record of a commit
+    whose parent is the head (state built here as such a process leaves it), which the next commit accepts."""
+    from qlcapsule.store.repo import open_store, record_base
+
+    cli, store, main, _ = diverged
+    st = open_store(store=store)
+    head = st.repo.references["refs/capsules/svc/heads/main"].target
+    sig = pygit2.Signature("t", "t@x")
+    orphan = st.repo.create_commit(None, sig, sig, "svc 1.1.1\n", st.repo[head].tree_id, [head])
+    record_base(st, main.resolve(), "svc", "main", orphan)
+    _edit(main, "1.1.1", a_txt="after the crash\n")
+    done = json.loads(_ok(cli("commit", str(main), "--json")).stdout)
+    assert done["parents"] == [str(head)]

@@ -7,9 +7,11 @@ branch head, else from the parent's capsule.lock, write blobs only for new
 content (a packfile when there are many), rebuild only the trees on the
 changed paths (unchanged directories keep their tree ids), then — under the
 capsule's lock — refuse a directory whose recorded base is stale (``_check_base``),
-create the commit on top of the current branch head, move the
-ref with compare-and-swap (``Store.retry_update``), and record the new commit
-in the stat cache and as the directory's base.
+create the commit on top of the current branch head, record it as the
+directory's base, move the ref with compare-and-swap (``Store.retry_update``),
+and record the new commit in the stat cache. The base is recorded before the
+ref moves, so a process killed in between leaves a base the head descends from,
+which the next commit accepts.
 
 Every object is written by pygit2, except many new blobs at once: those go
 into packfiles (``gitpack.py``), which pays for a first commit (one read per
@@ -325,12 +327,16 @@ def commit_tree(  # noqa: C901 - the one commit path's steps under the capsule l
         if merge is None and head is not None:
             tip: Any = repo[head]
             if tip.tree_id == tree and parse_trailers(tip.message).get("version") == capsule.version:
+                if track_base:
+                    record_base(st, capsule.root, capsule.name, branch, head)
                 return _result(
                     st.location, capsule, digest, len(files), head, branch, refname, tip.parent_ids, False, 0, hashed
                 )
         if base is not None and lineage is not None and str(lineage) != base:
             _check_base(repo, capsule, branch, base, lineage, tree)
         commit = repo.create_commit(None, author, committer, text, tree, parents)
+        if track_base:  # before the ref moves: a process killed in between leaves a base the head descends from
+            record_base(st, capsule.root, capsule.name, branch, commit)
         if not st.cas_ref(refname, commit, head, f"qlcapsule commit: {capsule.ref}"):
             return None
         return _result(
@@ -339,8 +345,6 @@ def commit_tree(  # noqa: C901 - the one commit path's steps under the capsule l
 
     with st.lock(capsule.name):
         done = st.retry_update(refname, attempt)
-    if track_base:
-        record_base(st, capsule.root, capsule.name, branch, done.commit)
     if not done.created:
         _save_cache(cache, repo, check.records, changes, tree, done.commit)
         return done
