@@ -431,7 +431,7 @@ def test_conflict_markers_name_the_branches(tmp_path: Path, store: Path) -> None
     with pytest.raises(ConflictError):
         merge_branch(open_store(store=store), "svc", "feature", workdir=tmp_path / "w")
     lines = (tmp_path / "w" / "a.txt").read_text().splitlines()
-    assert lines[3:8] == ["<<<<<<< main", "main 3", "=======", "feature 3", ">>>>>>> feature"]
+    assert lines[3:8] == ["<<<<<<< svc@1.0.0 (main)", "main 3", "=======", "feature 3", ">>>>>>> svc@1.0.0 (feature)"]
 
 
 def test_resolved_check_skips_conflict_paths_that_are_no_longer_files(tmp_path: Path) -> None:

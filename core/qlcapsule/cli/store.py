@@ -44,22 +44,33 @@ def _short(commit: str) -> str:
 @click.option("-m", "--message", help="Describe the change (kept in the commit message).")
 @click.option("--branch", default="main", show_default=True, help="Store branch to commit to.")
 @click.option("--rehash", is_flag=True, help="Hash every file again instead of trusting the stat cache.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Commit even when DIRECTORY was checked out before the branch head and would undo its changes.",
+)
 @store_option
 @json_option
-def commit(directory: str, message: str | None, branch: str, rehash: bool, store: str | None, as_json: bool) -> None:
+def commit(
+    directory: str, message: str | None, branch: str, rehash: bool, force: bool, store: str | None, as_json: bool
+) -> None:
     """Record the sealed capsule in DIRECTORY as a new version.
 
     The version is a git commit under refs/capsules/NAME/heads/BRANCH whose
     tree is the capsule (with capsule.lock and capsule.sig) and whose parent is
     the previous version. Committing an unchanged capsule changes nothing.
+    A directory checked out (or last committed) before the branch head moved,
+    by a merge or another version, is refused when committing it would undo
+    those changes: check out the head and redo the edits there, or merge;
+    --force commits over them.
 
     \b
     Exit codes: 0 committed (or unchanged); 1 not sealed, or files differ from
-    capsule.lock; 2 bad input or store problem.
+    capsule.lock; 2 bad input, a stale directory, or a store problem.
     """
     from ..store.versions import commit_capsule
 
-    r = commit_capsule(Path(directory), message=message, store=store, branch=branch, rehash=rehash)
+    r = commit_capsule(Path(directory), message=message, store=store, branch=branch, rehash=rehash, force=force)
     emit(as_json, r.to_dict(), commit_text(r))
 
 

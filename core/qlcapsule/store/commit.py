@@ -6,9 +6,12 @@ then hashing only the files whose stat changed), take the parent's files
 branch head, else from the parent's capsule.lock, write blobs only for new
 content (a packfile when there are many), rebuild only the trees on the
 changed paths (unchanged directories keep their tree ids), then — under the
-capsule's lock — create the commit on top of the current branch head, move the
-ref with compare-and-swap (``Store.retry_update``), and record the new commit
-in the stat cache.
+capsule's lock — refuse a directory whose recorded base is stale (``_check_base``),
+create the commit on top of the current branch head, record it as the
+directory's base, move the ref with compare-and-swap (``Store.retry_update``),
+and record the new commit in the stat cache. The base is recorded before the
+ref moves, so a process killed in between leaves a base the head descends from,
+which the next commit accepts.
 
 Every object is written by pygit2, except many new blobs at once: those go
 into packfiles (``gitpack.py``), which pays for a first commit (one read per
@@ -23,10 +26,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import IntegrityError, QlcapsuleError, StoreError
+from ..errors import InputError, IntegrityError, QlcapsuleError, StoreError
 from ..format.capsule import Capsule
 from ..format.lock import parse_lock
-from ..format.names import LOCK_FILE, SIG_FILE
+from ..format.names import DEFINITION_FILE, LOCK_FILE, SIG_FILE
 from ..format.tree import read_regular
 from ..log import event, get_logger
 from .disk import DiskCheck, check_disk, hash_check, read_lock
@@ -34,6 +37,7 @@ from .gitpack import hash_blob_file, write_blobs
 from .repo import (
     DEFAULT_BRANCH,
     MERGE_STATE,
+    VERSION_LINE,
     CommitResult,
     Store,
     check_branch_name,
@@ -41,9 +45,14 @@ from .repo import (
     enable_fsync,
     integrity_error,
     load_pygit2,
+    message_body,
     open_store,
     parse_trailers,
+    printable,
+    read_base,
     read_merge_state,
+    record_base,
+    semver_key,
     signature,
     version_message,
 )
@@ -220,8 +229,23 @@ def _tree_changes(
 
 
 def commit_tree(  # noqa: C901 - the one commit path's steps under the capsule lock
-    root: Path, *, message: str | None, store: Any, branch: str, rehash: bool, stat_cache: bool = True
+    root: Path,
+    *,
+    message: str | None,
+    store: Any,
+    branch: str,
+    rehash: bool,
+    stat_cache: bool = True,
+    force: bool = False,
+    track_base: bool = True,
 ) -> CommitResult:
+    """Commit the sealed capsule at ``root`` on ``branch`` (see the module docstring for the steps).
+
+    A directory whose recorded base (``read_base``: the version it was checked out at or last
+    committed as) is no longer the branch head is refused (``_check_base``) when committing it
+    would undo changes the head made since, unless ``force``. ``track_base=False`` is for a
+    throwaway directory (the merge's): no base is read or recorded for it.
+    """
     check_branch_name(branch)
     # capsule.yaml is checked against the lock below; seal validated it in full
     capsule = Capsule.load(root, strict=False)
@@ -249,6 +273,13 @@ def commit_tree(  # noqa: C901 - the one commit path's steps under the capsule l
         raise StoreError(
             f"{capsule.root / MERGE_STATE}: a merge into {merge['capsule']}/{merge['branch']} is in progress here"
         )
+    if merge is not None:  # the merge commit names both parents, whatever -m adds
+        recorded = merge.get("message")
+        named = (
+            recorded if isinstance(recorded, str) else f"Merge {merge.get('from', 'a branch')} into {merge['branch']}"
+        )
+        message = "\n\n".join(m for m in (named, message) if m)
+    base = read_base(st, capsule.root, capsule.name) if track_base and merge is None and not force else None
     start_head = st.head(capsule.name, branch)
     if start_head is None and branch != DEFAULT_BRANCH:
         start_head = st.head(capsule.name, DEFAULT_BRANCH)  # a new branch continues main's lineage
@@ -296,10 +327,16 @@ def commit_tree(  # noqa: C901 - the one commit path's steps under the capsule l
         if merge is None and head is not None:
             tip: Any = repo[head]
             if tip.tree_id == tree and parse_trailers(tip.message).get("version") == capsule.version:
+                if track_base:
+                    record_base(st, capsule.root, capsule.name, branch, head)
                 return _result(
                     st.location, capsule, digest, len(files), head, branch, refname, tip.parent_ids, False, 0, hashed
                 )
+        if base is not None and lineage is not None and str(lineage) != base:
+            _check_base(repo, capsule, branch, base, lineage, tree)
         commit = repo.create_commit(None, author, committer, text, tree, parents)
+        if track_base:  # before the ref moves: a process killed in between leaves a base the head descends from
+            record_base(st, capsule.root, capsule.name, branch, commit)
         if not st.cas_ref(refname, commit, head, f"qlcapsule commit: {capsule.ref}"):
             return None
         return _result(
@@ -348,6 +385,83 @@ def _blob_ids(repo: Any, tree_id: Any) -> dict[str, bytes]:
             else:
                 out[prefix + e.name] = e.id.raw
     return out
+
+
+def _undone(repo: Any, was: Any, now: Any, mine: Any) -> list[str]:
+    """Paths whose change from tree ``was`` to tree ``now`` the tree ``mine`` does not hold (git's trees: blob
+    ids and modes, so a malformed capsule.lock in the store is no obstacle); the seals describe one version each."""
+    out = []
+    for delta in repo.diff(was, now).deltas:
+        path = delta.new_file.path
+        if path in (LOCK_FILE, SIG_FILE):
+            continue
+        theirs = None if delta.status_char() == "D" else (delta.new_file.id, int(delta.new_file.mode))
+        try:
+            entry = mine[path]
+            held: Any = (entry.id, int(entry.filemode))
+        except KeyError:
+            held = None
+        if held != theirs and not (path == DEFINITION_FILE and _supersedes(repo, held, theirs)):
+            out.append(path)
+    return sorted(out)
+
+
+def _supersedes(repo: Any, mine: Any, theirs: Any) -> bool:
+    """capsule.yaml ``mine`` is ``theirs`` with a version at least as high (the merge's rule: the higher wins)."""
+    if mine is None or theirs is None or mine[1] != theirs[1]:
+        return False
+    texts = [repo[mine[0]].data, repo[theirs[0]].data]
+    found = [VERSION_LINE.search(t) for t in texts]
+    if not (found[0] and found[1]) or VERSION_LINE.sub(b"", texts[0], 1) != VERSION_LINE.sub(b"", texts[1], 1):
+        return False
+    try:
+        return semver_key(found[0].group(1).decode()) >= semver_key(found[1].group(1).decode())
+    except (InputError, UnicodeDecodeError):
+        return False
+
+
+def _check_base(repo: Any, capsule: Capsule, branch: str, base: str, head: Any, tree: Any) -> None:
+    """Refuse to commit a directory over changes the branch head made since the directory's base.
+
+    git refuses to push a work tree whose commit is not the remote's head (non-fast-forward);
+    here the new version's tree is the directory, so building it on a head the directory never
+    saw would silently undo that head's changes (a merge, or someone else's version). A change
+    the directory already holds (the same file content as the head; capsule.yaml with a version
+    at least as high) undoes nothing and passes, as does a head the base descends from.
+    """
+    was, now = repo[base], repo[head]
+    # the head's own changes: since the fork (nothing when the head is an ancestor of the base)
+    fork = repo.merge_base(was.id, now.id)
+    if fork == now.id:
+        return
+    undone = _undone(repo, repo[fork].tree if fork is not None else was.tree, now.tree, repo[tree])
+    if not undone:
+        return
+    more = f" (+{len(undone) - 3} more)" if len(undone) > 3 else ""
+    name = capsule.name
+    raise StoreError(
+        f"{capsule.root}: based on {_label(name, was)} (its last checkout or commit), but {name}/{branch} is now at "
+        f"{_label(name, now)}{_merge_note(repo, was, now)}; committing this directory would undo its changes to "
+        f"{printable(', '.join(undone[:3]))}{more}. Check out {branch} into a new directory and redo the edits "
+        f"there, or keep them on a branch ('qlcapsule branch {name} B --from {str(was.id)[:12]}', "
+        f"'qlcapsule commit DIR --branch B', then 'qlcapsule merge {name} B'); --force commits over it"
+    )
+
+
+def _merge_note(repo: Any, was: Any, now: Any) -> str:
+    """Names the newest merge the head holds and the base does not (a merge is what a stale base most often misses)."""
+    walker = repo.walk(now.id)
+    walker.hide(was.id)
+    merge = next((c for c in walker if len(c.parent_ids) > 1), None)
+    if merge is None:
+        return ""
+    said = message_body(merge.message).splitlines()
+    return f", a merge it does not contain ({printable(said[0])})" if said else ", a merge it does not contain"
+
+
+def _label(name: str, commit: Any) -> str:
+    version = parse_trailers(commit.message).get("version")
+    return f"{name}@{printable(version)} ({str(commit.id)[:12]})" if version else str(commit.id)[:12]
 
 
 def _check_resolved(root: Path, merge: dict[str, Any]) -> None:

@@ -49,6 +49,7 @@ from .commit import commit_tree
 from .repo import (
     DEFAULT_BRANCH,
     MERGE_STATE,
+    VERSION_LINE,
     Accept,
     Store,
     check_text,
@@ -58,12 +59,12 @@ from .repo import (
     merge_record_path,
     parse_trailers,
     printable,
+    record_base,
     record_merge_state,
     semver_key,
 )
 
 log = get_logger("merge")
-_VERSION_LINE = re.compile(rb"^version:[ \t]*['\"]?([^'\"\s#]+)['\"]?[ \t]*(#.*)?$", re.M)
 _SEALS = (LOCK_FILE, SIG_FILE)
 #: where a conflicted merge puts the merged branch's side of each binary conflict (never sealed: .qlcapsule/ is excluded)
 THEIRS_DIR = ".qlcapsule/theirs"
@@ -303,6 +304,7 @@ def checkout_version(
     dest = Path(dest)
     _fresh_dir(dest)
     n, report = _materialise(st, name, commit, where, dest, _verifier(commit, where, options))
+    record_base(st, dest.resolve(), name, branch, commit.id)  # what 'commit' checks for a stale base
     event(log, "store.checkout", capsule=name, rev=rev, commit=str(commit.id), dest=str(dest))
     return {
         **_describe(commit, rev),
@@ -343,7 +345,7 @@ def _resolve_version_lines(repo: Any, index: Any) -> None:
     texts = [repo[e.id].data for e in (anc, ours, theirs)]
     if not all(_text(t) for t in texts):  # left to the conflict report (a binary conflict)
         return
-    found = [_VERSION_LINE.search(t) for t in texts]
+    found = [VERSION_LINE.search(t) for t in texts]
     if not all(found):
         return
     versions = [m.group(1).decode() for m in found]  # type: ignore[union-attr]
@@ -352,7 +354,7 @@ def _resolve_version_lines(repo: Any, index: Any) -> None:
     except InputError:  # a side's version is not SemVer: left to the conflict report
         return
     line = f"version: {winner}".encode()
-    same = [_VERSION_LINE.sub(line, t, count=1) for t in texts]
+    same = [VERSION_LINE.sub(line, t, count=1) for t in texts]
     entries = [_entry(repo, DEFINITION_FILE, data, e.mode) for data, e in zip(same, (anc, ours, theirs), strict=True)]
     result = _merge_file(repo, *entries)
     if not result.automergeable:
@@ -385,7 +387,7 @@ def _text(data: bytes) -> bool:
 
 
 def _label_markers(text: bytes, ours: Any, theirs: Any, labels: tuple[str, str]) -> bytes:
-    """libgit2 labels the markers with the file's path; git labels them with the branches."""
+    """libgit2 labels the markers with the file's path; git labels them with the sides (here their versions)."""
     for marker, entry, label in ((b"<<<<<<< ", ours, labels[0]), (b">>>>>>> ", theirs, labels[1])):
         line = re.compile(b"^" + re.escape(marker + entry.path.encode("utf-8")) + b"$", re.M)
         new = marker + label.encode("utf-8")
@@ -408,14 +410,16 @@ class _Merged:
         return sorted(self.kinds)
 
 
-def _add_conflict(repo: Any, out: _Merged, anc: Any, o: Any, t: Any, labels: tuple[str, str]) -> None:
+def _add_conflict(
+    repo: Any, out: _Merged, anc: Any, o: Any, t: Any, labels: tuple[str, str], markers: tuple[str, str]
+) -> None:
     ours_l, theirs_l = labels
     if o is not None and t is not None and o.path == t.path:
         path = check_relative(o.path, "merge")
         data = [repo[e.id].data for e in (o, t)]
         if all(_text(d) for d in data) and (anc is None or _text(repo[anc.id].data)):
             merged = _merge_file(repo, anc, o, t).contents.encode("utf-8", "surrogateescape")
-            out.files[path] = (_label_markers(merged, o, t, labels), o.mode)
+            out.files[path] = (_label_markers(merged, o, t, markers), o.mode)
             out.kinds[path] = "content"
             return
         out.files[path] = (data[0], o.mode)
@@ -461,10 +465,18 @@ def _file_dir_clashes(out: _Merged, ours_tree: Any, labels: tuple[str, str]) -> 
         out.kinds[path] = f"a file on {side} (written as {moved.rsplit('/', 1)[-1]}), a directory on {other}"
 
 
-def _merge_trees(repo: Any, base: Any, ours: Any, theirs: Any, labels: tuple[str, str] = ("ours", "theirs")) -> _Merged:
+def _merge_trees(
+    repo: Any,
+    base: Any,
+    ours: Any,
+    theirs: Any,
+    labels: tuple[str, str] = ("ours", "theirs"),
+    markers: tuple[str, str] | None = None,
+) -> _Merged:
     """The merge result (path -> (content, mode)) and its conflicts, written with markers or named.
 
-    ``labels`` name the two sides, in conflict markers and in the description of each conflict.
+    ``labels`` name the two sides in the description of each conflict, ``markers`` (default:
+    ``labels``) after ``<<<<<<<`` and ``>>>>>>>``.
     """
     index = repo.merge_trees(base, ours, theirs)
     _resolve_version_lines(repo, index)
@@ -473,7 +485,7 @@ def _merge_trees(repo: Any, base: Any, ours: Any, theirs: Any, labels: tuple[str
     if index.conflicts is not None:
         for anc, o, t in index.conflicts:
             conflicted.update(e.path for e in (anc, o, t) if e is not None)
-            _add_conflict(repo, out, anc, o, t, labels)
+            _add_conflict(repo, out, anc, o, t, labels, markers or labels)
     for entry in index:  # iterating the index also yields the conflict stages: those are handled above
         if entry.path not in conflicted:
             out.files[check_relative(entry.path, "merge")] = (repo[entry.id].data, entry.mode)
@@ -505,6 +517,12 @@ def _write_workdir(dest: Path, files: dict[str, tuple[bytes, int]], state: dict[
         raise
 
 
+def _side(repo: Any, name: str, commit_id: Any, branch: str) -> str:
+    """One side of a merge as git would name it, by version: ``name@1.2.0 (main)``."""
+    version = parse_trailers(repo[commit_id].message).get("version")
+    return printable(f"{name}@{version} ({branch})" if version else f"{branch} ({str(commit_id)[:12]})")
+
+
 def merge_branch(
     st: Store,
     name: str,
@@ -514,7 +532,12 @@ def merge_branch(
     workdir: Path | None = None,
     message: str | None = None,
 ) -> dict[str, Any]:
-    """Merge ``branch`` into ``into``: fast-forward, clean merge commit, or ConflictError (exit 1)."""
+    """Merge ``branch`` into ``into``: fast-forward, clean merge commit, or ConflictError (exit 1).
+
+    Conflict markers and the merge commit's message name both sides by version and branch
+    (``<<<<<<< orders@1.2.0 (main)``, ``Merge orders@1.3.0 (feature) into orders@1.2.0 (main)``);
+    ``message`` is added below that line.
+    """
     enable_fsync()
     ensure_capsule_exists(st, name)
     if message is not None:
@@ -548,7 +571,8 @@ def merge_branch(
         _without_seals(repo, repo[c].tree) if c is not None else repo[repo.TreeBuilder().write()]
         for c in (base_id, ours_id, theirs_id)
     ]
-    merged = _merge_trees(repo, trees[0], trees[1], trees[2], labels=(into, branch))
+    sides = (_side(repo, name, ours_id, into), _side(repo, name, theirs_id, branch))
+    merged = _merge_trees(repo, trees[0], trees[1], trees[2], labels=(into, branch), markers=sides)
     files, conflicts = merged.files, merged.conflicts
     for path in merged.theirs:
         merged.kinds[path] += f"; {branch}'s is in {THEIRS_DIR}/{path}"
@@ -558,6 +582,9 @@ def merge_branch(
         "ours": str(ours_id),
         "theirs": str(theirs_id),
         "from": branch,
+        # the merge commit's message, naming both parents (the conflict's commit uses it too)
+        "message": f"Merge {sides[1]} into {sides[0]}"
+        + (f"\n\n{message.strip()}" if message and message.strip() else ""),
         # what 'commit' checks for markers left: a path that is now a directory (file/directory clash) has none
         "conflicts": [p for p in conflicts if p not in {d for f in files for d in _parents(f)}],
         "kinds": {p: merged.kinds[p] for p in conflicts},
@@ -585,10 +612,11 @@ def merge_branch(
         _write_files(tmp, files)
         (tmp / ".qlcapsule").mkdir(exist_ok=True)
         atomic_write(tmp / MERGE_STATE, json.dumps(state).encode())
-        record_merge_state(st, state)
+        record_merge_state(st, state)  # what gives the commit its two parents and its message
         Capsule.load(tmp).seal()
-        text = message or f"Merge {branch} into {into}"
-        done = commit_tree(tmp, message=text, store=st.git_dir, branch=into, rehash=True, stat_cache=False)
+        done = commit_tree(  # the message comes with the merge state
+            tmp, message=None, store=st.git_dir, branch=into, rehash=True, stat_cache=False, track_base=False
+        )
     finally:
         merge_record_path(st, state).unlink(missing_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)

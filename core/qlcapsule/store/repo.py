@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import InputError, IntegrityError, SignatureError, StoreError
+from ..errors import InputError, IntegrityError, QlcapsuleError, SignatureError, StoreError
 from ..format.lock import atomic_write
 from ..format.names import SEMVER, semver_key  # noqa: F401  (semver_key: re-exported, store and merge import it from here)
 from ..format.tree import read_regular
@@ -42,6 +42,8 @@ NOTES_REF = "refs/notes/qlcapsule"
 DEFAULT_BRANCH = "main"
 LOCAL_STORE = Path(".qlcapsule") / "store.git"
 MERGE_STATE = ".qlcapsule/merge.json"
+#: capsule.yaml's top-level ``version:`` line, its value in group 1 (a merge and a stale-base check compare around it)
+VERSION_LINE = re.compile(rb"^version:[ \t]*['\"]?([^'\"\s#]+)['\"]?[ \t]*(#.*)?$", re.M)
 _TRAILER = re.compile(r"^Qlcapsule-(Capsule|Version|Digest): *(\S+) *$", re.M)
 _BRANCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")  # \Z: "$" would accept a final newline
 #: how often a writer that lost a compare-and-swap reads the ref again before giving up
@@ -587,6 +589,52 @@ def clear_merge_state(st: Store, root: Path, state: dict[str, Any]) -> None:
     """The merge was committed: forget it in the work dir and in the store."""
     (root / MERGE_STATE).unlink(missing_ok=True)
     merge_record_path(st, state).unlink(missing_ok=True)
+
+
+def base_record_path(st: Store, root: Path) -> Path:
+    """Where the store keeps the commit the capsule directory ``root`` was last checked out at or committed as."""
+    key = hashlib.sha256(str(root).encode("utf-8", "surrogateescape")).hexdigest()
+    return st.git_dir / "qlcapsule" / "bases" / f"{key}.json"
+
+
+def record_base(st: Store, root: Path, name: str, branch: str | None, commit: Any) -> None:
+    """Remember that ``root`` now holds version ``commit`` of ``name`` (a checkout or a commit from it).
+
+    Like git's ``HEAD`` of a work tree, but kept in the store (as the stat cache is), so the
+    capsule directory is never written and a copy from an archive or a pull request carries
+    none. A record that cannot be written only means the next commit cannot check for a stale base.
+    """
+    data = {"directory": str(root), "capsule": name, "branch": branch, "commit": str(commit)}
+    path = base_record_path(st, root)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+    except OSError as exc:
+        event(log, "store.base_unwritable", WARNING, file=str(path), error=exc.strerror or str(exc))
+
+
+def read_base(st: Store, root: Path, name: str) -> str | None:
+    """The commit ``record_base`` last recorded for ``root`` as a version of ``name`` in this store, or None.
+
+    None too when the record is unreadable, names another directory or capsule, or a commit the
+    store no longer holds: the commit then builds on the branch head as it did before records existed.
+    """
+    path = base_record_path(st, root)
+    try:
+        raw = read_regular(path, name="base record", limit=MERGE_STATE_LIMIT, too_big=StoreError)
+        data = json.loads(raw) if raw is not None else None
+    except (QlcapsuleError, ValueError, RecursionError) as exc:
+        event(log, "store.base_unreadable", WARNING, file=str(path), error=str(exc))
+        return None
+    if (
+        not isinstance(data, dict)
+        or data.get("directory") != str(root)
+        or data.get("capsule") != name
+        or not isinstance(data.get("commit"), str)
+        or not _OID.match(data["commit"])
+    ):
+        return None
+    return data["commit"] if load_pygit2().Oid(hex=data["commit"]) in st.repo else None
 
 
 def ensure_capsule_exists(st: Store, name: str) -> None:

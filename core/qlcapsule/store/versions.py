@@ -25,6 +25,16 @@ Trust
     the store (``qlcapsule/merges/``); a ``.qlcapsule/merge.json`` in a capsule
     directory only names a merge the store recorded.
 
+Stale directories
+    Like a work tree's ``HEAD``, the store records per capsule directory the
+    version it was last checked out at or committed as (``qlcapsule/bases/``,
+    keyed by its path; never in the directory). A commit from a directory whose
+    base is no longer the branch head is refused when it would undo a change
+    the head made since (a merge, someone else's version): git's
+    non-fast-forward refusal, except that a change the directory already holds
+    passes. ``--force`` commits over it. A directory without a record (a fresh
+    one, a copy) builds on the head as before.
+
 Safety
     Every write goes through pygit2 (``repo.py``), bulk blobs aside.
     Ref updates are compare-and-swap (libgit2 checks the old target under its
@@ -123,16 +133,19 @@ def commit_capsule(
     store: str | os.PathLike[str] | None = None,
     branch: str = DEFAULT_BRANCH,
     rehash: bool = False,
+    force: bool = False,
 ) -> CommitResult:
     """Record the sealed capsule at ``root`` as a new version on ``branch``.
 
     Refuses an unsealed capsule or one whose files differ from its lock
     (IntegrityError, exit 1). Committing an unchanged capsule is a no-op that
-    returns the existing version (``created=False``).
+    returns the existing version (``created=False``). A directory last checked out
+    at or committed as an older version than the branch head is refused (StoreError,
+    exit 2) when committing it would undo the head's changes since, unless ``force``.
     """
     if message is not None:
         check_text(message, "-m/--message")
-    return commit_tree(Path(root), message=message, store=store, branch=branch, rehash=rehash)
+    return commit_tree(Path(root), message=message, store=store, branch=branch, rehash=rehash, force=force)
 
 
 # -- reading helpers for other areas ---------------------------------------------
