@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Iterable, Mapping, Sequence, TypeVar
 
-from ..errors import OptionsError
+from ..errors import InputError, OptionsError
 
 if TYPE_CHECKING:
     from pydantic import BaseModel, ConfigDict, ValidationError
@@ -150,6 +150,11 @@ class Component(ABC):  # noqa: B024  (the kinds below declare the abstract metho
     description: ClassVar[str] = ""
     #: a pydantic model (subclass of ``qlcapsule.Options``); the empty base by default
     Options: ClassVar[Any] = _BaseOptionsAttr()
+    #: modules the component imports beyond qlcapsule's own dependencies (``("boto3",)``); checked with
+    #: ``importlib.util.find_spec`` when the component is looked up, never imported for the check
+    requires: ClassVar[Sequence[str]] = ()
+    #: what installs ``requires``, as ``pip install`` takes it: ``qlcapsule[s3]``, ``my-plugin[aws]``
+    extra: ClassVar[str] = ""
 
     def __init__(self, options: Any = None) -> None:
         self._options = options
@@ -166,6 +171,49 @@ class Component(ABC):  # noqa: B024  (the kinds below declare the abstract metho
     @options.setter
     def options(self, value: Any) -> None:
         self._options = value
+
+    @classmethod
+    def summary(cls) -> str:
+        """The one line ``qlcapsule plugins`` shows: ``description``, else the first line of the class docstring."""
+        if cls.description:
+            return cls.description
+        doc = (cls.__dict__.get("__doc__") or "").strip()
+        return doc.splitlines()[0].strip() if doc else ""
+
+    @classmethod
+    def missing_modules(cls) -> list[str]:
+        """The modules of ``requires`` that cannot be imported here (found without importing them)."""
+        from importlib.util import find_spec
+
+        missing = []
+        for module in cls.requires:
+            try:
+                found = find_spec(module) is not None
+            except (ImportError, ValueError):  # a parent package missing, or a blocked module
+                found = False
+            if not found:
+                missing.append(module)
+        return missing
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why the component cannot run here (one line naming what to install), or None when it can."""
+        missing = cls.missing_modules()
+        if not missing:
+            return None
+        return f"{cls.kind} {cls.name!r} needs {', '.join(missing)}, which is not installed: {cls.install_hint()}"
+
+    @classmethod
+    def install_hint(cls) -> str:
+        """The command that installs ``requires``: ``pip install "<extra>"``, else the modules to install."""
+        return f'pip install "{cls.extra}"' if cls.extra else f"install {', '.join(cls.requires)}"
+
+    @classmethod
+    def require(cls) -> None:
+        """Raise :class:`InputError` (exit 2) when the component cannot run here; see :meth:`unavailable`."""
+        reason = cls.unavailable()
+        if reason is not None:
+            raise InputError(reason)
 
     @classmethod
     def declares_options(cls) -> bool:
