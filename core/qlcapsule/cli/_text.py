@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 
 def signature_text(sig: dict[str, Any]) -> str:
@@ -63,7 +63,7 @@ def commit_text(result: Any) -> str:
 
 
 def print_table(
-    header: tuple[str, ...], rows: list[tuple[str, ...]], *, styled: bool, title: str | None = None
+    header: tuple[str, ...], rows: Sequence[tuple[str, ...]], *, styled: bool, title: str | None = None
 ) -> None:
     """``rows`` under ``header``: a rich table when ``styled`` (a terminal), else plain aligned columns.
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ..format.capsule import Capsule
     from ..format.streaming import PayloadReader
     from .findings import Finding, Rule
-    from .records import Artifact, GeneratorRecord, KeyPair, Receipt
+    from .records import Artifact, GeneratorRecord, KeyPair, Receipt, TemplateInfo
 
     class Options(BaseModel):
         """Base for component options: unknown keys are errors."""
@@ -38,6 +38,7 @@ __all__ = [
     "Component",
     "Generator",
     "GeneratorRecord",
+    "TemplateInfo",
     "Validator",
     "Signer",
     "KeyPair",
@@ -101,8 +102,41 @@ def _numeric_not_bool(annotation: Any) -> bool:
     return bool(seen & {int, float}) and bool not in seen and Any not in seen
 
 
+def _type_name(annotation: Any) -> str:
+    """An option's type as its model spells it, without validators: ``int | None``, ``dict[str, str]``."""
+    import types
+    import typing
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is type(None):
+        return "None"
+    if origin is typing.Annotated:
+        return _type_name(args[0])
+    if origin is typing.Union or origin is types.UnionType:
+        return " | ".join(_type_name(a) for a in args)
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin is not None:
+        inner = ", ".join(_type_name(a) for a in args)
+        return f"{getattr(origin, '__name__', str(origin))}[{inner}]" if inner else getattr(origin, "__name__", "")
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _constraints(meta: Any) -> list[str]:
+    """The bounds and pattern a field's metadata holds (``>= 1``, ``pattern ^(gzip|none)$``); validators say nothing."""
+    found = []
+    for attr, sign in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+        value = getattr(meta, attr, None)
+        if value is not None:
+            found.append(f"{sign} {value}")
+    pattern = getattr(meta, "pattern", None)
+    if pattern is not None:
+        found.append(f"pattern {pattern}")
+    return found
+
+
 #: plain records, kept in ``records.py``: building a dataclass costs ~0.5 ms at import
-_RECORDS = ("GeneratorRecord", "KeyPair", "Artifact", "Receipt")
+_RECORDS = ("GeneratorRecord", "TemplateInfo", "KeyPair", "Artifact", "Receipt")
 
 
 def __getattr__(name: str) -> Any:  # PEP 562: ``components.Options`` built lazily
@@ -216,6 +250,30 @@ class Component(ABC):  # noqa: B024  (the kinds below declare the abstract metho
             raise InputError(reason)
 
     @classmethod
+    def describe_options(cls) -> list[dict[str, Any]]:
+        """Each option of ``Options``, in order: name, type, default (or required), constraints and help.
+
+        Read from the model itself (``export --list-options``), so what is listed is what is validated.
+        """
+        if not cls.declares_options():
+            return []
+        out = []
+        for name, field in cls.Options.model_fields.items():
+            required = field.is_required()
+            default = None if required else field.get_default(call_default_factory=True)
+            out.append(
+                {
+                    "name": name,
+                    "type": _type_name(field.annotation),
+                    "required": required,
+                    "default": default,
+                    "constraints": [c for m in field.metadata for c in _constraints(m)],
+                    "help": field.description or "",
+                }
+            )
+        return out
+
+    @classmethod
     def declares_options(cls) -> bool:
         """True when the class (or a base below ``Component``) sets its own ``Options`` model."""
         return any("Options" in klass.__dict__ for klass in cls.__mro__ if klass is not Component)
@@ -262,6 +320,19 @@ class Generator(Component):
         interactive: bool = False,
     ) -> GeneratorRecord:
         """Render ``source`` (at ``version`` when given) into ``dest`` with ``answers``."""
+
+    def templates(self) -> Sequence[str]:
+        """The templates this generator offers by name alone (its built-ins), for ``qlcapsule templates``."""
+        return ()
+
+    def describe(self, source: str) -> TemplateInfo:
+        """The template ``source`` names (one of :meth:`templates`, a path, a URL): id, version, questions.
+
+        Reads the template without rendering anything; raises like :meth:`generate` for a bad source.
+        """
+        from ..errors import PluginError
+
+        raise PluginError(f"generator {self.name!r} cannot describe its templates (template {source!r})")
 
 
 # -- validators ---------------------------------------------------------------
