@@ -72,6 +72,8 @@ def export_cmd(
     Exit codes: 0 exported; 1 the capsule is not sealed or was modified;
     2 bad format, option or output path.
     """
+    import sys
+
     from ..errors import UsageError
     from ..steps.exporting import export_capsule, parse_option_args
 
@@ -82,6 +84,8 @@ def export_cmd(
         raise click.MissingParameter(param_hint="'-f' / '--format'", param_type="option")
     if output == "-" and as_json:
         raise UsageError("--json cannot be combined with '-o -' (stdout carries the archive)")
+    if output == "-" and sys.stdout.isatty():  # checked before the capsule is read: no byte reaches the screen
+        raise UsageError("-o -: stdout is a terminal, and the export is binary; give a file (-o FILE) or pipe it")
     result = export_capsule(directory, fmt, output, parse_option_args(option_args))
     if result.path is None:
         click.echo(f"sha256: {result.sha256}  -  ({result.size} bytes, {result.format})", err=True)
