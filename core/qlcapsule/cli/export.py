@@ -84,7 +84,9 @@ def export_cmd(
         raise click.MissingParameter(param_hint="'-f' / '--format'", param_type="option")
     if output == "-" and as_json:
         raise UsageError("--json cannot be combined with '-o -' (stdout carries the archive)")
-    if output == "-" and sys.stdout.isatty():  # checked before the capsule is read: no byte reaches the screen
+    if (
+        output == "-" and sys.stdout is not None and sys.stdout.isatty()
+    ):  # checked before the capsule is read: no byte reaches the screen
         raise UsageError("-o -: stdout is a terminal, and the export is binary; give a file (-o FILE) or pipe it")
     result = export_capsule(directory, fmt, output, parse_option_args(option_args))
     if result.path is None:
