@@ -117,7 +117,7 @@ def _print_options(fmt: str, as_json: bool) -> None:
     def shown(option: dict[str, object]) -> str:
         if option["required"]:
             return "(required)"
-        return "-" if option["default"] is None else json.dumps(option["default"])
+        return "-" if option["default"] is None else json.dumps(option["default"], default=str)
 
     def text() -> None:
         if not options:

@@ -109,7 +109,7 @@ def templates(sources: tuple[str, ...], as_json: bool) -> None:
                 (
                     str(q["name"]),
                     str(q["type"]) + (f" ({' | '.join(map(str, q['choices']))})" if q["choices"] else ""),
-                    "-" if q["default"] is None else json.dumps(q["default"]),
+                    "-" if q["default"] is None else json.dumps(q["default"], default=str),
                     " ".join(
                         filter(None, [str(q["help"]), f"(asked when {q['when']})" if q["when"] is not None else ""])
                     )
