@@ -388,7 +388,7 @@ def run_ship(paths: list[str], env: Mapping[str, str]) -> Outcome:
         skip=SANDBOX_SKIP if pr else frozenset(),
         formats=split_list(get_input(env, "formats")) or None,
         targets=None if pr else targets,
-        fail_on=get_input(env, "fail-on") or None,
+        fail_on=_fail_on_input(env),
         min_score=_score_input(env),
         key_env="QLCAPSULE_KEY" if env.get("QLCAPSULE_KEY") and not pr else None,
         output=env.get("QLCAPSULE_OUTPUT") or "dist",
@@ -430,6 +430,21 @@ def _rel(root: str, name: str) -> str:
         return full.as_posix()
 
 
+#: what ``fail-on`` takes: the values of ``qlcapsule validate --fail-on`` (a test holds the two, and action.yml, equal)
+FAIL_ON = ("error", "warning", "never")
+
+
+def _fail_on_input(env: Mapping[str, str]) -> str | None:
+    raw = get_input(env, "fail-on")
+    if not raw:
+        return None
+    if raw not in FAIL_ON:
+        from qlcapsule import InputError
+
+        raise InputError(f"fail-on: {raw!r} is not one of {', '.join(FAIL_ON)}")
+    return raw
+
+
 def _score_input(env: Mapping[str, str]) -> float | None:
     raw = get_input(env, "min-score")
     if not raw:
@@ -449,7 +464,7 @@ def run_validate(paths: list[str], env: Mapping[str, str]) -> Outcome:
     from qlcapsule import validate_capsules
 
     out = Outcome("validate")
-    report = validate_capsules(paths, fail_on=get_input(env, "fail-on") or None, min_score=_score_input(env))
+    report = validate_capsules(paths, fail_on=_fail_on_input(env), min_score=_score_input(env))
     for c in report.capsules:
         ref = f"{c.name}@{c.version}" if c.name else c.directory
         out.capsules.append(_capsule(ref, c.directory, score=round(c.score, 4), ok=not c.failed))

@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "Options": "plugins.components",
     "Receipt": "plugins.records",
     "Signer": "plugins.components",
+    "TemplateInfo": "plugins.records",
     "Validator": "plugins.components",
     "ConflictError": "errors",
     "CredentialsError": "errors",
@@ -211,6 +212,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         GeneratorRecord,
         KeyPair,
         Receipt,
+        TemplateInfo,
     )
     from .resilience import (  # noqa: F401
         DEFAULT_TIMEOUT,

@@ -1,7 +1,14 @@
-"""Progress on a terminal, silence in CI.
+"""Progress of long work on stderr: a bar on a terminal, a quiet line now and then elsewhere.
 
-Shown only when stderr is a TTY, ``CI`` is unset and the work is large enough
-to notice; rich is imported only then, so short commands stay fast.
+- On a terminal (stderr a TTY, ``CI`` unset), work of at least :data:`THRESHOLD`
+  bytes gets a rich bar; rich is imported only then, so short commands stay fast.
+- Elsewhere (CI logs, stderr into a file) nothing is printed for work that ends
+  within :data:`INTERVAL` seconds; longer work prints one line per interval
+  (``exporting orders@1.0.0 as tar.gz: 512.0 MiB of 1.9 GiB (26%)``), and a CI
+  log shows that it is moving without filling up. The work is not sized for
+  these lines unless its total is already known, so CI never pays for a walk.
+- ``QLCAPSULE_NO_PROGRESS`` (any value) prints neither; ``QLCAPSULE_PROGRESS_INTERVAL``
+  sets the seconds between lines (default 5).
 """
 
 from __future__ import annotations
@@ -9,25 +16,49 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
 THRESHOLD = 64 << 20  # bytes: below this, a bar would only flicker
+INTERVAL = 5.0  # seconds between lines when there is no terminal
+ENV_OFF = "QLCAPSULE_NO_PROGRESS"
+ENV_INTERVAL = "QLCAPSULE_PROGRESS_INTERVAL"
 
 
 def wanted() -> bool:
-    return sys.stderr.isatty() and not os.environ.get("CI") and not os.environ.get("QLCAPSULE_NO_PROGRESS")
+    """True when a bar may be shown: stderr is a terminal, not CI, progress not switched off."""
+    return sys.stderr.isatty() and not os.environ.get("CI") and not os.environ.get(ENV_OFF)
+
+
+def _interval() -> float:
+    raw = os.environ.get(ENV_INTERVAL, "").strip()
+    try:
+        return max(0.0, float(raw)) if raw else INTERVAL
+    except ValueError:
+        return INTERVAL
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover - the loop returns at GiB
 
 
 @contextmanager
 def bytes_progress(label: str, total: int | Callable[[], int]) -> Iterator[Callable[[int], None] | None]:
-    """Yield a thread-safe ``advance(nbytes)`` callback, or None when no bar is shown.
+    """Yield a thread-safe ``advance(nbytes)`` callback, or None when nothing will be shown.
 
-    ``total`` may be a callable, evaluated only when a bar could be shown (so
-    CI never pays for sizing the work).
+    ``total`` may be a callable, evaluated only when a bar could be shown.
     """
-    if not wanted():
+    if os.environ.get(ENV_OFF):
         yield None
+        return
+    if not wanted():
+        with _lines(label, total if isinstance(total, int) else None) as advance:
+            yield advance
         return
     if callable(total):
         total = total()
@@ -47,3 +78,25 @@ def bytes_progress(label: str, total: int | Callable[[], int]) -> Iterator[Calla
                 bar.advance(task, n)
 
         yield advance
+
+
+@contextmanager
+def _lines(label: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """``advance`` that writes ``label: done [of total (pct)]`` to stderr once every interval, never sooner."""
+    lock = threading.Lock()
+    every = _interval()
+    state = {"done": 0, "next": time.monotonic() + every}
+
+    def advance(n: int) -> None:
+        with lock:
+            state["done"] += n
+            now = time.monotonic()
+            if now < state["next"]:
+                return
+            state["next"] = now + every
+            done = state["done"]
+            of = f" of {_size(total)} ({min(100, done * 100 // total)}%)" if total else ""
+            sys.stderr.write(f"{label}: {_size(done)}{of}\n")
+            sys.stderr.flush()
+
+    yield advance

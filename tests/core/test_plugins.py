@@ -95,12 +95,16 @@ def test_broken_plugin_is_named_and_others_keep_working(site: Path) -> None:
     assert "no numpy here" in broken["error"]
     good = plugins["good"]
     assert good["status"] == "loaded"
-    assert good["components"] == [{"kind": "exporter", "name": "listing", "formats": ["listing"]}]
+    assert [(c["kind"], c["name"], c["formats"], c["available"]) for c in good["components"]] == [
+        ("exporter", "listing", ["listing"], True)
+    ]
+    assert good["origin"] == "qlc-good" and broken["origin"] == "qlc-broken"
     builtins = [p for p in plugins.values() if p["distribution"] == "qlcapsule"]
     assert builtins, "built-ins are entry points in the same group"
     # pluggy dispatches: a hook implemented under another name with ``specname=`` registers too
     assert plugins["named"]["status"] == "loaded", plugins["named"]
-    assert plugins["named"]["components"] == [{"kind": "exporter", "name": "named", "formats": []}]
+    assert [(c["name"], c["formats"]) for c in plugins["named"]["components"]] == [("named", [])]
+    assert {p["origin"] for p in builtins} == {"built-in"}
 
 
 def test_block_list(site: Path) -> None:
@@ -123,8 +127,13 @@ def test_plugins_text_output(site: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "qlcapsule.cli", "plugins"], capture_output=True, text=True, env=env, timeout=60
     )
-    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("broken "))
-    assert "failed" in line and "qlc-broken 0.0.1" in line and "no numpy here" in line
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ["kind", "name", "formats/provider", "version", "origin", "status", "description"]
+    line = next(ln for ln in lines if ln.split()[:2] == ["plugin", "broken"])
+    assert line.split()[2:5] == ["-", "0.0.1", "qlc-broken"]
+    assert "failed: ImportError: no numpy here" in line
+    listing = next(ln for ln in lines if ln.split()[:2] == ["exporter", "listing"])
+    assert listing.split()[2:6] == ["listing", "1.2.3", "qlc-good", "available"]
 
 
 def _module(name: str, **attrs: object) -> types.ModuleType:

@@ -21,7 +21,7 @@ FAST_COMMANDS = {
     **dict.fromkeys(("init", "seal", "status", "schema", "plugins"), "core"),
     "verify": "verify",
     **dict.fromkeys(("keygen", "sign"), "sign"),
-    **dict.fromkeys(("new", "validate"), "generate"),
+    **dict.fromkeys(("new", "validate", "templates"), "generate"),
     **dict.fromkeys(("commit", "log", "tag", "branch", "diff", "checkout", "merge", "update"), "store"),
     **dict.fromkeys(("export", "import"), "export"),
     "deliver": "deliver",

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 
 def signature_text(sig: dict[str, Any]) -> str:
@@ -60,3 +60,28 @@ def sign_text(result: Any) -> str:
 def commit_text(result: Any) -> str:
     verb = "committed" if result.created else "unchanged"
     return f"{verb} {result.capsule}@{result.version} {result.branch} {result.commit[:12]} sha256:{result.digest}"
+
+
+def print_table(
+    header: tuple[str, ...], rows: Sequence[tuple[str, ...]], *, styled: bool, title: str | None = None
+) -> None:
+    """``rows`` under ``header``: a rich table when ``styled`` (a terminal), else plain aligned columns.
+
+    Plain columns are never cut or wrapped (scripts and pipes read whole cells); the last column is not padded.
+    """
+    import click
+
+    if styled:
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(*header, title=title)
+        for row in rows:
+            table.add_row(*(Text(cell) for cell in row))  # Text: "qlcapsule[s3]" is not markup
+        Console().print(table)
+        return
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
+    for row in [header, *rows]:
+        cells = [v.ljust(w) for v, w in zip(row[:-1], widths, strict=False)]
+        click.echo("  ".join([*cells, row[-1]]).rstrip())

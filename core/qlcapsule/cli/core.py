@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from ..errors import InputError
 from ._common import capsule_dir, emit, json_option, main
 from ._text import seal_data, seal_text
 
@@ -79,40 +78,38 @@ def schema(what: str) -> None:
 @main.command()
 @json_option
 def plugins(as_json: bool) -> None:
-    """List plugins: distribution, version, components and load status."""
-    from ..plugins.manager import registry
+    """List every component with its kind, formats, version, origin, status and description.
+
+    A component whose extra is not installed is listed as unavailable, with
+    the 'pip install' that makes it available; a plugin that failed to load
+    is listed with its error. --json prints the same, one entry per plugin.
+    """
+    import sys
+
+    from ..plugins.manager import component_data, registry
+    from ._common import is_ci
+    from ._text import print_table
 
     reg = registry()
     infos = reg.infos()
-
-    def formats(kind: str, name: str) -> list[str]:
-        """An exporter's formats (what ``export --format`` accepts besides its name)."""
-        cls = reg.components.get(kind, {}).get(name) if kind == "exporter" else None
-        return list(getattr(cls, "formats", ()))
-
-    def label(kind: str, name: str) -> str:
-        fmts = formats(kind, name)
-        return f"{kind}:{name}" + (f" [{' '.join(fmts)}]" if fmts and fmts != [name] else "")
-
-    def data() -> list[dict[str, object]]:
-        out = []
-        for p in infos:
-            d = p.to_dict()
-            for comp in d["components"]:
-                if comp["kind"] == "exporter":
-                    comp["formats"] = formats("exporter", comp["name"])
-            out.append(d)
-        return out
+    data = []
+    for p in infos:
+        d = p.to_dict()
+        d["components"] = [component_data(reg.components[k][n]) for k, n in p.components]
+        data.append(d)
 
     def text() -> None:
-        for p in infos:
-            comps = ", ".join(label(k, n) for k, n in p.components) or "-"
-            where = f"{p.distribution or '(in-process)'} {p.version or ''}".strip()
-            line = f"{p.name:28} {p.status:8} {where:24} {comps}"
-            if p.error:
-                line += f"  ({p.error})"
-            click.echo(line)
+        rows: list[tuple[str, ...]] = []
+        for p, d in zip(infos, data, strict=True):
+            version = p.version or "-"
+            for c in d["components"]:
+                uses = " ".join(c.get("formats", ())) or (c["name"] if c["kind"] == "deliverer" else "-")
+                status = "available" if c["available"] else f"unavailable: no {', '.join(c['missing'])}; {c['install']}"
+                rows.append((c["kind"], c["name"], uses, version, d["origin"], status, c["description"]))
+            if not d["components"]:
+                status = p.status + (f": {p.error}" if p.error else "")
+                rows.append(("plugin", p.name, "-", version, d["origin"], status, ""))
+        header = ("kind", "name", "formats/provider", "version", "origin", "status", "description")
+        print_table(header, rows, styled=sys.stdout.isatty() and not is_ci(), title="qlcapsule plugins")
 
-    emit(as_json, data() if as_json else [], text)
-    if any(p.status == "failed" for p in infos) and not infos:
-        raise InputError("no plugins could be loaded")
+    emit(as_json, data, text)

@@ -7,14 +7,23 @@ import click
 from ._common import capsule_dir, emit, json_option, main, trust_options
 
 
+def _complete_formats(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion of FORMAT: every format a registered exporter writes."""
+    from ..plugins.manager import registry
+
+    formats = {f for cls in registry().all("exporter") for f in (cls.name, *getattr(cls, "formats", ()))}
+    return sorted(f for f in formats if f.startswith(incomplete))
+
+
 @main.command("export")
 @capsule_dir
 @click.option(
     "-f",
     "--format",
     "fmt",
-    required=True,
+    default=None,
     metavar="FORMAT",
+    shell_complete=_complete_formats,
     help="zip, tar, tar.gz, tar.xz, tar.zst, helm, terraform, terraform-dir, docker, oci, oci-dir, or a plugin's.",
 )
 @click.option(
@@ -33,8 +42,23 @@ from ._common import capsule_dir, emit, json_option, main, trust_options
     help="Exporter option, merged over capsule.yaml 'exports.<exporter>'. Dotted keys nest "
     "(resources.limits.cpu=500m); JSON for lists and maps. Repeatable.",
 )
+@click.option(
+    "--list-options",
+    "list_options",
+    default=None,
+    metavar="FORMAT",
+    shell_complete=_complete_formats,
+    help="Print the options of FORMAT's exporter (type, default, help) and exit; nothing is exported.",
+)
 @json_option
-def export_cmd(directory: str, fmt: str, output: str | None, option_args: tuple[str, ...], as_json: bool) -> None:
+def export_cmd(
+    directory: str,
+    fmt: str | None,
+    output: str | None,
+    option_args: tuple[str, ...],
+    list_options: str | None,
+    as_json: bool,
+) -> None:
     """Export the sealed capsule in DIRECTORY (default: .) as FORMAT.
 
     The capsule must be sealed and untouched. Options are checked before any
@@ -48,11 +72,22 @@ def export_cmd(directory: str, fmt: str, output: str | None, option_args: tuple[
     Exit codes: 0 exported; 1 the capsule is not sealed or was modified;
     2 bad format, option or output path.
     """
+    import sys
+
     from ..errors import UsageError
     from ..steps.exporting import export_capsule, parse_option_args
 
+    if list_options is not None:
+        _print_options(list_options, as_json)
+        return
+    if fmt is None:
+        raise click.MissingParameter(param_hint="'-f' / '--format'", param_type="option")
     if output == "-" and as_json:
         raise UsageError("--json cannot be combined with '-o -' (stdout carries the archive)")
+    if (
+        output == "-" and sys.stdout is not None and sys.stdout.isatty()
+    ):  # checked before the capsule is read: no byte reaches the screen
+        raise UsageError("-o -: stdout is a terminal, and the export is binary; give a file (-o FILE) or pipe it")
     result = export_capsule(directory, fmt, output, parse_option_args(option_args))
     if result.path is None:
         click.echo(f"sha256: {result.sha256}  -  ({result.size} bytes, {result.format})", err=True)
@@ -64,6 +99,45 @@ def export_cmd(directory: str, fmt: str, output: str | None, option_args: tuple[
         click.echo(f"sha256: {result.sha256}")
 
     emit(as_json, result.to_dict(), text)
+
+
+def _print_options(fmt: str, as_json: bool) -> None:
+    """``export --list-options FORMAT``: the exporter's options, read from its model."""
+    import json
+    import sys
+
+    from ..plugins.manager import registry
+    from ._common import is_ci
+    from ._text import print_table
+
+    cls = registry().exporter_for(fmt, runnable=False)  # describing needs no SDK
+    options = cls.describe_options()
+    data = {"format": fmt, "exporter": cls.name, "options": options}
+
+    def shown(option: dict[str, object]) -> str:
+        if option["required"]:
+            return "(required)"
+        return "-" if option["default"] is None else json.dumps(option["default"], default=str)
+
+    def text() -> None:
+        if not options:
+            click.echo(f"exporter {cls.name!r} ({fmt}) takes no options")
+            return
+        rows = [
+            (
+                str(o["name"]),
+                str(o["type"]) + (f" ({', '.join(o['constraints'])})" if o["constraints"] else ""),
+                shown(o),
+                str(o["help"]) or "-",
+            )
+            for o in options
+        ]
+        title = f"exporter {cls.name!r} options (-O KEY=VALUE, or exports.{cls.name} in capsule.yaml)"
+        print_table(
+            ("option", "type", "default", "help"), rows, styled=sys.stdout.isatty() and not is_ci(), title=title
+        )
+
+    emit(as_json, data, text)
 
 
 @main.command("import")

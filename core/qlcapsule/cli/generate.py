@@ -73,6 +73,61 @@ def new(
 
 
 @main.command()
+@click.argument("sources", nargs=-1, metavar="[TEMPLATE]...")
+@json_option
+def templates(sources: tuple[str, ...], as_json: bool) -> None:
+    """List templates for 'qlcapsule new' with their questions.
+
+    Without TEMPLATE, every template the generators offer by name (the
+    built-ins); with TEMPLATE (a name, a template directory or a git
+    URL@REV, as 'new' takes it), that template. Nothing is rendered.
+
+    \b
+    Exit codes: 0 listed; 2 a TEMPLATE that is not a template;
+    3 the template's git server failed.
+    """
+    import json
+    import sys
+
+    from ..steps.generation import describe_templates
+    from ._common import is_ci
+    from ._text import print_table
+
+    infos = describe_templates(sources)
+
+    def text() -> None:
+        styled = sys.stdout.isatty() and not is_ci()
+        for i, info in enumerate(infos):
+            if i:
+                click.echo()
+            where = "built-in" if not sources else info.source
+            version = f" {info.version}" if info.version else ""
+            click.echo(f"{info.template}{version} ({where}, generator {info.generator})")
+            if info.description:
+                click.echo(f"  {info.description}")
+            rows = [
+                (
+                    str(q["name"]),
+                    str(q["type"]) + (f" ({' | '.join(map(str, q['choices']))})" if q["choices"] else ""),
+                    "-" if q["default"] is None else json.dumps(q["default"], default=str),
+                    " ".join(
+                        filter(None, [str(q["help"]), f"(asked when {q['when']})" if q["when"] is not None else ""])
+                    )
+                    or "-",
+                )
+                for q in info.questions
+            ]
+            if rows:
+                print_table(("question", "type", "default", "help"), rows, styled=styled)
+            else:
+                click.echo("  (no questions)")
+        if not infos:
+            click.echo("no templates (pass a template directory or git URL to describe it)")
+
+    emit(as_json, [info.to_dict() for info in infos], text)
+
+
+@main.command()
 @click.argument("directories", nargs=-1, type=click.Path(file_okay=False, path_type=str))
 @click.option(
     "--format",

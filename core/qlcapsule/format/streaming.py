@@ -158,6 +158,8 @@ class PayloadReader:
         files.sort(key=lambda f: path_key(f.path))
         self.files = files
         self._hashed: set[str] = set()  # locked files whose every byte was hashed (by the helper thread)
+        #: called with the size of every chunk :meth:`read` hands out (the export's progress), when set
+        self.progress: Callable[[int], None] | None = None
         self._mismatched: list[str] = []
         self._batch: list[_Job] = []
         self._batch_bytes = 0
@@ -206,6 +208,8 @@ class PayloadReader:
         if self._mismatched:
             raise self._mismatch_error()
         if f.data is not None:
+            if self.progress is not None:
+                self.progress(len(f.data))
             yield f.data
             return
         h = hashlib.sha256()
@@ -221,6 +225,8 @@ class PayloadReader:
                 if len(data) != f.size:
                     raise self._changed(f, len(data))
                 self._add((f, h, data, True))
+                if self.progress is not None:
+                    self.progress(len(data))
                 yield data
                 return
             got = 0
@@ -229,6 +235,8 @@ class PayloadReader:
                 if got > f.size:
                     raise self._changed(f, got)
                 self._add((f, h, chunk, got == f.size))
+                if self.progress is not None:
+                    self.progress(len(chunk))
                 yield chunk
             if got != f.size:
                 raise self._changed(f, got)

@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Iterable, Mapping, Sequence, TypeVar
 
-from ..errors import OptionsError
+from ..errors import InputError, OptionsError
 
 if TYPE_CHECKING:
     from pydantic import BaseModel, ConfigDict, ValidationError
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ..format.capsule import Capsule
     from ..format.streaming import PayloadReader
     from .findings import Finding, Rule
-    from .records import Artifact, GeneratorRecord, KeyPair, Receipt
+    from .records import Artifact, GeneratorRecord, KeyPair, Receipt, TemplateInfo
 
     class Options(BaseModel):
         """Base for component options: unknown keys are errors."""
@@ -38,6 +38,7 @@ __all__ = [
     "Component",
     "Generator",
     "GeneratorRecord",
+    "TemplateInfo",
     "Validator",
     "Signer",
     "KeyPair",
@@ -101,8 +102,41 @@ def _numeric_not_bool(annotation: Any) -> bool:
     return bool(seen & {int, float}) and bool not in seen and Any not in seen
 
 
+def _type_name(annotation: Any) -> str:
+    """An option's type as its model spells it, without validators: ``int | None``, ``dict[str, str]``."""
+    import types
+    import typing
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is type(None):
+        return "None"
+    if origin is typing.Annotated:
+        return _type_name(args[0])
+    if origin is typing.Union or origin is types.UnionType:
+        return " | ".join(_type_name(a) for a in args)
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin is not None:
+        inner = ", ".join(_type_name(a) for a in args)
+        return f"{getattr(origin, '__name__', str(origin))}[{inner}]" if inner else getattr(origin, "__name__", "")
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _constraints(meta: Any) -> list[str]:
+    """The bounds and pattern a field's metadata holds (``>= 1``, ``pattern ^(gzip|none)$``); validators say nothing."""
+    found = []
+    for attr, sign in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+        value = getattr(meta, attr, None)
+        if value is not None:
+            found.append(f"{sign} {value}")
+    pattern = getattr(meta, "pattern", None)
+    if pattern is not None:
+        found.append(f"pattern {pattern}")
+    return found
+
+
 #: plain records, kept in ``records.py``: building a dataclass costs ~0.5 ms at import
-_RECORDS = ("GeneratorRecord", "KeyPair", "Artifact", "Receipt")
+_RECORDS = ("GeneratorRecord", "TemplateInfo", "KeyPair", "Artifact", "Receipt")
 
 
 def __getattr__(name: str) -> Any:  # PEP 562: ``components.Options`` built lazily
@@ -150,6 +184,11 @@ class Component(ABC):  # noqa: B024  (the kinds below declare the abstract metho
     description: ClassVar[str] = ""
     #: a pydantic model (subclass of ``qlcapsule.Options``); the empty base by default
     Options: ClassVar[Any] = _BaseOptionsAttr()
+    #: modules the component imports beyond qlcapsule's own dependencies (``("boto3",)``); checked with
+    #: ``importlib.util.find_spec`` when the component is looked up, never imported for the check
+    requires: ClassVar[Sequence[str]] = ()
+    #: what installs ``requires``, as ``pip install`` takes it: ``qlcapsule[s3]``, ``my-plugin[aws]``
+    extra: ClassVar[str] = ""
 
     def __init__(self, options: Any = None) -> None:
         self._options = options
@@ -166,6 +205,73 @@ class Component(ABC):  # noqa: B024  (the kinds below declare the abstract metho
     @options.setter
     def options(self, value: Any) -> None:
         self._options = value
+
+    @classmethod
+    def summary(cls) -> str:
+        """The one line ``qlcapsule plugins`` shows: ``description``, else the first line of the class docstring."""
+        if cls.description:
+            return cls.description
+        doc = (cls.__dict__.get("__doc__") or "").strip()
+        return doc.splitlines()[0].strip() if doc else ""
+
+    @classmethod
+    def missing_modules(cls) -> list[str]:
+        """The modules of ``requires`` that cannot be imported here (found without importing them)."""
+        from importlib.util import find_spec
+
+        missing = []
+        for module in cls.requires:
+            try:
+                found = find_spec(module) is not None
+            except (ImportError, ValueError):  # a parent package missing, or a blocked module
+                found = False
+            if not found:
+                missing.append(module)
+        return missing
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why the component cannot run here (one line naming what to install), or None when it can."""
+        missing = cls.missing_modules()
+        if not missing:
+            return None
+        return f"{cls.kind} {cls.name!r} needs {', '.join(missing)}, which is not installed: {cls.install_hint()}"
+
+    @classmethod
+    def install_hint(cls) -> str:
+        """The command that installs ``requires``: ``pip install "<extra>"``, else the modules to install."""
+        return f'pip install "{cls.extra}"' if cls.extra else f"install {', '.join(cls.requires)}"
+
+    @classmethod
+    def require(cls) -> None:
+        """Raise :class:`InputError` (exit 2) when the component cannot run here; see :meth:`unavailable`."""
+        reason = cls.unavailable()
+        if reason is not None:
+            raise InputError(reason)
+
+    @classmethod
+    def describe_options(cls) -> list[dict[str, Any]]:
+        """Each option of ``Options``, in order: name, type, default (or required), constraints and help.
+
+        Read from the model itself (``export --list-options``), so what is listed is what is validated.
+        """
+        if not cls.declares_options():
+            return []
+        out = []
+        for name, field in cls.Options.model_fields.items():
+            required = field.is_required()
+            default = None if required else field.get_default(call_default_factory=True)
+            out.append(
+                {
+                    "name": name,
+                    "type": _type_name(field.annotation),
+                    "required": required,
+                    "default": default,
+                    "constraints": [c for m in field.metadata for c in _constraints(m)],
+                    "help": field.description or "",
+                }
+            )
+        return out
 
     @classmethod
     def declares_options(cls) -> bool:
@@ -214,6 +320,19 @@ class Generator(Component):
         interactive: bool = False,
     ) -> GeneratorRecord:
         """Render ``source`` (at ``version`` when given) into ``dest`` with ``answers``."""
+
+    def templates(self) -> Sequence[str]:
+        """The templates this generator offers by name alone (its built-ins), for ``qlcapsule templates``."""
+        return ()
+
+    def describe(self, source: str) -> TemplateInfo:
+        """The template ``source`` names (one of :meth:`templates`, a path, a URL): id, version, questions.
+
+        Reads the template without rendering anything; raises like :meth:`generate` for a bad source.
+        """
+        from ..errors import PluginError
+
+        raise PluginError(f"generator {self.name!r} cannot describe its templates (template {source!r})")
 
 
 # -- validators ---------------------------------------------------------------

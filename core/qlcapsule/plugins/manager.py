@@ -87,15 +87,39 @@ class PluginInfo:
     error: str | None = None
     components: list[tuple[str, str]] = field(default_factory=list)
 
+    @property
+    def origin(self) -> str:
+        """``built-in``, the distribution that installed the plugin, or ``in-process`` (``register_plugin``)."""
+        if _builtin(self.distribution):
+            return "built-in"
+        return self.distribution or "in-process"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "distribution": self.distribution,
             "version": self.version,
+            "origin": self.origin,
             "status": self.status,
             "error": self.error,
             "components": [{"kind": k, "name": n} for k, n in self.components],
         }
+
+
+def component_data(cls: type[Component]) -> dict[str, Any]:
+    """What ``qlcapsule plugins`` says about one component: formats (exporters), description and availability."""
+    data: dict[str, Any] = {"kind": cls.kind, "name": cls.name}
+    if issubclass(cls, Exporter):
+        data["formats"] = list(cls.formats)
+    missing = cls.missing_modules()
+    data.update(
+        description=cls.summary(),
+        available=not missing,
+        missing=missing,
+        install=cls.install_hint() if missing else None,
+        reason=cls.unavailable() if missing else None,
+    )
+    return data
 
 
 class Registry:
@@ -219,13 +243,23 @@ class Registry:
         self.ensure(kind)
         return sorted(self.components[kind])
 
-    def get(self, kind: str, name: str) -> type[Component]:
+    def get(self, kind: str, name: str, *, runnable: bool = True) -> type[Component]:
+        """The component ``name`` of ``kind``.
+
+        With ``runnable`` (the default) a component whose ``requires`` are not
+        installed is refused here, at lookup, with the ``pip install`` that
+        fixes it (:class:`InputError`, exit 2): a caller that looks up what it
+        will need before acting learns it before anything is written.
+        ``runnable=False`` is for describing a component (its options).
+        """
         self.ensure(kind)
         table = self.components[kind]
         if name not in table:
             known = ", ".join(sorted(table)) or "none"
             hint = self._failed_hint()
             raise PluginError(f"unknown {kind} {name!r} (available: {known}){hint}")
+        if runnable:
+            table[name].require()
         return table[name]
 
     def _failed_hint(self) -> str:
@@ -241,10 +275,13 @@ class Registry:
         self.ensure()
         return sorted(self.plugins.values(), key=lambda p: p.name)
 
-    def exporter_for(self, fmt: str) -> type[Exporter]:
+    def exporter_for(self, fmt: str, *, runnable: bool = True) -> type[Exporter]:
+        """The exporter writing ``fmt`` (its name or one of its ``formats``); ``runnable`` as for :meth:`get`."""
         exporters = [c for c in self.all("exporter") if issubclass(c, Exporter)]
         for cls in exporters:
             if fmt == cls.name or fmt in cls.formats:
+                if runnable:
+                    cls.require()
                 return cls
         known = sorted({f for c in exporters for f in (c.name, *c.formats)})
         raise PluginError(

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GeneratorRecord", "KeyPair", "Artifact", "Receipt"]
+__all__ = ["GeneratorRecord", "TemplateInfo", "KeyPair", "Artifact", "Receipt"]
 
 
 @dataclass
@@ -30,6 +30,26 @@ class GeneratorRecord:
         data = asdict(self)
         data.pop("files")
         return {k: v for k, v in data.items() if v is not None}
+
+
+@dataclass
+class TemplateInfo:
+    """What a generator says about one template (``qlcapsule templates``), read without rendering it.
+
+    Each question is a mapping with ``name``, ``type``, ``help``, ``default`` (as written, possibly an
+    expression over earlier answers), ``choices`` and ``when`` (the condition for asking it, or None).
+    """
+
+    template: str
+    version: str | None = None
+    description: str = ""
+    source: str = ""
+    questions: list[dict[str, Any]] = field(default_factory=list)
+    #: the generator that describes (and renders) it; set by the core
+    generator: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)

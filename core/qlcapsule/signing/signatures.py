@@ -40,7 +40,7 @@ from ..errors import (
 )
 from ..format.capsule import Capsule
 from ..format.lock import Lock, atomic_write, mkstemp
-from ..format.names import MAX_SIG_BYTES, SEMVER, semver_key
+from ..format.names import DEFINITION_FILE, MAX_SIG_BYTES, SEMVER, semver_key
 from ..format.tree import read_regular
 from ..log import event, get_logger
 from .envelope import PAYLOAD_TYPE, Envelope, EnvelopeSignature, Statement, VerifyKey, format_time, pae, verify_envelope
@@ -275,6 +275,10 @@ def load_signing_key(
     try:
         loaded = signer.load_signing_key(material)
     except QlcapsuleError as exc:
+        public, private = (getattr(signer, f"sniff_{half}", None) for half in ("public", "private"))
+        if public is not None and public(material) and not (private is not None and private(material)):
+            # --type ed25519 given a .pub: say what it is, not why it is no private key
+            raise CredentialsError(f"{source}: a public key; signing needs the private key") from None
         raise CredentialsError(f"{source}: {exc.message}") from None
     if key is not None and str(key) != "-":
         _check_permissions(Path(key))  # only once it proved to be a private key
@@ -474,6 +478,41 @@ def _install_pair(private: Path, private_data: bytes, pub: Path | None, pub_data
         _unlink_quietly(backup)
 
 
+def _check_key_folder(path: Path) -> None:
+    """The private key's folder exists (it is not created: a typo in -o is not a new directory tree),
+    and no capsule around it would seal, export and deliver the key with its files."""
+    folder = path.parent
+    if not folder.is_dir():
+        what = "is not a directory" if folder.exists() else "no such directory"
+        raise InputError(f"{path}: {folder}: {what} (keygen creates the key file, not its folder)")
+    root = _enclosing_capsule(folder.resolve())
+    if root is None:
+        return
+    rel = path.resolve().relative_to(root).as_posix()
+    try:
+        globs = Capsule.load(root, strict=False).globs()
+        parts = rel.split("/")
+        taken = not any(globs.prune_dir("/".join(parts[:i])) for i in range(1, len(parts))) and globs.wants_in_walk(rel)
+    except QlcapsuleError:  # a capsule.yaml that cannot be read: assume it would take the key
+        taken = True
+    if taken:
+        cwd = Path.cwd().resolve()
+        where = os.path.relpath(root) if root == cwd or cwd in root.parents else str(root)
+        raise InputError(
+            f"{path}: would be inside the capsule in {where}, whose next seal and export would carry the private "
+            f"key; write it outside (-o ~/.config/qlcapsule/{path.name}, say) or exclude it in "
+            f"{os.path.join(where, DEFINITION_FILE)}"
+        )
+
+
+def _enclosing_capsule(folder: Path) -> Path | None:
+    """The nearest directory from ``folder`` up that holds a capsule.yaml, or None."""
+    for directory in (folder, *folder.parents):
+        if (directory / DEFINITION_FILE).is_file():
+            return directory
+    return None
+
+
 def _public_path(private: Path) -> Path:
     # like ssh-keygen: the public half is always PATH.pub
     return private.with_name(private.name + ".pub")
@@ -499,6 +538,7 @@ def keygen(key_type: str = "ed25519", out: str | Path | None = None, *, force: b
         result["material"] = pair.private
         result["public_material"] = pair.public
         return result
+    _check_key_folder(path)
     pub = _public_path(path) if pair.public else None
     if pub is not None and pub.is_dir():
         raise InputError(f"{pub}: is a directory; not replacing it with the public key")

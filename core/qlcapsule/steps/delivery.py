@@ -130,8 +130,8 @@ def load_deliverer(name: str, config: TargetConfig, capsule: Capsule | None = No
 
     try:
         cls = plugins.registry().get("deliverer", config.provider)
-    except PluginError as exc:
-        raise PluginError(f"{config.where('provider')}: targets.{name}.provider: {exc.message}") from None
+    except (PluginError, InputError) as exc:  # unknown, or its extra is not installed: named where it was chosen
+        raise type(exc)(f"{config.where('provider')}: targets.{name}.provider: {exc.message}") from None
     if config.origin == "capsule":
         check_capsule_defined(name, config, capsule)
     _redact_url_passwords(config.options)

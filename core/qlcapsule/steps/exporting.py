@@ -41,6 +41,7 @@ from ..format.lock import mkstemp
 from ..format.streaming import OrderedWorker, PayloadReader
 from ..log import event, get_logger
 from ..plugins.components import Exporter
+from ..progress import bytes_progress
 
 __all__ = ["ExportResult", "export_capsule", "parse_option_args", "resolve_exporter", "write_export"]
 
@@ -246,29 +247,32 @@ def export_capsule(  # noqa: C901 - one path for every format, option source and
     digest = payload.lock.digest
     if target is not None:
         target.parent.mkdir(parents=True, exist_ok=True)  # only once the capsule verified
-    if directory:
-        assert target is not None
-        result = _export_dir(capsule, exporter, fmt, target, payload)
-    elif to_stdout:
-        if stdout is None and sys.stdout is None:
-            raise InputError("standard output is closed; pass -o PATH")
-        result = _export_stream(capsule, exporter, fmt, stdout or sys.stdout.buffer, None, digest, payload)
-    elif device is not None:
-        assert target is not None
-        try:
-            dev = open(target, "wb", buffering=0)  # a FIFO blocks here until its reader opens it, as tar does
-        except OSError as exc:
-            raise InputError(f"{target}: cannot open for writing ({exc.strerror})") from None
-        try:
-            with dev:
-                result = _export_stream(capsule, exporter, fmt, dev, target, digest, payload)  # type: ignore[arg-type]
-        except OSError as exc:
-            if exc.filename is not None:
-                raise
-            raise InputError(f"{target}: cannot write ({exc.strerror})") from None
-    else:
-        assert target is not None
-        result = _export_file(capsule, exporter, fmt, target, digest, payload)
+    # progress by the capsule's bytes read: a compressed export's output size is not known in advance
+    with bytes_progress(f"exporting {capsule.ref} as {fmt}", sum(f.size for f in payload.files)) as advance:
+        payload.progress = advance
+        if directory:
+            assert target is not None
+            result = _export_dir(capsule, exporter, fmt, target, payload)
+        elif to_stdout:
+            if stdout is None and sys.stdout is None:
+                raise InputError("standard output is closed; pass -o PATH")
+            result = _export_stream(capsule, exporter, fmt, stdout or sys.stdout.buffer, None, digest, payload)
+        elif device is not None:
+            assert target is not None
+            try:
+                dev = open(target, "wb", buffering=0)  # a FIFO blocks here until its reader opens it, as tar does
+            except OSError as exc:
+                raise InputError(f"{target}: cannot open for writing ({exc.strerror})") from None
+            try:
+                with dev:
+                    result = _export_stream(capsule, exporter, fmt, dev, target, digest, payload)  # type: ignore[arg-type]
+            except OSError as exc:
+                if exc.filename is not None:
+                    raise
+                raise InputError(f"{target}: cannot write ({exc.strerror})") from None
+        else:
+            assert target is not None
+            result = _export_file(capsule, exporter, fmt, target, digest, payload)
     event(log, "export.done", capsule=capsule.ref, format=fmt, path=str(result.path or "-"), sha256=result.sha256)
     return result
 

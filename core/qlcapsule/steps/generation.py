@@ -17,14 +17,14 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from ..errors import DefinitionError, InputError, PluginError
 from ..format.capsule import Capsule
 from ..format.model import DEFINITION_FILE, DNS_LABEL
 from ..log import event, get_logger
 from ..plugins.components import Generator
-from ..plugins.records import GeneratorRecord
+from ..plugins.records import GeneratorRecord, TemplateInfo
 
 log = get_logger("generation")
 
@@ -43,6 +43,25 @@ def pick_generator(template: str) -> Generator:
         f"template {template!r}: no generator handles it (generators: {known}); give a built-in template name, "
         "a directory with template.yaml, or a git URL"
     )
+
+
+def describe_templates(sources: Sequence[str] = ()) -> list[TemplateInfo]:
+    """``qlcapsule templates``: each of ``sources`` as :func:`pick_generator` would render it, or, with none,
+    every template a generator offers by name (the built-ins), each with its questions."""
+    from ..plugins.manager import registry
+
+    found: list[tuple[Generator, str]] = [(pick_generator(source), source) for source in sources]
+    if not sources:
+        for cls in registry().all("generator"):
+            gen = cls()
+            assert isinstance(gen, Generator)
+            found += [(gen, name) for name in gen.templates()]
+    infos = []
+    for gen, source in found:
+        info = gen.describe(source)
+        info.generator = gen.name
+        infos.append(info)
+    return infos
 
 
 def load_answers_file(path: str | Path) -> dict[str, Any]:
@@ -224,4 +243,4 @@ def _generate_into(
     return record
 
 
-__all__ = ["new_capsule", "pick_generator", "load_answers_file", "write_definition"]
+__all__ = ["new_capsule", "pick_generator", "describe_templates", "load_answers_file", "write_definition"]

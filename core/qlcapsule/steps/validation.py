@@ -332,7 +332,7 @@ def _export_settings(capsule: Capsule) -> list[Finding]:
             )
             continue
         try:
-            reg.get("exporter", key).from_options(exports[key], where=f"exports.{key}")
+            reg.get("exporter", key, runnable=False).from_options(exports[key], where=f"exports.{key}")
         except OptionsError as exc:
             found.append(Finding("schema.export-options", Severity.ERROR, exc.message, "capsule.yaml"))
     return found

@@ -86,6 +86,8 @@ def _md5(data: bytes) -> bytes:
 class AzureDeliverer(Deliverer):
     name = "azure"
     description = "Azure Blob Storage (azure-storage-blob)"
+    requires = ("azure.storage.blob",)
+    extra = "qlcapsule[azure]"
     Options = AzureOptions
 
     options: AzureOptions

@@ -112,6 +112,8 @@ def _digests(path: Path) -> tuple[str, str]:
 class GcsDeliverer(Deliverer):
     name = "gcs"
     description = "Google Cloud Storage (google-cloud-storage)"
+    requires = ("google.cloud.storage", "google_crc32c")
+    extra = "qlcapsule[gcs]"
     Options = GcsOptions
 
     options: GcsOptions

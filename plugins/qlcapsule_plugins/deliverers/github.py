@@ -96,6 +96,8 @@ class _Unprocessable(RemoteError):
 class GitHubDeliverer(Deliverer):
     name = "github"
     description = "commit the capsule to a GitHub branch and attach the exports to a release"
+    requires = ("github",)
+    extra = "qlcapsule[github]"
     Options = GitHubOptions
 
     options: GitHubOptions

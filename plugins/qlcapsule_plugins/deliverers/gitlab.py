@@ -94,6 +94,8 @@ class _BadRequest(RemoteError):
 class GitLabDeliverer(Deliverer):
     name = "gitlab"
     description = "commit the capsule to a GitLab branch; exports as generic packages linked from a release"
+    requires = ("gitlab",)
+    extra = "qlcapsule[gitlab]"
     Options = GitLabOptions
 
     options: GitLabOptions

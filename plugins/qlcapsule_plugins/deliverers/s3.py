@@ -103,6 +103,8 @@ def _b64(digest: bytes) -> str:
 class S3Deliverer(Deliverer):
     name = "s3"
     description = "Amazon S3 and S3-compatible stores (boto3)"
+    requires = ("boto3",)
+    extra = "qlcapsule[s3]"
     Options = S3Options
 
     options: S3Options

@@ -107,9 +107,11 @@ class HelmOptions(Options):
         description="requests/limits, merged over the defaults (an empty value drops one)",
     )
     env: dict[EnvName, str] = Field(default_factory=dict, description="environment variables of the container")
-    service_type: str = Field(default="ClusterIP", pattern="^(ClusterIP|NodePort|LoadBalancer)$")
+    service_type: str = Field(
+        default="ClusterIP", pattern="^(ClusterIP|NodePort|LoadBalancer)$", description="service.type of the chart"
+    )
     ingress_host: Host = Field(default="", description="when set, the Ingress is enabled for this host")
-    ingress_class: IngressClass = ""
+    ingress_class: IngressClass = Field(default="", description="ingressClassName of the Ingress (with ingress_host)")
 
     _resources = field_validator("resources", mode="before")(_merge_resources)
 
@@ -118,8 +120,8 @@ class TerraformOptions(Options):
     image: Image | None = Field(default=None, description="image repository (default: the capsule name)")
     tag: Tag | None = Field(default=None, description="image tag (default: the capsule version)")
     namespace: Namespace = Field(default="default", description="Kubernetes namespace")
-    port: int = Field(default=8000, ge=1, le=65535)
-    replicas: int = Field(default=1, ge=0)
+    port: int = Field(default=8000, ge=1, le=65535, description="container and service port")
+    replicas: int = Field(default=1, ge=0, description="number of pods")
     provider_version: str = Field(
         default=">= 2.23.0", pattern=r"^[0-9A-Za-z.,<>=!~ -]+$", description="hashicorp/kubernetes version constraint"
     )

@@ -29,6 +29,7 @@ from qlcapsule import (
     GeneratorRecord,
     InputError,
     Register,
+    TemplateInfo,
     UnsafePathError,
     check_relative,
     get_logger,
@@ -344,6 +345,17 @@ class JinjaGenerator(Generator):
             )
         with clock.running():
             return loaded, load_spec(loaded.files, source)
+
+    def templates(self) -> list[str]:
+        return _source.builtin_names()
+
+    def describe(self, source: str) -> TemplateInfo:
+        _, spec = self.load(source)
+        questions = [
+            {"name": q.name, "type": q.type, "help": q.help, "default": q.default, "choices": q.choices, "when": q.when}
+            for q in spec.questions
+        ]
+        return TemplateInfo(spec.id, spec.version, spec.description, source, questions)
 
     def newest(self, source: str) -> str | None:
         """The version ``qlcapsule update`` moves to by default: for a git source, its highest SemVer tag
