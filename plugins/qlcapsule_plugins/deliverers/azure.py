@@ -105,10 +105,8 @@ class AzureDeliverer(Deliverer):
     def service(self) -> Any:
         if self._service is not None:
             return self._service
-        try:
-            from azure.storage.blob import BlobServiceClient
-        except ImportError:
-            raise InputError("the azure deliverer needs azure-storage-blob: pip install 'qlcapsule[azure]'") from None
+        from azure.storage.blob import BlobServiceClient
+
         conn = read_secret(ENV, what="Azure Storage connection string")
         assert conn is not None
         try:

@@ -156,10 +156,8 @@ class GcsDeliverer(Deliverer):
     def client(self) -> Any:
         if self._client is not None:
             return self._client
-        try:
-            from google.cloud import storage
-        except ImportError:
-            raise InputError("the gcs deliverer needs google-cloud-storage: pip install 'qlcapsule[gcs]'") from None
+        from google.cloud import storage
+
         key = self._key_file()
         if self.options.endpoint:
             from google.auth.credentials import AnonymousCredentials

@@ -109,10 +109,8 @@ class GitHubDeliverer(Deliverer):
         return token
 
     def _client(self, lazy: bool = False) -> Any:
-        try:
-            from github import Auth, Github
-        except ImportError:  # pragma: no cover - depends on the installed extras
-            raise InputError('the github target needs PyGithub: pip install "qlcapsule[github]"') from None
+        from github import Auth, Github
+
         gh = Github(
             base_url=self.options.base_url.rstrip("/"),
             auth=Auth.Token(self._token()),

@@ -101,10 +101,8 @@ class GitLabDeliverer(Deliverer):
     options: GitLabOptions
 
     def _client(self) -> Any:
-        try:
-            import gitlab
-        except ImportError:  # pragma: no cover - depends on the installed extras
-            raise InputError('the gitlab target needs python-gitlab: pip install "qlcapsule[gitlab]"') from None
+        import gitlab
+
         token = read_secret(self.options.token_env, what="GitLab token for the gitlab target")
         return gitlab.Gitlab(
             self.options.url.rstrip("/"),

@@ -123,11 +123,9 @@ class S3Deliverer(Deliverer):
     def client(self) -> Any:
         if self._client is not None:
             return self._client
-        try:
-            import boto3
-            from botocore.config import Config
-        except ImportError:
-            raise InputError("the s3 deliverer needs boto3: pip install 'qlcapsule[s3]'") from None
+        import boto3
+        from botocore.config import Config
+
         session = boto3.session.Session(region_name=self.options.region)
         creds = session.get_credentials()
         if creds is None:
