@@ -123,12 +123,12 @@ def plan_lines(c: CapsuleResult) -> list[str]:
     """A dry run's plan for one capsule: what each step would do, each artifact's destination, the outcome."""
     plan = c.plan or {}
     lines = [f"plan for {c.ref} (dry run: nothing was written):"]
+    changes = (plan.get("seal") or {}).get("changes") or []
     for s in c.steps:
         state = "" if s.status == "ok" else f"{s.status}{': ' if s.detail else ''}"
         lines.append(f"  {s.name:<9}{state}{s.detail}")
-    seal = plan.get("seal") or {}
-    for change in seal.get("changes") or ():
-        lines.append(f"  {'':<9}{change}")
+        if s.name == "seal" and s.status == "ok":
+            lines += [f"  {'':<9}{change}" for change in changes]
     for a in c.artifacts:
         lines.append(f"  {'artifact':<9}{a['name']} ({a['format']}) -> {_rel(a['path'])}")
     outcome = "would succeed" if c.ok else f"would fail: {c.error}"

@@ -396,7 +396,7 @@ def deliver_capsule(
             shutil.rmtree(tmp, ignore_errors=True)
     for r in receipts:
         event(log, "deliver.done", target=name, provider=r.provider, location=r.location, sha256=r.sha256)
-    if record:
+    if record and not all(r.extra.get("existing") for r in receipts):  # a delivery that changed nothing notes nothing
         _record(capsule, receipts)
     _notify(config, "success", {**base, "receipts": [r.to_dict() for r in receipts]})
     return receipts
