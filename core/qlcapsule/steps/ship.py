@@ -454,7 +454,7 @@ def ship_one(job: CapsulePlan, events: EventSink | None = None) -> CapsuleResult
         emit(job.index, "ship", "failed", result.error)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    if result.ok and job.already_shipped and (ctx is None or not ctx.wrote & {"seal", "sign", "commit"}):
+    if result.ok and job.already_shipped and (ctx is None or not ctx.wrote):
         result.unchanged = True
     event(log, "ship.done", capsule=result.ref, ok=result.ok, digest=result.digest, unchanged=result.unchanged)
     return result

@@ -114,6 +114,8 @@ class CapsulePlan:
     commit_unchanged: bool = False
     #: formats to export (ship's and the targets'), and each artifact's name and destination
     exports: tuple[str, ...] = ()
+    #: artifacts a local target does not hold yet (remote targets are asked only when delivering)
+    undelivered: int = 0
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     #: the signing key loaded for the plan; reloaded from key/key_env in a worker process
@@ -131,7 +133,13 @@ class CapsulePlan:
     @property
     def already_shipped(self) -> bool:
         """This version, seal and signature are in the store already: the run changes nothing."""
-        return not self.seal_writes and self.sign != "sign" and "commit" in self.steps and self.commit_unchanged
+        return (
+            not self.seal_writes
+            and self.sign != "sign"
+            and "commit" in self.steps
+            and self.commit_unchanged
+            and not self.undelivered
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -493,8 +501,13 @@ def _plan_outputs(plan: CapsulePlan, capsule: Capsule) -> None:
                 f"{path}: {what} writes inside the capsule {capsule.root}, where the next seal would take it in as "
                 f"{inside!r}; write outside it, or add the directory to 'exclude:' in capsule.yaml"
             )
-        if art["target"] is None or plan.options.force or not path.is_file():
+        if art["target"] is None:
             continue  # exports to --output replace what is there, as 'qlcapsule export' does
+        if not path.is_file():
+            plan.undelivered += 1
+            continue
+        if plan.options.force:
+            continue
         if plan.seal_writes or plan.sign == "sign":
             same = False  # a new lock or signature is in the archive: it cannot be the one there
         else:
