@@ -377,7 +377,9 @@ def test_dry_run_reports_a_real_runs_digest_and_artifacts_but_writes_nothing(
         ship([root], ShipOptions(dry_run=True))  # the version was shipped: an edit needs a new one
     (root / "capsule.yaml").write_text("name: demo\nversion: 1.0.1\n")
     again = ship([root], ShipOptions(dry_run=True)).capsules[0]
-    assert again.step("seal").detail.startswith("would seal") and again.step("sign").detail.startswith("would sign with the development key")
+    assert again.step("seal").detail.startswith("would seal") and again.step("sign").detail.startswith(
+        "would sign with the development key"
+    )
     assert again.digest != c.digest and (root / "capsule.lock").read_text().count(c.digest) == 1  # lock untouched
 
 

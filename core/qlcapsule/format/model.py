@@ -26,7 +26,6 @@ from .names import (  # noqa: F401  (re-exported: the format's constants live in
     SIG_FILE,
 )
 
-
 #: What ``ship`` and ``keygen`` write, excluded by default so that no output ever enters a capsule:
 #: ship's default output and local target (``dist/`` at the top, where ``cd capsule && qlcapsule ship``
 #: writes it) and key files (``*.key`` and the ``*.key.pub`` keygen writes beside it, the development

@@ -383,9 +383,7 @@ def _step_deliver(ctx: _Context) -> str:
         name, config = resolve_target(ctx.capsule, target, job.operator)
         fmts = list(config.formats or job.formats)
         arts = [ctx.artifacts[f] for f in fmts]
-        receipts = deliver_capsule(
-            ctx.capsule.root, name, arts, operator=job.operator, overwrite=job.options.force
-        )
+        receipts = deliver_capsule(ctx.capsule.root, name, arts, operator=job.operator, overwrite=job.options.force)
         by_sha = {r.sha256: r for r in receipts}
         for fmt, art in zip(fmts, arts, strict=True):
             receipt = by_sha.get(art.sha256) or receipts[fmts.index(fmt)]

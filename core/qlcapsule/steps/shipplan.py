@@ -310,12 +310,12 @@ def _plan_targets(plan: CapsulePlan, capsule: Capsule) -> None:
 
 def _plan_seal(plan: CapsulePlan, capsule: Capsule) -> None:
     """The digest the run will ship, and what changed since capsule.lock (hashing every file once)."""
+    old_raw: bytes | None = None
+    unreadable: str | None = None
     try:
         old_raw = read_regular(capsule.lock_path, name="capsule.lock", limit=MAX_LOCK_BYTES)
     except QlcapsuleError as exc:  # sealing replaces a lock it cannot read
-        old_raw, unreadable = None, exc.message
-    else:
-        unreadable = None
+        unreadable = exc.message
     if "seal" not in plan.steps:  # --no-seal: the seal step verifies the lock; it is what ships
         try:
             lock = parse_lock(old_raw, str(capsule.lock_path)) if old_raw is not None else None
