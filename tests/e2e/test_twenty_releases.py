@@ -51,9 +51,16 @@ class Loop:
 
     def qlcapsule(self, *args: str, cwd: Path | None = None, code: int = 0) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
-            [EXE, *args], cwd=cwd or self.work, capture_output=True, text=True, timeout=300, env={**os.environ, "CI": "1"}
+            [EXE, *args],
+            cwd=cwd or self.work,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "CI": "1"},
         )
-        assert proc.returncode == code, f"qlcapsule {' '.join(args)}: exit {proc.returncode}\n{proc.stdout}{proc.stderr}"
+        assert proc.returncode == code, (
+            f"qlcapsule {' '.join(args)}: exit {proc.returncode}\n{proc.stdout}{proc.stderr}"
+        )
         assert "Traceback" not in proc.stderr
         return proc
 
