@@ -266,6 +266,18 @@ def case_output_inside_the_capsule(work: Path, cli: Any) -> list[str]:
     return [str(root), "--no-deliver", "-o", str(root / "out")]
 
 
+@case(2)
+def case_store_inside_the_capsule(work: Path, cli: Any) -> list[str]:
+    root = _capsule(work)
+    return [str(root), "--store", str(root / "versions.git")]
+
+
+@case(0)
+def case_store_inside_the_capsule_excluded(work: Path, cli: Any) -> list[str]:
+    root = _capsule(work, extra="exclude: [versions.git/]\n")
+    return [str(root), "--store", str(root / "versions.git")]
+
+
 @case(0)
 def case_shipped_from_inside(work: Path, cli: Any) -> list[str]:
     root = _shipped(work)

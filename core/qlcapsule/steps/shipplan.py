@@ -426,6 +426,15 @@ def _plan_commit(plan: CapsulePlan, capsule: Capsule) -> None:
     if plan.options.message is not None:
         check_text(plan.options.message, "-m/--message")
     store = Path(plan.store).expanduser() if plan.store else None
+    if store is not None:
+        from .exporting import _inside_capsule
+
+        inside = _inside_capsule(capsule, store / "HEAD")
+        if inside is not None:
+            raise InputError(
+                f"{plan.store}: the store is inside the capsule {capsule.root}, where the next seal would take it "
+                f"in ({inside!r}); keep it outside, or add it to 'exclude:' in capsule.yaml"
+            )
     if store is not None and (not store.exists() or (store.is_dir() and not any(store.iterdir()))):
         plan.store_label = str(plan.store)  # created by the first commit
         return
