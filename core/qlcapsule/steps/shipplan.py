@@ -323,7 +323,10 @@ def _plan_seal(plan: CapsulePlan, capsule: Capsule) -> None:
             lock = None
         plan.digest, plan.files = (lock.digest, len(lock.files)) if lock else (None, 0)
         return
-    total = lambda: sum(f.size for f in walk(capsule.root, capsule.globs()))  # noqa: E731
+
+    def total() -> int:  # sized only when a progress bar is shown
+        return sum(f.size for f in walk(capsule.root, capsule.globs()))
+
     with bytes_progress(f"hashing {capsule.ref}", total) as advance:
         entries = capsule.scan(progress=advance)
     lock = build_lock(capsule.name, capsule.version, entries)
