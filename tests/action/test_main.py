@@ -207,7 +207,8 @@ def test_ship_writes_outputs_summary_annotations_and_sarif(runner: Runner) -> No
     assert set(outputs) == {"digest", "artifacts", "urls", "score", "report", "report-file"}
 
     lock = json.loads((good / "capsule.lock").read_text())
-    assert outputs["digest"] == f"sha256:{lock['digest']}"
+    # ship seals before it judges, so the bad capsule has a digest too (but no artifact)
+    assert f"sha256:{lock['digest']}" in outputs["digest"].splitlines()
     artifacts = json.loads(outputs["artifacts"])
     assert artifacts == [str(runner.ws / "dist" / "good-1.0.0.tar.gz")]
     assert hashlib.sha256(Path(artifacts[0]).read_bytes()).hexdigest()
@@ -218,7 +219,9 @@ def test_ship_writes_outputs_summary_annotations_and_sarif(runner: Runner) -> No
     assert float(outputs["score"]) == pytest.approx(min(c["score"] for c in report["capsules"]), abs=1e-3)
     assert float(outputs["score"]) < 1
     assert json.loads(Path(outputs["report-file"]).read_text()) == report
-    assert not (bad / "capsule.lock").exists()
+    validate = by_ref["bad@2.0.0"]["steps"][1]
+    assert (validate["name"], validate["status"]) == ("validate", "failed")
+    assert not (bad / "capsule.sig").exists()
 
     assert "::error file=caps/bad/app.py,line=1" in stdout and "title=python.syntax::" in stdout
     assert "good@1.0.0: deliver: ok" in stdout

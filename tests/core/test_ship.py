@@ -10,7 +10,7 @@ from pathlib import Path
 import pygit2
 import pytest
 
-from qlcapsule import CredentialsError
+from qlcapsule import ConflictError, CredentialsError
 from qlcapsule.steps.ship import ShipOptions, all_capsules, capsules_containing, ship
 from qlcapsule.testing import write_capsule
 
@@ -41,8 +41,8 @@ def test_ship_defaults_stay_on_the_machine(work: Path) -> None:
     assert result.ok and result.exit_code == 0
     c = result.capsules[0]
     assert [(s.name, s.status) for s in c.steps] == [
-        ("validate", "skipped"),
         ("seal", "ok"),
+        ("validate", "skipped"),
         ("sign", "ok"),
         ("commit", "ok"),
         ("export", "ok"),
@@ -146,7 +146,10 @@ def test_validation_failure_stops_the_capsule(work: Path) -> None:
     assert result.exit_code == 1, c.steps
     assert c.step("validate").status == "failed"
     assert any(f["path"] == "app.py" and f["severity"] == "error" for f in c.findings)
-    assert c.step("seal").status == "not-run" and not (root / "capsule.lock").exists()
+    # sealed first, so the validators judge the new lock; nothing after the failure ran
+    assert c.step("seal").status == "ok" and (root / "capsule.lock").exists()
+    assert c.step("sign").status == "not-run" and not (root / "capsule.sig").exists()
+    assert not (work / "dist").exists()
 
 
 def test_validation_passes_and_scores(work: Path) -> None:
@@ -205,13 +208,14 @@ def test_cli_json_summary_and_exit_codes(work: Path, qlcapsule_cli) -> None:
     assert data["ok"] is True and data["exit_code"] == 0
     cap = data["capsules"][0]
     assert cap["ref"] == "demo@1.0.0" and len(cap["digest"]) == 64
-    assert [s["status"] for s in cap["steps"]] == ["skipped", "ok", "ok", "ok", "ok", "ok"]
+    assert [s["name"] for s in cap["steps"]] == ["seal", "validate", "sign", "commit", "export", "deliver"]
+    assert [s["status"] for s in cap["steps"]] == ["ok", "skipped", "ok", "ok", "ok", "ok"]
     assert "demo@1.0.0: deliver: ok" in result.stderr  # quiet line-oriented progress in CI
 
     text = qlcapsule_cli("ship", str(root), "--no-validate", env={"CI": "1"})
     assert text.exit_code == 0
     assert text.stdout.splitlines()[0].split() == ["capsule", "digest", "score", "artifacts", "status"]
-    assert "demo@1.0.0" in text.stdout and text.stdout.rstrip().endswith("ok")
+    assert "demo@1.0.0" in text.stdout and text.stdout.rstrip().endswith("ok (already shipped: nothing changed)")
 
     bad = qlcapsule_cli("ship", str(root), "--format", "nope", env={"CI": "1"})
     assert bad.exit_code == 2 and bad.stderr.startswith("error: ") and len(bad.stderr.strip().splitlines()) == 1
@@ -369,8 +373,13 @@ def test_dry_run_reports_a_real_runs_digest_and_artifacts_but_writes_nothing(
     assert real.capsules[0].digest == c.digest  # the dry run sealed a faithful copy
     assert (work / "dist" / "demo-1.0.0.tar.gz").is_file()
     (root / "app.py").write_text("print('edited')\n")
+    with pytest.raises(ConflictError, match=r"demo@1.0.0 is already in the store .* bump 'version:'"):
+        ship([root], ShipOptions(dry_run=True))  # the version was shipped: an edit needs a new one
+    (root / "capsule.yaml").write_text("name: demo\nversion: 1.0.1\n")
     again = ship([root], ShipOptions(dry_run=True)).capsules[0]
-    assert again.step("seal").detail.startswith("would seal") and again.step("sign").detail.startswith("would sign by")
+    assert again.step("seal").detail.startswith("would seal") and again.step("sign").detail.startswith(
+        "would sign with the development key"
+    )
     assert again.digest != c.digest and (root / "capsule.lock").read_text().count(c.digest) == 1  # lock untouched
 
 
@@ -397,7 +406,7 @@ def test_a_policy_that_requires_a_signature_is_met_by_the_sign_step(work: Path, 
     c = result.capsules[0]
     assert result.ok and c.step("sign").status == "ok", c.error
     assert (root / "capsule.sig").is_file()
-    unsigned = _capsule(work / "other", extra=f"policy:\n  {policy}\n")
+    unsigned = _capsule(work, "other", extra=f"policy:\n  {policy}\n")
     c = ship([unsigned], ShipOptions(skip=frozenset({"sign"}))).capsules[0]
     assert not c.ok and "signature.missing" in (c.error or ""), c.error  # nothing will sign it
 

@@ -102,14 +102,38 @@ def _rel(path: str) -> str:
         return path
 
 
+def _status(c: CapsuleResult) -> str:
+    if not c.ok:
+        return f"FAILED ({c.error})"
+    if c.dry_run:
+        return "ok (dry run: already shipped, nothing would change)" if c.unchanged else "ok (dry run: nothing written)"
+    return "ok (already shipped: nothing changed)" if c.unchanged else "ok"
+
+
 def summary_rows(result: ShipResult) -> list[tuple[str, str, str, str, str]]:
     rows = []
     for c in result.capsules:
         digest = f"sha256:{c.digest[:12]}" if c.digest else "-"
         score = f"{c.score:.2f}" if c.score is not None else "-"
-        status = ("ok (dry run: nothing written)" if c.dry_run else "ok") if c.ok else f"FAILED ({c.error})"
-        rows.append((c.ref, digest, score, _short_artifacts(c), status))
+        rows.append((c.ref, digest, score, _short_artifacts(c), _status(c)))
     return rows
+
+
+def plan_lines(c: CapsuleResult) -> list[str]:
+    """A dry run's plan for one capsule: what each step would do, each artifact's destination, the outcome."""
+    plan = c.plan or {}
+    lines = [f"plan for {c.ref} (dry run: nothing was written):"]
+    changes = (plan.get("seal") or {}).get("changes") or []
+    for s in c.steps:
+        state = "" if s.status == "ok" else f"{s.status}{': ' if s.detail else ''}"
+        lines.append(f"  {s.name:<9}{state}{s.detail}")
+        if s.name == "seal" and s.status == "ok":
+            lines += [f"  {'':<9}{change}" for change in changes]
+    for a in c.artifacts:
+        lines.append(f"  {'artifact':<9}{a['name']} ({a['format']}) -> {_rel(a['path'])}")
+    outcome = "would succeed" if c.ok else f"would fail: {c.error}"
+    lines.append(f"  {'outcome':<9}{outcome} (exit {c.exit_code})")
+    return lines
 
 
 def print_summary(result: ShipResult) -> None:
@@ -119,14 +143,20 @@ def print_summary(result: ShipResult) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(*header, title="qlcapsule ship")
+        table = Table(title="qlcapsule ship")
+        for name in header:  # fold, never "…": an artifact path cut short is useless
+            table.add_column(name, overflow="fold")
         for row in rows:
-            table.add_row(*row[:-1], row[-1] if row[-1] == "ok" else f"[red]{row[-1]}[/]")
+            table.add_row(*row[:-1], row[-1] if row[-1].startswith("ok") else f"[red]{row[-1]}[/]")
         Console().print(table)
-        return
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header[:-1])]
-    for row in [header, *rows]:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)) + "  " + row[-1])
+    else:
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header[:-1])]
+        for row in [header, *rows]:
+            click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)) + "  " + row[-1])
+    for c in result.capsules:
+        if c.dry_run:
+            click.echo("")
+            click.echo("\n".join(plan_lines(c)))
 
 
 # -- ship -----------------------------------------------------------------------
@@ -167,8 +197,14 @@ def print_summary(result: ShipResult) -> None:
 @click.option(
     "--dry-run",
     is_flag=True,
-    help="Run every step on a temporary copy: report the digest, artifacts and where they would go; "
-    "write, commit and upload nothing.",
+    help="Print the plan: the files that would be sealed, the key that signs, the version committed, each "
+    "artifact's destination, and the outcome the real run will have; write, commit and upload nothing.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Ship a changed capsule under a version already shipped: record a second build in the store and "
+    "overwrite at targets that can (their 'overwrite' option). Bumping 'version:' is the usual fix.",
 )
 @click.option("-j", "--jobs", type=click.IntRange(1), help="Capsules shipped at once (default: one per core).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
@@ -176,13 +212,16 @@ def print_summary(result: ShipResult) -> None:
 @trust_capsule_targets_option
 @json_option
 def ship(directories: tuple[str, ...], **kw: Any) -> None:
-    """Validate, seal, sign, commit, export and deliver each capsule DIRECTORY (default: .).
+    """Seal, validate, sign, commit, export and deliver each capsule DIRECTORY (default: .).
 
-    Each step is driven by the capsule's ship: section and can be skipped
-    with its --no-STEP flag. Out of the box nothing leaves the machine: the
-    version is committed to the enclosing git repository (or
-    .qlcapsule/store.git beside the capsule), signed with a development key and
-    delivered to ./dist.
+    Every input is checked before anything is written. Each step is driven by
+    the capsule's ship: section and can be skipped with its --no-STEP flag.
+    Out of the box nothing leaves the machine: the version is committed to the
+    enclosing git repository (or .qlcapsule/store.git beside the capsule),
+    signed with a development key and delivered to ./dist. Run it again at
+    will: an unchanged version is a no-op, an interrupted run is finished, and
+    a changed capsule under a version already shipped is refused (bump
+    'version:' in capsule.yaml).
 
     \b
     Exit codes: 0 every capsule shipped; 1 findings, tampering or a failed
@@ -206,6 +245,7 @@ def ship(directories: tuple[str, ...], **kw: Any) -> None:
         key_env=kw["key_env"],
         output=kw["output"],
         dry_run=kw["dry_run"],
+        force=kw["force"],
         targets_file=kw["targets_file"],
         trust_capsule_targets=True if kw["trust_capsule_targets"] else None,
     )

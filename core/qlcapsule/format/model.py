@@ -26,6 +26,14 @@ from .names import (  # noqa: F401  (re-exported: the format's constants live in
     SIG_FILE,
 )
 
+#: What ``ship`` and ``keygen`` write, excluded by default so that no output ever enters a capsule:
+#: ship's default output and local target (``dist/`` at the top, where ``cd capsule && qlcapsule ship``
+#: writes it) and key files (``*.key`` and the ``*.key.pub`` keygen writes beside it, the development
+#: key included, and ``*.pem``). Unlike
+#: :data:`DEFAULT_EXCLUDE`, each can be taken back by listing the same pattern under ``include:``
+#: (``include: ["**", "*.pem"]`` seals the certificates of a capsule that ships them).
+OUTPUT_EXCLUDE = ["/dist/", "*.key", "*.key.pub", "*.pem"]
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -153,7 +161,11 @@ class CapsuleDefinition(_Strict):
     labels: dict[str, str] = Field(default_factory=dict)
     generator: GeneratorInfo | None = None
     include: list[str] = Field(default_factory=lambda: ["**"])
-    exclude: list[str] = Field(default_factory=list, description="added to the built-in excludes")
+    exclude: list[str] = Field(
+        default_factory=list,
+        description="added to the built-in excludes (VCS and cache directories, .qlcapsule/, and the outputs "
+        "/dist/, *.key, *.key.pub, *.pem: list one of those under include to seal it)",
+    )
     validate_: ValidateConfig = Field(default_factory=ValidateConfig, alias="validate")
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     exports: dict[str, dict[str, Any]] = Field(default_factory=dict, description="exporter name -> options")
@@ -191,7 +203,9 @@ class CapsuleDefinition(_Strict):
         return self.validate_
 
     def all_excludes(self) -> list[str]:
-        return DEFAULT_EXCLUDE + list(self.exclude)
+        """The built-in excludes, the output excludes not taken back by ``include``, then ``exclude``."""
+        outputs = [p for p in OUTPUT_EXCLUDE if p not in self.include]
+        return DEFAULT_EXCLUDE + outputs + list(self.exclude)
 
 
 class Problem(NamedTuple):

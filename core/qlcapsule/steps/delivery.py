@@ -42,7 +42,15 @@ from ..plugins.records import Artifact, Receipt
 from ..resilience import breaker_for, scrub_error
 from .targets import OperatorTargets, check_capsule_defined, check_local_path, operator_targets
 
-__all__ = ["DEFAULT_TARGET", "deliver_capsule", "resolve_target", "make_artifact", "load_deliverer"]
+__all__ = [
+    "DEFAULT_TARGET",
+    "check_target",
+    "deliver_capsule",
+    "describe_delivery",
+    "load_deliverer",
+    "make_artifact",
+    "resolve_target",
+]
 
 log = get_logger("qlcapsule.delivery")
 
@@ -216,6 +224,60 @@ def _planned(capsule: Capsule, fmts: Sequence[str]) -> list[Artifact]:
     return planned
 
 
+def describe_delivery(
+    capsule: Capsule,
+    name: str,
+    config: TargetConfig,
+    deliverer: Deliverer,
+    fmts: Sequence[str] = (),
+    artifacts: Sequence[Artifact] = (),
+) -> list[Receipt]:
+    """Where each artifact would go (``artifacts``, else exports in ``fmts`` not yet written), as receipts
+    marked ``extra["dry_run"]``; nothing is exported or sent."""
+    planned = list(artifacts) or _planned(capsule, fmts)
+    describe = getattr(deliverer, "describe", None)
+    return [
+        Receipt(
+            provider=config.provider,
+            target=name,
+            location=describe(capsule, a) if callable(describe) else a.name,
+            sha256=a.sha256,
+            size=a.size,
+            url=None,
+            extra={"dry_run": True},
+        )
+        for a in planned
+    ]
+
+
+def check_target(
+    capsule: Capsule, target: str | None, operator: OperatorTargets | None = None, *, overwrite: bool = False
+) -> tuple[str, TargetConfig, Deliverer]:
+    """Everything about a target that can be checked without sending anything: its definition and who
+    wrote it, the provider, its options, webhook secrets and credentials (``Deliverer.check``).
+
+    ``overwrite`` (``ship --force``) sets the provider's ``overwrite`` option; a provider without one
+    is refused: it cannot replace what it holds."""
+    name, config = resolve_target(capsule, target, operator)
+    deliverer = load_deliverer(name, config, capsule)
+    if overwrite:
+        if "overwrite" not in type(deliverer.options).model_fields:
+            raise InputError(
+                f"--force: target {name!r} (provider {config.provider!r}) cannot overwrite what it holds; "
+                f"bump 'version:' in {capsule.root / 'capsule.yaml'} instead"
+            )
+        config = config.model_copy(update={"options": {**config.options, "overwrite": True}})
+        deliverer = load_deliverer(name, config, capsule)
+    for hook in config.notify:
+        if hook.secret_env:
+            from ..resilience import read_secret
+
+            read_secret(hook.secret_env, what=f"targets.{name}.notify secret")
+    deliverer.check(capsule)
+    event(log, "deliver.checked", target=name, provider=config.provider)
+    return name, config, deliverer
+
+
 def _check_receipts(receipts: list[Receipt], artifacts: Sequence[Artifact], target: str) -> None:
     """Every receipt must name an artifact's exact SHA-256 and size: a deliverer cannot claim more than it did."""
     sizes = {a.sha256: a.size for a in artifacts}
@@ -286,6 +348,7 @@ def deliver_capsule(
     formats: Sequence[str] | None = None,
     record: bool = True,
     operator: OperatorTargets | None = None,
+    overwrite: bool = False,
 ) -> list[Receipt]:
     """Deliver ``artifacts`` (or fresh exports of the capsule at ``root``) to ``target``.
 
@@ -293,18 +356,11 @@ def deliver_capsule(
     formats and (without ``artifacts``) the capsule's integrity are checked and
     the returned receipts (``extra["dry_run"] = True``) say what would be sent
     where; nothing is exported or uploaded. ``operator``: the operator's targets
-    (default: found from the environment, see :mod:`qlcapsule.steps.targets`).
+    (default: found from the environment, see :mod:`qlcapsule.steps.targets`); ``overwrite``: see
+    :func:`check_target`.
     """
     capsule = Capsule.load(root)
-    name, config = resolve_target(capsule, target, operator)
-    deliverer = load_deliverer(name, config, capsule)
-    for hook in config.notify:
-        if hook.secret_env:
-            from ..resilience import read_secret
-
-            read_secret(hook.secret_env, what=f"targets.{name}.notify secret")
-    deliverer.check(capsule)
-    event(log, "deliver.checked", target=name, provider=config.provider)
+    name, config, deliverer = check_target(capsule, target, operator, overwrite=overwrite)
 
     given = [a if isinstance(a, Artifact) else make_artifact(a) for a in artifacts or []]
     fmts = _formats(capsule, config, formats)
@@ -313,20 +369,7 @@ def deliver_capsule(
             # the real delivery exports, and an export refuses a capsule changed since it was
             # sealed: a dry run must fail the same way, not answer "would deliver"
             capsule.verify_integrity()
-        planned = given or _planned(capsule, fmts)
-        describe = getattr(deliverer, "describe", None)
-        return [
-            Receipt(
-                provider=config.provider,
-                target=name,
-                location=describe(capsule, a) if callable(describe) else a.name,
-                sha256=a.sha256,
-                size=a.size,
-                url=None,
-                extra={"dry_run": True},
-            )
-            for a in planned
-        ]
+        return describe_delivery(capsule, name, config, deliverer, fmts, given)
 
     tmp: Path | None = None
     base = {"capsule": capsule.ref, "target": name, "provider": config.provider}
@@ -353,7 +396,7 @@ def deliver_capsule(
             shutil.rmtree(tmp, ignore_errors=True)
     for r in receipts:
         event(log, "deliver.done", target=name, provider=r.provider, location=r.location, sha256=r.sha256)
-    if record:
+    if record and not all(r.extra.get("existing") for r in receipts):  # a delivery that changed nothing notes nothing
         _record(capsule, receipts)
     _notify(config, "success", {**base, "receipts": [r.to_dict() for r in receipts]})
     return receipts

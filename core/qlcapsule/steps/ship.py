@@ -1,9 +1,19 @@
-"""``ship``: validate -> seal -> sign -> commit -> export -> deliver, for one or more capsules.
+"""``ship``: seal -> validate -> sign -> commit -> export -> deliver, for one or more capsules.
 
-Every step is one call into the module that owns it (``validation``,
-``pipeline``, ``signing``, ``store``, ``exporting``, ``delivery``); this module
-only plans, runs and reports. The capsule's ``ship:`` section in capsule.yaml
-switches steps on and off and names formats and targets; flags override it.
+A run is planned first (:mod:`qlcapsule.steps.shipplan`): every input is checked
+and what each step will do is worked out before anything is written. The steps
+then carry the plan out, each one call into the module that owns it
+(``pipeline``, ``validation``, ``signing``, ``store``, ``exporting``,
+``delivery``); ``--dry-run`` reports the same plan instead of acting on it. The
+capsule's ``ship:`` section in capsule.yaml switches steps on and off and names
+formats and targets; flags override it.
+
+The order makes the loop work on every run, not just the first: a changed
+capsule is sealed before it is judged (so the validators see the new lock), and
+signed after, replacing the signature the seal made stale. Every step is
+idempotent, so a second run finishes what an interrupted one left, and a run
+that finds its version, seal and signature in the store already changes nothing
+and says so.
 
 Defaults need nothing outside the machine:
 
@@ -24,19 +34,20 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InputError, QlcapsuleError
+from ..errors import IntegrityError, QlcapsuleError
 from ..format.capsule import Capsule
 from ..log import event, get_logger, scrub
+from .shipplan import STEPS, CapsulePlan, ShipOptions, default_store, make_plan
 
 if TYPE_CHECKING:
-    from .targets import OperatorTargets
     from .validation import CapsuleReport
 
 __all__ = [
@@ -53,33 +64,8 @@ __all__ = [
 
 log = get_logger("ship")
 
-STEPS = ("validate", "seal", "sign", "commit", "export", "deliver")
-DEFAULT_STORE = Path(".qlcapsule") / "store.git"
-
 #: ``events(index, step, status, detail)``: status is running, ok, skipped or failed
 EventSink = Callable[[int, str, str, str], None]
-
-
-@dataclass
-class ShipOptions:
-    """What the caller (CLI, Action) asks for; ``None`` means "as capsule.yaml says"."""
-
-    skip: frozenset[str] = frozenset()
-    formats: Sequence[str] | None = None
-    targets: Sequence[str] | None = None
-    fail_on: str | None = None
-    min_score: float | None = None
-    store: str | None = None
-    branch: str | None = None
-    message: str | None = None
-    key: str | None = None
-    key_env: str | None = None
-    output: str = "dist"
-    dry_run: bool = False
-    #: the operator's targets file (None: $QLCAPSULE_TARGETS_FILE, else ~/.config/qlcapsule/targets.yaml)
-    targets_file: str | None = None
-    #: also trust targets capsule.yaml defines (None: $QLCAPSULE_CAPSULE_TARGETS)
-    trust_capsule_targets: bool | None = None
 
 
 @dataclass
@@ -108,8 +94,12 @@ class CapsuleResult:
     signed_by: list[str] = field(default_factory=list)
     error: str | None = None
     exit_code: int = 0
-    #: ``--dry-run``: every step ran on a copy; nothing was written, committed or uploaded
+    #: ``--dry-run``: the plan was reported; nothing was written, committed or uploaded
     dry_run: bool = False
+    #: this version, seal and signature were in the store already: nothing changed
+    unchanged: bool = False
+    #: what the run was planned to do (:meth:`qlcapsule.steps.shipplan.CapsulePlan.to_dict`)
+    plan: dict[str, Any] | None = None
     #: the validation.CapsuleReport of the validate step (not in to_dict: ``findings`` and ``score`` carry it)
     validation: Any = field(default=None, repr=False)
 
@@ -166,134 +156,44 @@ class ShipResult:
         return Report([c.validation for c in self.capsules if c.validation is not None], rules)
 
 
-# -- planning -----------------------------------------------------------------
+def plan(paths: Iterable[str | Path], options: ShipOptions) -> list[CapsulePlan]:
+    """Load every capsule, check every input and work out each step before any work starts.
 
-
-@dataclass
-class _Job:
-    index: int
-    root: str
-    steps: tuple[str, ...]
-    formats: tuple[str, ...]
-    targets: tuple[str | None, ...]
-    store: str | None
-    branch: str
-    options: ShipOptions
-    #: the operator's targets, read once by plan()
-    operator: OperatorTargets | None = None
-
-
-def default_store(root: Path, store: str | None = None) -> str | None:
-    """The store ``commit`` writes to: explicit, the enclosing git repository (None), or the local default."""
-    store = store or os.environ.get("QLCAPSULE_STORE") or None
-    if store:
-        return store
-    if _enclosing_repo(root) is not None:
-        return None
-    return str(root.parent / DEFAULT_STORE)
-
-
-def _enclosing_repo(root: Path) -> str | None:
-    import pygit2
-
-    try:
-        found = pygit2.discover_repository(str(root))
-    except pygit2.GitError:
-        return None
-    return found or None
-
-
-def plan(paths: Iterable[str | Path], options: ShipOptions) -> list[_Job]:
-    """Load every capsule and resolve its steps, formats and targets before any work starts.
-
-    Bad input (no capsule.yaml, an unknown format or target, a bad option) raises
-    here, naming the file and field, so nothing is half-shipped.
+    Bad input (no capsule.yaml, an unknown format or target, a bad option or key) and
+    refusals (a changed capsule under a version already shipped) raise here, naming the
+    file and field, so nothing is half-shipped. See :mod:`qlcapsule.steps.shipplan`.
     """
-    from ..plugins import manager as plugins
-    from .delivery import load_deliverer, resolve_target
-    from .targets import operator_targets
-
-    unknown = set(options.skip) - set(STEPS)
-    if unknown:
-        raise InputError(f"unknown step(s) to skip: {', '.join(sorted(unknown))} (steps: {', '.join(STEPS)})")
-    roots = [Path(p) for p in paths] or [Path(".")]
-    seen: set[Path] = set()
-    refs: dict[str, Path] = {}
-    jobs: list[_Job] = []
-    reg = plugins.registry()
-    operator = (
-        operator_targets(options.targets_file, options.trust_capsule_targets) if "deliver" not in options.skip else None
-    )
-    for root in roots:
-        capsule = Capsule.load(root)
-        if capsule.root in seen:
-            continue
-        seen.add(capsule.root)
-        other = refs.setdefault(capsule.ref, capsule.root)
-        if other != capsule.root:  # one store branch, one artifact name: the second would clash mid-run
-            raise InputError(f"{capsule.root}: {capsule.ref} is also {other}; ship one capsule per name and version")
-        cfg = capsule.definition.ship
-        steps = [s for s in STEPS if s not in options.skip]
-        switched = {"validate": cfg.validate_, "sign": cfg.sign, "commit": cfg.commit, "deliver": cfg.deliver}
-        steps = [s for s in steps if switched.get(s, True)]
-        if "export" not in steps and "deliver" in steps:
-            steps.remove("deliver")
-        formats = tuple(options.formats or cfg.formats or ["tar.gz"])
-        for fmt in formats:
-            reg.exporter_for(fmt)  # raises naming the format and the known ones
-        targets: tuple[str | None, ...] = tuple(options.targets or cfg.targets) or (None,)
-        if "deliver" in steps:
-            for target in targets:
-                name, config = resolve_target(capsule, target, operator)
-                load_deliverer(name, config, capsule)  # options checked now, not after the export
-                for fmt in config.formats or ():
-                    reg.exporter_for(fmt)
-        jobs.append(
-            _Job(
-                index=len(jobs),
-                root=str(capsule.root),
-                steps=tuple(steps),
-                formats=formats,
-                targets=targets,
-                store=default_store(capsule.root, options.store) if "commit" in steps else None,
-                branch=options.branch or cfg.branch,
-                options=options,
-                operator=operator,
-            )
-        )
-    if any("sign" in j.steps for j in jobs) and (options.key or options.key_env):
-        from ..signing import signatures as signing
-
-        # a bad key must fail here, not after the seal step rewrote capsule.lock
-        signing.load_signing_key(options.key, key_env=options.key_env)
-    return jobs
+    return make_plan(paths, options)
 
 
 # -- the steps ----------------------------------------------------------------
 
 
 class _Context:
-    def __init__(self, job: _Job, capsule: Capsule, result: CapsuleResult, staging: Path) -> None:
+    def __init__(self, job: CapsulePlan, capsule: Capsule, result: CapsuleResult, staging: Path) -> None:
         self.job = job
         self.capsule = capsule
         self.result = result
         self.staging = staging
+        self.dry_run = job.options.dry_run
         self.artifacts: dict[str, Any] = {}  # format -> Artifact
+        self.wrote: set[str] = set()  # the steps that changed something
 
 
+#: findings the seal step makes moot: the lock it writes matches the files (a dry run validates before it)
+_FIXED_BY_SEAL = frozenset({"integrity.unsealed", "integrity.changed", "integrity.lock"})
 #: findings about the signature that ship's own sign step replaces a moment later
 _FIXED_BY_SIGN = frozenset({"signature.missing", "signature.stale", "signature.expired", "signature.expiring"})
 
 
-def _leave_to_sign(report: CapsuleReport) -> int:
-    """Drop the findings the sign step makes moot (a reseal always makes the old signature stale,
-    so after the seal hook's commit every ship would fail); rescore their validators."""
+def _leave_to(report: CapsuleReport, rules: frozenset[str]) -> int:
+    """Drop the findings a step of this run makes moot; rescore their validators."""
     from .validation import validator_score
 
-    moot = [f for f in report.findings if f.rule in _FIXED_BY_SIGN]
+    moot = [f for f in report.findings if f.rule in rules]
     if not moot:
         return 0
-    report.findings = [f for f in report.findings if f.rule not in _FIXED_BY_SIGN]
+    report.findings = [f for f in report.findings if f.rule not in rules]
     for name in {f.validator for f in moot}:
         summary = report.validators.get(name or "")
         if summary is None:
@@ -306,20 +206,33 @@ def _leave_to_sign(report: CapsuleReport) -> int:
 
 
 def _step_validate(ctx: _Context) -> str:
+    """The validators, on the capsule as the seal step leaves it.
+
+    The real run validates after sealing; a dry run validates the files as they are and
+    leaves the lock's findings to the seal it plans. A seal that changes the digest makes
+    any capsule.sig stale: the sign step replaces it, and with signing off the old
+    signature is reported by the seal step, not counted against the files.
+    """
     from .validation import validate_capsules
 
-    opts = ctx.job.options
-    root = Path(ctx.job.root)  # the capsule itself, also in a dry run (whose steps work on a copy)
-    report = validate_capsules([root], fail_on=opts.fail_on, min_score=opts.min_score, jobs=1)
+    job, opts = ctx.job, ctx.job.options
+    report = validate_capsules([Path(job.root)], fail_on=opts.fail_on, min_score=opts.min_score, jobs=1)
     (capsule_report,) = report.capsules
-    moot = _leave_to_sign(capsule_report) if "sign" in ctx.job.steps else 0
+    moot = _leave_to(capsule_report, _FIXED_BY_SEAL) if "seal" in job.steps else 0
+    by_sign = 0
+    if "sign" in job.steps:
+        by_sign = _leave_to(capsule_report, _FIXED_BY_SIGN)
+    elif job.seal_writes:
+        by_sign = _leave_to(capsule_report, frozenset({"signature.stale"}))
     ctx.result.validation = capsule_report
     ctx.result.findings = [f.to_dict() for f in capsule_report.findings]
     ctx.result.score = round(capsule_report.score, 4)
     n = capsule_report.counts()
     detail = f"score {capsule_report.score:.2f}, {n['error']} error(s), {n['warning']} warning(s), {n['note']} note(s)"
-    if moot:
-        detail += f"; {moot} about the old signature left to the sign step"
+    if by_sign:
+        detail += f"; {by_sign} about the old signature left to the sign step"
+    if moot and ctx.dry_run:
+        detail += f"; {moot} about capsule.lock left to the seal"
     if capsule_report.failed:
         first = next((f for f in capsule_report.findings if f.severity.value == "error"), None)
         why = (
@@ -331,15 +244,34 @@ def _step_validate(ctx: _Context) -> str:
     return detail
 
 
+def _changes(job: CapsulePlan, limit: int = 5) -> str:
+    shown = job.changes[:limit]
+    more = f" (+{len(job.changes) - limit} more)" if len(job.changes) > limit else ""
+    return "; ".join(shown) + more
+
+
 def _step_seal(ctx: _Context) -> str:
     from ..pipeline import seal_capsule
 
-    result = seal_capsule(ctx.capsule.root)
-    ctx.capsule = Capsule.load(ctx.capsule.root)
-    ctx.result.digest = result.digest
-    if ctx.job.options.dry_run:
-        return f"{'would seal' if result.written else 'unchanged'} sha256:{result.digest[:12]}"
-    return f"{'sealed' if result.written else 'unchanged'} sha256:{result.digest[:12]}"
+    job = ctx.job
+    digest = job.digest or ""
+    ctx.result.digest = job.digest
+    stale = ""
+    if job.seal_writes and "sign" not in job.steps and ctx.capsule.sig_path.exists():
+        stale = "; capsule.sig now signs an older seal (signing is off: sign it before release)"
+    if not job.seal_writes:
+        return f"unchanged sha256:{digest[:12]} ({job.files} files)"
+    if ctx.dry_run:
+        return f"would seal {job.files} files as sha256:{digest[:12]}: {_changes(job)}{stale}"
+    result = seal_capsule(Path(job.root))
+    if result.digest != job.digest:  # a file changed between the plan and now
+        raise IntegrityError(
+            f"{job.root}: files changed while shipping (planned sha256:{digest[:12]}, sealed "
+            f"sha256:{result.digest[:12]}); run ship again"
+        )
+    ctx.capsule = Capsule.load(job.root)
+    ctx.wrote.add("seal")
+    return f"sealed {job.files} files as sha256:{digest[:12]}: {_changes(job)}{stale}"
 
 
 def _verify_sealed(ctx: _Context) -> str:
@@ -352,100 +284,66 @@ def _verify_sealed(ctx: _Context) -> str:
 def _step_sign(ctx: _Context) -> str:
     from ..signing import signatures as signing
 
-    opts = ctx.job.options
-    if opts.key_env:
-        skey = signing.load_signing_key(key_env=opts.key_env)
-    elif opts.key:
-        skey = signing.load_signing_key(opts.key)
-    else:
-        if opts.dry_run and not (signing.qlcapsule_home() / "dev.key").exists():
-            return "would sign with a new development key (created on the first real ship)"
-        dev = signing.dev_key(create=not opts.dry_run)  # a damaged key fails a dry run too
-        skey = signing.load_signing_key(dev)
-    ctx.result.signed_by = [skey.keyid]
-    if _already_signed(ctx, skey):
-        return f"already signed by {skey.keyid[:16]}"
+    job = ctx.job
+    if job.sign == "already":
+        ctx.result.signed_by = [job.keyid or ""]
+        return f"already signed by {(job.keyid or '')[:16]}"
+    if job.sign == "keep":
+        return "capsule.sig already signs this seal (by another key; no --key given, kept as it is)"
+    if ctx.dry_run:
+        return f"would sign with {job.key_label}" + (f" (key id {job.keyid[:16]})" if job.keyid else "")
+    skey = job.signing_key
+    if skey is None:  # a worker process, or the development key created since the plan
+        if job.dev_key:
+            skey = signing.load_signing_key(signing.dev_key(create=True))
+        else:
+            key_env = job.options.key_env
+            skey = signing.load_signing_key(None if key_env else job.options.key, key_env=key_env)
     result = signing.sign_capsule(ctx.capsule.root, key=skey)
     ctx.result.signed_by = list(result.keyids)
-    return f"{'would sign' if opts.dry_run else 'signed'} by {skey.keyid[:16]}" + (
-        " (development key)" if not (opts.key or opts.key_env) else ""
-    )
-
-
-def _already_signed(ctx: _Context, skey: Any) -> bool:
-    """True when ``skey`` itself already signed this exact seal: re-shipping stays a no-op.
-
-    capsule.sig comes with the content: a signature only counts when the signing key's own
-    public half verifies it over the PAE bytes (a key id the envelope claims proves nothing),
-    and only then is the statement read.
-    """
-    from ..signing.envelope import Envelope, Statement, verify_envelope
-
-    where = str(ctx.capsule.sig_path)
-    try:
-        raw = ctx.capsule.sig_bytes()
-        if raw is None:
-            return False
-        envelope = Envelope.from_json(raw, where)
-        verify_envelope(envelope, [skey.verify_key()], 1, where)
-        statement = Statement.parse(envelope.payload, where)
-    except (OSError, QlcapsuleError):
-        return False
-    return (
-        statement.subject_name == ctx.capsule.ref
-        and statement.name == ctx.capsule.name
-        and statement.version == ctx.capsule.version
-        and statement.digest == ctx.capsule.digest
-        and statement.expires is None
-    )
+    ctx.wrote.add("sign")
+    return f"signed by {skey.keyid[:16]}" + (" (development key)" if job.dev_key else "")
 
 
 def _step_commit(ctx: _Context) -> str:
     from ..store.versions import commit_capsule
 
-    opts = ctx.job.options
-    if opts.dry_run:
-        store = ctx.job.store or "the enclosing git repository"
-        return f"would commit {ctx.capsule.ref} to {store} (branch {ctx.job.branch or 'main'})"
-    result = commit_capsule(ctx.capsule.root, message=opts.message, store=ctx.job.store, branch=ctx.job.branch)
+    job, opts = ctx.job, ctx.job.options
+    if ctx.dry_run:
+        if job.commit_unchanged:
+            return f"{job.ref} is in {job.store_label} already ({job.branch} {(job.recorded or '')[:12]}, unchanged)"
+        resume = f" (this build is recorded as {(job.recorded or '')[:12]}: resuming)" if job.recorded else ""
+        return f"would commit {job.ref} to {job.store_label} (branch {job.branch}){resume}"
+    result = commit_capsule(ctx.capsule.root, message=opts.message, store=job.store, branch=job.branch)
     ctx.result.commit, ctx.result.store = result.commit, result.store
     what = f"{result.branch} {result.commit[:12]}"
-    return what if result.created else f"{what} (unchanged)"
-
-
-def _needed_formats(ctx: _Context) -> list[str]:
-    from .delivery import resolve_target
-
-    fmts = list(ctx.job.formats)
-    if "deliver" in ctx.job.steps:
-        for target in ctx.job.targets:
-            _, config = resolve_target(ctx.capsule, target, ctx.job.operator)
-            fmts += [f for f in config.formats or () if f not in fmts]
-    return fmts
+    if result.created:
+        ctx.wrote.add("commit")
+        return what
+    return f"{what} (unchanged)"
 
 
 def _step_export(ctx: _Context) -> str:
     from ..plugins.records import Artifact
     from .exporting import export_capsule
 
-    deliver = "deliver" in ctx.job.steps
-    outdir = ctx.staging if deliver or ctx.job.options.dry_run else Path(ctx.job.options.output).resolve()
+    job = ctx.job
+    deliver = "deliver" in job.steps
+    if ctx.dry_run:
+        if not deliver:
+            ctx.result.artifacts += [_planned_dict(a) for a in job.artifacts]
+            return f"would write {', '.join(a['name'] for a in job.artifacts)} to {job.options.output}"
+        return "would export " + ", ".join(dict.fromkeys(a["name"] for a in job.artifacts))
+    outdir = ctx.staging if deliver else Path(job.options.output).resolve()
     outdir.mkdir(parents=True, exist_ok=True)
-    for fmt in _needed_formats(ctx):
+    for fmt in job.exports:
         result = export_capsule(ctx.capsule.root, fmt, _out_path(ctx, fmt, outdir))
         assert result.path is not None
-        if result.directory and deliver:
-            raise InputError(
-                f"format {fmt!r} exports a directory, which cannot be delivered; "
-                "pick an archive format or ship with --no-deliver"
-            )
         artifact = Artifact(result.path, result.path.name, result.sha256, result.size, result.media_type)
         ctx.artifacts[fmt] = artifact
-        if "deliver" not in ctx.job.steps:
-            where = Path(ctx.job.options.output).resolve() / result.path.name if ctx.job.options.dry_run else None
-            ctx.result.artifacts.append(_artifact_dict(artifact, fmt, str(where) if where else None))
-    names = ", ".join(a.name for a in ctx.artifacts.values())
-    return f"would write {names} to {ctx.job.options.output}" if ctx.job.options.dry_run and not deliver else names
+        if not deliver:
+            ctx.result.artifacts.append(_artifact_dict(artifact, fmt))
+    return ", ".join(a.name for a in ctx.artifacts.values())
 
 
 def _out_path(ctx: _Context, fmt: str, outdir: Path) -> Path:
@@ -465,23 +363,35 @@ def _artifact_dict(artifact: Any, fmt: str, path: str | None = None) -> dict[str
     }
 
 
+def _planned_dict(art: dict[str, Any]) -> dict[str, Any]:
+    """A planned artifact in a dry run's result: where it would go; its digest is known only once exported."""
+    return {"format": art["format"], "name": art["name"], "path": art["location"], "sha256": None, "size": None}
+
+
 def _step_deliver(ctx: _Context) -> str:
     from .delivery import deliver_capsule, resolve_target
 
+    job = ctx.job
+    if ctx.dry_run:
+        ctx.result.artifacts += [_planned_dict(a) for a in job.artifacts]
+        by_target: dict[str, list[str]] = {}
+        for a in job.artifacts:
+            by_target.setdefault(a["target"], []).append(a["location"])
+        return "; ".join(f"{t}: would deliver {', '.join(where)}" for t, where in by_target.items())
     where = []
-    for target in ctx.job.targets:
-        name, config = resolve_target(ctx.capsule, target, ctx.job.operator)
-        fmts = list(config.formats or ctx.job.formats)
+    for target in job.targets:
+        name, config = resolve_target(ctx.capsule, target, job.operator)
+        fmts = list(config.formats or job.formats)
         arts = [ctx.artifacts[f] for f in fmts]
-        receipts = deliver_capsule(
-            ctx.capsule.root, name, arts, dry_run=ctx.job.options.dry_run, operator=ctx.job.operator
-        )
+        receipts = deliver_capsule(ctx.capsule.root, name, arts, operator=job.operator, overwrite=job.options.force)
         by_sha = {r.sha256: r for r in receipts}
         for fmt, art in zip(fmts, arts, strict=True):
-            receipt = by_sha.get(art.sha256) or receipts[fmts.index(fmt)]  # dry runs have no digests yet
+            receipt = by_sha.get(art.sha256) or receipts[fmts.index(fmt)]
             rd = receipt.to_dict()
             ctx.result.receipts.append(rd)
             ctx.result.artifacts.append(_artifact_dict(art, fmt, rd["location"]))
+        if not all(r.extra.get("existing") for r in receipts):
+            ctx.wrote.add("deliver")
         where.append(f"{name}: {len(receipts)} artifact(s)")
     return "; ".join(where)
 
@@ -496,39 +406,22 @@ _RUNNERS: dict[str, Callable[[_Context], str]] = {
 }
 
 
-def _dry_copy(capsule: Capsule, into: Path) -> Capsule:
-    """A copy of the capsule's files (and lock and signature) for ``--dry-run`` to seal, sign and
-    export, so it reports the digest and artifacts a real run would give without touching the capsule."""
-    from ..format.model import LOCK_FILE, SIG_FILE
-    from ..format.tree import walk
-
-    dest = into / capsule.root.name
-    names = [f.path for f in walk(capsule.root, capsule.globs(), stat_files=False)]
-    names += [n for n in (LOCK_FILE, SIG_FILE) if (capsule.root / n).is_file()]
-    for name in names:
-        target = dest / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(capsule.root / name, target)
-    return Capsule.load(dest)
-
-
 class _StepFailed(QlcapsuleError):
     exit_code = 1
 
 
-def ship_one(job: _Job, events: EventSink | None = None) -> CapsuleResult:
-    """Ship one planned capsule; never raises for an expected failure (it is in the result)."""
+def ship_one(job: CapsulePlan, events: EventSink | None = None) -> CapsuleResult:
+    """Carry out (or, in a dry run, report) one capsule's plan; never raises for an expected failure."""
     emit = events or (lambda *_: None)
-    result = CapsuleResult(path=job.root)
+    result = CapsuleResult(path=job.root, name=job.name, version=job.version, dry_run=job.options.dry_run)
+    result.plan = job.to_dict()
     result.steps = [StepResult(s, "pending" if s in job.steps else "skipped") for s in STEPS]
     staging = Path(tempfile.mkdtemp(prefix="qlcapsule-ship-"))
+    ctx: _Context | None = None
+    for warning in job.warnings:
+        sys.stderr.write(f"warning: {warning}\n")
     try:
-        capsule = Capsule.load(job.root)
-        result.name, result.version = capsule.name, capsule.version
-        if job.options.dry_run:
-            result.dry_run = True
-            capsule = _dry_copy(capsule, staging / "dry-run")
-        ctx = _Context(job, capsule, result, staging)
+        ctx = _Context(job, Capsule.load(job.root), result, staging)
         for step in result.steps:
             runner = _RUNNERS[step.name]
             if step.status == "skipped":
@@ -559,7 +452,9 @@ def ship_one(job: _Job, events: EventSink | None = None) -> CapsuleResult:
         emit(job.index, "ship", "failed", result.error)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    event(log, "ship.done", capsule=result.ref, ok=result.ok, digest=result.digest)
+    if result.ok and job.already_shipped and (ctx is None or not ctx.wrote):
+        result.unchanged = True
+    event(log, "ship.done", capsule=result.ref, ok=result.ok, digest=result.digest, unchanged=result.unchanged)
     return result
 
 
@@ -574,7 +469,7 @@ def _init_worker(queue: Any, env: dict[str, str]) -> None:
     os.environ.update(env)
 
 
-def _worker(job: _Job) -> CapsuleResult:
+def _worker(job: CapsulePlan) -> CapsuleResult:
     def sink(index: int, step: str, status: str, detail: str) -> None:
         if _worker_queue is not None:
             _worker_queue.put((index, step, status, detail))
@@ -589,16 +484,13 @@ def _worker(job: _Job) -> CapsuleResult:
             _worker_queue.put((job.index, None, None, None))
 
 
-def _prepare_shared(jobs: list[_Job]) -> None:
-    """Create what workers would otherwise race for: the dev key and the default stores."""
-    dev_signed = [j for j in jobs if "sign" in j.steps and not (j.options.key or j.options.key_env)]
-    if dev_signed:
+def _prepare_shared(jobs: list[CapsulePlan]) -> None:
+    """Create what workers would otherwise race for: the dev key and the default stores (a dry run: nothing)."""
+    jobs = [j for j in jobs if not j.options.dry_run]
+    if any(j.dev_key and j.sign == "sign" for j in jobs):
         from ..signing import signatures as signing
 
-        real = any(not j.options.dry_run for j in dev_signed)  # a dry run creates no key...
-        if real or (signing.qlcapsule_home() / "dev.key").exists():
-            signing.dev_key(create=real)  # ...but a damaged one fails it as it would fail the real run
-    jobs = [j for j in jobs if not j.options.dry_run]  # a dry run creates no store
+        signing.dev_key(create=True)
     stores = {j.store for j in jobs if "commit" in j.steps and j.store}
     for store in sorted(stores):
         if not Path(store).exists():
@@ -625,7 +517,7 @@ def ship(
     options = options or ShipOptions()
     planned = plan(paths, options)
     if on_plan is not None:
-        on_plan([_named(j.root) for j in planned])
+        on_plan([CapsuleResult(path=j.root, name=j.name, version=j.version) for j in planned])
     _prepare_shared(planned)
     workers = min(len(planned), jobs or os.cpu_count() or 1)
     if workers <= 1:
@@ -637,7 +529,7 @@ def ship(
 ship_capsules = ship
 
 
-def _run_pool(planned: list[_Job], workers: int, events: EventSink | None) -> list[CapsuleResult]:
+def _run_pool(planned: list[CapsulePlan], workers: int, events: EventSink | None) -> list[CapsuleResult]:
     import multiprocessing
     import queue as queue_mod
     from concurrent.futures import Future, ProcessPoolExecutor
@@ -731,8 +623,3 @@ def all_capsules(top: str | Path = ".") -> list[Path]:
         if "capsule.yaml" in filenames:
             out.append(Path(dirpath))
     return out
-
-
-def _named(root: str) -> CapsuleResult:
-    capsule = Capsule.load(root)
-    return CapsuleResult(path=root, name=capsule.name, version=capsule.version)

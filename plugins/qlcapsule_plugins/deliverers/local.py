@@ -90,7 +90,8 @@ class LocalDeliverer(Deliverer):
             raise InputError(f"local target: {probe} is not a directory")
         if not os.access(probe, os.W_OK):
             raise InputError(f"local target: {probe} is not writable")
-        if dest == capsule.root or capsule.root in dest.parents:
+        inside = dest == capsule.root or capsule.root in dest.parents
+        if inside and not capsule.globs().prune_dir(dest.relative_to(capsule.root).as_posix()):
             log.warning(
                 "local target %s is inside the capsule %s; exclude it in capsule.yaml or it will be sealed",
                 dest,
