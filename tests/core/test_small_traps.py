@@ -63,7 +63,7 @@ def test_keygen_refuses_to_put_a_private_key_into_a_capsule(
 ) -> None:  # type: ignore[no-untyped-def]
     capsule = make_capsule({"app.py": "x = 1\n", "sub/a.txt": "a\n"})
     before = sorted(p.name for p in capsule.root.rglob("*"))
-    for target in (capsule.root / "signing.pem", capsule.root / "sub" / "ci.secret"):
+    for target in (capsule.root / "signing.priv", capsule.root / "sub" / "ci.secret"):
         res = qlcapsule_cli("keygen", "-o", str(target))
         assert res.exit_code == 2, res.output
         assert "would be inside the capsule" in res.stderr and "capsule.yaml" in res.stderr
@@ -71,17 +71,17 @@ def test_keygen_refuses_to_put_a_private_key_into_a_capsule(
     res = qlcapsule_cli("keygen", "-o", "ci.secret")
     assert res.exit_code == 2 and "capsule in ., " in res.stderr
     assert sorted(p.name for p in capsule.root.rglob("*")) == before  # nothing written
-    # the default name: refused, or written where no seal takes it (once *.key is excluded by default)
-    res = qlcapsule_cli("keygen")
-    assert res.exit_code in (0, 2), res.output
+    # the default name and *.pem: outputs are excluded by default, so written where no seal takes them
+    assert qlcapsule_cli("keygen").exit_code == 0
+    assert qlcapsule_cli("keygen", "-o", "default.pem").exit_code == 0
     assert qlcapsule_cli("seal", ".").exit_code == 0
-    assert "qlcapsule.key" not in _locked(capsule.root)
+    assert "qlcapsule.key" not in _locked(capsule.root) and "default.pem" not in _locked(capsule.root)
     # outside the capsule, or excluded by it: written
     assert qlcapsule_cli("keygen", "-o", str(tmp_path / "outside.key")).exit_code == 0
-    (capsule.root / "capsule.yaml").write_text("name: demo\nversion: 1.0.0\nexclude: ['*.pem']\n")
-    assert qlcapsule_cli("keygen", "-o", "signing.pem").exit_code == 0
+    (capsule.root / "capsule.yaml").write_text("name: demo\nversion: 1.0.0\nexclude: ['*.priv']\n")
+    assert qlcapsule_cli("keygen", "-o", "signing.priv").exit_code == 0
     assert qlcapsule_cli("seal", ".").exit_code == 0
-    assert "signing.pem" not in _locked(capsule.root) and "signing.pem.pub" in _locked(capsule.root)
+    assert "signing.priv" not in _locked(capsule.root) and "signing.priv.pub" in _locked(capsule.root)
 
 
 # -- export -o - to a terminal -----------------------------------------------------------------------------------

@@ -204,7 +204,8 @@ def print_summary(result: ShipResult) -> None:
     "--force",
     is_flag=True,
     help="Ship a changed capsule under a version already shipped: record a second build in the store and "
-    "overwrite at targets that can (their 'overwrite' option). Bumping 'version:' is the usual fix.",
+    "overwrite at targets that can (their 'overwrite' option), and commit a directory whose base the branch head "
+    "has moved past (as 'commit --force'). Bumping 'version:' is the usual fix.",
 )
 @click.option("-j", "--jobs", type=click.IntRange(1), help="Capsules shipped at once (default: one per core).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")

@@ -314,7 +314,13 @@ def _step_commit(ctx: _Context) -> str:
             return f"{job.ref} is in {job.store_label} already ({job.branch} {(job.recorded or '')[:12]}, unchanged)"
         resume = f" (this build is recorded as {(job.recorded or '')[:12]}: resuming)" if job.recorded else ""
         return f"would commit {job.ref} to {job.store_label} (branch {job.branch}){resume}"
-    result = commit_capsule(ctx.capsule.root, message=opts.message, store=job.store, branch=job.branch)
+    if job.commit_unchanged and not ctx.wrote & {"seal", "sign"}:
+        # the branch head is this seal and signature, and this run changed neither: touch nothing in the store
+        ctx.result.commit, ctx.result.store = job.recorded, job.store_label
+        return f"{job.branch} {(job.recorded or '')[:12]} (unchanged)"
+    result = commit_capsule(
+        ctx.capsule.root, message=opts.message, store=job.store, branch=job.branch, force=opts.force
+    )
     ctx.result.commit, ctx.result.store = result.commit, result.store
     what = f"{result.branch} {result.commit[:12]}"
     if result.created:
