@@ -29,6 +29,7 @@ import json
 import os
 import re
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -245,8 +246,6 @@ def guard_streams() -> Callable[[], None]:
     emit() writes to a duplicate of the original stdout instead. Returns the
     function that flushes and restores the streams (called once, at exit).
     """
-    import threading
-
     global _OUT
     sys.stdout.flush()
     sys.stderr.flush()

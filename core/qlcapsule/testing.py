@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import io
 import os
+import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
@@ -123,9 +125,6 @@ def qlcapsule_cli() -> Callable[..., CliResult]:
     """Run the console script's own entry (:func:`qlcapsule.cli.run`) in process, with ``sys.argv`` set
     as the ``qlcapsule`` script sets it; stdin, stdout, stderr and ``env`` are isolated by click's
     :class:`~click.testing.CliRunner`, and the signal handlers the entry installs are restored."""
-    import signal
-    import sys
-
     from click.testing import CliRunner
 
     from .cli import run as entry

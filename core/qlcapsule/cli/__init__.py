@@ -15,19 +15,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import Terminated, signal_module
+
 __all__ = ["main", "on_termination", "run"]
 
 
 def _terminate(signum: int, frame: object) -> None:
-    from ..errors import Terminated
-
     raise Terminated(signum, {1: "SIGHUP", 15: "SIGTERM"}.get(signum, f"signal {signum}"))
 
 
 def on_termination() -> None:
     """Turn SIGTERM and SIGHUP into :class:`qlcapsule.errors.Terminated`, so cleanup runs as on Ctrl-C."""
-    from ..errors import signal_module
-
     signal = signal_module()
     for name in ("SIGTERM", "SIGHUP"):
         num = getattr(signal, name, None)

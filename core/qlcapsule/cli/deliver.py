@@ -6,8 +6,10 @@ import json
 
 import click
 
+from ..errors import QlcapsuleError, interruption
 from ..log import scrub
 from ._common import capsule_dir, json_option, main
+from ._errors import problems
 
 targets_file_option = click.option(
     "--targets-file",
@@ -102,8 +104,6 @@ def deliver(
         if as_json and not isinstance(exc, BrokenPipeError):
             # like verify --json and ship --json: a failure is a JSON answer too, so a script reading
             # stdout never gets nothing; the one-line error on stderr and the exit code stay as they are
-            from ._errors import problems
-
             error, code = _failure(exc)
             failed = {
                 "ok": False,
@@ -135,8 +135,6 @@ def deliver(
 
 def _failure(exc: BaseException) -> tuple[str, int]:
     """The error line (without 'error: ') and exit code the CLI reports for ``exc`` (see ``_errors.handle``)."""
-    from ..errors import QlcapsuleError, interruption
-
     if isinstance(exc, QlcapsuleError):
         return exc.message, exc.exit_code
     if isinstance(exc, KeyboardInterrupt):

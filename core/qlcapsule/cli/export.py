@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
+from ..errors import UsageError
 from ._common import capsule_dir, emit, json_option, main, trust_options
 
 
@@ -48,7 +51,6 @@ def export_cmd(directory: str, fmt: str, output: str | None, option_args: tuple[
     Exit codes: 0 exported; 1 the capsule is not sealed or was modified;
     2 bad format, option or output path.
     """
-    from ..errors import UsageError
     from ..steps.exporting import export_capsule, parse_option_args
 
     if output == "-" and as_json:
@@ -115,8 +117,6 @@ def import_cmd(
     archive holds files outside its lock; 2 unsafe or malformed archive,
     or DIR is not empty.
     """
-    from pathlib import Path
-
     from ..format.tree import display_path
     from ..steps.safeimport import Limits, import_archive, parse_size
     from ._text import signature_text

@@ -13,6 +13,7 @@ import click
 
 from ..errors import InputError, QlcapsuleError
 from ._common import emit, is_ci, json_option, main
+from ._errors import problems
 from .deliver import targets_file_option, trust_capsule_targets_option
 
 if TYPE_CHECKING:
@@ -368,7 +369,6 @@ def hook_verify(files: tuple[str, ...], all_: bool, keys: tuple[str, ...], trust
     capsule.sig is reported but not checked, exactly like 'qlcapsule verify'.
     """
     from ..pipeline import verify_capsule
-    from ._errors import problems
     from ._text import signature_text
 
     out: list[dict[str, Any]] = []

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from ..errors import UsageError
 from ._common import capsule_dir, emit, json_option, main
 from ._text import sign_text
 
@@ -118,7 +119,6 @@ def sign(
     Exit codes: 0 signed; 1 the capsule changed since it was sealed;
     2 bad usage, unreadable or unsuitable key.
     """
-    from ..errors import UsageError
     from ..signing.signatures import ALIASES, sign_capsule
     from ..signing.signatures import dev_key as _dev_key
 

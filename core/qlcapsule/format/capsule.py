@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from ..errors import DefinitionError, InputError, IntegrityError
+from ..errors import DefinitionError, InputError, IntegrityError, SignatureError
 from .globs import GlobSet
 from .lock import Lock, Status, atomic_write, build_lock, compare, parse_lock, read_lock, render_lock
 from .names import (
@@ -152,8 +152,6 @@ class Capsule:
         A symlink, a FIFO or a directory is refused (UnsafePathError), a file over
         1 MiB too (SignatureError): capsule.sig is not in the lock, so this is its check.
         """
-        from ..errors import SignatureError
-
         return read_regular(self.sig_path, name="capsule.sig", limit=MAX_SIG_BYTES, too_big=SignatureError)
 
     def require_lock(self) -> Lock:

@@ -20,6 +20,7 @@ import json
 import os
 import re
 import stat
+import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple
 
@@ -383,7 +384,6 @@ class _Hasher:
 
     def __init__(self, root: str, workers: int | None, progress: Callable[[int], None] | None) -> None:
         import queue
-        import threading
 
         self._queue_mod = queue
         self._threading = threading

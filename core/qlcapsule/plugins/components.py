@@ -13,11 +13,14 @@ names the field.
 from __future__ import annotations
 
 import datetime as _dt
+import json
+import os
+import typing
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Iterable, Mapping, Sequence, TypeVar
 
-from ..errors import OptionsError
+from ..errors import OptionsError, QlcapsuleError
 
 if TYPE_CHECKING:
     from pydantic import BaseModel, ConfigDict, ValidationError
@@ -83,8 +86,6 @@ def _base_options() -> Any:
 
 def _numeric_not_bool(annotation: Any) -> bool:
     """True when ``annotation`` accepts an int or float but not a bool (``int``, ``int | None``, ...)."""
-    import typing
-
     seen: set[Any] = set()
 
     def walk(t: Any) -> None:
@@ -332,8 +333,6 @@ LATEST_EPOCH = 253402300799
 
 def export_timestamp(capsule: Capsule) -> int:
     """See :meth:`Exporter.timestamp`."""
-    import os
-
     raw = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
     if raw:
         if not raw.isdigit():
@@ -348,9 +347,7 @@ def export_timestamp(capsule: Capsule) -> int:
 def _signed_created(sig_path: Path) -> int | None:
     """``predicate.created`` of the DSSE statement in capsule.sig, or None."""
     import base64
-    import json
 
-    from ..errors import QlcapsuleError
     from ..format.tree import read_regular
 
     try:

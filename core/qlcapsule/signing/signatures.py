@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import __version__
 from ..errors import (
     CredentialsError,
     InputError,
@@ -709,8 +710,6 @@ def sign_capsule(
     signatures those keys verify are kept; anything else gets a fresh statement.
     This key's earlier signature is replaced. capsule.sig is never taken on trust.
     """
-    from .. import __version__
-
     # the raw generator record of capsule.yaml (as written, validated by the model) is what we sign
     capsule = Capsule.load(root, strict=False)
     try:

@@ -26,8 +26,10 @@ every SDK message goes through :func:`qlcapsule.scrub_error`.
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,10 +38,10 @@ from ..errors import InputError, IntegrityError, OptionsError, PluginError, Qlca
 from ..format.capsule import Capsule
 from ..format.model import TargetConfig
 from ..format.tree import sha256_file
-from ..log import event, get_logger, scrub
+from ..log import event, get_logger, redact, scrub
 from ..plugins.components import Deliverer
 from ..plugins.records import Artifact, Receipt
-from ..resilience import breaker_for, scrub_error
+from ..resilience import breaker_for, read_secret, scrub_error
 from .targets import OperatorTargets, check_capsule_defined, check_local_path, operator_targets
 
 __all__ = ["DEFAULT_TARGET", "deliver_capsule", "resolve_target", "make_artifact", "load_deliverer"]
@@ -156,10 +158,6 @@ def _check_webhooks(config: TargetConfig, where: str) -> None:
 
 def _redact_url_passwords(value: Any) -> None:
     """Options hold no secrets by design, but a URL with ``user:password@`` must not leak either."""
-    import urllib.parse
-
-    from ..log import redact
-
     if isinstance(value, dict):
         for v in value.values():
             _redact_url_passwords(v)
@@ -234,8 +232,6 @@ def _check_receipts(receipts: list[Receipt], artifacts: Sequence[Artifact], targ
 
 def _scrub_receipt(r: Receipt) -> None:
     """A receipt never holds a credential, even if a deliverer put one there."""
-    import json
-
     r.location = scrub(r.location)
     r.url = scrub(r.url) if r.url else r.url
     r.extra = json.loads(scrub(json.dumps(r.extra, default=str)))
@@ -300,8 +296,6 @@ def deliver_capsule(
     deliverer = load_deliverer(name, config, capsule)
     for hook in config.notify:
         if hook.secret_env:
-            from ..resilience import read_secret
-
             read_secret(hook.secret_env, what=f"targets.{name}.notify secret")
     deliverer.check(capsule)
     event(log, "deliver.checked", target=name, provider=config.provider)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import __version__
+from ..format.lock import atomic_write
 from ..log import printable
 from ..plugins.findings import Finding, Severity
 from .validation import CapsuleReport, Report
@@ -202,7 +203,6 @@ def write(text: str, output: str | None) -> None:
 
         click.echo(text, nl=False)
         return
-    from ..format.lock import atomic_write
 
     path = Path(output)
     if path.parent and not path.parent.exists():

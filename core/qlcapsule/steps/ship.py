@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError, QlcapsuleError
 from ..format.capsule import Capsule
+from ..format.tree import walk
 from ..log import event, get_logger, scrub
 
 if TYPE_CHECKING:
@@ -500,7 +501,6 @@ def _dry_copy(capsule: Capsule, into: Path) -> Capsule:
     """A copy of the capsule's files (and lock and signature) for ``--dry-run`` to seal, sign and
     export, so it reports the digest and artifacts a real run would give without touching the capsule."""
     from ..format.model import LOCK_FILE, SIG_FILE
-    from ..format.tree import walk
 
     dest = into / capsule.root.name
     names = [f.path for f in walk(capsule.root, capsule.globs(), stat_files=False)]

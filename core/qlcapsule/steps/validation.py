@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from ..errors import DefinitionError, InputError, QlcapsuleError
+from ..errors import DefinitionError, InputError, OptionsError, QlcapsuleError
 from ..format.capsule import Capsule
 from ..format.globs import compile_glob
 from ..format.tree import walk
@@ -314,7 +314,6 @@ def _export_settings(capsule: Capsule) -> list[Finding]:
     exports = capsule.setting("exports", {})
     if not isinstance(exports, dict) or not exports:
         return []
-    from ..errors import OptionsError
     from ..plugins.manager import registry
 
     reg = registry()

@@ -30,6 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+from yaml.nodes import MappingNode, ScalarNode
+
 from ..errors import (
     ConflictError,
     DefinitionError,
@@ -40,9 +43,11 @@ from ..errors import (
     StoreError,
     VerificationError,
 )
+from ..format import yamlsrc
 from ..format.capsule import Capsule
+from ..format.globs import GlobSet
 from ..format.lock import Lock, atomic_write, parse_lock
-from ..format.model import DEFINITION_FILE, LOCK_FILE, SIG_FILE
+from ..format.model import DEFAULT_EXCLUDE, DEFINITION_FILE, LOCK_FILE, SIG_FILE
 from ..format.tree import check_relative, walk
 from ..log import event, get_logger
 from .commit import commit_tree
@@ -174,9 +179,6 @@ def _locked_files(repo: Any, tree: Any, where: str) -> tuple[dict[str, tuple[Any
 
 def _never_sealed(paths: Iterable[str]) -> list[str]:
     """Paths ``seal`` would never have locked (the built-in excludes), sorted: only a crafted lock lists them."""
-    from ..format.globs import GlobSet
-    from ..format.model import DEFAULT_EXCLUDE
-
     globs = GlobSet(["**"], list(DEFAULT_EXCLUDE))
     return sorted(p for p in paths if not globs.wants(p))
 
@@ -628,9 +630,6 @@ def _generator_for(template: str, source: str) -> Any:
 
 def _snapshot(repo: Any, root: Path, capsule: Capsule | None) -> Any:
     """A tree of the files under ``root`` (the capsule's globs; seals left out)."""
-    from ..format.globs import GlobSet
-    from ..format.model import DEFAULT_EXCLUDE
-
     pygit2 = load_pygit2()
     globs = capsule.globs() if capsule is not None else GlobSet(["**"], list(DEFAULT_EXCLUDE))
     index = pygit2.Index()
@@ -651,8 +650,6 @@ _RECORD_KEYS = ("template", "version", "commit", "source")
 
 def _yaml_scalar(value: Any) -> str:
     """``value`` as a one-line YAML scalar (plain when safe, else quoted)."""
-    import yaml
-
     for style in (None, '"'):
         text = yaml.safe_dump(value, default_style=style, default_flow_style=True, allow_unicode=True, width=10**9)
         text = text.removesuffix("\n").removesuffix("\n...").rstrip("\n")
@@ -664,9 +661,6 @@ def _yaml_scalar(value: Any) -> str:
 def _edit_generator_text(text: str, current: dict[str, Any], wanted: dict[str, Any]) -> str | None:  # noqa: C901 - one branch per YAML shape of the generator block
     """``text`` with only the changed ``generator.<key>`` scalars rewritten in place (comments, order and layout
     kept); None when the block is not a plain block mapping of scalars this can edit."""
-    import yaml
-    from yaml.nodes import MappingNode, ScalarNode
-
     try:
         doc = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError:
@@ -721,10 +715,6 @@ def _set_generator_record(root: Path, record: dict[str, Any]) -> None:
     Only the changed values are rewritten, in the text, so comments and layout stay; a value the new
     render does not have (a local template has no commit) is removed, never written as null.
     """
-    import yaml
-
-    from ..format import yamlsrc
-
     path = root / DEFINITION_FILE
     text = path.read_text("utf-8")
     data = yamlsrc.safe_load(text, str(path)) or {}
