@@ -298,7 +298,7 @@ def set_output(path: str | None, name: str, value: str) -> None:
 
 def mask_secrets(env: Mapping[str, str]) -> int:
     """``::add-mask::`` every secret-looking environment value, and have qlcapsule scrub it too."""
-    from qlcapsule import redact
+    from qlcapsule import redact  # noqa: PLC0415 -- extra: qlcapsule is not installed yet when --extras runs
 
     n = 0
     for name, value in env.items():
@@ -370,7 +370,7 @@ SANDBOX_SKIP = frozenset({"sign", "commit", "deliver"})
 
 
 def run_ship(paths: list[str], env: Mapping[str, str]) -> Outcome:
-    from qlcapsule import ShipOptions, ship_capsules
+    from qlcapsule import ShipOptions, ship_capsules  # noqa: PLC0415 -- extra: qlcapsule is not installed yet when --extras runs
 
     out = Outcome("ship")
     pr = sandboxed(env)
@@ -433,7 +433,7 @@ def _score_input(env: Mapping[str, str]) -> float | None:
     raw = get_input(env, "min-score")
     if not raw:
         return None
-    from qlcapsule import InputError
+    from qlcapsule import InputError  # noqa: PLC0415 -- extra: qlcapsule is not installed yet when --extras runs
 
     try:
         value = float(raw)
@@ -445,7 +445,7 @@ def _score_input(env: Mapping[str, str]) -> float | None:
 
 
 def run_validate(paths: list[str], env: Mapping[str, str]) -> Outcome:
-    from qlcapsule import validate_capsules
+    from qlcapsule import validate_capsules  # noqa: PLC0415 -- extra: qlcapsule is not installed yet when --extras runs
 
     out = Outcome("validate")
     report = validate_capsules(paths, fail_on=get_input(env, "fail-on") or None, min_score=_score_input(env))
@@ -464,7 +464,7 @@ def trust_roots(env: Mapping[str, str]) -> dict[str, Any]:
 
 
 def run_verify(paths: list[str], env: Mapping[str, str]) -> Outcome:
-    from qlcapsule import QlcapsuleError, verify_capsule
+    from qlcapsule import QlcapsuleError, verify_capsule  # noqa: PLC0415 -- extra: qlcapsule is not installed yet when --extras runs
 
     out = Outcome("verify")
     roots = trust_roots(env)
@@ -492,7 +492,7 @@ def run_verify(paths: list[str], env: Mapping[str, str]) -> Outcome:
 
 
 def run_export(paths: list[str], env: Mapping[str, str]) -> Outcome:
-    from qlcapsule import Capsule, export_capsule
+    from qlcapsule import Capsule, export_capsule  # noqa: PLC0415 -- extra: qlcapsule is not installed yet when --extras runs
 
     out = Outcome("export")
     outdir = Path(env.get("QLCAPSULE_OUTPUT") or "dist")
@@ -513,7 +513,7 @@ def run_deliver(paths: list[str], env: Mapping[str, str]) -> Outcome:
             f"deliver is refused on a {pr} event: the pull request's content would be delivered with this "
             "workflow's credentials; set allow-pull-request-release: true to allow it"
         )
-    from qlcapsule import Capsule, deliver_capsule
+    from qlcapsule import Capsule, deliver_capsule  # noqa: PLC0415 -- extra: qlcapsule is not installed yet when --extras runs
 
     out = Outcome("deliver")
     formats = split_list(get_input(env, "formats")) or None
@@ -557,7 +557,7 @@ def annotate(outcome: Outcome) -> int:
     """``::error file=..,line=..::message`` per finding and per failure, through :func:`emit`; how many."""
     n = 0
     if outcome.validation is not None:
-        from qlcapsule import finding_uri
+        from qlcapsule import finding_uri  # noqa: PLC0415 -- extra: qlcapsule is not installed yet when --extras runs
 
         for c in outcome.validation.capsules:
             for f in c.findings:
@@ -580,7 +580,7 @@ def annotate(outcome: Outcome) -> int:
 
 def sarif_document(outcome: Outcome) -> dict[str, Any]:
     """SARIF 2.1.0 (URIs relative to the workspace); a run with no results when nothing was validated."""
-    from qlcapsule import Report, sarif
+    from qlcapsule import Report, sarif  # noqa: PLC0415 -- extra: qlcapsule is not installed yet when --extras runs
 
     return sarif(outcome.validation if outcome.validation is not None else Report([]))
 
@@ -673,7 +673,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("usage: main.py [--extras]  (inputs come from INPUT_* environment variables)", file=sys.stderr)
         return 2
 
-    from qlcapsule import QlcapsuleError, interruption, scrub
+    from qlcapsule import QlcapsuleError, interruption, scrub  # noqa: PLC0415 -- extra: qlcapsule is not installed yet when --extras runs
 
     mask_secrets(env)
     command = get_input(env, "command", "ship") or "ship"

@@ -420,7 +420,7 @@ def guard_redirects(session: Any, *, what: str) -> Any:
 
 
 def _follow(session: Any, resp: Any, kwargs: dict[str, Any], what: str) -> Any:
-    import requests
+    import requests  # noqa: PLC0415 -- extra: requests (not a core dependency: the session comes from an extra's SDK)
 
     req, bare = resp.request, None
     for _ in range(MAX_REDIRECTS):

@@ -38,7 +38,7 @@ def run() -> None:
 
     Usage lines say ``qlcapsule`` however it was started (the name the docs use).
     """
-    from ._common import main
+    from ._common import main  # noqa: PLC0415 -- start-up: click loads only for the command line, not when the Action imports on_termination
 
     on_termination()
     main(prog_name="qlcapsule")
@@ -46,7 +46,7 @@ def run() -> None:
 
 def __getattr__(name: str) -> Any:  # PEP 562: the click group is built on first use
     if name == "main":
-        from ._common import main
+        from ._common import main  # noqa: PLC0415 -- start-up: click loads only for the command line, not when the Action imports on_termination
 
         return main
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,7 +27,7 @@ def verify_text(report: dict[str, Any]) -> str:
 
 def unlocked_warnings(report: dict[str, Any]) -> list[str]:
     """stderr lines for what ``verify`` found outside the lock (``report["unlocked"]``)."""
-    from ..format.tree import describe_unlocked
+    from ..format.tree import describe_unlocked  # noqa: PLC0415 -- start-up: the tree walk loads only when verify found unlocked files, not for --help
 
     return [f"warning: {line}" for line in describe_unlocked(report.get("unlocked") or {})]
 

@@ -19,7 +19,7 @@ from ._text import seal_data, seal_text
 @json_option
 def init(directory: str, name: str | None, version: str, as_json: bool) -> None:
     """Write a minimal capsule.yaml for an existing DIRECTORY (never overwrites)."""
-    from ..pipeline import init_capsule
+    from ..pipeline import init_capsule  # noqa: PLC0415 -- start-up: the pipeline loads only for init, not for its sibling commands or --help
 
     path = init_capsule(Path(directory), name=name, version=version)
     emit(as_json, {"definition": str(path)}, f"wrote {path}")
@@ -30,7 +30,7 @@ def init(directory: str, name: str | None, version: str, as_json: bool) -> None:
 @json_option
 def seal(directory: str, as_json: bool) -> None:
     """Write capsule.lock for DIRECTORY (atomic; an unchanged capsule is left untouched)."""
-    from ..pipeline import seal_capsule
+    from ..pipeline import seal_capsule  # noqa: PLC0415 -- start-up: the pipeline loads only for seal, not for its sibling commands or --help
 
     result = seal_capsule(Path(directory))
     emit(as_json, seal_data(result), seal_text(result))
@@ -44,7 +44,7 @@ def status(directory: str, as_json: bool) -> None:
 
     Exit status 1 when anything differs.
     """
-    from ..format.capsule import Capsule
+    from ..format.capsule import Capsule  # noqa: PLC0415 -- start-up: the capsule format loads only for status, not for --help
 
     capsule = Capsule.load(directory, strict=False)
     st = capsule.status()
@@ -66,11 +66,11 @@ def status(directory: str, as_json: bool) -> None:
 def schema(what: str) -> None:
     """Print the JSON Schema of capsule.yaml or capsule.lock."""
     if what == "capsule":
-        from ..format.model import definition_schema
+        from ..format.model import definition_schema  # noqa: PLC0415 -- start-up: the capsule.yaml model (pydantic, yaml) loads only for schema
 
         data = definition_schema()
     else:
-        from ..format.lock import lock_schema
+        from ..format.lock import lock_schema  # noqa: PLC0415 -- start-up: the lock module loads only for schema
 
         data = lock_schema()
     click.echo(json.dumps(data, indent=2))
@@ -80,7 +80,7 @@ def schema(what: str) -> None:
 @json_option
 def plugins(as_json: bool) -> None:
     """List plugins: distribution, version, components and load status."""
-    from ..plugins.manager import registry
+    from ..plugins.manager import registry  # noqa: PLC0415 -- plugin: the plugin manager loads only for 'qlcapsule plugins'
 
     reg = registry()
     infos = reg.infos()

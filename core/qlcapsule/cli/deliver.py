@@ -92,8 +92,8 @@ def deliver(
     credential; 3 the remote side failed after retries. With --json a failure
     also prints {"ok": false, "error": ..., "exit_code": N} on stdout.
     """
-    from ..steps.delivery import deliver_capsule
-    from ..steps.targets import operator_targets
+    from ..steps.delivery import deliver_capsule  # noqa: PLC0415 -- start-up: delivery (pydantic, yaml, http) loads only in the commands that use it, not for --help
+    from ..steps.targets import operator_targets  # noqa: PLC0415 -- start-up: the targets file (pydantic, yaml) loads only in the commands that use it, not for --help
 
     try:
         operator = operator_targets(targets_file, True if trust_capsule_targets else None)

@@ -51,7 +51,7 @@ def export_cmd(directory: str, fmt: str, output: str | None, option_args: tuple[
     Exit codes: 0 exported; 1 the capsule is not sealed or was modified;
     2 bad format, option or output path.
     """
-    from ..steps.exporting import export_capsule, parse_option_args
+    from ..steps.exporting import export_capsule, parse_option_args  # noqa: PLC0415 -- start-up: exporting loads only in the commands that use it, not for --help
 
     if output == "-" and as_json:
         raise UsageError("--json cannot be combined with '-o -' (stdout carries the archive)")
@@ -117,9 +117,9 @@ def import_cmd(
     archive holds files outside its lock; 2 unsafe or malformed archive,
     or DIR is not empty.
     """
-    from ..format.tree import display_path
-    from ..steps.safeimport import Limits, import_archive, parse_size
-    from ._text import signature_text
+    from ..format.tree import display_path  # noqa: PLC0415 -- start-up: the capsule format loads only in the commands that use it, not for --help
+    from ..steps.safeimport import Limits, import_archive, parse_size  # noqa: PLC0415 -- start-up: import (archives) loads only in the commands that use it, not for --help
+    from ._text import signature_text  # noqa: PLC0415 -- start-up: _text loads only for import, not for export
 
     limits = Limits(max_total=parse_size(max_size, "--max-size"), max_files=max_files, max_ratio=max_ratio)
     result = import_archive(

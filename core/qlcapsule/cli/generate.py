@@ -51,7 +51,7 @@ def new(
     Exit codes: 0 generated and sealed; 2 bad template, answer or directory;
     3 the template's git server failed.
     """
-    from ..steps.generation import new_capsule
+    from ..steps.generation import new_capsule  # noqa: PLC0415 -- start-up: generation (pydantic, yaml) loads only in the commands that use it, not for --help
 
     capsule = new_capsule(
         template, Path(directory), answers=_parse_sets(sets), answers_file=answers_file, interactive=not no_input
@@ -116,8 +116,8 @@ def validate(
     Exit codes: 0 passed; 1 a finding at or above --fail-on, or a score below
     --min-score; 2 bad input (no such directory, bad option).
     """
-    from ..steps.report import render, write
-    from ..steps.validation import find_capsules, validate_capsules
+    from ..steps.report import render, write  # noqa: PLC0415 -- start-up: the report loads only in the commands that use it, not for --help
+    from ..steps.validation import find_capsules, validate_capsules  # noqa: PLC0415 -- start-up: validation loads only in the commands that use it, not for --help
 
     dirs = list(directories) or ["."]
     if recursive:

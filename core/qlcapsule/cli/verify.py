@@ -69,7 +69,7 @@ def verify(
     names the cause); 2 bad usage or an unreadable key/trust file. With
     --json a failure also prints {"ok": false, "reason": ...} on stdout.
     """
-    from ..pipeline import verify_capsule
+    from ..pipeline import verify_capsule  # noqa: PLC0415 -- start-up: the pipeline loads only when verify runs, not for --help
 
     try:
         report = verify_capsule(

@@ -66,7 +66,7 @@ class Capsule:
             raise DefinitionError(f"{definition_path}: no capsule.yaml here (run 'qlcapsule init {path}')")
         if not strict:
             return cls(path.resolve())
-        from .model import load_definition
+        from .model import load_definition  # noqa: PLC0415 -- start-up: the capsule.yaml model (pydantic, yaml) loads only when capsule.yaml is validated (strict=False skips it)
 
         return cls(path.resolve(), load_definition(definition_path))
 
@@ -82,7 +82,7 @@ class Capsule:
     @property
     def definition(self) -> CapsuleDefinition:
         if self._definition is None:
-            from .model import load_definition
+            from .model import load_definition  # noqa: PLC0415 -- start-up: the capsule.yaml model (pydantic, yaml) loads only when capsule.yaml is validated (strict=False skips it)
 
             self._definition = load_definition(self.root / DEFINITION_FILE)
         return self._definition

@@ -60,7 +60,7 @@ _options_base: Any = None
 def _base_options() -> Any:
     global _options_base
     if _options_base is None:
-        from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+        from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator  # noqa: PLC0415 -- start-up: pydantic loads only when a component has options (see above)
 
         class Options(BaseModel):
             """Base for component options: unknown keys are errors, ``true`` is not a number."""
@@ -110,7 +110,7 @@ def __getattr__(name: str) -> Any:  # PEP 562: ``components.Options`` built lazi
     if name == "Options":
         return _base_options()
     if name in _RECORDS:
-        from . import records
+        from . import records  # noqa: PLC0415 -- start-up: the record dataclasses (~0.5 ms) load on first use
 
         return getattr(records, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -183,7 +183,7 @@ class Component(ABC):  # noqa: B024  (the kinds below declare the abstract metho
         """
         if not raw and not cls.declares_options():
             return cls()
-        from pydantic import ValidationError
+        from pydantic import ValidationError  # noqa: PLC0415 -- start-up: pydantic loads only when a component has options
 
         try:
             opts = cls.Options.model_validate(dict(raw or {}))
@@ -346,9 +346,9 @@ def export_timestamp(capsule: Capsule) -> int:
 
 def _signed_created(sig_path: Path) -> int | None:
     """``predicate.created`` of the DSSE statement in capsule.sig, or None."""
-    import base64
+    import base64  # noqa: PLC0415 -- start-up: base64 and the tree walk load only when an export reads capsule.sig
 
-    from ..format.tree import read_regular
+    from ..format.tree import read_regular  # noqa: PLC0415 -- start-up: base64 and the tree walk load only when an export reads capsule.sig
 
     try:
         raw = read_regular(sig_path, name="capsule.sig", limit=1024 * 1024)  # never a symlink's target

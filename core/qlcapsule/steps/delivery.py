@@ -128,7 +128,7 @@ def load_deliverer(name: str, config: TargetConfig, capsule: Capsule | None = No
     without webhooks, and a ``local`` target the operator did not define writes only
     inside the working directory (see :mod:`qlcapsule.steps.targets`). Errors name the file
     that defined the target."""
-    from ..plugins import manager as plugins
+    from ..plugins import manager as plugins  # noqa: PLC0415 -- plugin: the plugin manager loads only when a deliverer is needed
 
     try:
         cls = plugins.registry().get("deliverer", config.provider)
@@ -148,7 +148,7 @@ def load_deliverer(name: str, config: TargetConfig, capsule: Capsule | None = No
 
 def _check_webhooks(config: TargetConfig, where: str) -> None:
     """A bad webhook URL is a bad option: refused now, before any export or upload, not when it fires."""
-    from .notify import webhook_url_problem
+    from .notify import webhook_url_problem  # noqa: PLC0415 -- start-up: notify (http.client, ssl) loads only for a target with webhooks
 
     for i, hook in enumerate(config.notify):
         problem = webhook_url_problem(hook.url)
@@ -182,7 +182,7 @@ def _formats(capsule: Capsule, config: TargetConfig, formats: Sequence[str] | No
 
 
 def _export(capsule: Capsule, fmts: Sequence[str], outdir: Path, *, directories: bool) -> list[Artifact]:
-    from . import exporting  # only needed without --artifact
+    from . import exporting  # noqa: PLC0415 -- start-up: exporting loads only without --artifact
 
     artifacts = []
     for fmt in fmts:
@@ -204,7 +204,7 @@ def _export(capsule: Capsule, fmts: Sequence[str], outdir: Path, *, directories:
 
 def _planned(capsule: Capsule, fmts: Sequence[str]) -> list[Artifact]:
     """What the exports would be called (exporter and options checked); nothing is written."""
-    from . import exporting
+    from . import exporting  # noqa: PLC0415 -- start-up: exporting loads only without --artifact
 
     planned = []
     for fmt in fmts:
@@ -249,7 +249,7 @@ def _lasting(receipt: dict[str, Any]) -> dict[str, Any]:
 def _record(capsule: Capsule, receipts: list[Receipt]) -> bool:
     """Add the receipts as a git note to the committed version; skip with a log line without a store."""
     try:
-        from ..store import versions as store  # type: ignore[attr-defined]
+        from ..store import versions as store  # type: ignore[attr-defined]  # noqa: PLC0415 -- start-up: the store (pygit2) loads only when the receipt is recorded in a store
 
         add_note = store.add_note  # type: ignore[attr-defined]
     except (ImportError, AttributeError):
@@ -268,7 +268,7 @@ def _record(capsule: Capsule, receipts: list[Receipt]) -> bool:
 def _notify(config: TargetConfig, outcome: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
     if not config.notify:
         return []
-    from .notify import notify
+    from .notify import notify  # noqa: PLC0415 -- start-up: notify (http.client, ssl) loads only for a target with webhooks
 
     return [r.to_dict() for r in notify(config.notify, outcome, payload)]
 

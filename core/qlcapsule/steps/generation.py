@@ -35,7 +35,7 @@ log = get_logger("generation")
 
 def pick_generator(template: str) -> Generator:
     """The first registered generator (by name) that handles ``template``."""
-    from ..plugins.manager import registry
+    from ..plugins.manager import registry  # noqa: PLC0415 -- plugin: the plugin manager loads only when a generator is needed
 
     reg = registry()
     for cls in reg.all("generator"):

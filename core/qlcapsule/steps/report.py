@@ -199,7 +199,7 @@ def render_github(report: Report) -> str:
 def write(text: str, output: str | None) -> None:
     """Write ``text`` to ``output`` atomically (or stdout when None or '-')."""
     if output in (None, "-"):
-        import click
+        import click  # noqa: PLC0415 -- start-up: click is not loaded for the Action and the API, which write to files
 
         click.echo(text, nl=False)
         return

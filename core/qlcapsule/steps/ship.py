@@ -160,8 +160,8 @@ class ShipResult:
 
     def validation_report(self) -> Any:
         """The validate steps' findings as one ``validation.Report`` (for the SARIF and GitHub renderers)."""
-        from ..plugins.manager import registry
-        from .validation import Report
+        from ..plugins.manager import registry  # noqa: PLC0415 -- plugin: the plugin manager loads only when validators run
+        from .validation import Report  # noqa: PLC0415 -- start-up: validation loads only when the report is asked for (the hooks import ship too)
 
         rules = {r.id: (r, v.name) for v in registry().all("validator") for r in v.rules}  # type: ignore[attr-defined]
         return Report([c.validation for c in self.capsules if c.validation is not None], rules)
@@ -195,7 +195,7 @@ def default_store(root: Path, store: str | None = None) -> str | None:
 
 
 def _enclosing_repo(root: Path) -> str | None:
-    import pygit2
+    import pygit2  # noqa: PLC0415 -- start-up: pygit2 loads only to find the enclosing repository
 
     try:
         found = pygit2.discover_repository(str(root))
@@ -210,9 +210,9 @@ def plan(paths: Iterable[str | Path], options: ShipOptions) -> list[_Job]:
     Bad input (no capsule.yaml, an unknown format or target, a bad option) raises
     here, naming the file and field, so nothing is half-shipped.
     """
-    from ..plugins import manager as plugins
-    from .delivery import load_deliverer, resolve_target
-    from .targets import operator_targets
+    from ..plugins import manager as plugins  # noqa: PLC0415 -- plugin: the plugin manager loads only when a ship is planned
+    from .delivery import load_deliverer, resolve_target  # noqa: PLC0415 -- start-up: delivery loads only when a ship delivers (the hooks import ship too)
+    from .targets import operator_targets  # noqa: PLC0415 -- start-up: the targets file loads only when a ship delivers (the hooks import ship too)
 
     unknown = set(options.skip) - set(STEPS)
     if unknown:
@@ -263,7 +263,7 @@ def plan(paths: Iterable[str | Path], options: ShipOptions) -> list[_Job]:
             )
         )
     if any("sign" in j.steps for j in jobs) and (options.key or options.key_env):
-        from ..signing import signatures as signing
+        from ..signing import signatures as signing  # noqa: PLC0415 -- start-up: signing loads only when a ship signs (the hooks import ship too)
 
         # a bad key must fail here, not after the seal step rewrote capsule.lock
         signing.load_signing_key(options.key, key_env=options.key_env)
@@ -289,7 +289,7 @@ _FIXED_BY_SIGN = frozenset({"signature.missing", "signature.stale", "signature.e
 def _leave_to_sign(report: CapsuleReport) -> int:
     """Drop the findings the sign step makes moot (a reseal always makes the old signature stale,
     so after the seal hook's commit every ship would fail); rescore their validators."""
-    from .validation import validator_score
+    from .validation import validator_score  # noqa: PLC0415 -- start-up: validation loads only when a ship validates (the hooks import ship too)
 
     moot = [f for f in report.findings if f.rule in _FIXED_BY_SIGN]
     if not moot:
@@ -307,7 +307,7 @@ def _leave_to_sign(report: CapsuleReport) -> int:
 
 
 def _step_validate(ctx: _Context) -> str:
-    from .validation import validate_capsules
+    from .validation import validate_capsules  # noqa: PLC0415 -- start-up: validation loads only when a ship validates (the hooks import ship too)
 
     opts = ctx.job.options
     root = Path(ctx.job.root)  # the capsule itself, also in a dry run (whose steps work on a copy)
@@ -333,7 +333,7 @@ def _step_validate(ctx: _Context) -> str:
 
 
 def _step_seal(ctx: _Context) -> str:
-    from ..pipeline import seal_capsule
+    from ..pipeline import seal_capsule  # noqa: PLC0415 -- start-up: the pipeline loads only when a ship seals (the hooks import ship too)
 
     result = seal_capsule(ctx.capsule.root)
     ctx.capsule = Capsule.load(ctx.capsule.root)
@@ -351,7 +351,7 @@ def _verify_sealed(ctx: _Context) -> str:
 
 
 def _step_sign(ctx: _Context) -> str:
-    from ..signing import signatures as signing
+    from ..signing import signatures as signing  # noqa: PLC0415 -- start-up: signing loads only when a ship signs (the hooks import ship too)
 
     opts = ctx.job.options
     if opts.key_env:
@@ -380,7 +380,7 @@ def _already_signed(ctx: _Context, skey: Any) -> bool:
     public half verifies it over the PAE bytes (a key id the envelope claims proves nothing),
     and only then is the statement read.
     """
-    from ..signing.envelope import Envelope, Statement, verify_envelope
+    from ..signing.envelope import Envelope, Statement, verify_envelope  # noqa: PLC0415 -- start-up: signing loads only when a ship signs (the hooks import ship too)
 
     where = str(ctx.capsule.sig_path)
     try:
@@ -402,7 +402,7 @@ def _already_signed(ctx: _Context, skey: Any) -> bool:
 
 
 def _step_commit(ctx: _Context) -> str:
-    from ..store.versions import commit_capsule
+    from ..store.versions import commit_capsule  # noqa: PLC0415 -- start-up: the store (pygit2) loads only when a ship commits
 
     opts = ctx.job.options
     if opts.dry_run:
@@ -415,7 +415,7 @@ def _step_commit(ctx: _Context) -> str:
 
 
 def _needed_formats(ctx: _Context) -> list[str]:
-    from .delivery import resolve_target
+    from .delivery import resolve_target  # noqa: PLC0415 -- start-up: delivery loads only when a ship delivers (the hooks import ship too)
 
     fmts = list(ctx.job.formats)
     if "deliver" in ctx.job.steps:
@@ -426,8 +426,8 @@ def _needed_formats(ctx: _Context) -> list[str]:
 
 
 def _step_export(ctx: _Context) -> str:
-    from ..plugins.records import Artifact
-    from .exporting import export_capsule
+    from ..plugins.records import Artifact  # noqa: PLC0415 -- start-up: the records load only when a ship exports (the hooks import ship too)
+    from .exporting import export_capsule  # noqa: PLC0415 -- start-up: exporting loads only when a ship exports (the hooks import ship too)
 
     deliver = "deliver" in ctx.job.steps
     outdir = ctx.staging if deliver or ctx.job.options.dry_run else Path(ctx.job.options.output).resolve()
@@ -450,7 +450,7 @@ def _step_export(ctx: _Context) -> str:
 
 
 def _out_path(ctx: _Context, fmt: str, outdir: Path) -> Path:
-    from ..plugins import manager as plugins
+    from ..plugins import manager as plugins  # noqa: PLC0415 -- plugin: the plugin manager loads only when a ship is planned
 
     exporter = plugins.registry().exporter_for(fmt)()
     return outdir / exporter.filename(ctx.capsule, fmt)
@@ -467,7 +467,7 @@ def _artifact_dict(artifact: Any, fmt: str, path: str | None = None) -> dict[str
 
 
 def _step_deliver(ctx: _Context) -> str:
-    from .delivery import deliver_capsule, resolve_target
+    from .delivery import deliver_capsule, resolve_target  # noqa: PLC0415 -- start-up: delivery loads only when a ship delivers (the hooks import ship too)
 
     where = []
     for target in ctx.job.targets:
@@ -500,7 +500,7 @@ _RUNNERS: dict[str, Callable[[_Context], str]] = {
 def _dry_copy(capsule: Capsule, into: Path) -> Capsule:
     """A copy of the capsule's files (and lock and signature) for ``--dry-run`` to seal, sign and
     export, so it reports the digest and artifacts a real run would give without touching the capsule."""
-    from ..format.model import LOCK_FILE, SIG_FILE
+    from ..format.model import LOCK_FILE, SIG_FILE  # noqa: PLC0415 -- start-up: the capsule.yaml model (pydantic) loads only for --dry-run
 
     dest = into / capsule.root.name
     names = [f.path for f in walk(capsule.root, capsule.globs(), stat_files=False)]
@@ -593,7 +593,7 @@ def _prepare_shared(jobs: list[_Job]) -> None:
     """Create what workers would otherwise race for: the dev key and the default stores."""
     dev_signed = [j for j in jobs if "sign" in j.steps and not (j.options.key or j.options.key_env)]
     if dev_signed:
-        from ..signing import signatures as signing
+        from ..signing import signatures as signing  # noqa: PLC0415 -- start-up: signing loads only when a ship signs (the hooks import ship too)
 
         real = any(not j.options.dry_run for j in dev_signed)  # a dry run creates no key...
         if real or (signing.qlcapsule_home() / "dev.key").exists():
@@ -602,7 +602,7 @@ def _prepare_shared(jobs: list[_Job]) -> None:
     stores = {j.store for j in jobs if "commit" in j.steps and j.store}
     for store in sorted(stores):
         if not Path(store).exists():
-            from ..store.versions import open_store
+            from ..store.versions import open_store  # noqa: PLC0415 -- start-up: the store (pygit2) loads only when a ship commits
 
             Path(store).parent.mkdir(parents=True, exist_ok=True)
             open_store(store=store, create=True)
@@ -638,9 +638,9 @@ ship_capsules = ship
 
 
 def _run_pool(planned: list[_Job], workers: int, events: EventSink | None) -> list[CapsuleResult]:
-    import multiprocessing
-    import queue as queue_mod
-    from concurrent.futures import Future, ProcessPoolExecutor
+    import multiprocessing  # noqa: PLC0415 -- start-up: multiprocessing loads only for parallel ships
+    import queue as queue_mod  # noqa: PLC0415 -- start-up: queue loads only for parallel ships
+    from concurrent.futures import Future, ProcessPoolExecutor  # noqa: PLC0415 -- start-up: concurrent.futures loads only for parallel ships
 
     ctx = multiprocessing.get_context("spawn")  # safe with threads; the same on every OS
     queue = ctx.Queue()

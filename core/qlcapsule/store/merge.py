@@ -223,7 +223,7 @@ def _materialise(st: Store, name: str, commit: Any, where: str, dest: Path, chec
 def _verifier(commit: Any, where: str, signature_options: dict[str, Any]) -> Any:
     """``verify_capsule`` (integrity, then signatures against the operator's keys) of a written version,
     plus the digest its commit message records."""
-    from ..pipeline import verify_capsule
+    from ..pipeline import verify_capsule  # noqa: PLC0415 -- start-up: the pipeline loads only when a version's signature is checked
 
     def check(root: Path) -> dict[str, Any]:
         # an old version is what was asked for: the store's newest is no rollback here
@@ -250,7 +250,7 @@ def trusted_versions(
     options = _signature_options(keys, hmac_key_envs, trust)
     if not any(options.values()):
         return None
-    from ..signing.signatures import load_hmac_env, load_public_key, load_trust_file
+    from ..signing.signatures import load_hmac_env, load_public_key, load_trust_file  # noqa: PLC0415 -- start-up: signing loads only when versions are checked against keys
 
     # a missing or malformed key is the operator's bad input (exit 2), not a refused version
     for k in options["keys"]:
@@ -609,7 +609,7 @@ def merge_branch(
 
 
 def _generator_for(template: str, source: str) -> Any:
-    from ..plugins.manager import registry
+    from ..plugins.manager import registry  # noqa: PLC0415 -- plugin: the plugin manager loads only for update (a generator)
 
     reg = registry()
     try:

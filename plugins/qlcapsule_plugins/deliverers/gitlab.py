@@ -100,7 +100,7 @@ class GitLabDeliverer(Deliverer):
 
     def _client(self) -> Any:
         try:
-            import gitlab
+            import gitlab  # noqa: PLC0415 -- extra: gitlab (pip install qlcapsule[gitlab])
         except ImportError:  # pragma: no cover - depends on the installed extras
             raise InputError('the gitlab target needs python-gitlab: pip install "qlcapsule[gitlab]"') from None
         token = read_secret(self.options.token_env, what="GitLab token for the gitlab target")
@@ -118,8 +118,8 @@ class GitLabDeliverer(Deliverer):
     @overload
     def _api(self, what: str, fn: Callable[[], T], *, missing_ok: Literal[True]) -> T | None: ...
     def _api(self, what: str, fn: Callable[[], T], *, missing_ok: bool = False) -> T | None:
-        import requests
-        from gitlab.exceptions import GitlabError
+        import requests  # noqa: PLC0415 -- extra: requests (not a core dependency: it comes with the s3, gcs, github and gitlab extras)
+        from gitlab.exceptions import GitlabError  # noqa: PLC0415 -- extra: gitlab (pip install qlcapsule[gitlab])
 
         def once() -> T | None:
             try:
