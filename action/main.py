@@ -29,6 +29,7 @@ import json
 import os
 import re
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -245,8 +246,6 @@ def guard_streams() -> Callable[[], None]:
     emit() writes to a duplicate of the original stdout instead. Returns the
     function that flushes and restores the streams (called once, at exit).
     """
-    import threading
-
     global _OUT
     sys.stdout.flush()
     sys.stderr.flush()
@@ -299,7 +298,7 @@ def set_output(path: str | None, name: str, value: str) -> None:
 
 def mask_secrets(env: Mapping[str, str]) -> int:
     """``::add-mask::`` every secret-looking environment value, and have qlcapsule scrub it too."""
-    from qlcapsule import redact
+    from qlcapsule import redact  # noqa: PLC0415 -- extra: qlcapsule is not installed yet when --extras runs
 
     n = 0
     for name, value in env.items():
@@ -371,7 +370,7 @@ SANDBOX_SKIP = frozenset({"sign", "commit", "deliver"})
 
 
 def run_ship(paths: list[str], env: Mapping[str, str]) -> Outcome:
-    from qlcapsule import ShipOptions, ship_capsules
+    from qlcapsule import ShipOptions, ship_capsules  # noqa: PLC0415 -- extra: qlcapsule is not installed yet when --extras runs
 
     out = Outcome("ship")
     pr = sandboxed(env)
@@ -439,7 +438,7 @@ def _fail_on_input(env: Mapping[str, str]) -> str | None:
     if not raw:
         return None
     if raw not in FAIL_ON:
-        from qlcapsule import InputError
+        from qlcapsule import InputError  # noqa: PLC0415 -- extra: qlcapsule is not installed yet when --extras runs
 
         raise InputError(f"fail-on: {raw!r} is not one of {', '.join(FAIL_ON)}")
     return raw
@@ -449,7 +448,7 @@ def _score_input(env: Mapping[str, str]) -> float | None:
     raw = get_input(env, "min-score")
     if not raw:
         return None
-    from qlcapsule import InputError
+    from qlcapsule import InputError  # noqa: PLC0415 -- extra: qlcapsule is not installed yet when --extras runs
 
     try:
         value = float(raw)
@@ -461,7 +460,7 @@ def _score_input(env: Mapping[str, str]) -> float | None:
 
 
 def run_validate(paths: list[str], env: Mapping[str, str]) -> Outcome:
-    from qlcapsule import validate_capsules
+    from qlcapsule import validate_capsules  # noqa: PLC0415 -- extra: qlcapsule is not installed yet when --extras runs
 
     out = Outcome("validate")
     report = validate_capsules(paths, fail_on=_fail_on_input(env), min_score=_score_input(env))
@@ -480,7 +479,7 @@ def trust_roots(env: Mapping[str, str]) -> dict[str, Any]:
 
 
 def run_verify(paths: list[str], env: Mapping[str, str]) -> Outcome:
-    from qlcapsule import QlcapsuleError, verify_capsule
+    from qlcapsule import QlcapsuleError, verify_capsule  # noqa: PLC0415 -- extra: qlcapsule is not installed yet when --extras runs
 
     out = Outcome("verify")
     roots = trust_roots(env)
@@ -508,7 +507,7 @@ def run_verify(paths: list[str], env: Mapping[str, str]) -> Outcome:
 
 
 def run_export(paths: list[str], env: Mapping[str, str]) -> Outcome:
-    from qlcapsule import Capsule, export_capsule
+    from qlcapsule import Capsule, export_capsule  # noqa: PLC0415 -- extra: qlcapsule is not installed yet when --extras runs
 
     out = Outcome("export")
     outdir = Path(env.get("QLCAPSULE_OUTPUT") or "dist")
@@ -529,7 +528,7 @@ def run_deliver(paths: list[str], env: Mapping[str, str]) -> Outcome:
             f"deliver is refused on a {pr} event: the pull request's content would be delivered with this "
             "workflow's credentials; set allow-pull-request-release: true to allow it"
         )
-    from qlcapsule import Capsule, deliver_capsule
+    from qlcapsule import Capsule, deliver_capsule  # noqa: PLC0415 -- extra: qlcapsule is not installed yet when --extras runs
 
     out = Outcome("deliver")
     formats = split_list(get_input(env, "formats")) or None
@@ -573,7 +572,7 @@ def annotate(outcome: Outcome) -> int:
     """``::error file=..,line=..::message`` per finding and per failure, through :func:`emit`; how many."""
     n = 0
     if outcome.validation is not None:
-        from qlcapsule import finding_uri
+        from qlcapsule import finding_uri  # noqa: PLC0415 -- extra: qlcapsule is not installed yet when --extras runs
 
         for c in outcome.validation.capsules:
             for f in c.findings:
@@ -596,7 +595,7 @@ def annotate(outcome: Outcome) -> int:
 
 def sarif_document(outcome: Outcome) -> dict[str, Any]:
     """SARIF 2.1.0 (URIs relative to the workspace); a run with no results when nothing was validated."""
-    from qlcapsule import Report, sarif
+    from qlcapsule import Report, sarif  # noqa: PLC0415 -- extra: qlcapsule is not installed yet when --extras runs
 
     return sarif(outcome.validation if outcome.validation is not None else Report([]))
 
@@ -689,7 +688,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("usage: main.py [--extras]  (inputs come from INPUT_* environment variables)", file=sys.stderr)
         return 2
 
-    from qlcapsule import QlcapsuleError, interruption, scrub
+    from qlcapsule import QlcapsuleError, interruption, scrub  # noqa: PLC0415 -- extra: qlcapsule is not installed yet when --extras runs
 
     mask_secrets(env)
     command = get_input(env, "command", "ship") or "ship"

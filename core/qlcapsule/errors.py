@@ -14,7 +14,14 @@ Exit codes (documented in the README):
 
 from __future__ import annotations
 
+import json
+import sys
 from typing import Any
+
+try:
+    import _signal  # the C module, loaded by the interpreter: see signal_module()
+except ImportError:  # pragma: no cover - not CPython
+    import signal as _signal  # type: ignore[no-redef]
 
 __all__ = [
     "QlcapsuleError",
@@ -150,14 +157,7 @@ def interruption(exc: KeyboardInterrupt) -> tuple[str, int]:
 
 def signal_module() -> Any:
     """The C ``_signal`` module: ``signal`` builds its enums at import (~1 ms of every command)."""
-    try:
-        import _signal
-
-        return _signal
-    except ImportError:  # pragma: no cover - not CPython
-        import signal
-
-        return signal
+    return _signal
 
 
 class signals_deferred:  # noqa: N801 - used as ``with signals_deferred():``
@@ -185,8 +185,6 @@ def parse_json(raw: bytes, where: str, error: type[QlcapsuleError], prefix: str 
     """Untrusted JSON bytes as data; anything Python cannot read (not UTF-8, bad JSON, nested too
     deeply, an integer too long) is one ``error`` naming ``where`` (and the line when known), with
     ``prefix`` ("not a DSSE envelope: ") before the reason."""
-    import json
-
     try:
         return json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
@@ -202,6 +200,4 @@ def parse_json(raw: bytes, where: str, error: type[QlcapsuleError], prefix: str 
 def long_number() -> str:
     """What a JSON document holding an integer too long for Python to read is told (Python's own
     words differ from one version to the next, so they are not passed on)."""
-    import sys
-
     return f"a number longer than {sys.get_int_max_str_digits()} digits"

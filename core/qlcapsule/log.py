@@ -61,7 +61,7 @@ def _fmt_value(v: Any) -> str:
 
 
 def _formatters() -> tuple[type[logging.Formatter], type[logging.Formatter]]:
-    import logging
+    import logging  # noqa: PLC0415 -- start-up: logging (~3 ms) loads only when a record gets through the level
 
     class KeyValueFormatter(logging.Formatter):
         def format(self, record: logging.LogRecord) -> str:
@@ -107,7 +107,7 @@ def configure(verbosity: int = 0, fmt: str = "kv") -> None:
 
 def _setup() -> None:
     global _pending
-    import logging
+    import logging  # noqa: PLC0415 -- start-up: logging (~3 ms) loads only when a record gets through the level
 
     if _pending is None:
         return
@@ -135,7 +135,7 @@ class Logger:
 
     def real(self) -> logging.Logger:
         if self._logger is None:
-            import logging
+            import logging  # noqa: PLC0415 -- start-up: logging (~3 ms) loads only when a record gets through the level
 
             _setup()
             self._logger = logging.getLogger(self.name)

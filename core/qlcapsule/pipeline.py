@@ -94,7 +94,7 @@ def verify_capsule(root: Path, *, strict: bool = False, **signature_options: Any
     policy = capsule.setting("policy") or {}
     sig_exists = capsule.sig_path.exists() or capsule.sig_path.is_symlink()  # a dangling symlink is refused too
     if opts or sig_exists or policy.get("require_signature") or policy.get("min_version"):
-        from .signing.signatures import verify_signatures
+        from .signing.signatures import verify_signatures  # noqa: PLC0415 -- start-up: signing loads only for a signed capsule or signature options
 
         report["signature"] = verify_signatures(capsule, lock, **opts)
     else:

@@ -65,7 +65,7 @@ def bytes_progress(label: str, total: int | Callable[[], int]) -> Iterator[Calla
     if total < THRESHOLD:
         yield None
         return
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: PLC0415 -- start-up: rich loads only when a progress bar is shown
 
     lock = threading.Lock()
     with Progress(

@@ -35,7 +35,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BeforeValidator
 
-from .errors import CredentialsError, OptionsError, RemoteError
+from .errors import CredentialsError, OptionsError, QlcapsuleError, RemoteError
 from .log import event, get_logger, redact, scrub
 
 __all__ = [
@@ -186,8 +186,6 @@ class CircuitBreaker:
 
     def call(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` through the breaker."""
-        from .errors import QlcapsuleError
-
         self.before()
         try:
             result = fn()
@@ -422,7 +420,7 @@ def guard_redirects(session: Any, *, what: str) -> Any:
 
 
 def _follow(session: Any, resp: Any, kwargs: dict[str, Any], what: str) -> Any:
-    import requests
+    import requests  # noqa: PLC0415 -- extra: requests (not a core dependency: the session comes from an extra's SDK)
 
     req, bare = resp.request, None
     for _ in range(MAX_REDIRECTS):

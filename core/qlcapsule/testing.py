@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import io
 import os
+import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
@@ -52,7 +54,7 @@ class CliResult:
 
 @pytest.fixture
 def qlcapsule_registry() -> Iterator[Registry]:
-    from .plugins import manager as plugins
+    from .plugins import manager as plugins  # noqa: PLC0415 -- plugin: the plugin manager loads only when a fixture uses it (pytest loads this module in every session)
 
     plugins.reset()
     try:
@@ -63,7 +65,7 @@ def qlcapsule_registry() -> Iterator[Registry]:
 
 @pytest.fixture
 def qlcapsule_plugin() -> Iterator[Callable[..., Registry]]:
-    from .plugins import manager as plugins
+    from .plugins import manager as plugins  # noqa: PLC0415 -- plugin: the plugin manager loads only when a fixture uses it (pytest loads this module in every session)
 
     names: list[str] = []
 
@@ -90,7 +92,7 @@ def write_capsule(
     seal: bool = True,
 ) -> Capsule:
     """Write ``files`` and a capsule.yaml under ``root``; seal unless ``seal=False``."""
-    from .format.capsule import Capsule
+    from .format.capsule import Capsule  # noqa: PLC0415 -- start-up: loads only when a fixture uses it (pytest loads this module in every session)
 
     root.mkdir(parents=True, exist_ok=True)
     (root / "capsule.yaml").write_text(definition or f"name: {name}\nversion: {version}\n", encoding="utf-8")
@@ -123,12 +125,9 @@ def qlcapsule_cli() -> Callable[..., CliResult]:
     """Run the console script's own entry (:func:`qlcapsule.cli.run`) in process, with ``sys.argv`` set
     as the ``qlcapsule`` script sets it; stdin, stdout, stderr and ``env`` are isolated by click's
     :class:`~click.testing.CliRunner`, and the signal handlers the entry installs are restored."""
-    import signal
-    import sys
+    from click.testing import CliRunner  # noqa: PLC0415 -- start-up: click loads only when a fixture uses it (pytest loads this module in every session)
 
-    from click.testing import CliRunner
-
-    from .cli import run as entry
+    from .cli import run as entry  # noqa: PLC0415 -- start-up: loads only when a fixture uses it (pytest loads this module in every session)
 
     def run(*args: str, input: str | bytes | None = None, env: Mapping[str, str] | None = None) -> CliResult:
         runner = CliRunner()
@@ -166,9 +165,9 @@ def check_exporter(exporter_cls: type[Exporter], capsule: Capsule, fmt: str | No
 
     The exporter runs as ``qlcapsule export`` runs it (:func:`qlcapsule.steps.exporting.write_export`).
     """
-    from pydantic import ValidationError
+    from pydantic import ValidationError  # noqa: PLC0415 -- start-up: pydantic loads only when a fixture uses it (pytest loads this module in every session)
 
-    from .steps.exporting import write_export
+    from .steps.exporting import write_export  # noqa: PLC0415 -- start-up: loads only when a fixture uses it (pytest loads this module in every session)
 
     fmt = fmt or (exporter_cls.formats[0] if exporter_cls.formats else exporter_cls.name)
     first, second = io.BytesIO(), io.BytesIO()

@@ -15,19 +15,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import Terminated, signal_module
+
 __all__ = ["main", "on_termination", "run"]
 
 
 def _terminate(signum: int, frame: object) -> None:
-    from ..errors import Terminated
-
     raise Terminated(signum, {1: "SIGHUP", 15: "SIGTERM"}.get(signum, f"signal {signum}"))
 
 
 def on_termination() -> None:
     """Turn SIGTERM and SIGHUP into :class:`qlcapsule.errors.Terminated`, so cleanup runs as on Ctrl-C."""
-    from ..errors import signal_module
-
     signal = signal_module()
     for name in ("SIGTERM", "SIGHUP"):
         num = getattr(signal, name, None)
@@ -40,7 +38,7 @@ def run() -> None:
 
     Usage lines say ``qlcapsule`` however it was started (the name the docs use).
     """
-    from ._common import main
+    from ._common import main  # noqa: PLC0415 -- start-up: click loads only for the command line, not when the Action imports on_termination
 
     on_termination()
     main(prog_name="qlcapsule")
@@ -48,7 +46,7 @@ def run() -> None:
 
 def __getattr__(name: str) -> Any:  # PEP 562: the click group is built on first use
     if name == "main":
-        from ._common import main
+        from ._common import main  # noqa: PLC0415 -- start-up: click loads only for the command line, not when the Action imports on_termination
 
         return main
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

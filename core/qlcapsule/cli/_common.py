@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -36,8 +37,6 @@ class _Group(click.Group):
     _all_loaded = False
 
     def _load(self, module: str) -> None:
-        import importlib
-
         importlib.import_module(f"qlcapsule.cli.{module}")
 
     def _load_all(self) -> None:

@@ -19,7 +19,7 @@ def problems(exc: BaseException) -> list[dict[str, object]]:
 
 def print_traceback() -> None:
     """--debug: the traceback, with registered secrets scrubbed like every other line."""
-    import traceback
+    import traceback  # noqa: PLC0415 -- start-up: traceback loads only with --debug
 
     sys.stderr.write(scrub(traceback.format_exc()))
 

@@ -27,7 +27,7 @@ def verify_text(report: dict[str, Any]) -> str:
 
 def unlocked_warnings(report: dict[str, Any]) -> list[str]:
     """stderr lines for what ``verify`` found outside the lock (``report["unlocked"]``)."""
-    from ..format.tree import describe_unlocked
+    from ..format.tree import describe_unlocked  # noqa: PLC0415 -- start-up: the tree walk loads only when verify found unlocked files, not for --help
 
     return [f"warning: {line}" for line in describe_unlocked(report.get("unlocked") or {})]
 
@@ -69,12 +69,12 @@ def print_table(
 
     Plain columns are never cut or wrapped (scripts and pipes read whole cells); the last column is not padded.
     """
-    import click
+    import click  # noqa: PLC0415 -- start-up: click loads only in the commands that use it, not for --help
 
     if styled:
-        from rich.console import Console
-        from rich.table import Table
-        from rich.text import Text
+        from rich.console import Console  # noqa: PLC0415 -- start-up: rich loads only in the commands that use it, not for --help
+        from rich.table import Table  # noqa: PLC0415 -- start-up: rich loads only in the commands that use it, not for --help
+        from rich.text import Text  # noqa: PLC0415 -- start-up: rich loads only in the commands that use it, not for --help
 
         table = Table(*header, title=title)
         for row in rows:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
 
-from ._common import capsule_dir, emit, json_option, main
-from ._text import seal_data, seal_text
+from ._common import capsule_dir, emit, is_ci, json_option, main
+from ._text import print_table, seal_data, seal_text
 
 
 @main.command()
@@ -18,7 +19,7 @@ from ._text import seal_data, seal_text
 @json_option
 def init(directory: str, name: str | None, version: str, as_json: bool) -> None:
     """Write a minimal capsule.yaml for an existing DIRECTORY (never overwrites)."""
-    from ..pipeline import init_capsule
+    from ..pipeline import init_capsule  # noqa: PLC0415 -- start-up: the pipeline loads only for init, not for its sibling commands or --help
 
     path = init_capsule(Path(directory), name=name, version=version)
     emit(as_json, {"definition": str(path)}, f"wrote {path}")
@@ -29,7 +30,7 @@ def init(directory: str, name: str | None, version: str, as_json: bool) -> None:
 @json_option
 def seal(directory: str, as_json: bool) -> None:
     """Write capsule.lock for DIRECTORY (atomic; an unchanged capsule is left untouched)."""
-    from ..pipeline import seal_capsule
+    from ..pipeline import seal_capsule  # noqa: PLC0415 -- start-up: the pipeline loads only for seal, not for its sibling commands or --help
 
     result = seal_capsule(Path(directory))
     emit(as_json, seal_data(result), seal_text(result))
@@ -43,7 +44,7 @@ def status(directory: str, as_json: bool) -> None:
 
     Exit status 1 when anything differs.
     """
-    from ..format.capsule import Capsule
+    from ..format.capsule import Capsule  # noqa: PLC0415 -- start-up: the capsule format loads only for status, not for --help
 
     capsule = Capsule.load(directory, strict=False)
     st = capsule.status()
@@ -65,11 +66,11 @@ def status(directory: str, as_json: bool) -> None:
 def schema(what: str) -> None:
     """Print the JSON Schema of capsule.yaml or capsule.lock."""
     if what == "capsule":
-        from ..format.model import definition_schema
+        from ..format.model import definition_schema  # noqa: PLC0415 -- start-up: the capsule.yaml model (pydantic, yaml) loads only for schema
 
         data = definition_schema()
     else:
-        from ..format.lock import lock_schema
+        from ..format.lock import lock_schema  # noqa: PLC0415 -- start-up: the lock module loads only for schema
 
         data = lock_schema()
     click.echo(json.dumps(data, indent=2))
@@ -84,11 +85,8 @@ def plugins(as_json: bool) -> None:
     the 'pip install' that makes it available; a plugin that failed to load
     is listed with its error. --json prints the same, one entry per plugin.
     """
-    import sys
 
-    from ..plugins.manager import component_data, registry
-    from ._common import is_ci
-    from ._text import print_table
+    from ..plugins.manager import component_data, registry  # noqa: PLC0415 -- plugin: the plugin manager loads only in the commands that use it, not for --help
 
     reg = registry()
     infos = reg.infos()

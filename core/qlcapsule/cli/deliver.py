@@ -6,8 +6,10 @@ import json
 
 import click
 
+from ..errors import QlcapsuleError, interruption
 from ..log import scrub
 from ._common import capsule_dir, json_option, main
+from ._errors import problems
 
 targets_file_option = click.option(
     "--targets-file",
@@ -90,8 +92,8 @@ def deliver(
     credential; 3 the remote side failed after retries. With --json a failure
     also prints {"ok": false, "error": ..., "exit_code": N} on stdout.
     """
-    from ..steps.delivery import deliver_capsule
-    from ..steps.targets import operator_targets
+    from ..steps.delivery import deliver_capsule  # noqa: PLC0415 -- start-up: delivery (pydantic, yaml, http) loads only in the commands that use it, not for --help
+    from ..steps.targets import operator_targets  # noqa: PLC0415 -- start-up: the targets file (pydantic, yaml) loads only in the commands that use it, not for --help
 
     try:
         operator = operator_targets(targets_file, True if trust_capsule_targets else None)
@@ -102,8 +104,6 @@ def deliver(
         if as_json and not isinstance(exc, BrokenPipeError):
             # like verify --json and ship --json: a failure is a JSON answer too, so a script reading
             # stdout never gets nothing; the one-line error on stderr and the exit code stay as they are
-            from ._errors import problems
-
             error, code = _failure(exc)
             failed = {
                 "ok": False,
@@ -135,8 +135,6 @@ def deliver(
 
 def _failure(exc: BaseException) -> tuple[str, int]:
     """The error line (without 'error: ') and exit code the CLI reports for ``exc`` (see ``_errors.handle``)."""
-    from ..errors import QlcapsuleError, interruption
-
     if isinstance(exc, QlcapsuleError):
         return exc.message, exc.exit_code
     if isinstance(exc, KeyboardInterrupt):

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+
 import click
 
-from ._common import capsule_dir, emit, json_option, main, trust_options
+from ..errors import UsageError
+from ._common import capsule_dir, emit, is_ci, json_option, main, trust_options
 
 
 def _complete_formats(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
     """Shell completion of FORMAT: every format a registered exporter writes."""
-    from ..plugins.manager import registry
+    from ..plugins.manager import registry  # noqa: PLC0415 -- plugin: the plugin manager loads only in the commands that use it, not for --help
 
     formats = {f for cls in registry().all("exporter") for f in (cls.name, *getattr(cls, "formats", ()))}
     return sorted(f for f in formats if f.startswith(incomplete))
@@ -72,10 +77,8 @@ def export_cmd(
     Exit codes: 0 exported; 1 the capsule is not sealed or was modified;
     2 bad format, option or output path.
     """
-    import sys
 
-    from ..errors import UsageError
-    from ..steps.exporting import export_capsule, parse_option_args
+    from ..steps.exporting import export_capsule, parse_option_args  # noqa: PLC0415 -- start-up: exporting loads only in the commands that use it, not for --help
 
     if list_options is not None:
         _print_options(list_options, as_json)
@@ -103,12 +106,9 @@ def export_cmd(
 
 def _print_options(fmt: str, as_json: bool) -> None:
     """``export --list-options FORMAT``: the exporter's options, read from its model."""
-    import json
-    import sys
 
-    from ..plugins.manager import registry
-    from ._common import is_ci
-    from ._text import print_table
+    from ..plugins.manager import registry  # noqa: PLC0415 -- plugin: the plugin manager loads only in the commands that use it, not for --help
+    from ._text import print_table  # noqa: PLC0415 -- start-up: the click group (click) loads only in the commands that use it, not for --help
 
     cls = registry().exporter_for(fmt, runnable=False)  # describing needs no SDK
     options = cls.describe_options()
@@ -189,11 +189,9 @@ def import_cmd(
     archive holds files outside its lock; 2 unsafe or malformed archive,
     or DIR is not empty.
     """
-    from pathlib import Path
-
-    from ..format.tree import display_path
-    from ..steps.safeimport import Limits, import_archive, parse_size
-    from ._text import signature_text
+    from ..format.tree import display_path  # noqa: PLC0415 -- start-up: the capsule format loads only in the commands that use it, not for --help
+    from ..steps.safeimport import Limits, import_archive, parse_size  # noqa: PLC0415 -- start-up: import (archives) loads only in the commands that use it, not for --help
+    from ._text import signature_text  # noqa: PLC0415 -- start-up: _text loads only for import, not for export
 
     limits = Limits(max_total=parse_size(max_size, "--max-size"), max_files=max_files, max_ratio=max_ratio)
     result = import_archive(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import click
 
 from ..errors import InputError
-from ._common import emit, json_option, main
+from ._common import emit, is_ci, json_option, main
 
 
 def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
@@ -51,7 +53,7 @@ def new(
     Exit codes: 0 generated and sealed; 2 bad template, answer or directory;
     3 the template's git server failed.
     """
-    from ..steps.generation import new_capsule
+    from ..steps.generation import new_capsule  # noqa: PLC0415 -- start-up: generation (pydantic, yaml) loads only in the commands that use it, not for --help
 
     capsule = new_capsule(
         template, Path(directory), answers=_parse_sets(sets), answers_file=answers_file, interactive=not no_input
@@ -86,12 +88,9 @@ def templates(sources: tuple[str, ...], as_json: bool) -> None:
     Exit codes: 0 listed; 2 a TEMPLATE that is not a template;
     3 the template's git server failed.
     """
-    import json
-    import sys
 
-    from ..steps.generation import describe_templates
-    from ._common import is_ci
-    from ._text import print_table
+    from ..steps.generation import describe_templates  # noqa: PLC0415 -- start-up: generation (pydantic, yaml) loads only in the commands that use it, not for --help
+    from ._text import print_table  # noqa: PLC0415 -- start-up: the click group (click) loads only in the commands that use it, not for --help
 
     infos = describe_templates(sources)
 
@@ -171,8 +170,8 @@ def validate(
     Exit codes: 0 passed; 1 a finding at or above --fail-on, or a score below
     --min-score; 2 bad input (no such directory, bad option).
     """
-    from ..steps.report import render, write
-    from ..steps.validation import find_capsules, validate_capsules
+    from ..steps.report import render, write  # noqa: PLC0415 -- start-up: the report loads only in the commands that use it, not for --help
+    from ..steps.validation import find_capsules, validate_capsules  # noqa: PLC0415 -- start-up: validation loads only in the commands that use it, not for --help
 
     dirs = list(directories) or ["."]
     if recursive:

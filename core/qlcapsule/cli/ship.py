@@ -13,6 +13,7 @@ import click
 
 from ..errors import InputError, QlcapsuleError
 from ._common import emit, is_ci, json_option, main
+from ._errors import problems
 from .deliver import targets_file_option, trust_capsule_targets_option
 
 if TYPE_CHECKING:
@@ -49,8 +50,8 @@ class RichReporter:
     """A live table on a terminal: one row per capsule, its current step and state."""
 
     def __init__(self) -> None:
-        from rich.console import Console
-        from rich.live import Live
+        from rich.console import Console  # noqa: PLC0415 -- start-up: rich loads only for ship's terminal output
+        from rich.live import Live  # noqa: PLC0415 -- start-up: rich loads only for ship's terminal output
 
         self.console = Console(stderr=True)
         self.rows: list[list[str]] = []
@@ -62,7 +63,7 @@ class RichReporter:
         self.live.update(self._table())
 
     def _table(self) -> Any:
-        from rich.table import Table
+        from rich.table import Table  # noqa: PLC0415 -- start-up: rich loads only for ship's terminal output
 
         table = Table(box=None, show_header=False)
         for name, step, status, detail in self.rows:
@@ -140,8 +141,8 @@ def print_summary(result: ShipResult) -> None:
     header = ("capsule", "digest", "score", "artifacts", "status")
     rows = summary_rows(result)
     if sys.stdout.isatty() and not is_ci():
-        from rich.console import Console
-        from rich.table import Table
+        from rich.console import Console  # noqa: PLC0415 -- start-up: rich loads only for ship's terminal output
+        from rich.table import Table  # noqa: PLC0415 -- start-up: rich loads only for ship's terminal output
 
         table = Table(title="qlcapsule ship")
         for name in header:  # fold, never "…": an artifact path cut short is useless
@@ -229,8 +230,8 @@ def ship(directories: tuple[str, ...], **kw: Any) -> None:
     signature; 2 bad input (definition, options, credentials); 3 a remote
     target failed after retries. With several capsules, the highest code wins.
     """
-    from ..steps.ship import ShipOptions
-    from ..steps.ship import ship as run_ship
+    from ..steps.ship import ShipOptions  # noqa: PLC0415 -- start-up: ship's steps load only for ship, not for the hooks or --help
+    from ..steps.ship import ship as run_ship  # noqa: PLC0415 -- start-up: ship's steps load only for ship, not for the hooks or --help
 
     skip = frozenset(s for s in ("validate", "seal", "sign", "commit", "export", "deliver") if kw[f"no_{s}"])
     options = ShipOptions(
@@ -284,7 +285,7 @@ def hook() -> None:
 
 
 def _roots(files: tuple[str, ...], all_: bool) -> list[Path]:
-    from ..steps.ship import all_capsules, capsules_containing
+    from ..steps.ship import all_capsules, capsules_containing  # noqa: PLC0415 -- start-up: the hooks find capsules without loading ship's steps (pre-commit runs them often)
 
     return all_capsules(".") if all_ else capsules_containing(files)
 
@@ -335,8 +336,8 @@ def hook_validate(
     if not roots:
         emit(as_json, {"capsules": [], "ok": True}, None)
         return
-    from ..steps.report import render
-    from ..steps.validation import validate_capsules
+    from ..steps.report import render  # noqa: PLC0415 -- start-up: the report loads only for the validate hook
+    from ..steps.validation import validate_capsules  # noqa: PLC0415 -- start-up: validation loads only for the validate hook
 
     report = validate_capsules(roots, fail_on=fail_on, min_score=min_score)
     click.echo(render(report, "json" if as_json else "text"), nl=False)
@@ -358,7 +359,7 @@ def hook_seal(files: tuple[str, ...], all_: bool, resign: bool, key: str | None,
     Exit 1 when a capsule.lock was rewritten, so the commit stops and the new
     lock can be staged; 0 when every seal was already current.
     """
-    from ..pipeline import seal_capsule
+    from ..pipeline import seal_capsule  # noqa: PLC0415 -- start-up: the pipeline loads only for the seal hook
 
     out = []
     for root in _roots(files, all_):
@@ -371,7 +372,7 @@ def hook_seal(files: tuple[str, ...], all_: bool, resign: bool, key: str | None,
             "signed": False,
         }
         if result.written and resign:
-            from ..signing import signatures as signing
+            from ..signing import signatures as signing  # noqa: PLC0415 -- start-up: signing loads only when the seal hook re-signs
 
             signing.sign_capsule(root, key=key or signing.dev_key(create=True))
             item["signed"] = True
@@ -408,9 +409,8 @@ def hook_verify(files: tuple[str, ...], all_: bool, keys: tuple[str, ...], trust
     (never a capsule's own capsule.yaml); without any trusted key a
     capsule.sig is reported but not checked, exactly like 'qlcapsule verify'.
     """
-    from ..pipeline import verify_capsule
-    from ._errors import problems
-    from ._text import signature_text
+    from ..pipeline import verify_capsule  # noqa: PLC0415 -- start-up: the pipeline loads only for the verify hook
+    from ._text import signature_text  # noqa: PLC0415 -- start-up: _text loads only for the verify hook
 
     out: list[dict[str, Any]] = []
     code = 0

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from ..errors import UsageError
 from ._common import capsule_dir, emit, json_option, main
 from ._text import sign_text
 
@@ -44,7 +45,7 @@ def keygen(key_type: str, output: str | None, force: bool, as_json: bool) -> Non
 
     Exit codes: 0 written; 2 bad usage or the file exists.
     """
-    from ..signing.signatures import keygen as _keygen
+    from ..signing.signatures import keygen as _keygen  # noqa: PLC0415 -- start-up: signing loads only in the commands that use it, not for --help
 
     result = _keygen(key_type, output, force=force)
     if output == "-":
@@ -118,9 +119,8 @@ def sign(
     Exit codes: 0 signed; 1 the capsule changed since it was sealed;
     2 bad usage, unreadable or unsuitable key.
     """
-    from ..errors import UsageError
-    from ..signing.signatures import ALIASES, sign_capsule
-    from ..signing.signatures import dev_key as _dev_key
+    from ..signing.signatures import ALIASES, sign_capsule  # noqa: PLC0415 -- start-up: signing loads only in the commands that use it, not for --help
+    from ..signing.signatures import dev_key as _dev_key  # noqa: PLC0415 -- start-up: signing loads only in the commands that use it, not for --help
 
     for option, given in (("--key", keys), ("--key-env", key_envs)):
         if len(given) > 1:

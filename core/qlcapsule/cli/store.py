@@ -24,13 +24,13 @@ name_argument = click.argument("name")
 
 def _shown(text: Any) -> str:
     """Store data (authors, messages, branch and version names, paths) for a terminal: controls escaped."""
-    from ..store.versions import printable
+    from ..store.versions import printable  # noqa: PLC0415 -- start-up: the store (pygit2) loads only in the commands that use it, not for --help
 
     return printable(str(text))
 
 
 def _open(store: str | None, start: str | None = None) -> Any:
-    from ..store.versions import open_store
+    from ..store.versions import open_store  # noqa: PLC0415 -- start-up: the store (pygit2) loads only in the commands that use it, not for --help
 
     return open_store(start, store, create=False)
 
@@ -68,7 +68,7 @@ def commit(
     Exit codes: 0 committed (or unchanged); 1 not sealed, or files differ from
     capsule.lock; 2 bad input, a stale directory, or a store problem.
     """
-    from ..store.versions import commit_capsule
+    from ..store.versions import commit_capsule  # noqa: PLC0415 -- start-up: the store (pygit2) loads only in the commands that use it, not for --help
 
     r = commit_capsule(Path(directory), message=message, store=store, branch=branch, rehash=rehash, force=force)
     emit(as_json, r.to_dict(), commit_text(r))
@@ -83,7 +83,7 @@ def commit(
 @json_option
 def log_cmd(name: str, branch: str, all_branches: bool, limit: int | None, store: str | None, as_json: bool) -> None:
     """List the versions of capsule NAME, newest first: version, digest, author, date, tags."""
-    from ..store.versions import log_versions
+    from ..store.versions import log_versions  # noqa: PLC0415 -- start-up: the store (pygit2) loads only in the commands that use it, not for --help
 
     st = _open(store)
     entries = log_versions(st, name, branch=None if all_branches else branch, limit=limit)
@@ -128,8 +128,8 @@ def tag(
     commit must verify against those keys. A version tag never moves: tagging
     the same commit again is a no-op, tagging another commit is refused (exit 2).
     """
-    from ..store.merge import trusted_versions
-    from ..store.versions import tag_version
+    from ..store.merge import trusted_versions  # noqa: PLC0415 -- start-up: the store (pygit2) loads only in the commands that use it, not for --help
+    from ..store.versions import tag_version  # noqa: PLC0415 -- start-up: the store (pygit2) loads only in the commands that use it, not for --help
 
     st = _open(store)
     accept = trusted_versions(st, name, keys=keys, hmac_key_envs=hmac_key_envs, trust=trust)
@@ -146,7 +146,7 @@ def tag(
 @json_option
 def branch(name: str, branch: str | None, rev: str | None, store: str | None, as_json: bool) -> None:
     """List the branches of capsule NAME, or create BRANCH (from --from, default main)."""
-    from ..store.versions import create_branch, ensure_capsule_exists
+    from ..store.versions import create_branch, ensure_capsule_exists  # noqa: PLC0415 -- start-up: the store (pygit2) loads only in the commands that use it, not for --help
 
     st = _open(store)
     if branch is None:
@@ -174,7 +174,7 @@ def diff(name: str, rev1: str, rev2: str, stat_only: bool, store: str | None, as
 
     A revision is a version (1.2.0), tag, branch (main, main~2) or commit id.
     """
-    from ..store.merge import diff_versions
+    from ..store.merge import diff_versions  # noqa: PLC0415 -- start-up: the store (pygit2) loads only in the commands that use it, not for --help
 
     r = diff_versions(_open(store), name, rev1, rev2, patch=not stat_only)
 
@@ -226,7 +226,7 @@ def checkout(
     refused (exit 1). DIRECTORY must not exist or be empty; it appears only once
     verified (integrity, and signatures when --key/--trust are given).
     """
-    from ..store.merge import checkout_version
+    from ..store.merge import checkout_version  # noqa: PLC0415 -- start-up: the store (pygit2) loads only in the commands that use it, not for --help
 
     r = checkout_version(
         _open(store),
@@ -270,7 +270,7 @@ def merge(
     and the exit code is 1. Resolve them there, then `qlcapsule seal DIR` and
     `qlcapsule commit DIR` to record the merge.
     """
-    from ..store.merge import merge_branch
+    from ..store.merge import merge_branch  # noqa: PLC0415 -- start-up: the store (pygit2) loads only in the commands that use it, not for --help
 
     try:
         r = merge_branch(
@@ -310,7 +310,7 @@ def update(directory: str, to: str | None, as_json: bool) -> None:
     without needing a clean git checkout or a tagged template. A clean update
     re-seals; conflicts are left as markers, listed, and exit with 1.
     """
-    from ..store.merge import update_capsule
+    from ..store.merge import update_capsule  # noqa: PLC0415 -- start-up: the store (pygit2) loads only in the commands that use it, not for --help
 
     try:
         r = update_capsule(Path(directory), to=to)

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import click
 
+from ..errors import QlcapsuleError
+from ..log import scrub
 from ._common import capsule_dir, emit, json_option, main, trust_options
+from ._errors import problems
 from ._text import unlocked_warnings, verify_text
 
 
@@ -66,8 +69,7 @@ def verify(
     names the cause); 2 bad usage or an unreadable key/trust file. With
     --json a failure also prints {"ok": false, "reason": ...} on stdout.
     """
-    from ..errors import QlcapsuleError
-    from ..pipeline import verify_capsule
+    from ..pipeline import verify_capsule  # noqa: PLC0415 -- start-up: the pipeline loads only when verify runs, not for --help
 
     try:
         report = verify_capsule(
@@ -83,9 +85,6 @@ def verify(
         )
     except QlcapsuleError as exc:
         if as_json:
-            from ..log import scrub
-            from ._errors import problems
-
             cause = (
                 "integrity"
                 if type(exc).__name__ == "IntegrityError"

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from ..errors import DefinitionError, InputError, IntegrityError
+from ..errors import DefinitionError, InputError, IntegrityError, SignatureError
 from .globs import GlobSet
 from .lock import Lock, Status, atomic_write, build_lock, compare, parse_lock, read_lock, render_lock
 from .names import (
@@ -66,7 +66,7 @@ class Capsule:
             raise DefinitionError(f"{definition_path}: no capsule.yaml here (run 'qlcapsule init {path}')")
         if not strict:
             return cls(path.resolve())
-        from .model import load_definition
+        from .model import load_definition  # noqa: PLC0415 -- start-up: the capsule.yaml model (pydantic, yaml) loads only when capsule.yaml is validated (strict=False skips it)
 
         return cls(path.resolve(), load_definition(definition_path))
 
@@ -82,7 +82,7 @@ class Capsule:
     @property
     def definition(self) -> CapsuleDefinition:
         if self._definition is None:
-            from .model import load_definition
+            from .model import load_definition  # noqa: PLC0415 -- start-up: the capsule.yaml model (pydantic, yaml) loads only when capsule.yaml is validated (strict=False skips it)
 
             self._definition = load_definition(self.root / DEFINITION_FILE)
         return self._definition
@@ -152,8 +152,6 @@ class Capsule:
         A symlink, a FIFO or a directory is refused (UnsafePathError), a file over
         1 MiB too (SignatureError): capsule.sig is not in the lock, so this is its check.
         """
-        from ..errors import SignatureError
-
         return read_regular(self.sig_path, name="capsule.sig", limit=MAX_SIG_BYTES, too_big=SignatureError)
 
     def require_lock(self) -> Lock:

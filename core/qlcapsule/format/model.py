@@ -266,7 +266,7 @@ def schema_error(
 
 
 def _suggestion(key: str, missing: list[str], known: list[str] | None) -> str:
-    import difflib
+    import difflib  # noqa: PLC0415 -- start-up: difflib loads only to suggest a key for an error
 
     for candidates in (missing, known or []):
         close = difflib.get_close_matches(key, candidates, n=1)

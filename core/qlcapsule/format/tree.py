@@ -20,6 +20,7 @@ import json
 import os
 import re
 import stat
+import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple
 
@@ -340,9 +341,9 @@ def _hash_mapped(fd: int, h: Any, stop: Callable[[], bool] | None) -> int:
     elsewhere) nothing is mapped.
     """
     try:
-        import fcntl
-        import mmap
-        import signal
+        import fcntl  # noqa: PLC0415 -- platform: fcntl is POSIX only; without it nothing is mapped
+        import mmap  # noqa: PLC0415 -- start-up: mmap loads only for a leased large file
+        import signal  # noqa: PLC0415 -- start-up: signal (it builds enums) loads only for a leased large file
 
         # A lease break is signalled; SIGURG's default action is to ignore it
         # (SIGIO's, the default signal, would terminate the process).
@@ -382,8 +383,7 @@ class _Hasher:
     """
 
     def __init__(self, root: str, workers: int | None, progress: Callable[[int], None] | None) -> None:
-        import queue
-        import threading
+        import queue  # noqa: PLC0415 -- start-up: queue loads only when a scan hashes files
 
         self._queue_mod = queue
         self._threading = threading

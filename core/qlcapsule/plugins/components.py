@@ -13,11 +13,15 @@ names the field.
 from __future__ import annotations
 
 import datetime as _dt
+import json
+import os
+import types
+import typing
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Iterable, Mapping, Sequence, TypeVar
 
-from ..errors import InputError, OptionsError
+from ..errors import InputError, OptionsError, PluginError, QlcapsuleError
 
 if TYPE_CHECKING:
     from pydantic import BaseModel, ConfigDict, ValidationError
@@ -58,7 +62,7 @@ _options_base: Any = None
 def _base_options() -> Any:
     global _options_base
     if _options_base is None:
-        from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+        from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator  # noqa: PLC0415 -- start-up: pydantic loads only when a component has options (see above)
 
         class Options(BaseModel):
             """Base for component options: unknown keys are errors, ``true`` is not a number."""
@@ -84,8 +88,6 @@ def _base_options() -> Any:
 
 def _numeric_not_bool(annotation: Any) -> bool:
     """True when ``annotation`` accepts an int or float but not a bool (``int``, ``int | None``, ...)."""
-    import typing
-
     seen: set[Any] = set()
 
     def walk(t: Any) -> None:
@@ -104,8 +106,6 @@ def _numeric_not_bool(annotation: Any) -> bool:
 
 def _type_name(annotation: Any) -> str:
     """An option's type as its model spells it, without validators: ``int | None``, ``dict[str, str]``."""
-    import types
-    import typing
 
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if annotation is type(None):
@@ -143,7 +143,7 @@ def __getattr__(name: str) -> Any:  # PEP 562: ``components.Options`` built lazi
     if name == "Options":
         return _base_options()
     if name in _RECORDS:
-        from . import records
+        from . import records  # noqa: PLC0415 -- start-up: the record dataclasses (~0.5 ms) load on first use
 
         return getattr(records, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -217,7 +217,7 @@ class Component(ABC):  # noqa: B024  (the kinds below declare the abstract metho
     @classmethod
     def missing_modules(cls) -> list[str]:
         """The modules of ``requires`` that cannot be imported here (found without importing them)."""
-        from importlib.util import find_spec
+        from importlib.util import find_spec  # noqa: PLC0415 -- start-up: importlib.util.find_spec loads only when this is called
 
         missing = []
         for module in cls.requires:
@@ -288,7 +288,7 @@ class Component(ABC):  # noqa: B024  (the kinds below declare the abstract metho
         """
         if not raw and not cls.declares_options():
             return cls()
-        from pydantic import ValidationError
+        from pydantic import ValidationError  # noqa: PLC0415 -- start-up: pydantic loads only when a component has options
 
         try:
             opts = cls.Options.model_validate(dict(raw or {}))
@@ -330,7 +330,6 @@ class Generator(Component):
 
         Reads the template without rendering anything; raises like :meth:`generate` for a bad source.
         """
-        from ..errors import PluginError
 
         raise PluginError(f"generator {self.name!r} cannot describe its templates (template {source!r})")
 
@@ -451,8 +450,6 @@ LATEST_EPOCH = 253402300799
 
 def export_timestamp(capsule: Capsule) -> int:
     """See :meth:`Exporter.timestamp`."""
-    import os
-
     raw = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
     if raw:
         if not raw.isdigit():
@@ -466,11 +463,9 @@ def export_timestamp(capsule: Capsule) -> int:
 
 def _signed_created(sig_path: Path) -> int | None:
     """``predicate.created`` of the DSSE statement in capsule.sig, or None."""
-    import base64
-    import json
+    import base64  # noqa: PLC0415 -- start-up: base64 and the tree walk load only when an export reads capsule.sig
 
-    from ..errors import QlcapsuleError
-    from ..format.tree import read_regular
+    from ..format.tree import read_regular  # noqa: PLC0415 -- start-up: base64 and the tree walk load only when an export reads capsule.sig
 
     try:
         raw = read_regular(sig_path, name="capsule.sig", limit=1024 * 1024)  # never a symlink's target

@@ -358,7 +358,7 @@ def _builtin_kind(name: str) -> str | None:
 
 def discover(group: str = GROUP) -> list[tuple[EntryPoint, str | None, str | None]]:
     """Every entry point of ``group`` with its distribution's name and version (one metadata read each)."""
-    from importlib.metadata import entry_points
+    from importlib.metadata import entry_points  # noqa: PLC0415 -- start-up: importlib.metadata (email, zipfile, csv) loads only when plugins are discovered
 
     found: list[tuple[EntryPoint, str | None, str | None]] = []
     metadata: dict[int, tuple[str | None, str | None]] = {}

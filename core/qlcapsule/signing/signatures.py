@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import __version__
 from ..errors import (
     CredentialsError,
     InputError,
@@ -76,7 +77,7 @@ __all__ = [
 
 
 def _signer(name: str) -> Any:
-    from ..plugins import manager as plugins
+    from ..plugins import manager as plugins  # noqa: PLC0415 -- plugin: the plugin manager loads only when a signer is needed
 
     return plugins.instantiate("signer", ALIASES.get(name, name))
 
@@ -214,7 +215,7 @@ _PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
 
 
 def _sniff(material: bytes, method: str) -> list[str]:
-    from ..plugins import manager as plugins
+    from ..plugins import manager as plugins  # noqa: PLC0415 -- plugin: the plugin manager loads only when a signer is needed
 
     reg = plugins.registry()
     found = []
@@ -329,10 +330,10 @@ def load_trust_file(path: str | Path) -> list[VerifyKey]:
 
     The file (and every ``key_file`` it names) must not be writable by every account.
     """
-    from pydantic import BaseModel, ConfigDict, ValidationError
+    from pydantic import BaseModel, ConfigDict, ValidationError  # noqa: PLC0415 -- start-up: pydantic loads only when a trust file is read
 
-    from ..format.yamlsrc import load_file
-    from ..plugins.components import format_validation_error
+    from ..format.yamlsrc import load_file  # noqa: PLC0415 -- start-up: yaml loads only when a trust file is read
+    from ..plugins.components import format_validation_error  # noqa: PLC0415 -- start-up: the component bases load only when a trust file is read
 
     class Entry(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -749,8 +750,6 @@ def sign_capsule(
     signatures those keys verify are kept; anything else gets a fresh statement.
     This key's earlier signature is replaced. capsule.sig is never taken on trust.
     """
-    from .. import __version__
-
     # the raw generator record of capsule.yaml (as written, validated by the model) is what we sign
     capsule = Capsule.load(root, strict=False)
     try:
@@ -849,8 +848,8 @@ def _store_latest(root: Path, name: str, trusted_by: dict[str, Any]) -> str | No
     if not _store_may_exist(root):
         return None
     try:
-        from ..store import versions as store
-        from ..store.merge import trusted_versions
+        from ..store import versions as store  # noqa: PLC0415 -- cycle: the rollback check reads the store's newest version (pyproject.toml ignore_imports)
+        from ..store.merge import trusted_versions  # noqa: PLC0415 -- cycle: the rollback check reads the store's newest version (pyproject.toml ignore_imports)
     except ImportError:
         return None
     try:

@@ -26,8 +26,10 @@ every SDK message goes through :func:`qlcapsule.scrub_error`.
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,10 +38,10 @@ from ..errors import InputError, IntegrityError, OptionsError, PluginError, Qlca
 from ..format.capsule import Capsule
 from ..format.model import TargetConfig
 from ..format.tree import sha256_file
-from ..log import event, get_logger, scrub
+from ..log import event, get_logger, redact, scrub
 from ..plugins.components import Deliverer
 from ..plugins.records import Artifact, Receipt
-from ..resilience import breaker_for, scrub_error
+from ..resilience import breaker_for, read_secret, scrub_error
 from .targets import OperatorTargets, check_capsule_defined, check_local_path, operator_targets
 
 __all__ = [
@@ -134,7 +136,7 @@ def load_deliverer(name: str, config: TargetConfig, capsule: Capsule | None = No
     without webhooks, and a ``local`` target the operator did not define writes only
     inside the working directory (see :mod:`qlcapsule.steps.targets`). Errors name the file
     that defined the target."""
-    from ..plugins import manager as plugins
+    from ..plugins import manager as plugins  # noqa: PLC0415 -- plugin: the plugin manager loads only when a deliverer is needed
 
     try:
         cls = plugins.registry().get("deliverer", config.provider)
@@ -154,7 +156,7 @@ def load_deliverer(name: str, config: TargetConfig, capsule: Capsule | None = No
 
 def _check_webhooks(config: TargetConfig, where: str) -> None:
     """A bad webhook URL is a bad option: refused now, before any export or upload, not when it fires."""
-    from .notify import webhook_url_problem
+    from .notify import webhook_url_problem  # noqa: PLC0415 -- start-up: notify (http.client, ssl) loads only for a target with webhooks
 
     for i, hook in enumerate(config.notify):
         problem = webhook_url_problem(hook.url)
@@ -164,10 +166,6 @@ def _check_webhooks(config: TargetConfig, where: str) -> None:
 
 def _redact_url_passwords(value: Any) -> None:
     """Options hold no secrets by design, but a URL with ``user:password@`` must not leak either."""
-    import urllib.parse
-
-    from ..log import redact
-
     if isinstance(value, dict):
         for v in value.values():
             _redact_url_passwords(v)
@@ -192,7 +190,7 @@ def _formats(capsule: Capsule, config: TargetConfig, formats: Sequence[str] | No
 
 
 def _export(capsule: Capsule, fmts: Sequence[str], outdir: Path, *, directories: bool) -> list[Artifact]:
-    from . import exporting  # only needed without --artifact
+    from . import exporting  # noqa: PLC0415 -- start-up: exporting loads only without --artifact
 
     artifacts = []
     for fmt in fmts:
@@ -214,7 +212,7 @@ def _export(capsule: Capsule, fmts: Sequence[str], outdir: Path, *, directories:
 
 def _planned(capsule: Capsule, fmts: Sequence[str]) -> list[Artifact]:
     """What the exports would be called (exporter and options checked); nothing is written."""
-    from . import exporting
+    from . import exporting  # noqa: PLC0415 -- start-up: exporting loads only without --artifact
 
     planned = []
     for fmt in fmts:
@@ -270,8 +268,6 @@ def check_target(
         deliverer = load_deliverer(name, config, capsule)
     for hook in config.notify:
         if hook.secret_env:
-            from ..resilience import read_secret
-
             read_secret(hook.secret_env, what=f"targets.{name}.notify secret")
     deliverer.check(capsule)
     event(log, "deliver.checked", target=name, provider=config.provider)
@@ -296,8 +292,6 @@ def _check_receipts(receipts: list[Receipt], artifacts: Sequence[Artifact], targ
 
 def _scrub_receipt(r: Receipt) -> None:
     """A receipt never holds a credential, even if a deliverer put one there."""
-    import json
-
     r.location = scrub(r.location)
     r.url = scrub(r.url) if r.url else r.url
     r.extra = json.loads(scrub(json.dumps(r.extra, default=str)))
@@ -315,7 +309,7 @@ def _lasting(receipt: dict[str, Any]) -> dict[str, Any]:
 def _record(capsule: Capsule, receipts: list[Receipt]) -> bool:
     """Add the receipts as a git note to the committed version; skip with a log line without a store."""
     try:
-        from ..store import versions as store  # type: ignore[attr-defined]
+        from ..store import versions as store  # type: ignore[attr-defined]  # noqa: PLC0415 -- start-up: the store (pygit2) loads only when the receipt is recorded in a store
 
         add_note = store.add_note  # type: ignore[attr-defined]
     except (ImportError, AttributeError):
@@ -334,7 +328,7 @@ def _record(capsule: Capsule, receipts: list[Receipt]) -> bool:
 def _notify(config: TargetConfig, outcome: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
     if not config.notify:
         return []
-    from .notify import notify
+    from .notify import notify  # noqa: PLC0415 -- start-up: notify (http.client, ssl) loads only for a target with webhooks
 
     return [r.to_dict() for r in notify(config.notify, outcome, payload)]
 

@@ -164,7 +164,7 @@ def _configured(capsule: Capsule, name: str) -> Mapping[str, Any]:
 
 def resolve_exporter(capsule: Capsule, fmt: str, options: Mapping[str, Any] | None = None) -> Exporter:
     """The exporter for ``fmt`` with validated options (capsule.yaml ``exports`` + ``options``)."""
-    from ..plugins.manager import registry
+    from ..plugins.manager import registry  # noqa: PLC0415 -- plugin: the plugin manager loads only when an exporter is needed
 
     cls = registry().exporter_for(fmt)
     configured = _configured(capsule, cls.name)

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import yaml
+
 from ..errors import DefinitionError, InputError, PluginError
+from ..format import yamlsrc
 from ..format.capsule import Capsule
 from ..format.model import DEFINITION_FILE, DNS_LABEL
 from ..log import event, get_logger
@@ -31,7 +35,7 @@ log = get_logger("generation")
 
 def pick_generator(template: str) -> Generator:
     """The first registered generator (by name) that handles ``template``."""
-    from ..plugins.manager import registry
+    from ..plugins.manager import registry  # noqa: PLC0415 -- plugin: the plugin manager loads only when a generator is needed
 
     reg = registry()
     for cls in reg.all("generator"):
@@ -48,7 +52,7 @@ def pick_generator(template: str) -> Generator:
 def describe_templates(sources: Sequence[str] = ()) -> list[TemplateInfo]:
     """``qlcapsule templates``: each of ``sources`` as :func:`pick_generator` would render it, or, with none,
     every template a generator offers by name (the built-ins), each with its questions."""
-    from ..plugins.manager import registry
+    from ..plugins.manager import registry  # noqa: PLC0415 -- plugin: the plugin manager loads only when a generator is needed
 
     found: list[tuple[Generator, str]] = [(pick_generator(source), source) for source in sources]
     if not sources:
@@ -66,8 +70,6 @@ def describe_templates(sources: Sequence[str] = ()) -> list[TemplateInfo]:
 
 def load_answers_file(path: str | Path) -> dict[str, Any]:
     """Answers from a YAML/JSON mapping, or the ``generator.answers`` of a capsule.yaml."""
-    from ..format import yamlsrc
-
     p = Path(path)
     try:
         text = p.read_text("utf-8")
@@ -93,15 +95,11 @@ def load_answers_file(path: str | Path) -> dict[str, Any]:
 
 
 def _dns_label(text: str) -> str:
-    import re
-
     label = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:63].strip("-")
     return label or "capsule"
 
 
 def _generator_block(record: GeneratorRecord) -> str:
-    import yaml
-
     return yaml.safe_dump(
         {"generator": record.to_definition()}, sort_keys=False, allow_unicode=True, default_flow_style=False
     )
@@ -109,10 +107,6 @@ def _generator_block(record: GeneratorRecord) -> str:
 
 def write_definition(root: Path, record: GeneratorRecord, dest_name: str) -> None:
     """Add the ``generator`` block to the rendered capsule.yaml, or write a minimal one."""
-    import yaml
-
-    from ..format import yamlsrc
-
     path = root / DEFINITION_FILE
     block = _generator_block(record)
     if path.is_file():

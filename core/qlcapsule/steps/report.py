@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import __version__
+from ..format.lock import atomic_write
 from ..log import printable
 from ..plugins.findings import Finding, Severity
 from .validation import CapsuleReport, Report
@@ -198,11 +199,10 @@ def render_github(report: Report) -> str:
 def write(text: str, output: str | None) -> None:
     """Write ``text`` to ``output`` atomically (or stdout when None or '-')."""
     if output in (None, "-"):
-        import click
+        import click  # noqa: PLC0415 -- start-up: click is not loaded for the Action and the API, which write to files
 
         click.echo(text, nl=False)
         return
-    from ..format.lock import atomic_write
 
     path = Path(output)
     if path.parent and not path.parent.exists():

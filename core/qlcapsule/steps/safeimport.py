@@ -305,7 +305,7 @@ class _Inflating:
         elif kind == "xz":
             self.stream = lzma.LZMAFile(counter)
         elif kind == "zstd":
-            import zstandard
+            import zstandard  # noqa: PLC0415 -- start-up: zstandard loads only for a .tar.zst archive
 
             self.stream = zstandard.ZstdDecompressor().stream_reader(counter, read_across_frames=True)
         else:
@@ -771,9 +771,9 @@ def _locked_only(root: Path, staged: list[str], into: Path, label: str, dest: Pa
     Only names the unpacking wrote as regular files are moved, so a locked name that is a directory
     in the archive can never carry unlocked files along.
     """
-    from ..format.lock import read_lock
-    from ..format.names import DEFINITION_FILE, LOCK_FILE, SIG_FILE
-    from ..format.tree import display_path, path_key
+    from ..format.lock import read_lock  # noqa: PLC0415 -- start-up: the lock and tree modules load only once an archive is unpacked
+    from ..format.names import DEFINITION_FILE, LOCK_FILE, SIG_FILE  # noqa: PLC0415 -- start-up: the lock and tree modules load only once an archive is unpacked
+    from ..format.tree import display_path, path_key  # noqa: PLC0415 -- start-up: the lock and tree modules load only once an archive is unpacked
 
     try:
         lock = read_lock(root / LOCK_FILE)
@@ -812,7 +812,7 @@ def _stage(
     Returns the format, the directory to rename to ``dest``, the verification report and
     the files left out.
     """
-    from ..pipeline import verify_capsule
+    from ..pipeline import verify_capsule  # noqa: PLC0415 -- start-up: the pipeline loads only once an archive is unpacked
 
     stage = tmp / "stage"
     stage.mkdir()

@@ -149,8 +149,8 @@ class ShipResult:
 
     def validation_report(self) -> Any:
         """The validate steps' findings as one ``validation.Report`` (for the SARIF and GitHub renderers)."""
-        from ..plugins.manager import registry
-        from .validation import Report
+        from ..plugins.manager import registry  # noqa: PLC0415 -- plugin: the plugin manager loads only when validators run
+        from .validation import Report  # noqa: PLC0415 -- start-up: validation loads only when the report is asked for (the hooks import ship too)
 
         rules = {r.id: (r, v.name) for v in registry().all("validator") for r in v.rules}  # type: ignore[attr-defined]
         return Report([c.validation for c in self.capsules if c.validation is not None], rules)
@@ -188,7 +188,7 @@ _FIXED_BY_SIGN = frozenset({"signature.missing", "signature.stale", "signature.e
 
 def _leave_to(report: CapsuleReport, rules: frozenset[str]) -> int:
     """Drop the findings a step of this run makes moot; rescore their validators."""
-    from .validation import validator_score
+    from .validation import validator_score  # noqa: PLC0415 -- start-up: validation loads only when this is called
 
     moot = [f for f in report.findings if f.rule in rules]
     if not moot:
@@ -213,7 +213,7 @@ def _step_validate(ctx: _Context) -> str:
     any capsule.sig stale: the sign step replaces it, and with signing off the old
     signature is reported by the seal step, not counted against the files.
     """
-    from .validation import validate_capsules
+    from .validation import validate_capsules  # noqa: PLC0415 -- start-up: validation loads only when this is called
 
     job, opts = ctx.job, ctx.job.options
     report = validate_capsules([Path(job.root)], fail_on=opts.fail_on, min_score=opts.min_score, jobs=1)
@@ -251,7 +251,7 @@ def _changes(job: CapsulePlan, limit: int = 5) -> str:
 
 
 def _step_seal(ctx: _Context) -> str:
-    from ..pipeline import seal_capsule
+    from ..pipeline import seal_capsule  # noqa: PLC0415 -- start-up: the pipeline loads only when a ship seals (the hooks import ship too)
 
     job = ctx.job
     digest = job.digest or ""
@@ -282,7 +282,7 @@ def _verify_sealed(ctx: _Context) -> str:
 
 
 def _step_sign(ctx: _Context) -> str:
-    from ..signing import signatures as signing
+    from ..signing import signatures as signing  # noqa: PLC0415 -- start-up: signing loads only when a ship signs (the hooks import ship too)
 
     job = ctx.job
     if job.sign == "already":
@@ -306,7 +306,7 @@ def _step_sign(ctx: _Context) -> str:
 
 
 def _step_commit(ctx: _Context) -> str:
-    from ..store.versions import commit_capsule
+    from ..store.versions import commit_capsule  # noqa: PLC0415 -- start-up: the store (pygit2) loads only when a ship commits
 
     job, opts = ctx.job, ctx.job.options
     if ctx.dry_run:
@@ -330,8 +330,8 @@ def _step_commit(ctx: _Context) -> str:
 
 
 def _step_export(ctx: _Context) -> str:
-    from ..plugins.records import Artifact
-    from .exporting import export_capsule
+    from ..plugins.records import Artifact  # noqa: PLC0415 -- start-up: the records load only when a ship exports (the hooks import ship too)
+    from .exporting import export_capsule  # noqa: PLC0415 -- start-up: exporting loads only when a ship exports (the hooks import ship too)
 
     job = ctx.job
     deliver = "deliver" in job.steps
@@ -353,7 +353,7 @@ def _step_export(ctx: _Context) -> str:
 
 
 def _out_path(ctx: _Context, fmt: str, outdir: Path) -> Path:
-    from ..plugins import manager as plugins
+    from ..plugins import manager as plugins  # noqa: PLC0415 -- plugin: the plugin manager loads only when a ship is planned
 
     exporter = plugins.registry().exporter_for(fmt)()
     return outdir / exporter.filename(ctx.capsule, fmt)
@@ -375,7 +375,7 @@ def _planned_dict(art: dict[str, Any]) -> dict[str, Any]:
 
 
 def _step_deliver(ctx: _Context) -> str:
-    from .delivery import deliver_capsule, resolve_target
+    from .delivery import deliver_capsule, resolve_target  # noqa: PLC0415 -- start-up: delivery loads only when a ship delivers (the hooks import ship too)
 
     job = ctx.job
     if ctx.dry_run:
@@ -494,13 +494,13 @@ def _prepare_shared(jobs: list[CapsulePlan]) -> None:
     """Create what workers would otherwise race for: the dev key and the default stores (a dry run: nothing)."""
     jobs = [j for j in jobs if not j.options.dry_run]
     if any(j.dev_key and j.sign == "sign" for j in jobs):
-        from ..signing import signatures as signing
+        from ..signing import signatures as signing  # noqa: PLC0415 -- start-up: signing loads only when a ship signs (the hooks import ship too)
 
         signing.dev_key(create=True)
     stores = {j.store for j in jobs if "commit" in j.steps and j.store}
     for store in sorted(stores):
         if not Path(store).exists():
-            from ..store.versions import open_store
+            from ..store.versions import open_store  # noqa: PLC0415 -- start-up: the store (pygit2) loads only when a ship commits
 
             Path(store).parent.mkdir(parents=True, exist_ok=True)
             open_store(store=store, create=True)
@@ -536,9 +536,9 @@ ship_capsules = ship
 
 
 def _run_pool(planned: list[CapsulePlan], workers: int, events: EventSink | None) -> list[CapsuleResult]:
-    import multiprocessing
-    import queue as queue_mod
-    from concurrent.futures import Future, ProcessPoolExecutor
+    import multiprocessing  # noqa: PLC0415 -- start-up: multiprocessing loads only when this is called
+    import queue as queue_mod  # noqa: PLC0415 -- start-up: queue loads only when this is called
+    from concurrent.futures import Future, ProcessPoolExecutor  # noqa: PLC0415 -- start-up: concurrent.futures loads only when this is called
 
     ctx = multiprocessing.get_context("spawn")  # safe with threads; the same on every OS
     queue = ctx.Queue()

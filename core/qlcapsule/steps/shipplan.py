@@ -174,7 +174,7 @@ def default_store(root: Path, store: str | None = None) -> str | None:
 
 
 def _enclosing_repo(root: Path) -> str | None:
-    import pygit2
+    import pygit2  # noqa: PLC0415 -- start-up: pygit2 loads only when this is called
 
     try:
         found = pygit2.discover_repository(str(root))
@@ -196,7 +196,7 @@ class _Keys:
 
     def get(self) -> SigningKey:
         if self._key is None:
-            from ..signing import signatures as signing
+            from ..signing import signatures as signing  # noqa: PLC0415 -- start-up: signing loads only when this is called
 
             key_env = self.options.key_env  # --key-env wins over --key (and $QLCAPSULE_SIGNING_KEY)
             self._key = signing.load_signing_key(None if key_env else self.options.key, key_env=key_env)
@@ -205,7 +205,7 @@ class _Keys:
 
 def make_plan(paths: Iterable[str | Path], options: ShipOptions) -> list[CapsulePlan]:
     """Check every input and work out what shipping each capsule will do; raise on bad input or a refusal."""
-    from .targets import operator_targets
+    from .targets import operator_targets  # noqa: PLC0415 -- start-up: the targets file (pydantic, yaml) loads only when this is called
 
     unknown = set(options.skip) - set(STEPS)
     if unknown:
@@ -259,7 +259,7 @@ def _plan_one(index: int, capsule: Capsule, options: ShipOptions, operator: Oper
         options=options,
         operator=operator,
     )
-    from .exporting import resolve_exporter
+    from .exporting import resolve_exporter  # noqa: PLC0415 -- start-up: exporting loads only when this is called
 
     for fmt in plan.formats:
         resolve_exporter(capsule, fmt, None)  # raises naming the format, or the bad option
@@ -275,7 +275,7 @@ def _plan_one(index: int, capsule: Capsule, options: ShipOptions, operator: Oper
 
 
 def _artifact_name(capsule: Capsule, fmt: str, *, deliver: bool) -> str:
-    from .exporting import canonical_format, resolve_exporter
+    from .exporting import canonical_format, resolve_exporter  # noqa: PLC0415 -- start-up: exporting loads only when this is called
 
     exporter = resolve_exporter(capsule, fmt, None)
     if deliver and canonical_format(exporter, fmt) in exporter.directory_formats:
@@ -287,7 +287,7 @@ def _artifact_name(capsule: Capsule, fmt: str, *, deliver: bool) -> str:
 
 
 def _plan_targets(plan: CapsulePlan, capsule: Capsule) -> None:
-    from .delivery import check_target, describe_delivery
+    from .delivery import check_target, describe_delivery  # noqa: PLC0415 -- start-up: delivery (pydantic, yaml, http) loads only when this is called
 
     exports = list(plan.formats)
     for target in plan.targets:
@@ -352,7 +352,7 @@ def _plan_seal(plan: CapsulePlan, capsule: Capsule) -> None:
 
 def _plan_sign(plan: CapsulePlan, capsule: Capsule, keys: _Keys) -> None:
     """Which key signs: the configured one (loaded now: a bad key fails here), else the development key."""
-    from ..signing import signatures as signing
+    from ..signing import signatures as signing  # noqa: PLC0415 -- start-up: signing loads only when this is called
 
     if keys.configured:
         plan.signing_key = keys.get()
@@ -371,7 +371,7 @@ def _plan_sign(plan: CapsulePlan, capsule: Capsule, keys: _Keys) -> None:
 
 def _plan_signature(plan: CapsulePlan, capsule: Capsule, keys: _Keys) -> None:
     """Whether capsule.sig is rewritten. The development key replaces only its own signature."""
-    from ..signing.envelope import Envelope, Statement
+    from ..signing.envelope import Envelope, Statement  # noqa: PLC0415 -- start-up: signing loads only when this is called
 
     where = str(capsule.sig_path)
     try:
@@ -412,7 +412,7 @@ def _plan_signature(plan: CapsulePlan, capsule: Capsule, keys: _Keys) -> None:
 
 def _signed_by(envelope: Any, key: SigningKey, where: str) -> bool:
     """True when ``key`` itself verifies a signature of ``envelope`` (a key id it claims proves nothing)."""
-    from ..signing.envelope import verify_envelope
+    from ..signing.envelope import verify_envelope  # noqa: PLC0415 -- start-up: signing loads only when this is called
 
     try:
         verify_envelope(envelope, [key.verify_key()], 1, where)
@@ -423,14 +423,14 @@ def _signed_by(envelope: Any, key: SigningKey, where: str) -> bool:
 
 def _plan_commit(plan: CapsulePlan, capsule: Capsule) -> None:
     """The store: where the version goes, and whether this version is there already (same digest: resume)."""
-    from ..store.repo import check_branch_name, check_text, open_store, parse_trailers
+    from ..store.repo import check_branch_name, check_text, open_store, parse_trailers  # noqa: PLC0415 -- start-up: the store (pygit2) loads only when this is called
 
     check_branch_name(plan.branch)
     if plan.options.message is not None:
         check_text(plan.options.message, "-m/--message")
     store = Path(plan.store).expanduser() if plan.store else None
     if store is not None:
-        from .exporting import _inside_capsule
+        from .exporting import _inside_capsule  # noqa: PLC0415 -- start-up: exporting loads only when this is called
 
         inside = _inside_capsule(capsule, store / "HEAD")
         if inside is not None:
@@ -473,7 +473,7 @@ def _plan_commit(plan: CapsulePlan, capsule: Capsule) -> None:
 
 def _recorded(st: Any, plan: CapsulePlan) -> tuple[Any, bool] | None:
     """The commit recording ``plan.version``: its tag, else the newest on the branch (or main); and whether tagged."""
-    from ..store.repo import DEFAULT_BRANCH
+    from ..store.repo import DEFAULT_BRANCH  # noqa: PLC0415 -- start-up: the store (pygit2) loads only when this is called
 
     tagged = st.tags(plan.name).get(plan.version)
     if tagged is not None:
@@ -487,7 +487,7 @@ def _recorded(st: Any, plan: CapsulePlan) -> tuple[Any, bool] | None:
 
 def _same_signature(commit: Any, capsule: Capsule) -> bool:
     """The stored version's capsule.sig is byte for byte the one on disk (or both have none)."""
-    import pygit2
+    import pygit2  # noqa: PLC0415 -- start-up: pygit2 loads only when this is called
 
     raw = capsule.sig_bytes()
     try:
@@ -499,7 +499,7 @@ def _same_signature(commit: Any, capsule: Capsule) -> bool:
 
 def _plan_outputs(plan: CapsulePlan, capsule: Capsule) -> None:
     """Refuse outputs that would land in the capsule, and local artifacts another build already left."""
-    from .exporting import _inside_capsule  # the one rule for "this path would become a capsule file"
+    from .exporting import _inside_capsule  # noqa: PLC0415 -- start-up: exporting loads only when this is called; the one rule for "this path would become a capsule file"
 
     exported: dict[str, str | None] = {}
     for art in plan.artifacts:
@@ -537,7 +537,7 @@ def _plan_outputs(plan: CapsulePlan, capsule: Capsule) -> None:
 def _export_sha(capsule: Capsule, fmt: str, name: str) -> str | None:
     """SHA-256 of what exporting the capsule as it is sealed now gives (None when it cannot be exported now:
     the run then fails at its seal or export step, in a dry run too)."""
-    from .exporting import export_capsule
+    from .exporting import export_capsule  # noqa: PLC0415 -- start-up: exporting loads only when this is called
 
     with tempfile.TemporaryDirectory(prefix="qlcapsule-plan-") as tmp:
         try:

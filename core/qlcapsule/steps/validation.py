@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from ..errors import DefinitionError, InputError, QlcapsuleError
+from ..errors import DefinitionError, InputError, OptionsError, QlcapsuleError
 from ..format.capsule import Capsule
 from ..format.globs import compile_glob
 from ..format.tree import walk
@@ -157,7 +157,7 @@ class Report:
 
 
 def _validators() -> list[Validator]:
-    from ..plugins.manager import registry
+    from ..plugins.manager import registry  # noqa: PLC0415 -- plugin: the plugin manager loads only when validators run (the report imports this module)
 
     reg = registry()
     return [cls() for cls in reg.all("validator")]  # type: ignore[misc]
@@ -314,8 +314,7 @@ def _export_settings(capsule: Capsule) -> list[Finding]:
     exports = capsule.setting("exports", {})
     if not isinstance(exports, dict) or not exports:
         return []
-    from ..errors import OptionsError
-    from ..plugins.manager import registry
+    from ..plugins.manager import registry  # noqa: PLC0415 -- plugin: the plugin manager loads only when validators run (the report imports this module)
 
     reg = registry()
     names = reg.names("exporter")
@@ -404,7 +403,7 @@ def _single_threaded() -> bool:
 
 
 def _pool_context() -> Any:
-    import multiprocessing
+    import multiprocessing  # noqa: PLC0415 -- start-up: multiprocessing loads only to validate in parallel
 
     # fork starts workers in milliseconds and inherits the loaded plugins; macOS and
     # Windows lack a safe fork, so they spawn. A process that already runs other
@@ -423,7 +422,7 @@ def validate_capsules(
     jobs: int | None = None,
 ) -> Report:
     """Validate every capsule in ``paths`` (in parallel when there are several)."""
-    from ..plugins.manager import registry
+    from ..plugins.manager import registry  # noqa: PLC0415 -- plugin: the plugin manager loads only when validators run (the report imports this module)
 
     if fail_on is not None and fail_on not in ("error", "warning", "never"):
         raise InputError(f"--fail-on: {fail_on!r} is not one of error, warning, never")
@@ -440,7 +439,7 @@ def validate_capsules(
     if workers == 1 or len(dirs) < 4:
         results = [_worker(a) for a in args]
     else:
-        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415 -- start-up: concurrent.futures loads only to validate in parallel
 
         registry()  # load plugins once, before forking
         chunk = max(1, len(args) // (workers * 8))

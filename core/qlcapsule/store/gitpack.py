@@ -259,7 +259,7 @@ def write_blobs(
         if n == 1:
             run(0)
         else:
-            from concurrent.futures import ThreadPoolExecutor
+            from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 -- start-up: concurrent.futures loads only for a pack written by several threads
 
             with ThreadPoolExecutor(max_workers=n, thread_name_prefix="qlcapsule-pack") as pool:
                 for fut in [pool.submit(run, w) for w in range(n)]:

@@ -30,6 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+from yaml.nodes import MappingNode, ScalarNode
+
 from ..errors import (
     ConflictError,
     DefinitionError,
@@ -40,9 +43,11 @@ from ..errors import (
     StoreError,
     VerificationError,
 )
+from ..format import yamlsrc
 from ..format.capsule import Capsule
+from ..format.globs import GlobSet
 from ..format.lock import Lock, atomic_write, parse_lock
-from ..format.model import DEFINITION_FILE, LOCK_FILE, SIG_FILE
+from ..format.model import DEFAULT_EXCLUDE, DEFINITION_FILE, LOCK_FILE, SIG_FILE
 from ..format.tree import check_relative, walk
 from ..log import event, get_logger
 from .commit import commit_tree
@@ -175,9 +180,6 @@ def _locked_files(repo: Any, tree: Any, where: str) -> tuple[dict[str, tuple[Any
 
 def _never_sealed(paths: Iterable[str]) -> list[str]:
     """Paths ``seal`` would never have locked (the built-in excludes), sorted: only a crafted lock lists them."""
-    from ..format.globs import GlobSet
-    from ..format.model import DEFAULT_EXCLUDE
-
     globs = GlobSet(["**"], list(DEFAULT_EXCLUDE))
     return sorted(p for p in paths if not globs.wants(p))
 
@@ -222,7 +224,7 @@ def _materialise(st: Store, name: str, commit: Any, where: str, dest: Path, chec
 def _verifier(commit: Any, where: str, signature_options: dict[str, Any]) -> Any:
     """``verify_capsule`` (integrity, then signatures against the operator's keys) of a written version,
     plus the digest its commit message records."""
-    from ..pipeline import verify_capsule
+    from ..pipeline import verify_capsule  # noqa: PLC0415 -- start-up: the pipeline loads only when a version's signature is checked
 
     def check(root: Path) -> dict[str, Any]:
         # an old version is what was asked for: the store's newest is no rollback here
@@ -249,7 +251,7 @@ def trusted_versions(
     options = _signature_options(keys, hmac_key_envs, trust)
     if not any(options.values()):
         return None
-    from ..signing.signatures import load_hmac_env, load_public_key, load_trust_file
+    from ..signing.signatures import load_hmac_env, load_public_key, load_trust_file  # noqa: PLC0415 -- start-up: signing loads only when versions are checked against keys
 
     # a missing or malformed key is the operator's bad input (exit 2), not a refused version
     for k in options["keys"]:
@@ -635,7 +637,7 @@ def merge_branch(
 
 
 def _generator_for(template: str, source: str) -> Any:
-    from ..plugins.manager import registry
+    from ..plugins.manager import registry  # noqa: PLC0415 -- plugin: the plugin manager loads only for update (a generator)
 
     reg = registry()
     try:
@@ -656,9 +658,6 @@ def _generator_for(template: str, source: str) -> Any:
 
 def _snapshot(repo: Any, root: Path, capsule: Capsule | None) -> Any:
     """A tree of the files under ``root`` (the capsule's globs; seals left out)."""
-    from ..format.globs import GlobSet
-    from ..format.model import DEFAULT_EXCLUDE
-
     pygit2 = load_pygit2()
     globs = capsule.globs() if capsule is not None else GlobSet(["**"], list(DEFAULT_EXCLUDE))
     index = pygit2.Index()
@@ -679,8 +678,6 @@ _RECORD_KEYS = ("template", "version", "commit", "source")
 
 def _yaml_scalar(value: Any) -> str:
     """``value`` as a one-line YAML scalar (plain when safe, else quoted)."""
-    import yaml
-
     for style in (None, '"'):
         text = yaml.safe_dump(value, default_style=style, default_flow_style=True, allow_unicode=True, width=10**9)
         text = text.removesuffix("\n").removesuffix("\n...").rstrip("\n")
@@ -692,9 +689,6 @@ def _yaml_scalar(value: Any) -> str:
 def _edit_generator_text(text: str, current: dict[str, Any], wanted: dict[str, Any]) -> str | None:  # noqa: C901 - one branch per YAML shape of the generator block
     """``text`` with only the changed ``generator.<key>`` scalars rewritten in place (comments, order and layout
     kept); None when the block is not a plain block mapping of scalars this can edit."""
-    import yaml
-    from yaml.nodes import MappingNode, ScalarNode
-
     try:
         doc = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError:
@@ -749,10 +743,6 @@ def _set_generator_record(root: Path, record: dict[str, Any]) -> None:
     Only the changed values are rewritten, in the text, so comments and layout stay; a value the new
     render does not have (a local template has no commit) is removed, never written as null.
     """
-    import yaml
-
-    from ..format import yamlsrc
-
     path = root / DEFINITION_FILE
     text = path.read_text("utf-8")
     data = yamlsrc.safe_load(text, str(path)) or {}

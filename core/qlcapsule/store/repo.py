@@ -118,7 +118,7 @@ def load_pygit2() -> Any:
     Lazy for start-up: importing pygit2 (libgit2, ssl) costs about 0.12 s, which
     commands that never open a store (seal, validate, verify without one) do not pay.
     """
-    import pygit2
+    import pygit2  # noqa: PLC0415 -- start-up: pygit2 loads only when a store is opened (see above)
 
     return pygit2
 
@@ -382,7 +382,7 @@ def capsule_lock(git_dir: Path, what: str) -> Iterator[None]:
     lock_dir = git_dir / "qlcapsule" / "locks"
     lock_dir.mkdir(parents=True, exist_ok=True)
     try:
-        import fcntl
+        import fcntl  # noqa: PLC0415 -- platform: fcntl is POSIX only; Windows relies on compare-and-swap
     except ImportError:  # Windows: compare-and-swap alone keeps versions safe
         yield
         return

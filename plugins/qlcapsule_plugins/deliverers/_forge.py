@@ -105,7 +105,7 @@ def prerelease(version: str) -> bool:
 
 def guarded_session(what: str) -> Any:
     """A ``requests.Session`` whose redirects follow the one rule (:func:`qlcapsule.resilience.guard_redirects`)."""
-    import requests
+    import requests  # noqa: PLC0415 -- extra: requests (not a core dependency: it comes with the s3, gcs, github and gitlab extras)
 
     return guard_redirects(requests.Session(), what=what)
 
@@ -120,9 +120,9 @@ def guard_pygithub(gh: Any, what: str = "github") -> Any:
     reuse, so the guarded classes are set on this client's requester alone. If a
     PyGithub release renames those attributes this fails closed, naming the version.
     """
-    from importlib.metadata import version
+    from importlib.metadata import version  # noqa: PLC0415 -- start-up: importlib.metadata loads only for a GitHub delivery
 
-    from github.Requester import HTTPRequestsConnectionClass, HTTPSRequestsConnectionClass
+    from github.Requester import HTTPRequestsConnectionClass, HTTPSRequestsConnectionClass  # noqa: PLC0415 -- extra: github (pip install qlcapsule[github])
 
     class _Http(HTTPRequestsConnectionClass):
         def __init__(self, *args: Any, **kwargs: Any) -> None:

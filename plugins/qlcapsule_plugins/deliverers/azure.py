@@ -105,7 +105,7 @@ class AzureDeliverer(Deliverer):
     def service(self) -> Any:
         if self._service is not None:
             return self._service
-        from azure.storage.blob import BlobServiceClient
+        from azure.storage.blob import BlobServiceClient  # noqa: PLC0415 -- extra: azure (pip install qlcapsule[azure])
 
         conn = read_secret(ENV, what="Azure Storage connection string")
         assert conn is not None
@@ -121,7 +121,7 @@ class AzureDeliverer(Deliverer):
         return self._service
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
-        from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+        from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError  # noqa: PLC0415 -- extra: azure (pip install qlcapsule[azure])
 
         def once() -> T:
             try:
@@ -145,7 +145,7 @@ class AzureDeliverer(Deliverer):
         return RemoteError(f"azure: {what}: HTTP {status} {code}".strip())
 
     def check(self, capsule: Capsule) -> None:
-        from azure.core.exceptions import HttpResponseError
+        from azure.core.exceptions import HttpResponseError  # noqa: PLC0415 -- extra: azure (pip install qlcapsule[azure])
 
         container = self.service().get_container_client(self.options.container)
         try:
@@ -154,7 +154,7 @@ class AzureDeliverer(Deliverer):
             raise self._error(exc, f"container {self.options.container!r}") from None
 
     def deliver(self, capsule: Capsule, artifacts: Sequence[Artifact], *, target: str) -> list[Receipt]:
-        from azure.core.exceptions import HttpResponseError
+        from azure.core.exceptions import HttpResponseError  # noqa: PLC0415 -- extra: azure (pip install qlcapsule[azure])
 
         out = []
         for art in artifacts:
@@ -166,7 +166,7 @@ class AzureDeliverer(Deliverer):
         return out
 
     def _props(self, blob: Any) -> Any:
-        from azure.core.exceptions import ResourceNotFoundError
+        from azure.core.exceptions import ResourceNotFoundError  # noqa: PLC0415 -- extra: azure (pip install qlcapsule[azure])
 
         try:
             return self._call("GetBlobProperties", blob.get_blob_properties)
@@ -178,9 +178,9 @@ class AzureDeliverer(Deliverer):
         return props.size == art.size and (props.metadata or {}).get("sha256") == art.sha256
 
     def _one(self, name: str, art: Artifact, target: str) -> Receipt:
-        from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
-        from azure.storage.blob import ContentSettings
+        from azure.core import MatchConditions  # noqa: PLC0415 -- extra: azure (pip install qlcapsule[azure])
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError  # noqa: PLC0415 -- extra: azure (pip install qlcapsule[azure])
+        from azure.storage.blob import ContentSettings  # noqa: PLC0415 -- extra: azure (pip install qlcapsule[azure])
 
         where = f"azure://{self.options.container}/{name}"
         blob = self.service().get_blob_client(self.options.container, name)
@@ -234,7 +234,7 @@ class AzureDeliverer(Deliverer):
             self._read_back(blob, art, where)
 
     def _stage_and_commit(self, blob: Any, art: Artifact, meta: dict[str, str], cond: dict[str, Any]) -> bytes:
-        from azure.storage.blob import BlobBlock, ContentSettings
+        from azure.storage.blob import BlobBlock, ContentSettings  # noqa: PLC0415 -- extra: azure (pip install qlcapsule[azure])
 
         whole = hashlib.md5(usedforsecurity=False)
         ids: list[BlobBlock] = []
@@ -286,7 +286,7 @@ class AzureDeliverer(Deliverer):
         )
 
     def _sas_url(self, blob: Any) -> str | None:
-        from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+        from azure.storage.blob import BlobSasPermissions, generate_blob_sas  # noqa: PLC0415 -- extra: azure (pip install qlcapsule[azure])
 
         key = getattr(self.service().credential, "account_key", None)
         if not key:

@@ -98,7 +98,7 @@ class GcsOptions(Options):
 
 def _digests(path: Path) -> tuple[str, str]:
     """(crc32c, md5) of a file, base64 as GCS reports them."""
-    import google_crc32c
+    import google_crc32c  # noqa: PLC0415 -- extra: google_crc32c (pip install qlcapsule[gcs])
 
     crc = google_crc32c.Checksum()
     md5 = hashlib.md5(usedforsecurity=False)
@@ -144,7 +144,7 @@ class GcsDeliverer(Deliverer):
         redact(info.get("private_key_id"))
         if info.get("type") != "service_account":
             return None
-        from google.oauth2 import service_account
+        from google.oauth2 import service_account  # noqa: PLC0415 -- extra: google (pip install qlcapsule[gcs])
 
         try:
             return service_account.Credentials.from_service_account_info(
@@ -156,18 +156,18 @@ class GcsDeliverer(Deliverer):
     def client(self) -> Any:
         if self._client is not None:
             return self._client
-        from google.cloud import storage
+        from google.cloud import storage  # noqa: PLC0415 -- extra: google (pip install qlcapsule[gcs])
 
         key = self._key_file()
         if self.options.endpoint:
-            from google.auth.credentials import AnonymousCredentials
+            from google.auth.credentials import AnonymousCredentials  # noqa: PLC0415 -- extra: google (pip install qlcapsule[gcs])
 
             creds: Any = AnonymousCredentials()
             project: str | None = self.options.project or "emulator"
             options: dict[str, Any] | None = {"api_endpoint": self.options.endpoint}
         else:
-            import google.auth
-            from google.auth.exceptions import DefaultCredentialsError
+            import google.auth  # noqa: PLC0415 -- extra: google (pip install qlcapsule[gcs])
+            from google.auth.exceptions import DefaultCredentialsError  # noqa: PLC0415 -- extra: google (pip install qlcapsule[gcs])
 
             try:
                 creds, found = google.auth.default(scopes=["https://www.googleapis.com/auth/devstorage.read_write"])
@@ -183,8 +183,8 @@ class GcsDeliverer(Deliverer):
         return self._client
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
-        import requests
-        from google.api_core import exceptions as gexc
+        import requests  # noqa: PLC0415 -- extra: requests (not a core dependency: it comes with the s3, gcs, github and gitlab extras)
+        from google.api_core import exceptions as gexc  # noqa: PLC0415 -- extra: google (pip install qlcapsule[gcs])
 
         def once() -> T:
             try:
@@ -210,7 +210,7 @@ class GcsDeliverer(Deliverer):
         return RemoteError(f"gcs: {what}: {scrub_error(exc)}")
 
     def check(self, capsule: Capsule) -> None:
-        from google.api_core import exceptions as gexc
+        from google.api_core import exceptions as gexc  # noqa: PLC0415 -- extra: google (pip install qlcapsule[gcs])
 
         client = self.client()
         if self.options.presign and self._signer is None:
@@ -226,7 +226,7 @@ class GcsDeliverer(Deliverer):
         return (DEFAULT_TIMEOUT[0], self.options.timeout)
 
     def deliver(self, capsule: Capsule, artifacts: Sequence[Artifact], *, target: str) -> list[Receipt]:
-        from google.api_core import exceptions as gexc
+        from google.api_core import exceptions as gexc  # noqa: PLC0415 -- extra: google (pip install qlcapsule[gcs])
 
         out = []
         bucket = self.client().bucket(self.options.bucket)
@@ -242,7 +242,7 @@ class GcsDeliverer(Deliverer):
         return self._call("GetObject", lambda: bucket.get_blob(name, timeout=self._timeout(), retry=None))
 
     def _one(self, bucket: Any, name: str, art: Artifact, target: str) -> Receipt:
-        from google.api_core import exceptions as gexc
+        from google.api_core import exceptions as gexc  # noqa: PLC0415 -- extra: google (pip install qlcapsule[gcs])
 
         where = f"gs://{self.options.bucket}/{name}"
         crc, md5 = _digests(art.path)

@@ -110,7 +110,7 @@ class GitDeliverer(Deliverer):
     options: GitOptions
 
     def _callbacks(self) -> Any:
-        import pygit2
+        import pygit2  # noqa: PLC0415 -- start-up: pygit2 loads only when this deliverer runs
 
         token = read_secret(self.options.token_env, what="token for the git target") if self.options.token_env else None
         deliverer = self
@@ -148,7 +148,7 @@ class GitDeliverer(Deliverer):
         )
 
     def _call(self, what: str, fn: Any) -> Any:
-        import pygit2
+        import pygit2  # noqa: PLC0415 -- start-up: pygit2 loads only when this deliverer runs
 
         try:
             return fn()
@@ -173,7 +173,7 @@ class GitDeliverer(Deliverer):
         return f"{self._where}/{artifact.name}" if self._where else artifact.name
 
     def check(self, capsule: Capsule) -> None:
-        import pygit2
+        import pygit2  # noqa: PLC0415 -- start-up: pygit2 loads only when this deliverer runs
 
         branch = capsule.expand(self.options.branch)
         check_ref_name(branch)
@@ -244,7 +244,7 @@ class GitDeliverer(Deliverer):
     def _push(  # noqa: C901 - each way a push can be rejected
         self, capsule: Capsule, artifacts: Sequence[Artifact], names: dict[str, str], tmp: Path
     ) -> tuple[str, bool]:
-        import pygit2
+        import pygit2  # noqa: PLC0415 -- start-up: pygit2 loads only when this deliverer runs
 
         shutil.rmtree(tmp, ignore_errors=True)
         repo = pygit2.init_repository(str(tmp), bare=True)
@@ -328,7 +328,7 @@ class GitDeliverer(Deliverer):
 
 
 def _mode(mode: str) -> Any:
-    import pygit2
+    import pygit2  # noqa: PLC0415 -- start-up: pygit2 loads only when this deliverer runs
 
     return pygit2.enums.FileMode.BLOB_EXECUTABLE if mode == "100755" else pygit2.enums.FileMode.BLOB
 

@@ -109,7 +109,7 @@ class GitHubDeliverer(Deliverer):
         return token
 
     def _client(self, lazy: bool = False) -> Any:
-        from github import Auth, Github
+        from github import Auth, Github  # noqa: PLC0415 -- extra: github (pip install qlcapsule[github])
 
         gh = Github(
             base_url=self.options.base_url.rstrip("/"),
@@ -128,8 +128,8 @@ class GitHubDeliverer(Deliverer):
     def _api(self, what: str, fn: Callable[[], T], *, missing_ok: Literal[True]) -> T | None: ...
     def _api(self, what: str, fn: Callable[[], T], *, missing_ok: bool = False) -> T | None:
         """Call the API with bounded retries; translate errors into one line each."""
-        import requests
-        from github import GithubException
+        import requests  # noqa: PLC0415 -- extra: requests (not a core dependency: it comes with the s3, gcs, github and gitlab extras)
+        from github import GithubException  # noqa: PLC0415 -- extra: github (pip install qlcapsule[github])
 
         def once() -> T | None:
             try:
@@ -222,7 +222,7 @@ class GitHubDeliverer(Deliverer):
         raise ConflictError(f"github: branch {names['branch']} keeps moving; not forcing the update")
 
     def _push_once(self, capsule: Capsule, repo: Any, names: dict[str, str]) -> tuple[str, bool]:
-        from github import InputGitTreeElement
+        from github import InputGitTreeElement  # noqa: PLC0415 -- extra: github (pip install qlcapsule[github])
 
         branch, path = names["branch"], names["path"]
         ref = self._api(f"branch {branch}", lambda: repo.get_git_ref(f"heads/{branch}").object.sha, missing_ok=True)

@@ -101,7 +101,7 @@ class GitLabDeliverer(Deliverer):
     options: GitLabOptions
 
     def _client(self) -> Any:
-        import gitlab
+        import gitlab  # noqa: PLC0415 -- extra: gitlab (pip install qlcapsule[gitlab])
 
         token = read_secret(self.options.token_env, what="GitLab token for the gitlab target")
         return gitlab.Gitlab(
@@ -118,8 +118,8 @@ class GitLabDeliverer(Deliverer):
     @overload
     def _api(self, what: str, fn: Callable[[], T], *, missing_ok: Literal[True]) -> T | None: ...
     def _api(self, what: str, fn: Callable[[], T], *, missing_ok: bool = False) -> T | None:
-        import requests
-        from gitlab.exceptions import GitlabError
+        import requests  # noqa: PLC0415 -- extra: requests (not a core dependency: it comes with the s3, gcs, github and gitlab extras)
+        from gitlab.exceptions import GitlabError  # noqa: PLC0415 -- extra: gitlab (pip install qlcapsule[gitlab])
 
         def once() -> T | None:
             try:

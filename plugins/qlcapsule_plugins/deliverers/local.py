@@ -171,7 +171,7 @@ class LocalDeliverer(Deliverer):
 
 def _lock(fd: int) -> None:
     try:
-        import fcntl
+        import fcntl  # noqa: PLC0415 -- platform: fcntl is POSIX only; the age alone protects temp files without it
     except ImportError:  # Windows: only the age protects a temp file being written
         return
     try:
@@ -189,7 +189,7 @@ def _remove_stale_temp_files(dest: Path) -> None:
     doubtful is left alone.
     """
     try:
-        import fcntl
+        import fcntl  # noqa: PLC0415 -- platform: fcntl is POSIX only; the age alone protects temp files without it
     except ImportError:  # pragma: no cover - Windows: no way to tell a live writer, leave them
         return
     now = time.time()

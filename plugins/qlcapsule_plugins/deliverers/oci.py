@@ -260,7 +260,7 @@ def layout_push(art: Artifact, repository: str, tag: str) -> Push:
 
 def helm_push(art: Artifact, repository: str) -> Push:
     """The chart pushed the way ``helm push`` does."""
-    from qlcapsule import yamlsrc
+    from qlcapsule import yamlsrc  # noqa: PLC0415 -- start-up: yaml loads only for a helm push
 
     members = _members(art.path) or {}
     chart_yaml = next(n for n in members if re.fullmatch(r"[^/]+/Chart\.yaml", n))

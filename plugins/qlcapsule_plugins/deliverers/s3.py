@@ -123,8 +123,8 @@ class S3Deliverer(Deliverer):
     def client(self) -> Any:
         if self._client is not None:
             return self._client
-        import boto3
-        from botocore.config import Config
+        import boto3  # noqa: PLC0415 -- extra: boto3 (pip install qlcapsule[s3])
+        from botocore.config import Config  # noqa: PLC0415 -- extra: botocore (pip install qlcapsule[s3])
 
         session = boto3.session.Session(region_name=self.options.region)
         creds = session.get_credentials()
@@ -148,7 +148,7 @@ class S3Deliverer(Deliverer):
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         """One S3 request with bounded retries; SDK errors become qlcapsule errors with secrets scrubbed."""
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415 -- extra: botocore (pip install qlcapsule[s3])
 
         def once() -> T:
             try:
@@ -165,7 +165,7 @@ class S3Deliverer(Deliverer):
         return retry(once, attempts=self.options.attempts, what=f"s3 {what}")
 
     def check(self, capsule: Capsule) -> None:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # noqa: PLC0415 -- extra: botocore (pip install qlcapsule[s3])
 
         client = self.client()
         try:
@@ -184,7 +184,7 @@ class S3Deliverer(Deliverer):
 
     # -- delivery -------------------------------------------------------------
     def deliver(self, capsule: Capsule, artifacts: Sequence[Artifact], *, target: str) -> list[Receipt]:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # noqa: PLC0415 -- extra: botocore (pip install qlcapsule[s3])
 
         receipts = []
         for art in artifacts:
@@ -196,7 +196,7 @@ class S3Deliverer(Deliverer):
         return receipts
 
     def _head(self, key: str) -> dict[str, Any] | None:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # noqa: PLC0415 -- extra: botocore (pip install qlcapsule[s3])
 
         client = self.client()
         try:
@@ -280,7 +280,7 @@ class S3Deliverer(Deliverer):
 
     def _conditional(self, key: str, art: Artifact, fn: Callable[[], Any]) -> None:
         """Run a create; a 412 means someone (maybe our own lost-response retry) created the key first."""
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # noqa: PLC0415 -- extra: botocore (pip install qlcapsule[s3])
 
         try:
             fn()

@@ -242,7 +242,7 @@ class ZstdWriter:
     """
 
     def __init__(self, out: Writable, level: int = 3) -> None:
-        import zstandard
+        import zstandard  # noqa: PLC0415 -- start-up: zstandard loads only for a .tar.zst export
 
         self.out = out
         self._c = zstandard.ZstdCompressor(level=level, threads=0, write_checksum=True).compressobj()

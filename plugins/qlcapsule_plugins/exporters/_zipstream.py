@@ -26,6 +26,7 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -133,8 +134,6 @@ class ZipWriter:
 
     def write_all(self, entries: Iterable[Entry], payload: PayloadReader | None = None) -> None:
         """Write every entry, then the central directory (after ``payload.verify()``, with a payload)."""
-        from concurrent.futures import ThreadPoolExecutor
-
         with ThreadPoolExecutor(self.workers, thread_name_prefix="qlcapsule-zip") as pool:
             queue: deque[tuple[Entry, Future[_Prepared] | None, int]] = deque()
             in_flight = 0

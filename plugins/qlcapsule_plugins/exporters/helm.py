@@ -25,7 +25,7 @@ DIGEST_ANNOTATION = "qlcapsule.dev/digest"
 
 
 def _dump(data: Any) -> bytes:
-    import yaml  # only when this format is asked for: exporter lookup loads every exporter
+    import yaml  # noqa: PLC0415 -- start-up: yaml loads only when this format is asked for (exporter lookup loads every exporter)
 
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True).encode("utf-8")
 

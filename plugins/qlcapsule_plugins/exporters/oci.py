@@ -23,6 +23,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -163,8 +164,6 @@ class OciExporter(Exporter):
         return build_oci_artifact(capsule, workdir, compression=self.options.compression)
 
     def export(self, capsule: Capsule, out: BinaryIO, fmt: str, payload: PayloadReader) -> None:
-        import tempfile
-
         with tempfile.TemporaryDirectory(prefix="qlcapsule-oci-") as work:
             files = layout_files(capsule, Path(work), self.options, payload)
             entries = [(name, data, 0o644, None) for name, data in files]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import BinaryIO, ClassVar
 
-from qlcapsule import Capsule, Exporter, PayloadReader, Register, hookimpl
+from qlcapsule import Capsule, Exporter, OptionsError, PayloadReader, Register, hookimpl
 
 from ._options import TarOptions
 from ._tarstream import payload_entries, write_tar
@@ -45,8 +45,6 @@ class TarExporter(Exporter):
 
     def check(self, fmt: str) -> None:
         """Refuse a level the chosen compression does not accept (before writing)."""
-        from qlcapsule import OptionsError
-
         comp = _COMPRESSION.get(fmt)
         if comp is None:
             raise OptionsError(f"exporter 'tar': unknown format {fmt!r} (use one of {', '.join(self.formats)})")

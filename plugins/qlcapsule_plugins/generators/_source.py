@@ -81,7 +81,7 @@ def read_dir(root: Path) -> Files:
 
 
 def _tree_files(repo: Any, tree: Any, prefix: str = "") -> Files:
-    import pygit2
+    import pygit2  # noqa: PLC0415 -- start-up: pygit2 loads only for a template in git
 
     files: Files = {}
     for entry in tree:
@@ -99,7 +99,7 @@ def _tree_files(repo: Any, tree: Any, prefix: str = "") -> Files:
 
 
 def _resolve(repo: Any, rev: str) -> Any:
-    import pygit2
+    import pygit2  # noqa: PLC0415 -- start-up: pygit2 loads only for a template in git
 
     candidates = [rev, f"origin/{rev}", f"refs/tags/{rev}"]
     if not rev.startswith("v"):
@@ -113,7 +113,7 @@ def _resolve(repo: Any, rev: str) -> Any:
 
 
 def load_git(source: str, version: str | None) -> Loaded:
-    import pygit2
+    import pygit2  # noqa: PLC0415 -- start-up: pygit2 loads only for a template in git
 
     url, rev = split_rev(source)
     rev = version or rev
@@ -141,7 +141,7 @@ def load_local(path: Path, version: str | None) -> Loaded:
     current = spec_version(here.files)
     if version is None or version == current:
         return here
-    import pygit2
+    import pygit2  # noqa: PLC0415 -- start-up: pygit2 loads only for a template in git
 
     found = pygit2.discover_repository(str(root))
     if not found:
@@ -162,7 +162,7 @@ def load_local(path: Path, version: str | None) -> Loaded:
 
 
 def spec_version(files: Files) -> str | None:
-    from qlcapsule import yamlsrc
+    from qlcapsule import yamlsrc  # noqa: PLC0415 -- start-up: yaml loads only when a template is read
 
     raw = files.get(SPEC_FILE)
     if raw is None:
@@ -177,8 +177,8 @@ def spec_version(files: Files) -> str | None:
 def newest_rev(source: str) -> str:
     """The newest revision of a git template: its highest SemVer tag (``v1.2.0`` or ``1.2.0``, pre-releases
     left out), else its default branch. ``qlcapsule update`` moves to this when no ``--to`` is given."""
-    import pygit2
-    from packaging.version import InvalidVersion, Version
+    import pygit2  # noqa: PLC0415 -- start-up: pygit2 loads only for a template in git
+    from packaging.version import InvalidVersion, Version  # noqa: PLC0415 -- start-up: packaging loads only to pick a template's newest tag
 
     url, _ = split_rev(source)
     with tempfile.TemporaryDirectory(prefix="qlcapsule-template-") as tmp:

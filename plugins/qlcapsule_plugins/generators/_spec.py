@@ -26,8 +26,10 @@ import re
 from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import SchemaError, SchemaValidator, core_schema
+from pydantic_core import ValidationError as CoreValidationError
 
-from qlcapsule import InputError
+from qlcapsule import InputError, compile_glob, yamlsrc
 
 from ._limits import RenderTimeout, short
 from ._source import SPEC_FILE, Files
@@ -53,9 +55,6 @@ def fullmatch(pattern: str, text: str) -> bool:
 
 
 def _linear(pattern: str) -> Callable[[str], bool] | None:
-    from pydantic_core import SchemaError, SchemaValidator, core_schema
-    from pydantic_core import ValidationError as CoreValidationError
-
     try:  # "$" is the end of the text in this engine, so the wrapper asks for a full match
         check = SchemaValidator(core_schema.str_schema(pattern=f"^(?:{pattern})$", regex_engine="rust-regex"))
     except SchemaError:
@@ -116,21 +115,15 @@ class TemplateSpec(BaseModel):
     exclude: list[str] = Field(default_factory=list)
 
     def excluded(self, rel: str) -> bool:
-        from qlcapsule import compile_glob
-
         return any(compile_glob(p).match_file(rel) for p in self.exclude)
 
     def wanted(self, rel: str, check: Callable[[Any, str], bool]) -> bool:
-        from qlcapsule import compile_glob
-
         return all(
             check(expr, pattern) for pattern, expr in self.conditions.items() if compile_glob(pattern).match_file(rel)
         )
 
 
 def load_spec(files: Files, source: str) -> TemplateSpec:  # noqa: C901 - one check per template.yaml field
-    from qlcapsule import yamlsrc
-
     raw = files.get(SPEC_FILE)
     if raw is None:
         raise InputError(f"template {source}: no {SPEC_FILE}")
@@ -187,8 +180,6 @@ def load_spec(files: Files, source: str) -> TemplateSpec:  # noqa: C901 - one ch
 
 
 def _check_glob(where: str, field: str, pattern: Any) -> None:
-    from qlcapsule import compile_glob
-
     if not isinstance(pattern, str):
         raise InputError(f"{where}: {field}: expected a glob string")
     try:

@@ -90,7 +90,7 @@ def _yaml_scalar(value: Any) -> str:
     Plain when that is safe (``MIT``), quoted otherwise (``'yes'``, ``"a\\nb: c"``), so an answer can never
     add keys, change a type or end the line.
     """
-    import yaml
+    import yaml  # noqa: PLC0415 -- start-up: yaml loads only when a template is rendered
 
     if value is not None and not isinstance(value, (str, int, float, bool)):
         raise ValueError(f"yaml filter: a {type(value).__name__} is not a scalar")
@@ -201,7 +201,7 @@ class Budget:
 
 
 def _check_binop(operator: str, left: Any, right: Any) -> None:
-    from jinja2.exceptions import SecurityError
+    from jinja2.exceptions import SecurityError  # noqa: PLC0415 -- start-up: jinja2 loads only when a template is rendered
 
     ints = isinstance(left, int) and isinstance(right, int)
     if operator == "**" and ints and right > 0 and abs(left) > 1:
@@ -217,8 +217,8 @@ def _check_binop(operator: str, left: Any, right: Any) -> None:
 
 
 def make_env(files: _source.Files, budget: Budget | None = None) -> Any:
-    from jinja2 import FunctionLoader, StrictUndefined
-    from jinja2.sandbox import SandboxedEnvironment
+    from jinja2 import FunctionLoader, StrictUndefined  # noqa: PLC0415 -- start-up: jinja2 loads only when a template is rendered
+    from jinja2.sandbox import SandboxedEnvironment  # noqa: PLC0415 -- start-up: jinja2 loads only when a template is rendered
 
     clock = budget or Budget(RENDER_SECONDS)
 
@@ -261,7 +261,7 @@ def make_env(files: _source.Files, budget: Budget | None = None) -> Any:
 
 def _explain(exc: BaseException) -> str:
     """One line about an error raised while rendering."""
-    from jinja2 import TemplateError
+    from jinja2 import TemplateError  # noqa: PLC0415 -- start-up: jinja2 loads only when a template is rendered
 
     if isinstance(exc, RenderTimeout):
         text = f"takes longer than {exc.seconds:g} s, the limit for rendering a template"
@@ -281,7 +281,7 @@ def _explain(exc: BaseException) -> str:
 
 def _template_line(exc: BaseException, filename: str | None) -> int | None:
     """The line of ``filename`` (a template) where ``exc`` was raised, when jinja knows it."""
-    from jinja2 import TemplateSyntaxError
+    from jinja2 import TemplateSyntaxError  # noqa: PLC0415 -- start-up: jinja2 loads only when a template is rendered
 
     if isinstance(exc, TemplateSyntaxError):
         return exc.lineno if exc.name in (None, filename) or filename is None else None
@@ -321,7 +321,7 @@ class JinjaGenerator(Generator):
         self, source: str, version: str | None = None, *, budget: Budget | None = None
     ) -> tuple[_source.Loaded, TemplateSpec]:
         """Read a template source (at ``version`` when given) and its spec."""
-        from ._spec import load_spec  # pydantic models: built only when a template is used
+        from ._spec import load_spec  # noqa: PLC0415 -- start-up: _spec's pydantic models are built only when a template is used
 
         clock = budget or Budget(RENDER_SECONDS)
         if source in _source.builtin_names() and not Path(source).exists():
@@ -368,7 +368,7 @@ class JinjaGenerator(Generator):
     def resolve_answers(
         self, spec: TemplateSpec, given: Mapping[str, Any], *, interactive: bool, env: Any, context: dict[str, Any]
     ) -> dict[str, Any]:
-        from ._spec import coerce
+        from ._spec import coerce  # noqa: PLC0415 -- start-up: _spec's pydantic models are built only when a template is used
 
         unknown = sorted(set(given) - {q.name for q in spec.questions})
         if unknown:
@@ -494,7 +494,7 @@ class JinjaGenerator(Generator):
 
 def _render_file(env: Any, rel: str, ctx: dict[str, Any]) -> bytes:
     """Template file ``rel`` rendered (UTF-8), refused once it passes MAX_FILE_CHARS."""
-    from jinja2.exceptions import SecurityError
+    from jinja2.exceptions import SecurityError  # noqa: PLC0415 -- start-up: jinja2 loads only when a template is rendered
 
     parts: list[str] = []
     size = 0
@@ -546,9 +546,9 @@ def _render_path(env: Any, rel: str, ctx: dict[str, Any]) -> str | None:
 
 
 def _prompt(q: Question, default: Any, budget: Budget) -> Any:
-    import click
+    import click  # noqa: PLC0415 -- start-up: click loads only to prompt for answers (not in the Action)
 
-    from ._spec import coerce
+    from ._spec import coerce  # noqa: PLC0415 -- start-up: _spec's pydantic models are built only when a template is used
 
     label = q.help or q.name
     while True:

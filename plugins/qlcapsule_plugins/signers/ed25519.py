@@ -72,7 +72,7 @@ def _from_private(private: Any) -> Ed25519Key:
 
 
 def load_private(material: bytes) -> Ed25519Key:
-    from cryptography.hazmat.primitives.asymmetric import ed25519
+    from cryptography.hazmat.primitives.asymmetric import ed25519  # noqa: PLC0415 -- start-up: cryptography (~20 ms) loads only when a key is used
 
     block = _pem_block(material)
     if block and block[0] == b"PRIVATE KEY" and len(block[1]) == 48 and block[1].startswith(_PKCS8_PREFIX):
@@ -83,7 +83,7 @@ def load_private(material: bytes) -> Ed25519Key:
         )
     if block[0] == b"PUBLIC KEY":
         raise CredentialsError("ed25519 key: a public key; signing needs the private key")
-    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 -- start-up: cryptography (~20 ms) loads only when a key is used
 
     key: PrivateKeyTypes | SSHPrivateKeyTypes
     try:
@@ -104,7 +104,7 @@ def load_private(material: bytes) -> Ed25519Key:
 
 
 def load_public(material: bytes, *, allow_raw: bool = False) -> Ed25519Key:
-    from cryptography.hazmat.primitives.asymmetric import ed25519
+    from cryptography.hazmat.primitives.asymmetric import ed25519  # noqa: PLC0415 -- start-up: cryptography (~20 ms) loads only when a key is used
 
     text = material.strip()
     block = _pem_block(text)
@@ -118,7 +118,7 @@ def load_public(material: bytes, *, allow_raw: bool = False) -> Ed25519Key:
         key = load_private(text)
         return Ed25519Key(key.public, key.raw_public)
     elif text.startswith(b"ssh-ed25519 "):
-        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 -- start-up: cryptography (~20 ms) loads only when a key is used
 
         try:
             pub = serialization.load_ssh_public_key(text)
@@ -149,10 +149,10 @@ class Ed25519Signer(Signer):
         return head.startswith((b"-----BEGIN PUBLIC KEY", b"ssh-ed25519 ")) or cls.sniff_private(material)
 
     def generate_key(self) -> KeyPair:
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import ed25519
+        from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 -- start-up: cryptography (~20 ms) loads only when a key is used
+        from cryptography.hazmat.primitives.asymmetric import ed25519  # noqa: PLC0415 -- start-up: cryptography (~20 ms) loads only when a key is used
 
-        from qlcapsule import KeyPair  # not at import: verify never builds the record class
+        from qlcapsule import KeyPair  # noqa: PLC0415 -- start-up: the record class loads only for keygen; verify never builds it
 
         private = ed25519.Ed25519PrivateKey.generate()
         pem = private.private_bytes(
@@ -179,7 +179,7 @@ class Ed25519Signer(Signer):
         return k.private.sign(pae)
 
     def verify(self, key: Any, pae: bytes, signature: bytes) -> bool:
-        from cryptography.exceptions import InvalidSignature
+        from cryptography.exceptions import InvalidSignature  # noqa: PLC0415 -- start-up: cryptography (~20 ms) loads only when a key is used
 
         k = _check(key)
         if len(signature) != 64:

@@ -111,7 +111,7 @@ class RequirementsValidator(Validator):
             lineno = data.count(b"\n", 0, exc.start) + 1
             yield Finding("requirements.syntax", Severity.ERROR, f"not UTF-8 (byte {exc.start})", path, lineno, 1)
             return
-        from packaging.requirements import InvalidRequirement, Requirement
+        from packaging.requirements import InvalidRequirement, Requirement  # noqa: PLC0415 -- start-up: packaging loads only when a requirements file is checked
 
         seen: dict[str, int] = {}
         for number, line in logical_lines(text):

@@ -19,9 +19,9 @@ class TomlValidator(Validator):
 
     def check_file(self, capsule: Capsule, path: str, data: bytes) -> Iterable[Finding]:
         if sys.version_info >= (3, 11):
-            import tomllib
+            import tomllib  # noqa: PLC0415 -- start-up: tomllib loads only when a TOML file is checked
         else:  # pragma: no cover - exercised on 3.10 only
-            import tomli as tomllib
+            import tomli as tomllib  # noqa: PLC0415 -- start-up: tomli (Python 3.10) loads only when a TOML file is checked
         try:
             text = data.decode("utf-8")
             tomllib.loads(text)

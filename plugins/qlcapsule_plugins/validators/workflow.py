@@ -74,7 +74,7 @@ class WorkflowValidator(Validator):
         schema = workflow_schema()
         if schema is None or not isinstance(doc, dict):
             return
-        from ._jsonschema import Evaluator
+        from ._jsonschema import Evaluator  # noqa: PLC0415 -- start-up: the schema evaluator loads only when a workflow file is checked
 
         covered = [w for _f, w in found]
         seen: set[tuple[int, str]] = set()
