@@ -71,11 +71,11 @@ def test_keygen_refuses_to_put_a_private_key_into_a_capsule(
     res = qlcapsule_cli("keygen", "-o", "ci.secret")
     assert res.exit_code == 2 and "capsule in ., " in res.stderr
     assert sorted(p.name for p in capsule.root.rglob("*")) == before  # nothing written
-    # the default name and *.pem: outputs are excluded by default, so written where no seal takes them
+    # the default name: *.key is an output, excluded by default, so written where no seal takes it
     assert qlcapsule_cli("keygen").exit_code == 0
-    assert qlcapsule_cli("keygen", "-o", "default.pem").exit_code == 0
+    assert qlcapsule_cli("keygen", "-o", "signing.pem").exit_code == 2  # *.pem is content: refused
     assert qlcapsule_cli("seal", ".").exit_code == 0
-    assert "qlcapsule.key" not in _locked(capsule.root) and "default.pem" not in _locked(capsule.root)
+    assert "qlcapsule.key" not in _locked(capsule.root) 
     # outside the capsule, or excluded by it: written
     assert qlcapsule_cli("keygen", "-o", str(tmp_path / "outside.key")).exit_code == 0
     (capsule.root / "capsule.yaml").write_text("name: demo\nversion: 1.0.0\nexclude: ['*.priv']\n")

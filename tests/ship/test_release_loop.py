@@ -256,14 +256,14 @@ def test_outputs_and_keys_never_enter_the_capsule_shipped_from_inside(
     root = _capsule(work)
     monkeypatch.chdir(root)
     assert qlcapsule_cli("keygen", "--type", "ed25519", "-o", "release.key").exit_code == 0
-    (root / "tls.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    (root / "tls.pem").write_text("-----BEGIN CERTIFICATE-----\n")  # a certificate is content
     for version in ("1.0.0", "1.0.0", "1.0.1"):
         _bump(root, version)
         res = qlcapsule_cli("ship", "--key", "release.key", "--json")
         assert res.exit_code == 0, res.output
         assert (root / "dist" / f"demo-{version}.tar.gz").is_file()
         locked = json.loads((root / "capsule.lock").read_text())["files"]
-        assert sorted(f["path"] for f in locked) == ["app.py", "capsule.yaml"]
+        assert sorted(f["path"] for f in locked) == ["app.py", "capsule.yaml", "tls.pem"]
     assert json.loads(res.stdout)["capsules"][0]["unchanged"] is False
     assert qlcapsule_cli("verify", ".", "--key", "release.key.pub").exit_code == 0
     assert "dist" not in qlcapsule_cli("status", ".").stdout
@@ -286,11 +286,11 @@ def test_an_output_directory_inside_the_capsule_is_refused_unless_excluded(
 
 
 def test_listing_an_output_pattern_under_include_seals_it(work: Path) -> None:
-    root = _capsule(work, extra='include: ["**", "*.pem"]\n', **{"app.py": "x = 1\n", "ca.pem": "cert\n", "a.key": "k"})
+    root = _capsule(work, extra='include: ["**", "*.key"]\n', **{"app.py": "x = 1\n", "a.key": "k", "b.key.pub": "p"})
     c = ship([root], ShipOptions(skip=frozenset({"sign", "commit", "export"}))).capsules[0]
     assert c.ok, c.error
     locked = sorted(f["path"] for f in json.loads((root / "capsule.lock").read_text())["files"])
-    assert locked == ["app.py", "ca.pem", "capsule.yaml"]
+    assert locked == ["a.key", "app.py", "capsule.yaml"]
 
 
 def test_dry_run_writes_nothing_and_prints_the_plan(work: Path, qlcapsule_cli, snap) -> None:

@@ -29,10 +29,11 @@ from .names import (  # noqa: F401  (re-exported: the format's constants live in
 #: What ``ship`` and ``keygen`` write, excluded by default so that no output ever enters a capsule:
 #: ship's default output and local target (``dist/`` at the top, where ``cd capsule && qlcapsule ship``
 #: writes it) and key files (``*.key`` and the ``*.key.pub`` keygen writes beside it, the development
-#: key included, and ``*.pem``). Unlike
+#: key included). ``*.pem`` is not among them: certificates are content, and a private key in
+#: one is the secrets validator's finding, not a file to drop silently. Unlike
 #: :data:`DEFAULT_EXCLUDE`, each can be taken back by listing the same pattern under ``include:``
-#: (``include: ["**", "*.pem"]`` seals the certificates of a capsule that ships them).
-OUTPUT_EXCLUDE = ["/dist/", "*.key", "*.key.pub", "*.pem"]
+#: (``include: ["**", "*.key"]`` seals a capsule's ``*.key`` files).
+OUTPUT_EXCLUDE = ["/dist/", "*.key", "*.key.pub"]
 
 
 class _Strict(BaseModel):
@@ -164,7 +165,7 @@ class CapsuleDefinition(_Strict):
     exclude: list[str] = Field(
         default_factory=list,
         description="added to the built-in excludes (VCS and cache directories, .qlcapsule/, and the outputs "
-        "/dist/, *.key, *.key.pub, *.pem: list one of those under include to seal it)",
+        "/dist/, *.key, *.key.pub: list one of those under include to seal it)",
     )
     validate_: ValidateConfig = Field(default_factory=ValidateConfig, alias="validate")
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
