@@ -75,7 +75,7 @@ def test_keygen_refuses_to_put_a_private_key_into_a_capsule(
     assert qlcapsule_cli("keygen").exit_code == 0
     assert qlcapsule_cli("keygen", "-o", "signing.pem").exit_code == 2  # *.pem is content: refused
     assert qlcapsule_cli("seal", ".").exit_code == 0
-    assert "qlcapsule.key" not in _locked(capsule.root) 
+    assert "qlcapsule.key" not in _locked(capsule.root)
     # outside the capsule, or excluded by it: written
     assert qlcapsule_cli("keygen", "-o", str(tmp_path / "outside.key")).exit_code == 0
     (capsule.root / "capsule.yaml").write_text("name: demo\nversion: 1.0.0\nexclude: ['*.priv']\n")
