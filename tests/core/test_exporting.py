@@ -414,6 +414,6 @@ def test_plugins_lists_each_exporters_formats(qlcapsule_cli) -> None:
 
     res = qlcapsule_cli("plugins")
     assert res.exit_code == 0 and "exporter:tar [tar tar.gz tgz tar.xz tar.zst]" in res.stdout
-    data = json.loads(qlcapsule_cli("plugins", "--json").stdout)
+    data = json.loads(qlcapsule_cli("plugins", "--json").stdout)["result"]
     comps = {c["name"]: c for p in data for c in p["components"]}
     assert comps["oci"]["formats"] == ["oci", "oci-dir"] and "formats" not in comps["ed25519"]

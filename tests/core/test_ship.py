@@ -201,7 +201,7 @@ def test_cli_json_summary_and_exit_codes(work: Path, qlcapsule_cli) -> None:
     root = _capsule(work)
     result = qlcapsule_cli("ship", str(root), "--no-validate", "--json", env={"CI": "1"})
     assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)
+    data = json.loads(result.stdout)["result"]
     assert data["ok"] is True and data["exit_code"] == 0
     cap = data["capsules"][0]
     assert cap["ref"] == "demo@1.0.0" and len(cap["digest"]) == 64
@@ -295,7 +295,7 @@ def test_hook_seal_warns_about_a_stale_signature_or_resigns(work: Path, qlcapsul
     (root / "app.py").write_text("print('edited again')\n")
     resigned = qlcapsule_cli("hook", "seal", "--sign", "--json", "--", str(root / "app.py"))
     assert resigned.exit_code == 1
-    assert json.loads(resigned.stdout)["capsules"][0]["signed"] is True
+    assert json.loads(resigned.stdout)["result"]["capsules"][0]["signed"] is True
     checked = qlcapsule_cli("hook", "verify", "--key", pub, "--", str(root / "app.py"))
     assert checked.exit_code == 0 and f"ok {root}; signed by ed25519 " in checked.stdout
     # without a trusted key, "ok" is about integrity only and the line says the signature was not checked

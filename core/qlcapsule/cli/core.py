@@ -62,18 +62,23 @@ def status(directory: str, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("what", type=click.Choice(["capsule", "lock"]), default="capsule")
-def schema(what: str) -> None:
-    """Print the JSON Schema of capsule.yaml or capsule.lock."""
+@click.argument("what", type=click.Choice(["capsule", "lock", "envelope"]), default="capsule")
+@json_option
+def schema(what: str, as_json: bool) -> None:
+    """Print the JSON Schema of capsule.yaml, capsule.lock, or the --json answer of every command (envelope)."""
     if what == "capsule":
         from ..format.model import definition_schema
 
         data = definition_schema()
-    else:
+    elif what == "lock":
         from ..format.lock import lock_schema
 
         data = lock_schema()
-    click.echo(json.dumps(data, indent=2))
+    else:
+        from ._errors import envelope_schema
+
+        data = envelope_schema()
+    emit(as_json, data, json.dumps(data, indent=2))
 
 
 @main.command()

@@ -44,8 +44,11 @@ def keygen(key_type: str, output: str | None, force: bool, as_json: bool) -> Non
 
     Exit codes: 0 written; 2 bad usage or the file exists.
     """
+    from ..errors import UsageError
     from ..signing.signatures import keygen as _keygen
 
+    if output == "-" and as_json:
+        raise UsageError("--json cannot be combined with '-o -' (stdout carries the private key)")
     result = _keygen(key_type, output, force=force)
     if output == "-":
         material = result.pop("material")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -64,49 +63,21 @@ def verify(
     Exit codes: 0 verified; 1 tampered, unsigned under a policy, files
     outside the lock under --strict, or a signature failed (the message
     names the cause); 2 bad usage or an unreadable key/trust file. With
-    --json a failure also prints {"ok": false, "reason": ...} on stdout.
+    --json the answer's error names the cause (qlcapsule schema envelope).
     """
-    from ..errors import QlcapsuleError
     from ..pipeline import verify_capsule
 
-    try:
-        report = verify_capsule(
-            Path(directory),
-            keys=list(keys),
-            hmac_key_envs=list(hmac_key_envs),
-            trust=trust,
-            threshold=threshold,
-            require_signature=require_signature,
-            min_version=min_version,
-            allow_rollback=allow_rollback,
-            strict=strict,
-        )
-    except QlcapsuleError as exc:
-        if as_json:
-            from ..log import scrub
-            from ._errors import problems
-
-            cause = (
-                "integrity"
-                if type(exc).__name__ == "IntegrityError"
-                else "signature"
-                if type(exc).__name__ == "SignatureError"
-                else "input"
-            )
-            click.echo(
-                json.dumps(
-                    {
-                        "ok": False,
-                        "directory": directory,
-                        "stage": cause,
-                        "reason": scrub(exc.message),
-                        "errors": problems(exc),
-                        "exit_code": exc.exit_code,
-                    },
-                    indent=2,
-                )
-            )
-        raise
+    report = verify_capsule(
+        Path(directory),
+        keys=list(keys),
+        hmac_key_envs=list(hmac_key_envs),
+        trust=trust,
+        threshold=threshold,
+        require_signature=require_signature,
+        min_version=min_version,
+        allow_rollback=allow_rollback,
+        strict=strict,
+    )
     emit(as_json, report, verify_text(report))
     for line in unlocked_warnings(report):
         click.echo(line, err=True)

@@ -211,13 +211,19 @@ class SchemaError(DefinitionError):
     """A YAML file the models refuse; ``problems`` lists every error, the message has one line each."""
 
     def __init__(self, problems: list[Problem]) -> None:
-        super().__init__("\n".join(str(p) for p in problems))
+        first = problems[0] if problems else None
+        super().__init__(
+            "\n".join(str(p) for p in problems),
+            file=first.file if first else None,
+            line=first.line if first else None,
+            key=first.key if first else None,
+        )
         self.problems = problems
 
 
 def parse_definition(data: Any, lines: dict[yamlsrc.KeyPath, int], filename: str) -> CapsuleDefinition:
     if not isinstance(data, dict):
-        raise DefinitionError(f"{filename}:1: expected a mapping at the top level")
+        raise DefinitionError(f"{filename}:1: expected a mapping at the top level", file=filename, line=1, key="(root)")
     try:
         return CapsuleDefinition.model_validate(data)
     except ValidationError as exc:
@@ -291,10 +297,10 @@ def _unoptional(annotation: Any) -> Any:
     return annotation
 
 
-def load_definition(path: Path) -> CapsuleDefinition:
-    """Read and validate a capsule.yaml file."""
-    data, lines = yamlsrc.load_file(path)
-    return parse_definition(data, lines, str(path))
+def load_definition(path: Path, shown: Path | None = None) -> CapsuleDefinition:
+    """Read and validate a capsule.yaml file; messages name it ``shown`` (as the user named it), else ``path``."""
+    data, lines = yamlsrc.load_file(path, shown)
+    return parse_definition(data, lines, str(path if shown is None else shown))
 
 
 def definition_schema() -> dict[str, Any]:

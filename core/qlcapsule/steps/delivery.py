@@ -82,7 +82,7 @@ def resolve_target(
     """
     ops = operator if operator is not None else operator_targets()
     own = capsule.definition.targets
-    definition = str(capsule.root / "capsule.yaml")
+    definition = str(capsule.shown / "capsule.yaml")  # as the user named it, for messages
     if target is None:
         if DEFAULT_TARGET in own or not own:
             target = DEFAULT_TARGET
