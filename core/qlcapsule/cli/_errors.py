@@ -80,15 +80,13 @@ def usage_failure(exc: click.ClickException) -> Failure:
     """A click usage error (exit 2) as the JSON answer reports it; click itself prints it on stderr."""
     import click
 
-    key = None
-    if isinstance(exc, click.BadParameter) and exc.param is not None:
-        key = exc.param_hint or (exc.param.opts[0] if exc.param.opts else exc.param.name)
-        key = key if isinstance(key, str) else None
-    elif isinstance(exc, click.NoSuchOption):
+    key: str | None = None
+    param = getattr(exc, "param", None)
+    if isinstance(exc, click.NoSuchOption):
         key = exc.option_name
-    elif isinstance(exc, click.MissingParameter) and exc.param is not None:
-        key = exc.param.opts[0] if exc.param.opts else exc.param.name
-    return Failure(scrub(exc.format_message()), exc.exit_code, key=key.strip("'\"") if key else None)
+    elif isinstance(exc, click.BadParameter) and param is not None:  # MissingParameter too
+        key = max(param.opts, key=len) if param.opts else param.name  # --jobs for -j/--jobs
+    return Failure(scrub(exc.format_message()), exc.exit_code, key=key)
 
 
 def print_traceback() -> None:

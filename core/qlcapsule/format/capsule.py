@@ -69,12 +69,14 @@ class Capsule:
         """
         path = Path(root)
         if not path.exists():
-            raise InputError(f"{path}: no such directory")
+            raise InputError(f"{path}: no such directory", file=str(path))
         if not path.is_dir():
-            raise InputError(f"{path}: not a directory")
+            raise InputError(f"{path}: not a directory", file=str(path))
         definition_path = path / DEFINITION_FILE
         if not definition_path.is_file():
-            raise DefinitionError(f"{definition_path}: no capsule.yaml here (run 'qlcapsule init {path}')")
+            raise DefinitionError(
+                f"{definition_path}: no capsule.yaml here (run 'qlcapsule init {path}')", file=str(definition_path)
+            )
         if not strict:
             return cls(path.resolve(), shown=path)
         from .model import load_definition

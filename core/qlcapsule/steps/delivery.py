@@ -188,7 +188,7 @@ def _export(capsule: Capsule, fmts: Sequence[str], outdir: Path, *, directories:
 
     artifacts = []
     for fmt in fmts:
-        result = exporting.export_capsule(capsule.root, fmt, outdir)
+        result = exporting.export_capsule(capsule.shown, fmt, outdir)  # messages name it as the user did
         assert result.path is not None
         if result.directory and not directories:
             raise InputError(f"format {fmt!r} exports a directory; this target needs a file format (e.g. tar.gz, zip)")

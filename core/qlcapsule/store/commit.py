@@ -27,7 +27,7 @@ from ..errors import IntegrityError, QlcapsuleError, StoreError
 from ..format.capsule import Capsule
 from ..format.lock import parse_lock
 from ..format.names import LOCK_FILE, SIG_FILE
-from ..format.tree import read_regular
+from ..format.tree import NotRegular, read_regular, replaced
 from ..log import event, get_logger
 from .disk import DiskCheck, check_disk, hash_check, read_lock
 from .gitpack import hash_blob_file, write_blobs
@@ -257,7 +257,10 @@ def commit_tree(  # noqa: C901 - the one commit path's steps under the capsule l
     head_commit = repo[start_head] if start_head is not None else None
     parent = _ParentVersion(repo, head_commit, cache.files_of(str(start_head)) if start_head is not None else None)
 
-    check = check_disk(capsule.root, capsule.globs(), files, cache, parent.files, parent.has_sha)
+    try:
+        check = check_disk(capsule.root, capsule.globs(), files, cache, parent.files, parent.has_sha)
+    except NotRegular as exc:  # a sealed file replaced by a symlink is tampering (exit 1)
+        raise replaced(exc, capsule.shown, (f[0] for f in files)) from None
     if check.problems:
         raise integrity_error(capsule.shown, check.problems)
     if merge is not None:
