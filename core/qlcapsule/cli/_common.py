@@ -141,7 +141,9 @@ class Command(click.Command):
             if answer:
                 answer.finish(exc.exit_code, usage_failure(exc))
             raise
-        except click.exceptions.Abort:
+        except click.exceptions.Abort:  # a prompt answered with Ctrl-D: click says "Aborted!", exit 1
+            if answer:
+                answer.finish(1, Failure("aborted", 1))
             raise
         except (KeyboardInterrupt, Exception) as exc:  # one line and an exit code (see _errors.handle)
             code, found = handle(exc, debug=_debug(ctx))
