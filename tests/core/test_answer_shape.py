@@ -321,3 +321,29 @@ def test_debug_after_the_command_and_after_a_hook(tmp_path: Path, qlcapsule_cli:
     assert res.exit_code == 0, res.output  # a file outside every capsule: nothing to do, --debug accepted
     res = qlcapsule_cli("verify", str(tmp_path), "--log-format", "xml")
     assert res.exit_code == 2 and "--log-format" in res.stderr
+
+
+# -- paths as the user gave them -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["seal", "typo"], "error: typo/capsule.yaml:1: version: required key is missing"),
+        (["verify", "typo"], "error: typo/capsule.yaml:1: version: required key is missing"),
+        (["commit", "typo", "--store", "st.git"], "error: typo/capsule.yaml:1: version: required key is missing"),
+        (["verify", "tampered"], "error: tampered: modified: a.txt"),
+        (["export", "tampered", "-f", "zip", "-o", "x.zip"], "error: tampered: modified: a.txt"),
+        (["deliver", "tampered"], "error: tampered: modified: a.txt"),
+        (["verify", "./good", "--require-signature"], "error: good/capsule.sig: missing: the capsule is not signed"),
+        (["deliver", "good", "-t", "nope"], "error: good/capsule.yaml: targets: no target 'nope'"),
+    ],
+)
+def test_messages_name_paths_as_given(
+    argv: list[str], line: str, workspace: Path, qlcapsule_cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative capsule directory stays relative in the message (it once came back absolute)."""
+    monkeypatch.chdir(workspace)
+    res = qlcapsule_cli(*argv)
+    assert res.exit_code in (1, 2) and res.stderr.startswith(line), res.stderr
+    assert str(workspace) not in res.stderr

@@ -272,7 +272,7 @@ def test_generated_fastapi_service_ships_end_to_end_without_network(work: Path) 
         print("unshare -rn is not available here: running with the network present")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=work)
     assert proc.returncode == 0, proc.stderr
-    data = json.loads(proc.stdout[proc.stdout.index("{") :])
+    data = json.loads(proc.stdout[proc.stdout.index("{") :])["result"]
     cap = data["capsules"][0]
     assert cap["ref"].startswith("orders@") and cap["ok"] and cap["score"] is not None
     assert all(s["status"] == "ok" for s in cap["steps"]), cap["steps"]
