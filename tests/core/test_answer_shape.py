@@ -347,3 +347,15 @@ def test_messages_name_paths_as_given(
     res = qlcapsule_cli(*argv)
     assert res.exit_code in (1, 2) and res.stderr.startswith(line), res.stderr
     assert str(workspace) not in res.stderr
+
+
+def test_every_option_error_is_named_with_the_key_meant(
+    workspace: Path, qlcapsule_cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exporter's options (capsule.yaml exports: and -O) list every error, not the first."""
+    monkeypatch.chdir(workspace)
+    res = qlcapsule_cli("export", "good", "-f", "tar.gz", "-O", "levl=9", "-O", "nosuch=1", "-o", "x.tgz", "--json")
+    assert res.exit_code == 2 and not (workspace / "x.tgz").exists()
+    assert json.loads(res.stdout)["error"]["message"].endswith(
+        ": levl: unknown key (did you mean level?); nosuch: unknown key"
+    )

@@ -239,15 +239,12 @@ def schema_error(
     version?"), preferring a required key that is missing there.
     """
     errors = exc.errors()
-    missing: dict[tuple[Any, ...], list[str]] = {}
-    for err in errors:
-        if err["type"] == "missing":
-            missing.setdefault(tuple(err["loc"][:-1]), []).append(str(err["loc"][-1]))
+    missing = missing_keys(errors)
     problems = []
     for err in errors:
         loc = tuple(err["loc"])
         if err["type"] == "extra_forbidden":
-            msg = "unknown key" + _suggestion(str(loc[-1]), missing.get(loc[:-1], []), _keys_at(model, loc[:-1]))
+            msg = unknown_key(loc, model, missing.get(loc[:-1], []))
         elif err["type"] == "missing":
             msg = "required key is missing"
         else:
@@ -255,6 +252,21 @@ def schema_error(
         problems.append(Problem(filename, yamlsrc.line_of(lines, loc), yamlsrc.dotted(loc), msg))
     problems.sort(key=lambda p: p.line or 0)
     return SchemaError(problems)
+
+
+def unknown_key(loc: tuple[Any, ...], model: type[BaseModel], missing: list[str] | None = None) -> str:
+    """ "unknown key" for the key at ``loc`` under ``model``, naming the key meant when one is close:
+    a key ``missing`` at that place first, else any key the model allows there."""
+    return "unknown key" + _suggestion(str(loc[-1]), list(missing or []), _keys_at(model, loc[:-1]))
+
+
+def missing_keys(errors: list[Any]) -> dict[tuple[Any, ...], list[str]]:
+    """The required keys each mapping of a pydantic error list lacks, by the mapping's place."""
+    missing: dict[tuple[Any, ...], list[str]] = {}
+    for err in errors:
+        if err["type"] == "missing":
+            missing.setdefault(tuple(err["loc"][:-1]), []).append(str(err["loc"][-1]))
+    return missing
 
 
 def _suggestion(key: str, missing: list[str], known: list[str] | None) -> str:

@@ -364,7 +364,7 @@ def load_trust_file(path: str | Path) -> list[VerifyKey]:
         try:
             entry = Entry.model_validate(raw)
         except ValidationError as exc:
-            raise InputError(format_validation_error(exc, where)) from None
+            raise InputError(format_validation_error(exc, where, Entry)) from None
         given = [f for f in ("key", "key_file", "key_env") if getattr(entry, f)]
         if len(given) != 1:
             raise InputError(f"{where}: give exactly one of key, key_file, key_env")
