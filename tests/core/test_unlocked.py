@@ -83,6 +83,7 @@ def test_planted_files_warn_and_fail_under_strict(signed, qlcapsule_cli, plant: 
     res = qlcapsule_cli("verify", str(capsule.root), "--key", pub, "--strict", "--json")
     doc = json.loads(res.stdout)
     assert res.exit_code == 1 and doc["exit_code"] == 1 and doc["error"]["message"].endswith("--strict refuses it")
+    assert doc["result"]["stage"] == "integrity"
 
 
 def test_a_clean_capsule_has_no_warning_and_passes_strict(signed, qlcapsule_cli) -> None:

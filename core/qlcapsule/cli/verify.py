@@ -63,21 +63,34 @@ def verify(
     Exit codes: 0 verified; 1 tampered, unsigned under a policy, files
     outside the lock under --strict, or a signature failed (the message
     names the cause); 2 bad usage or an unreadable key/trust file. With
-    --json the answer's error names the cause (qlcapsule schema envelope).
+    --json a failure's result is {"directory", "stage": integrity, signature
+    or input} and its error names the cause (qlcapsule schema envelope).
     """
+    from ..errors import IntegrityError, QlcapsuleError, SignatureError
     from ..pipeline import verify_capsule
 
-    report = verify_capsule(
-        Path(directory),
-        keys=list(keys),
-        hmac_key_envs=list(hmac_key_envs),
-        trust=trust,
-        threshold=threshold,
-        require_signature=require_signature,
-        min_version=min_version,
-        allow_rollback=allow_rollback,
-        strict=strict,
-    )
+    try:
+        report = verify_capsule(
+            Path(directory),
+            keys=list(keys),
+            hmac_key_envs=list(hmac_key_envs),
+            trust=trust,
+            threshold=threshold,
+            require_signature=require_signature,
+            min_version=min_version,
+            allow_rollback=allow_rollback,
+            strict=strict,
+        )
+    except QlcapsuleError as exc:  # the answer's result says which check failed; its error says why
+        stage = (
+            "integrity"
+            if isinstance(exc, IntegrityError)
+            else "signature"
+            if isinstance(exc, SignatureError)
+            else "input"
+        )
+        emit(as_json, {"directory": directory, "stage": stage})
+        raise
     emit(as_json, report, verify_text(report))
     for line in unlocked_warnings(report):
         click.echo(line, err=True)
