@@ -260,7 +260,7 @@ json_option = click.option(
 
 def emit(as_json: bool, data: Any, text: Callable[[], None] | str | None = None) -> None:
     """The command's answer: under ``--json`` ``data`` becomes the ``result`` of the one JSON answer
-    (printed when the command ends, see :class:`_Command`); else call or print ``text`` for people."""
+    (printed when the command ends, see :class:`Command`); else call or print ``text`` for people."""
     if as_json:
         ctx = click.get_current_context(silent=True)
         answer = _answer(ctx) if ctx is not None else None
