@@ -337,6 +337,7 @@ def test_debug_after_the_command_and_after_a_hook(tmp_path: Path, qlcapsule_cli:
         (["deliver", "tampered"], "error: tampered: modified: a.txt"),
         (["verify", "./good", "--require-signature"], "error: good/capsule.sig: missing: the capsule is not signed"),
         (["deliver", "good", "-t", "nope"], "error: good/capsule.yaml: targets: no target 'nope'"),
+        (["import", "good.zip", "good"], "error: good: exists and is not empty"),
     ],
 )
 def test_messages_name_paths_as_given(
