@@ -4,12 +4,13 @@ Every error the tool expects carries an exit code and a one-line message that
 names the file, field or line at fault. The CLI prints ``str(error)`` and exits
 with ``error.exit_code``; the traceback only appears with ``--debug``.
 
-Exit codes (documented in the README):
+Exit codes (documented in docs/commands.md, where a test holds every command to them):
 
 - ``0`` success
 - ``1`` findings, tampering, failed verification, merge conflicts
 - ``2`` bad usage or bad input (malformed YAML, unknown keys, bad options, missing credentials)
 - ``3`` a remote side failed (unreachable server, rejected upload) after retries
+- ``70`` an internal error (a bug: ``--debug`` shows the traceback)
 """
 
 from __future__ import annotations
@@ -51,11 +52,25 @@ class QlcapsuleError(Exception):
     """Base class: an expected failure with a one-line message and an exit code."""
 
     exit_code: int = 2
+    #: where the fault is, when known: the file as the user named it, its 1-based line, the key
+    #: (dotted path) or option; the CLI's ``--json`` answer carries them beside the message
+    file: str | None = None
+    line: int | None = None
+    key: str | None = None
 
-    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        exit_code: int | None = None,
+        file: str | None = None,
+        line: int | None = None,
+        key: str | None = None,
+    ) -> None:
         super().__init__(message)
         if exit_code is not None:
             self.exit_code = exit_code
+        self.file, self.line, self.key = file, line, key
 
     @property
     def message(self) -> str:
@@ -188,13 +203,13 @@ def parse_json(raw: bytes, where: str, error: type[QlcapsuleError], prefix: str 
     try:
         return json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
-        raise error(f"{where}: not UTF-8") from None
+        raise error(f"{where}: not UTF-8", file=where) from None
     except json.JSONDecodeError as exc:
-        raise error(f"{where}:{exc.lineno}: {prefix}invalid JSON: {exc.msg}") from None
+        raise error(f"{where}:{exc.lineno}: {prefix}invalid JSON: {exc.msg}", file=where, line=exc.lineno) from None
     except RecursionError:
-        raise error(f"{where}: {prefix}invalid JSON: nested too deeply") from None
+        raise error(f"{where}: {prefix}invalid JSON: nested too deeply", file=where) from None
     except ValueError:  # an integer longer than int_max_str_digits
-        raise error(f"{where}: {prefix}invalid JSON: {long_number()}") from None
+        raise error(f"{where}: {prefix}invalid JSON: {long_number()}", file=where) from None
 
 
 def long_number() -> str:

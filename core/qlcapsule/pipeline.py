@@ -32,7 +32,7 @@ def dns_label(text: str) -> str:
 def init_capsule(root: Path, *, name: str | None = None, version: str = "0.1.0") -> Path:
     """Write a minimal capsule.yaml in ``root``; refuse to overwrite one."""
     if not root.is_dir():
-        raise InputError(f"{root}: not a directory")
+        raise InputError(f"{root}: {'not a directory' if root.exists() else 'no such directory'}", file=str(root))
     path = root / DEFINITION_FILE
     if path.exists():
         raise InputError(f"{path}: already exists; not overwriting")

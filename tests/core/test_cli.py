@@ -32,14 +32,14 @@ def test_init_seal_verify_on_a_plain_tree(tmp_path: Path, qlcapsule_cli) -> None
     again = qlcapsule_cli("init", str(project))
     assert again.exit_code == 2 and "already exists; not overwriting" in again.stderr
     sealed = qlcapsule_cli("seal", str(project), "--json")
-    data = json.loads(sealed.stdout)
+    data = json.loads(sealed.stdout)["result"]
     assert data["written"] is True and data["files"] == 2 and len(data["digest"]) == 64
-    assert json.loads(qlcapsule_cli("seal", str(project), "--json").stdout)["written"] is False
+    assert json.loads(qlcapsule_cli("seal", str(project), "--json").stdout)["result"]["written"] is False
     verified = qlcapsule_cli("verify", str(project), "--json")
     assert verified.exit_code == 0
-    assert json.loads(verified.stdout)["digest"] == data["digest"]
+    assert json.loads(verified.stdout)["result"]["digest"] == data["digest"]
     status = qlcapsule_cli("status", str(project), "--json")
-    assert status.exit_code == 0 and json.loads(status.stdout)["clean"] is True
+    assert status.exit_code == 0 and json.loads(status.stdout)["result"]["clean"] is True
 
 
 @pytest.mark.parametrize(
@@ -142,10 +142,10 @@ def test_json_failure_lists_every_capsule_yaml_error(tmp_path: Path, qlcapsule_c
     (root / "capsule.yaml").write_text("name: c\nverison: 0.1.0\nfoo: 1\n", encoding="utf-8")
     if args[0] == "hook":
         res = qlcapsule_cli(*args, str(root / "capsule.yaml"))
-        errors = json.loads(res.stdout)["capsules"][0]["errors"]
+        errors = json.loads(res.stdout)["result"]["capsules"][0]["errors"]
     else:
         res = qlcapsule_cli(args[0], str(root), *args[1:], "--json")
-        errors = json.loads(res.stdout)["errors"]
+        errors = json.loads(res.stdout)["error"]["problems"]
     assert res.exit_code == 2, res.output
     assert [(e["line"], e["key"], e["message"]) for e in errors] == [
         (1, "version", "required key is missing"),

@@ -416,7 +416,7 @@ def test_commit_takes_the_store_from_the_environment(capsule_root: Path, qlcapsu
 def test_verify_json(capsule_root: Path, qlcapsule_cli: Cli) -> None:
     digest = json.loads((capsule_root / "capsule.lock").read_text())["digest"]
     result = _ok(qlcapsule_cli("verify", str(capsule_root), "--json"))
-    assert json.loads(result.stdout) == {
+    assert json.loads(result.stdout)["result"] == {
         "ok": True,
         "capsule": "demo",
         "version": "1.0.0",
@@ -432,7 +432,7 @@ def test_verify_json(capsule_root: Path, qlcapsule_cli: Cli) -> None:
 def test_sign_json(capsule_root: Path, keys: Keys, qlcapsule_cli: Cli) -> None:
     digest = json.loads((capsule_root / "capsule.lock").read_text())["digest"]
     result = _ok(qlcapsule_cli("sign", str(capsule_root), "--key", str(keys.key), "--json"))
-    data: dict[str, Any] = json.loads(result.stdout)
+    data: dict[str, Any] = json.loads(result.stdout)["result"]
     keyid = next(k for k, name in keys.ids.items() if name == "KEY")
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", data.pop("created"))
     assert data == {

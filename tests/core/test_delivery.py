@@ -413,7 +413,7 @@ def test_dry_run_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.chdir(tmp_path)
     res = qlcapsule_cli("deliver", str(root), "--dry-run", "--format", "zip", "--json")
     assert res.exit_code == 0, res.output
-    (r,) = json.loads(res.stdout)["receipts"]
+    (r,) = json.loads(res.stdout)["result"]["receipts"]
     assert r["location"] == "dist/demo-1.0.0.zip" and r["extra"] == {"dry_run": True}
     assert not (tmp_path / "dist").exists()
 
@@ -445,17 +445,14 @@ def test_json_reports_a_failed_delivery_on_stdout(tmp_path: Path, qlcapsule_cli,
     doc = json.loads(res.stdout)
     assert doc == {
         "ok": False,
-        "dry_run": bool(dry_run),
-        "directory": str(root),
-        "target": "out",
-        "error": f"{root}: modified: app.py",
-        "errors": [],
+        "command": "deliver",
         "exit_code": 1,
-        "receipts": [],
+        "error": {"message": f"{root}: modified: app.py", "file": None, "line": None, "key": None, "problems": []},
+        "result": None,
     }
     bad = qlcapsule_cli("deliver", str(root), "-t", "nope", "--json", *dry_run)
     assert bad.exit_code == 2 and json.loads(bad.stdout)["exit_code"] == 2
-    assert "no target 'nope'" in json.loads(bad.stdout)["error"]
+    assert "no target 'nope'" in json.loads(bad.stdout)["error"]["message"]
 
 
 def test_local_conflict_and_overwrite(tmp_path: Path) -> None:
@@ -569,7 +566,7 @@ def test_receipts_become_a_git_note_when_committed(
     assert qlcapsule_cli("commit", str(root)).exit_code == 0
     res = qlcapsule_cli("deliver", str(root), "-t", "out", "--json")
     assert res.exit_code == 0, res.output
-    (receipt,) = json.loads(res.stdout)["receipts"]
+    (receipt,) = json.loads(res.stdout)["result"]["receipts"]
     note = subprocess.run(
         ["git", "-C", str(tmp_path), "notes", "--ref=qlcapsule", "show", "refs/capsules/demo/heads/main"],
         capture_output=True,

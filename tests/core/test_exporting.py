@@ -415,6 +415,6 @@ def test_plugins_lists_each_exporters_formats(qlcapsule_cli) -> None:
     res = qlcapsule_cli("plugins")
     row = next(line.split() for line in res.stdout.splitlines() if line.split()[:2] == ["exporter", "tar"])
     assert res.exit_code == 0 and row[2:7] == ["tar", "tar.gz", "tgz", "tar.xz", "tar.zst"]
-    data = json.loads(qlcapsule_cli("plugins", "--json").stdout)
+    data = json.loads(qlcapsule_cli("plugins", "--json").stdout)["result"]
     comps = {c["name"]: c for p in data for c in p["components"]}
     assert comps["oci"]["formats"] == ["oci", "oci-dir"] and "formats" not in comps["ed25519"]

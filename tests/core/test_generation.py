@@ -17,7 +17,7 @@ def test_new_with_no_input_records_the_generator_and_seals(qlcapsule_cli, tmp_pa
     dest = tmp_path / "orders"
     res = qlcapsule_cli("new", "fastapi-service", str(dest), "--no-input", "--set", "resource=order", "--json")
     assert res.exit_code == 0, res.output
-    data = json.loads(res.stdout)
+    data = json.loads(res.stdout)["result"]
     assert data["capsule"] == "orders" and data["generator"]["template"] == "fastapi-service"
     capsule = Capsule.load(dest)
     capsule.verify_integrity()

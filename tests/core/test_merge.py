@@ -101,7 +101,7 @@ def test_conflicts_leave_markers_list_paths_and_exit_1(
     work = tmp_path / "resolve"
     res = qlcapsule_cli("merge", "svc", "feature", "--workdir", str(work), "--store", str(store), "--json")
     assert res.exit_code == 1
-    data = json.loads(res.stdout)
+    data = json.loads(res.stdout)["result"]
     assert data["conflicts"] == ["a.txt", "b.txt"] and data["status"] == "conflict"
     assert "a.txt, b.txt" in res.stderr
     text = (work / "a.txt").read_text()
@@ -117,7 +117,7 @@ def test_conflicts_leave_markers_list_paths_and_exit_1(
     Capsule.load(work).seal()
     res = qlcapsule_cli("commit", str(work), "--store", str(store), "--json")
     assert res.exit_code == 0, res.stderr
-    assert json.loads(res.stdout)["parents"] == [ours.commit, theirs.commit]
+    assert json.loads(res.stdout)["result"]["parents"] == [ours.commit, theirs.commit]
     assert not (work / ".qlcapsule/merge.json").exists()
     fsck(store)
 
@@ -219,7 +219,7 @@ def test_update_merges_template_changes_with_local_edits(generated: tuple[Path, 
     (root / "mine.txt").write_text("a local file\n")
     res = qlcapsule_cli("update", str(root), "--json")
     assert res.exit_code == 0, res.stderr
-    out = json.loads(res.stdout)
+    out = json.loads(res.stdout)["result"]
     assert out["status"] == "updated" and out["from"] == "v1" and out["to"] == "v2"
     text = (root / "app.py").read_text()
     assert "A = 100  # local" in text and "C = 30" in text  # both sides kept
@@ -230,7 +230,7 @@ def test_update_merges_template_changes_with_local_edits(generated: tuple[Path, 
     assert cap.definition.generator is not None and cap.definition.generator.version == "v2"
     assert cap.definition.generator.commit == ids[1]
     res = qlcapsule_cli("update", str(root), "--json")
-    assert json.loads(res.stdout)["status"] == "up-to-date"
+    assert json.loads(res.stdout)["result"]["status"] == "up-to-date"
 
 
 def test_update_to_an_untagged_commit_from_an_unsealed_dir(generated: tuple[Path, list[str]]) -> None:
@@ -334,7 +334,7 @@ def test_rename_rename_conflict_is_reported_and_resolvable(tmp_path: Path, store
     Capsule.load(work).seal()
     res = qlcapsule_cli("commit", str(work), "--store", str(store), "--json")
     assert res.exit_code == 0, res.stderr
-    assert json.loads(res.stdout)["parents"] == [ours, theirs]
+    assert json.loads(res.stdout)["result"]["parents"] == [ours, theirs]
 
 
 def test_rename_delete_conflict_is_reported(tmp_path: Path, store: Path, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
@@ -369,7 +369,7 @@ def test_file_directory_conflict_writes_everything_or_nothing(
     Capsule.load(work).seal()
     res = qlcapsule_cli("commit", str(work), "--store", str(store), "--json")
     assert res.exit_code == 0, res.stderr
-    assert json.loads(res.stdout)["parents"] == [ours, theirs]
+    assert json.loads(res.stdout)["result"]["parents"] == [ours, theirs]
 
 
 def test_a_failed_conflict_write_leaves_no_work_dir(

@@ -73,7 +73,7 @@ def _plugins_json(site: Path, **env: str) -> list[dict]:
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+    return json.loads(proc.stdout)["result"]
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ def test_stdlib_package_roundtrip(package: str, tmp_path: Path, qlcapsule_cli) -
     sealed = qlcapsule_cli("seal", str(tree), "--json")
     assert sealed.exit_code == 0, sealed.output
     expected = sum(1 for p in tree.rglob("*") if p.is_file() and p.name != "capsule.lock")
-    assert json.loads(sealed.stdout)["files"] == expected
+    assert json.loads(sealed.stdout)["result"]["files"] == expected
     assert qlcapsule_cli("verify", str(tree)).exit_code == 0
     victim = sorted(tree.rglob("*.py"))[-1]
     victim.write_text(victim.read_text() + "\n# edited\n")

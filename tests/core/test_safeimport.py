@@ -344,7 +344,7 @@ def test_cli_import(capsule: Capsule, tmp_path: Path, qlcapsule_cli) -> None:
     result = export_capsule(capsule.root, "tar.gz", tmp_path / "a.tar.gz")
     res = qlcapsule_cli("import", str(result.path), str(tmp_path / "in"), "--json")
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout)["digest"] == capsule.digest
+    assert json.loads(res.stdout)["result"]["digest"] == capsule.digest
     evil = tmp_path / "evil.tar"
     evil.write_bytes(_tar_with(capsule, ("../x", b"x", 0o644)))
     res = qlcapsule_cli("import", str(evil), str(tmp_path / "in2"))

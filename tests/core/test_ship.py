@@ -204,7 +204,7 @@ def test_cli_json_summary_and_exit_codes(work: Path, qlcapsule_cli) -> None:
     root = _capsule(work)
     result = qlcapsule_cli("ship", str(root), "--no-validate", "--json", env={"CI": "1"})
     assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)
+    data = json.loads(result.stdout)["result"]
     assert data["ok"] is True and data["exit_code"] == 0
     cap = data["capsules"][0]
     assert cap["ref"] == "demo@1.0.0" and len(cap["digest"]) == 64
@@ -276,7 +276,7 @@ def test_generated_fastapi_service_ships_end_to_end_without_network(work: Path) 
         print("unshare -rn is not available here: running with the network present")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=work)
     assert proc.returncode == 0, proc.stderr
-    data = json.loads(proc.stdout[proc.stdout.index("{") :])
+    data = json.loads(proc.stdout[proc.stdout.index("{") :])["result"]
     cap = data["capsules"][0]
     assert cap["ref"].startswith("orders@") and cap["ok"] and cap["score"] is not None
     assert all(s["status"] == "ok" for s in cap["steps"]), cap["steps"]
@@ -299,7 +299,7 @@ def test_hook_seal_warns_about_a_stale_signature_or_resigns(work: Path, qlcapsul
     (root / "app.py").write_text("print('edited again')\n")
     resigned = qlcapsule_cli("hook", "seal", "--sign", "--json", "--", str(root / "app.py"))
     assert resigned.exit_code == 1
-    assert json.loads(resigned.stdout)["capsules"][0]["signed"] is True
+    assert json.loads(resigned.stdout)["result"]["capsules"][0]["signed"] is True
     checked = qlcapsule_cli("hook", "verify", "--key", pub, "--", str(root / "app.py"))
     assert checked.exit_code == 0 and f"ok {root}; signed by ed25519 " in checked.stdout
     # without a trusted key, "ok" is about integrity only and the line says the signature was not checked

@@ -277,8 +277,9 @@ def test_tamper_matrix(ctx: Ctx, qlcapsule_cli, tamper: Callable[[Ctx], None], c
     assert cause in res.stderr, res.stderr
     assert res.stderr.startswith("error: ") and res.stderr.count("\n") == 1  # one line, no traceback
     res = qlcapsule_cli("verify", str(ctx.root), *ctx.args, "--json", env=ctx.env)
-    report = json.loads(res.stdout)
-    assert res.exit_code == 1 and report["ok"] is False and cause in report["reason"]
+    answer = json.loads(res.stdout)
+    assert res.exit_code == 1 and answer["ok"] is False and answer["exit_code"] == 1
+    assert cause in answer["error"]["message"] and answer["result"]["stage"] in ("integrity", "signature")
 
 
 def test_tamper_matrix_has_the_required_classes() -> None:
@@ -373,7 +374,7 @@ def test_clean_variants_verify(tmp_path: Path, keys: dict, monkeypatch, qlcapsul
     assert verify("--trust", str(tmp_path / "trust.yaml"), "--threshold", "3").exit_code == 0
     (tmp_path / "trust.json").write_text(json.dumps([{"algorithm": "ed25519", "key": _raw_public(a["public"]).hex()}]))
     res = verify("--trust", str(tmp_path / "trust.json"), "--json")
-    assert res.exit_code == 0 and json.loads(res.stdout)["signature"]["status"] == "verified"
+    assert res.exit_code == 0 and json.loads(res.stdout)["result"]["signature"]["status"] == "verified"
 
 
 def test_policy_threshold_narrows_but_policy_trust_is_no_trust_root(tmp_path: Path, keys: dict, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
@@ -412,7 +413,7 @@ def test_signed_capsule_without_keys_is_reported_unchecked(ctx: Ctx, qlcapsule_c
 def test_unsigned_capsule_passes_without_policy(make_capsule, qlcapsule_cli) -> None:  # type: ignore[no-untyped-def]
     capsule = make_capsule()
     res = qlcapsule_cli("verify", str(capsule.root), "--json")
-    assert res.exit_code == 0 and json.loads(res.stdout)["signature"] == {"status": "unsigned"}
+    assert res.exit_code == 0 and json.loads(res.stdout)["result"]["signature"] == {"status": "unsigned"}
 
 
 def test_any_exception_in_a_signer_is_a_failure(ctx: Ctx, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -458,7 +459,7 @@ def test_sign_cli_keys_from_file_env_and_stdin(make_capsule, tmp_path: Path, key
     capsule = make_capsule()
     root = str(capsule.root)
     res = qlcapsule_cli("sign", root, "--key", keys["a"]["private"], "--json")
-    assert res.exit_code == 0 and json.loads(res.stdout)["keyid"] == keys["a"]["keyid"]
+    assert res.exit_code == 0 and json.loads(res.stdout)["result"]["keyid"] == keys["a"]["keyid"]
     trust = tmp_path / "cosigners.yaml"
     trust.write_text(
         f"- {{algorithm: ed25519, key_file: {keys['a']['public']}}}\n"
@@ -531,7 +532,7 @@ def test_keygen_cli(tmp_path: Path, qlcapsule_cli) -> None:  # type: ignore[no-u
     out = tmp_path / "release.key"
     res = qlcapsule_cli("keygen", "-o", str(out), "--json")
     assert res.exit_code == 0, res.output
-    info = json.loads(res.stdout)
+    info = json.loads(res.stdout)["result"]
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     assert Path(info["public"]) == tmp_path / "release.key.pub" and len(info["keyid"]) == 64
     assert load_signing_key(out).keyid == info["keyid"]

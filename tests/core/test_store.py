@@ -274,9 +274,9 @@ def test_store_from_environment_and_bad_store(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setenv("QLCAPSULE_STORE", str(tmp_path / "env-store"))
     res = qlcapsule_cli("commit", str(cap.root), "--json")
     assert res.exit_code == 0, res.stderr
-    assert json.loads(res.stdout)["store"].startswith(str(tmp_path / "env-store"))
+    assert json.loads(res.stdout)["result"]["store"].startswith(str(tmp_path / "env-store"))
     res = qlcapsule_cli("log", "demo", "--json")
-    assert res.exit_code == 0 and json.loads(res.stdout)["versions"][0]["version"] == "1.0.0"
+    assert res.exit_code == 0 and json.loads(res.stdout)["result"]["versions"][0]["version"] == "1.0.0"
     (tmp_path / "file").write_text("not a repo")
     res = qlcapsule_cli("log", "demo", "--store", str(tmp_path / "file"))
     assert res.exit_code == 2 and "not a git repository" in res.stderr
@@ -318,7 +318,7 @@ def test_cli_commands_json_and_errors(cap: Capsule, store: Path, tmp_path: Path,
     bump(cap.root, "1.1.0", {"a.txt": "changed\n"})
     assert qlcapsule_cli("commit", str(cap.root), *s).exit_code == 0
     res = qlcapsule_cli("tag", "orders", "1.0.0", *s, "--json")
-    assert res.exit_code == 0 and json.loads(res.stdout)["created"] is True
+    assert res.exit_code == 0 and json.loads(res.stdout)["result"]["created"] is True
     res = qlcapsule_cli("tag", "orders", "1.0.0", "--rev", "main", *s)
     assert res.exit_code == 2 and "is version 1.1.0" in res.stderr
     res = qlcapsule_cli("log", "orders", *s)
@@ -326,13 +326,13 @@ def test_cli_commands_json_and_errors(cap: Capsule, store: Path, tmp_path: Path,
     res = qlcapsule_cli("diff", "orders", "1.0.0", "1.1.0", "--stat", *s)
     assert res.exit_code == 0 and "a.txt" in res.stdout and "files changed" in res.stdout and "@@" not in res.stdout
     res = qlcapsule_cli("diff", "orders", "1.0.0", "1.1.0", "--json", *s)
-    assert {f["path"] for f in json.loads(res.stdout)["files"]} >= {"a.txt", "capsule.yaml", "capsule.lock"}
+    assert {f["path"] for f in json.loads(res.stdout)["result"]["files"]} >= {"a.txt", "capsule.yaml", "capsule.lock"}
     res = qlcapsule_cli("branch", "orders", "exp", "--from", "1.0.0", *s, "--json")
-    assert res.exit_code == 0 and json.loads(res.stdout)["branch"] == "exp"
+    assert res.exit_code == 0 and json.loads(res.stdout)["result"]["branch"] == "exp"
     res = qlcapsule_cli("branch", "orders", *s, "--json")
-    assert set(json.loads(res.stdout)["branches"]) == {"main", "exp"}
+    assert set(json.loads(res.stdout)["result"]["branches"]) == {"main", "exp"}
     res = qlcapsule_cli("checkout", "orders", "1.0.0", str(tmp_path / "out"), *s, "--json")
-    assert res.exit_code == 0 and json.loads(res.stdout)["verified"] is True
+    assert res.exit_code == 0 and json.loads(res.stdout)["result"]["verified"] is True
     res = qlcapsule_cli("diff", "orders", "1.0.0", "no-such-rev", *s)
     assert res.exit_code == 2 and res.stderr.startswith("error: orders: unknown revision 'no-such-rev'")
     (cap.root / "a.txt").write_text("tampered\n")

@@ -91,13 +91,13 @@ def test_checkout_of_a_version_ignores_a_fetched_side_branch(
     out = tmp_path / "out"
     res = qlcapsule_cli("checkout", "demo", "1.0.0", str(out), "--store", str(store), "--json")
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout)["commit"] == genuine
+    assert json.loads(res.stdout)["result"]["commit"] == genuine
     assert (out / "app.txt").read_text() == "genuine\n"
     # the branch named explicitly is the user's choice
     out2 = tmp_path / "out2"
     res = qlcapsule_cli("checkout", "demo", "1.0.0", str(out2), "--branch", "evil", "--store", str(store), "--json")
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout)["commit"] == evil
+    assert json.loads(res.stdout)["result"]["commit"] == evil
 
 
 def test_a_branch_named_like_a_version_does_not_shadow_it(
@@ -109,14 +109,14 @@ def test_a_branch_named_like_a_version_does_not_shadow_it(
     _fetch_evil(store, evil_store, branch="1.0.0")
     res = qlcapsule_cli("checkout", "demo", "1.0.0", str(tmp_path / "out"), "--store", str(store), "--json")
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout)["commit"] == genuine
+    assert json.loads(res.stdout)["result"]["commit"] == genuine
 
 
 def test_tag_pins_the_genuine_version(tmp_path: Path, store: Path, genuine: str, qlcapsule_cli: Any) -> None:
     _evil_branch(tmp_path, store, "1.0.0")
     res = qlcapsule_cli("tag", "demo", "1.0.0", "--store", str(store), "--json")
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout)["commit"] == genuine
+    assert json.loads(res.stdout)["result"]["commit"] == genuine
     repo = pygit2.Repository(str(store))
     assert str(repo.references["refs/capsules/demo/tags/1.0.0"].peel(pygit2.Commit).id) == genuine
 
@@ -285,7 +285,7 @@ def test_with_keys_a_version_that_does_not_verify_is_skipped(
         "checkout", "demo", "1.0.0", str(out), "--key", keypair["good"]["public"], "--store", str(store), "--json"
     )
     assert res.exit_code == 0, res.output
-    data = json.loads(res.stdout)
+    data = json.loads(res.stdout)["result"]
     assert data["commit"] == good and data["signature"]["status"] == "verified"
     assert f"skipping commit {bad[:12]}" in res.stderr, res.stderr
     assert (out / "app.txt").read_text() == "genuine\n"
@@ -294,7 +294,7 @@ def test_with_keys_a_version_that_does_not_verify_is_skipped(
     assert res.exit_code == 0 and bad[:12] in res.stdout and "NOT checked" in res.stdout, res.output
     # tag with the key pins the verified one
     res = qlcapsule_cli("tag", "demo", "1.0.0", "--key", keypair["good"]["public"], "--store", str(store), "--json")
-    assert res.exit_code == 0 and json.loads(res.stdout)["commit"] == good, res.output
+    assert res.exit_code == 0 and json.loads(res.stdout)["result"]["commit"] == good, res.output
 
 
 def test_with_keys_nothing_verifying_is_refused(
@@ -351,7 +351,7 @@ def test_a_planted_merge_json_does_not_make_a_merge_commit(
     assert str(repo.references["refs/capsules/demo/heads/main"].target) == genuine  # nothing committed
     (cap.root / ".qlcapsule/merge.json").unlink()
     res = qlcapsule_cli("commit", str(cap.root), "--store", str(store), "--json")
-    assert res.exit_code == 0 and json.loads(res.stdout)["parents"] == [genuine], res.output
+    assert res.exit_code == 0 and json.loads(res.stdout)["result"]["parents"] == [genuine], res.output
 
 
 def test_a_merge_json_copied_from_a_real_merge_elsewhere_is_not_believed(
@@ -384,4 +384,4 @@ def test_a_branch_named_like_a_commit_prefix_is_ambiguous(
     res = qlcapsule_cli("checkout", "demo", genuine[:8], str(tmp_path / "out"), "--store", str(store))
     assert res.exit_code == 2 and "both a branch and a commit id" in res.stderr, res.output
     res = qlcapsule_cli("checkout", "demo", genuine, str(tmp_path / "out"), "--store", str(store), "--json")
-    assert res.exit_code == 0 and json.loads(res.stdout)["commit"] == genuine, res.output
+    assert res.exit_code == 0 and json.loads(res.stdout)["result"]["commit"] == genuine, res.output

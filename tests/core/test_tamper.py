@@ -95,7 +95,7 @@ CASES: dict[str, tuple[Callable[[Path], None], str]] = {
     "rename": (_rename, "renamed: app/util.py -> app/utils.py"),
     "chmod+x": (_chmod, "mode changed: README.md"),
     "chmod-x": (_chmod_exec_off, "mode changed: run.sh"),
-    "symlink": (_symlink, "app/util.py: is a symlink"),
+    "symlink": (_symlink, "modified: app/util.py (now a symlink; sealed as a regular file)"),
     "lock-hash-edited": (_edit_lock_hash, "digest does not match its file list"),
     "lock-and-file-edited": (_edit_lock_consistently, "digest does not match its file list"),
     "lock-deleted": (_delete_lock, "not sealed"),
@@ -123,7 +123,7 @@ def test_tamper_is_detected_and_named(case: str, sealed: Path, qlcapsule_cli, tm
     mutate, expected = CASES[case]
     mutate(sealed)
     result = qlcapsule_cli("verify", str(sealed))
-    assert result.exit_code != 0
+    assert result.exit_code == 1, result.output  # tampering, a symlink for a sealed file too
     assert expected in result.stderr, result.output
     assert result.stderr.count("\n") == 1, "one line, no traceback"
     assert "Traceback" not in result.output
@@ -133,7 +133,7 @@ def test_rename_names_both_sides(sealed: Path, qlcapsule_cli) -> None:
     _rename(sealed)
     result = qlcapsule_cli("status", str(sealed), "--json")
     assert result.exit_code == 1
-    data = json.loads(result.stdout)
+    data = json.loads(result.stdout)["result"]
     assert data["removed"] == ["app/util.py"] and data["added"] == ["app/utils.py"]
     assert data["renamed"] == [{"from": "app/util.py", "to": "app/utils.py"}]
 
@@ -143,7 +143,7 @@ def test_status_lists_every_kind(sealed: Path, qlcapsule_cli) -> None:
     _add(sealed)
     _remove(sealed)
     _chmod(sealed)
-    data = json.loads(qlcapsule_cli("status", str(sealed), "--json").stdout)
+    data = json.loads(qlcapsule_cli("status", str(sealed), "--json").stdout)["result"]
     assert data["modified"] == ["app/main.py"]
     assert data["added"] == ["app/backdoor.py"]
     assert data["removed"] == ["app/util.py"]

@@ -81,14 +81,16 @@ def test_planted_files_warn_and_fail_under_strict(signed, qlcapsule_cli, plant: 
     assert res.stderr.startswith(f"error: {capsule.root}: not in the lock: {shown} (")
     assert res.stderr.rstrip().endswith("--strict refuses it") and len(res.stderr.strip().splitlines()) == 1
     res = qlcapsule_cli("verify", str(capsule.root), "--key", pub, "--strict", "--json")
-    assert res.exit_code == 1 and json.loads(res.stdout)["stage"] == "integrity"
+    doc = json.loads(res.stdout)
+    assert res.exit_code == 1 and doc["exit_code"] == 1 and doc["error"]["message"].endswith("--strict refuses it")
+    assert doc["result"]["stage"] == "integrity"
 
 
 def test_a_clean_capsule_has_no_warning_and_passes_strict(signed, qlcapsule_cli) -> None:
     capsule, pub = signed
     res = qlcapsule_cli("verify", str(capsule.root), "--key", pub, "--strict", "--json")
     assert res.exit_code == 0 and res.stderr == "", res.stderr
-    assert json.loads(res.stdout)["unlocked"] == {}
+    assert json.loads(res.stdout)["result"]["unlocked"] == {}
 
 
 def test_executables_outside_the_includes_and_counts(make_capsule) -> None:

@@ -83,13 +83,13 @@ def test_cli_exit_codes_and_json(qlcapsule_cli, tmp_path):
     assert res.exit_code == 0 and "score 1.00" in res.stdout
     res = qlcapsule_cli("validate", str(good), str(bad), "--json")
     assert res.exit_code == 1
-    data = json.loads(res.stdout)
+    data = json.loads(res.stdout)["result"]
     assert [c["passed"] for c in data["capsules"]] == [True, False]
     assert data["capsules"][1]["validators"]["python"]["errors"] == 1
     res = qlcapsule_cli("validate", str(bad), "--fail-on", "never")
     assert res.exit_code == 0
     res = qlcapsule_cli("validate", "-r", str(tmp_path), "--format", "json")
-    assert res.exit_code == 1 and len(json.loads(res.stdout)["capsules"]) == 2
+    assert res.exit_code == 1 and len(json.loads(res.stdout)["capsules"]) == 2  # the bare report
 
 
 def test_cli_bad_input_is_one_line(qlcapsule_cli, tmp_path):
@@ -99,8 +99,9 @@ def test_cli_bad_input_is_one_line(qlcapsule_cli, tmp_path):
     assert res.exit_code == 2
     (tmp_path / "capsule.yaml").write_text("name: x\nversion: 1.0.0\nbogus: 1\n")
     res = qlcapsule_cli("validate", str(tmp_path))
-    assert res.exit_code == 1
-    assert "capsule.yaml:3: error: bogus: unknown key [schema.invalid]" in res.stdout
+    assert res.exit_code == 2  # a malformed capsule.yaml is bad input, as for every command
+    assert "capsule.yaml:3: error: bogus: unknown key [schema.invalid]" in res.stdout  # the report still says so
+    assert res.stderr == f"error: {tmp_path}/capsule.yaml:3: bogus: unknown key\n"
 
 
 def test_a_crashing_validator_is_a_finding(qlcapsule_plugin, tmp_path):
@@ -191,6 +192,6 @@ def test_a_switched_off_validator_is_listed_as_disabled(qlcapsule_cli, tmp_path)
     assert rep.disabled == ["dockerfile"]  # terraform would not have applied: no .tf file
     assert rep.suppressed == 0 and "dockerfile" not in rep.validators
     res = qlcapsule_cli("validate", str(root), "--json")
-    assert json.loads(res.stdout)["capsules"][0]["disabled"] == ["dockerfile"]
+    assert json.loads(res.stdout)["result"]["capsules"][0]["disabled"] == ["dockerfile"]
     res = qlcapsule_cli("validate", str(root))
     assert "switched off in capsule.yaml, not run: dockerfile" in res.stdout

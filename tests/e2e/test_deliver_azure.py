@@ -37,7 +37,7 @@ def test_put_blob_md5_checked_and_sas_url(tmp_path: Path, azure_container: Azure
     f = artifact(tmp_path / "demo.tar.gz", 200_000)
     res = _deliver(qlcapsule_cli, root, f, verbose=True)
     assert res.exit_code == 0, res.output
-    (r,) = json.loads(res.stdout)["receipts"]
+    (r,) = json.loads(res.stdout)["result"]["receipts"]
     want = hashlib.sha256(f.read_bytes()).hexdigest()
     assert r["sha256"] == want and r["location"] == f"azure://{azure_container.name}/demo/1.0.0/demo.tar.gz"
     assert "sig=" in r["url"] and "sp=r" in r["url"]
@@ -64,7 +64,7 @@ def test_block_upload_is_read_back(tmp_path: Path, azure_container: AzureContain
     f = artifact(tmp_path / "big.bin", 700 * KiB + 3)
     res = _deliver(qlcapsule_cli, root, f)
     assert res.exit_code == 0, res.output
-    (r,) = json.loads(res.stdout)["receipts"]
+    (r,) = json.loads(res.stdout)["result"]["receipts"]
     assert r["extra"]["url_expires_in"] == 7200
     assert sha256_url(r["url"]) == hashlib.sha256(f.read_bytes()).hexdigest() == r["sha256"]
     blocks = azure_container.client.get_blob_client("demo/1.0.0/big.bin").get_block_list("committed")  # type: ignore[attr-defined]
@@ -76,7 +76,7 @@ def test_existing_blob_is_not_overwritten(tmp_path: Path, azure_container: Azure
     f = tmp_path / "a.txt"
     f.write_bytes(b"first")
     assert _deliver(qlcapsule_cli, root, f).exit_code == 0
-    assert json.loads(_deliver(qlcapsule_cli, root, f).stdout)["receipts"][0]["extra"]["existing"] is True
+    assert json.loads(_deliver(qlcapsule_cli, root, f).stdout)["result"]["receipts"][0]["extra"]["existing"] is True
     f.write_bytes(b"other")
     res = _deliver(qlcapsule_cli, root, f)
     assert res.exit_code == 1
@@ -130,4 +130,6 @@ def test_500s_on_blocks_retried_then_persistent_failure_leaves_no_blob(
     assert res.exit_code == 0, res.output
     assert [s.status for s in proxy.seen("PUT", "comp=blocklist")] == [500, 201]
     assert _blobs(azure_container) == ["demo/1.0.0/big.bin"]
-    assert sha256_url(json.loads(res.stdout)["receipts"][0]["url"]) == hashlib.sha256(f.read_bytes()).hexdigest()
+    assert (
+        sha256_url(json.loads(res.stdout)["result"]["receipts"][0]["url"]) == hashlib.sha256(f.read_bytes()).hexdigest()
+    )

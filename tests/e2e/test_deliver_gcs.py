@@ -35,7 +35,7 @@ def test_upload_crc32c_md5_and_signed_url(tmp_path: Path, gcs_bucket: GcsBucket,
     f = artifact(tmp_path / "demo.zip", 150_000)
     res = _deliver(qlcapsule_cli, root, f, verbose=True)
     assert res.exit_code == 0, res.output
-    (r,) = json.loads(res.stdout)["receipts"]
+    (r,) = json.loads(res.stdout)["result"]["receipts"]
     want = hashlib.sha256(f.read_bytes()).hexdigest()
     assert r["sha256"] == want and r["location"] == f"gs://{gcs_bucket.name}/demo/1.0.0/demo.zip"
     assert "X-Goog-Algorithm=GOOG4-RSA-SHA256" in r["url"] and "X-Goog-Expires=3600" in r["url"]
@@ -52,7 +52,7 @@ def test_resumable_upload(tmp_path: Path, gcs_bucket: GcsBucket, qlcapsule_cli) 
     f = artifact(tmp_path / "big.bin", 900 * KiB + 5)
     res = _deliver(qlcapsule_cli, root, f)
     assert res.exit_code == 0, res.output
-    (r,) = json.loads(res.stdout)["receipts"]
+    (r,) = json.loads(res.stdout)["result"]["receipts"]
     assert sha256_url(r["url"]) == hashlib.sha256(f.read_bytes()).hexdigest() == r["sha256"]
     assert r["extra"]["url_expires_in"] == 604800
 
@@ -62,7 +62,7 @@ def test_generation_match_never_overwrites(tmp_path: Path, gcs_bucket: GcsBucket
     f = tmp_path / "a.txt"
     f.write_bytes(b"first")
     assert _deliver(qlcapsule_cli, root, f).exit_code == 0
-    assert json.loads(_deliver(qlcapsule_cli, root, f).stdout)["receipts"][0]["extra"]["existing"] is True
+    assert json.loads(_deliver(qlcapsule_cli, root, f).stdout)["result"]["receipts"][0]["extra"]["existing"] is True
     f.write_bytes(b"other")
     res = _deliver(qlcapsule_cli, root, f)
     assert res.exit_code == 1
@@ -111,7 +111,7 @@ def test_503s_are_retried_then_persistent_failure_leaves_nothing(
     assert res.exit_code == 0, res.output
     assert [s.status for s in proxy.seen("POST", "/upload/")] == [503, 200]
     assert _names(gcs_bucket) == ["demo/1.0.0/a.bin"]
-    url = json.loads(res.stdout)["receipts"][0]["url"]
+    url = json.loads(res.stdout)["result"]["receipts"][0]["url"]
     # fake-gcs-server serves signed URLs only under its -public-host, so fetch past the proxy
     assert url.startswith(proxy.url)
     assert sha256_url(url.replace(proxy.url, gcs_bucket.endpoint)) == hashlib.sha256(f.read_bytes()).hexdigest()

@@ -65,7 +65,7 @@ def test_push_lands_and_is_idempotent(make_capsule: Any, git_http: Any, qlcapsul
     art = _artifact(tmp_path)
     res = _run(qlcapsule_cli, "deliver", str(cap.root), "-t", "repo", "-a", str(art), "--json")
     assert res.exit_code == 0, res.output
-    (receipt,) = json.loads(res.stdout)["receipts"]
+    (receipt,) = json.loads(res.stdout)["result"]["receipts"]
     assert receipt["location"] == f"{git_http.url('capsules.git')}#capsules:dist/orders-1.0.0.tgz"
     commit = receipt["extra"]["commit"]
     assert git_http.git("capsules.git", "rev-parse", "refs/heads/capsules").strip() == commit
@@ -82,7 +82,7 @@ def test_push_lands_and_is_idempotent(make_capsule: Any, git_http: Any, qlcapsul
         assert shown == path.read_bytes()
     again = _run(qlcapsule_cli, "deliver", str(cap.root), "-t", "repo", "-a", str(art), "--json")
     assert again.exit_code == 0, again.output
-    assert json.loads(again.stdout)["receipts"][0]["extra"]["committed"] is False
+    assert json.loads(again.stdout)["result"]["receipts"][0]["extra"]["committed"] is False
     assert git_http.git("capsules.git", "rev-list", "--count", "capsules").strip() == "1"
 
 

@@ -71,7 +71,7 @@ def test_push_commit_and_release(make_capsule: Any, fake_github: Any, qlcapsule_
     art = _artifact(tmp_path)
     res = _run(qlcapsule_cli, "deliver", str(cap.root), "--target", "gh", "--artifact", str(art), "--json")
     assert res.exit_code == 0, res.output
-    receipt = json.loads(res.stdout)["receipts"][0]
+    receipt = json.loads(res.stdout)["result"]["receipts"][0]
     assert receipt["provider"] == "github"
     assert receipt["location"] == "github:acme/capsules/releases/orders-1.0.0/orders-1.0.0.tar.gz"
     assert receipt["sha256"] == hashlib.sha256(art.read_bytes()).hexdigest()
@@ -96,7 +96,7 @@ def test_push_commit_and_release(make_capsule: Any, fake_github: Any, qlcapsule_
     commits_before = sum(1 for k, _ in repo.store.objects.values() if k == "commit")
     again = _run(qlcapsule_cli, "deliver", str(cap.root), "--target", "gh", "--artifact", str(art), "--json")
     assert again.exit_code == 0, again.output
-    r2 = json.loads(again.stdout)["receipts"][0]
+    r2 = json.loads(again.stdout)["result"]["receipts"][0]
     assert r2["extra"]["committed"] is False and r2["extra"]["existing"] is True
     assert sum(1 for k, _ in repo.store.objects.values() if k == "commit") == commits_before
     assert len(release["assets"]) == 1

@@ -62,7 +62,7 @@ def test_commit_packages_and_release(make_capsule: Any, fake_gitlab: Any, qlcaps
     art = _artifact(tmp_path)
     res = _run(qlcapsule_cli, "deliver", str(cap.root), "-t", "gl", "-a", str(art), "--json")
     assert res.exit_code == 0, res.output
-    (receipt,) = json.loads(res.stdout)["receipts"]
+    (receipt,) = json.loads(res.stdout)["result"]["receipts"]
     assert receipt["location"] == "gitlab:acme/capsules/packages/generic/orders/2.0.0-rc.1/orders-2.0.0-rc.1.tar.gz"
     assert receipt["extra"]["committed"] is True and receipt["extra"]["tag"] == "orders-2.0.0-rc.1"
     assert fake_gitlab.read_branch("acme/capsules", "capsules") == {rel: p.read_bytes() for rel, p, _ in cap.payload()}
@@ -81,7 +81,7 @@ def test_commit_packages_and_release(make_capsule: Any, fake_gitlab: Any, qlcaps
 
     again = _run(qlcapsule_cli, "deliver", str(cap.root), "-t", "gl", "-a", str(art), "--json")
     assert again.exit_code == 0, again.output
-    r2 = json.loads(again.stdout)["receipts"][0]
+    r2 = json.loads(again.stdout)["result"]["receipts"][0]
     assert r2["extra"]["committed"] is False and r2["extra"]["existing"] is True
     assert len(project.packages[("orders", "2.0.0-rc.1", "orders-2.0.0-rc.1.tar.gz")]) == 1
     assert len(release["links"]) == 1

@@ -55,7 +55,7 @@ def test_push_the_oci_export(make_capsule: Any, oci_registry: Any, qlcapsule_cli
     cap = _capsule(make_capsule, oci_registry.host)
     res = _run(qlcapsule_cli, "deliver", str(cap.root), "-t", "reg", "-f", fmt, "--json")
     assert res.exit_code == 0, res.output
-    (receipt,) = json.loads(res.stdout)["receipts"]
+    (receipt,) = json.loads(res.stdout)["result"]["receipts"]
     extra = receipt["extra"]
     assert extra["kind"] == "layout" and extra["tag"] == "1.2.0_build.7" and extra["repository"] == "team/orders"
     assert receipt["location"] == f"oci://{oci_registry.host}/team/orders:1.2.0_build.7@{extra['manifest_digest']}"
@@ -76,7 +76,7 @@ def test_push_the_oci_export(make_capsule: Any, oci_registry: Any, qlcapsule_cli
 
     again = _run(qlcapsule_cli, "deliver", str(cap.root), "-t", "reg", "-f", fmt, "--json")
     assert again.exit_code == 0, again.output
-    extra2 = json.loads(again.stdout)["receipts"][0]["extra"]
+    extra2 = json.loads(again.stdout)["result"]["receipts"][0]["extra"]
     assert extra2["existing"] is True and extra2["blobs_uploaded"] == 0
     assert extra2["manifest_digest"] == extra["manifest_digest"]
 
@@ -86,7 +86,7 @@ def test_helm_chart_is_pushed_like_helm_push(make_capsule: Any, oci_registry: An
     cap = _capsule(make_capsule, oci_registry.host, repository="charts")
     res = _run(qlcapsule_cli, "deliver", str(cap.root), "-t", "reg", "-f", "helm", "--json")
     assert res.exit_code == 0, res.output
-    (receipt,) = json.loads(res.stdout)["receipts"]
+    (receipt,) = json.loads(res.stdout)["result"]["receipts"]
     assert receipt["extra"]["kind"] == "helm" and receipt["extra"]["repository"] == "charts/orders"
     status, _, manifest = oci_registry.get("/v2/charts/orders/manifests/1.2.0_build.7", accept=MANIFEST)
     assert status == 200
@@ -113,7 +113,7 @@ def test_large_file_goes_up_in_chunks(
     art = _file(tmp_path, "orders-1.2.0.zip", data)
     res = _run(qlcapsule_cli, "deliver", str(cap.root), "-t", "reg", "-a", str(art), "--json")
     assert res.exit_code == 0, res.output
-    (receipt,) = json.loads(res.stdout)["receipts"]
+    (receipt,) = json.loads(res.stdout)["result"]["receipts"]
     assert registry_proxy.count("PATCH", "/blobs/uploads/", 202) == 7
     status, _, manifest = oci_registry.get("/v2/team/orders/manifests/1.2.0_build.7", accept=MANIFEST)
     doc = json.loads(manifest)

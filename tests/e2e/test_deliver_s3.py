@@ -41,7 +41,7 @@ def test_put_checksum_and_presigned_url(tmp_path: Path, s3_bucket: S3Bucket, qlc
     f = artifact(tmp_path / "demo.tar.gz", 300_000)
     res = _deliver(qlcapsule_cli, root, f, verbose=True)
     assert res.exit_code == 0, res.output
-    (receipt,) = json.loads(res.stdout)["receipts"]
+    (receipt,) = json.loads(res.stdout)["result"]["receipts"]
     want = hashlib.sha256(f.read_bytes()).hexdigest()
     assert receipt["sha256"] == want and receipt["size"] == 300_000
     assert receipt["location"] == f"s3://{s3_bucket.name}/demo/1.0.0/demo.tar.gz"
@@ -60,7 +60,7 @@ def test_multipart_upload_is_checked_and_leaves_no_open_upload(
     f = artifact(tmp_path / "big.bin", 12 * MiB + 17)
     res = _deliver(qlcapsule_cli, root, f)
     assert res.exit_code == 0, res.output
-    (receipt,) = json.loads(res.stdout)["receipts"]
+    (receipt,) = json.loads(res.stdout)["result"]["receipts"]
     assert receipt["extra"]["url_expires_in"] == 7 * 24 * 3600
     assert sha256_url(receipt["url"]) == hashlib.sha256(f.read_bytes()).hexdigest() == receipt["sha256"]
     assert _open_uploads(s3_bucket) == []
@@ -72,7 +72,7 @@ def test_existing_object_is_never_overwritten_unless_asked(tmp_path: Path, s3_bu
     f.write_bytes(b"first")
     assert _deliver(qlcapsule_cli, root, f).exit_code == 0
     again = _deliver(qlcapsule_cli, root, f)  # same bytes: already delivered, nothing rewritten
-    assert again.exit_code == 0 and json.loads(again.stdout)["receipts"][0]["extra"]["existing"] is True
+    assert again.exit_code == 0 and json.loads(again.stdout)["result"]["receipts"][0]["extra"]["existing"] is True
     f.write_bytes(b"second")
     res = _deliver(qlcapsule_cli, root, f)
     assert res.exit_code == 1
@@ -91,7 +91,7 @@ def test_dry_run_checks_bucket_and_uploads_nothing(tmp_path: Path, s3_bucket: S3
     f = artifact(tmp_path / "x.bin", 1000)
     res = qlcapsule_cli("deliver", str(root), "--target", "s3", "--artifact", str(f), "--dry-run", "--json")
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout)["receipts"][0]["extra"] == {"dry_run": True}
+    assert json.loads(res.stdout)["result"]["receipts"][0]["extra"] == {"dry_run": True}
     assert _keys(s3_bucket) == []
     missing = write_target_capsule(tmp_path / "m", "s3", "s3", {**_opts(s3_bucket), "bucket": "no-such-bucket"})
     res = qlcapsule_cli("deliver", str(missing), "--target", "s3", "--artifact", str(f), "--dry-run")
@@ -149,7 +149,9 @@ def test_503s_mid_multipart_are_retried_and_succeed_once(
     assert len([s for s in proxy.seen("POST", r"uploadId=") if s.status == 200]) == 1
     assert res.stderr.count("event=retry") == 3, res.stderr
     assert _keys(s3_bucket) == ["demo/1.0.0/big.bin"] and _open_uploads(s3_bucket) == []
-    assert sha256_url(json.loads(res.stdout)["receipts"][0]["url"]) == hashlib.sha256(f.read_bytes()).hexdigest()
+    assert (
+        sha256_url(json.loads(res.stdout)["result"]["receipts"][0]["url"]) == hashlib.sha256(f.read_bytes()).hexdigest()
+    )
 
 
 def test_persistent_500s_leave_nothing_then_retry_succeeds_once(
@@ -224,7 +226,7 @@ def test_server_killed_mid_upload_then_next_delivery_cleans_up(tmp_path: Path, s
         stop_proxy(proxy2)
     assert res.returncode == 0, res.stderr
     assert _keys(s3_bucket) == ["demo/1.0.0/big.bin"] and _open_uploads(s3_bucket) == []
-    assert json.loads(res.stdout)["receipts"][0]["sha256"] == hashlib.sha256(f.read_bytes()).hexdigest()
+    assert json.loads(res.stdout)["result"]["receipts"][0]["sha256"] == hashlib.sha256(f.read_bytes()).hexdigest()
 
 
 def test_a_capsule_defined_s3_target_is_refused(tmp_path: Path, aws_env, qlcapsule_cli, monkeypatch) -> None:

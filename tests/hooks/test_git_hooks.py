@@ -53,14 +53,14 @@ def repo(tmp_path: Path, env: dict[str, str]) -> Path:
 def test_install_is_idempotent_and_refuses_to_clobber(repo: Path, env: dict[str, str]) -> None:
     first = qlcapsule(repo, env, "hooks", "install", "--json")
     assert first.returncode == 0, first.stderr
-    data = json.loads(first.stdout)["hooks"]
+    data = json.loads(first.stdout)["result"]["hooks"]
     assert [(h["hook"], h["state"]) for h in data] == [("pre-commit", "installed"), ("pre-push", "installed")]
     for name in ("pre-commit", "pre-push"):
         installed = repo / ".git" / "hooks" / name
         assert installed.read_bytes() == (REPO / "hooks" / name).read_bytes()
         assert os.access(installed, os.X_OK)
     again = qlcapsule(repo, env, "hooks", "install", "--json")
-    assert {h["state"] for h in json.loads(again.stdout)["hooks"]} == {"unchanged"}
+    assert {h["state"] for h in json.loads(again.stdout)["result"]["hooks"]} == {"unchanged"}
 
     (repo / ".git" / "hooks" / "pre-push").write_text("#!/bin/sh\necho mine\n")
     refused = qlcapsule(repo, env, "hooks", "install")

@@ -4,7 +4,11 @@ Command modules (one per area) attach their commands to :data:`main`. They are
 imported on demand: ``qlcapsule verify`` loads only ``cli/verify.py``, so the
 integrity path starts fast; ``--help`` and unknown names load them all.
 Every command maps :class:`qlcapsule.QlcapsuleError` to its exit code and a
-single line on stderr; ``--debug`` shows the traceback instead.
+single line on stderr; ``--debug`` shows the traceback instead. Under ``--json``
+every command prints exactly one answer on stdout, success or failure (the
+envelope of ``cli._errors``, ``qlcapsule schema envelope``). The group adds
+both, and the global options (``--debug``, ``-v``, ``--log-format``) that may
+follow the command, to every command (``cli._common.Command``).
 
 The console script enters through :func:`run`, which only turns SIGTERM/SIGHUP
 into a clean stop and hands the arguments to the click group: click is the one

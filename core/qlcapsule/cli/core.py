@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ._common import capsule_dir, emit, is_ci, json_option, main
+from ._errors import envelope_schema
 from ._text import print_table, seal_data, seal_text
 
 
@@ -62,18 +63,21 @@ def status(directory: str, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("what", type=click.Choice(["capsule", "lock"]), default="capsule")
-def schema(what: str) -> None:
-    """Print the JSON Schema of capsule.yaml or capsule.lock."""
+@click.argument("what", type=click.Choice(["capsule", "lock", "envelope"]), default="capsule")
+@json_option
+def schema(what: str, as_json: bool) -> None:
+    """Print the JSON Schema of capsule.yaml, capsule.lock, or the --json answer of every command (envelope)."""
     if what == "capsule":
         from ..format.model import definition_schema  # noqa: PLC0415 -- start-up: the capsule.yaml model (pydantic, yaml) loads only for schema
 
         data = definition_schema()
-    else:
-        from ..format.lock import lock_schema  # noqa: PLC0415 -- start-up: the lock module loads only for schema
+    elif what == "lock":
+        from ..format.lock import lock_schema  # noqa: PLC0415 -- start-up: the capsule format loads only in the commands that use it, not for --help
 
         data = lock_schema()
-    click.echo(json.dumps(data, indent=2))
+    else:
+        data = envelope_schema()
+    emit(as_json, data, json.dumps(data, indent=2))
 
 
 @main.command()

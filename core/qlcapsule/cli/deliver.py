@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
-from ..errors import QlcapsuleError, interruption
 from ..log import scrub
-from ._common import capsule_dir, json_option, main
-from ._errors import problems
+from ._common import capsule_dir, emit, json_option, main
 
 targets_file_option = click.option(
     "--targets-file",
@@ -89,37 +85,17 @@ def deliver(
     \b
     Exit codes: 0 delivered (or dry run passed); 1 conflict (object exists with
     other content) or a checksum mismatch; 2 bad target, option or missing
-    credential; 3 the remote side failed after retries. With --json a failure
-    also prints {"ok": false, "error": ..., "exit_code": N} on stdout.
+    credential; 3 the remote side failed after retries.
     """
     from ..steps.delivery import deliver_capsule  # noqa: PLC0415 -- start-up: delivery (pydantic, yaml, http) loads only in the commands that use it, not for --help
     from ..steps.targets import operator_targets  # noqa: PLC0415 -- start-up: the targets file (pydantic, yaml) loads only in the commands that use it, not for --help
 
-    try:
-        operator = operator_targets(targets_file, True if trust_capsule_targets else None)
-        receipts = deliver_capsule(
-            directory, target, list(artifacts) or None, dry_run=dry_run, formats=formats or None, operator=operator
-        )
-    except (Exception, KeyboardInterrupt) as exc:
-        if as_json and not isinstance(exc, BrokenPipeError):
-            # like verify --json and ship --json: a failure is a JSON answer too, so a script reading
-            # stdout never gets nothing; the one-line error on stderr and the exit code stay as they are
-            error, code = _failure(exc)
-            failed = {
-                "ok": False,
-                "dry_run": dry_run,
-                "directory": directory,
-                "target": target,
-                "error": error,
-                "errors": problems(exc),
-                "exit_code": code,
-                "receipts": [],
-            }
-            click.echo(scrub(json.dumps(failed, indent=2, default=str)))
-        raise
+    operator = operator_targets(targets_file, True if trust_capsule_targets else None)
+    receipts = deliver_capsule(
+        directory, target, list(artifacts) or None, dry_run=dry_run, formats=formats or None, operator=operator
+    )
+    emit(as_json, {"dry_run": dry_run, "receipts": [r.to_dict() for r in receipts]})
     if as_json:
-        doc = {"ok": True, "dry_run": dry_run, "receipts": [r.to_dict() for r in receipts]}
-        click.echo(scrub(json.dumps(doc, indent=2, default=str)))
         return
     for r in receipts:
         if dry_run:
@@ -131,15 +107,3 @@ def deliver(
         click.echo(scrub(f"delivered {r.location}{note} {r.size} bytes sha256:{r.sha256}"))
         if r.url:
             click.echo(scrub(f"  url: {r.url}"))
-
-
-def _failure(exc: BaseException) -> tuple[str, int]:
-    """The error line (without 'error: ') and exit code the CLI reports for ``exc`` (see ``_errors.handle``)."""
-    if isinstance(exc, QlcapsuleError):
-        return exc.message, exc.exit_code
-    if isinstance(exc, KeyboardInterrupt):
-        return interruption(exc)
-    if isinstance(exc, OSError):
-        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        return f"{where}{exc.strerror or exc}", 2
-    return f"internal error: {type(exc).__name__}: {exc}", 70

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
-from ..errors import InputError
+from ..errors import DefinitionError, InputError, QlcapsuleError, UsageError
 from ._common import emit, is_ci, json_option, main
 
 
@@ -164,15 +165,20 @@ def validate(
 
     The score is 0..1 per validator (1 / (1 + errors + warnings/4 + notes/20)),
     averaged per capsule; see docs/validation.md. Rules are switched off in
-    capsule.yaml under validate.rules.
+    capsule.yaml under validate.rules. --format chooses the report written to
+    stdout or -o FILE; --json prints the one JSON answer instead, the report
+    (as --format json) being its result.
 
     \b
     Exit codes: 0 passed; 1 a finding at or above --fail-on, or a score below
-    --min-score; 2 bad input (no such directory, bad option).
+    --min-score; 2 bad input (no such directory, a missing or malformed
+    capsule.yaml, bad option).
     """
     from ..steps.report import render, write  # noqa: PLC0415 -- start-up: the report loads only in the commands that use it, not for --help
     from ..steps.validation import find_capsules, validate_capsules  # noqa: PLC0415 -- start-up: validation loads only in the commands that use it, not for --help
 
+    if as_json and fmt != "text" and output in (None, "-"):
+        raise UsageError(f"--json prints the answer on stdout; write the --format {fmt} report with -o FILE")
     dirs = list(directories) or ["."]
     if recursive:
         found = [str(p) for d in dirs for p in find_capsules(Path(d))]
@@ -180,7 +186,8 @@ def validate(
             raise InputError(f"no capsule.yaml found below {', '.join(dirs)}")
         dirs = found
     report = validate_capsules(dirs, fail_on=fail_on, min_score=min_score, jobs=jobs)
-    write(render(report, "json" if as_json else fmt), output)
+    if output not in (None, "-") or not as_json:
+        write(render(report, fmt), output)
     if output not in (None, "-"):
         n = report.counts()
         click.echo(
@@ -188,5 +195,33 @@ def validate(
             f"{'FAILED' if report.failed else 'passed'}",
             err=True,
         )
+    emit(as_json, report.to_dict())
+    refuse_unreadable(report)
     if report.failed:
         raise SystemExit(1)
+
+
+def refuse_unreadable(report: Any) -> None:
+    """Bad input (exit 2) when a capsule's capsule.yaml is missing or malformed.
+
+    The report already lists each of its errors as a ``schema.invalid`` finding (annotations, SARIF);
+    the error raised here names them again with file, line and key, read by the one validator, the
+    model, from the capsule directory as the user named it.
+    """
+    from ..format.capsule import Capsule  # noqa: PLC0415 -- start-up: the capsule format loads only in the commands that use it, not for --help
+
+    failed: list[QlcapsuleError] = []
+    for c in report.capsules:
+        if any(f.rule == "schema.invalid" for f in c.findings):
+            try:
+                Capsule.load(c.directory)
+            except QlcapsuleError as exc:
+                failed.append(exc)
+    if len(failed) == 1:
+        raise failed[0]
+    if failed:
+        combined = DefinitionError(
+            "\n".join(e.message for e in failed), file=failed[0].file, line=failed[0].line, key=failed[0].key
+        )
+        combined.problems = [p for e in failed for p in getattr(e, "problems", ())]  # type: ignore[attr-defined]
+        raise combined

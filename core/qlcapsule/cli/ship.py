@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import InputError, QlcapsuleError
-from ._common import emit, is_ci, json_option, main
+from ._common import Command, emit, is_ci, json_option, main
 from ._errors import problems
 from .deliver import targets_file_option, trust_capsule_targets_option
 
@@ -290,7 +290,7 @@ def _roots(files: tuple[str, ...], all_: bool) -> list[Path]:
     return all_capsules(".") if all_ else capsules_containing(files)
 
 
-class HookCommand(click.Command):
+class HookCommand(Command):
     """A hook command: its own options before ``--``, file names only after it.
 
     pre-commit runs ``entry + args + FILES`` and the git hooks run ``xargs -0
@@ -331,16 +331,18 @@ all_option = click.option("--all", "all_", is_flag=True, help="Every capsule und
 def hook_validate(
     files: tuple[str, ...], all_: bool, fail_on: str | None, min_score: float | None, as_json: bool
 ) -> None:
-    """Validate the capsules containing FILES. Exit 1 when findings fail them."""
+    """Validate the capsules containing FILES. Exit 1 when findings fail them, 2 for a bad capsule.yaml."""
     roots = _roots(files, all_)
     if not roots:
         emit(as_json, {"capsules": [], "ok": True}, None)
         return
-    from ..steps.report import render  # noqa: PLC0415 -- start-up: the report loads only for the validate hook
-    from ..steps.validation import validate_capsules  # noqa: PLC0415 -- start-up: validation loads only for the validate hook
+    from ..steps.report import render  # noqa: PLC0415 -- start-up: the report loads only in the commands that use it, not for --help
+    from ..steps.validation import validate_capsules  # noqa: PLC0415 -- start-up: validation loads only in the commands that use it, not for --help
+    from .generate import refuse_unreadable  # noqa: PLC0415 -- start-up: the click group (click) loads only in the commands that use it, not for --help
 
     report = validate_capsules(roots, fail_on=fail_on, min_score=min_score)
-    click.echo(render(report, "json" if as_json else "text"), nl=False)
+    emit(as_json, report.to_dict(), lambda: click.echo(render(report, "text"), nl=False))
+    refuse_unreadable(report)
     if report.failed:
         raise SystemExit(1)
 

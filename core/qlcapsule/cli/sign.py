@@ -47,6 +47,8 @@ def keygen(key_type: str, output: str | None, force: bool, as_json: bool) -> Non
     """
     from ..signing.signatures import keygen as _keygen  # noqa: PLC0415 -- start-up: signing loads only in the commands that use it, not for --help
 
+    if output == "-" and as_json:
+        raise UsageError("--json cannot be combined with '-o -' (stdout carries the private key)")
     result = _keygen(key_type, output, force=force)
     if output == "-":
         material = result.pop("material")

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
-from ..errors import QlcapsuleError
-from ..log import scrub
+from ..errors import IntegrityError, QlcapsuleError, SignatureError
 from ._common import capsule_dir, emit, json_option, main, trust_options
-from ._errors import problems
 from ._text import unlocked_warnings, verify_text
 
 
@@ -67,9 +64,10 @@ def verify(
     Exit codes: 0 verified; 1 tampered, unsigned under a policy, files
     outside the lock under --strict, or a signature failed (the message
     names the cause); 2 bad usage or an unreadable key/trust file. With
-    --json a failure also prints {"ok": false, "reason": ...} on stdout.
+    --json a failure's result is {"directory", "stage": integrity, signature
+    or input} and its error names the cause (qlcapsule schema envelope).
     """
-    from ..pipeline import verify_capsule  # noqa: PLC0415 -- start-up: the pipeline loads only when verify runs, not for --help
+    from ..pipeline import verify_capsule  # noqa: PLC0415 -- start-up: the pipeline loads only in the commands that use it, not for --help
 
     try:
         report = verify_capsule(
@@ -83,28 +81,15 @@ def verify(
             allow_rollback=allow_rollback,
             strict=strict,
         )
-    except QlcapsuleError as exc:
-        if as_json:
-            cause = (
-                "integrity"
-                if type(exc).__name__ == "IntegrityError"
-                else "signature"
-                if type(exc).__name__ == "SignatureError"
-                else "input"
-            )
-            click.echo(
-                json.dumps(
-                    {
-                        "ok": False,
-                        "directory": directory,
-                        "stage": cause,
-                        "reason": scrub(exc.message),
-                        "errors": problems(exc),
-                        "exit_code": exc.exit_code,
-                    },
-                    indent=2,
-                )
-            )
+    except QlcapsuleError as exc:  # the answer's result says which check failed; its error says why
+        stage = (
+            "integrity"
+            if isinstance(exc, IntegrityError)
+            else "signature"
+            if isinstance(exc, SignatureError)
+            else "input"
+        )
+        emit(as_json, {"directory": directory, "stage": stage})
         raise
     emit(as_json, report, verify_text(report))
     for line in unlocked_warnings(report):

@@ -19,7 +19,16 @@ from .names import (
     MAX_SIG_BYTES,
     SIG_FILE,
 )
-from .tree import FileEntry, Skipped, Unlocked, check_relative, describe_unlocked, read_regular
+from .tree import (
+    FileEntry,
+    NotRegular,
+    Skipped,
+    Unlocked,
+    check_relative,
+    describe_unlocked,
+    read_regular,
+    replaced,
+)
 from .tree import scan as scan_tree
 
 if TYPE_CHECKING:
@@ -45,8 +54,10 @@ class Capsule:
     :func:`qlcapsule.format.model.load_definition` (every error named with file, line and key).
     """
 
-    def __init__(self, root: Path, definition: CapsuleDefinition | None = None) -> None:
+    def __init__(self, root: Path, definition: CapsuleDefinition | None = None, *, shown: Path | None = None) -> None:
         self.root = root
+        #: the directory as the user named it (relative stays relative): what messages say
+        self.shown = root if shown is None else shown
         self._definition = definition
 
     @classmethod
@@ -58,17 +69,19 @@ class Capsule:
         """
         path = Path(root)
         if not path.exists():
-            raise InputError(f"{path}: no such directory")
+            raise InputError(f"{path}: no such directory", file=str(path))
         if not path.is_dir():
-            raise InputError(f"{path}: not a directory")
+            raise InputError(f"{path}: not a directory", file=str(path))
         definition_path = path / DEFINITION_FILE
         if not definition_path.is_file():
-            raise DefinitionError(f"{definition_path}: no capsule.yaml here (run 'qlcapsule init {path}')")
+            raise DefinitionError(
+                f"{definition_path}: no capsule.yaml here (run 'qlcapsule init {path}')", file=str(definition_path)
+            )
         if not strict:
-            return cls(path.resolve())
+            return cls(path.resolve(), shown=path)
         from .model import load_definition  # noqa: PLC0415 -- start-up: the capsule.yaml model (pydantic, yaml) loads only when capsule.yaml is validated (strict=False skips it)
 
-        return cls(path.resolve(), load_definition(definition_path))
+        return cls(path.resolve(), load_definition(definition_path), shown=path)
 
     def check_definition(self) -> None:
         """Validate capsule.yaml (raises DefinitionError listing every error with file, line and key)."""
@@ -84,7 +97,7 @@ class Capsule:
         if self._definition is None:
             from .model import load_definition  # noqa: PLC0415 -- start-up: the capsule.yaml model (pydantic, yaml) loads only when capsule.yaml is validated (strict=False skips it)
 
-            self._definition = load_definition(self.root / DEFINITION_FILE)
+            self._definition = load_definition(self.root / DEFINITION_FILE, shown=self.shown / DEFINITION_FILE)
         return self._definition
 
     def setting(self, key: str, default: Any = None) -> Any:
@@ -132,7 +145,7 @@ class Capsule:
         found = scan_tree(self.root, self.globs(), progress=progress, alongside=alongside, skipped=skipped)
         if not any(f.path == DEFINITION_FILE for f in found):
             raise DefinitionError(
-                f"{self.root / DEFINITION_FILE}: excluded by the capsule's own globs; it must be included"
+                f"{self.shown / DEFINITION_FILE}: excluded by the capsule's own globs; it must be included"
             )
         return found
 
@@ -143,7 +156,7 @@ class Capsule:
         """capsule.lock as written; IntegrityError when the capsule was never sealed."""
         raw = read_regular(self.lock_path, name="capsule.lock")
         if raw is None:
-            raise IntegrityError(f"{self.lock_path}: not sealed (run 'qlcapsule seal {self.root}')")
+            raise IntegrityError(f"{self.shown / LOCK_FILE}: not sealed (run 'qlcapsule seal {self.shown}')")
         return raw
 
     def sig_bytes(self) -> bytes | None:
@@ -155,7 +168,7 @@ class Capsule:
         return read_regular(self.sig_path, name="capsule.sig", limit=MAX_SIG_BYTES, too_big=SignatureError)
 
     def require_lock(self) -> Lock:
-        return parse_lock(self._lock_bytes(), str(self.lock_path))
+        return parse_lock(self._lock_bytes(), str(self.shown / LOCK_FILE))
 
     @property
     def digest(self) -> str:
@@ -201,14 +214,18 @@ class Capsule:
     def _status(self, progress: Callable[[int], None] | None, skipped: Skipped | None = None) -> tuple[Status, Lock]:
         self.check_definition()  # a bad capsule.yaml is bad input (exit 2), said before "not sealed"
         raw = self._lock_bytes()
-        entries = self.scan(progress=progress, skipped=skipped)
+        try:
+            entries = self.scan(progress=progress, skipped=skipped)
+        except NotRegular as exc:  # a sealed file replaced by a symlink is tampering (exit 1)
+            lock = parse_lock(raw, str(self.shown / LOCK_FILE))
+            raise replaced(exc, self.shown, (e.path for e in lock.files)) from None
         # Fast path: when the lock is byte for byte what sealing the disk now
         # would write, nothing changed (files, modes, the digest, name and
         # version are all in those bytes) and the lock need not be parsed.
         fresh = build_lock(self.name, self.version, entries)
         if render_lock(fresh) == raw:
             return Status(), fresh
-        lock = parse_lock(raw, str(self.lock_path))
+        lock = parse_lock(raw, str(self.shown / LOCK_FILE))
         status = compare(lock, entries)
         if lock.name != self.name or lock.version != self.version:
             status.identity.append(
@@ -235,11 +252,11 @@ class Capsule:
         if not status.clean:
             lines = status.lines()
             more = f" (+{len(lines) - 1} more)" if len(lines) > 1 else ""
-            err = IntegrityError(f"{self.root}: {lines[0]}{more}")
+            err = IntegrityError(f"{self.shown}: {lines[0]}{more}")
             err.status = status  # type: ignore[attr-defined]
             raise err
         if strict and unlocked is not None and unlocked.count:
             lines = describe_unlocked(unlocked.summary())
             more = f" (+{len(lines) - 1} more kind{'s' if len(lines) > 2 else ''})" if len(lines) > 1 else ""
-            raise IntegrityError(f"{self.root}: {lines[0]}{more}; --strict refuses it")
+            raise IntegrityError(f"{self.shown}: {lines[0]}{more}; --strict refuses it")
         return lock

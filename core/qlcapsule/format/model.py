@@ -226,13 +226,19 @@ class SchemaError(DefinitionError):
     """A YAML file the models refuse; ``problems`` lists every error, the message has one line each."""
 
     def __init__(self, problems: list[Problem]) -> None:
-        super().__init__("\n".join(str(p) for p in problems))
+        first = problems[0] if problems else None
+        super().__init__(
+            "\n".join(str(p) for p in problems),
+            file=first.file if first else None,
+            line=first.line if first else None,
+            key=first.key if first else None,
+        )
         self.problems = problems
 
 
 def parse_definition(data: Any, lines: dict[yamlsrc.KeyPath, int], filename: str) -> CapsuleDefinition:
     if not isinstance(data, dict):
-        raise DefinitionError(f"{filename}:1: expected a mapping at the top level")
+        raise DefinitionError(f"{filename}:1: expected a mapping at the top level", file=filename, line=1, key="(root)")
     try:
         return CapsuleDefinition.model_validate(data)
     except ValidationError as exc:
@@ -248,15 +254,12 @@ def schema_error(
     version?"), preferring a required key that is missing there.
     """
     errors = exc.errors()
-    missing: dict[tuple[Any, ...], list[str]] = {}
-    for err in errors:
-        if err["type"] == "missing":
-            missing.setdefault(tuple(err["loc"][:-1]), []).append(str(err["loc"][-1]))
+    missing = missing_keys(errors)
     problems = []
     for err in errors:
         loc = tuple(err["loc"])
         if err["type"] == "extra_forbidden":
-            msg = "unknown key" + _suggestion(str(loc[-1]), missing.get(loc[:-1], []), _keys_at(model, loc[:-1]))
+            msg = unknown_key(loc, model, missing.get(loc[:-1], []))
         elif err["type"] == "missing":
             msg = "required key is missing"
         else:
@@ -264,6 +267,21 @@ def schema_error(
         problems.append(Problem(filename, yamlsrc.line_of(lines, loc), yamlsrc.dotted(loc), msg))
     problems.sort(key=lambda p: p.line or 0)
     return SchemaError(problems)
+
+
+def unknown_key(loc: tuple[Any, ...], model: type[BaseModel], missing: list[str] | None = None) -> str:
+    """ "unknown key" for the key at ``loc`` under ``model``, naming the key meant when one is close:
+    a key ``missing`` at that place first, else any key the model allows there."""
+    return "unknown key" + _suggestion(str(loc[-1]), list(missing or []), _keys_at(model, loc[:-1]))
+
+
+def missing_keys(errors: list[Any]) -> dict[tuple[Any, ...], list[str]]:
+    """The required keys each mapping of a pydantic error list lacks, by the mapping's place."""
+    missing: dict[tuple[Any, ...], list[str]] = {}
+    for err in errors:
+        if err["type"] == "missing":
+            missing.setdefault(tuple(err["loc"][:-1]), []).append(str(err["loc"][-1]))
+    return missing
 
 
 def _suggestion(key: str, missing: list[str], known: list[str] | None) -> str:
@@ -306,10 +324,10 @@ def _unoptional(annotation: Any) -> Any:
     return annotation
 
 
-def load_definition(path: Path) -> CapsuleDefinition:
-    """Read and validate a capsule.yaml file."""
-    data, lines = yamlsrc.load_file(path)
-    return parse_definition(data, lines, str(path))
+def load_definition(path: Path, shown: Path | None = None) -> CapsuleDefinition:
+    """Read and validate a capsule.yaml file; messages name it ``shown`` (as the user named it), else ``path``."""
+    data, lines = yamlsrc.load_file(path, shown)
+    return parse_definition(data, lines, str(path if shown is None else shown))
 
 
 def definition_schema() -> dict[str, Any]:

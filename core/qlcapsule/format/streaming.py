@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, NamedTuple, TypeVar
 from ..errors import DefinitionError, InputError, IntegrityError, UnsafePathError
 from .lock import Lock, Status, capsule_digest, parse_lock
 from .names import DEFINITION_FILE, LOCK_FILE, SIG_FILE
-from .tree import Found, display_path, hash_files, path_key, walk
+from .tree import Found, NotRegular, display_path, hash_files, path_key, replaced, walk
 
 if TYPE_CHECKING:
     from .capsule import Capsule
@@ -144,10 +144,10 @@ class PayloadReader:
         self.capsule = capsule
         self.root = capsule.root
         raw = capsule._lock_bytes()  # a symlinked or missing capsule.lock is refused
-        self.lock: Lock = parse_lock(raw, str(capsule.lock_path))
+        self.lock: Lock = parse_lock(raw, str(capsule.shown / LOCK_FILE))
         status = self._structure(self.lock)
         if not status.clean:
-            raise _refuse(self.root, status)
+            raise _refuse(capsule.shown, status)
         base = os.fspath(self.root) + os.sep
         modes = {"644": 0o644, "755": 0o755}  # the only modes a valid lock holds
         files = [PayloadFile(e.path, base + e.path, modes[e.mode], e.size, e.sha256) for e in self.lock.files]
@@ -174,11 +174,14 @@ class PayloadReader:
         status = Status()
         if capsule_digest(lock.files) != lock.digest:
             status.problems.append("capsule.lock: digest does not match its file list (the lock was edited)")
-        found = walk(self.root, self.capsule.globs(), stat_files=False)
+        try:
+            found = walk(self.root, self.capsule.globs(), stat_files=False)
+        except NotRegular as exc:  # a sealed file replaced by a symlink is tampering (exit 1)
+            raise replaced(exc, self.capsule.shown, (e.path for e in lock.files)) from None
         on_disk = {f.path for f in found}
         if DEFINITION_FILE not in on_disk:
             raise DefinitionError(
-                f"{self.root / DEFINITION_FILE}: excluded by the capsule's own globs; it must be included"
+                f"{self.capsule.shown / DEFINITION_FILE}: excluded by the capsule's own globs; it must be included"
             )
         recorded = {e.path: e for e in lock.files}
         status.removed = [e.path for e in lock.files if e.path not in on_disk]
@@ -251,7 +254,7 @@ class PayloadReader:
         try:
             fd = os.open(f.full, _O_FLAGS)
         except FileNotFoundError:
-            raise IntegrityError(f"{self.root}: removed: {display_path(f.path)} (while exporting)") from None
+            raise IntegrityError(f"{self.capsule.shown}: removed: {display_path(f.path)} (while exporting)") from None
         except PermissionError:
             raise InputError(f"{display_path(f.path)}: permission denied") from None
         except OSError as exc:  # ELOOP: replaced by a symlink after the walk
@@ -267,7 +270,7 @@ class PayloadReader:
             problem = Status(mode_changed=[f.path])
         if problem is not None:
             os.close(fd)
-            raise _refuse(self.root, problem)
+            raise _refuse(self.capsule.shown, problem)
         return fd
 
     def _changed(self, f: PayloadFile, got: int) -> IntegrityError:
@@ -296,7 +299,7 @@ class PayloadReader:
 
     # -- the verdict -----------------------------------------------------------
     def _mismatch_error(self) -> IntegrityError:
-        return _refuse(self.root, Status(modified=list(self._mismatched)))
+        return _refuse(self.capsule.shown, Status(modified=list(self._mismatched)))
 
     def verify(self) -> None:
         """Raise :class:`IntegrityError` unless every locked file matches the lock.
@@ -320,7 +323,7 @@ class PayloadReader:
                     else:
                         self._hashed.add(want.path)
                 if not status.clean:
-                    raise _refuse(self.root, status)
+                    raise _refuse(self.capsule.shown, status)
         if self._mismatched:
             raise self._mismatch_error()
 

@@ -24,7 +24,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple
 
-from ..errors import InputError, QlcapsuleError, UnsafePathError
+from ..errors import InputError, IntegrityError, QlcapsuleError, UnsafePathError
 from .globs import GlobSet
 
 CHUNK = 1 << 20
@@ -152,6 +152,27 @@ def describe_unlocked(summary: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+class NotRegular(UnsafePathError):
+    """A symlink, device, FIFO or socket met where a capsule holds regular files (bad input, exit 2).
+
+    Where the lock records a regular file at ``path`` (capsule-relative) it is tampering instead:
+    :func:`replaced` says so.
+    """
+
+    def __init__(self, message: str, path: str, what: str) -> None:
+        super().__init__(message)
+        self.path, self.what = path, what
+
+
+def replaced(exc: NotRegular, shown: object, locked: Iterable[str]) -> QlcapsuleError:
+    """``exc`` as it is reported where a lock is checked: a sealed file replaced by a symlink (or a
+    device...) is tampering (:class:`IntegrityError`, exit 1, worded like every ``modified:``);
+    anything else stays the bad input it was."""
+    if exc.path in set(locked):
+        return IntegrityError(f"{shown}: modified: {display_path(exc.path)} (now {exc.what}; sealed as a regular file)")
+    return exc
+
+
 def visit(root: str, globs: GlobSet, emit: Callable[[str, os.DirEntry[str]], None]) -> None:
     """Call ``emit(path, entry)`` for every included regular file under ``root``, in
     directory order, refusing what :func:`walk` refuses (the store's scan uses it)."""
@@ -200,11 +221,15 @@ def _walk_dir(
                 skipped(path, entry, False)
             continue
         if entry.is_symlink():
-            raise UnsafePathError(
-                f"{display_path(path)}: is a symlink; capsules hold regular files only (exclude it or replace it)"
+            raise NotRegular(
+                f"{display_path(path)}: is a symlink; capsules hold regular files only (exclude it or replace it)",
+                path,
+                "a symlink",
             )
         if not entry.is_file(follow_symlinks=False):
-            raise UnsafePathError(f"{display_path(path)}: is not a regular file (device, FIFO or socket)")
+            raise NotRegular(
+                f"{display_path(path)}: is not a regular file (device, FIFO or socket)", path, "not a regular file"
+            )
         emit(path, entry)
     for path in subdirs:
         _walk_dir(base, path, globs, emit, skipped)

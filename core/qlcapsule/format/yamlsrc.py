@@ -22,11 +22,13 @@ KeyPath = tuple[Any, ...]
 def load(text: str, filename: str) -> tuple[Any, dict[KeyPath, int]]:
     """Parse ``text``; return the data and a map of key path -> 1-based line."""
     if len(text) > MAX_YAML_BYTES:  # characters; the work of parsing grows with them
-        raise DefinitionError(f"{filename}: larger than {MAX_YAML_BYTES // (1024 * 1024)} MiB; not read as YAML")
+        raise DefinitionError(
+            f"{filename}: larger than {MAX_YAML_BYTES // (1024 * 1024)} MiB; not read as YAML", file=filename
+        )
     try:
         loader = yaml.SafeLoader(text)  # refuses non-printable characters right here
     except yaml.YAMLError as exc:
-        raise DefinitionError(f"{filename}: invalid YAML: {' '.join(str(exc).split())}") from None
+        raise DefinitionError(f"{filename}: invalid YAML: {' '.join(str(exc).split())}", file=filename) from None
     node: yaml.Node | None = None
     try:
         node = loader.get_single_node()
@@ -38,22 +40,26 @@ def load(text: str, filename: str) -> tuple[Any, dict[KeyPath, int]]:
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
+        number = mark.line + 1 if mark is not None else None
         problem = exc.problem or exc.context or "invalid YAML"
-        raise DefinitionError(f"{filename}{line}: invalid YAML: {problem}") from None
+        where = f"{filename}:{number}" if number else filename
+        raise DefinitionError(f"{where}: invalid YAML: {problem}", file=filename, line=number) from None
     except yaml.YAMLError as exc:  # e.g. ReaderError (a control character): several lines of text, made one
-        raise DefinitionError(f"{filename}: invalid YAML: {' '.join(str(exc).split())}") from None
+        raise DefinitionError(f"{filename}: invalid YAML: {' '.join(str(exc).split())}", file=filename) from None
     except RecursionError:
-        raise DefinitionError(f"{filename}: invalid YAML: nested too deeply") from None
+        raise DefinitionError(f"{filename}: invalid YAML: nested too deeply", file=filename) from None
     except ValueError as exc:  # a scalar Python cannot build: 2024-02-30, an integer of 5,000 digits
-        raise DefinitionError(_unbuildable(loader, node, filename, exc)) from None
+        message, number = _unbuildable(loader, node, filename, exc)
+        raise DefinitionError(message, file=filename, line=number) from None
     finally:
         loader.dispose()
     return data, lines
 
 
-def _unbuildable(loader: yaml.SafeLoader, root: yaml.Node | None, filename: str, exc: ValueError) -> str:
-    """One line naming the first scalar under ``root`` whose construction raises ValueError."""
+def _unbuildable(
+    loader: yaml.SafeLoader, root: yaml.Node | None, filename: str, exc: ValueError
+) -> tuple[str, int | None]:
+    """One line naming the first scalar under ``root`` whose construction raises ValueError, and its line."""
     loader.constructed_objects, loader.recursive_objects = {}, {}
     seen: set[int] = set()
     stack = [root] if root is not None else []
@@ -67,9 +73,10 @@ def _unbuildable(loader: yaml.SafeLoader, root: yaml.Node | None, filename: str,
                 loader.construct_object(node)
             except ValueError as bad:
                 what = " ".join(str(bad).split(";")[0].split())
-                return f"{filename}:{node.start_mark.line + 1}: invalid YAML: cannot read {node.value[:20]!r}: {what}"
+                line = node.start_mark.line + 1
+                return f"{filename}:{line}: invalid YAML: cannot read {node.value[:20]!r}: {what}", line
         stack.extend(reversed(_children(node)))
-    return f"{filename}: invalid YAML: {' '.join(str(exc).split(';')[0].split())}"
+    return f"{filename}: invalid YAML: {' '.join(str(exc).split(';')[0].split())}", None
 
 
 def safe_load(text: str, filename: str) -> Any:
@@ -79,21 +86,25 @@ def safe_load(text: str, filename: str) -> Any:
     return load(text, filename)[0]
 
 
-def load_file(path: Path) -> tuple[Any, dict[KeyPath, int]]:
+def load_file(path: Path, shown: Path | None = None) -> tuple[Any, dict[KeyPath, int]]:
+    """Read and :func:`load` the YAML file at ``path``; messages name it ``shown`` when given."""
+    name = path if shown is None else shown
     try:
         with open(path, "rb") as f:
             raw = f.read(4 * MAX_YAML_BYTES + 1)  # UTF-8: up to 4 bytes a character; load() counts characters
     except FileNotFoundError:
-        raise DefinitionError(f"{path}: no such file") from None
+        raise DefinitionError(f"{name}: no such file", file=str(name)) from None
     except OSError as exc:
-        raise DefinitionError(f"{path}: cannot read: {exc.strerror}") from None
+        raise DefinitionError(f"{name}: cannot read: {exc.strerror}", file=str(name)) from None
     if len(raw) > 4 * MAX_YAML_BYTES:
-        raise DefinitionError(f"{path}: larger than {MAX_YAML_BYTES // (1024 * 1024)} MiB; not read as YAML")
+        raise DefinitionError(
+            f"{name}: larger than {MAX_YAML_BYTES // (1024 * 1024)} MiB; not read as YAML", file=str(name)
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise DefinitionError(f"{path}: not UTF-8 (byte {exc.start})") from None
-    return load(text, str(path))
+        raise DefinitionError(f"{name}: not UTF-8 (byte {exc.start})", file=str(name)) from None
+    return load(text, str(name))
 
 
 #: nodes a document's aliases may add once expanded (a "billion laughs" file stops here). The one
@@ -171,7 +182,7 @@ def check_aliases(root: yaml.Node, filename: str) -> None:
     """Raise :class:`DefinitionError` naming ``filename`` when :func:`alias_excess` finds a problem."""
     why = alias_excess(root)
     if why is not None:
-        raise DefinitionError(f"{filename}: {why}")
+        raise DefinitionError(f"{filename}: {why}", file=filename)
 
 
 def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], filename: str) -> None:
@@ -182,8 +193,12 @@ def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], filename: s
             # a list or mapping as a key: named by its place, never repr()'d (that would expand its aliases)
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else f"<{key_node.id} key at line {line}>"
             if key in seen:
+                dotted_key = _dotted(path + (key,))
                 raise DefinitionError(
-                    f"{filename}:{line}: {_dotted(path + (key,))}: duplicate key (first at line {seen[key]})"
+                    f"{filename}:{line}: {dotted_key}: duplicate key (first at line {seen[key]})",
+                    file=filename,
+                    line=line,
+                    key=dotted_key,
                 )
             seen[key] = line
             lines[path + (key,)] = line

@@ -159,14 +159,21 @@ class _BaseOptionsAttr:
 _C = TypeVar("_C", bound="Component")
 
 
-def format_validation_error(exc: ValidationError, where: str) -> str:
-    """One line naming the first failing field of a pydantic error."""
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "(root)"
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key"
-    return f"{where}: {loc}: {msg}"
+def format_validation_error(exc: ValidationError, where: str, model: type[BaseModel] | None = None) -> str:
+    """One line naming every failing field of a pydantic error, ``where: a: reason; b: reason``; an unknown
+    key close to one ``model`` allows says which was meant."""
+    from ..format.model import missing_keys, unknown_key  # noqa: PLC0415 -- start-up: the capsule.yaml model (pydantic, yaml) loads only when this is called
+
+    errors = exc.errors()
+    missing = missing_keys(errors)  # type: ignore[arg-type]
+    parts = []
+    for err in errors:
+        loc = tuple(err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = unknown_key(loc, model, missing.get(loc[:-1])) if model is not None else "unknown key"
+        parts.append(f"{'.'.join(str(p) for p in loc) or '(root)'}: {msg}")
+    return f"{where}: " + "; ".join(parts)
 
 
 class Component(ABC):  # noqa: B024  (the kinds below declare the abstract methods)
@@ -293,7 +300,8 @@ class Component(ABC):  # noqa: B024  (the kinds below declare the abstract metho
         try:
             opts = cls.Options.model_validate(dict(raw or {}))
         except ValidationError as exc:
-            raise OptionsError(format_validation_error(exc, where or f"{cls.kind} {cls.name!r} options")) from None
+            what = where or f"{cls.kind} {cls.name!r} options"
+            raise OptionsError(format_validation_error(exc, what, cls.Options)) from None
         return cls(opts)
 
 

@@ -369,7 +369,7 @@ def load_trust_file(path: str | Path) -> list[VerifyKey]:
         try:
             entry = Entry.model_validate(raw)
         except ValidationError as exc:
-            raise InputError(format_validation_error(exc, where)) from None
+            raise InputError(format_validation_error(exc, where, Entry)) from None
         given = [f for f in ("key", "key_file", "key_env") if getattr(entry, f)]
         if len(given) != 1:
             raise InputError(f"{where}: give exactly one of key, key_file, key_env")
@@ -796,18 +796,19 @@ def sign_capsule(
             roots = load_trust_file(operator)
         vouched = [s for s in others if any(k.check(message, s.sig) for k in roots)]
         if others:
-            why = _cosign_refusal(old, bool(by_own or vouched), build, exp, now, str(capsule.sig_path))
+            shown = str(capsule.shown / capsule.sig_path.name)
+            why = _cosign_refusal(old, bool(by_own or vouched), build, exp, now, shown)
             if why is None:
                 payload, signatures = old.payload, vouched
                 dropped = len(others) - len(vouched)
                 if dropped:
                     _warn(
-                        f"{capsule.sig_path}: dropping {dropped} signature(s) no trusted key verifies (trusted: "
+                        f"{shown}: dropping {dropped} signature(s) no trusted key verifies (trusted: "
                         f"this signing key and --trust/{ENV_TRUST}; add the co-signers' keys there to keep theirs)"
                     )
             else:
                 dropped = len(others)
-                _warn(f"{capsule.sig_path}: dropping {dropped} signature(s) {why}; signing a fresh statement")
+                _warn(f"{shown}: dropping {dropped} signature(s) {why}; signing a fresh statement")
     if payload is None:
         payload = build(now, exp, __version__)
     sig = skey.signer.sign(skey.key, pae(PAYLOAD_TYPE, payload))
@@ -955,7 +956,7 @@ def verify_signatures(
         )
         if on
     ]
-    where = str(capsule.sig_path)
+    where = str(capsule.shown / capsule.sig_path.name)  # as the user named the capsule
     need = max(threshold or 1, policy.threshold)
     if min_version is not None and not SEMVER.match(min_version):
         raise InputError(f"--min-version: {min_version!r} is not a SemVer 2.0.0 version")

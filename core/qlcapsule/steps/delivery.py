@@ -92,7 +92,7 @@ def resolve_target(
     """
     ops = operator if operator is not None else operator_targets()
     own = capsule.definition.targets
-    definition = str(capsule.root / "capsule.yaml")
+    definition = str(capsule.shown / "capsule.yaml")  # as the user named it, for messages
     if target is None:
         if DEFAULT_TARGET in own or not own:
             target = DEFAULT_TARGET
@@ -194,7 +194,7 @@ def _export(capsule: Capsule, fmts: Sequence[str], outdir: Path, *, directories:
 
     artifacts = []
     for fmt in fmts:
-        result = exporting.export_capsule(capsule.root, fmt, outdir)
+        result = exporting.export_capsule(capsule.shown, fmt, outdir)  # messages name it as the user did
         assert result.path is not None
         if result.directory and not directories:
             raise InputError(f"format {fmt!r} exports a directory; this target needs a file format (e.g. tar.gz, zip)")

@@ -744,16 +744,17 @@ def _capsule_root(stage: Path, label: str) -> Path:
 # -- the entry point ------------------------------------------------------------------------
 
 
-def _check_dest(dest: Path) -> None:
+def _check_dest(dest: Path, shown: Path) -> None:
+    """Refuse a destination that is not new or empty; messages name it ``shown``, as the user did."""
     if dest.is_symlink():
-        raise InputError(f"{dest}: is a symlink; choose a new directory")
+        raise InputError(f"{shown}: is a symlink; choose a new directory")
     if dest.exists():
         if not dest.is_dir():
-            raise InputError(f"{dest}: exists and is not a directory")
+            raise InputError(f"{shown}: exists and is not a directory")
         if any(dest.iterdir()):
-            raise InputError(f"{dest}: exists and is not empty; import only into a new or empty directory")
+            raise InputError(f"{shown}: exists and is not empty; import only into a new or empty directory")
     if not dest.parent.is_dir():
-        raise InputError(f"{dest.parent}: parent directory does not exist")
+        raise InputError(f"{shown.parent}: parent directory does not exist")
 
 
 def _refused(exc: QlcapsuleError, label: str, root: Path, dest: Path) -> QlcapsuleError:
@@ -879,10 +880,10 @@ def import_archive(
         raise InputError(f"{archive}: no such file")
     if not (archive.is_dir() or archive.is_file()):
         raise InputError(f"{archive}: is not a regular file or an OCI layout directory")
-    dest = Path(os.path.abspath(dest))
+    shown, dest = Path(dest), Path(os.path.abspath(dest))
     if dest == Path(os.path.abspath(os.curdir)):
-        raise InputError(f"{dest}: is the current directory; import into a new directory (e.g. ./{archive.stem})")
-    _check_dest(dest)
+        raise InputError(f"{shown}: is the current directory; import into a new directory (e.g. ./{archive.stem})")
+    _check_dest(dest, shown)
     signature_options = {"keys": list(keys or []), "hmac_key_envs": list(hmac_key_envs or []), "trust": trust}
     with signals_deferred():  # a SIGTERM right after the directory exists is handled in the try below
         try:

@@ -30,7 +30,7 @@ from ..errors import InputError, IntegrityError, QlcapsuleError, StoreError
 from ..format.capsule import Capsule
 from ..format.lock import parse_lock
 from ..format.names import DEFINITION_FILE, LOCK_FILE, SIG_FILE
-from ..format.tree import read_regular
+from ..format.tree import NotRegular, read_regular, replaced
 from ..log import event, get_logger
 from .disk import DiskCheck, check_disk, hash_check, read_lock
 from .gitpack import hash_blob_file, write_blobs
@@ -249,17 +249,18 @@ def commit_tree(  # noqa: C901 - the one commit path's steps under the capsule l
     check_branch_name(branch)
     # capsule.yaml is checked against the lock below; seal validated it in full
     capsule = Capsule.load(root, strict=False)
+    capsule.check_definition()  # a bad capsule.yaml is bad input (exit 2), said before "not sealed"
     lock_path = capsule.lock_path
     lock_bytes = read_regular(lock_path, name="capsule.lock")  # never follow a symlink into the store
     if lock_bytes is None:
-        raise integrity_error(capsule.root, [f"not sealed (run 'qlcapsule seal {capsule.root}')"])
+        raise integrity_error(capsule.shown, [f"not sealed (run 'qlcapsule seal {capsule.shown}')"])
     try:
-        lock = read_lock(lock_bytes, str(lock_path))
+        lock = read_lock(lock_bytes, str(capsule.shown / lock_path.name))
     except IntegrityError as exc:
-        raise integrity_error(capsule.root, [str(exc)]) from None
+        raise integrity_error(capsule.shown, [str(exc)]) from None
     if lock.name != capsule.name or lock.version != capsule.version:
         raise integrity_error(
-            capsule.root, [f"lock: sealed as {lock.name}@{lock.version} but capsule.yaml says {capsule.ref}"]
+            capsule.shown, [f"lock: sealed as {lock.name}@{lock.version} but capsule.yaml says {capsule.ref}"]
         )
     files, digest = lock.files, lock.digest
     sig_bytes = capsule.sig_bytes()
@@ -287,17 +288,20 @@ def commit_tree(  # noqa: C901 - the one commit path's steps under the capsule l
     head_commit = repo[start_head] if start_head is not None else None
     parent = _ParentVersion(repo, head_commit, cache.files_of(str(start_head)) if start_head is not None else None)
 
-    check = check_disk(capsule.root, capsule.globs(), files, cache, parent.files, parent.has_sha)
+    try:
+        check = check_disk(capsule.root, capsule.globs(), files, cache, parent.files, parent.has_sha)
+    except NotRegular as exc:  # a sealed file replaced by a symlink is tampering (exit 1)
+        raise replaced(exc, capsule.shown, (f[0] for f in files)) from None
     if check.problems:
-        raise integrity_error(capsule.root, check.problems)
+        raise integrity_error(capsule.shown, check.problems)
     if merge is not None:
         _check_resolved(capsule.root, merge)
     problems = hash_check(capsule.root, check.hash_only, check.records)
     if problems:
-        raise integrity_error(capsule.root, problems)
+        raise integrity_error(capsule.shown, problems)
     new_oids, problems = _store_blobs(st, capsule.root, check.need_blob, check.records)
     if problems:
-        raise integrity_error(capsule.root, problems)
+        raise integrity_error(capsule.shown, problems)
 
     changes = _tree_changes(repo, parent, check, new_oids, lock_bytes, sig_bytes)
     if parent.commit is None:
