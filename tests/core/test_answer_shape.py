@@ -119,6 +119,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "symlinked" / "a.txt").unlink()
     (root / "symlinked" / "a.txt").symlink_to("b.txt")
     pygit2.init_repository(str(root / "st.git"), bare=True)
+    (root / "keys").mkdir()  # keygen writes the key file, not its folder
     cwd = os.getcwd()
     os.chdir(root)
     try:

@@ -23,7 +23,7 @@ def test_templates_lists_the_builtin_with_its_questions(qlcapsule_cli) -> None: 
     assert lines[0].startswith("fastapi-service ") and "(built-in, generator jinja)" in lines[0]
     port = next(line.split() for line in lines if line.startswith("port "))
     assert port[:3] == ["port", "int", "8000"]
-    data = json.loads(qlcapsule_cli("templates", "--json").stdout)
+    data = json.loads(qlcapsule_cli("templates", "--json").stdout)["result"]
     [builtin] = [t for t in data if t["template"] == "fastapi-service"]
     names = [q["name"] for q in builtin["questions"]]
     assert names[:2] == ["name", "resource"] and "docker" in names
@@ -40,7 +40,7 @@ def test_templates_describes_a_template_directory(qlcapsule_cli, tmp_path: Path)
         "  docker: {type: bool, default: true, help: with docker}\n"
         "  registry: {type: str, default: ghcr.io, when: docker}\n"
     )
-    data = json.loads(qlcapsule_cli("templates", str(tpl), "--json").stdout)
+    data = json.loads(qlcapsule_cli("templates", str(tpl), "--json").stdout)["result"]
     assert [(t["template"], t["version"], t["source"]) for t in data] == [("mine", "2.0.0", str(tpl))]
     assert [(q["name"], q["when"]) for q in data[0]["questions"]] == [("docker", None), ("registry", "docker")]
     text = qlcapsule_cli("templates", str(tpl)).stdout
@@ -60,7 +60,7 @@ def test_list_options_comes_from_the_exporters_model(qlcapsule_cli, tmp_path: Pa
     from qlcapsule_plugins.exporters.zip import ZipExporter
 
     monkeypatch.chdir(tmp_path)
-    data = json.loads(qlcapsule_cli("export", "--list-options", "zip", "--json").stdout)
+    data = json.loads(qlcapsule_cli("export", "--list-options", "zip", "--json").stdout)["result"]
     fields = ZipExporter.Options.model_fields
     assert [o["name"] for o in data["options"]] == list(fields)
     assert {o["name"]: o["default"] for o in data["options"]} == {n: f.default for n, f in fields.items()}
@@ -101,7 +101,9 @@ def test_list_options_of_an_exporter_without_options(qlcapsule_cli, qlcapsule_pl
     qlcapsule_plugin(_PlainPlugin(), "plain-bytes")
     res = qlcapsule_cli("export", "--list-options", "plain-bytes")
     assert res.exit_code == 0 and res.stdout == "exporter 'plain-bytes' (plain-bytes) takes no options\n"
-    assert json.loads(qlcapsule_cli("export", "--list-options", "plain-bytes", "--json").stdout)["options"] == []
+    assert (
+        json.loads(qlcapsule_cli("export", "--list-options", "plain-bytes", "--json").stdout)["result"]["options"] == []
+    )
 
 
 # -- shell completion ---------------------------------------------------------------------------------------------

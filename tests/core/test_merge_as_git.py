@@ -79,11 +79,11 @@ def test_conflict_markers_name_both_versions(diverged: tuple[Any, Path, Path, Pa
 
 def test_a_clean_merge_commit_names_both_parents_in_log(diverged: tuple[Any, Path, Path, Path]) -> None:
     cli, store, _, _ = diverged
-    merged = json.loads(_ok(cli("merge", "svc", "feature", "--json")).stdout)
+    merged = json.loads(_ok(cli("merge", "svc", "feature", "--json")).stdout)["result"]
     assert merged["status"] == "merged"
     said = "Merge svc@1.0.1 (feature) into svc@1.1.0 (main)"
     assert said in _ok(cli("log", "svc")).stdout
-    entry = json.loads(_ok(cli("log", "svc", "--json")).stdout)["versions"][0]
+    entry = json.loads(_ok(cli("log", "svc", "--json")).stdout)["result"]["versions"][0]
     assert entry["commit"] == merged["commit"] and entry["message"] == said
     assert len(entry["parents"]) == 2
 
@@ -91,7 +91,7 @@ def test_a_clean_merge_commit_names_both_parents_in_log(diverged: tuple[Any, Pat
 def test_merge_m_is_added_below_the_line_naming_the_parents(diverged: tuple[Any, Path, Path, Path]) -> None:
     cli, _, _, _ = diverged
     _ok(cli("merge", "svc", "feature", "-m", "release train 7"))
-    entry = json.loads(_ok(cli("log", "svc", "--json")).stdout)["versions"][0]
+    entry = json.loads(_ok(cli("log", "svc", "--json")).stdout)["result"]["versions"][0]
     assert entry["message"] == "Merge svc@1.0.1 (feature) into svc@1.1.0 (main)\n\nrelease train 7"
 
 
@@ -105,7 +105,7 @@ def test_a_resolved_conflict_is_committed_with_the_merge_message(
     work = tmp_path / "w"
     assert cli("merge", "svc", "feature", "--workdir", str(work)).exit_code == 1
     _edit(work, a_txt=BODY.replace("line 3\n", "both 3\n"))
-    done = json.loads(_ok(cli("commit", str(work), "--json")).stdout)
+    done = json.loads(_ok(cli("commit", str(work), "--json")).stdout)["result"]
     assert len(done["parents"]) == 2
     text = _ok(cli("log", "svc", "-n", "1")).stdout
     assert "Merge svc@1.0.2 (feature) into svc@1.1.0 (main)" in text
@@ -116,7 +116,7 @@ def test_a_resolved_conflict_is_committed_with_the_merge_message(
 
 def test_committing_the_pre_merge_directory_is_refused_unless_forced(diverged: tuple[Any, Path, Path, Path]) -> None:
     cli, store, main, _ = diverged
-    merged = json.loads(_ok(cli("merge", "svc", "feature", "--json")).stdout)["commit"]
+    merged = json.loads(_ok(cli("merge", "svc", "feature", "--json")).stdout)["result"]["commit"]
     _edit(main, "1.2.0", a_txt=BODY.replace("line 3\n", "main 3\n") + "more\n")
     res = cli("commit", str(main))
     assert res.exit_code == 2, res.stdout
@@ -127,18 +127,18 @@ def test_committing_the_pre_merge_directory_is_refused_unless_forced(diverged: t
     assert "would undo its changes to b.txt" in error
     assert "Check out main into a new directory" in error and "--force" in error
     assert _head(store) == merged  # nothing was committed
-    forced = json.loads(_ok(cli("commit", str(main), "--force", "--json")).stdout)
+    forced = json.loads(_ok(cli("commit", str(main), "--force", "--json")).stdout)["result"]
     assert forced["parents"] == [merged]
 
 
 def test_a_fresh_checkout_of_the_merge_commits(diverged: tuple[Any, Path, Path, Path], tmp_path: Path) -> None:
     cli, store, main, _ = diverged
-    merged = json.loads(_ok(cli("merge", "svc", "feature", "--json")).stdout)["commit"]
+    merged = json.loads(_ok(cli("merge", "svc", "feature", "--json")).stdout)["result"]["commit"]
     fresh = tmp_path / "fresh"
     _ok(cli("checkout", "svc", "main", str(fresh)))
     assert sorted(p.name for p in fresh.iterdir()) == ["a.txt", "b.txt", "capsule.lock", "capsule.yaml"]  # no record
     _edit(fresh, "1.2.0", a_txt=(fresh / "a.txt").read_text() + "more\n")
-    done = json.loads(_ok(cli("commit", str(fresh), "--json")).stdout)
+    done = json.loads(_ok(cli("commit", str(fresh), "--json")).stdout)["result"]
     assert done["parents"] == [merged] and _head(store) == done["commit"]
     _edit(fresh, "1.3.0", a_txt=(fresh / "a.txt").read_text() + "again\n")  # its own commit is its new base
     _ok(cli("commit", str(fresh)))
@@ -154,7 +154,7 @@ def test_a_linear_advance_from_another_directory_is_refused_too(
     other = tmp_path / "other"
     _ok(cli("checkout", "svc", "main", str(other)))
     _edit(other, "1.1.1", b_txt="changed elsewhere\n")
-    theirs = json.loads(_ok(cli("commit", str(other), "--json")).stdout)["commit"]
+    theirs = json.loads(_ok(cli("commit", str(other), "--json")).stdout)["result"]["commit"]
     _edit(main, "1.1.2", a_txt="changed here\n")
     res = cli("commit", str(main))
     assert res.exit_code == 2 and "would undo its changes to b.txt. " in res.stderr  # 1.1.2 supersedes 1.1.1
@@ -164,7 +164,7 @@ def test_a_linear_advance_from_another_directory_is_refused_too(
     _edit(main, "1.1.0")
     assert "would undo its changes to capsule.yaml" in cli("commit", str(main)).stderr  # an older version
     _edit(main, "1.1.2")
-    done = json.loads(_ok(cli("commit", str(main), "--json")).stdout)
+    done = json.loads(_ok(cli("commit", str(main), "--json")).stdout)["result"]
     assert done["parents"] == [theirs]
     repo = pygit2.Repository(str(store))
     tree = repo[done["commit"]].tree
@@ -179,14 +179,14 @@ def test_a_directory_ahead_of_the_head_undoes_nothing(tmp_path: Path, qlcapsule_
         return qlcapsule_cli(*args, "--store", str(store))
 
     cap = write_capsule(tmp_path / "main", {"a.txt": BODY}, name="svc")
-    first = json.loads(_ok(cli("commit", str(cap.root), "--json")).stdout)["commit"]
+    first = json.loads(_ok(cli("commit", str(cap.root), "--json")).stdout)["result"]["commit"]
     _ok(cli("branch", "svc", "feature"))
     feature = tmp_path / "feature"
     _ok(cli("checkout", "svc", "feature", str(feature)))
     _edit(feature, "1.1.0", a_txt="feature\n")
     _ok(cli("commit", str(feature), "--branch", "feature"))
     _edit(feature, "1.2.0", a_txt="feature again\n")
-    done = json.loads(_ok(cli("commit", str(feature), "--branch", "main", "--json")).stdout)
+    done = json.loads(_ok(cli("commit", str(feature), "--branch", "main", "--json")).stdout)["result"]
     assert done["parents"] == [first]
 
 
@@ -196,7 +196,7 @@ def test_a_directory_without_a_record_builds_on_the_head_as_before(
     cli, store, _, _ = diverged
     _ok(cli("merge", "svc", "feature"))
     new = write_capsule(tmp_path / "new", {"a.txt": "new\n"}, name="svc", version="2.0.0")
-    done = json.loads(_ok(cli("commit", str(new.root), "--json")).stdout)
+    done = json.loads(_ok(cli("commit", str(new.root), "--json")).stdout)["result"]
     assert done["created"] and _head(store) == done["commit"]
 
 
@@ -226,5 +226,5 @@ def test_a_commit_killed_before_its_ref_moved_leaves_no_stale_base(
     orphan = st.repo.create_commit(None, sig, sig, "svc 1.1.1\n", st.repo[head].tree_id, [head])
     record_base(st, main.resolve(), "svc", "main", orphan)
     _edit(main, "1.1.1", a_txt="after the crash\n")
-    done = json.loads(_ok(cli("commit", str(main), "--json")).stdout)
+    done = json.loads(_ok(cli("commit", str(main), "--json")).stdout)["result"]
     assert done["parents"] == [str(head)]

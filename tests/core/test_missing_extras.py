@@ -52,7 +52,7 @@ def _run(hidden: str, *args: str, cwd: Path | None = None) -> subprocess.Complet
 def test_plugins_reports_a_deliverer_without_its_sdk_as_unavailable() -> None:
     proc = _run("boto3,botocore", "plugins", "--json")
     assert proc.returncode == 0, proc.stderr
-    comps = {(c["kind"], c["name"]): c for p in json.loads(proc.stdout) for c in p["components"]}
+    comps = {(c["kind"], c["name"]): c for p in json.loads(proc.stdout)["result"] for c in p["components"]}
     s3 = comps[("deliverer", "s3")]
     assert (s3["available"], s3["missing"], s3["install"]) == (False, ["boto3"], 'pip install "qlcapsule[s3]"')
     assert comps[("deliverer", "local")]["available"] is True

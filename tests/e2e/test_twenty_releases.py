@@ -70,7 +70,7 @@ class Loop:
         where = [] if cwd == self.root else ["orders"]
         proc = self.qlcapsule("ship", *where, "-t", "releases", "-t", "local", "--json", *args, cwd=cwd, code=code)
         data = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else {}
-        capsules = data.get("capsules") or (data.get("result") or {}).get("capsules") or [{}]
+        capsules = (data.get("result") or {}).get("capsules") or [{}]
         result: dict[str, Any] = capsules[0]
         result["stderr"] = proc.stderr
         self.check()

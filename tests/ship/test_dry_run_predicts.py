@@ -310,7 +310,7 @@ def _outcome(res: Any) -> tuple[int, list[str], list[tuple[Any, ...]]]:
         data = json.loads(res.stdout)
     except ValueError:
         data = {}
-    capsules = data.get("capsules") or (data.get("result") or {}).get("capsules") or []
+    capsules = (data.get("result") or {}).get("capsules") or []
     verdicts = [
         (
             c["ref"],

@@ -143,13 +143,13 @@ def test_an_unchanged_version_is_a_no_op_that_says_so(work: Path, qlcapsule_cli,
     root = _capsule(work)
     first = qlcapsule_cli("ship", str(root), "--json")
     assert first.exit_code == 0, first.output
-    assert json.loads(first.stdout)["capsules"][0]["unchanged"] is False
+    assert json.loads(first.stdout)["result"]["capsules"][0]["unchanged"] is False
     before = snap(work)
     again = qlcapsule_cli("ship", str(root))
     assert again.exit_code == 0, again.output
     assert again.stdout.splitlines()[1].endswith("ok (already shipped: nothing changed)")
     assert snap(work) == before  # not a byte: lock, signature, store, dist
-    data = json.loads(qlcapsule_cli("ship", str(root), "--json").stdout)["capsules"][0]
+    data = json.loads(qlcapsule_cli("ship", str(root), "--json").stdout)["result"]["capsules"][0]
     assert data["unchanged"] is True and data["plan"]["already_shipped"] is True
     assert "(unchanged)" in data["steps"][3]["detail"]
     assert _history(work) == ["demo 1.0.0"]
@@ -264,7 +264,7 @@ def test_outputs_and_keys_never_enter_the_capsule_shipped_from_inside(
         assert (root / "dist" / f"demo-{version}.tar.gz").is_file()
         locked = json.loads((root / "capsule.lock").read_text())["files"]
         assert sorted(f["path"] for f in locked) == ["app.py", "capsule.yaml", "tls.pem"]
-    assert json.loads(res.stdout)["capsules"][0]["unchanged"] is False
+    assert json.loads(res.stdout)["result"]["capsules"][0]["unchanged"] is False
     assert qlcapsule_cli("verify", ".", "--key", "release.key.pub").exit_code == 0
     assert "dist" not in qlcapsule_cli("status", ".").stdout
 
@@ -308,10 +308,10 @@ def test_dry_run_writes_nothing_and_prints_the_plan(work: Path, qlcapsule_cli, s
     assert "would commit demo@1.0.0 to " in out and "(branch main)" in out
     assert "artifact demo-1.0.0.tar.gz (tar.gz) -> dist/demo-1.0.0.tar.gz" in out
     assert out.rstrip().endswith("outcome  would succeed (exit 0)")
-    data = json.loads(qlcapsule_cli("ship", str(root), "--dry-run", "--json").stdout)["capsules"][0]
+    data = json.loads(qlcapsule_cli("ship", str(root), "--dry-run", "--json").stdout)["result"]["capsules"][0]
     assert data["dry_run"] and data["plan"]["seal"]["changes"] == ["modified: app.py"]
     assert data["plan"]["sign"]["action"] == "sign" and data["plan"]["commit"]["version"] == "1.0.0"
-    real = json.loads(qlcapsule_cli("ship", str(root), "--json").stdout)["capsules"][0]
+    real = json.loads(qlcapsule_cli("ship", str(root), "--json").stdout)["result"]["capsules"][0]
     assert real["digest"] == data["digest"] and real["ok"]
     assert [a["path"] for a in real["artifacts"]] == [str(work / "dist" / "demo-1.0.0.tar.gz")]
 
