@@ -48,17 +48,23 @@ def new(
     with --no-input the defaults are used. Without a terminal and without
     --no-input, a question with no answer is an error. DIRECTORY must not
     exist or be empty (an empty one, such as ., is filled in place); nothing
-    is left behind when generation fails.
+    is left behind when generation fails. A DIRECTORY already generated from
+    TEMPLATE with the same answers is left as it is (exit 0, 'created': false
+    in --json), so a script may run 'new' again.
 
     \b
-    Exit codes: 0 generated and sealed; 2 bad template, answer or directory;
+    Exit codes: 0 generated and sealed, or generated already; 2 bad template, answer or directory;
     3 the template's git server failed.
     """
-    from ..steps.generation import new_capsule  # noqa: PLC0415 -- start-up: generation (pydantic, yaml) loads only in the commands that use it, not for --help
+    from ..steps.generation import generated_already, new_capsule  # noqa: PLC0415 -- start-up: generation (pydantic, yaml) loads only in the commands that use it, not for --help
 
-    capsule = new_capsule(
-        template, Path(directory), answers=_parse_sets(sets), answers_file=answers_file, interactive=not no_input
-    )
+    answers = _parse_sets(sets)
+    capsule = generated_already(template, directory, answers=answers, answers_file=answers_file)
+    created = capsule is None
+    if capsule is None:
+        capsule = new_capsule(
+            template, Path(directory), answers=answers, answers_file=answers_file, interactive=not no_input
+        )
     gen = capsule.definition.generator
     data = {
         "directory": str(capsule.root),
@@ -67,10 +73,14 @@ def new(
         "digest": capsule.digest,
         "files": len(capsule.files()),
         "generator": gen.model_dump(exclude_none=True) if gen else None,
+        "created": created,
     }
+    source = f"{gen.template if gen else template}" + (f" {gen.version}" if gen and gen.version and not created else "")
     text = (
-        f"generated {capsule.ref} in {directory} from {gen.template if gen else template} "
-        f"({data['files']} files, sha256:{data['digest']})"
+        f"generated {capsule.ref} in {directory} from {source} ({data['files']} files, sha256:{data['digest']})"
+        if created
+        else f"{directory}: {capsule.ref} was generated from {source} with these answers already: nothing to do, "
+        f"no file touched ('qlcapsule update {directory}' re-renders it from a newer template)"
     )
     emit(as_json, data, text)
 

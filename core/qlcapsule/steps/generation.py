@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from ..errors import DefinitionError, InputError, PluginError
+from ..errors import DefinitionError, InputError, PluginError, QlcapsuleError
 from ..format import yamlsrc
 from ..format.capsule import Capsule
 from ..format.model import DEFINITION_FILE, DNS_LABEL
@@ -156,6 +156,35 @@ def _move_into(src: Path, dest: Path) -> None:
         raise
 
 
+def generated_already(
+    template: str, dest: str | os.PathLike[str], *, answers: Mapping[str, Any], answers_file: str | Path | None = None
+) -> Capsule | None:
+    """The capsule at ``dest`` when it was generated from ``template`` with every given answer, else None.
+
+    ``qlcapsule new`` then has nothing to do (so a script that runs it twice works) and touches no file;
+    a directory generated from another template or with other answers is still refused by
+    :func:`new_capsule`.
+    """
+    if not (Path(dest) / DEFINITION_FILE).is_file():
+        return None
+    try:
+        capsule = Capsule.load(dest)
+    except QlcapsuleError:
+        return None
+    gen = capsule.definition.generator
+    if gen is None or template not in (gen.source, gen.template):
+        return None
+    given: dict[str, Any] = load_answers_file(answers_file) if answers_file else {}
+    given.update(answers)
+
+    def plain(value: Any) -> str:  # --set gives text: 'true' and '8000' answer True and 8000
+        return str(value).lower() if isinstance(value, bool) else str(value)
+
+    if any(key not in gen.answers or plain(gen.answers[key]) != plain(value) for key, value in given.items()):
+        return None
+    return capsule
+
+
 def new_capsule(
     template: str,
     dest: Path,
@@ -172,7 +201,14 @@ def new_capsule(
     dest = Path(dest)
     real = dest.resolve()  # '.', '..' and 'a/' have no usable .name until resolved
     if real.exists() and (not real.is_dir() or any(real.iterdir())):
-        raise InputError(f"{dest}: already exists and is not an empty directory")
+        raise InputError(
+            f"{dest}: already exists and is not an empty directory"
+            + (
+                f" (a capsule generated otherwise; 'qlcapsule update {dest}' re-renders it)"
+                if (real / DEFINITION_FILE).is_file()
+                else ""
+            )
+        )
     if real.parent == real:
         raise InputError(f"{dest}: cannot generate into the root directory")
     given: dict[str, Any] = load_answers_file(answers_file) if answers_file else {}
