@@ -469,7 +469,10 @@ def run_validate(paths: list[str], env: Mapping[str, str]) -> Outcome:
         out.capsules.append(_capsule(ref, c.directory, score=round(c.score, 4), ok=not c.failed))
     out.validation = report
     out.report = report.to_dict()
-    out.exit_code = 1 if report.failed else 0
+    # a missing or malformed capsule.yaml is bad input (2), as 'qlcapsule validate' exits; its errors
+    # are still the report's schema.invalid findings, so annotations and SARIF show them
+    unreadable = any(f.rule == "schema.invalid" for c in report.capsules for f in c.findings)
+    out.exit_code = 2 if unreadable else 1 if report.failed else 0
     return out
 
 

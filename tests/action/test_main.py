@@ -247,6 +247,11 @@ def test_validate_fail_on_min_score_and_multiline_digest(runner: Runner) -> None
     assert code == 1 and float(outputs["score"]) < 1
     code, stdout, _, _ = runner.run(command="validate", path="caps/bad", **{"fail-on": "never"})
     assert code == 0 and "::error file=caps/bad/app.py" in stdout
+    # a malformed capsule.yaml is bad input (2), as 'qlcapsule validate' exits, still annotated
+    (runner.ws / "caps" / "typo").mkdir()
+    (runner.ws / "caps" / "typo" / "capsule.yaml").write_text("name: typo\nverison: 1.0.0\n")
+    code, stdout, _, _ = runner.run(command="validate", path="caps/typo", **{"fail-on": "never"})
+    assert code == 2 and "::error file=caps/typo/capsule.yaml" in stdout, stdout
 
     runner.run(command="ship", path="caps/good")
     write_capsule(good.parent / "more", {"x.txt": "x\n"}, definition="name: more\nversion: 1.0.0\n")
