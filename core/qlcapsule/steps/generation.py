@@ -168,7 +168,7 @@ def generated_already(
     if not (Path(dest) / DEFINITION_FILE).is_file():
         return None
     try:
-        capsule = Capsule.load(dest)
+        capsule = Capsule.load(Path(dest))
     except QlcapsuleError:
         return None
     gen = capsule.definition.generator

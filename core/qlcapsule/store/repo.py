@@ -152,10 +152,17 @@ class Store:
         #: the repository's common directory: objects, shared refs (refs/capsules/...) and
         #: qlcapsule's locks live there, not in a linked worktree's own .git/worktrees/NAME
         self.git_dir = _common_dir(Path(repo.path))
+        #: the store as the user named it (--store, $QLCAPSULE_STORE), for messages; None when found
+        self.given: str | None = None
 
     @property
     def location(self) -> str:
         return str(self.git_dir if self.repo.is_bare else Path(self.repo.workdir or self.git_dir))
+
+    @property
+    def shown(self) -> str:
+        """The store in messages: as the user named it, else where it was found."""
+        return self.given or self.location
 
     # names
     @staticmethod
@@ -201,7 +208,7 @@ class Store:
     def _present(self, target: Any, what: str) -> Any:
         if target not in self.repo:  # a damaged store: a ref written by hand, objects pruned or never fetched
             raise StoreError(
-                f"{what} points at {str(target)[:12]}, which is missing from {self.location} (a damaged store: repair it with git)"
+                f"{what} points at {str(target)[:12]}, which is missing from {self.shown} (a damaged store: repair it with git)"
             )
         return target
 
@@ -245,7 +252,7 @@ class Store:
         except pygit2.AlreadyExistsError:
             return False
         except pygit2.InvalidSpecError as exc:  # not a lock held by another writer: retrying cannot help
-            raise StoreError(f"{self.location}: {refname!r} is not a valid git ref name ({exc})") from None
+            raise StoreError(f"{self.shown}: {refname!r} is not a valid git ref name ({exc})") from None
         except (pygit2.GitError, OSError) as exc:  # libgit2 reports a held ref lock as OSError
             text = str(exc).lower()
             if "lock" in text:
@@ -253,7 +260,7 @@ class Store:
                 return False
             if "modified" in text or "current" in text or "exists" in text:
                 return False
-            raise StoreError(f"{self.location}: cannot update {refname}: {exc}") from None
+            raise StoreError(f"{self.shown}: cannot update {refname}: {exc}") from None
 
     def retry_update(self, refname: str, attempt: Callable[[], T | None]) -> T:
         """``attempt()`` until it returns a result; None means another writer moved ``refname`` first.
@@ -266,7 +273,7 @@ class Store:
             if done is not None:
                 return done
             time.sleep(min(0.001 * (n + 1), 0.05))
-        raise StoreError(f"{self.location}: could not update {refname} (too many concurrent writers); try again")
+        raise StoreError(f"{self.shown}: could not update {refname} (too many concurrent writers); try again")
 
     # revisions
     def resolve(self, name: str, rev: str, *, branch: str | None = None, accept: Accept | None = None) -> Any:
@@ -439,6 +446,14 @@ def open_store(
     ``store`` (else ``$QLCAPSULE_STORE``) names a bare repository, created when
     ``create`` is true; otherwise the git repository containing ``start``.
     """
+    st = _open_store(start, store, create=create)
+    value = store if store is not None else os.environ.get(ENV_STORE) or None
+    if value:
+        st.given = str(value)
+    return st
+
+
+def _open_store(start: str | os.PathLike[str] | None, store: str | os.PathLike[str] | None, *, create: bool) -> Store:
     pygit2 = load_pygit2()
     value = store if store is not None else os.environ.get(ENV_STORE) or None
     explicit = Path(value).expanduser() if value else None
@@ -567,7 +582,7 @@ def read_merge_state(st: Store, root: Path) -> dict[str, Any] | None:
     if stored is None:
         raise StoreError(
             f"{path}: no merge of {data['theirs'][:12]} into {printable(data['capsule'])}/{printable(data['branch'])} "
-            f"was started in {st.location}; this file was not written by 'qlcapsule merge' here "
+            f"was started in {st.shown}; this file was not written by 'qlcapsule merge' here "
             "(delete it to commit the capsule as a plain version)"
         )
     try:
@@ -581,7 +596,7 @@ def read_merge_state(st: Store, root: Path) -> dict[str, Any] | None:
         obj: Any = st.repo[oid] if oid in st.repo else None
         message = getattr(obj, "message", None) if getattr(obj, "type_str", None) == "commit" else None
         if not isinstance(message, str) or parse_trailers(message).get("capsule") != state["capsule"]:
-            raise StoreError(f"{record}: {k} {state[k][:12]} is not a version of {state['capsule']} in {st.location}")
+            raise StoreError(f"{record}: {k} {state[k][:12]} is not a version of {state['capsule']} in {st.shown}")
     return state
 
 
@@ -641,7 +656,7 @@ def ensure_capsule_exists(st: Store, name: str) -> None:
     check_ref_part(name, "capsule name")
     if not st.refs_under(f"{REF_ROOT}/{name}/"):
         known = ", ".join(st.capsules()) or "none"
-        raise StoreError(f"{name}: no versions in {st.location} (capsules there: {known})")
+        raise StoreError(f"{name}: no versions in {st.shown} (capsules there: {known})")
 
 
 def integrity_error(root: Path, lines: list[str]) -> IntegrityError:

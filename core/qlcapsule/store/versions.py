@@ -198,7 +198,7 @@ def _note_target(st: Store, root: Path, commit_or_ref: str) -> Any:
     try:
         return st.repo.revparse_single(commit_or_ref).peel(pygit2.Commit)
     except (KeyError, ValueError, pygit2.GitError):
-        raise StoreError(f"{commit_or_ref}: no such version or commit in {st.location}") from None
+        raise StoreError(f"{commit_or_ref}: no such version or commit in {st.shown}") from None
 
 
 def add_note(
