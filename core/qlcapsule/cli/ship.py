@@ -86,6 +86,9 @@ def make_reporter(quiet: bool) -> Any:
         return None
     if is_ci() or os.environ.get("QLCAPSULE_NO_PROGRESS"):
         return LineReporter()
+    # the live table owns the terminal: the steps' own byte bars (seal, export) would draw over it,
+    # in this process and in the workers, which inherit the environment
+    os.environ["QLCAPSULE_NO_PROGRESS"] = "1"
     return RichReporter()
 
 
