@@ -95,6 +95,9 @@ def new(
 @click.option(
     "-j", "--jobs", type=click.IntRange(1, 256), help="Worker processes for many capsules (default: CPU count)."
 )
+@click.option(
+    "--engines", is_flag=True, help="List the engines validators run, their versions and what is missing, and exit."
+)
 @json_option
 def validate(
     directories: tuple[str, ...],
@@ -104,6 +107,7 @@ def validate(
     min_score: float | None,
     recursive: bool,
     jobs: int | None,
+    engines: bool,
     as_json: bool,
 ) -> None:
     """Run every applicable validator over each capsule DIRECTORY (default: .) and score it.
@@ -114,10 +118,16 @@ def validate(
 
     \b
     Exit codes: 0 passed; 1 a finding at or above --fail-on, or a score below
-    --min-score; 2 bad input (no such directory, bad option).
+    --min-score (with --engines: an engine of the default install is missing);
+    2 bad input (no such directory, bad option).
     """
     from ..steps.report import render, write
-    from ..steps.validation import find_capsules, validate_capsules
+    from ..steps.validation import engines_table, find_capsules, validate_capsules
+
+    if engines:
+        data, text, broken = engines_table()
+        emit(as_json, data, text)
+        raise SystemExit(1 if broken else 0)
 
     dirs = list(directories) or ["."]
     if recursive:

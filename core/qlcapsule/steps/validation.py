@@ -39,7 +39,7 @@ from ..format.globs import compile_glob
 from ..format.tree import walk
 from ..log import event, get_logger, scrub
 from ..plugins.components import Validator
-from ..plugins.findings import Finding, Rule, Severity, meets, redact_secrets
+from ..plugins.findings import Engine, Finding, Rule, Severity, meets, redact_secrets
 
 log = get_logger("validation")
 
@@ -261,6 +261,7 @@ def validate_one(  # noqa: C901 - each validator kind with its own failure handl
     for v in active:
         if v.name not in applied:
             continue
+        raw[v.name].extend(_missing_engines(v))
         kept = []
         for f in raw[v.name]:
             f.validator = f.validator or v.name
@@ -279,6 +280,57 @@ def validate_one(  # noqa: C901 - each validator kind with its own failure handl
     for f in report.findings:
         f.capsule = capsule.ref
     return report
+
+
+def _missing_engines(v: Validator) -> list[Finding]:
+    """A warning per engine ``v`` needs that is not installed: checking less is never silent."""
+    try:
+        engines = list(v.engines())
+    except Exception as exc:  # noqa: BLE001 - a broken engine probe is a finding, not a crash of the run
+        return [Finding(f"{v.name}.failed", Severity.ERROR, f"engine probe crashed: {exc}", validator=v.name)]
+    return [
+        Finding(
+            f"{v.name}.engine-missing",
+            Severity.WARNING,
+            f"{e.name} is not installed, so {e.purpose} did not run (install it: {e.install})",
+            validator=v.name,
+        )
+        for e in engines
+        if not e.present and not e.optional
+    ]
+
+
+def engine_status() -> list[tuple[str, Engine]]:
+    """``(validator, engine)`` for every engine of every registered validator (``validate --engines``)."""
+    return [(v.name, e) for v in _validators() for e in v.engines()]
+
+
+def engines_table() -> tuple[list[dict[str, Any]], str, bool]:
+    """``validate --engines``: each engine once (JSON rows, text), and whether a default-install one is missing."""
+    rows: dict[str, dict[str, Any]] = {}
+    for validator, e in engine_status():
+        row = rows.setdefault(
+            e.name,
+            {
+                "engine": e.name,
+                "present": e.present,
+                "version": e.version,
+                "optional": e.optional,
+                "install": e.install,
+                "purpose": e.purpose,
+                "validators": [],
+            },
+        )
+        row["validators"].append(validator)
+    lines = []
+    for row in rows.values():
+        if row["present"]:
+            state = row["version"]
+        else:
+            state = f"MISSING{' (optional)' if row['optional'] else ''}: {row['install']}"
+        lines.append(f"{row['engine']}: {state} [{', '.join(row['validators'])}] - {row['purpose']}")
+    broken = any(not r["present"] and not r["optional"] for r in rows.values())
+    return list(rows.values()), "\n".join(lines) or "no validator runs an external engine", broken
 
 
 #: the longest message a finding keeps; validators quote at most ~120 characters of source
@@ -459,4 +511,6 @@ __all__ = [
     "validate_one",
     "validator_score",
     "find_capsules",
+    "engine_status",
+    "engines_table",
 ]
