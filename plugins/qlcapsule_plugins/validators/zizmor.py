@@ -1,0 +1,192 @@
+"""The ``zizmor`` validator: workflow and action security audits by zizmor, run offline.
+
+`zizmor <https://docs.zizmor.sh>`_ finds template injection, excessive
+permissions, unpinned actions, credentials persisted into artifacts, dangerous
+triggers and more. It is a dependency (its wheels carry the binary for Linux,
+macOS and Windows); this validator runs it as a subprocess on each workflow
+and ``action.yml``, handing the file on stdin, and maps its JSON findings:
+
+- rule id ``zizmor.<audit>`` (``zizmor.template-injection``), help URI the
+  audit's documentation page (zizmor's ``url``);
+- severity: zizmor's ``high`` and ``medium`` are warnings, ``low`` and
+  ``informational`` are notes. They are advice about security, not invalid
+  files: a valid workflow pinned to a tag (``actions/checkout@v4``) is
+  ``high`` for zizmor; ``--fail-on warning`` makes them fail a run;
+- line and column: the first location zizmor names (its "primary" one).
+
+What the capsule under test decides: nothing about what runs. The binary is
+the one installed beside this Python (the scripts folder of its environment),
+else ``zizmor`` on the operator's PATH; it runs with ``--offline`` (no network,
+no token: the environment handed to it holds no ``GH_TOKEN``/``GITHUB_TOKEN``)
+and ``--no-config`` (a ``zizmor.yml`` in the capsule is not read). zizmor's own
+inline suppressions (``# zizmor: ignore[audit]``) in the file are honoured, as
+zizmor documents them. Each run is bounded: :data:`TIMEOUT` seconds, and
+output over :data:`MAX_OUTPUT` bytes is not parsed (one finding says so).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sysconfig
+import tempfile
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from qlcapsule import Capsule, Engine, Finding, Register, Rule, Severity, Validator, clip, hookimpl
+
+from ._yaml import compose_all
+
+#: seconds one zizmor run may take, and the most output parsed from it
+TIMEOUT = 60
+MAX_OUTPUT = 16 * 1024 * 1024
+_SEVERITY = {
+    "high": Severity.WARNING,
+    "medium": Severity.WARNING,
+    "low": Severity.NOTE,
+    "informational": Severity.NOTE,
+    "unknown": Severity.NOTE,
+}
+#: what the child process gets from the environment: enough to run, no credentials
+_ENV_KEEP = ("PATH", "HOME", "USERPROFILE", "SYSTEMROOT", "TMPDIR", "TEMP", "TMP", "LANG", "LC_ALL")
+DOCS = "https://docs.zizmor.sh/audits/"
+
+
+@lru_cache(maxsize=1)
+def binary() -> str | None:
+    """zizmor's executable: the one installed with this Python's environment, else the operator's PATH."""
+    name = "zizmor.exe" if os.name == "nt" else "zizmor"
+    beside = Path(sysconfig.get_path("scripts")) / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("zizmor")
+
+
+@lru_cache(maxsize=1)
+def _engine() -> Engine:
+    found = binary()
+    version = None
+    if found is not None:
+        try:
+            version = metadata.version("zizmor")
+        except metadata.PackageNotFoundError:
+            version = _version_of(found)
+    return Engine("zizmor", version, "pip install zizmor", "zizmor's workflow security audits")
+
+
+def _version_of(exe: str) -> str | None:
+    try:
+        done = subprocess.run([exe, "--version"], capture_output=True, timeout=10, env=_env(), check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    words = done.stdout.decode("utf-8", "replace").split()
+    return words[-1] if done.returncode == 0 and words else None
+
+
+def _env() -> dict[str, str]:
+    env = {k: os.environ[k] for k in _ENV_KEEP if k in os.environ}
+    env["NO_COLOR"] = "1"
+    return env
+
+
+class ZizmorValidator(Validator):
+    name = "zizmor"
+    description = "GitHub Actions security audits by zizmor (offline): injection, permissions, pinning, credentials"
+    patterns = (".github/workflows/*.yml", ".github/workflows/*.yaml", "action.yml", "action.yaml")
+    rules = (
+        Rule("zizmor.template-injection", "code injection via template expansion", Severity.WARNING, DOCS + "#template-injection"),
+        Rule("zizmor.excessive-permissions", "overly broad permissions", Severity.WARNING, DOCS + "#excessive-permissions"),
+        Rule("zizmor.unpinned-uses", "an action not pinned to a commit", Severity.WARNING, DOCS + "#unpinned-uses"),
+        Rule("zizmor.artipacked", "credentials persisted through checkout", Severity.WARNING, DOCS + "#artipacked"),
+        Rule("zizmor.dangerous-triggers", "a fundamentally insecure trigger", Severity.WARNING, DOCS + "#dangerous-triggers"),
+        Rule("zizmor.failed", "zizmor could not audit the file", Severity.WARNING),
+        Rule("zizmor.engine-missing", "zizmor is not installed", Severity.WARNING),
+    )  # fmt: skip
+
+    def engines(self) -> Sequence[Engine]:
+        return (_engine(),)
+
+    def check_file(self, capsule: Capsule, path: str, data: bytes) -> Iterable[Finding]:
+        exe = binary()
+        if exe is None:
+            return  # validation reports the missing engine (zizmor.engine-missing)
+        docs, error = compose_all(data.decode("utf-8", "replace"))
+        if error is not None or not docs:
+            return  # the yaml validator's finding; zizmor would only fail on it
+        out = _run(exe, data)
+        if isinstance(out, str):
+            yield Finding("zizmor.failed", Severity.WARNING, out, path)
+            return
+        for item in out:
+            if isinstance(item, dict) and not item.get("ignored"):
+                yield _finding(item, path)
+
+
+def _run(exe: str, data: bytes) -> list[Any] | str:
+    """zizmor's JSON findings for ``data``, or one line saying why there are none."""
+    return _run_command(
+        [exe, "--offline", "--no-config", "--no-exit-codes", "--no-progress", "--format", "json-v1", "-"], data
+    )
+
+
+def _run_command(cmd: list[str], data: bytes) -> list[Any] | str:
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        try:
+            done = subprocess.run(cmd, input=data, stdout=out, stderr=err, timeout=TIMEOUT, env=_env(), check=False)
+        except subprocess.TimeoutExpired:
+            return f"zizmor did not finish in {TIMEOUT} s"
+        except OSError as exc:
+            return f"zizmor could not start: {exc.strerror}"
+        size = out.seek(0, os.SEEK_END)
+        if size > MAX_OUTPUT:
+            return f"zizmor wrote {size} bytes, more than the {MAX_OUTPUT} read"
+        out.seek(0)
+        text = out.read()
+        if done.returncode != 0:
+            err.seek(0)
+            lines = [ln for ln in err.read(64 * 1024).decode("utf-8", "replace").splitlines() if ln.strip()]
+            reason = next((ln for ln in lines if ln.startswith(("fatal", "error"))), lines[0] if lines else "")
+            return f"zizmor failed (exit {done.returncode}): {clip(reason)}"
+    try:
+        found = json.loads(text)
+    except ValueError:
+        return "zizmor wrote output that is not JSON"
+    return found if isinstance(found, list) else "zizmor wrote JSON that is not a list of findings"
+
+
+def _finding(item: dict[str, Any], path: str) -> Finding:
+    audit = str(item.get("ident", "unknown"))
+    det = item.get("determinations") if isinstance(item.get("determinations"), dict) else {}
+    severity = str(det.get("severity", "unknown")).lower()
+    confidence = str(det.get("confidence", "unknown")).lower()
+    line = column = None
+    notes: list[str] = []
+    for loc in item.get("locations") or ():
+        symbolic, concrete = loc.get("symbolic") or {}, loc.get("concrete") or {}
+        if symbolic.get("kind") != "Primary" and line is not None:
+            continue
+        start = (concrete.get("location") or {}).get("start_point") or {}
+        if isinstance(start.get("row"), int):
+            line, column = start["row"] + 1, int(start.get("column", 0)) + 1
+        if symbolic.get("annotation"):
+            notes.append(str(symbolic["annotation"]))
+        if symbolic.get("kind") == "Primary":
+            break
+    message = f"{item.get('desc', audit)}" + (f": {notes[-1]}" if notes else "")
+    extra = {"engine": "zizmor", "severity": severity, "confidence": confidence}
+    url = item.get("url")
+    if isinstance(url, str) and url.startswith("https://"):
+        extra["help_uri"] = url
+    sev = _SEVERITY.get(severity, Severity.NOTE)
+    return Finding(
+        f"zizmor.{audit}", sev, f"{message} ({severity}, confidence {confidence})", path, line, column, extra=extra
+    )
+
+
+@hookimpl
+def qlcapsule_register_validators(register: Register) -> None:
+    register(ZizmorValidator)
