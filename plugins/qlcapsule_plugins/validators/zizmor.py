@@ -160,7 +160,8 @@ def _run_command(cmd: list[str], data: bytes) -> list[Any] | str:
 
 def _finding(item: dict[str, Any], path: str) -> Finding:
     audit = str(item.get("ident", "unknown"))
-    det = item.get("determinations") if isinstance(item.get("determinations"), dict) else {}
+    det = item.get("determinations")
+    det = det if isinstance(det, dict) else {}
     severity = str(det.get("severity", "unknown")).lower()
     confidence = str(det.get("confidence", "unknown")).lower()
     line = column = None
