@@ -95,6 +95,9 @@ class DockerfileValidator(Validator):
         Rule("dockerfile.exec-form", "an exec-form argument list is not a valid JSON array of strings", Severity.ERROR),
         Rule("dockerfile.untagged-image", "a base image without a tag or digest (or :latest)", Severity.WARNING),
         Rule("dockerfile.maintainer", "MAINTAINER is deprecated; use LABEL", Severity.NOTE),
+        Rule(
+            "dockerfile.onbuild", "ONBUILD triggers ONBUILD, FROM or MAINTAINER, which BuildKit refuses", Severity.ERROR
+        ),
     )
 
     def check_file(self, capsule: Capsule, path: str, data: bytes) -> Iterable[Finding]:
@@ -142,6 +145,11 @@ class DockerfileValidator(Validator):
                     ins.column,
                 )
                 continue
+            refused = _instruction_problem(ins.keyword, ins.args)
+            if refused is not None:
+                rule = "dockerfile.onbuild" if "ONBUILD" in refused else "dockerfile.missing-args"
+                yield Finding(rule, Severity.ERROR, refused, path, ins.line, ins.column)
+                continue
             if ins.keyword == "FROM":
                 yield from _check_from(ins, stages, path)
             elif ins.keyword in _EXEC_FORM and ins.args.startswith("["):
@@ -155,6 +163,30 @@ class DockerfileValidator(Validator):
                     ins.line,
                     ins.column,
                 )
+
+
+def _instruction_problem(keyword: str, args: str) -> str | None:
+    """What BuildKit's instruction parser (``instructions.Parse``) refuses that the line parser lets through.
+
+    The messages are BuildKit's: ``COPY requires at least two arguments``, ``ENV must
+    have two arguments``, ``Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed``.
+    """
+    if keyword == "ONBUILD":
+        trigger = args.split(None, 1)[0].upper() if args.split() else ""
+        if trigger == "ONBUILD":
+            return "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed"
+        if trigger in ("FROM", "MAINTAINER"):
+            return f"{trigger} isn't allowed as an ONBUILD trigger"
+        return _instruction_problem(trigger, args.split(None, 1)[1] if len(args.split(None, 1)) > 1 else "")
+    if keyword in ("COPY", "ADD") and not args.startswith("["):
+        words = [w for w in args.split() if not w.startswith("--")]
+        if len(words) < 2 and not any(w.startswith("<<") for w in words):
+            return f"{keyword} requires at least two arguments, but only one was provided. Destination could not be determined"
+    if keyword in ("ENV", "LABEL"):
+        first = args.split(None, 1)[0] if args.split() else ""
+        if first and "=" not in first and len(args.split(None, 1)) < 2:
+            return f"{keyword} must have two arguments"
+    return None
 
 
 def _check_from(ins: Instruction, stages: set[str], path: str) -> Iterable[Finding]:

@@ -20,30 +20,21 @@ else ``zizmor`` on the operator's PATH; it runs with ``--offline`` (no network,
 no token: the environment handed to it holds no ``GH_TOKEN``/``GITHUB_TOKEN``)
 and ``--no-config`` (a ``zizmor.yml`` in the capsule is not read). zizmor's own
 inline suppressions (``# zizmor: ignore[audit]``) in the file are honoured, as
-zizmor documents them. Each run is bounded: :data:`TIMEOUT` seconds, and
-output over :data:`MAX_OUTPUT` bytes is not parsed (one finding says so).
+zizmor documents them. Each run is bounded (``_engines.run``: 60 seconds, and
+output over 16 MiB is not parsed; one finding says so).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sysconfig
-import tempfile
 from functools import lru_cache
 from importlib import metadata
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from qlcapsule import Capsule, Engine, Finding, Register, Rule, Severity, Validator, clip, hookimpl
+from qlcapsule import Capsule, Engine, Finding, Register, Rule, Severity, Validator, hookimpl
 
+from . import _engines
 from ._yaml import compose_all
 
-#: seconds one zizmor run may take, and the most output parsed from it
-TIMEOUT = 60
-MAX_OUTPUT = 16 * 1024 * 1024
 _SEVERITY = {
     "high": Severity.WARNING,
     "medium": Severity.WARNING,
@@ -51,19 +42,11 @@ _SEVERITY = {
     "informational": Severity.NOTE,
     "unknown": Severity.NOTE,
 }
-#: what the child process gets from the environment: enough to run, no credentials
-_ENV_KEEP = ("PATH", "HOME", "USERPROFILE", "SYSTEMROOT", "TMPDIR", "TEMP", "TMP", "LANG", "LC_ALL")
 DOCS = "https://docs.zizmor.sh/audits/"
 
 
-@lru_cache(maxsize=1)
 def binary() -> str | None:
-    """zizmor's executable: the one installed with this Python's environment, else the operator's PATH."""
-    name = "zizmor.exe" if os.name == "nt" else "zizmor"
-    beside = Path(sysconfig.get_path("scripts")) / name
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    return shutil.which("zizmor")
+    return _engines.binary("zizmor")
 
 
 @lru_cache(maxsize=1)
@@ -74,23 +57,8 @@ def _engine() -> Engine:
         try:
             version = metadata.version("zizmor")
         except metadata.PackageNotFoundError:
-            version = _version_of(found)
+            version = _engines.version_of(found)
     return Engine("zizmor", version, "pip install zizmor", "zizmor's workflow security audits")
-
-
-def _version_of(exe: str) -> str | None:
-    try:
-        done = subprocess.run([exe, "--version"], capture_output=True, timeout=10, env=_env(), check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    words = done.stdout.decode("utf-8", "replace").split()
-    return words[-1] if done.returncode == 0 and words else None
-
-
-def _env() -> dict[str, str]:
-    env = {k: os.environ[k] for k in _ENV_KEEP if k in os.environ}
-    env["NO_COLOR"] = "1"
-    return env
 
 
 class ZizmorValidator(Validator):
@@ -128,34 +96,8 @@ class ZizmorValidator(Validator):
 
 def _run(exe: str, data: bytes) -> list[Any] | str:
     """zizmor's JSON findings for ``data``, or one line saying why there are none."""
-    return _run_command(
-        [exe, "--offline", "--no-config", "--no-exit-codes", "--no-progress", "--format", "json-v1", "-"], data
-    )
-
-
-def _run_command(cmd: list[str], data: bytes) -> list[Any] | str:
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        try:
-            done = subprocess.run(cmd, input=data, stdout=out, stderr=err, timeout=TIMEOUT, env=_env(), check=False)
-        except subprocess.TimeoutExpired:
-            return f"zizmor did not finish in {TIMEOUT} s"
-        except OSError as exc:
-            return f"zizmor could not start: {exc.strerror}"
-        size = out.seek(0, os.SEEK_END)
-        if size > MAX_OUTPUT:
-            return f"zizmor wrote {size} bytes, more than the {MAX_OUTPUT} read"
-        out.seek(0)
-        text = out.read()
-        if done.returncode != 0:
-            err.seek(0)
-            lines = [ln for ln in err.read(64 * 1024).decode("utf-8", "replace").splitlines() if ln.strip()]
-            reason = next((ln for ln in lines if ln.startswith(("fatal", "error"))), lines[0] if lines else "")
-            return f"zizmor failed (exit {done.returncode}): {clip(reason)}"
-    try:
-        found = json.loads(text)
-    except ValueError:
-        return "zizmor wrote output that is not JSON"
-    return found if isinstance(found, list) else "zizmor wrote JSON that is not a list of findings"
+    cmd = [exe, "--offline", "--no-config", "--no-exit-codes", "--no-progress", "--format", "json-v1", "-"]
+    return _engines.run("zizmor", cmd, data)
 
 
 def _finding(item: dict[str, Any], path: str) -> Finding:

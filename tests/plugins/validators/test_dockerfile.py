@@ -65,3 +65,34 @@ def test_dangling_continuation_and_empty_file(tmp_path):
 def test_a_binary_file_named_dockerfile_is_one_finding(tmp_path):
     (f,) = findings(tmp_path, {"Dockerfile": b"FROM x\n\x00" + bytes(range(256)) * 100}, "dockerfile")
     assert (f.rule, f.message) == ("dockerfile.syntax", "not a text file (NUL byte)")
+
+
+def test_what_buildkits_instruction_parser_refuses(tmp_path):
+    """The cases an independent check found missed: ONBUILD chaining, COPY without destination, ENV without value."""
+    text = (
+        "FROM python:3.12\n"
+        "ONBUILD ONBUILD RUN x\n"
+        "ONBUILD FROM other:1\n"
+        "ONBUILD MAINTAINER me\n"
+        "COPY app.py\n"
+        "ADD --chown=1 app.py\n"
+        "ONBUILD COPY a\n"
+        "ENV DEBUG\n"
+        "LABEL team\n"
+        # and what BuildKit accepts
+        'ENV A B\nENV A=1 B=2\nLABEL a=b\nCOPY a b\nCOPY ["a", "b"]\nCOPY <<EOF /x\nhi\nEOF\nONBUILD RUN make\n'
+    )
+    found = findings(tmp_path, {"Dockerfile": text}, "dockerfile")
+    assert [(f.line, f.rule) for f in found] == [
+        (2, "dockerfile.onbuild"),
+        (3, "dockerfile.onbuild"),
+        (4, "dockerfile.onbuild"),
+        (5, "dockerfile.missing-args"),
+        (6, "dockerfile.missing-args"),
+        (7, "dockerfile.missing-args"),
+        (8, "dockerfile.missing-args"),
+        (9, "dockerfile.missing-args"),
+    ]
+    assert found[0].message == "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed"
+    assert found[3].message.startswith("COPY requires at least two arguments")
+    assert found[6].message == "ENV must have two arguments"

@@ -9,7 +9,7 @@ import sys
 import pytest
 from vcase import findings, report
 
-from qlcapsule_plugins.validators import zizmor
+from qlcapsule_plugins.validators import _engines, zizmor
 
 WF = ".github/workflows/pr.yml"
 INJECTION = """name: pr
@@ -91,7 +91,7 @@ def test_no_credential_reaches_the_engine(monkeypatch):
     monkeypatch.setenv("GH_TOKEN", "ghp_" + "x" * 36)
     monkeypatch.setenv("GITHUB_TOKEN", "t")
     monkeypatch.setenv("ZIZMOR_CONFIG", "/etc/elsewhere.yml")
-    env = zizmor._env()
+    env = _engines.env()
     assert not {"GH_TOKEN", "GITHUB_TOKEN", "ZIZMOR_CONFIG"} & set(env) and env["PATH"]
 
 
@@ -114,11 +114,11 @@ def test_broken_yaml_is_left_to_the_yaml_validator(tmp_path):
 def test_an_engine_that_fails_is_one_line():
     """A real executable that exits 1 without output stands for a zizmor that breaks."""
     script = "import sys; sys.stderr.write('warning: x\\nfatal: no audit was performed\\n'); sys.exit(1)"
-    result = zizmor._run_command([sys.executable, "-c", script], b"")
+    result = _engines.run("zizmor", [sys.executable, "-c", script], b"")
     assert result == "zizmor failed (exit 1): fatal: no audit was performed"
 
 
 @pytest.mark.parametrize("output", ["not json", '{"a": 1}'])
 def test_output_that_is_not_zizmors_json_is_one_line(output):
-    result = zizmor._run_command([sys.executable, "-c", f"print({output!r})"], b"")
+    result = _engines.run("zizmor", [sys.executable, "-c", f"print({output!r})"], b"")
     assert isinstance(result, str) and result.startswith("zizmor wrote")
