@@ -87,7 +87,13 @@ class ZizmorValidator(Validator):
             return  # the yaml validator's finding; zizmor would only fail on it
         out = _run(exe, data)
         if isinstance(out, str):
-            yield Finding("zizmor.failed", Severity.WARNING, out, path)
+            if "no audit was performed" in out:
+                # zizmor reads only files that fit its model of a workflow or action: one the schema
+                # rejects (the github-workflow findings say why) it does not audit, and says so
+                out += " (zizmor cannot read it as a workflow or action)"
+                yield Finding("zizmor.failed", Severity.NOTE, out, path)
+            else:
+                yield Finding("zizmor.failed", Severity.WARNING, out, path)
             return
         for item in out:
             if isinstance(item, dict) and not item.get("ignored"):
