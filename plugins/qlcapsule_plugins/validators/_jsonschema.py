@@ -12,6 +12,8 @@ reported, chosen the way ``jsonschema.exceptions.best_match`` ranks errors: the
 branch whose errors lie deepest, then one not only about types, then the fewest.
 Each error is placed on the YAML node its JSON path leads to (the composer's
 marks): a missing or unexpected key on the key, a wrong value on the value.
+:class:`SchemaValidator` is the validator built on one schema (workflows,
+action metadata, dependabot, Compose files).
 """
 
 from __future__ import annotations
@@ -23,13 +25,13 @@ from functools import lru_cache
 from importlib import metadata
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, ClassVar, Iterable, Iterator, Sequence
 
 import yaml
 
-from qlcapsule import Engine, Finding, Severity
+from qlcapsule import Capsule, Engine, Finding, Severity, Validator
 
-from ._yaml import key_node, node_at, position
+from ._yaml import compose_all, key_node, node_at, position, to_data
 
 #: the distribution that vendors the SchemaStore schemas, and how to get it back
 VENDOR = "check-jsonschema"
@@ -55,6 +57,7 @@ def _version(dist: str) -> str | None:
         return None
 
 
+@lru_cache(maxsize=1)
 def engine() -> Engine:
     """The schema engine's status: check-jsonschema's vendored schemas evaluated by ``jsonschema``."""
     vendor, evaluator = _version(VENDOR), _version("jsonschema")
@@ -107,7 +110,8 @@ def errors(name: str, doc: Any) -> list[SchemaError] | None:
     out: list[SchemaError] = []
     for error in validator.iter_errors(doc):
         out.extend(e for leaf in _leaves(error) for e in _described(leaf))
-    return out
+    inner = {e.path[:n] for e in out if e.keyword != "unevaluatedProperties" for n in range(1, len(e.path) + 1)}
+    return [e for e in out if e.keyword != "unevaluatedProperties" or e.path not in inner]
 
 
 def _leaves(error: Any) -> list[Any]:
@@ -163,6 +167,11 @@ def _short(value: Any) -> str:
 
 def _described(error: Any) -> list[SchemaError]:
     path = tuple(error.absolute_path)
+    if error.validator == "unevaluatedProperties" and isinstance(error.instance, dict):
+        # the keys the message names; a known key whose value fails is among them (draft 2020-12), and
+        # errors() drops it where the value's own error says why
+        named = [k for k in error.instance if repr(k) in error.message]
+        return [SchemaError(path + (k,), f"unexpected key {str(k)!r}", "unevaluatedProperties", True) for k in named]
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         return [
             SchemaError(path + (key,), f"unexpected key {str(key)!r}", "additionalProperties", True)
@@ -208,3 +217,30 @@ def findings(
         if help_uri:
             extra["help_uri"] = help_uri
         yield Finding(rule, Severity.ERROR, f"{label}: {err.message}", path, line, column, extra=extra)
+
+
+class SchemaValidator(Validator):
+    """A YAML file checked against one vendored SchemaStore schema, reported under ``<name>.schema``."""
+
+    schema_name: ClassVar[str] = ""
+    help_uri: ClassVar[str] = ""
+    what: ClassVar[str] = "file"
+
+    def engines(self) -> Sequence[Engine]:
+        return (engine(),)
+
+    def check_file(self, capsule: Capsule, path: str, data: bytes) -> Iterable[Finding]:
+        docs, error = compose_all(data.decode("utf-8", "replace"))
+        rule = f"{self.name}.schema"
+        if error is not None:
+            return
+        if not docs:
+            yield Finding(rule, Severity.ERROR, f"empty {self.what}", path, 1, 1)
+            return
+        root = docs[0]
+        doc = to_data(root)
+        yield from findings(rule, self.schema_name, root, doc, path, self.help_uri)
+        yield from self.more(root, doc, path)
+
+    def more(self, root: Any, doc: Any, path: str) -> Iterable[Finding]:
+        return ()

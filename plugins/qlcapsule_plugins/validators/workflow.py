@@ -14,21 +14,16 @@ findings, and these skip a file they cannot parse.
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import Any, ClassVar, Iterable, Sequence
+from typing import Any, Iterable
 
-from qlcapsule import Capsule, Engine, Finding, Register, Rule, Severity, Validator, hookimpl
+from qlcapsule import Finding, Register, Rule, Severity, hookimpl
 
 from . import _jsonschema
-from ._yaml import compose_all, key_node, position, to_data
+from ._jsonschema import SchemaValidator
+from ._yaml import key_node, position
 
 WORKFLOW_SYNTAX = "https://docs.github.com/en/actions/reference/workflows-and-actions/workflow-syntax"
 ACTION_SYNTAX = "https://docs.github.com/en/actions/reference/workflows-and-actions/metadata-syntax"
-
-
-@lru_cache(maxsize=1)
-def _engine() -> Engine:
-    return _jsonschema.engine()
 
 
 def workflow_schema() -> dict[str, Any] | None:
@@ -36,34 +31,7 @@ def workflow_schema() -> dict[str, Any] | None:
     return _jsonschema.schema("github-workflows")
 
 
-class _SchemaValidator(Validator):
-    """A YAML file checked against one vendored SchemaStore schema, reported under ``<name>.schema``."""
-
-    schema_name: ClassVar[str] = ""
-    help_uri: ClassVar[str] = ""
-    what: ClassVar[str] = "file"
-
-    def engines(self) -> Sequence[Engine]:
-        return (_engine(),)
-
-    def check_file(self, capsule: Capsule, path: str, data: bytes) -> Iterable[Finding]:
-        docs, error = compose_all(data.decode("utf-8", "replace"))
-        rule = f"{self.name}.schema"
-        if error is not None:
-            return
-        if not docs:
-            yield Finding(rule, Severity.ERROR, f"empty {self.what}", path, 1, 1)
-            return
-        root = docs[0]
-        doc = to_data(root)
-        yield from _jsonschema.findings(rule, self.schema_name, root, doc, path, self.help_uri)
-        yield from self.more(root, doc, path)
-
-    def more(self, root: Any, doc: Any, path: str) -> Iterable[Finding]:
-        return ()
-
-
-class WorkflowValidator(_SchemaValidator):
+class WorkflowValidator(SchemaValidator):
     name = "github-workflow"
     description = "GitHub Actions workflows: the SchemaStore workflow schema (jsonschema), and needs naming real jobs"
     patterns = (".github/workflows/*.yml", ".github/workflows/*.yaml")
@@ -97,7 +65,7 @@ class WorkflowValidator(_SchemaValidator):
                     yield Finding("github-workflow.needs", Severity.ERROR, message, path, line, column)
 
 
-class ActionValidator(_SchemaValidator):
+class ActionValidator(SchemaValidator):
     name = "github-action"
     description = "GitHub Action metadata (action.yml): the SchemaStore action schema (jsonschema)"
     patterns = ("action.yml", "action.yaml")
@@ -114,7 +82,26 @@ class ActionValidator(_SchemaValidator):
     )
 
 
+DEPENDABOT = "https://docs.github.com/en/code-security/dependabot/working-with-dependabot/dependabot-options-reference"
+
+
+class DependabotValidator(SchemaValidator):
+    name = "dependabot"
+    description = "Dependabot configuration (.github/dependabot.yml): the SchemaStore dependabot schema (jsonschema)"
+    patterns = (".github/dependabot.yml", ".github/dependabot.yaml")
+    schema_name = "dependabot"
+    help_uri = DEPENDABOT
+    what = "dependabot file"
+    rules = (
+        Rule(
+            "dependabot.schema", "dependabot.yml does not match the SchemaStore dependabot schema", help_uri=DEPENDABOT
+        ),
+        Rule("dependabot.engine-missing", "the schema engine is not installed", Severity.WARNING),
+    )
+
+
 @hookimpl
 def qlcapsule_register_validators(register: Register) -> None:
     register(WorkflowValidator)
     register(ActionValidator)
+    register(DependabotValidator)

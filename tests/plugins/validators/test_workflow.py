@@ -158,3 +158,11 @@ def test_action_metadata(tmp_path):
         ("github-action.schema", 1, "(root): 'description' is a required property"),
         ("github-action.schema", 5, "runs.using: 'composite' was expected"),  # it has steps: a composite action
     ]
+
+
+def test_dependabot(tmp_path):
+    good = "version: 2\nupdates:\n  - package-ecosystem: pip\n    directory: /\n    schedule: {interval: weekly}\n"
+    assert findings(tmp_path, {".github/dependabot.yml": good}, "dependabot") == []
+    bad = good.replace("weekly", "hourly").replace("pip", "pip2")
+    found = [(f.rule, f.line) for f in findings(tmp_path / "b", {".github/dependabot.yml": bad}, "dependabot")]
+    assert found == [("dependabot.schema", 3), ("dependabot.schema", 5)]
