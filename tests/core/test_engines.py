@@ -51,7 +51,10 @@ def test_a_missing_engine_is_a_warning_where_its_validator_applies(tmp_path):
 def test_validate_engines_lists_every_engine(qlcapsule_cli):
     res = qlcapsule_cli("validate", "--engines")
     assert res.exit_code == 0, res.stdout
-    assert "schemastore: check-jsonschema " in res.stdout and "[compose, dependabot, github-action, github-workflow]" in res.stdout
+    assert (
+        "schemastore: check-jsonschema " in res.stdout
+        and "[compose, dependabot, github-action, github-workflow]" in res.stdout
+    )
     rows = {r["engine"]: r for r in json.loads(qlcapsule_cli("validate", "--engines", "--json").stdout)}
     assert rows["schemastore"]["present"] and not rows["schemastore"]["optional"]
 
