@@ -35,6 +35,7 @@ def test_rules_and_validators_can_be_switched_off(tmp_path):
     definition = (
         BASE
         + "validate:\n  rules:\n    python.syntax: false\n    dockerfile: false\n    dockerfile.unknown-instruction: true\n"
+        + "    hadolint: false\n"  # its own view of the same Dockerfile (with the hadolint extra)
     )
     files = {"bad.py": "def (\n", "Dockerfile": "FROM python\nFOO x\n"}
     rep = validate_one(write_capsule(tmp_path / "c", files, definition=definition).root)

@@ -22,7 +22,9 @@ where E, W, N count its errors, warnings and notes in that capsule (one error
 capsule score. A capsule.yaml that cannot be loaded scores 0.
 
 Many capsules are validated in parallel in worker processes: parsing (YAML,
-Python ``compile``, regexes) holds the GIL, so threads would use one core.
+Python ``compile``, regexes) holds the GIL, so threads would use one core. Within
+a capsule, the validators that run engines (subprocesses such as zizmor and
+hadolint) check their files in a few threads, so those engines run side by side.
 """
 
 from __future__ import annotations
@@ -244,19 +246,26 @@ def validate_one(  # noqa: C901 - each validator kind with its own failure handl
     off = [v for v in every if v not in active]
     matchers = [(v, [compile_glob(p).regex for p in v.patterns]) for v in active + off if v.patterns]
     skipped: set[str] = {v.name for v in off if type(v).check_capsule is not Validator.check_capsule}
-    for entry in walk(capsule.root, capsule.globs()):
-        wanted = [v for v, regexes in matchers if any(r.fullmatch(entry.path) for r in regexes)]
-        skipped.update(v.name for v in wanted if v in off)
-        wanted = [v for v in wanted if v not in off]
-        if not wanted or entry.size > MAX_FILE_BYTES:
-            continue
-        try:
-            data = (capsule.root / entry.path).read_bytes()
-        except OSError as exc:
-            raise InputError(f"{capsule.root / entry.path}: cannot read: {exc.strerror}") from None
-        for v in wanted:
-            applied[v.name] = applied.get(v.name, 0) + 1
-            raw[v.name].extend(_run(v, entry.path, lambda v=v, p=entry.path, d=data: v.check_file(capsule, p, d)))
+    with _Concurrent() as engines:
+        for entry in walk(capsule.root, capsule.globs()):
+            wanted = [v for v, regexes in matchers if any(r.fullmatch(entry.path) for r in regexes)]
+            skipped.update(v.name for v in wanted if v in off)
+            wanted = [v for v in wanted if v not in off]
+            if not wanted or entry.size > MAX_FILE_BYTES:
+                continue
+            try:
+                data = (capsule.root / entry.path).read_bytes()
+            except OSError as exc:
+                raise InputError(f"{capsule.root / entry.path}: cannot read: {exc.strerror}") from None
+            for v in wanted:
+                applied[v.name] = applied.get(v.name, 0) + 1
+                call = lambda v=v, p=entry.path, d=data: v.check_file(capsule, p, d)  # noqa: E731
+                if type(v).engines is Validator.engines:
+                    raw[v.name].extend(_run(v, entry.path, call))
+                else:
+                    engines.submit(v, entry.path, call)
+        for name, found in engines.results():
+            raw[name].extend(found)
     for v in active:
         if type(v).check_capsule is not Validator.check_capsule:
             raw[v.name].extend(_run(v, None, lambda v=v: v.check_capsule(capsule)))
@@ -282,6 +291,41 @@ def validate_one(  # noqa: C901 - each validator kind with its own failure handl
     for f in report.findings:
         f.capsule = capsule.ref
     return report
+
+
+class _Concurrent:
+    """The file checks of validators that run engines, in threads beside the rest of the run.
+
+    Their engines are mostly other processes (zizmor, hadolint) that a thread only waits for,
+    so one capsule's engines run in parallel with each other and with the Python validators;
+    at most :data:`ENGINE_THREADS` at a time.
+    """
+
+    def __init__(self) -> None:
+        self._pool: Any = None
+        self._pending: list[tuple[str, Any]] = []
+
+    def __enter__(self) -> _Concurrent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, v: Validator, path: str, call: Any) -> None:
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=ENGINE_THREADS, thread_name_prefix="qlcapsule-engine")
+        self._pending.append((v.name, self._pool.submit(_run, v, path, call)))
+
+    def results(self) -> Iterable[tuple[str, list[Finding]]]:
+        for name, future in self._pending:
+            yield name, future.result()
+
+
+#: engine-backed file checks running at once in one capsule (their engines are mostly subprocesses)
+ENGINE_THREADS = 4
 
 
 def _missing_engines(v: Validator) -> list[Finding]:
