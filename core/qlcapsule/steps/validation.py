@@ -2,7 +2,9 @@
 
 What runs: every registered validator, except those switched off in
 capsule.yaml (``validate.rules: {python: false}`` turns a validator off,
-``{python.warning: false}`` one rule; a rule switch beats its validator's).
+``{python.warning: false}`` one rule; a rule switch beats its validator's). A
+severity in place of ``true`` (``{zizmor.unpinned-uses: error}``) keeps the rule
+on and reports its findings with that severity.
 Findings of a rule switched off are counted (``suppressed``); a validator
 switched off does not run, so it is listed (``disabled``) when it would have
 applied, its findings uncounted. A validator applies to a capsule when it
@@ -165,7 +167,8 @@ def _validators() -> list[Validator]:
     return [cls() for cls in reg.all("validator")]  # type: ignore[misc]
 
 
-def _switch(rules: dict[str, bool], rule: str, validator: str) -> bool:
+def _switch(rules: dict[str, bool | str], rule: str, validator: str) -> bool | str:
+    """A rule's setting: on (True), off (False) or the severity its findings take; a rule's beats its validator's."""
     if rule in rules:
         return rules[rule]
     return rules.get(validator, True)
@@ -276,10 +279,13 @@ def validate_one(  # noqa: C901 - each validator kind with its own failure handl
         kept = []
         for f in raw[v.name]:
             f.validator = f.validator or v.name
-            if _switch(switches, f.rule, v.name):
-                kept.append(f)
-            else:
+            setting = _switch(switches, f.rule, v.name)
+            if setting is False:
                 report.suppressed += 1
+                continue
+            if isinstance(setting, str):
+                f.severity = Severity(setting)  # validate.rules: {zizmor.unpinned-uses: error}
+            kept.append(f)
         summary = ValidatorSummary(v.name, validator_score(kept), files=applied[v.name])
         for f in kept:
             setattr(summary, f"{f.severity.value}s", getattr(summary, f"{f.severity.value}s") + 1)
