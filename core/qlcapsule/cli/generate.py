@@ -96,6 +96,11 @@ def new(
     "-j", "--jobs", type=click.IntRange(1, 256), help="Worker processes for many capsules (default: CPU count)."
 )
 @click.option(
+    "--baseline",
+    type=click.Path(dir_okay=False, path_type=str),
+    help="A JSON report of an earlier run: its findings are left out, only new ones count.",
+)
+@click.option(
     "--engines", is_flag=True, help="List the engines validators run, their versions and what is missing, and exit."
 )
 @json_option
@@ -107,6 +112,7 @@ def validate(
     min_score: float | None,
     recursive: bool,
     jobs: int | None,
+    baseline: str | None,
     engines: bool,
     as_json: bool,
 ) -> None:
@@ -135,7 +141,7 @@ def validate(
         if not found:
             raise InputError(f"no capsule.yaml found below {', '.join(dirs)}")
         dirs = found
-    report = validate_capsules(dirs, fail_on=fail_on, min_score=min_score, jobs=jobs)
+    report = validate_capsules(dirs, fail_on=fail_on, min_score=min_score, jobs=jobs, baseline=baseline)
     write(render(report, "json" if as_json else fmt), output)
     if output not in (None, "-"):
         n = report.counts()

@@ -77,6 +77,8 @@ def render_text(report: Report) -> str:
             lines.append("  validators: " + ", ".join(parts))
         if c.suppressed:
             lines.append(f"  ({c.suppressed} finding(s) switched off in capsule.yaml)")
+        if c.baselined:
+            lines.append(f"  ({c.baselined} finding(s) in the baseline, not counted)")
         if c.disabled:
             lines.append(_printable(f"  (validator(s) switched off in capsule.yaml, not run: {', '.join(c.disabled)})"))
         if c.score < c.min_score:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -90,6 +91,8 @@ class CapsuleReport:
     suppressed: int = 0
     #: validators switched off in capsule.yaml that would have applied (they did not run)
     disabled: list[str] = field(default_factory=list)
+    #: findings left out because the operator's baseline (``--baseline``) holds them
+    baselined: int = 0
     fail_on: str = "error"
     min_score: float = 0.0
 
@@ -119,6 +122,7 @@ class CapsuleReport:
             "min_score": self.min_score,
             "counts": self.counts(),
             "suppressed": self.suppressed,
+            "baselined": self.baselined,
             "disabled": self.disabled,
             "validators": {n: v.to_dict() for n, v in sorted(self.validators.items())},
             "findings": [f.to_dict() for f in self.findings],
@@ -519,14 +523,76 @@ def _pool_context() -> Any:
     return multiprocessing.get_context("spawn")
 
 
+#: the largest baseline file read (a JSON report of many capsules stays far below it)
+MAX_BASELINE_BYTES = 64 * 1024 * 1024
+Fingerprint = tuple[Any, Any, Any, Any]
+
+
+def load_baseline(path: str | Path) -> Counter[Fingerprint]:
+    """The findings of a JSON report (``validate --format json``) as fingerprints to leave out.
+
+    A finding is known by its capsule's name, its file, its rule and its message, not its line
+    (lines move as a file is edited); the same fingerprint twice leaves out two findings.
+    """
+    from ..errors import parse_json
+
+    where = str(path)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_BASELINE_BYTES + 1)
+    except OSError as exc:
+        raise InputError(f"{where}: cannot read the baseline: {exc.strerror}") from None
+    if len(raw) > MAX_BASELINE_BYTES:
+        raise InputError(f"{where}: a baseline larger than {MAX_BASELINE_BYTES} bytes is not read")
+    data = parse_json(raw, where, InputError)
+    capsules = data.get("capsules") if isinstance(data, dict) else None
+    if not isinstance(capsules, list):
+        raise InputError(f"{where}: not a report written by 'qlcapsule validate --format json' (no 'capsules' list)")
+    prints: Counter[Fingerprint] = Counter()
+    for c in capsules:
+        for f in (c.get("findings") or []) if isinstance(c, dict) else []:
+            if isinstance(f, dict):
+                prints[(c.get("name"), f.get("path"), f.get("rule"), f.get("message"))] += 1
+    return prints
+
+
+def apply_baseline(report: Report, baseline: Counter[Fingerprint]) -> None:
+    """Leave out the findings ``baseline`` holds (counted in ``baselined``); only new ones count and fail."""
+    left = Counter(baseline)
+    for c in report.capsules:
+        kept = []
+        for f in c.findings:
+            key = (c.name, f.path, f.rule, f.message)
+            if left[key] > 0 and f.rule != "schema.invalid":
+                left[key] -= 1
+                c.baselined += 1
+            else:
+                kept.append(f)
+        if len(kept) == len(c.findings):
+            continue
+        c.findings = kept
+        for name, summary in c.validators.items():
+            mine = [f for f in kept if f.validator == name]
+            c.validators[name] = ValidatorSummary(name, validator_score(mine), files=summary.files)
+            for f in mine:
+                setattr(
+                    c.validators[name], f"{f.severity.value}s", getattr(c.validators[name], f"{f.severity.value}s") + 1
+                )
+
+
 def validate_capsules(
     paths: Sequence[str | Path],
     *,
     fail_on: str | None = None,
     min_score: float | None = None,
     jobs: int | None = None,
+    baseline: str | Path | None = None,
 ) -> Report:
-    """Validate every capsule in ``paths`` (in parallel when there are several)."""
+    """Validate every capsule in ``paths`` (in parallel when there are several).
+
+    ``baseline``: a JSON report of an earlier run (the operator's, never the capsule's); its
+    findings are left out and counted as ``baselined``, so only new ones fail the run.
+    """
     from ..plugins.manager import registry
 
     if fail_on is not None and fail_on not in ("error", "warning", "never"):
@@ -537,6 +603,7 @@ def validate_capsules(
     for d in dirs:
         if not Path(d).is_dir():
             raise InputError(f"{d}: no such directory")
+    known = load_baseline(baseline) if baseline is not None else None
     validators = _validators()
     rules = {r.id: (r, v.name) for v in validators for r in v.rules}
     workers = max(1, min(jobs or (os.cpu_count() or 1), len(dirs)))
@@ -551,6 +618,8 @@ def validate_capsules(
         with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
             results = list(pool.map(_worker, args, chunksize=chunk))
     report = Report(results, rules)
+    if known is not None:
+        apply_baseline(report, known)
     event(log, "validate.done", capsules=len(results), score=round(report.score, 4), failed=report.failed)
     return report
 
@@ -565,4 +634,6 @@ __all__ = [
     "find_capsules",
     "engine_status",
     "engines_table",
+    "load_baseline",
+    "apply_baseline",
 ]
