@@ -1,7 +1,7 @@
-"""The ``github-workflow`` and ``github-action`` validators: GitHub Actions workflows and action metadata.
+"""The ``github-workflow``, ``github-action`` and ``dependabot`` validators: GitHub's YAML files.
 
-Both check their files against the SchemaStore schemas (``github-workflows``,
-``github-actions``) that check-jsonschema vendors, evaluated by ``jsonschema``
+Each checks its files against the SchemaStore schema (``github-workflows``,
+``github-actions``, ``dependabot``) that check-jsonschema vendors, evaluated by ``jsonschema``
 (``_jsonschema``); both packages are dependencies, so a default install checks
 fully, and a broken install says so (``github-workflow.engine-missing``).
 The workflow validator adds what a schema cannot say: a job that ``needs`` a
