@@ -48,6 +48,7 @@ _EXPORTS: dict[str, str] = {
     "VerificationError": "errors",
     "Finding": "plugins.findings",
     "Rule": "plugins.findings",
+    "Engine": "plugins.findings",
     "Severity": "plugins.findings",
     "SECRET_PATTERNS": "plugins.findings",
     "clip": "plugins.findings",
@@ -196,6 +197,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     )
     from .plugins.findings import (  # noqa: F401
         SECRET_PATTERNS,
+        Engine,
         Finding,
         Rule,
         Severity,

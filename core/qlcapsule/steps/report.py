@@ -78,6 +78,8 @@ def render_text(report: Report) -> str:
             lines.append("  validators: " + ", ".join(parts))
         if c.suppressed:
             lines.append(f"  ({c.suppressed} finding(s) switched off in capsule.yaml)")
+        if c.baselined:
+            lines.append(f"  ({c.baselined} finding(s) in the baseline, not counted)")
         if c.disabled:
             lines.append(_printable(f"  (validator(s) switched off in capsule.yaml, not run: {', '.join(c.disabled)})"))
         if c.score < c.min_score:
@@ -100,6 +102,9 @@ def sarif(report: Report) -> dict[str, Any]:
     """A SARIF 2.1.0 log with one run."""
     rule_ids = sorted(set(report.rules) | {f.rule for f in report.findings})
     index = {rid: i for i, rid in enumerate(rule_ids)}
+    # an engine's rules are too many to declare (hadolint's DL/SC codes, zizmor's audits): a finding of a
+    # rule not declared up front carries the engine's help page in ``extra["help_uri"]``
+    found_help = {f.rule: f.extra["help_uri"] for f in report.findings if isinstance(f.extra.get("help_uri"), str)}
     rules = []
     for rid in rule_ids:
         rule, validator = report.rules.get(rid, (None, rid.split(".", 1)[0]))
@@ -110,8 +115,9 @@ def sarif(report: Report) -> dict[str, Any]:
             "defaultConfiguration": {"level": _LEVEL[rule.severity] if rule else "error"},
             "properties": {"validator": validator},
         }
-        if rule and rule.help_uri:
-            entry["helpUri"] = rule.help_uri
+        help_uri = rule.help_uri if rule and rule.help_uri else found_help.get(rid)
+        if help_uri:
+            entry["helpUri"] = help_uri
         rules.append(entry)
     results = []
     for c in report.capsules:

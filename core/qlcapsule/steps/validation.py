@@ -2,7 +2,9 @@
 
 What runs: every registered validator, except those switched off in
 capsule.yaml (``validate.rules: {python: false}`` turns a validator off,
-``{python.warning: false}`` one rule; a rule switch beats its validator's).
+``{python.warning: false}`` one rule; a rule switch beats its validator's). A
+severity in place of ``true`` (``{zizmor.unpinned-uses: error}``) keeps the rule
+on and reports its findings with that severity.
 Findings of a rule switched off are counted (``suppressed``); a validator
 switched off does not run, so it is listed (``disabled``) when it would have
 applied, its findings uncounted. A validator applies to a capsule when it
@@ -22,24 +24,27 @@ where E, W, N count its errors, warnings and notes in that capsule (one error
 capsule score. A capsule.yaml that cannot be loaded scores 0.
 
 Many capsules are validated in parallel in worker processes: parsing (YAML,
-Python ``compile``, regexes) holds the GIL, so threads would use one core.
+Python ``compile``, regexes) holds the GIL, so threads would use one core. Within
+a capsule, the validators that run engines (subprocesses such as zizmor and
+hadolint) check their files in a few threads, so those engines run side by side.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from ..errors import DefinitionError, InputError, OptionsError, QlcapsuleError
+from ..errors import DefinitionError, InputError, OptionsError, QlcapsuleError, parse_json
 from ..format.capsule import Capsule
 from ..format.globs import compile_glob
 from ..format.tree import walk
 from ..log import event, get_logger, scrub
 from ..plugins.components import Validator
-from ..plugins.findings import Finding, Rule, Severity, meets, redact_secrets
+from ..plugins.findings import Engine, Finding, Rule, Severity, meets, redact_secrets
 
 log = get_logger("validation")
 
@@ -86,6 +91,8 @@ class CapsuleReport:
     suppressed: int = 0
     #: validators switched off in capsule.yaml that would have applied (they did not run)
     disabled: list[str] = field(default_factory=list)
+    #: findings left out because the operator's baseline (``--baseline``) holds them
+    baselined: int = 0
     fail_on: str = "error"
     min_score: float = 0.0
 
@@ -115,6 +122,7 @@ class CapsuleReport:
             "min_score": self.min_score,
             "counts": self.counts(),
             "suppressed": self.suppressed,
+            "baselined": self.baselined,
             "disabled": self.disabled,
             "validators": {n: v.to_dict() for n, v in sorted(self.validators.items())},
             "findings": [f.to_dict() for f in self.findings],
@@ -163,7 +171,8 @@ def _validators() -> list[Validator]:
     return [cls() for cls in reg.all("validator")]  # type: ignore[misc]
 
 
-def _switch(rules: dict[str, bool], rule: str, validator: str) -> bool:
+def _switch(rules: dict[str, bool | str], rule: str, validator: str) -> bool | str:
+    """A rule's setting: on (True), off (False) or the severity its findings take; a rule's beats its validator's."""
     if rule in rules:
         return rules[rule]
     return rules.get(validator, True)
@@ -227,8 +236,10 @@ def validate_one(  # noqa: C901 - each validator kind with its own failure handl
     known = {v.name for v in every} | {r.id for v in every for r in v.rules}
     raw: dict[str, list[Finding]] = {v.name: [] for v in active}
     applied: dict[str, int] = {v.name: 0 for v in active if type(v).check_capsule is not Validator.check_capsule}
+    # an engine's rules are open-ended (hadolint's DL/SC codes): any "<validator>.<id>" of a validator with engines
+    open_ended = {v.name for v in every if type(v).engines is not Validator.engines}
     for key in sorted(switches):
-        if key not in known and "schema" in raw:
+        if key not in known and key.split(".", 1)[0] not in open_ended and "schema" in raw:
             raw["schema"].append(
                 Finding(
                     "schema.unknown-rule",
@@ -242,32 +253,43 @@ def validate_one(  # noqa: C901 - each validator kind with its own failure handl
     off = [v for v in every if v not in active]
     matchers = [(v, [compile_glob(p).regex for p in v.patterns]) for v in active + off if v.patterns]
     skipped: set[str] = {v.name for v in off if type(v).check_capsule is not Validator.check_capsule}
-    for entry in walk(capsule.root, capsule.globs()):
-        wanted = [v for v, regexes in matchers if any(r.fullmatch(entry.path) for r in regexes)]
-        skipped.update(v.name for v in wanted if v in off)
-        wanted = [v for v in wanted if v not in off]
-        if not wanted or entry.size > MAX_FILE_BYTES:
-            continue
-        try:
-            data = (capsule.root / entry.path).read_bytes()
-        except OSError as exc:
-            raise InputError(f"{capsule.root / entry.path}: cannot read: {exc.strerror}") from None
-        for v in wanted:
-            applied[v.name] = applied.get(v.name, 0) + 1
-            raw[v.name].extend(_run(v, entry.path, lambda v=v, p=entry.path, d=data: v.check_file(capsule, p, d)))
+    with _Concurrent() as engines:
+        for entry in walk(capsule.root, capsule.globs()):
+            wanted = [v for v, regexes in matchers if any(r.fullmatch(entry.path) for r in regexes)]
+            skipped.update(v.name for v in wanted if v in off)
+            wanted = [v for v in wanted if v not in off]
+            if not wanted or entry.size > MAX_FILE_BYTES:
+                continue
+            try:
+                data = (capsule.root / entry.path).read_bytes()
+            except OSError as exc:
+                raise InputError(f"{capsule.root / entry.path}: cannot read: {exc.strerror}") from None
+            for v in wanted:
+                applied[v.name] = applied.get(v.name, 0) + 1
+                call = lambda v=v, p=entry.path, d=data: v.check_file(capsule, p, d)  # noqa: E731
+                if type(v).engines is Validator.engines:
+                    raw[v.name].extend(_run(v, entry.path, call))
+                else:
+                    engines.submit(v, entry.path, call)
+        for name, found in engines.results():
+            raw[name].extend(found)
     for v in active:
         if type(v).check_capsule is not Validator.check_capsule:
             raw[v.name].extend(_run(v, None, lambda v=v: v.check_capsule(capsule)))
     for v in active:
         if v.name not in applied:
             continue
+        raw[v.name].extend(_missing_engines(v))
         kept = []
         for f in raw[v.name]:
             f.validator = f.validator or v.name
-            if _switch(switches, f.rule, v.name):
-                kept.append(f)
-            else:
+            setting = _switch(switches, f.rule, v.name)
+            if setting is False:
                 report.suppressed += 1
+                continue
+            if isinstance(setting, str):
+                f.severity = Severity(setting)  # validate.rules: {zizmor.unpinned-uses: error}
+            kept.append(f)
         summary = ValidatorSummary(v.name, validator_score(kept), files=applied[v.name])
         for f in kept:
             setattr(summary, f"{f.severity.value}s", getattr(summary, f"{f.severity.value}s") + 1)
@@ -279,6 +301,92 @@ def validate_one(  # noqa: C901 - each validator kind with its own failure handl
     for f in report.findings:
         f.capsule = capsule.ref
     return report
+
+
+class _Concurrent:
+    """The file checks of validators that run engines, in threads beside the rest of the run.
+
+    Their engines are mostly other processes (zizmor, hadolint) that a thread only waits for,
+    so one capsule's engines run in parallel with each other and with the Python validators;
+    at most :data:`ENGINE_THREADS` at a time.
+    """
+
+    def __init__(self) -> None:
+        self._pool: Any = None
+        self._pending: list[tuple[str, Any]] = []
+
+    def __enter__(self) -> _Concurrent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, v: Validator, path: str, call: Any) -> None:
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 -- start-up: concurrent.futures loads only when this is called
+
+            self._pool = ThreadPoolExecutor(max_workers=ENGINE_THREADS, thread_name_prefix="qlcapsule-engine")
+        self._pending.append((v.name, self._pool.submit(_run, v, path, call)))
+
+    def results(self) -> Iterable[tuple[str, list[Finding]]]:
+        for name, future in self._pending:
+            yield name, future.result()
+
+
+#: engine-backed file checks running at once in one capsule (their engines are mostly subprocesses)
+ENGINE_THREADS = 4
+
+
+def _missing_engines(v: Validator) -> list[Finding]:
+    """A warning per engine ``v`` needs that is not installed: checking less is never silent."""
+    try:
+        engines = list(v.engines())
+    except Exception as exc:  # noqa: BLE001 - a broken engine probe is a finding, not a crash of the run
+        return [Finding(f"{v.name}.failed", Severity.ERROR, f"engine probe crashed: {exc}", validator=v.name)]
+    return [
+        Finding(
+            f"{v.name}.engine-missing",
+            Severity.WARNING,
+            f"{e.name} is not installed, so {e.purpose} did not run (install it: {e.install})",
+            validator=v.name,
+        )
+        for e in engines
+        if not e.present and not e.optional
+    ]
+
+
+def engine_status() -> list[tuple[str, Engine]]:
+    """``(validator, engine)`` for every engine of every registered validator (``validate --engines``)."""
+    return [(v.name, e) for v in _validators() for e in v.engines()]
+
+
+def engines_table() -> tuple[list[dict[str, Any]], str, bool]:
+    """``validate --engines``: each engine once (JSON rows, text), and whether a default-install one is missing."""
+    rows: dict[str, dict[str, Any]] = {}
+    for validator, e in engine_status():
+        row = rows.setdefault(
+            e.name,
+            {
+                "engine": e.name,
+                "present": e.present,
+                "version": e.version,
+                "optional": e.optional,
+                "install": e.install,
+                "purpose": e.purpose,
+                "validators": [],
+            },
+        )
+        row["validators"].append(validator)
+    lines = []
+    for row in rows.values():
+        if row["present"]:
+            state = row["version"]
+        else:
+            state = f"MISSING{' (optional)' if row['optional'] else ''}: {row['install']}"
+        lines.append(f"{row['engine']}: {state} [{', '.join(row['validators'])}] - {row['purpose']}")
+    broken = any(not r["present"] and not r["optional"] for r in rows.values())
+    return list(rows.values()), "\n".join(lines) or "no validator runs an external engine", broken
 
 
 #: the longest message a finding keeps; validators quote at most ~120 characters of source
@@ -414,14 +522,75 @@ def _pool_context() -> Any:
     return multiprocessing.get_context("spawn")
 
 
+#: the largest baseline file read (a JSON report of many capsules stays far below it)
+MAX_BASELINE_BYTES = 64 * 1024 * 1024
+Fingerprint = tuple[Any, Any, Any, Any]
+
+
+def load_baseline(path: str | Path) -> Counter[Fingerprint]:
+    """The findings of a JSON report (``validate --format json``) as fingerprints to leave out.
+
+    A finding is known by its capsule's name, its file, its rule and its message, not its line
+    (lines move as a file is edited); the same fingerprint twice leaves out two findings.
+    """
+
+    where = str(path)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_BASELINE_BYTES + 1)
+    except OSError as exc:
+        raise InputError(f"{where}: cannot read the baseline: {exc.strerror}") from None
+    if len(raw) > MAX_BASELINE_BYTES:
+        raise InputError(f"{where}: a baseline larger than {MAX_BASELINE_BYTES} bytes is not read")
+    data = parse_json(raw, where, InputError)
+    capsules = data.get("capsules") if isinstance(data, dict) else None
+    if not isinstance(capsules, list):
+        raise InputError(f"{where}: not a report written by 'qlcapsule validate --format json' (no 'capsules' list)")
+    prints: Counter[Fingerprint] = Counter()
+    for c in capsules:
+        for f in (c.get("findings") or []) if isinstance(c, dict) else []:
+            if isinstance(f, dict):
+                prints[(c.get("name"), f.get("path"), f.get("rule"), f.get("message"))] += 1
+    return prints
+
+
+def apply_baseline(report: Report, baseline: Counter[Fingerprint]) -> None:
+    """Leave out the findings ``baseline`` holds (counted in ``baselined``); only new ones count and fail."""
+    left = Counter(baseline)
+    for c in report.capsules:
+        kept = []
+        for f in c.findings:
+            key = (c.name, f.path, f.rule, f.message)
+            if left[key] > 0 and f.rule != "schema.invalid":
+                left[key] -= 1
+                c.baselined += 1
+            else:
+                kept.append(f)
+        if len(kept) == len(c.findings):
+            continue
+        c.findings = kept
+        for name, summary in c.validators.items():
+            mine = [f for f in kept if f.validator == name]
+            c.validators[name] = ValidatorSummary(name, validator_score(mine), files=summary.files)
+            for f in mine:
+                setattr(
+                    c.validators[name], f"{f.severity.value}s", getattr(c.validators[name], f"{f.severity.value}s") + 1
+                )
+
+
 def validate_capsules(
     paths: Sequence[str | Path],
     *,
     fail_on: str | None = None,
     min_score: float | None = None,
     jobs: int | None = None,
+    baseline: str | Path | None = None,
 ) -> Report:
-    """Validate every capsule in ``paths`` (in parallel when there are several)."""
+    """Validate every capsule in ``paths`` (in parallel when there are several).
+
+    ``baseline``: a JSON report of an earlier run (the operator's, never the capsule's); its
+    findings are left out and counted as ``baselined``, so only new ones fail the run.
+    """
     from ..plugins.manager import registry  # noqa: PLC0415 -- plugin: the plugin manager loads only when validators run (the report imports this module)
 
     if fail_on is not None and fail_on not in ("error", "warning", "never"):
@@ -432,6 +601,7 @@ def validate_capsules(
     for d in dirs:
         if not Path(d).is_dir():
             raise InputError(f"{d}: no such directory")
+    known = load_baseline(baseline) if baseline is not None else None
     validators = _validators()
     rules = {r.id: (r, v.name) for v in validators for r in v.rules}
     workers = max(1, min(jobs or (os.cpu_count() or 1), len(dirs)))
@@ -446,6 +616,8 @@ def validate_capsules(
         with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
             results = list(pool.map(_worker, args, chunksize=chunk))
     report = Report(results, rules)
+    if known is not None:
+        apply_baseline(report, known)
     event(log, "validate.done", capsules=len(results), score=round(report.score, 4), failed=report.failed)
     return report
 
@@ -458,4 +630,8 @@ __all__ = [
     "validate_one",
     "validator_score",
     "find_capsules",
+    "engine_status",
+    "engines_table",
+    "load_baseline",
+    "apply_baseline",
 ]

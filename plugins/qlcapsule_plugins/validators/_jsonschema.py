@@ -1,37 +1,163 @@
-"""A small JSON Schema (draft-07) evaluator for vendored schemas (plugin-internal).
+"""JSON Schema findings for YAML files: SchemaStore schemas on the ``jsonschema`` library (plugin-internal).
 
-The ``jsonschema`` package costs ~70 ms to import, more than the whole
-``validate`` budget allows per run; the GitHub workflow schema uses only the
-keywords below, so a focused evaluator gives the same verdicts (a test checks
-it against ``jsonschema`` on valid and broken workflows). Errors come back as
-``(instance path, message, at_key)``, the best branch chosen for
-``oneOf``/``anyOf`` the way ``jsonschema.exceptions.best_match`` does: the
-deepest error of the branch that got furthest.
+The schemas are the ones ``check-jsonschema`` vendors from SchemaStore (a
+dependency of qlcapsule: its ``builtin_schemas/vendor`` folder, with the
+SchemaStore licence beside them); the evaluator is the maintained
+``jsonschema`` package. Both are located without importing check-jsonschema
+itself (its CLI is not needed).
+
+Where a schema offers alternatives (``oneOf``/``anyOf``: a job is a normal job
+*or* a reusable-workflow call), only the errors of the best-matching branch are
+reported, chosen the way ``jsonschema.exceptions.best_match`` ranks errors: the
+branch whose errors lie deepest, then one not only about types, then the fewest.
+Each error is placed on the YAML node its JSON path leads to (the composer's
+marks): a missing or unexpected key on the key, a wrong value on the value.
+:class:`SchemaValidator` is the validator built on one schema (workflows,
+action metadata, dependabot, Compose files).
 """
 
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from importlib import metadata
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any, ClassVar, Iterable, Iterator, Sequence
 
-Path = tuple[Any, ...]
-Error = tuple[Path, str, bool]
+import yaml
 
-_TYPES = {
-    "object": lambda v: isinstance(v, dict),
-    "array": lambda v: isinstance(v, list),
-    "string": lambda v: isinstance(v, str),
-    "boolean": lambda v: isinstance(v, bool),
-    "null": lambda v: v is None,
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool) or (isinstance(v, float) and v.is_integer()),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-}
+from qlcapsule import Capsule, Engine, Finding, Severity, Validator
+
+from ._yaml import compose_all, key_node, node_at, position, to_data
+
+#: the distribution that vendors the SchemaStore schemas, and how to get it back
+VENDOR = "check-jsonschema"
+INSTALL = "pip install check-jsonschema jsonschema"
 
 
-@lru_cache(maxsize=256)
-def _regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+@lru_cache(maxsize=1)
+def _vendor_dir() -> Path | None:
+    try:
+        spec = find_spec("check_jsonschema")  # locates the package without importing it
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.origin:
+        return None
+    folder = Path(spec.origin).parent / "builtin_schemas" / "vendor"
+    return folder if folder.is_dir() else None
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+@lru_cache(maxsize=1)
+def engine() -> Engine:
+    """The schema engine's status: check-jsonschema's vendored schemas evaluated by ``jsonschema``."""
+    vendor, evaluator = _version(VENDOR), _version("jsonschema")
+    present = vendor is not None and evaluator is not None and _vendor_dir() is not None
+    return Engine(
+        "schemastore",
+        f"{VENDOR} {vendor}, jsonschema {evaluator}" if present else None,
+        INSTALL,
+        "SchemaStore JSON Schemas (vendored by check-jsonschema) evaluated by jsonschema",
+    )
+
+
+@lru_cache(maxsize=8)
+def schema(name: str) -> dict[str, Any] | None:
+    """The vendored SchemaStore schema ``name`` (``github-workflows``), or None when it is not installed."""
+    folder = _vendor_dir()
+    if folder is None:
+        return None
+    try:
+        return json.loads((folder / f"{name}.json").read_text("utf-8"))  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return None
+
+
+@lru_cache(maxsize=8)
+def _validator(name: str) -> Any:
+    found = schema(name)
+    if found is None or _version("jsonschema") is None:
+        return None
+    import jsonschema  # noqa: PLC0415 -- start-up: jsonschema loads only when this component runs
+
+    return jsonschema.validators.validator_for(found)(found)
+
+
+@dataclass(frozen=True)
+class SchemaError:
+    """One error: the JSON path it is about, a message, the schema keyword, and whether it names a key."""
+
+    path: tuple[Any, ...]
+    message: str
+    keyword: str
+    at_key: bool
+
+
+def errors(name: str, doc: Any) -> list[SchemaError] | None:
+    """Every error of ``doc`` against schema ``name`` (best branch of each choice); None without the engine."""
+    validator = _validator(name)
+    if validator is None:
+        return None
+    out: list[SchemaError] = []
+    for error in validator.iter_errors(doc):
+        out.extend(e for leaf in _leaves(error) for e in _described(leaf))
+    inner = {e.path[:n] for e in out if e.keyword != "unevaluatedProperties" for n in range(1, len(e.path) + 1)}
+    return [e for e in out if e.keyword != "unevaluatedProperties" or e.path not in inner]
+
+
+def _leaves(error: Any) -> list[Any]:
+    """The errors of the best-matching branch of a oneOf/anyOf, recursively; the error itself otherwise."""
+    if error.validator not in ("oneOf", "anyOf") or not error.context:
+        return [error]
+    branches: dict[int, list[Any]] = {}
+    for sub in error.context:
+        branches.setdefault(sub.schema_path[0], []).append(sub)
+    depth = len(error.absolute_path)
+    # a branch for another type of value (a string where an object was given) says nothing useful
+    # about the value: judged among the branches of the right type, as jsonschema's best_match does
+    fitting = [
+        subs
+        for subs in branches.values()
+        if not any(s.validator == "type" and len(s.absolute_path) == depth for s in subs)
+    ]
+    if not fitting:
+        types = [str(s.validator_value) for subs in branches.values() for s in subs if s.validator == "type"]
+        return [_Mismatch(error, f"{_short(error.instance)} is not of type {', '.join(dict.fromkeys(types))}")]
+    resolved = [[leaf for sub in subs for leaf in _leaves(sub)] for subs in fitting]
+    if len(resolved) > 1 and all(
+        e.validator == "required" and len(e.absolute_path) == depth for r in resolved for e in r
+    ):
+        keys = ", ".join(dict.fromkeys(e.message.split(" is a required", 1)[0] for r in resolved for e in r))
+        return [_Mismatch(error, f"needs one of {keys}", "required")]
+
+    def relevance(errs: list[Any]) -> tuple[int, int, int]:
+        # a branch whose errors are about the value itself (a missing or unexpected key) fits worse
+        # than one whose errors lie inside it: that one is the shape the author meant
+        shallow = sum(1 for e in errs if len(e.absolute_path) <= depth)
+        return -shallow, max(len(e.absolute_path) for e in errs), -len(errs)
+
+    return max(resolved, key=relevance)
+
+
+class _Mismatch:
+    """One error standing for a whole choice: no branch takes a value of this type, or each wants a key."""
+
+    def __init__(self, error: Any, message: str, keyword: str = "type") -> None:
+        self.absolute_path = error.absolute_path
+        self.validator = keyword
+        self.validator_value: Any = None
+        self.instance = error.instance
+        self.schema = error.schema
+        self.message = message
 
 
 def _short(value: Any) -> str:
@@ -39,116 +165,82 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-class Evaluator:
-    def __init__(self, schema: dict[str, Any]) -> None:
-        self.root = schema
+def _described(error: Any) -> list[SchemaError]:
+    path = tuple(error.absolute_path)
+    if error.validator == "unevaluatedProperties" and isinstance(error.instance, dict):
+        # the keys the message names; a known key whose value fails is among them (draft 2020-12), and
+        # errors() drops it where the value's own error says why
+        named = [k for k in error.instance if repr(k) in error.message]
+        return [SchemaError(path + (k,), f"unexpected key {str(k)!r}", "unevaluatedProperties", True) for k in named]
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        return [
+            SchemaError(path + (key,), f"unexpected key {str(key)!r}", "additionalProperties", True)
+            for key in _extra_keys(error.instance, error.schema)
+        ] or [SchemaError(path, error.message, error.validator, False)]
+    if error.validator == "required":
+        about_key = isinstance(error, _Mismatch) is False and bool(path)
+        return [SchemaError(path, error.message, "required", about_key)]
+    if error.validator == "oneOf" and not error.context:
+        message = f"{_short(error.instance)} matches more than one of the alternatives, where exactly one must"
+        return [SchemaError(path, message, "oneOf", False)]
+    message = error.message
+    shown = repr(error.instance)
+    if message.startswith(shown) and len(shown) > 60:
+        message = _short(error.instance) + message[len(shown) :]
+    return [SchemaError(path, message, str(error.validator), False)]
 
-    def resolve(self, ref: str) -> Any:
-        if not ref.startswith("#"):
-            return {}  # remote references are not followed (vendored schemas have none)
-        node: Any = self.root
-        for part in ref[1:].split("/")[1:]:
-            node = node[part.replace("~1", "/").replace("~0", "~")]
-        return node
 
-    def errors(self, instance: Any, schema: Any = None, path: Path = ()) -> list[Error]:  # noqa: C901 - one branch per JSON Schema keyword (issue 19 replaces this evaluator)
-        schema = self.root if schema is None else schema
-        if schema is True or schema == {}:
-            return []
-        if schema is False:
-            return [(path, "is not allowed here", False)]
-        out: list[Error] = []
-        if "$ref" in schema:
-            return self.errors(instance, self.resolve(schema["$ref"]), path)
-        t = schema.get("type")
-        if t is not None:
-            types = t if isinstance(t, list) else [t]
-            if not any(_TYPES[x](instance) for x in types):
-                return [(path, f"{_short(instance)} is not of type {' or '.join(types)}", False)]
-        if "enum" in schema and instance not in schema["enum"]:
-            choices = ", ".join(_short(c) for c in schema["enum"][:8])
-            out.append((path, f"{_short(instance)} is not one of {choices}", False))
-        if "const" in schema and instance != schema["const"]:
-            out.append((path, f"{_short(instance)} is not {_short(schema['const'])}", False))
-        if isinstance(instance, str):
-            if "pattern" in schema and not _regex(schema["pattern"]).search(instance):
-                out.append((path, f"{_short(instance)} does not match {schema['pattern']!r}", False))
-            if "minLength" in schema and len(instance) < schema["minLength"]:
-                out.append((path, f"{_short(instance)} is too short", False))
-        if isinstance(instance, list):
-            out += self._array(instance, schema, path)
-        if isinstance(instance, dict):
-            out += self._object(instance, schema, path)
-        for sub in schema.get("allOf", ()):
-            out += self.errors(instance, sub, path)
-        for key in ("anyOf", "oneOf"):
-            if key in schema:
-                out += self._choice(instance, schema[key], path, key)
-        if "not" in schema and not self.errors(instance, schema["not"], path):
-            out.append((path, f"{_short(instance)} is not allowed here", False))
-        return out
+def _extra_keys(instance: dict[Any, Any], node: dict[str, Any]) -> list[Any]:
+    props = node.get("properties", {})
+    patterns = [re.compile(p) for p in node.get("patternProperties", {})]
+    return [k for k in instance if k not in props and not any(p.search(str(k)) for p in patterns)]
 
-    def _array(self, instance: list[Any], schema: dict[str, Any], path: Path) -> list[Error]:
-        out: list[Error] = []
-        if "minItems" in schema and len(instance) < schema["minItems"]:
-            out.append((path, f"needs at least {schema['minItems']} item(s)", False))
-        items = schema.get("items")
-        if isinstance(items, dict):
-            for i, item in enumerate(instance):
-                out += self.errors(item, items, path + (i,))
-        elif isinstance(items, list):
-            for i, (item, sub) in enumerate(zip(instance, items, strict=False)):
-                out += self.errors(item, sub, path + (i,))
-        return out
 
-    def _object(self, instance: dict[str, Any], schema: dict[str, Any], path: Path) -> list[Error]:
-        out: list[Error] = []
-        for req in schema.get("required", ()):
-            if req not in instance:
-                out.append((path, f"{req!r} is a required property", False))
-        if "minProperties" in schema and len(instance) < schema["minProperties"]:
-            out.append((path, f"needs at least {schema['minProperties']} key(s)", False))
-        props = schema.get("properties", {})
-        patterns = schema.get("patternProperties", {})
-        additional = schema.get("additionalProperties", True)
-        for key, value in instance.items():
-            matched = False
-            if key in props:
-                matched = True
-                out += self.errors(value, props[key], path + (key,))
-            for pattern, sub in patterns.items():
-                if _regex(pattern).search(str(key)):
-                    matched = True
-                    out += self.errors(value, sub, path + (key,))
-            if not matched:
-                if additional is False:
-                    out.append((path + (key,), f"unexpected key {str(key)!r}", True))
-                elif isinstance(additional, dict):
-                    out += self.errors(value, additional, path + (key,))
-        for key, dep in schema.get("dependencies", {}).items():
-            if key in instance:
-                if isinstance(dep, list):
-                    out += [(path, f"{key!r} requires {d!r}", False) for d in dep if d not in instance]
-                else:
-                    out += self.errors(instance, dep, path)
-        return out
+def findings(
+    rule: str, name: str, root: yaml.Node, doc: Any, path: str, help_uri: str | None = None
+) -> Iterator[Finding]:
+    """Findings of rule ``rule`` for ``doc`` (composed from ``root``) against schema ``name``.
 
-    def _choice(self, instance: Any, branches: list[Any], path: Path, key: str) -> list[Error]:
-        results = [self.errors(instance, b, path) for b in branches]
-        passing = sum(1 for r in results if not r)
-        if key == "anyOf" and passing:
-            return []
-        if key == "oneOf" and passing == 1:
-            return []
-        if key == "oneOf" and passing > 1:
-            return [(path, f"{_short(instance)} is valid under more than one alternative", False)]
+    Yields nothing when the engine is missing: :func:`engine` reports that, and
+    validation turns it into a finding (never silently weaker).
+    """
+    found = errors(name, doc)
+    seen: set[tuple[int, str]] = set()
+    for err in found or ():
+        node = key_node(root, err.path) if err.at_key else node_at(root, err.path)
+        line, column = position(node)
+        label = ".".join(str(p) for p in err.path) or "(root)"
+        if (line, err.message) in seen:
+            continue
+        seen.add((line, err.message))
+        extra: dict[str, Any] = {"keyword": err.keyword}
+        if help_uri:
+            extra["help_uri"] = help_uri
+        yield Finding(rule, Severity.ERROR, f"{label}: {err.message}", path, line, column, extra=extra)
 
-        def relevance(errs: list[Error]) -> tuple[int, bool, int]:
-            # an unexpected key is an error about its object (as jsonschema places
-            # additionalProperties): counted deeper, the branch that does not expect
-            # runs-on/steps at all would beat the one a missing 'matrix' is about
-            deepest = max(len(p) - (1 if at_key else 0) for p, _m, at_key in errs)
-            typed = not all("is not of type" in m for _p, m, _k in errs)
-            return deepest, typed, -len(errs)
 
-        return max(results, key=relevance)
+class SchemaValidator(Validator):
+    """A YAML file checked against one vendored SchemaStore schema, reported under ``<name>.schema``."""
+
+    schema_name: ClassVar[str] = ""
+    help_uri: ClassVar[str] = ""
+    what: ClassVar[str] = "file"
+
+    def engines(self) -> Sequence[Engine]:
+        return (engine(),)
+
+    def check_file(self, capsule: Capsule, path: str, data: bytes) -> Iterable[Finding]:
+        docs, error = compose_all(data.decode("utf-8", "replace"))
+        rule = f"{self.name}.schema"
+        if error is not None:
+            return
+        if not docs:
+            yield Finding(rule, Severity.ERROR, f"empty {self.what}", path, 1, 1)
+            return
+        root = docs[0]
+        doc = to_data(root)
+        yield from findings(rule, self.schema_name, root, doc, path, self.help_uri)
+        yield from self.more(root, doc, path)
+
+    def more(self, root: Any, doc: Any, path: str) -> Iterable[Finding]:
+        return ()

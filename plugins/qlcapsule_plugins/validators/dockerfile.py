@@ -20,6 +20,10 @@ INSTRUCTIONS = frozenset(
     "ADD ARG CMD COPY ENTRYPOINT ENV EXPOSE FROM HEALTHCHECK LABEL MAINTAINER ONBUILD RUN SHELL STOPSIGNAL USER VOLUME WORKDIR".split()
 )
 _EXEC_FORM = frozenset({"CMD", "ENTRYPOINT", "RUN", "SHELL", "VOLUME", "ADD", "COPY"})
+#: instructions whose BuildKit parser takes no flag at all: a leading --word is "unknown flag"
+_NO_FLAGS = frozenset(
+    {"ENV", "MAINTAINER", "LABEL", "ONBUILD", "CMD", "ENTRYPOINT", "EXPOSE", "USER", "VOLUME", "SHELL"}
+)
 _DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9_-]*)\s*=\s*(.*?)\s*$")
 _HEREDOC = re.compile(r"<<-?\s*[\"']?([A-Za-z_][A-Za-z0-9_]*)[\"']?")
 
@@ -64,15 +68,14 @@ def parse(text: str) -> tuple[list[Instruction], list[tuple[int, str]]]:
                 while i < len(lines) and (not lines[i].strip() or lines[i].lstrip().startswith("#")):
                     i += 1  # comments and blank lines inside a continuation are skipped
                 if i >= len(lines):
-                    errors.append((start, "line continuation at the end of the file"))
-                    break
+                    break  # BuildKit ends the instruction at the end of the file (its testfile continue-at-eof)
                 line = lines[i]
                 continue
             parts.append(line)
             break
         i += 1
         logical = " ".join(p.strip() for p in parts).strip()
-        keyword, _, args = logical.partition(" ")
+        keyword, _, args = logical.replace("\t", " ").partition(" ")  # a tab separates words too (FROM\tubuntu)
         for tag in _HEREDOC.findall(args) if keyword.upper() in ("RUN", "COPY", "ADD") else []:
             while i < len(lines) and lines[i].strip() != tag:
                 i += 1
@@ -92,9 +95,16 @@ class DockerfileValidator(Validator):
         Rule("dockerfile.unknown-instruction", "an instruction Docker does not know", Severity.ERROR),
         Rule("dockerfile.from-first", "the first instruction is not FROM (only ARG may precede it)", Severity.ERROR),
         Rule("dockerfile.missing-args", "an instruction has no arguments", Severity.ERROR),
-        Rule("dockerfile.exec-form", "an exec-form argument list is not a valid JSON array of strings", Severity.ERROR),
+        Rule(
+            "dockerfile.exec-form",
+            "an exec-form list holds more than strings (error), or is not JSON and runs as shell form (warning)",
+            Severity.ERROR,
+        ),
         Rule("dockerfile.untagged-image", "a base image without a tag or digest (or :latest)", Severity.WARNING),
         Rule("dockerfile.maintainer", "MAINTAINER is deprecated; use LABEL", Severity.NOTE),
+        Rule(
+            "dockerfile.onbuild", "ONBUILD triggers ONBUILD, FROM or MAINTAINER, which BuildKit refuses", Severity.ERROR
+        ),
     )
 
     def check_file(self, capsule: Capsule, path: str, data: bytes) -> Iterable[Finding]:
@@ -142,6 +152,17 @@ class DockerfileValidator(Validator):
                     ins.column,
                 )
                 continue
+            refused = _instruction_problem(ins.keyword, ins.args)
+            if refused is not None:
+                rule = (
+                    "dockerfile.onbuild"
+                    if "ONBUILD" in refused
+                    else "dockerfile.unknown-flag"
+                    if refused.startswith("unknown flag")
+                    else "dockerfile.missing-args"
+                )
+                yield Finding(rule, Severity.ERROR, refused, path, ins.line, ins.column)
+                continue
             if ins.keyword == "FROM":
                 yield from _check_from(ins, stages, path)
             elif ins.keyword in _EXEC_FORM and ins.args.startswith("["):
@@ -155,6 +176,33 @@ class DockerfileValidator(Validator):
                     ins.line,
                     ins.column,
                 )
+
+
+def _instruction_problem(keyword: str, args: str) -> str | None:
+    """What BuildKit's instruction parser (``instructions.Parse``) refuses that the line parser lets through.
+
+    The messages are BuildKit's: ``COPY requires at least two arguments``, ``ENV must
+    have two arguments``, ``Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed``.
+    """
+    words = args.split()
+    if keyword in _NO_FLAGS and words and words[0].startswith("--") and len(words[0]) > 2:
+        return f"unknown flag: {words[0].split('=', 1)[0]}"
+    if keyword == "ONBUILD":
+        trigger = args.split(None, 1)[0].upper() if args.split() else ""
+        if trigger == "ONBUILD":
+            return "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed"
+        if trigger in ("FROM", "MAINTAINER"):
+            return f"{trigger} isn't allowed as an ONBUILD trigger"
+        return _instruction_problem(trigger, args.split(None, 1)[1] if len(args.split(None, 1)) > 1 else "")
+    if keyword in ("COPY", "ADD") and not args.startswith("["):
+        words = [w for w in args.split() if not w.startswith("--")]
+        if len(words) < 2 and not any(w.startswith("<<") for w in words):
+            return f"{keyword} requires at least two arguments, but only one was provided. Destination could not be determined"
+    if keyword in ("ENV", "LABEL"):
+        first = args.split(None, 1)[0] if args.split() else ""
+        if first and "=" not in first and len(args.split(None, 1)) < 2:
+            return f"{keyword} must have two arguments"
+    return None
 
 
 def _check_from(ins: Instruction, stages: set[str], path: str) -> Iterable[Finding]:
@@ -197,11 +245,13 @@ def _check_exec(ins: Instruction, path: str) -> Iterable[Finding]:
     try:
         value = json.loads(args)
     except json.JSONDecodeError as exc:
-        # Docker falls back to shell form here, which is almost never what was meant.
+        if not args.rstrip().endswith("]"):
+            return  # shell form that starts with a test: RUN [ "$X" = 1 ] && exit 0
+        # BuildKit accepts it as shell form, which is almost never what was meant: a warning
         yield Finding(
             "dockerfile.exec-form",
-            Severity.ERROR,
-            f"{ins.keyword} exec form is not valid JSON ({exc.msg}); use double quotes",
+            Severity.WARNING,
+            f"{ins.keyword} exec form is not valid JSON ({exc.msg}), so it runs as shell form; use double quotes",
             path,
             ins.line,
             ins.column,

@@ -10,6 +10,7 @@ per-requirement options (``--hash=ALGO:HEX``, ``--config-settings``,
 
 from __future__ import annotations
 
+import fnmatch
 import posixpath
 import re
 import shlex
@@ -29,6 +30,10 @@ _FLAGS = {"--no-index", "--pre", "--prefer-binary", "--require-hashes"}
 #: the options pip accepts after a requirement on its line, and the algorithms its --hash takes
 _PER_REQUIREMENT = {"--hash", "--config-settings", "--global-option"}
 _STRONG_HASHES = ("sha256", "sha384", "sha512")
+_HEX_DIGITS = {"sha256": 64, "sha384": 96, "sha512": 128}
+#: how deep ``-r``/``-c`` includes are followed, and the largest included file read
+MAX_INCLUDE_DEPTH = 8
+MAX_INCLUDE_BYTES = 1024 * 1024
 
 
 def split_requirement(line: str) -> tuple[str, str]:
@@ -67,6 +72,8 @@ def option_problems(options: str) -> Iterator[str]:
                 yield f"--hash {clip(value)}: expected a hash name and a value, like sha256:abcde..."
             elif algo not in _STRONG_HASHES:
                 yield f"--hash {clip(value)}: pip allows {', '.join(_STRONG_HASHES)}"
+            elif not re.fullmatch(f"[0-9a-fA-F]{{{_HEX_DIGITS[algo]}}}", digest):
+                yield f"--hash {clip(value)}: a {algo} digest is {_HEX_DIGITS[algo]} hex digits"
 
 
 def logical_lines(text: str) -> Iterator[tuple[int, str]]:
@@ -101,7 +108,30 @@ class RequirementsValidator(Validator):
         Rule("requirements.include", "a referenced requirements file is missing from the capsule", Severity.WARNING),
     )
 
-    def check_file(self, capsule: Capsule, path: str, data: bytes) -> Iterable[Finding]:  # noqa: C901 - one branch per kind of requirements line
+    def __init__(self) -> None:
+        super().__init__()
+        #: included files already checked in this run, by (capsule root, path): each is reported once
+        self._followed: set[tuple[str, str]] = set()
+
+    def check_file(self, capsule: Capsule, path: str, data: bytes) -> Iterable[Finding]:
+        self._followed.add((str(capsule.root), path))
+        yield from self._check(capsule, path, data, 0)
+
+    def _follow(self, capsule: Capsule, rel: str, depth: int) -> Iterable[Finding]:
+        """An included file inside the capsule that the patterns do not select (``base.in``): checked too."""
+        key = (str(capsule.root), rel)
+        if key in self._followed or depth > MAX_INCLUDE_DEPTH:
+            return
+        self._followed.add(key)
+        if any(_selected(rel, p) for p in self.patterns):
+            return  # validated on its own
+        root = capsule.root.resolve()
+        target = (capsule.root / rel).resolve()
+        if not target.is_relative_to(root) or target.stat().st_size > MAX_INCLUDE_BYTES:
+            return  # a link out of the capsule is never read; a huge include is not a requirements file
+        yield from self._check(capsule, rel, target.read_bytes(), depth)
+
+    def _check(self, capsule: Capsule, path: str, data: bytes, depth: int) -> Iterable[Finding]:  # noqa: C901 - one branch per kind of requirements line
         if b"\x00" in data:  # a binary file under a text file's name: one finding, not one per "line"
             yield Finding("requirements.syntax", Severity.ERROR, "not a text file (NUL byte)", path, 1, 1)
             return
@@ -147,6 +177,8 @@ class RequirementsValidator(Validator):
                                 number,
                                 1,
                             )
+                        else:
+                            yield from self._follow(capsule, rel, depth + 1)
                 continue
             if re.match(r"^[a-z][a-z0-9+.-]*://", line, re.I) or line.startswith((".", "/")):
                 continue  # a direct URL or a local path, as pip accepts them
@@ -178,6 +210,12 @@ class RequirementsValidator(Validator):
                 )
             else:
                 seen[key] = number
+
+
+def _selected(path: str, pattern: str) -> bool:
+    """Whether the validator's own ``patterns`` select ``path`` (a name pattern at any depth, as capsule globs)."""
+    name = path.rsplit("/", 1)[-1]
+    return fnmatch.fnmatchcase(path, pattern) or ("/" not in pattern and fnmatch.fnmatchcase(name, pattern))
 
 
 @hookimpl

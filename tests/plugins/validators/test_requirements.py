@@ -8,7 +8,7 @@ from vcase import findings, rules
 GOOD = """# pinned
 fastapi>=0.110,<1
 uvicorn[standard]==0.30.1 \\
-    --hash=sha256:abc
+    --hash=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
 pydantic ; python_version >= "3.10"
 -r requirements-dev.txt
 --index-url https://pypi.org/simple
@@ -41,12 +41,14 @@ def test_versions_packaging_refuses_are_errors(tmp_path, line):
 
 def test_options_after_a_requirement_are_checked_as_pip_does(tmp_path):
     text = (
-        "a==1 --hash=sha256:ab --hash sha512:cd\n"
+        f"a==1 --hash=sha256:{'ab' * 32} --hash sha512:{'CD' * 64}\n"
         "b==1 --hash=md5:ab\n"
         "c==1 --hash=sha256\n"
         "d==1 --index-url https://x\n"
         "e==1 --hash\n"
         "f==1 --config-settings k=v\n"
+        "g==1 --hash=sha256:abc\n"
+        f"h==1 --hash=sha384:{'g' * 96}\n"
     )
     found = findings(tmp_path, {"requirements.txt": text}, "requirements")
     assert [(f.line, f.message) for f in found] == [
@@ -54,6 +56,8 @@ def test_options_after_a_requirement_are_checked_as_pip_does(tmp_path):
         (3, "--hash sha256: expected a hash name and a value, like sha256:abcde..."),
         (4, "pip option --index-url is not allowed after a requirement"),
         (5, "pip option --hash needs a value"),
+        (7, "--hash sha256:abc: a sha256 digest is 64 hex digits"),
+        (8, f"--hash sha384:{'g' * 96}: a sha384 digest is 96 hex digits"),
     ]
 
 
@@ -97,3 +101,33 @@ def test_an_option_without_its_value_is_an_error(tmp_path):
         ("requirements.syntax", 3, "pip option -r needs a value"),
         ("requirements.syntax", 4, "pip option --extra-index-url needs a value"),
     ]
+
+
+def test_included_files_are_checked_once_where_they_are(tmp_path):
+    """``-r base.in`` (a name the patterns do not select) is read and checked; its findings name it."""
+    files = {
+        "requirements.txt": "-r base.in\nflask\n",
+        "requirements-dev.txt": "-r base.in\n-c requirements.txt\npytest\n",
+        "base.in": "requests\nfoo~=1\n-r deeper/more.in\n",
+        "deeper/more.in": "-r ../base.in\nbar>=1.*\n",
+    }
+    found = findings(tmp_path, files, "requirements")
+    assert [(f.path, f.line, f.rule) for f in found] == [
+        ("base.in", 2, "requirements.syntax"),
+        ("deeper/more.in", 2, "requirements.syntax"),
+    ]
+
+
+def test_an_include_that_is_a_link_out_of_the_capsule_is_not_read(tmp_path):
+    outside = tmp_path / "outside.in"
+    outside.write_text("foo~=1\n")
+    root = tmp_path / "c"
+    root.mkdir()
+    (root / "base.in").symlink_to(outside)  # excluded, so the walk (which refuses links) never sees it
+    definition = "name: demo\nversion: 1.0.0\nexclude: [base.in]\n"
+    found = findings(root, {"requirements.txt": "-r base.in\nflask\n"}, "requirements", definition=definition)
+    assert found == []
+    (root / "base.in").unlink()
+    (root / "base.in").write_text("foo~=1\n")
+    found = findings(root, {"requirements.txt": "-r base.in\nflask\n"}, "requirements", definition=definition)
+    assert [(f.path, f.line) for f in found] == [("base.in", 1)]  # the same file, inside: read

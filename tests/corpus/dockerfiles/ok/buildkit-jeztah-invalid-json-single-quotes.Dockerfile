@@ -1,0 +1,1 @@
+CMD ['echo','single quotes are invalid JSON']
