@@ -16,7 +16,7 @@ def test_an_adopting_repository_fails_only_on_new_findings(tmp_path, qlcapsule_c
     assert first.exit_code == 1
     again = qlcapsule_cli("validate", "svc", "--baseline", "baseline.json", "--json")
     assert again.exit_code == 0, again.stdout
-    (capsule,) = json.loads(again.stdout)["capsules"]
+    (capsule,) = json.loads(again.stdout)["result"]["capsules"]
     assert capsule["findings"] == [] and capsule["baselined"] >= 1 and capsule["score"] == 1.0
     # the same finding on another line is still the baselined one; a new one fails the run
     (tmp_path / "svc" / "a.py").write_text("\n\ndef (\n")

@@ -55,7 +55,7 @@ def test_validate_engines_lists_every_engine(qlcapsule_cli):
         "schemastore: check-jsonschema " in res.stdout
         and "[compose, dependabot, github-action, github-workflow]" in res.stdout
     )
-    rows = {r["engine"]: r for r in json.loads(qlcapsule_cli("validate", "--engines", "--json").stdout)}
+    rows = {r["engine"]: r for r in json.loads(qlcapsule_cli("validate", "--engines", "--json").stdout)["result"]}
     assert rows["schemastore"]["present"] and not rows["schemastore"]["optional"]
 
 
