@@ -183,7 +183,7 @@ def canonical_format(cls: type[Exporter] | Exporter, fmt: str) -> str:
     return cls.formats[0] if cls.formats and fmt not in cls.formats else fmt
 
 
-def _inside_capsule(capsule: Capsule, target: Path) -> str | None:
+def inside_capsule(capsule: Capsule, target: Path) -> str | None:
     """The capsule-relative path when ``target`` would become one of the capsule's files."""
     try:
         rel = target.resolve().relative_to(capsule.root)
@@ -227,7 +227,7 @@ def export_capsule(  # noqa: C901 - one path for every format, option source and
         into_dir = output is not None and str(output).endswith(("/", os.sep))
         if into_dir or (target.is_dir() and not directory) or (output is None and directory):
             target = target / exporter.filename(capsule, fmt)
-        inside = _inside_capsule(capsule, target)
+        inside = inside_capsule(capsule, target)
         if inside is not None:
             raise InputError(
                 f"{target}: refusing to write the export inside the capsule (it would become part of it as "

@@ -430,9 +430,9 @@ def _plan_commit(plan: CapsulePlan, capsule: Capsule) -> None:
         check_text(plan.options.message, "-m/--message")
     store = Path(plan.store).expanduser() if plan.store else None
     if store is not None:
-        from .exporting import _inside_capsule  # noqa: PLC0415 -- start-up: exporting loads only when this is called
+        from .exporting import inside_capsule  # noqa: PLC0415 -- start-up: exporting loads only when this is called
 
-        inside = _inside_capsule(capsule, store / "HEAD")
+        inside = inside_capsule(capsule, store / "HEAD")
         if inside is not None:
             raise InputError(
                 f"{plan.store}: the store is inside the capsule {capsule.root}, where the next seal would take it "
@@ -499,14 +499,14 @@ def _same_signature(commit: Any, capsule: Capsule) -> bool:
 
 def _plan_outputs(plan: CapsulePlan, capsule: Capsule) -> None:
     """Refuse outputs that would land in the capsule, and local artifacts another build already left."""
-    from .exporting import _inside_capsule  # noqa: PLC0415 -- start-up: exporting loads only when this is called; the one rule for "this path would become a capsule file"
+    from .exporting import inside_capsule  # noqa: PLC0415 -- start-up: exporting loads only when this is called; the one rule for "this path would become a capsule file"
 
     exported: dict[str, str | None] = {}
     for art in plan.artifacts:
         if art["provider"] not in ("local", None):
             continue
         path = Path(art["location"])
-        inside = _inside_capsule(capsule, path)
+        inside = inside_capsule(capsule, path)
         if inside is not None:
             what = f"target {art['target']!r}" if art["target"] else "-o/--output"
             raise InputError(
