@@ -45,6 +45,9 @@ class _Group(click.Group):
             for module in COMMAND_MODULES:
                 self._load(module)
             self._all_loaded = True
+            from ..plugins.manager import registry
+
+            registry().add_commands(self)  # plugins' commands (qlcapsule_register_commands), after the built-ins
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in FAST_COMMANDS:
