@@ -1,0 +1,370 @@
+"""The FastAPI application: ``create_app(settings)``.
+
+Every request body is bounded before it is parsed (``Content-Length`` and the bytes actually read against
+``max_body``; JSON nesting against ``max_depth``). Every write needs a token with the right scope and is
+audited; reads need a ``read`` token unless the operator allowed anonymous reads. Errors are one line
+(``{"error": ...}``) that never echoes a token. Handlers are plain functions (FastAPI runs them in its thread
+pool), each one transaction.
+"""
+
+# No ``from __future__ import annotations``: FastAPI reads the handlers' annotations at runtime, and the
+# dependency aliases (Reader, Publisher) are local to create_app.
+import hashlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi import Path as PathParam
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+
+from qlcapsule import InputError, QlcapsuleError, RemoteError, UsageError, VerificationError, __version__, parse_lock
+
+from . import db, tokens
+from .bounds import load_json
+from .catalog import MAX_LIMIT, Catalog
+from .config import Settings
+from .logs import log
+from .metrics import Metrics
+from .schemas import DeliveryStatusIn, Publication, Published
+from .verify import judge, load_keys
+
+API = "/api/v1"
+KEYID = r"^[A-Za-z0-9:_.+/=-]{8,128}$"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def _status_of(exc: QlcapsuleError) -> int:
+    if isinstance(exc, VerificationError):
+        return 422
+    if isinstance(exc, RemoteError):
+        return 503
+    if isinstance(exc, (InputError, UsageError)):
+        return 400
+    return 500
+
+
+def create_app(settings: Settings) -> FastAPI:  # noqa: C901 - the routes are closures over the app's state
+    engine = db.make_engine(settings.database_url)
+    sessions = db.session_factory(engine)
+    keys = load_keys(settings.trust_file)  # a bad trust file stops the start, it is the operator's input
+
+    def sizes() -> dict[str, int]:
+        with db.transaction(sessions) as session:
+            return Catalog(session).sizes()
+
+    metrics = Metrics(sizes)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if settings.migrate:
+            db.upgrade(engine)
+        log("server.start", database=engine.url.render_as_string(hide_password=True), trusted_keys=len(keys))
+        if not keys:
+            log("server.no_trusted_keys", logging.WARNING, reason="no publication can be verified; give serve --trust")
+        yield
+        engine.dispose()
+        log("server.stop")
+
+    app = FastAPI(
+        title="qlcapsule catalog",
+        version=__version__,
+        description="Every capsule, version, signature, artifact and delivery (docs/server.md).",
+        lifespan=lifespan,
+    )
+    app.state.settings, app.state.engine, app.state.metrics = settings, engine, metrics
+
+    # -- errors, metrics and the request log --------------------------------------
+    @app.exception_handler(ApiError)
+    def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(QlcapsuleError)
+    def _qlcapsule_error(_request: Request, exc: QlcapsuleError) -> JSONResponse:
+        return JSONResponse({"error": exc.message}, status_code=_status_of(exc))
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        start = time.perf_counter()
+        status = 500
+        try:
+            response: Response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = getattr(request.scope.get("route"), "path", "unmatched")
+            elapsed = time.perf_counter() - start
+            metrics.requests.labels(request.method, route, str(status)).inc()
+            metrics.latency.labels(request.method, route).observe(elapsed)
+            log("http.request", method=request.method, route=route, status=status, ms=round(elapsed * 1000, 1))
+
+    # -- authentication --------------------------------------------------------
+    def principal(request: Request, scope: str) -> tokens.Principal:
+        header = request.headers.get("authorization", "")
+        if not header:
+            if scope == "read" and settings.anonymous_read:
+                return tokens.ANONYMOUS
+            raise ApiError(401, "a bearer token is required (Authorization: Bearer qlc_...)")
+        kind, _, token = header.partition(" ")
+        if kind.lower() != "bearer" or not token:
+            raise ApiError(401, "expected Authorization: Bearer <token>")
+        with db.transaction(sessions) as session:
+            found = tokens.authenticate(session, token.strip())
+        if found is None:
+            raise ApiError(401, "unknown or revoked token")
+        if not found.allows(scope):
+            raise ApiError(403, f"token {found.name!r} lacks the {scope!r} scope")
+        return found
+
+    def reader(request: Request) -> tokens.Principal:
+        return principal(request, "read")
+
+    def publisher(request: Request) -> tokens.Principal:
+        return principal(request, "publish")
+
+    Reader = Annotated[tokens.Principal, Depends(reader)]
+    Publisher = Annotated[tokens.Principal, Depends(publisher)]
+    Offset = Annotated[int, Query(ge=0, le=10**9)]
+    Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+
+    async def body(request: Request) -> Any:
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > settings.max_body):
+            raise ApiError(413, f"request body: at most {settings.max_body} bytes are accepted")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > settings.max_body:
+                raise ApiError(413, f"request body: at most {settings.max_body} bytes are accepted")
+            chunks.append(chunk)
+        return load_json(b"".join(chunks), max_bytes=settings.max_body, max_depth=settings.max_depth)
+
+    def model(cls: Any, data: Any) -> Any:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            raise ApiError(422, f"request body: {where}: {first['msg']}") from None
+
+    def etagged(request: Request, data: Any) -> Response:
+        raw = json.dumps(jsonable_encoder(data), separators=(",", ":"), sort_keys=True).encode()
+        tag = '"' + hashlib.sha256(raw).hexdigest()[:32] + '"'
+        if tag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+            return Response(status_code=304, headers={"ETag": tag})
+        return Response(raw, media_type="application/json", headers={"ETag": tag})
+
+    def page(request: Request, found: tuple[list[dict[str, Any]], int], offset: int, limit: int) -> Response:
+        items, total = found
+        return etagged(request, {"items": items, "total": total, "offset": offset, "limit": limit})
+
+    # -- probes and metrics ---------------------------------------------------------
+    @app.get("/healthz", tags=["probes"])
+    def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["probes"])
+    def readyz() -> JSONResponse:
+        """The database answers and its schema is the newest this server knows."""
+        try:
+            current = db.current_revision(engine)
+        except RemoteError as exc:
+            return JSONResponse({"status": "unavailable", "error": exc.message}, status_code=503)
+        head = db.head_revision()
+        if current != head:
+            return JSONResponse({"status": "migrating", "database": current, "expected": head}, status_code=503)
+        return JSONResponse({"status": "ready", "database": current})
+
+    @app.get("/metrics", tags=["probes"], response_class=Response)
+    def prometheus() -> Response:
+        """Prometheus text format."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    # -- ingestion ----------------------------------------------------------------
+    @app.post(
+        f"{API}/publish",
+        tags=["ingest"],
+        response_model=Published,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": Publication.model_json_schema(ref_template="#/components/schemas/{model}")
+                    }
+                },
+            }
+        },
+    )
+    async def publish(request: Request, who: Publisher) -> Response:
+        """Record one shipped capsule (scope ``publish``). Its signatures are checked against the server's
+        trust policy; unsigned or untrusted publications are refused (422) or recorded, per ``serve`` flags."""
+        pub: Publication = model(Publication, await body(request))
+        return await _run(lambda: _publish(pub, who))
+
+    def _publish(pub: Publication, who: tokens.Principal) -> JSONResponse:
+        lock = parse_lock(pub.lock.encode("utf-8"), "lock")
+        shipped = pub.capsule
+        if (shipped.name, shipped.version, shipped.digest) != (lock.name, lock.version, lock.digest):
+            raise ApiError(
+                422,
+                f"capsule: {shipped.name}@{shipped.version} sha256:{shipped.digest[:16]}... is not the lock's "
+                f"{lock.name}@{lock.version} sha256:{lock.digest[:16]}...",
+            )
+        if shipped.dry_run:
+            raise ApiError(422, "capsule.dry_run: a dry run shipped nothing; publish a real ship report")
+        try:
+            verdict = judge(lock, pub.envelope.encode("utf-8") if pub.envelope else None, keys)
+        except VerificationError as exc:
+            metrics.publishes.labels("refused", "invalid").inc()
+            _audit(who, "publish", f"{lock.name}@{lock.version}", "refused: invalid signature")
+            raise ApiError(422, exc.message) from None
+        policy = {"unsigned": settings.unsigned, "untrusted": settings.untrusted}.get(verdict.status)
+        if policy == "refuse":
+            metrics.publishes.labels("refused", verdict.status).inc()
+            _audit(who, "publish", f"{lock.name}@{lock.version}", f"refused: {verdict.status}")
+            raise ApiError(
+                422,
+                f"{lock.name}@{lock.version}: {verdict.status}: {verdict.reason} (the server refuses {verdict.status} versions)",
+            )
+        with db.transaction(sessions) as session:
+            result = Catalog(session).publish(pub, lock, verdict, who.name)
+        metrics.publishes.labels("created" if result["created"] else "unchanged", verdict.status).inc()
+        return JSONResponse(result, status_code=201 if result["created"] else 200)
+
+    def _audit(who: tokens.Principal, action: str, subject: str, outcome: str) -> None:
+        with db.transaction(sessions) as session:
+            Catalog(session).audit(who.name, action, subject, outcome)
+
+    @app.post(
+        f"{API}/deliveries",
+        tags=["ingest"],
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": DeliveryStatusIn.model_json_schema(ref_template="#/components/schemas/{model}")
+                    }
+                },
+            }
+        },
+    )
+    async def delivery_status(request: Request, who: Publisher) -> Response:
+        """A delivery step's status (scope ``publish``): planned, uploading, verifying, delivered or failed."""
+        report: DeliveryStatusIn = model(DeliveryStatusIn, await body(request))
+
+        def run() -> JSONResponse:
+            with db.transaction(sessions) as session:
+                catalog = Catalog(session)
+                vid = catalog.version_id(report.capsule, report.version)
+                if vid is None:
+                    raise ApiError(404, f"{report.capsule}@{report.version} is not in the catalog")
+                _, changed = catalog.delivery_status(
+                    vid,
+                    report.target,
+                    report.provider,
+                    report.status,
+                    url=report.url,
+                    detail=report.detail,
+                    nbytes=report.bytes,
+                )
+                catalog.audit(
+                    who.name, "delivery", f"{report.capsule}@{report.version} -> {report.target}", report.status
+                )
+            metrics.deliveries.labels(report.provider, report.status).inc()
+            return JSONResponse({"status": report.status, "changed": changed})
+
+        return await _run(run)
+
+    # -- queries ----------------------------------------------------------------------
+    @app.get(f"{API}/capsules", tags=["catalog"])
+    def capsules(
+        request: Request,
+        _who: Reader,
+        offset: Offset = 0,
+        limit: Limit = 50,
+        q: Annotated[str | None, Query(max_length=63)] = None,
+    ) -> Response:
+        """Capsules by name (``q``: a substring), with the repositories they live in."""
+        with db.transaction(sessions) as session:
+            return page(request, Catalog(session).capsules(offset, limit, q), offset, limit)
+
+    @app.get(f"{API}/capsules/{{name}}/versions", tags=["catalog"])
+    def versions(request: Request, name: str, _who: Reader, offset: Offset = 0, limit: Limit = 50) -> Response:
+        """A capsule's versions, newest first, with their signature verdicts, refs and template."""
+        with db.transaction(sessions) as session:
+            return page(request, Catalog(session).versions(name, offset, limit), offset, limit)
+
+    @app.get(f"{API}/capsules/{{name}}/versions/{{version}}", tags=["catalog"])
+    def version(request: Request, name: str, version: str, _who: Reader) -> Response:
+        """One version with its files (from the lock), findings and artifacts."""
+        with db.transaction(sessions) as session:
+            found = Catalog(session).version(name, version)
+        if found is None:
+            raise ApiError(404, f"{name}@{version} is not in the catalog")
+        return etagged(request, found)
+
+    @app.get(f"{API}/capsules/{{name}}/versions/{{version}}/deliveries", tags=["catalog"])
+    def deliveries(request: Request, name: str, version: str, _who: Reader) -> Response:
+        """Where ``name@version`` was delivered, each delivery's status and its timeline."""
+        with db.transaction(sessions) as session:
+            found = Catalog(session).deliveries(name, version)
+        if found is None:
+            raise ApiError(404, f"{name}@{version} is not in the catalog")
+        return etagged(request, {"items": found})
+
+    @app.get(f"{API}/files/{{sha256}}/versions", tags=["catalog"])
+    def containing(
+        request: Request,
+        sha256: Annotated[str, PathParam(pattern=r"^[0-9a-f]{64}$")],
+        _who: Reader,
+        offset: Offset = 0,
+        limit: Limit = 50,
+    ) -> Response:
+        """Versions whose lock lists a file with this SHA-256."""
+        with db.transaction(sessions) as session:
+            return page(request, Catalog(session).containing(sha256, offset, limit), offset, limit)
+
+    @app.get(f"{API}/keys/{{keyid}}/versions", tags=["catalog"])
+    def signed_by(
+        request: Request,
+        keyid: Annotated[str, PathParam(pattern=KEYID)],
+        _who: Reader,
+        only: bool = False,
+        offset: Offset = 0,
+        limit: Limit = 50,
+    ) -> Response:
+        """Versions a trusted key (id or a prefix of 8+ characters) verifiably signed; ``only=true``: those no
+        other trusted key signed."""
+        with db.transaction(sessions) as session:
+            return page(
+                request, Catalog(session).signed_by(keyid, only=only, offset=offset, limit=limit), offset, limit
+            )
+
+    @app.get(f"{API}/templates/behind", tags=["catalog"])
+    def behind(request: Request, _who: Reader, at_least: Annotated[int, Query(ge=0, le=10_000)] = 1) -> Response:
+        """Capsules whose newest version was generated from a template ``at_least`` versions behind the newest."""
+        with db.transaction(sessions) as session:
+            return etagged(request, {"items": Catalog(session).behind(at_least)})
+
+    return app
+
+
+async def _run(work: Callable[[], Response]) -> Response:
+    """Blocking database work off the event loop."""
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(work)
