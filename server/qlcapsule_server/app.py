@@ -103,7 +103,11 @@ def create_app(settings: Settings) -> FastAPI:  # noqa: C901 - the routes are cl
             status = response.status_code
             return response
         finally:
-            route = getattr(request.scope.get("route"), "path", "unmatched")
+            # the route template (never the raw path: unbounded label values); /docs and /openapi.json have no
+            # template of their own
+            route = getattr(request.scope.get("route"), "path", None) or (
+                request.url.path if status != 404 else "unmatched"
+            )
             elapsed = time.perf_counter() - start
             metrics.requests.labels(request.method, route, str(status)).inc()
             metrics.latency.labels(request.method, route).observe(elapsed)

@@ -247,7 +247,9 @@ class Catalog:
         sigs = self.session.scalars(
             select(SignatureRow).where(SignatureRow.version_id == v.id).order_by(SignatureRow.keyid)
         )
-        refs = self.session.scalars(select(RefRow).where(RefRow.version_id == v.id).order_by(RefRow.kind, RefRow.name))
+        refs = self.session.scalars(
+            select(RefRow).where(RefRow.version_id == v.id).order_by(RefRow.kind, RefRow.name)
+        ).all()
         template = self.session.get(TemplateRow, v.template_id) if v.template_id else None
         validation = self.session.scalar(select(ValidationRow).where(ValidationRow.version_id == v.id))
         out: dict[str, Any] = {
@@ -303,7 +305,9 @@ class Catalog:
         """Versions a verified signature of key ``keyid`` (or a key id starting with it) covers; with
         ``only``, those no other trusted key signed (what to re-sign when K is revoked)."""
         mine = SignatureRow.keyid.startswith(keyid, autoescape=True)
-        cond: ColumnElement[bool] = exists().where(SignatureRow.version_id == VersionRow.id, SignatureRow.verified.is_(True), mine)
+        cond: ColumnElement[bool] = exists().where(
+            SignatureRow.version_id == VersionRow.id, SignatureRow.verified.is_(True), mine
+        )
         if only:
             other = aliased(SignatureRow)
             cond = and_(

@@ -60,9 +60,10 @@ def request(url: str, token: str | None, method: str = "GET", data: Any = None) 
             with opener.open(req, timeout=TIMEOUT) as answer:
                 return answer.status, _read(answer)
         except urllib.error.HTTPError as exc:
-            if exc.code >= 500:
-                raise TransientError(f"{url}: HTTP {exc.code}") from None
-            return exc.code, _read(exc)
+            with exc:
+                if exc.code >= 500:
+                    raise TransientError(f"{url}: HTTP {exc.code}: {_error(exc.code, _read(exc))}") from None
+                return exc.code, _read(exc)
         except urllib.error.URLError as exc:
             raise TransientError(f"{url}: {exc.reason}") from None
 

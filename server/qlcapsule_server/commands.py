@@ -132,7 +132,23 @@ def serve(
         timeout_graceful_shutdown=graceful_timeout,
         server_header=False,
     )
-    uvicorn.Server(config).run()
+    _graceful_server()(config).run()
+
+
+def _graceful_server() -> Any:
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; a finished graceful stop is what the
+        signal asked for, so ``serve`` exits 0 with its last JSON log line instead of the CLI's interruption."""
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            captured = getattr(self, "_captured_signals", None)
+            if isinstance(captured, list):
+                captured.clear()
+
+    return GracefulServer
 
 
 @click.group()

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Key, Serve, Ship
 
+from conftest import Key, Serve, Ship
 from qlcapsule import CredentialsError, VerificationError
 from qlcapsule_server.client import publication, publish
 
@@ -46,7 +46,9 @@ def test_untrusted_and_unsigned_are_refused_by_default_and_recorded_when_marked(
     token = strict.token("publish")
     untrusted = ship("billing", key=other_key)
     unsigned = ship("ledger", key=None)
-    with pytest.raises(VerificationError, match=r"refused billing@1\.0\.0: billing@1\.0\.0: untrusted: .*not signed by a trusted key"):
+    with pytest.raises(
+        VerificationError, match=r"refused billing@1\.0\.0: billing@1\.0\.0: untrusted: .*not signed by a trusted key"
+    ):
         publish(strict.url, token, untrusted)
     with pytest.raises(VerificationError, match=r"ledger@1\.0\.0: unsigned"):
         publish(strict.url, token, unsigned)
@@ -171,7 +173,9 @@ def test_publish_command_reads_the_report_and_the_token_from_the_environment(
     result = CliRunner().invoke(main, [*args, "--json"])
     assert json.loads(result.output)["published"][0]["created"] is False
     # the token never goes over plain HTTP to another machine
-    result = CliRunner().invoke(main, ["catalog", "publish", "--url", "http://catalog.example", "--token-env", "CATALOG_TOKEN", str(report)])
+    result = CliRunner().invoke(
+        main, ["catalog", "publish", "--url", "http://catalog.example", "--token-env", "CATALOG_TOKEN", str(report)]
+    )
     assert result.exit_code == 2 and "use https so the token is not sent in clear" in result.output
     monkeypatch.delenv("CATALOG_TOKEN")
     result = CliRunner().invoke(main, args)
