@@ -32,7 +32,7 @@ from .catalog import MAX_LIMIT, Catalog
 from .config import Settings
 from .logs import log
 from .metrics import Metrics
-from .schemas import DeliveryStatusIn, Publication, Published
+from .schemas import DeliveryStatusIn, Publication, Published, SyncMove
 from .verify import judge, load_keys
 
 API = "/api/v1"
@@ -201,16 +201,7 @@ def create_app(settings: Settings) -> FastAPI:  # noqa: C901 - the routes are cl
         f"{API}/publish",
         tags=["ingest"],
         response_model=Published,
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": Publication.model_json_schema(ref_template="#/components/schemas/{model}")
-                    }
-                },
-            }
-        },
+        openapi_extra=_body_schema(Publication),
     )
     async def publish(request: Request, who: Publisher) -> Response:
         """Record one shipped capsule (scope ``publish``). Its signatures are checked against the server's
@@ -255,16 +246,7 @@ def create_app(settings: Settings) -> FastAPI:  # noqa: C901 - the routes are cl
     @app.post(
         f"{API}/deliveries",
         tags=["ingest"],
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": DeliveryStatusIn.model_json_schema(ref_template="#/components/schemas/{model}")
-                    }
-                },
-            }
-        },
+        openapi_extra=_body_schema(DeliveryStatusIn),
     )
     async def delivery_status(request: Request, who: Publisher) -> Response:
         """A delivery step's status (scope ``publish``): planned, uploading, verifying, delivered or failed."""
@@ -290,6 +272,29 @@ def create_app(settings: Settings) -> FastAPI:  # noqa: C901 - the routes are cl
                 )
             metrics.deliveries.labels(report.provider, report.status).inc()
             return JSONResponse({"status": report.status, "changed": changed})
+
+        return await _run(run)
+
+    @app.get(f"{API}/sync", tags=["ingest"])
+    def sync_state(who: Publisher, repository: Annotated[str, Query(min_length=1, max_length=2048)]) -> dict[str, Any]:
+        """The commit each head ref of ``repository`` was indexed up to (``catalog sync``; scope ``publish``)."""
+        with db.transaction(sessions) as session:
+            return {"repository": repository, "refs": Catalog(session).sync_state(repository)}
+
+    @app.post(f"{API}/sync", tags=["ingest"], openapi_extra=_body_schema(SyncMove))
+    async def sync_move(request: Request, who: Publisher) -> Response:
+        """Move a ref's record from ``previous`` to ``commit`` (compare-and-swap; ``moved`` false: another run
+        moved it first)."""
+        move: SyncMove = model(SyncMove, await body(request))
+
+        def run() -> Response:
+            with db.transaction(sessions) as session:
+                catalog = Catalog(session)
+                moved = catalog.move_sync_state(move.repository, move.ref, move.commit, move.previous)
+                catalog.audit(
+                    who.name, "sync", f"{move.repository} {move.ref} {move.commit}", "moved" if moved else "raced"
+                )
+            return JSONResponse({"moved": moved})
 
         return await _run(run)
 
@@ -365,6 +370,12 @@ def create_app(settings: Settings) -> FastAPI:  # noqa: C901 - the routes are cl
             return etagged(request, {"items": Catalog(session).behind(at_least)})
 
     return app
+
+
+def _body_schema(model: Any) -> dict[str, Any]:
+    """The OpenAPI request body of a handler that reads (and bounds) its body itself."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 async def _run(work: Callable[[], Response]) -> Response:

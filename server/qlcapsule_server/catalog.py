@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, select, true
+from sqlalchemy import ColumnElement, and_, exists, func, select, true, update
 from sqlalchemy.orm import Session, aliased
 
 from qlcapsule import Lock
@@ -26,6 +26,7 @@ from .models import (
     RefRow,
     RepositoryRow,
     SignatureRow,
+    SyncStateRow,
     TemplateRow,
     ValidationRow,
     VersionRow,
@@ -210,6 +211,23 @@ class Catalog:
 
     def audit(self, actor: str, action: str, subject: str, outcome: str) -> None:
         self.session.add(AuditRow(actor=actor, action=action, subject=subject[:512], outcome=outcome))
+
+    def sync_state(self, repository: str) -> dict[str, str]:
+        rows = self.session.scalars(select(SyncStateRow).where(SyncStateRow.repository == repository))
+        return {r.ref: r.commit for r in rows}
+
+    def move_sync_state(self, repository: str, ref: str, commit: str, previous: str | None) -> bool:
+        """Compare-and-swap the commit ``ref`` was indexed up to; False when another run moved it first."""
+        if previous is None:
+            values = {"repository": repository, "ref": ref, "commit": commit}
+            return self._insert_ignore(SyncStateRow, values, ["repository", "ref"]) == 1
+        moved = self.session.execute(
+            update(SyncStateRow)
+            .where(SyncStateRow.repository == repository, SyncStateRow.ref == ref, SyncStateRow.commit == previous)
+            .values(commit=commit)
+            .returning(SyncStateRow.id)
+        ).all()
+        return len(moved) == 1
 
     # -- reading --------------------------------------------------------------
     def version_id(self, name: str, version: str) -> int | None:

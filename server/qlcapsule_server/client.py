@@ -62,7 +62,7 @@ def request(url: str, token: str | None, method: str = "GET", data: Any = None) 
         except urllib.error.HTTPError as exc:
             with exc:
                 if exc.code >= 500:
-                    raise TransientError(f"{url}: HTTP {exc.code}: {_error(exc.code, _read(exc))}") from None
+                    raise TransientError(f"{url}: HTTP {exc.code}: {error_line(exc.code, _read(exc))}") from None
                 return exc.code, _read(exc)
         except urllib.error.URLError as exc:
             raise TransientError(f"{url}: {exc.reason}") from None
@@ -80,7 +80,8 @@ def _read(answer: Any) -> Any:
         return None
 
 
-def _error(status: int, answer: Any) -> str:
+def error_line(status: int, answer: Any) -> str:
+    """The server's ``error`` line (scrubbed, bounded), else the status."""
     text = answer.get("error") if isinstance(answer, dict) else None
     return scrub(" ".join(str(text or f"HTTP {status}").split()))[:500]
 
@@ -114,12 +115,12 @@ def publish(url: str, token: str, report: dict[str, Any]) -> list[dict[str, Any]
             continue  # a failed or dry-run ship recorded nothing worth publishing
         status, answer = request(f"{base}/api/v1/publish", token, "POST", publication(shipped))
         if status in (401, 403):
-            raise CredentialsError(f"{base}: {_error(status, answer)}")
+            raise CredentialsError(f"{base}: {error_line(status, answer)}")
         if status == 422:
             raise VerificationError(
-                f"{base}: refused {shipped.get('name')}@{shipped.get('version')}: {_error(status, answer)}"
+                f"{base}: refused {shipped.get('name')}@{shipped.get('version')}: {error_line(status, answer)}"
             )
         if status >= 400 or not isinstance(answer, dict):
-            raise InputError(f"{base}: {_error(status, answer)}")
+            raise InputError(f"{base}: {error_line(status, answer)}")
         out.append(answer)
     return out

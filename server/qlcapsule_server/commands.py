@@ -251,3 +251,34 @@ def publish(url: str, token_env: str, report: Any, as_json: bool) -> None:
         click.echo(f"{what} {r.get('ref')} sha256:{str(r.get('digest'))[:12]} signature {r.get('signature_status')}")
     if not results:
         click.echo("nothing to publish (no capsule in the report shipped successfully)", err=True)
+
+
+@catalog.command("sync")
+@click.option("--url", required=True, metavar="URL", help="The catalog server (https, or http on this machine).")
+@click.option("--token-env", required=True, metavar="NAME", help="Environment variable holding a publish token.")
+@click.argument("repo")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
+def sync_command(url: str, token_env: str, repo: str, as_json: bool) -> None:
+    """Index the capsule versions of REPO (a version store: a path or a git URL) into the catalog.
+
+    Only commits newer than the last sync are read; runs at once are safe. Each version is judged by the
+    server's trust policy like a publication; refused ones are listed, and the exit code is then 1.
+    """
+    from .sync import sync
+
+    secret = read_secret(token_env, what="a catalog token with the publish scope")
+    assert secret is not None
+    result = sync(url, secret, repo)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        click.echo(
+            f"{result.repository}: {result.refs} ref(s), {result.published} version(s) published, "
+            f"{result.unchanged} already there, {len(result.refused)} refused, {len(result.skipped)} skipped"
+        )
+        for line in result.refused:
+            click.echo(f"refused {line}", err=True)
+        for line in result.skipped:
+            click.echo(f"skipped {line}", err=True)
+    if result.refused:
+        raise SystemExit(1)

@@ -28,6 +28,13 @@ def data_dir() -> Path:
     return Path(platformdirs.user_data_dir("qlcapsule", appauthor=False))
 
 
+def cache_dir() -> Path:
+    """The user's cache directory for qlcapsule (``catalog sync``'s mirrors of git URLs)."""
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("qlcapsule", appauthor=False))
+
+
 def default_database_url() -> str:
     """``$QLCAPSULE_SERVER_DATABASE``, else SQLite in the user's data directory (created on first use)."""
     value = os.environ.get(ENV_DATABASE, "").strip()

@@ -90,3 +90,13 @@ class Page(BaseModel):
     total: int
     offset: int
     limit: int
+
+
+class SyncMove(BaseModel):
+    """``POST /api/v1/sync``: ``catalog sync`` indexed ``ref`` of ``repository`` up to ``commit``."""
+
+    model_config = ConfigDict(extra="forbid")
+    repository: str = Field(min_length=1, max_length=2048)
+    ref: str = Field(min_length=1, max_length=1024, pattern=r"^refs/capsules/")
+    commit: str = Field(pattern=r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+    previous: str | None = Field(default=None, pattern=r"^[0-9a-f]{40}([0-9a-f]{24})?$")
