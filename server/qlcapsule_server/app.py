@@ -20,7 +20,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
@@ -30,6 +30,7 @@ from . import db, tokens
 from .bounds import load_json
 from .catalog import MAX_LIMIT, Catalog
 from .config import Settings
+from .events import Filter, Hub
 from .logs import log
 from .metrics import Metrics
 from .schemas import DeliveryStatusIn, Publication, Published, SyncMove
@@ -65,6 +66,7 @@ def create_app(settings: Settings) -> FastAPI:  # noqa: C901 - the routes are cl
             return Catalog(session).sizes()
 
     metrics = Metrics(sizes)
+    hub = Hub(sessions)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -73,7 +75,9 @@ def create_app(settings: Settings) -> FastAPI:  # noqa: C901 - the routes are cl
         log("server.start", database=engine.url.render_as_string(hide_password=True), trusted_keys=len(keys))
         if not keys:
             log("server.no_trusted_keys", logging.WARNING, reason="no publication can be verified; give serve --trust")
+        await hub.start()
         yield
+        await hub.stop()
         engine.dispose()
         log("server.stop")
 
@@ -83,7 +87,7 @@ def create_app(settings: Settings) -> FastAPI:  # noqa: C901 - the routes are cl
         description="Every capsule, version, signature, artifact and delivery (docs/server.md).",
         lifespan=lifespan,
     )
-    app.state.settings, app.state.engine, app.state.metrics = settings, engine, metrics
+    app.state.settings, app.state.engine, app.state.metrics, app.state.hub = settings, engine, metrics, hub
 
     # -- errors, metrics and the request log --------------------------------------
     @app.exception_handler(ApiError)
@@ -297,6 +301,26 @@ def create_app(settings: Settings) -> FastAPI:  # noqa: C901 - the routes are cl
             return JSONResponse({"moved": moved})
 
         return await _run(run)
+
+    @app.get(f"{API}/events", tags=["events"], response_class=StreamingResponse)
+    def events(
+        request: Request,
+        _who: Reader,
+        capsule: Annotated[str | None, Query(max_length=63)] = None,
+        target: Annotated[str | None, Query(max_length=256)] = None,
+        status: Annotated[str | None, Query(pattern=r"^(planned|uploading|verifying|delivered|failed)$")] = None,
+        after: Annotated[int | None, Query(ge=0, description="Resume after this event id (as Last-Event-ID)")] = None,
+    ) -> StreamingResponse:
+        """Delivery status changes as Server-Sent Events (``event: delivery``, ``id`` = the timeline row),
+        filtered by capsule, target and status; resumable with ``Last-Event-ID``."""
+        resume = request.headers.get("last-event-id")
+        if resume is not None:
+            if not resume.isdigit() or len(resume) > 18:
+                raise ApiError(400, "Last-Event-ID: expected an event id (a number)")
+            after = int(resume)
+        stream = hub.stream(Filter(capsule, target, status), after)
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
 
     # -- queries ----------------------------------------------------------------------
     @app.get(f"{API}/capsules", tags=["catalog"])

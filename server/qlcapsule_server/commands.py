@@ -132,10 +132,10 @@ def serve(
         timeout_graceful_shutdown=graceful_timeout,
         server_header=False,
     )
-    _graceful_server()(config).run()
+    _graceful_server(app)(config).run()
 
 
-def _graceful_server() -> Any:
+def _graceful_server(app: Any) -> Any:
     import uvicorn
 
     class GracefulServer(uvicorn.Server):
@@ -144,6 +144,7 @@ def _graceful_server() -> Any:
 
         def handle_exit(self, sig: int, frame: Any) -> None:
             super().handle_exit(sig, frame)
+            app.state.hub.close_soon()  # event streams end now, not at the graceful timeout
             captured = getattr(self, "_captured_signals", None)
             if isinstance(captured, list):
                 captured.clear()

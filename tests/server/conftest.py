@@ -252,6 +252,7 @@ class LiveServer:
                 return exc.code, json.loads(exc.read() or b"null")
 
     def stop(self) -> None:
+        self.app.state.hub.close_soon()  # as ``serve`` does on SIGTERM: open event streams end
         self.server.should_exit = True
         self.thread.join(30)
         assert not self.thread.is_alive()

@@ -1,0 +1,187 @@
+"""Live delivery status: the event hub behind ``GET /api/v1/events`` (Server-Sent Events) and the webhooks.
+
+An event is a row of the delivery timeline (``delivery_events``); its id is the SSE ``id``, so a client that
+reconnects with ``Last-Event-ID`` gets what it missed from the database, then the live stream. Each server
+process runs one poller that reads new rows (``id >`` the last seen) and fans them out to its subscribers, so
+any number of processes on one database see every event whichever process recorded it, with one query per
+interval per process, not per subscriber. (PostgreSQL LISTEN/NOTIFY would cut the latency below the poll
+interval; see docs/server.md.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from .models import CapsuleRow, DeliveryEventRow, DeliveryRow, VersionRow
+
+#: seconds between two reads of new events
+POLL_INTERVAL = 0.2
+#: seconds between two keep-alive comments on an idle stream
+KEEPALIVE = 15.0
+#: events replayed at most for one Last-Event-ID
+MAX_REPLAY = 1000
+
+
+@dataclass(frozen=True)
+class Filter:
+    capsule: str | None = None
+    target: str | None = None
+    status: str | None = None
+
+    def matches(self, event: dict[str, Any]) -> bool:
+        return all(
+            want is None or event[key] == want
+            for key, want in (("capsule", self.capsule), ("target", self.target), ("status", self.status))
+        )
+
+
+def read_events(session: Session, after: int, limit: int = 500) -> list[dict[str, Any]]:
+    """Timeline rows with ``id > after``, oldest first, with their capsule, version and target."""
+    rows = session.execute(
+        select(
+            DeliveryEventRow,
+            DeliveryRow.target,
+            DeliveryRow.provider,
+            DeliveryRow.url,
+            VersionRow.version,
+            CapsuleRow.name,
+        )
+        .join(DeliveryRow, DeliveryRow.id == DeliveryEventRow.delivery_id)
+        .join(VersionRow, VersionRow.id == DeliveryRow.version_id)
+        .join(CapsuleRow, CapsuleRow.id == VersionRow.capsule_id)
+        .where(DeliveryEventRow.id > after)
+        .order_by(DeliveryEventRow.id)
+        .limit(limit)
+    ).all()
+    return [
+        {
+            "id": e.id,
+            "capsule": name,
+            "version": version,
+            "target": target,
+            "provider": provider,
+            "url": url,
+            "status": e.status,
+            "detail": e.detail,
+            "bytes": e.bytes,
+            "at": e.at.isoformat(),
+        }
+        for e, target, provider, url, version, name in rows
+    ]
+
+
+def last_event_id(session: Session) -> int:
+    return int(session.scalar(select(DeliveryEventRow.id).order_by(DeliveryEventRow.id.desc()).limit(1)) or 0)
+
+
+class Hub:
+    """One poller per process; subscribers get every new event through their own queue."""
+
+    def __init__(self, sessions: sessionmaker[Session], interval: float = POLL_INTERVAL) -> None:
+        self.sessions, self.interval = sessions, interval
+        self.subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
+        #: subscriptions ever made (a gauge of open ones is len(subscribers))
+        self.subscriptions = 0
+        self.listeners: list[Callable[[list[dict[str, Any]]], Any]] = []
+        self.closing = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._last = 0
+
+    def _read(self, after: int | None) -> list[dict[str, Any]]:
+        from .db import transaction
+
+        with transaction(self.sessions) as session:
+            if after is None:
+                self._last = last_event_id(session)
+                return []
+            return read_events(session, after)
+
+    async def start(self) -> None:
+        from starlette.concurrency import run_in_threadpool
+
+        await run_in_threadpool(self._read, None)  # from now on: what happens next
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.create_task(self._poll())
+
+    async def _poll(self) -> None:
+        from starlette.concurrency import run_in_threadpool
+
+        while not self.closing.is_set():
+            events = await run_in_threadpool(self._read, self._last)
+            if events:
+                self._last = events[-1]["id"]
+                for queue in list(self.subscribers):
+                    for event in events:
+                        queue.put_nowait(event)
+                for listener in self.listeners:
+                    await listener(events)
+            if len(events) < 500:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.closing.wait(), self.interval)
+
+    def close(self) -> None:
+        """End every stream (shutdown): each subscriber gets None and its response finishes."""
+        self.closing.set()
+        for queue in list(self.subscribers):
+            queue.put_nowait(None)
+
+    def close_soon(self) -> None:
+        """``close`` from a signal handler or another thread (the server's SIGTERM): open streams end at
+        once instead of holding the graceful shutdown until its timeout."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self.close)
+
+    async def stop(self) -> None:
+        self.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def stream(self, wanted: Filter, after: int | None) -> AsyncIterator[str]:
+        """The SSE text of a subscription: the replay after ``after`` (Last-Event-ID), then live events."""
+        from starlette.concurrency import run_in_threadpool
+
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.subscribers.add(queue)
+        self.subscriptions += 1
+        try:
+            yield "retry: 2000\n\n"
+            sent = after or 0
+            if after is not None:
+                for event in await run_in_threadpool(self._replay, after):
+                    sent = event["id"]
+                    if wanted.matches(event):
+                        yield _sse(event)
+            while not self.closing.is_set():
+                try:
+                    item = await asyncio.wait_for(queue.get(), KEEPALIVE)
+                except asyncio.TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                if item is None:
+                    break
+                if item["id"] > sent and wanted.matches(item):
+                    sent = item["id"]
+                    yield _sse(item)
+        finally:
+            self.subscribers.discard(queue)
+
+    def _replay(self, after: int) -> list[dict[str, Any]]:
+        from .db import transaction
+
+        with transaction(self.sessions) as session:
+            return read_events(session, after, MAX_REPLAY)
+
+
+def _sse(event: dict[str, Any]) -> str:
+    return f"id: {event['id']}\nevent: delivery\ndata: {json.dumps(event, separators=(',', ':'))}\n\n"
