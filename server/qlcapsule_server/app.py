@@ -23,17 +23,18 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
+from sqlalchemy import select
 
 from qlcapsule import InputError, QlcapsuleError, RemoteError, UsageError, VerificationError, __version__, parse_lock
 
-from . import db, tokens
+from . import db, tokens, webhooks
 from .bounds import load_json
 from .catalog import MAX_LIMIT, Catalog
 from .config import Settings
 from .events import Filter, Hub
 from .logs import log
 from .metrics import Metrics
-from .schemas import DeliveryStatusIn, Publication, Published, SyncMove
+from .schemas import DeliveryStatusIn, Publication, Published, SyncMove, WebhookIn
 from .verify import judge, load_keys
 
 API = "/api/v1"
@@ -67,6 +68,18 @@ def create_app(settings: Settings) -> FastAPI:  # noqa: C901 - the routes are cl
 
     metrics = Metrics(sizes)
     hub = Hub(sessions)
+    sending: set[Any] = set()
+
+    def send_webhooks(events: list[dict[str, Any]]) -> None:
+        import asyncio
+
+        from starlette.concurrency import run_in_threadpool
+
+        task = asyncio.create_task(run_in_threadpool(webhooks.dispatch, sessions, events))
+        sending.add(task)  # held until done: retries sleep in a worker thread, never in the event loop
+        task.add_done_callback(sending.discard)
+
+    hub.listeners.append(send_webhooks)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -141,8 +154,12 @@ def create_app(settings: Settings) -> FastAPI:  # noqa: C901 - the routes are cl
     def publisher(request: Request) -> tokens.Principal:
         return principal(request, "publish")
 
+    def administrator(request: Request) -> tokens.Principal:
+        return principal(request, "admin")
+
     Reader = Annotated[tokens.Principal, Depends(reader)]
     Publisher = Annotated[tokens.Principal, Depends(publisher)]
+    Admin = Annotated[tokens.Principal, Depends(administrator)]
     Offset = Annotated[int, Query(ge=0, le=10**9)]
     Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
@@ -321,6 +338,51 @@ def create_app(settings: Settings) -> FastAPI:  # noqa: C901 - the routes are cl
         stream = hub.stream(Filter(capsule, target, status), after)
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+
+    # -- webhooks ---------------------------------------------------------------------
+    @app.post(f"{API}/webhooks", tags=["webhooks"], status_code=201, openapi_extra=_body_schema(WebhookIn))
+    async def webhook_create(request: Request, who: Admin) -> Response:
+        """Subscribe a URL to delivery events (scope ``admin``); the secret is returned once."""
+        wanted: WebhookIn = model(WebhookIn, await body(request))
+        unknown = sorted(set(wanted.statuses) - {"planned", "uploading", "verifying", "delivered", "failed"})
+        if unknown:
+            raise ApiError(422, f"request body: statuses: unknown status {unknown[0]!r}")
+
+        def run() -> Response:
+            with db.transaction(sessions) as session:
+                hook_id, secret = webhooks.create(session, wanted.url, wanted.statuses, wanted.secret)
+                Catalog(session).audit(who.name, "webhook.create", f"{hook_id} {wanted.url}", "created")
+            return JSONResponse({"id": hook_id, "secret": secret}, status_code=201)
+
+        return await _run(run)
+
+    @app.get(f"{API}/webhooks", tags=["webhooks"])
+    def webhook_list(request: Request, _who: Admin) -> Response:
+        """The subscriptions (never their secrets)."""
+        from .models import WebhookRow
+
+        with db.transaction(sessions) as session:
+            rows = session.scalars(select(WebhookRow).order_by(WebhookRow.id))
+            return etagged(request, {"items": [webhooks.describe(r) for r in rows]})
+
+    @app.get(f"{API}/webhooks/{{hook_id}}/deliveries", tags=["webhooks"])
+    def webhook_log(request: Request, hook_id: int, _who: Admin) -> Response:
+        """The delivery log of one subscription, newest first."""
+        with db.transaction(sessions) as session:
+            return etagged(request, {"items": webhooks.log(session, hook_id)})
+
+    @app.delete(f"{API}/webhooks/{{hook_id}}", tags=["webhooks"], status_code=204)
+    def webhook_delete(hook_id: int, who: Admin) -> Response:
+        """Stop sending to a subscription (its log is kept)."""
+        from .models import WebhookRow
+
+        with db.transaction(sessions) as session:
+            row = session.get(WebhookRow, hook_id)
+            if row is None:
+                raise ApiError(404, f"no webhook {hook_id}")
+            row.active = False
+            Catalog(session).audit(who.name, "webhook.delete", str(hook_id), "deactivated")
+        return Response(status_code=204)
 
     # -- queries ----------------------------------------------------------------------
     @app.get(f"{API}/capsules", tags=["catalog"])

@@ -45,7 +45,7 @@ class Catalog:
         self.session = session
 
     # -- writing --------------------------------------------------------------
-    def _insert_ignore(self, model: Any, rows: list[dict[str, Any]] | dict[str, Any], keys: list[str]) -> int:
+    def insert_ignore(self, model: Any, rows: list[dict[str, Any]] | dict[str, Any], keys: list[str]) -> int:
         """Insert rows that are not there yet (by the unique ``keys``); return how many were inserted."""
         from sqlalchemy.dialects import postgresql, sqlite
 
@@ -60,7 +60,7 @@ class Catalog:
         return len(self.session.execute(stmt.values(**rows)).all())
 
     def _capsule_id(self, name: str) -> int:
-        self._insert_ignore(CapsuleRow, {"name": name, "labels": {}}, ["name"])
+        self.insert_ignore(CapsuleRow, {"name": name, "labels": {}}, ["name"])
         return int(self.session.scalar(select(CapsuleRow.id).where(CapsuleRow.name == name)))  # type: ignore[arg-type]
 
     def _template_id(self, generator: dict[str, Any] | None) -> int | None:
@@ -69,7 +69,7 @@ class Catalog:
         name = str(generator["template"])[:512]
         version = str(generator.get("version") or generator.get("commit") or "unknown")[:128]
         source = generator.get("source") if isinstance(generator.get("source"), str) else None
-        self._insert_ignore(TemplateRow, {"name": name, "version": version, "source": source}, ["name", "version"])
+        self.insert_ignore(TemplateRow, {"name": name, "version": version, "source": source}, ["name", "version"])
         found = select(TemplateRow.id).where(TemplateRow.name == name, TemplateRow.version == version)
         return self.session.scalar(found)
 
@@ -77,7 +77,7 @@ class Catalog:
         """Record one publication (a verdict the caller's policy accepted); the same digest twice is a no-op."""
         capsule_id = self._capsule_id(lock.name)
         if pub.repository:
-            self._insert_ignore(
+            self.insert_ignore(
                 RepositoryRow, {"capsule_id": capsule_id, "repository": pub.repository}, ["capsule_id", "repository"]
             )
         statement = verdict.statement
@@ -96,7 +96,7 @@ class Catalog:
             "published_at": utcnow(),
             "published_by": actor,
         }
-        created = self._insert_ignore(VersionRow, row, ["capsule_id", "digest"]) == 1
+        created = self.insert_ignore(VersionRow, row, ["capsule_id", "digest"]) == 1
         version = self.session.scalars(
             select(VersionRow).where(VersionRow.capsule_id == capsule_id, VersionRow.digest == lock.digest)
         ).one()
@@ -105,7 +105,7 @@ class Catalog:
             for key in ("signature_status", "signature_reason", "signed_at", "expires_at", "template_id"):
                 setattr(version, key, row[key])
         if created:
-            self._insert_ignore(
+            self.insert_ignore(
                 FileRow,
                 [
                     {"version_id": version.id, "path": e.path, "sha256": e.sha256, "size": e.size, "mode": e.mode}
@@ -113,12 +113,12 @@ class Catalog:
                 ],
                 ["version_id", "path"],
             )
-            self._insert_ignore(
+            self.insert_ignore(
                 ValidationRow,
                 {"version_id": version.id, "score": pub.capsule.score, "findings": pub.capsule.findings},
                 ["version_id"],
             )
-        self._insert_ignore(
+        self.insert_ignore(
             SignatureRow,
             [{"version_id": version.id, "keyid": k, "algorithm": a, "verified": v} for k, a, v in verdict.signatures],
             ["version_id", "keyid"],
@@ -131,7 +131,7 @@ class Catalog:
                 sig.verified = True
                 sig.algorithm = next(a for k, a, _ in verdict.signatures if k == sig.keyid)
         refs = [("tag", t) for t in pub.tags] + [("branch", b) for b in pub.branches]
-        self._insert_ignore(
+        self.insert_ignore(
             RefRow,
             [{"version_id": version.id, "kind": k, "name": n[:256]} for k, n in refs],
             ["version_id", "kind", "name"],
@@ -152,7 +152,7 @@ class Catalog:
 
     def _record_artifacts(self, version_id: int, pub: Publication) -> None:
         located = {r.sha256: r.location for r in pub.capsule.receipts}
-        self._insert_ignore(
+        self.insert_ignore(
             ArtifactRow,
             [
                 {
@@ -188,7 +188,7 @@ class Catalog:
     ) -> tuple[DeliveryRow, bool]:
         """Move a delivery to ``status`` and add it to the timeline; the same status twice adds nothing."""
         values = {"version_id": version_id, "target": target, "provider": provider, "status": status, "url": url}
-        self._insert_ignore(DeliveryRow, {**values, "receipts": receipts or []}, ["version_id", "target"])
+        self.insert_ignore(DeliveryRow, {**values, "receipts": receipts or []}, ["version_id", "target"])
         delivery = self.session.scalars(
             select(DeliveryRow)
             .where(DeliveryRow.version_id == version_id, DeliveryRow.target == target)
@@ -220,7 +220,7 @@ class Catalog:
         """Compare-and-swap the commit ``ref`` was indexed up to; False when another run moved it first."""
         if previous is None:
             values = {"repository": repository, "ref": ref, "commit": commit}
-            return self._insert_ignore(SyncStateRow, values, ["repository", "ref"]) == 1
+            return self.insert_ignore(SyncStateRow, values, ["repository", "ref"]) == 1
         moved = self.session.execute(
             update(SyncStateRow)
             .where(SyncStateRow.repository == repository, SyncStateRow.ref == ref, SyncStateRow.commit == previous)

@@ -90,40 +90,50 @@ class Hub:
         self.subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
         #: subscriptions ever made (a gauge of open ones is len(subscribers))
         self.subscriptions = 0
-        self.listeners: list[Callable[[list[dict[str, Any]]], Any]] = []
+        #: called (in the event loop, must not block) with each batch of new events: the webhooks
+        self.listeners: list[Callable[[list[dict[str, Any]]], None]] = []
         self.closing = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._last = 0
+        #: the newest event read (None: not read yet)
+        self._last: int | None = None
 
-    def _read(self, after: int | None) -> list[dict[str, Any]]:
+    def _read(self) -> list[dict[str, Any]]:
         from .db import transaction
 
         with transaction(self.sessions) as session:
-            if after is None:
+            if self._last is None:  # the first read: from now on, what happens next
                 self._last = last_event_id(session)
                 return []
-            return read_events(session, after)
+            return read_events(session, self._last)
 
     async def start(self) -> None:
-        from starlette.concurrency import run_in_threadpool
-
-        await run_in_threadpool(self._read, None)  # from now on: what happens next
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._poll())
 
     async def _poll(self) -> None:
+        from sqlalchemy.exc import SQLAlchemyError
         from starlette.concurrency import run_in_threadpool
 
+        from .logs import log
+
+        failing = False
         while not self.closing.is_set():
-            events = await run_in_threadpool(self._read, self._last)
+            events: list[dict[str, Any]] = []
+            try:
+                events = await run_in_threadpool(self._read)
+                failing = False
+            except SQLAlchemyError as exc:  # not migrated yet, or unreachable: /readyz says so; retry
+                if not failing:
+                    log("events.unavailable", 30, error=type(getattr(exc, "orig", None) or exc).__name__)
+                failing = True
             if events:
                 self._last = events[-1]["id"]
                 for queue in list(self.subscribers):
                     for event in events:
                         queue.put_nowait(event)
                 for listener in self.listeners:
-                    await listener(events)
+                    listener(events)
             if len(events) < 500:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self.closing.wait(), self.interval)

@@ -185,7 +185,25 @@ class WebhookRow(Base):
     secret: Mapped[str] = mapped_column(String(256))
     events: Mapped[list[Any]] = mapped_column(default=list)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: the newest event when it was created: it gets only later ones
+    after_event: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDeliveryRow(Base):
+    """The webhook delivery log: one row per (subscription, event), claimed by the process that sends it."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (UniqueConstraint("webhook_id", "event_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"), index=True)
+    event_id: Mapped[int] = mapped_column(BigInteger)
+    #: sending | delivered | failed
+    outcome: Mapped[str] = mapped_column(String(16))
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class TokenRow(Base):

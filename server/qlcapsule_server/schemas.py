@@ -100,3 +100,13 @@ class SyncMove(BaseModel):
     ref: str = Field(min_length=1, max_length=1024, pattern=r"^refs/capsules/")
     commit: str = Field(pattern=r"^[0-9a-f]{40}([0-9a-f]{24})?$")
     previous: str | None = Field(default=None, pattern=r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+
+
+class WebhookIn(BaseModel):
+    """``POST /api/v1/webhooks``: subscribe ``url`` to delivery events (all, or only these statuses)."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(min_length=8, max_length=2048)
+    #: the HMAC secret; generated (and returned once) when not given
+    secret: str | None = Field(default=None, min_length=16, max_length=256)
+    statuses: list[str] = Field(default_factory=list, max_length=5)
