@@ -421,6 +421,39 @@ def create_app(settings: Settings) -> FastAPI:  # noqa: C901 - the routes are cl
             raise ApiError(404, f"{name}@{version} is not in the catalog")
         return etagged(request, {"items": found})
 
+    @app.get(f"{API}/capsules/{{name}}/lineage", tags=["catalog"])
+    def lineage(request: Request, name: str, _who: Reader, offset: Offset = 0, limit: Limit = 500) -> Response:
+        """The versions as a graph: each node's commit and its parents' commits, newest first."""
+        with db.transaction(sessions) as session:
+            return page(request, Catalog(session).lineage(name, offset, limit), offset, limit)
+
+    @app.get(f"{API}/capsules/{{name}}/diff", tags=["catalog"])
+    def diff(
+        request: Request,
+        name: str,
+        _who: Reader,
+        old: Annotated[str, Query(alias="from", min_length=1, max_length=256)],
+        new: Annotated[str, Query(alias="to", min_length=1, max_length=256)],
+    ) -> Response:
+        """Files added, removed and changed between two versions, from their locks."""
+        with db.transaction(sessions) as session:
+            found = Catalog(session).diff(name, old, new)
+        if found is None:
+            raise ApiError(404, f"{name}@{old} or {name}@{new} is not in the catalog")
+        return etagged(request, found)
+
+    @app.get(f"{API}/capsules/{{name}}/scores", tags=["catalog"])
+    def scores(request: Request, name: str, _who: Reader, offset: Offset = 0, limit: Limit = 50) -> Response:
+        """The validation score history, newest first."""
+        with db.transaction(sessions) as session:
+            return page(request, Catalog(session).scores(name, offset, limit), offset, limit)
+
+    @app.get(f"{API}/templates", tags=["catalog"])
+    def templates(request: Request, _who: Reader) -> Response:
+        """Template versions and the capsules generated from each."""
+        with db.transaction(sessions) as session:
+            return etagged(request, {"items": Catalog(session).templates()})
+
     @app.get(f"{API}/files/{{sha256}}/versions", tags=["catalog"])
     def containing(
         request: Request,

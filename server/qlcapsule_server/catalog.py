@@ -409,6 +409,72 @@ class Catalog:
                 )
         return sorted(out, key=lambda r: (-r["behind"], r["capsule"]))
 
+    def lineage(self, name: str, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """The capsule's versions as a graph, newest first: each node with the commits of its parents."""
+        items, total = self.versions(name, offset, limit)
+        return [{k: v[k] for k in ("version", "digest", "commit", "parents", "published_at")} for v in items], total
+
+    def _files(self, version_id: int) -> dict[str, tuple[str, str]]:
+        rows = self.session.execute(
+            select(FileRow.path, FileRow.sha256, FileRow.mode).where(FileRow.version_id == version_id)
+        )
+        return {path: (sha, mode) for path, sha, mode in rows}
+
+    def diff(self, name: str, old: str, new: str) -> dict[str, Any] | None:
+        """What changed between two versions, from their locks: paths added, removed, changed (content or mode)."""
+        a, b = self.version_id(name, old), self.version_id(name, new)
+        if a is None or b is None:
+            return None
+        before, after = self._files(a), self._files(b)
+        changed = [
+            {
+                "path": p,
+                "from": {"sha256": before[p][0], "mode": before[p][1]},
+                "to": {"sha256": after[p][0], "mode": after[p][1]},
+            }
+            for p in sorted(before.keys() & after.keys())
+            if before[p] != after[p]
+        ]
+        return {
+            "capsule": name,
+            "from": old,
+            "to": new,
+            "added": sorted(after.keys() - before.keys()),
+            "removed": sorted(before.keys() - after.keys()),
+            "changed": changed,
+        }
+
+    def scores(self, name: str, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """The validation score of each version, newest first."""
+        base = (
+            select(VersionRow.version, VersionRow.digest, VersionRow.published_at, ValidationRow.score)
+            .join(CapsuleRow, CapsuleRow.id == VersionRow.capsule_id)
+            .join(ValidationRow, ValidationRow.version_id == VersionRow.id)
+            .where(CapsuleRow.name == name)
+        )
+        total = self.session.scalar(select(func.count()).select_from(base.subquery())) or 0
+        rows = self.session.execute(
+            base.order_by(VersionRow.published_at.desc(), VersionRow.id.desc()).offset(offset).limit(limit)
+        )
+        return [{"version": v, "digest": d, "published_at": at, "score": sc} for v, d, at, sc in rows], int(total)
+
+    def templates(self) -> list[dict[str, Any]]:
+        """Every template version known, with the capsules whose versions were generated from it."""
+        rows = self.session.execute(
+            select(TemplateRow.name, TemplateRow.version, TemplateRow.source, CapsuleRow.name)
+            .outerjoin(VersionRow, VersionRow.template_id == TemplateRow.id)
+            .outerjoin(CapsuleRow, CapsuleRow.id == VersionRow.capsule_id)
+        ).all()
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        for template, version, source, capsule in rows:
+            entry = found.setdefault(
+                (template, version), {"name": template, "version": version, "source": source, "capsules": set()}
+            )
+            if capsule:
+                entry["capsules"].add(capsule)
+        out = sorted(found.values(), key=lambda t: (t["name"], _version_key(t["version"])))
+        return [{**t, "capsules": sorted(t["capsules"])} for t in out]
+
     def sizes(self) -> dict[str, int]:
         return {
             "capsules": int(self.session.scalar(select(func.count(CapsuleRow.id))) or 0),

@@ -96,7 +96,18 @@ def publication(shipped: dict[str, Any], *, repository: str | None = None) -> di
         raise InputError(f"{root / 'capsule.lock'}: {exc.strerror or exc} (publish a report of a real ship)") from None
     sig = root / "capsule.sig"
     envelope = sig.read_text(encoding="utf-8") if sig.is_file() else None
-    return {"capsule": shipped, "lock": lock, "envelope": envelope, "repository": repository or shipped.get("store")}
+    body: dict[str, Any] = {
+        "capsule": shipped,
+        "lock": lock,
+        "envelope": envelope,
+        "repository": repository or shipped.get("store"),
+    }
+    store, commit = shipped.get("store"), shipped.get("commit")
+    if isinstance(store, str) and isinstance(commit, str):
+        from .sync import commit_facts
+
+        body.update(commit_facts(store, commit))
+    return body
 
 
 def publish(url: str, token: str, report: dict[str, Any]) -> list[dict[str, Any]]:

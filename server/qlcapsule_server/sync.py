@@ -103,6 +103,27 @@ def _blob_text(tree: Any, name: str, where: str) -> str | None:
         raise InputError(f"{where}: {name} is not UTF-8") from None
 
 
+def commit_facts(store: str, commit: str) -> dict[str, Any]:
+    """The lineage ``ship --json`` does not carry: the parents and committer of ``commit`` in ``store``, and
+    the store's tags pointing at it ({} when the store or the commit cannot be read: publishing goes on)."""
+    import pygit2
+
+    try:
+        repo = pygit2.Repository(store)
+        found = repo.get(commit)
+    except (pygit2.GitError, KeyError, ValueError):
+        return {}
+    if not isinstance(found, pygit2.Commit):
+        return {}
+    _, tags = _refs(repo)
+    author = found.author
+    return {
+        "parents": [str(p) for p in found.parent_ids],
+        "committer": f"{author.name} <{author.email}>"[:512],
+        "tags": sorted(tags.get(commit, [])),
+    }
+
+
 def _refs(repo: Any) -> tuple[dict[str, str], dict[str, list[str]]]:
     """(head ref -> commit id, commit id -> tag versions) under refs/capsules/."""
     import pygit2

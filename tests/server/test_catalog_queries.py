@@ -142,3 +142,39 @@ def test_a_publication_with_its_report_fields(serve: Serve, ship: Ship, release_
     assert version["parents"] == ["a" * 40] and version["tags"] == ["1.0.0"] and version["branches"] == ["main"]
     assert [a["sha256"] for a in version["artifacts"]] == [a["sha256"] for a in shipped["artifacts"]]
     assert sorted(f["path"] for f in version["files"]) == ["app.py", "capsule.yaml"]
+
+
+def test_lineage_diff_scores_and_templates(serve: Serve, ship: Ship, release_key: Key) -> None:
+    server = serve(trust_file=str(release_key.trust))
+    token = server.token("publish", "read")
+    template = ("fastapi-service", "1.0.0")
+    publish(
+        server.url,
+        token,
+        ship("orders", "1.0.0", key=release_key, files={"a.py": "a = 1\n", "b.py": "b\n"}, template=template),
+    )
+    publish(
+        server.url,
+        token,
+        ship("orders", "1.1.0", key=release_key, files={"a.py": "a = 2\n", "c.py": "c\n"}, template=template),
+    )
+
+    status, graph = server.call("/api/v1/capsules/orders/lineage", token)
+    assert status == 200 and [n["version"] for n in graph["items"]] == ["1.1.0", "1.0.0"]
+    newest, first = graph["items"]
+    assert newest["parents"] == [first["commit"]] and first["parents"] == []
+
+    status, diff = server.call("/api/v1/capsules/orders/diff?from=1.0.0&to=1.1.0", token)
+    assert status == 200
+    assert (diff["added"], diff["removed"]) == (["c.py"], ["b.py"])
+    assert [c["path"] for c in diff["changed"]] == ["a.py", "capsule.yaml"]
+    assert server.call("/api/v1/capsules/orders/diff?from=1.0.0&to=9.0.0", token)[0] == 404
+
+    _, scores = server.call("/api/v1/capsules/orders/scores", token)
+    assert [s["version"] for s in scores["items"]] == ["1.1.0", "1.0.0"]
+    assert all(isinstance(s["score"], float) for s in scores["items"])
+
+    _, templates = server.call("/api/v1/templates", token)
+    assert templates["items"] == [
+        {"name": "fastapi-service", "version": "1.0.0", "source": None, "capsules": ["orders"]}
+    ]
