@@ -255,13 +255,13 @@ def create_app(settings: Settings) -> FastAPI:  # noqa: C901 - the routes are cl
                 422,
                 f"{lock.name}@{lock.version}: {verdict.status}: {verdict.reason} (the server refuses {verdict.status} versions)",
             )
-        with db.transaction(sessions) as session:
+        with db.transaction(sessions, write=True) as session:
             result = Catalog(session).publish(pub, lock, verdict, who.name)
         metrics.publishes.labels("created" if result["created"] else "unchanged", verdict.status).inc()
         return JSONResponse(result, status_code=201 if result["created"] else 200)
 
     def _audit(who: tokens.Principal, action: str, subject: str, outcome: str) -> None:
-        with db.transaction(sessions) as session:
+        with db.transaction(sessions, write=True) as session:
             Catalog(session).audit(who.name, action, subject, outcome)
 
     @app.post(
@@ -274,7 +274,7 @@ def create_app(settings: Settings) -> FastAPI:  # noqa: C901 - the routes are cl
         report: DeliveryStatusIn = model(DeliveryStatusIn, await body(request))
 
         def run() -> JSONResponse:
-            with db.transaction(sessions) as session:
+            with db.transaction(sessions, write=True) as session:
                 catalog = Catalog(session)
                 vid = catalog.version_id(report.capsule, report.version)
                 if vid is None:
@@ -309,7 +309,7 @@ def create_app(settings: Settings) -> FastAPI:  # noqa: C901 - the routes are cl
         move: SyncMove = model(SyncMove, await body(request))
 
         def run() -> Response:
-            with db.transaction(sessions) as session:
+            with db.transaction(sessions, write=True) as session:
                 catalog = Catalog(session)
                 moved = catalog.move_sync_state(move.repository, move.ref, move.commit, move.previous)
                 catalog.audit(
@@ -349,7 +349,7 @@ def create_app(settings: Settings) -> FastAPI:  # noqa: C901 - the routes are cl
             raise ApiError(422, f"request body: statuses: unknown status {unknown[0]!r}")
 
         def run() -> Response:
-            with db.transaction(sessions) as session:
+            with db.transaction(sessions, write=True) as session:
                 hook_id, secret = webhooks.create(session, wanted.url, wanted.statuses, wanted.secret)
                 Catalog(session).audit(who.name, "webhook.create", f"{hook_id} {wanted.url}", "created")
             return JSONResponse({"id": hook_id, "secret": secret}, status_code=201)
@@ -376,7 +376,7 @@ def create_app(settings: Settings) -> FastAPI:  # noqa: C901 - the routes are cl
         """Stop sending to a subscription (its log is kept)."""
         from .models import WebhookRow
 
-        with db.transaction(sessions) as session:
+        with db.transaction(sessions, write=True) as session:
             row = session.get(WebhookRow, hook_id)
             if row is None:
                 raise ApiError(404, f"no webhook {hook_id}")

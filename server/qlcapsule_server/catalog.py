@@ -9,6 +9,7 @@ leave exactly one row and neither fails.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, func, select, true, update
@@ -253,71 +254,96 @@ class Catalog:
         return out, int(total)
 
     def versions(self, name: str, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
-        where = and_(CapsuleRow.name == name)
-        base = select(VersionRow).join(CapsuleRow).where(where)
+        base = select(VersionRow).join(CapsuleRow).where(CapsuleRow.name == name)
         total = self.session.scalar(select(func.count()).select_from(base.subquery())) or 0
         rows = self.session.scalars(
             base.order_by(VersionRow.published_at.desc(), VersionRow.id.desc()).offset(offset).limit(limit)
-        )
-        return [self.describe(v) for v in rows], int(total)
-
-    def describe(self, v: VersionRow, *, files: bool = False) -> dict[str, Any]:
-        sigs = self.session.scalars(
-            select(SignatureRow).where(SignatureRow.version_id == v.id).order_by(SignatureRow.keyid)
-        )
-        refs = self.session.scalars(
-            select(RefRow).where(RefRow.version_id == v.id).order_by(RefRow.kind, RefRow.name)
         ).all()
-        template = self.session.get(TemplateRow, v.template_id) if v.template_id else None
-        validation = self.session.scalar(select(ValidationRow).where(ValidationRow.version_id == v.id))
-        out: dict[str, Any] = {
-            "capsule": v.capsule.name,
-            "version": v.version,
-            "digest": v.digest,
-            "commit": v.commit,
-            "parents": v.parents,
-            "committer": v.committer,
-            "signature": {
-                "status": v.signature_status,
-                "reason": v.signature_reason,
-                "signed_at": v.signed_at,
-                "expires_at": v.expires_at,
-                "keys": [{"keyid": s.keyid, "algorithm": s.algorithm, "verified": s.verified} for s in sigs],
-            },
-            "tags": [r.name for r in refs if r.kind == "tag"],
-            "branches": [r.name for r in refs if r.kind == "branch"],
-            "template": {"name": template.name, "version": template.version} if template else None,
-            "score": validation.score if validation else None,
-            "published_at": v.published_at,
-            "published_by": v.published_by,
+        return self.describe_many(rows, name), int(total)
+
+    def describe_many(self, versions: Sequence[VersionRow], capsule: str) -> list[dict[str, Any]]:
+        """Versions of one capsule as the API shows them: one query per related table for the whole page."""
+        ids = [v.id for v in versions]
+        sigs: dict[int, list[SignatureRow]] = {}
+        for sig in self.session.scalars(
+            select(SignatureRow).where(SignatureRow.version_id.in_(ids)).order_by(SignatureRow.keyid)
+        ):
+            sigs.setdefault(sig.version_id, []).append(sig)
+        refs: dict[int, list[RefRow]] = {}
+        for ref in self.session.scalars(
+            select(RefRow).where(RefRow.version_id.in_(ids)).order_by(RefRow.kind, RefRow.name)
+        ):
+            refs.setdefault(ref.version_id, []).append(ref)
+        scores = dict(
+            self.session.execute(
+                select(ValidationRow.version_id, ValidationRow.score).where(ValidationRow.version_id.in_(ids))
+            ).all()
+        )
+        template_ids = {v.template_id for v in versions if v.template_id}
+        templates = {
+            t.id: {"name": t.name, "version": t.version}
+            for t in self.session.scalars(select(TemplateRow).where(TemplateRow.id.in_(template_ids)))
         }
-        if files:
-            rows = self.session.scalars(select(FileRow).where(FileRow.version_id == v.id).order_by(FileRow.path))
-            out["files"] = [{"path": f.path, "sha256": f.sha256, "size": f.size, "mode": f.mode} for f in rows]
-            out["findings"] = validation.findings if validation else []
-            arts = self.session.scalars(
-                select(ArtifactRow).where(ArtifactRow.version_id == v.id).order_by(ArtifactRow.id)
-            )
-            out["artifacts"] = [
-                {"format": a.format, "name": a.name, "sha256": a.sha256, "size": a.size, "location": a.location}
-                for a in arts
-            ]
+        return [
+            {
+                "capsule": capsule,
+                "version": v.version,
+                "digest": v.digest,
+                "commit": v.commit,
+                "parents": v.parents,
+                "committer": v.committer,
+                "signature": {
+                    "status": v.signature_status,
+                    "reason": v.signature_reason,
+                    "signed_at": v.signed_at,
+                    "expires_at": v.expires_at,
+                    "keys": [
+                        {"keyid": s.keyid, "algorithm": s.algorithm, "verified": s.verified} for s in sigs.get(v.id, [])
+                    ],
+                },
+                "tags": [r.name for r in refs.get(v.id, []) if r.kind == "tag"],
+                "branches": [r.name for r in refs.get(v.id, []) if r.kind == "branch"],
+                "template": templates.get(v.template_id) if v.template_id else None,
+                "score": scores.get(v.id),
+                "published_at": v.published_at,
+                "published_by": v.published_by,
+            }
+            for v in versions
+        ]
+
+    def describe(self, v: VersionRow) -> dict[str, Any]:
+        """One version with its files, findings and artifacts."""
+        (out,) = self.describe_many([v], v.capsule.name)
+        rows = self.session.scalars(select(FileRow).where(FileRow.version_id == v.id).order_by(FileRow.path))
+        out["files"] = [{"path": f.path, "sha256": f.sha256, "size": f.size, "mode": f.mode} for f in rows]
+        findings = self.session.scalar(select(ValidationRow.findings).where(ValidationRow.version_id == v.id))
+        out["findings"] = findings or []
+        arts = self.session.scalars(select(ArtifactRow).where(ArtifactRow.version_id == v.id).order_by(ArtifactRow.id))
+        out["artifacts"] = [
+            {"format": a.format, "name": a.name, "sha256": a.sha256, "size": a.size, "location": a.location}
+            for a in arts
+        ]
         return out
 
     def version(self, name: str, version: str) -> dict[str, Any] | None:
         vid = self.version_id(name, version)
-        return None if vid is None else self.describe(self.session.get_one(VersionRow, vid), files=True)
+        return None if vid is None else self.describe(self.session.get_one(VersionRow, vid))
 
     def containing(self, sha256: str, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         """Versions whose lock lists a file with this SHA-256 (the indexed column)."""
-        base = (
-            select(FileRow.path, VersionRow)
-            .join(VersionRow, FileRow.version_id == VersionRow.id)
-            .where(FileRow.sha256 == sha256)
-        )
+        base = select(FileRow.version_id).where(FileRow.sha256 == sha256)
         total = self.session.scalar(select(func.count()).select_from(base.subquery())) or 0
-        rows = self.session.execute(base.order_by(VersionRow.id.desc()).offset(offset).limit(limit)).all()
-        return [{"path": path, **self._short(v)} for path, v in rows], int(total)
+        rows = self.session.execute(
+            select(FileRow.path, CapsuleRow.name, VersionRow.version, VersionRow.digest, VersionRow.signature_status)
+            .join(VersionRow, FileRow.version_id == VersionRow.id)
+            .join(CapsuleRow, CapsuleRow.id == VersionRow.capsule_id)
+            .where(FileRow.sha256 == sha256)
+            .order_by(FileRow.version_id.desc(), FileRow.path)
+            .offset(offset)
+            .limit(limit)
+        ).all()
+        keys = ("path", "capsule", "version", "digest", "signature_status")
+        return [dict(zip(keys, r, strict=True)) for r in rows], int(total)
 
     def signed_by(self, keyid: str, *, only: bool, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         """Versions a verified signature of key ``keyid`` (or a key id starting with it) covers; with
@@ -336,18 +362,17 @@ class Catalog:
                     ~other.keyid.startswith(keyid, autoescape=True),
                 ),
             )
-        base = select(VersionRow).where(cond)
-        total = self.session.scalar(select(func.count()).select_from(base.subquery())) or 0
-        rows = self.session.scalars(base.order_by(VersionRow.id.desc()).offset(offset).limit(limit))
-        return [self._short(v) for v in rows], int(total)
-
-    def _short(self, v: VersionRow) -> dict[str, Any]:
-        return {
-            "capsule": v.capsule.name,
-            "version": v.version,
-            "digest": v.digest,
-            "signature_status": v.signature_status,
-        }
+        total = self.session.scalar(select(func.count(VersionRow.id)).where(cond)) or 0
+        rows = self.session.execute(
+            select(CapsuleRow.name, VersionRow.version, VersionRow.digest, VersionRow.signature_status)
+            .join(CapsuleRow, CapsuleRow.id == VersionRow.capsule_id)
+            .where(cond)
+            .order_by(VersionRow.id.desc())
+            .offset(offset)
+            .limit(limit)
+        ).all()
+        keys = ("capsule", "version", "digest", "signature_status")
+        return [dict(zip(keys, r, strict=True)) for r in rows], int(total)
 
     def deliveries(self, name: str, version: str) -> list[dict[str, Any]] | None:
         vid = self.version_id(name, version)

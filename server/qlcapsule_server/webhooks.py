@@ -113,12 +113,12 @@ def dispatch(sessions: sessionmaker[Session], events: list[dict[str, Any]]) -> i
         for hook_id, url, secret, statuses, after in hooks:
             if event["id"] <= after or (statuses and event["status"] not in statuses):
                 continue
-            with transaction(sessions) as session:
+            with transaction(sessions, write=True) as session:
                 claim = {"webhook_id": hook_id, "event_id": event["id"], "outcome": "sending", "attempts": 0}
                 if Catalog(session).insert_ignore(WebhookDeliveryRow, claim, ["webhook_id", "event_id"]) != 1:
                     continue  # another process sends this one
             code, attempts, error = _send(url, secret, body, event["id"])
-            with transaction(sessions) as session:
+            with transaction(sessions, write=True) as session:
                 row = session.scalars(
                     select(WebhookDeliveryRow).where(
                         WebhookDeliveryRow.webhook_id == hook_id, WebhookDeliveryRow.event_id == event["id"]
