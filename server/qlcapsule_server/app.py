@@ -20,6 +20,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
@@ -110,6 +111,24 @@ def create_app(settings: Settings) -> FastAPI:  # noqa: C901 - the routes are cl
     @app.exception_handler(QlcapsuleError)
     def _qlcapsule_error(_request: Request, exc: QlcapsuleError) -> JSONResponse:
         return JSONResponse({"error": exc.message}, status_code=_status_of(exc))
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "request"
+        return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid')}"}, status_code=422)
+
+    @app.exception_handler(Exception)
+    def _internal(request: Request, exc: Exception) -> JSONResponse:
+        # the traceback goes to the log, never to the client
+        log(
+            "http.internal_error",
+            logging.ERROR,
+            route=getattr(request.scope.get("route"), "path", None),
+            error=type(exc).__name__,
+        )
+        logging.getLogger("qlcapsule.server").error("internal error", exc_info=exc)
+        return JSONResponse({"error": "internal error (logged on the server)"}, status_code=500)
 
     @app.middleware("http")
     async def observe(request: Request, call_next: Callable[[Request], Any]) -> Response:

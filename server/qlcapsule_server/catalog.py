@@ -124,7 +124,7 @@ class Catalog:
             [{"version_id": version.id, "keyid": k, "algorithm": a, "verified": v} for k, a, v in verdict.signatures],
             ["version_id", "keyid"],
         )
-        if verdict.status == "verified":  # a key first seen as a hint may be verified now
+        if verdict.status == "verified" and not created:  # a key first seen as a hint may be verified now
             ids = [k for k, _, v in verdict.signatures if v]
             for sig in self.session.scalars(
                 select(SignatureRow).where(SignatureRow.version_id == version.id, SignatureRow.keyid.in_(ids))
