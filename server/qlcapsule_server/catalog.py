@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, select, true, update
+from sqlalchemy import ColumnElement, and_, exists, func, select, text, true, update
 from sqlalchemy.orm import Session, aliased
 
 from qlcapsule import Lock
@@ -208,6 +208,10 @@ class Catalog:
         if receipts:
             delivery.receipts = receipts
         self.session.add(DeliveryEventRow(delivery_id=delivery.id, status=status, detail=detail, bytes=nbytes))
+        if self.session.get_bind().dialect.name == "postgresql":  # every server's event hub wakes on commit
+            from .events import CHANNEL
+
+            self.session.execute(text(f"NOTIFY {CHANNEL}"))
         return delivery, True
 
     def audit(self, actor: str, action: str, subject: str, outcome: str) -> None:

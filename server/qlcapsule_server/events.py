@@ -4,8 +4,11 @@ An event is a row of the delivery timeline (``delivery_events``); its id is the 
 reconnects with ``Last-Event-ID`` gets what it missed from the database, then the live stream. Each server
 process runs one poller that reads new rows (``id >`` the last seen) and fans them out to its subscribers, so
 any number of processes on one database see every event whichever process recorded it, with one query per
-interval per process, not per subscriber. (PostgreSQL LISTEN/NOTIFY would cut the latency below the poll
-interval; see docs/server.md.)
+interval per process, not per subscriber.
+
+On PostgreSQL the recording transaction also sends ``NOTIFY qlcapsule_events`` (delivered on commit), and each
+process keeps one connection that LISTENs and wakes its poller at once: events cross processes without waiting
+for the interval, which stays (longer) as the fallback should a notification be lost with a connection.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,8 +27,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .models import CapsuleRow, DeliveryEventRow, DeliveryRow, VersionRow
 
-#: seconds between two reads of new events
+#: seconds between two reads of new events (SQLite; PostgreSQL's notifications wake the reader sooner)
 POLL_INTERVAL = 0.2
+PG_POLL_INTERVAL = 2.0
+#: the PostgreSQL notification channel a recorded delivery status is announced on
+CHANNEL = "qlcapsule_events"
 #: seconds between two keep-alive comments on an idle stream
 KEEPALIVE = 15.0
 #: events replayed at most for one Last-Event-ID
@@ -85,14 +93,26 @@ def last_event_id(session: Session) -> int:
 class Hub:
     """One poller per process; subscribers get every new event through their own queue."""
 
-    def __init__(self, sessions: sessionmaker[Session], interval: float = POLL_INTERVAL) -> None:
-        self.sessions, self.interval = sessions, interval
+    def __init__(self, sessions: sessionmaker[Session], interval: float | None = None) -> None:
+        self.sessions = sessions
+        engine = sessions.kw["bind"]
+        #: the psycopg URL to LISTEN on (PostgreSQL only)
+        self._listen_url = (
+            engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+            if engine.dialect.name == "postgresql"
+            else None
+        )
+        self.interval = interval or (PG_POLL_INTERVAL if self._listen_url else POLL_INTERVAL)
+        #: True while the LISTEN connection is up
+        self.listening = False
         self.subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
         #: subscriptions ever made (a gauge of open ones is len(subscribers))
         self.subscriptions = 0
         #: called (in the event loop, must not block) with each batch of new events: the webhooks
         self.listeners: list[Callable[[list[dict[str, Any]]], None]] = []
         self.closing = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._listener: threading.Thread | None = None
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         #: the newest event read (None: not read yet)
@@ -110,6 +130,36 @@ class Hub:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._poll())
+        if self._listen_url:
+            self._listener = threading.Thread(target=self._listen, name="qlcapsule-events-listen", daemon=True)
+            self._listener.start()
+
+    def _listen(self) -> None:
+        """LISTEN on the channel (a thread with its own connection); each notification wakes the poller."""
+        import psycopg
+
+        from .logs import log
+
+        assert self._listen_url is not None and self._loop is not None
+        while not self.closing.is_set():
+            try:
+                with psycopg.connect(self._listen_url, autocommit=True, connect_timeout=10) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self.listening = True
+                    while not self.closing.is_set():
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            self._loop.call_soon_threadsafe(self._wake.set)
+            except psycopg.Error as exc:  # the poller still reads every interval; reconnect and carry on
+                self.listening = False
+                log("events.listen_failed", 30, error=type(exc).__name__)
+                self.closing_wait(1.0)
+        self.listening = False
+
+    def closing_wait(self, seconds: float) -> None:
+        """Sleep in a thread, waking early on shutdown."""
+        deadline = time.monotonic() + seconds
+        while not self.closing.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     async def _poll(self) -> None:
         from sqlalchemy.exc import SQLAlchemyError
@@ -136,11 +186,13 @@ class Hub:
                     listener(events)
             if len(events) < 500:
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self.closing.wait(), self.interval)
+                    await asyncio.wait_for(self._wake.wait(), self.interval)
+                self._wake.clear()
 
     def close(self) -> None:
         """End every stream (shutdown): each subscriber gets None and its response finishes."""
         self.closing.set()
+        self._wake.set()
         for queue in list(self.subscribers):
             queue.put_nowait(None)
 
@@ -156,6 +208,10 @@ class Hub:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._listener is not None:
+            from starlette.concurrency import run_in_threadpool
+
+            await run_in_threadpool(self._listener.join, 5)
 
     async def stream(self, wanted: Filter, after: int | None) -> AsyncIterator[str]:
         """The SSE text of a subscription: the replay after ``after`` (Last-Event-ID), then live events."""

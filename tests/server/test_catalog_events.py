@@ -9,6 +9,8 @@ import time
 import urllib.request
 from typing import Any
 
+import pytest
+
 from conftest import Key, LiveServer, Serve, Ship
 from qlcapsule_server.client import publish
 
@@ -117,3 +119,37 @@ def test_two_servers_on_one_database_share_events(serve: Serve, ship: Ship, rele
     _report(two, token, "production", "uploading")
     assert [e["status"] for e in on_one.result()] == ["uploading"]
     assert on_one.events == on_two.result()
+
+
+@pytest.mark.e2e
+def test_postgresql_notifications_wake_the_other_server(postgres, ship: Ship, release_key: Key) -> None:  # type: ignore[no-untyped-def]
+    """With polling pushed out of the test's reach, only LISTEN/NOTIFY can carry the event across servers."""
+    import uuid
+
+    from conftest import LiveServer
+    from qlcapsule_server.config import Settings
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    postgres.admin(f"CREATE DATABASE {name}")
+    servers: list[LiveServer] = []
+    try:
+        settings = Settings(database_url=postgres.url(name), trust_file=str(release_key.trust))
+        one, two = LiveServer(settings), LiveServer(settings)
+        servers += [one, two]
+        token = one.token("publish", "read")
+        publish(one.url, token, ship("orders", key=release_key))
+        listening = Subscriber(one, token)
+        deadline = time.monotonic() + 20
+        while not one.app.state.hub.listening:
+            assert time.monotonic() < deadline, "the LISTEN connection did not come up"
+            time.sleep(0.01)
+        one.app.state.hub.interval = 3600.0  # from its next wait on, only a notification wakes it
+        from qlcapsule_server.events import PG_POLL_INTERVAL
+
+        time.sleep(PG_POLL_INTERVAL + 0.5)  # the wait begun with the old interval ends: from now on, 3600 s
+        _report(two, token, "production", "verifying")
+        assert [e["status"] for e in listening.result()] == ["verifying"]
+    finally:
+        for server in servers:
+            server.stop()
+        postgres.admin(f"DROP DATABASE {name} WITH (FORCE)")
