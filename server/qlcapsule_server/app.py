@@ -40,6 +40,8 @@ from .verify import judge, load_keys
 
 API = "/api/v1"
 KEYID = r"^[A-Za-z0-9:_.+/=-]{8,128}$"
+#: row ids fit a signed 64-bit integer on both databases
+MAX_ID = 2**63 - 1
 
 
 class ApiError(Exception):
@@ -180,6 +182,7 @@ def create_app(settings: Settings) -> FastAPI:  # noqa: C901 - the routes are cl
     Publisher = Annotated[tokens.Principal, Depends(publisher)]
     Admin = Annotated[tokens.Principal, Depends(administrator)]
     Offset = Annotated[int, Query(ge=0, le=10**9)]
+    HookId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
     Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
     async def body(request: Request) -> Any:
@@ -345,13 +348,15 @@ def create_app(settings: Settings) -> FastAPI:  # noqa: C901 - the routes are cl
         capsule: Annotated[str | None, Query(max_length=63)] = None,
         target: Annotated[str | None, Query(max_length=256)] = None,
         status: Annotated[str | None, Query(pattern=r"^(planned|uploading|verifying|delivered|failed)$")] = None,
-        after: Annotated[int | None, Query(ge=0, description="Resume after this event id (as Last-Event-ID)")] = None,
+        after: Annotated[
+            int | None, Query(ge=0, le=MAX_ID, description="Resume after this event id (as Last-Event-ID)")
+        ] = None,
     ) -> StreamingResponse:
         """Delivery status changes as Server-Sent Events (``event: delivery``, ``id`` = the timeline row),
         filtered by capsule, target and status; resumable with ``Last-Event-ID``."""
         resume = request.headers.get("last-event-id")
         if resume is not None:
-            if not resume.isdigit() or len(resume) > 18:
+            if not resume.isdigit() or int(resume) > MAX_ID:
                 raise ApiError(400, "Last-Event-ID: expected an event id (a number)")
             after = int(resume)
         stream = hub.stream(Filter(capsule, target, status), after)
@@ -385,13 +390,13 @@ def create_app(settings: Settings) -> FastAPI:  # noqa: C901 - the routes are cl
             return etagged(request, {"items": [webhooks.describe(r) for r in rows]})
 
     @app.get(f"{API}/webhooks/{{hook_id}}/deliveries", tags=["webhooks"])
-    def webhook_log(request: Request, hook_id: int, _who: Admin) -> Response:
+    def webhook_log(request: Request, hook_id: HookId, _who: Admin) -> Response:
         """The delivery log of one subscription, newest first."""
         with db.transaction(sessions) as session:
             return etagged(request, {"items": webhooks.log(session, hook_id)})
 
     @app.delete(f"{API}/webhooks/{{hook_id}}", tags=["webhooks"], status_code=204)
-    def webhook_delete(hook_id: int, who: Admin) -> Response:
+    def webhook_delete(hook_id: HookId, who: Admin) -> Response:
         """Stop sending to a subscription (its log is kept)."""
         from .models import WebhookRow
 

@@ -17,7 +17,7 @@ class ArtifactIn(BaseModel):
     name: str = Field(max_length=1024)
     path: str | None = Field(default=None, max_length=4096)
     sha256: str = Field(pattern=HEX64)
-    size: int = Field(ge=0)
+    size: int = Field(ge=0, le=2**53 - 1)
 
 
 class ReceiptIn(BaseModel):
@@ -26,7 +26,7 @@ class ReceiptIn(BaseModel):
     target: str = Field(max_length=256)
     location: str = Field(max_length=4096)
     sha256: str = Field(max_length=64)
-    size: int = Field(ge=0)
+    size: int = Field(ge=0, le=2**53 - 1)
     url: str | None = Field(default=None, max_length=4096)
     time: str | None = Field(default=None, max_length=64)
 
@@ -82,7 +82,7 @@ class DeliveryStatusIn(BaseModel):
     status: str = Field(pattern=r"^(planned|uploading|verifying|delivered|failed)$")
     url: str | None = Field(default=None, max_length=4096)
     detail: str | None = Field(default=None, max_length=4096)
-    bytes: int | None = Field(default=None, ge=0)
+    bytes: int | None = Field(default=None, ge=0, le=2**63 - 1)
 
 
 class Page(BaseModel):
