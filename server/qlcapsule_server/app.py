@@ -22,11 +22,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from qlcapsule import InputError, QlcapsuleError, RemoteError, UsageError, VerificationError, __version__
 
 from . import db, routes_catalog, routes_ingest, routes_webhooks, webhooks
-from .catalog import Catalog
 from .config import Settings
 from .events import Hub
 from .logs import log
 from .metrics import Metrics
+from .queries import Queries
 from .verify import load_keys
 from .web import ApiError, Service
 
@@ -48,7 +48,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     def sizes() -> dict[str, int]:
         with db.transaction(sessions) as session:
-            return Catalog(session).sizes()
+            return Queries(session).sizes()
 
     svc = Service(settings, engine, sessions, keys, Metrics(sizes), Hub(sessions))
     sending: set[Any] = set()
