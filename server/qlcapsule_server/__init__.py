@@ -5,7 +5,7 @@
 ``qlcapsule_register_commands`` hook. It is a plugin like any other: it imports only ``qlcapsule``'s public API
 (an import-linter contract holds it to that).
 
-Modules, each importing only those below it:
+Modules, each importing only those below it (an import-linter layers contract holds them to it):
 
     plugin       the hook implementation (imports click only: it runs for ``qlcapsule --help``)
     commands     the click commands: serve, catalog migrate/token/publish/sync
@@ -14,10 +14,11 @@ Modules, each importing only those below it:
     web          what the routes share: authentication, bounded bodies, ETags, pages
     sync         ``catalog sync``: a version store's new commits, through the publish API
     client       the Python client: publish a ship report (``catalog publish``, ``ship --publish``)
+    gitstore     reading a version store by its documented ref layout (pygit2)
     webhooks     signed webhook sends, claimed once per event across processes
-    events       the event hub: new delivery events to SSE subscribers and webhooks (LISTEN/NOTIFY on PostgreSQL)
     catalog      the repository's writes: idempotent, keyed by digest
     queries      the repository's reads
+    events       the event hub: new delivery events to SSE subscribers and webhooks (LISTEN/NOTIFY on PostgreSQL)
     verify       a publication's signatures against the server's own trust policy
     tokens       API tokens: created once, stored hashed, with scopes
     db           engines, sessions and the Alembic migrations shipped in ``migrations/``
