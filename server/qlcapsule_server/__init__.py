@@ -16,8 +16,7 @@ Modules, each importing only those below it (an import-linter layers contract ho
     client       the Python client: publish a ship report (``catalog publish``, ``ship --publish``)
     gitstore     reading a version store by its documented ref layout (pygit2)
     webhooks     signed webhook sends, claimed once per event across processes
-    catalog      the repository's writes: idempotent, keyed by digest
-    queries      the repository's reads
+    catalog      the repository: idempotent writes keyed by digest, and the queries
     events       the event hub: new delivery events to SSE subscribers and webhooks (LISTEN/NOTIFY on PostgreSQL)
     verify       a publication's signatures against the server's own trust policy
     tokens       API tokens: created once, stored hashed, with scopes

@@ -22,13 +22,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from qlcapsule import InputError, QlcapsuleError, RemoteError, UsageError, VerificationError, __version__
 
 from . import db, routes_catalog, routes_ingest, routes_webhooks, webhooks
+from .catalog import Catalog
 from .config import Settings
 from .events import Hub
 from .logs import log
 from .metrics import Metrics
-from .queries import Queries
 from .verify import load_keys
-from .web import ApiError, Service
+from .web import KEYID, ApiError, Service
+
+#: ``KEYID`` is re-exported: it was defined here before the routes moved to their own modules
+__all__ = ["KEYID", "create_app"]
 
 
 def _status_of(exc: QlcapsuleError) -> int:
@@ -48,7 +51,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     def sizes() -> dict[str, int]:
         with db.transaction(sessions) as session:
-            return Queries(session).sizes()
+            return Catalog(session).sizes()
 
     svc = Service(settings, engine, sessions, keys, Metrics(sizes), Hub(sessions))
     sending: set[Any] = set()
@@ -82,6 +85,8 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.service = svc
+    # the same objects under the names create_app gave them before the routes moved out (other areas read them)
+    app.state.settings, app.state.engine, app.state.metrics, app.state.hub = settings, engine, svc.metrics, svc.hub
     _errors(app)
     _observe(app, svc.metrics)
     _probes(app, svc)

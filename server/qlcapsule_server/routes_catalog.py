@@ -11,8 +11,8 @@ from fastapi import Path as PathParam
 from fastapi.responses import StreamingResponse
 
 from . import db
+from .catalog import Catalog
 from .events import Filter
-from .queries import Queries
 from .web import API, KEYID, MAX_ID, ApiError, Limit, Offset, Reader, etagged, page, service
 
 router = APIRouter(prefix=API, tags=["catalog"])
@@ -29,21 +29,21 @@ def capsules(
 ) -> Response:
     """Capsules by name (``q``: a substring), with the repositories they live in."""
     with db.transaction(service(request).sessions) as session:
-        return page(request, Queries(session).capsules(offset, limit, q), offset, limit)
+        return page(request, Catalog(session).capsules(offset, limit, q), offset, limit)
 
 
 @router.get("/capsules/{name}/versions")
 def versions(request: Request, name: str, _who: Reader, offset: Offset = 0, limit: Limit = 50) -> Response:
     """A capsule's versions, newest first, with their signature verdicts, refs and template."""
     with db.transaction(service(request).sessions) as session:
-        return page(request, Queries(session).versions(name, offset, limit), offset, limit)
+        return page(request, Catalog(session).versions(name, offset, limit), offset, limit)
 
 
 @router.get("/capsules/{name}/versions/{version}")
 def version(request: Request, name: str, version: str, _who: Reader) -> Response:
     """One version with its files (from the lock), findings and artifacts."""
     with db.transaction(service(request).sessions) as session:
-        found = Queries(session).version(name, version)
+        found = Catalog(session).version(name, version)
     if found is None:
         raise ApiError(404, f"{name}@{version} is not in the catalog")
     return etagged(request, found)
@@ -53,7 +53,7 @@ def version(request: Request, name: str, version: str, _who: Reader) -> Response
 def deliveries(request: Request, name: str, version: str, _who: Reader) -> Response:
     """Where ``name@version`` was delivered, each delivery's status and its timeline."""
     with db.transaction(service(request).sessions) as session:
-        found = Queries(session).deliveries(name, version)
+        found = Catalog(session).deliveries(name, version)
     if found is None:
         raise ApiError(404, f"{name}@{version} is not in the catalog")
     return etagged(request, {"items": found})
@@ -63,7 +63,7 @@ def deliveries(request: Request, name: str, version: str, _who: Reader) -> Respo
 def lineage(request: Request, name: str, _who: Reader, offset: Offset = 0, limit: Limit = 500) -> Response:
     """The versions as a graph: each node's commit and its parents' commits, newest first."""
     with db.transaction(service(request).sessions) as session:
-        return page(request, Queries(session).lineage(name, offset, limit), offset, limit)
+        return page(request, Catalog(session).lineage(name, offset, limit), offset, limit)
 
 
 @router.get("/capsules/{name}/diff")
@@ -76,7 +76,7 @@ def diff(
 ) -> Response:
     """Files added, removed and changed between two versions, from their locks."""
     with db.transaction(service(request).sessions) as session:
-        found = Queries(session).diff(name, old, new)
+        found = Catalog(session).diff(name, old, new)
     if found is None:
         raise ApiError(404, f"{name}@{old} or {name}@{new} is not in the catalog")
     return etagged(request, found)
@@ -86,21 +86,21 @@ def diff(
 def scores(request: Request, name: str, _who: Reader, offset: Offset = 0, limit: Limit = 50) -> Response:
     """The validation score history, newest first."""
     with db.transaction(service(request).sessions) as session:
-        return page(request, Queries(session).scores(name, offset, limit), offset, limit)
+        return page(request, Catalog(session).scores(name, offset, limit), offset, limit)
 
 
 @router.get("/templates")
 def templates(request: Request, _who: Reader) -> Response:
     """Template versions and the capsules generated from each."""
     with db.transaction(service(request).sessions) as session:
-        return etagged(request, {"items": Queries(session).templates()})
+        return etagged(request, {"items": Catalog(session).templates()})
 
 
 @router.get("/templates/behind")
 def behind(request: Request, _who: Reader, at_least: Annotated[int, Query(ge=0, le=10_000)] = 1) -> Response:
     """Capsules whose newest version was generated from a template ``at_least`` versions behind the newest."""
     with db.transaction(service(request).sessions) as session:
-        return etagged(request, {"items": Queries(session).behind(at_least)})
+        return etagged(request, {"items": Catalog(session).behind(at_least)})
 
 
 @router.get("/files/{sha256}/versions")
@@ -113,7 +113,7 @@ def containing(
 ) -> Response:
     """Versions whose lock lists a file with this SHA-256."""
     with db.transaction(service(request).sessions) as session:
-        return page(request, Queries(session).containing(sha256, offset, limit), offset, limit)
+        return page(request, Catalog(session).containing(sha256, offset, limit), offset, limit)
 
 
 @router.get("/keys/{keyid}/versions")
@@ -128,7 +128,7 @@ def signed_by(
     """Versions a trusted key (id or a prefix of 8+ characters) verifiably signed; ``only=true``: those no other
     trusted key signed."""
     with db.transaction(service(request).sessions) as session:
-        return page(request, Queries(session).signed_by(keyid, only=only, offset=offset, limit=limit), offset, limit)
+        return page(request, Catalog(session).signed_by(keyid, only=only, offset=offset, limit=limit), offset, limit)
 
 
 @router.get("/events", tags=["events"], response_class=StreamingResponse)

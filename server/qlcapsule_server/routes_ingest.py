@@ -13,7 +13,6 @@ from qlcapsule import VerificationError, parse_lock
 
 from . import db, tokens
 from .catalog import Catalog
-from .queries import Queries
 from .schemas import DeliveryStatusIn, Publication, Published, SyncMove
 from .verify import judge
 from .web import API, ApiError, Publisher, Service, blocking, body_schema, model, read_body, service
@@ -73,7 +72,7 @@ async def delivery_status(request: Request, who: Publisher) -> Response:
     def run() -> Response:
         with db.transaction(svc.sessions, write=True) as session:
             catalog = Catalog(session)
-            vid = Queries(session).version_id(report.capsule, report.version)
+            vid = Catalog(session).version_id(report.capsule, report.version)
             if vid is None:
                 raise ApiError(404, f"{report.capsule}@{report.version} is not in the catalog")
             _, changed = catalog.delivery_status(
@@ -98,7 +97,7 @@ def sync_state(
 ) -> dict[str, Any]:
     """The commit each head ref of ``repository`` was indexed up to (``catalog sync``; scope ``publish``)."""
     with db.transaction(service(request).sessions) as session:
-        return {"repository": repository, "refs": Queries(session).sync_state(repository)}
+        return {"repository": repository, "refs": Catalog(session).sync_state(repository)}
 
 
 @router.post("/sync", openapi_extra=body_schema(SyncMove))

@@ -24,10 +24,10 @@ from qlcapsule import VerifyKey
 
 from . import db, tokens
 from .bounds import load_json
+from .catalog import MAX_LIMIT
 from .config import Settings
 from .events import Hub
 from .metrics import Metrics
-from .queries import MAX_LIMIT
 
 API = "/api/v1"
 KEYID = r"^[A-Za-z0-9:_.+/=-]{8,128}$"
