@@ -144,7 +144,7 @@ def _graceful_server(app: Any) -> Any:
 
         def handle_exit(self, sig: int, frame: Any) -> None:
             super().handle_exit(sig, frame)
-            app.state.service.hub.close_soon()  # event streams end now, not at the graceful timeout
+            app.state.hub.close_soon()  # event streams end now, not at the graceful timeout
             captured = getattr(self, "_captured_signals", None)
             if isinstance(captured, list):
                 captured.clear()

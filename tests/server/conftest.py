@@ -233,7 +233,7 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{port}"
 
     def token(self, *scopes: str) -> str:
-        with db.transaction(db.session_factory(self.app.state.service.engine)) as session:
+        with db.transaction(db.session_factory(self.app.state.engine)) as session:
             return tokens.create(session, f"t-{uuid.uuid4().hex[:8]}", list(scopes))
 
     def call(self, path: str, token: str | None = None, method: str = "GET", data: Any = None) -> tuple[int, Any]:
@@ -252,7 +252,7 @@ class LiveServer:
                 return exc.code, json.loads(exc.read() or b"null")
 
     def stop(self) -> None:
-        self.app.state.service.hub.close_soon()  # as ``serve`` does on SIGTERM: open event streams end
+        self.app.state.hub.close_soon()  # as ``serve`` does on SIGTERM: open event streams end
         self.server.should_exit = True
         self.thread.join(30)
         assert not self.thread.is_alive()

@@ -21,7 +21,7 @@ def test_the_same_version_published_at_once_is_recorded_once(serve: Serve, ship:
         results = list(pool.map(lambda i: publish(server.url, token, reports[i % 2])[0], range(16)))
     assert sum(r["created"] for r in results) == 2  # one creation per version, the rest found it
     assert {r["signature_status"] for r in results} == {"verified"}
-    with db.transaction(db.session_factory(server.app.state.service.engine)) as session:
+    with db.transaction(db.session_factory(server.app.state.engine)) as session:
         assert session.scalar(select(func.count(CapsuleRow.id))) == 1
         assert session.scalar(select(func.count(VersionRow.id))) == 2
         assert session.scalar(select(func.count(FileRow.id))) == 4  # two files per version, once each

@@ -32,10 +32,10 @@ class Subscriber(threading.Thread):
         self.request = urllib.request.Request(f"{server.url}/api/v1/events{query}", headers=headers)
         self.count = count
         _caught_up(server)  # events recorded before this subscription (the publish's own) are not live ones
-        before = server.app.state.service.hub.subscriptions
+        before = server.app.state.hub.subscriptions
         self.start()
         deadline = time.monotonic() + 20
-        while server.app.state.service.hub.subscriptions <= before:  # subscribed: nothing published from now is missed
+        while server.app.state.hub.subscriptions <= before:  # subscribed: nothing published from now is missed
             assert time.monotonic() < deadline and self.error is None, self.error
             time.sleep(0.01)
 
@@ -74,10 +74,10 @@ def _caught_up(server: LiveServer) -> None:
     from qlcapsule_server import db
     from qlcapsule_server.events import last_event_id
 
-    with db.transaction(db.session_factory(server.app.state.service.engine)) as session:
+    with db.transaction(db.session_factory(server.app.state.engine)) as session:
         newest = last_event_id(session)
     deadline = time.monotonic() + 20
-    while server.app.state.service.hub._last is None or server.app.state.service.hub._last < newest:
+    while server.app.state.hub._last is None or server.app.state.hub._last < newest:
         assert time.monotonic() < deadline, "the hub did not read the events already recorded"
         time.sleep(0.01)
 
@@ -140,10 +140,10 @@ def test_postgresql_notifications_wake_the_other_server(postgres, ship: Ship, re
         publish(one.url, token, ship("orders", key=release_key))
         listening = Subscriber(one, token)
         deadline = time.monotonic() + 20
-        while not one.app.state.service.hub.listening:
+        while not one.app.state.hub.listening:
             assert time.monotonic() < deadline, "the LISTEN connection did not come up"
             time.sleep(0.01)
-        one.app.state.service.hub.interval = 3600.0  # from its next wait on, only a notification wakes it
+        one.app.state.hub.interval = 3600.0  # from its next wait on, only a notification wakes it
         from qlcapsule_server.events import PG_POLL_INTERVAL
 
         time.sleep(PG_POLL_INTERVAL + 0.5)  # the wait begun with the old interval ends: from now on, 3600 s

@@ -120,7 +120,7 @@ def test_tokens_scopes_and_revocation(serve: Serve, ship: Ship, release_key: Key
 
     admin = server.token("admin")
     assert publish(server.url, admin, report)[0]["created"] is True  # admin implies publish
-    with db.transaction(db.session_factory(server.app.state.service.engine)) as session:
+    with db.transaction(db.session_factory(server.app.state.engine)) as session:
         from sqlalchemy import select
 
         from qlcapsule_server.models import AuditRow, TokenRow
