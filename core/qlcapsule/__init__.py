@@ -58,12 +58,15 @@ _EXPORTS: dict[str, str] = {
     "Register": "plugins.hookspecs",
     "Envelope": "signing.envelope",
     "Statement": "signing.envelope",
+    "VerifyKey": "signing.envelope",
+    "verify_envelope": "signing.envelope",
     "verify_signatures": "signing.signatures",
     "Lock": "format.lock",
     "LockEntry": "format.lock",
     "Status": "format.lock",
     "atomic_write": "format.lock",
     "capsule_digest": "format.lock",
+    "parse_lock": "format.lock",
     "get_logger": "log",
     "redact": "log",
     "DEFAULT_TIMEOUT": "resilience",
@@ -92,6 +95,7 @@ _EXPORTS: dict[str, str] = {
     "origin": "resilience",
     "ENV_TRUST": "signing.signatures",
     "operator_trust_file": "signing.signatures",
+    "load_trust_file": "signing.signatures",
     "alias_excess": "format.yamlsrc",
     # a module: safe YAML loading with file and line in every error, for plugins that read YAML of their own
     "yamlsrc": "format",
@@ -166,6 +170,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         Status,
         atomic_write,
         capsule_digest,
+        parse_lock,
     )
     from .format.streaming import (  # noqa: F401
         PayloadReader,
@@ -240,9 +245,12 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from .signing.envelope import (  # noqa: F401
         Envelope,
         Statement,
+        VerifyKey,
+        verify_envelope,
     )
     from .signing.signatures import (  # noqa: F401
         ENV_TRUST,
+        load_trust_file,
         operator_trust_file,
         verify_signatures,
     )

@@ -3,6 +3,7 @@
 # (those come from `pip install -e '.[dev]'`, done by the CI setup):
 #   - Azurite (Azure Blob emulator), pinned in tests/e2e/package-lock.json -> tests/e2e/node_modules
 #   - the CNCF distribution registry (Debian package docker-registry) for the OCI deliverer
+#   - PostgreSQL (Debian package postgresql) for the catalog service's tests (tests/server)
 # Idempotent: does nothing when everything is already there. Quiet unless it fails.
 set -euo pipefail
 
@@ -34,3 +35,17 @@ if ! command -v docker-registry >/dev/null; then
   # The package starts a systemd service where systemd runs; tests start their own instances.
 fi
 command -v docker-registry >/dev/null || die "docker-registry missing after apt-get install"
+
+# -- PostgreSQL (apt) ----------------------------------------------------------
+# tests/server/conftest.py starts its own server with the package's initdb/pg_ctl (as the postgres account
+# when run as root); the packaged cluster is not used.
+if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  log="$(mktemp)"
+  if ! { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql; } >"$log" 2>&1; then
+    cat "$log" >&2; rm -f "$log"; die "apt-get install postgresql failed"
+  fi
+  rm -f "$log"
+fi
+ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || die "pg_ctl missing after apt-get install postgresql"

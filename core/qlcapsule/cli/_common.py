@@ -191,6 +191,9 @@ class _Group(click.Group):
             for module in COMMAND_MODULES:
                 self._load(module)
             self._all_loaded = True
+            from ..plugins.manager import registry  # noqa: PLC0415 -- plugin: the plugin manager loads only in the commands that use it, not for --help
+
+            registry().add_commands(self)  # plugins' commands (qlcapsule_register_commands), after the built-ins
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in FAST_COMMANDS:

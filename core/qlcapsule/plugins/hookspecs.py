@@ -1,4 +1,4 @@
-"""The five registration hook specs, and pluggy's markers for the ``qlcapsule`` project.
+"""The registration hook specs (five component kinds, and commands), and pluggy's markers for ``qlcapsule``.
 
 Every built-in and third-party plugin implements one or more of these in the
 llm style: the hook receives ``register`` (a :class:`Register`) and calls it
@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Final, Protocol
 import pluggy
 
 if TYPE_CHECKING:
+    import click
+
     from .components import Component
 
 PROJECT: Final = "qlcapsule"
@@ -102,4 +104,24 @@ def qlcapsule_register_deliverers(register: Register) -> None:
 
     Called once; a delivery target's ``provider`` names the deliverer. Return
     nothing.
+    """
+
+
+# -- adding commands ----------------------------------------------------------
+
+
+@hookspec
+def qlcapsule_register_commands(cli: click.Group) -> None:
+    """Add click commands to the ``qlcapsule`` group (llm's ``register_commands``)::
+
+        @hookimpl
+        def qlcapsule_register_commands(cli):
+            @cli.command()
+            def hello() -> None: ...
+
+    Called once, when the CLI meets a command name no built-in area provides
+    (or lists every command for ``--help``), after the built-in commands are
+    added: a plugin cannot replace one (a name a built-in already has fails the
+    plugin). Import heavy dependencies inside the commands, not here: the hook
+    runs for ``--help``. Return nothing.
     """

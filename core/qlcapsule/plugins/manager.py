@@ -216,6 +216,47 @@ class Registry:
                 continue
             self._collected[kind] = plugins
 
+    def add_commands(self, cli: Any) -> None:
+        """``pm.hook.qlcapsule_register_commands(cli=cli)`` after registering the plugins that may add commands.
+
+        Commands come only from plugins that are not a built-in component kind
+        (third-party ones, and built-ins named ``commands.*``). A plugin whose hook
+        raises, or that takes the name of a command ``cli`` already has, fails by
+        name, its commands are dropped, and the hook is called again without it.
+        """
+        with self._load_lock:
+            for ep in sorted(self.pending.pop(ANY, []), key=lambda e: e.name):
+                self._load(ep)
+            self._check_pending()
+            hook = self.pm.hook.qlcapsule_register_commands
+            builtin = dict(cli.commands)
+            while True:
+                impls = hook.get_hookimpls()
+                codes: dict[Any, list[HookImpl]] = {}
+                for impl in impls:
+                    codes.setdefault(_code(impl.function), []).append(impl)
+                add = cli.add_command
+
+                def checked(cmd: Any, name: str | None = None, add: Any = add) -> None:
+                    name = name or cmd.name
+                    if name in builtin:
+                        raise PluginError(f"command {name!r} is a built-in qlcapsule command")
+                    add(cmd, name)
+
+                cli.add_command = checked  # click's @cli.command() and cli.add_command() both come here
+                try:
+                    hook(cli=cli)
+                    return
+                except Exception as exc:  # a broken plugin must not take the CLI down
+                    culprit = _blame(codes, exc.__traceback__)
+                    if culprit is None:
+                        raise
+                    for name in [n for n in cli.commands if n not in builtin]:
+                        del cli.commands[name]
+                    self._fail(culprit, exc)
+                finally:
+                    del cli.add_command
+
     # -- registration ------------------------------------------------------
     def _register(self, plugin: str, cls: Any, kind: str) -> None:
         base = KINDS[kind]

@@ -1,0 +1,22 @@
+"""The plugin: ``qlcapsule serve`` and ``qlcapsule catalog`` through ``qlcapsule_register_commands``.
+
+Only click is imported here: the hook runs whenever the CLI lists its commands. FastAPI, SQLAlchemy and the
+rest are imported inside the commands, so ``qlcapsule --help`` works without the ``[server]`` extra.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from qlcapsule import hookimpl
+
+if TYPE_CHECKING:
+    import click
+
+
+@hookimpl
+def qlcapsule_register_commands(cli: click.Group) -> None:
+    from .commands import catalog, serve  # noqa: PLC0415 -- start-up: the command definitions load only when qlcapsule lists its commands
+
+    cli.add_command(serve)
+    cli.add_command(catalog)

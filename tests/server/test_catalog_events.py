@@ -1,0 +1,155 @@
+"""Live delivery status as Server-Sent Events from a real server: filtered, resumable with Last-Event-ID, and
+shared by two servers on one database (SQLite file and a real PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from typing import Any
+
+import pytest
+
+from conftest import Key, LiveServer, Serve, Ship
+from qlcapsule_server.client import publish
+
+STEPS = ("planned", "uploading", "verifying", "delivered")
+
+
+class Subscriber(threading.Thread):
+    """Reads ``count`` events of one SSE stream in a thread."""
+
+    def __init__(
+        self, server: LiveServer, token: str, query: str = "", count: int = 1, last_id: int | None = None
+    ) -> None:
+        super().__init__(daemon=True)
+        self.events: list[dict[str, Any]] = []
+        self.error: BaseException | None = None
+        headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
+        if last_id is not None:
+            headers["Last-Event-ID"] = str(last_id)
+        self.request = urllib.request.Request(f"{server.url}/api/v1/events{query}", headers=headers)
+        self.count = count
+        _caught_up(server)  # events recorded before this subscription (the publish's own) are not live ones
+        before = server.app.state.hub.subscriptions
+        self.start()
+        deadline = time.monotonic() + 20
+        while server.app.state.hub.subscriptions <= before:  # subscribed: nothing published from now is missed
+            assert time.monotonic() < deadline and self.error is None, self.error
+            time.sleep(0.01)
+
+    def run(self) -> None:
+        try:
+            with urllib.request.urlopen(self.request, timeout=30) as stream:
+                assert stream.headers["Content-Type"].startswith("text/event-stream")
+                fields: dict[str, str] = {}
+                for raw in stream:
+                    line = raw.decode("utf-8").rstrip("\n")
+                    if line.startswith(":"):
+                        continue
+                    if line:
+                        key, _, value = line.partition(": ")
+                        fields[key] = value
+                        continue
+                    if "data" in fields:
+                        assert fields["event"] == "delivery"
+                        event = json.loads(fields["data"])
+                        assert str(event["id"]) == fields["id"]
+                        self.events.append(event)
+                        if len(self.events) == self.count:
+                            return
+                    fields = {}
+        except BaseException as exc:  # reported by result()
+            self.error = exc
+
+    def result(self) -> list[dict[str, Any]]:
+        self.join(30)
+        assert not self.is_alive(), f"only {len(self.events)} of {self.count} events arrived"
+        assert self.error is None, self.error
+        return self.events
+
+
+def _caught_up(server: LiveServer) -> None:
+    from qlcapsule_server import db
+    from qlcapsule_server.events import last_event_id
+
+    with db.transaction(db.session_factory(server.app.state.engine)) as session:
+        newest = last_event_id(session)
+    deadline = time.monotonic() + 20
+    while server.app.state.hub._last is None or server.app.state.hub._last < newest:
+        assert time.monotonic() < deadline, "the hub did not read the events already recorded"
+        time.sleep(0.01)
+
+
+def _report(server: LiveServer, token: str, target: str, status: str, version: str = "1.0.0") -> None:
+    body = {"capsule": "orders", "version": version, "target": target, "provider": "s3", "status": status}
+    assert server.call("/api/v1/deliveries", token, "POST", body)[0] == 200
+
+
+def test_status_changes_stream_as_they_happen_filtered_and_resumable(
+    serve: Serve, ship: Ship, release_key: Key
+) -> None:
+    server = serve(trust_file=str(release_key.trust))
+    token = server.token("publish", "read")
+    publish(server.url, token, ship("orders", key=release_key))
+    everything = Subscriber(server, token, count=len(STEPS) + 1)
+    production = Subscriber(server, token, "?target=production&status=delivered")
+    for step in STEPS:
+        _report(server, token, "staging", step)
+    _report(server, token, "production", "delivered")
+
+    seen = everything.result()
+    assert [(e["target"], e["status"]) for e in seen] == [("staging", s) for s in STEPS] + [("production", "delivered")]
+    assert {(e["capsule"], e["version"], e["provider"]) for e in seen} == {("orders", "1.0.0", "s3")}
+    assert [e["target"] for e in production.result()] == ["production"]
+
+    # a client that saw the second event resumes from there and gets the rest, in order
+    resumed = Subscriber(server, token, "?capsule=orders", count=3, last_id=seen[1]["id"])
+    assert [e["id"] for e in resumed.result()] == [e["id"] for e in seen[2:]]
+    assert server.call("/api/v1/events?status=done", token)[0] == 422
+
+
+def test_two_servers_on_one_database_share_events(serve: Serve, ship: Ship, release_key: Key) -> None:
+    one = serve(trust_file=str(release_key.trust))
+    two = serve(trust_file=str(release_key.trust))
+    token = one.token("publish", "read")
+    publish(one.url, token, ship("orders", key=release_key))
+    on_one, on_two = Subscriber(one, token), Subscriber(two, token)
+    _report(two, token, "production", "uploading")
+    assert [e["status"] for e in on_one.result()] == ["uploading"]
+    assert on_one.events == on_two.result()
+
+
+@pytest.mark.e2e
+def test_postgresql_notifications_wake_the_other_server(postgres, ship: Ship, release_key: Key) -> None:  # type: ignore[no-untyped-def]
+    """With polling pushed out of the test's reach, only LISTEN/NOTIFY can carry the event across servers."""
+    import uuid
+
+    from conftest import LiveServer
+    from qlcapsule_server.config import Settings
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    postgres.admin(f"CREATE DATABASE {name}")
+    servers: list[LiveServer] = []
+    try:
+        settings = Settings(database_url=postgres.url(name), trust_file=str(release_key.trust))
+        one, two = LiveServer(settings), LiveServer(settings)
+        servers += [one, two]
+        token = one.token("publish", "read")
+        publish(one.url, token, ship("orders", key=release_key))
+        listening = Subscriber(one, token)
+        deadline = time.monotonic() + 20
+        while not one.app.state.hub.listening:
+            assert time.monotonic() < deadline, "the LISTEN connection did not come up"
+            time.sleep(0.01)
+        one.app.state.hub.interval = 3600.0  # from its next wait on, only a notification wakes it
+        from qlcapsule_server.events import PG_POLL_INTERVAL
+
+        time.sleep(PG_POLL_INTERVAL + 0.5)  # the wait begun with the old interval ends: from now on, 3600 s
+        _report(two, token, "production", "verifying")
+        assert [e["status"] for e in listening.result()] == ["verifying"]
+    finally:
+        for server in servers:
+            server.stop()
+        postgres.admin(f"DROP DATABASE {name} WITH (FORCE)")
