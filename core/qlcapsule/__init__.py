@@ -113,6 +113,8 @@ _EXPORTS: dict[str, str] = {
     "scrub": "log",
     "interruption": "errors",
     "on_termination": "cli",
+    "emit": "cli._common",
+    "json_option": "cli._common",
 }
 
 #: the public API is exactly the names above (a test holds the TYPE_CHECKING imports below to them)
@@ -138,6 +140,10 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for type checkers and IDEs
     from .cli import (  # noqa: F401
         on_termination,
+    )
+    from .cli._common import (  # noqa: F401
+        emit,
+        json_option,
     )
     from .errors import (  # noqa: F401
         ConflictError,

@@ -113,10 +113,14 @@ def publication(shipped: dict[str, Any], *, repository: str | None = None) -> di
 def publish(url: str, token: str, report: dict[str, Any]) -> list[dict[str, Any]]:
     """Publish every capsule of a ``qlcapsule ship --json`` report (``ship --publish`` calls this).
 
+    ``report`` is the JSON answer ``ship --json`` prints, or its ``result``.
+
     Returns the server's answer per capsule. Raises CredentialsError (401/403), VerificationError (the server
     refused the signature, 422), InputError (other 4xx) or RemoteError (unreachable, 5xx after retries).
     """
     base = check_url(url)
+    if isinstance(report, dict) and "command" in report and isinstance(report.get("result"), dict):
+        report = report["result"]  # the --json answer of 'qlcapsule ship': its result is the report
     capsules = report.get("capsules") if isinstance(report, dict) else None
     if not isinstance(capsules, list):
         raise InputError("report: not a 'qlcapsule ship --json' report (no 'capsules' list)")

@@ -6,12 +6,11 @@ install (exit 2) instead of failing at import.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
 
-from qlcapsule import UsageError, read_secret
+from qlcapsule import UsageError, emit, json_option, read_secret
 
 from .config import (
     DEFAULT_MAX_BODY,
@@ -98,6 +97,7 @@ def _engine(database: str | None) -> Any:
 @click.option(
     "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True
 )
+@json_option
 def serve(
     database: str | None,
     host: str,
@@ -111,8 +111,12 @@ def serve(
     no_migrate: bool,
     graceful_timeout: int,
     log_level: str,
+    as_json: bool,
 ) -> None:
-    """Run the catalog service (HTTP API, OpenAPI at /docs, /metrics). Needs the [server] extra."""
+    """Run the catalog service (HTTP API, OpenAPI at /docs, /metrics). Needs the [server] extra.
+
+    Logs are JSON lines on stderr; with --json, one answer on stdout when the service has stopped.
+    """
     _need_extra()
     import uvicorn  # noqa: PLC0415 -- extra: uvicorn ([server]) loads only for 'serve'
 
@@ -140,6 +144,7 @@ def serve(
         server_header=False,
     )
     _graceful_server(app)(config).run()
+    emit(as_json, {"host": host, "port": port, "stopped": True}, None)
 
 
 def _graceful_server(app: Any) -> Any:
@@ -168,7 +173,8 @@ def catalog() -> None:
 @database_option
 @click.option("--to", "revision", default="head", show_default=True, help="Revision to migrate to ('base': none).")
 @click.option("--downgrade", is_flag=True, help="Migrate down to --to (which must then be given).")
-def migrate(database: str | None, revision: str, downgrade: bool) -> None:
+@json_option
+def migrate(database: str | None, revision: str, downgrade: bool, as_json: bool) -> None:
     """Upgrade (or downgrade) the catalog database's schema."""
     from . import db  # noqa: PLC0415 -- start-up: these commands load with every qlcapsule command line; the service's modules (and the [server] extra) only when one runs
 
@@ -181,7 +187,8 @@ def migrate(database: str | None, revision: str, downgrade: bool) -> None:
             db.downgrade(engine, revision)
         else:
             db.upgrade(engine, revision)
-        click.echo(f"database at {db.current_revision(engine) or 'base'} (was {before or 'base'})")
+        now = db.current_revision(engine)
+        emit(as_json, {"revision": now, "was": before}, f"database at {now or 'base'} (was {before or 'base'})")
     finally:
         engine.dispose()
 
@@ -197,7 +204,7 @@ def token() -> None:
 @click.option(
     "--scope", "scopes", multiple=True, default=("read",), show_default=True, help="read, publish, admin. Repeatable."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
+@json_option
 def token_create(database: str | None, name: str, scopes: tuple[str, ...], as_json: bool) -> None:
     """Create a token; it is printed once and only its SHA-256 is kept."""
     from . import db, tokens  # noqa: PLC0415 -- start-up: these commands load with every qlcapsule command line; the service's modules (and the [server] extra) only when one runs
@@ -209,11 +216,12 @@ def token_create(database: str | None, name: str, scopes: tuple[str, ...], as_js
             secret = tokens.create(session, name, list(scopes))
     finally:
         engine.dispose()
-    if as_json:
-        click.echo(json.dumps({"name": name, "scopes": sorted(set(scopes)), "token": secret}))
-    else:
+
+    def text() -> None:
         click.echo(secret)
         click.echo(f"token {name!r} ({', '.join(sorted(set(scopes)))}): shown once, store it now", err=True)
+
+    emit(as_json, {"name": name, "scopes": sorted(set(scopes)), "token": secret}, text)
 
 
 @token.command("revoke")
@@ -238,7 +246,7 @@ def token_revoke(database: str | None, name: str) -> None:
 @click.option("--url", required=True, metavar="URL", help="The catalog server (https, or http on this machine).")
 @click.option("--token-env", required=True, metavar="NAME", help="Environment variable holding a publish token.")
 @click.argument("report", type=click.File("rb"))
-@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
+@json_option
 def publish(url: str, token_env: str, report: Any, as_json: bool) -> None:
     """Publish REPORT.json (the output of 'qlcapsule ship --json'; '-' for stdin) to a catalog server."""
     from .bounds import load_json  # noqa: PLC0415 -- start-up: these commands load with every qlcapsule command line; the service's modules (and the [server] extra) only when one runs
@@ -251,21 +259,23 @@ def publish(url: str, token_env: str, report: Any, as_json: bool) -> None:
         report.read(DEFAULT_MAX_BODY + 1), max_bytes=DEFAULT_MAX_BODY, max_depth=DEFAULT_MAX_DEPTH, where=name
     )
     results = publish_report(url, secret, data)
-    if as_json:
-        click.echo(json.dumps({"published": results}, indent=2))
-        return
-    for r in results:
-        what = "published" if r.get("created") else "already published"
-        click.echo(f"{what} {r.get('ref')} sha256:{str(r.get('digest'))[:12]} signature {r.get('signature_status')}")
-    if not results:
-        click.echo("nothing to publish (no capsule in the report shipped successfully)", err=True)
+
+    def text() -> None:
+        for r in results:
+            what = "published" if r.get("created") else "already published"
+            sig = r.get("signature_status")
+            click.echo(f"{what} {r.get('ref')} sha256:{str(r.get('digest'))[:12]} signature {sig}")
+        if not results:
+            click.echo("nothing to publish (no capsule in the report shipped successfully)", err=True)
+
+    emit(as_json, {"published": results}, text)
 
 
 @catalog.command("sync")
 @click.option("--url", required=True, metavar="URL", help="The catalog server (https, or http on this machine).")
 @click.option("--token-env", required=True, metavar="NAME", help="Environment variable holding a publish token.")
 @click.argument("repo")
-@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
+@json_option
 def sync_command(url: str, token_env: str, repo: str, as_json: bool) -> None:
     """Index the capsule versions of REPO (a version store: a path or a git URL) into the catalog.
 
@@ -277,9 +287,8 @@ def sync_command(url: str, token_env: str, repo: str, as_json: bool) -> None:
     secret = read_secret(token_env, what="a catalog token with the publish scope")
     assert secret is not None
     result = sync(url, secret, repo)
-    if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2))
-    else:
+
+    def text() -> None:
         click.echo(
             f"{result.repository}: {result.refs} ref(s), {result.published} version(s) published, "
             f"{result.unchanged} already there, {len(result.refused)} refused, {len(result.skipped)} skipped"
@@ -288,5 +297,7 @@ def sync_command(url: str, token_env: str, repo: str, as_json: bool) -> None:
             click.echo(f"refused {line}", err=True)
         for line in result.skipped:
             click.echo(f"skipped {line}", err=True)
+
+    emit(as_json, result.to_dict(), text)
     if result.refused:
         raise SystemExit(1)

@@ -202,9 +202,9 @@ def ship(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ship:
             (root / path).write_text(text, encoding="utf-8")
         args = ["ship", str(root), "--store", str(tmp_path / "store.git"), "-o", str(tmp_path / "dist"), "--json"]
         args += ["--key", str(key.private)] if key else ["--no-sign"]
-        report = json.loads(cli(*args).stdout)
-        assert report["ok"], report
-        return dict(report)
+        answer = json.loads(cli(*args).stdout)  # the one --json answer; its result is the ship report
+        assert answer["ok"], answer
+        return dict(answer["result"])
 
     return run
 

@@ -20,7 +20,9 @@ def test_token_create_shows_the_token_once_and_refuses_a_taken_name(tmp_path: Pa
     url = f"sqlite:///{tmp_path / 'c.db'}"
     code, out = _run("catalog", "token", "create", "--database", url, "--name", "ci", "--scope", "publish", "--json")
     assert code == 0
-    created = json.loads(out)
+    answer = json.loads(out)  # the one --json answer
+    assert answer["command"] == "catalog token create" and answer["ok"]
+    created = answer["result"]
     assert created["token"].startswith("qlc_") and created["scopes"] == ["publish"]
     code, out = _run("catalog", "token", "create", "--database", url, "--name", "ci")
     assert code == 2 and out.strip().endswith("--name: a token named 'ci' exists; revoke it or pick another name")

@@ -164,14 +164,16 @@ def test_publish_command_reads_the_report_and_the_token_from_the_environment(
 
     server = serve(trust_file=str(release_key.trust))
     report = tmp_path / "report.json"
-    report.write_text(json.dumps(ship("orders", "3.0.0", key=release_key)), encoding="utf-8")
+    shipped = ship("orders", "3.0.0", key=release_key)  # what 'ship --json' prints: the answer around it
+    answer = {"ok": True, "command": "ship", "exit_code": 0, "error": None, "result": shipped}
+    report.write_text(json.dumps(answer), encoding="utf-8")
     monkeypatch.setenv("CATALOG_TOKEN", server.token("publish"))
     args = ["catalog", "publish", "--url", server.url, "--token-env", "CATALOG_TOKEN", str(report)]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert result.output.startswith("published orders@3.0.0 sha256:") and result.output.endswith("signature verified\n")
     result = CliRunner().invoke(main, [*args, "--json"])
-    assert json.loads(result.output)["published"][0]["created"] is False
+    assert json.loads(result.output)["result"]["published"][0]["created"] is False
     # the token never goes over plain HTTP to another machine
     result = CliRunner().invoke(
         main, ["catalog", "publish", "--url", "http://catalog.example", "--token-env", "CATALOG_TOKEN", str(report)]

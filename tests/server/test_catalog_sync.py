@@ -70,7 +70,9 @@ def test_sync_from_a_git_url_and_refused_versions(
         main, ["catalog", "sync", "--url", server.url, "--token-env", "CATALOG_TOKEN", url, "--json"]
     )
     assert result.exit_code == 1, result.output
-    report = json.loads(result.stdout)
+    answer = json.loads(result.stdout)
+    assert answer["command"] == "catalog sync" and answer["exit_code"] == 1
+    report = answer["result"]
     assert report["repository"] == url and report["published"] == 1
     (refused,) = report["refused"]
     assert refused.startswith("billing@1.0.0 (") and "untrusted" in refused

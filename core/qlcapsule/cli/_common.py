@@ -104,15 +104,13 @@ class Command(click.Command):
         super().__init__(*args, **kwargs)
         self.params.extend(_global_options(hidden=True))
 
-    def _has_json(self) -> bool:
-        return any(p.name == "as_json" for p in self.params)
-
     def make_context(
         self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
     ) -> click.Context:
         if parent is not None:  # the answer exists before any parsing (a subclass may refuse args first)
             name = f"{parent.command_path.partition(' ')[2]} {info_name or self.name}".strip()
-            parent.meta[_ANSWER] = _Answer(name, self._has_json() and _asks_json(list(args)))
+            # asked for --json: answered with one document, also when this command has no --json (a usage error)
+            parent.meta[_ANSWER] = _Answer(name, _asks_json(list(args)))
         return super().make_context(info_name, args, parent, **extra)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
@@ -171,6 +169,20 @@ class _SubGroup(click.Group):
         return rest
 
 
+def _adopt(cmd: click.Command) -> click.Command:
+    """A plugin's plain click command or group, made to answer like every built-in one: the global options
+    anywhere and one ``--json`` answer (its :func:`emit` data as ``result``), with its subcommands."""
+    if type(cmd) is click.Command:
+        cmd.__class__ = Command
+        cmd.params.extend(_global_options(hidden=True))
+    elif type(cmd) is click.Group:
+        cmd.__class__ = _SubGroup
+        cmd.params.extend(_global_options(hidden=True))
+    for sub in getattr(cmd, "commands", {}).values():
+        _adopt(sub)
+    return cmd
+
+
 class _Group(click.Group):
     """A click group that loads command modules lazily and turns expected errors
     into one line and an exit code."""
@@ -182,6 +194,9 @@ class _Group(click.Group):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.params.extend(_global_options(hidden=False))
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        super().add_command(_adopt(cmd), name)
 
     def _load(self, module: str) -> None:
         importlib.import_module(f"qlcapsule.cli.{module}")
