@@ -45,9 +45,21 @@ FILES = {
     "requirements.txt": "foo>=1.*\n",  # requirements.syntax
     "settings.py": f'KEY = "{SECRET}"\n',  # secrets.aws-access-key
     "k8s/web.yaml": MANIFEST,  # kubernetes.schema
+    "chart/Chart.yaml": "apiVersion: v2\nname: web\nversion: 1.0.0\n",
+    "chart/values.schema.json": '{"properties": {"replicaCount": {"type": "integer"}}}',
+    "chart/values.yaml": "replicaCount: two\n",  # helm-values.schema
 }
 #: the validator of each engine, all of whose findings must arrive with a help page
-ENGINES = ["github-workflow", "compose", "zizmor", "dockerfile", "requirements", "secrets", "kubernetes"]
+ENGINES = [
+    "github-workflow",
+    "compose",
+    "zizmor",
+    "dockerfile",
+    "requirements",
+    "secrets",
+    "kubernetes",
+    "helm-values",
+]
 
 
 def _sarif_schema() -> dict[str, Any]:
