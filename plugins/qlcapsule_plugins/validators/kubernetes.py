@@ -17,7 +17,8 @@ A kind the package has no schema for (a custom resource, a typo in
 ``apiVersion``) is not checked: CRDs are everywhere and their schemas live in
 the cluster. ``kind`` and ``apiVersion`` come from the file, so they are
 matched against the shape Kubernetes gives them before they name a schema file
-(never a path of the file's choosing). Bounds, checked before any parsing: a
+(never a path of the file's choosing); a document whose values have another
+shape (other tools say ``apiVersion: "1.0"`` too) is not a manifest. Bounds, checked before any parsing: a
 file over :data:`MAX_BYTES` is not read, and only the first :data:`MAX_DOCS`
 documents are checked (a note says so). Helm chart ``templates/`` are Go
 templates and are skipped. kubernetes-validate is an extra (its wheel is 22 MB,
@@ -31,7 +32,7 @@ from functools import lru_cache
 from importlib import metadata
 from typing import Any, Iterable, Sequence
 
-from qlcapsule import Capsule, Engine, Finding, Register, Rule, Severity, Validator, hookimpl, quote
+from qlcapsule import Capsule, Engine, Finding, Register, Rule, Severity, Validator, hookimpl
 
 from . import _jsonschema
 from ._yaml import compose_all, helm_template, to_data
@@ -132,9 +133,7 @@ def _check(root: Any, path: str) -> Iterable[Finding]:
     if not isinstance(kind, str) or not isinstance(api_version, str):
         return
     if not _KIND.match(kind) or not _API_VERSION.match(api_version):
-        message = f"kind {quote(kind)} / apiVersion {quote(api_version)} is not a Kubernetes type name"
-        yield Finding("kubernetes.schema", Severity.ERROR, message, path, *_line(root), extra={"help_uri": API_DOCS})
-        return
+        return  # another tool's file that also says apiVersion and kind (apiVersion: "1.0"), never a schema path
     validator = _validator(kind, api_version)
     if validator is None:
         return  # a custom resource, or a kind this Kubernetes version does not serve: not checked

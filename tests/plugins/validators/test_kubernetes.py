@@ -76,12 +76,23 @@ def test_custom_resources_and_other_yaml_are_not_checked(tmp_path):
     assert findings(tmp_path, files, "kubernetes") == []
 
 
-def test_kind_and_api_version_never_name_a_path(tmp_path):
-    """They come from the file: a value that is not a Kubernetes type name is a finding, not a file lookup."""
-    text = "apiVersion: ../../../etc/v1\nkind: ../passwd\nmetadata: {name: x}\n"
-    (found,) = findings(tmp_path, {"evil.yaml": text}, "kubernetes")
-    assert found.rule == "kubernetes.schema" and found.line == 1
-    assert "is not a Kubernetes type name" in found.message
+def test_kind_and_api_version_never_name_a_path(tmp_path, monkeypatch):
+    """They come from the file: a value that is not a Kubernetes type name never reaches a schema lookup."""
+    looked_up: list[tuple[str, str]] = []
+    real = kubernetes._validator.__wrapped__
+
+    def recording(kind: str, api_version: str) -> object:
+        looked_up.append((kind, api_version))
+        return real(kind, api_version)
+
+    monkeypatch.setattr(kubernetes, "_validator", recording)
+    files = {
+        "evil.yaml": "apiVersion: ../../../etc/v1\nkind: ../passwd\nmetadata: {name: x}\n",
+        "other-tool.yaml": "apiVersion: '1.0'\nkind: config\n",
+        "ok.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
+    }
+    assert findings(tmp_path, files, "kubernetes") == []
+    assert looked_up == [("ConfigMap", "v1")]
 
 
 def test_documents_past_the_bound_are_not_checked_and_a_note_says_so(tmp_path):
