@@ -105,8 +105,11 @@ class SchemaError:
 def errors(name: str, doc: Any) -> list[SchemaError] | None:
     """Every error of ``doc`` against schema ``name`` (best branch of each choice); None without the engine."""
     validator = _validator(name)
-    if validator is None:
-        return None
+    return None if validator is None else errors_of(validator, doc)
+
+
+def errors_of(validator: Any, doc: Any) -> list[SchemaError]:
+    """Every error of ``doc`` under a ``jsonschema`` validator, the best branch of each choice."""
     out: list[SchemaError] = []
     for error in validator.iter_errors(doc):
         out.extend(e for leaf in _leaves(error) for e in _described(leaf))
@@ -204,9 +207,15 @@ def findings(
     Yields nothing when the engine is missing: :func:`engine` reports that, and
     validation turns it into a finding (never silently weaker).
     """
-    found = errors(name, doc)
+    yield from located(rule, errors(name, doc) or (), root, path, help_uri)
+
+
+def located(
+    rule: str, found: Iterable[SchemaError], root: yaml.Node, path: str, help_uri: str | None = None
+) -> Iterator[Finding]:
+    """Findings of rule ``rule`` for schema errors of the document composed from ``root``, on their YAML nodes."""
     seen: set[tuple[int, str]] = set()
-    for err in found or ():
+    for err in found:
         node = key_node(root, err.path) if err.at_key else node_at(root, err.path)
         line, column = position(node)
         label = ".".join(str(p) for p in err.path) or "(root)"

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from qlcapsule import alias_excess
+from qlcapsule import Capsule, alias_excess
 
 _Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -171,3 +171,12 @@ def key_node(node: yaml.Node, path: tuple[Any, ...] | list[Any]) -> yaml.Node:
 
 def position(node: yaml.Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def helm_template(capsule: Capsule, path: str) -> bool:
+    """True for a file under a Helm chart's ``templates/``: a Go template, not YAML until Helm renders it."""
+    parts = path.split("/")
+    if "templates" not in parts[:-1]:
+        return False
+    chart_dir = "/".join(parts[: parts.index("templates")])
+    return (capsule.root / chart_dir / "Chart.yaml").is_file()

@@ -16,6 +16,8 @@ from typing import Iterable
 
 from qlcapsule import Capsule, Finding, Register, Rule, Severity, Validator, hookimpl, quote
 
+#: Docker's Dockerfile reference: every rule's help page (SARIF ``helpUri``)
+REFERENCE = "https://docs.docker.com/reference/dockerfile/"
 INSTRUCTIONS = frozenset(
     "ADD ARG CMD COPY ENTRYPOINT ENV EXPOSE FROM HEALTHCHECK LABEL MAINTAINER ONBUILD RUN SHELL STOPSIGNAL USER VOLUME WORKDIR".split()
 )
@@ -91,19 +93,38 @@ class DockerfileValidator(Validator):
     description = "Dockerfiles parse; FROM first; known instructions; exec-form JSON; tagged base images"
     patterns = ("Dockerfile", "*.Dockerfile", "Dockerfile.*", "Containerfile")
     rules = (
-        Rule("dockerfile.syntax", "the Dockerfile cannot be parsed", Severity.ERROR),
-        Rule("dockerfile.unknown-instruction", "an instruction Docker does not know", Severity.ERROR),
-        Rule("dockerfile.from-first", "the first instruction is not FROM (only ARG may precede it)", Severity.ERROR),
-        Rule("dockerfile.missing-args", "an instruction has no arguments", Severity.ERROR),
+        Rule("dockerfile.syntax", "the Dockerfile cannot be parsed", Severity.ERROR, REFERENCE),
+        Rule("dockerfile.unknown-instruction", "an instruction Docker does not know", Severity.ERROR, REFERENCE),
+        Rule(
+            "dockerfile.from-first",
+            "the first instruction is not FROM (only ARG may precede it)",
+            Severity.ERROR,
+            REFERENCE,
+        ),
+        Rule("dockerfile.missing-args", "an instruction has no arguments", Severity.ERROR, REFERENCE),
         Rule(
             "dockerfile.exec-form",
             "an exec-form list holds more than strings (error), or is not JSON and runs as shell form (warning)",
             Severity.ERROR,
+            REFERENCE,
         ),
-        Rule("dockerfile.untagged-image", "a base image without a tag or digest (or :latest)", Severity.WARNING),
-        Rule("dockerfile.maintainer", "MAINTAINER is deprecated; use LABEL", Severity.NOTE),
         Rule(
-            "dockerfile.onbuild", "ONBUILD triggers ONBUILD, FROM or MAINTAINER, which BuildKit refuses", Severity.ERROR
+            "dockerfile.untagged-image",
+            "a base image without a tag or digest (or :latest)",
+            Severity.WARNING,
+            REFERENCE,
+        ),
+        Rule(
+            "dockerfile.maintainer",
+            "MAINTAINER is deprecated; use LABEL",
+            Severity.NOTE,
+            REFERENCE + "#maintainer-deprecated",
+        ),
+        Rule(
+            "dockerfile.onbuild",
+            "ONBUILD triggers ONBUILD, FROM or MAINTAINER, which BuildKit refuses",
+            Severity.ERROR,
+            REFERENCE + "#onbuild",
         ),
     )
 

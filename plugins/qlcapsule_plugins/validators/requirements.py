@@ -32,6 +32,9 @@ _PER_REQUIREMENT = {"--hash", "--config-settings", "--global-option"}
 _STRONG_HASHES = ("sha256", "sha384", "sha512")
 _HEX_DIGITS = {"sha256": 64, "sha384": 96, "sha512": 128}
 #: how deep ``-r``/``-c`` includes are followed, and the largest included file read
+#: the rules' help pages (SARIF ``helpUri``): the specification packaging implements, pip's file format
+PEP508 = "https://packaging.python.org/en/latest/specifications/dependency-specifiers/"
+PIP_FORMAT = "https://pip.pypa.io/en/stable/reference/requirements-file-format/"
 MAX_INCLUDE_DEPTH = 8
 MAX_INCLUDE_BYTES = 1024 * 1024
 
@@ -103,9 +106,14 @@ class RequirementsValidator(Validator):
     description = "pip requirements files hold valid PEP 508 requirements"
     patterns = ("requirements*.txt", "requirements/*.txt", "constraints*.txt")
     rules = (
-        Rule("requirements.syntax", "a line is not a valid PEP 508 requirement or pip option", Severity.ERROR),
-        Rule("requirements.duplicate", "the same project is listed twice", Severity.WARNING),
-        Rule("requirements.include", "a referenced requirements file is missing from the capsule", Severity.WARNING),
+        Rule("requirements.syntax", "a line is not a valid PEP 508 requirement or pip option", Severity.ERROR, PEP508),
+        Rule("requirements.duplicate", "the same project is listed twice", Severity.WARNING, PIP_FORMAT),
+        Rule(
+            "requirements.include",
+            "a referenced requirements file is missing from the capsule",
+            Severity.WARNING,
+            PIP_FORMAT,
+        ),
     )
 
     def __init__(self) -> None:

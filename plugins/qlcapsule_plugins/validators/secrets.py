@@ -21,6 +21,8 @@ from typing import Iterable
 
 from qlcapsule import SECRET_PATTERNS, Capsule, Finding, Register, Rule, Validator, hookimpl
 
+#: what counts as a secret and how to allow a line: the rules' help page (SARIF ``helpUri``)
+HELP = "https://github.com/qlcapsule/qlcapsule/blob/main/docs/validation.md#validators-and-rules"
 _ALLOW = re.compile(r"pragma:\s*allowlist secret|qlcapsule:\s*allow-secret")
 _COMBINED = re.compile("|".join(f"(?P<g{i}>{p.regex})" for i, p in enumerate(SECRET_PATTERNS)))
 # the cheap test that lets most files skip the regex scan entirely
@@ -70,7 +72,7 @@ class SecretsValidator(Validator):
     name = "secrets"
     description = "no private keys, cloud keys or tokens in the files (the secret is never printed)"
     patterns = ("**",)
-    rules = tuple(Rule(p.rule, f"{p.what} appears in a file", p.severity) for p in SECRET_PATTERNS)
+    rules = tuple(Rule(p.rule, f"{p.what} appears in a file", p.severity, HELP) for p in SECRET_PATTERNS)
 
     def check_file(self, capsule: Capsule, path: str, data: bytes) -> Iterable[Finding]:
         if b"\x00" in data[:8192] or not any(h in data for h in _HINTS):

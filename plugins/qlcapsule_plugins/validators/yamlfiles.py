@@ -11,7 +11,7 @@ from typing import Iterable
 
 from qlcapsule import Capsule, Finding, Register, Rule, Severity, Validator, hookimpl, quote
 
-from ._yaml import compose_all, duplicate_keys
+from ._yaml import compose_all, duplicate_keys, helm_template
 
 
 class YamlValidator(Validator):
@@ -25,7 +25,7 @@ class YamlValidator(Validator):
     )
 
     def check_file(self, capsule: Capsule, path: str, data: bytes) -> Iterable[Finding]:
-        if _helm_template(capsule, path):
+        if helm_template(capsule, path):
             return  # Go templates, not YAML until Helm renders them
         try:
             text = data.decode("utf-8")
@@ -47,14 +47,6 @@ class YamlValidator(Validator):
                     line,
                     column,
                 )
-
-
-def _helm_template(capsule: Capsule, path: str) -> bool:
-    parts = path.split("/")
-    if "templates" not in parts[:-1]:
-        return False
-    chart_dir = "/".join(parts[: parts.index("templates")])
-    return (capsule.root / chart_dir / "Chart.yaml").is_file()
 
 
 @hookimpl
