@@ -512,6 +512,10 @@ def create_app(settings: Settings) -> FastAPI:  # noqa: C901 - the routes are cl
         with db.transaction(sessions) as session:
             return etagged(request, {"items": Catalog(session).behind(at_least)})
 
+    # the web pages (docs/pages.md): the same sessions, tokens and event hub
+    from .pages import install as install_pages
+
+    install_pages(app, sessions, settings)
     return app
 
 

@@ -1,0 +1,38 @@
+"""The catalog's web pages (docs/pages.md): server-rendered HTML on the same FastAPI app as the API.
+
+Invariants:
+
+- Data comes only through the catalog's query layer (``catalog.py``) and the event hub; no SQL here.
+- Every page needs what ``GET /api/v1/...`` needs: a token with the ``read`` scope (in an HttpOnly cookie set by
+  the login form, or a bearer header), or nothing when the operator runs ``serve --anonymous-read``.
+- Jinja autoescaping is on for every template: capsule names, file paths, findings, targets and template names
+  come from publishers and are text, never markup. The Content-Security-Policy allows only this server's own
+  script and style files, so even a missed escape could not run inline script.
+- Every POST form carries a CSRF token matched against a SameSite=Strict cookie (double submit), and its
+  ``Origin``, when sent, must be this server.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from ..config import Settings
+
+
+def install(app: FastAPI, sessions: sessionmaker[Session], settings: Settings) -> None:
+    """Add the pages, their static files and their error pages to ``app``."""
+    from pathlib import Path
+
+    from fastapi.staticfiles import StaticFiles
+
+    from . import auth, views
+    from .render import PageError, page_error
+
+    app.add_exception_handler(PageError, page_error)  # type: ignore[arg-type]
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    app.include_router(auth.router(sessions, settings))
+    app.include_router(views.router(sessions, settings, app.state.hub))
