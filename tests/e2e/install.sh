@@ -4,6 +4,8 @@
 #   - Azurite (Azure Blob emulator), pinned in tests/e2e/package-lock.json -> tests/e2e/node_modules
 #   - the CNCF distribution registry (Debian package docker-registry) for the OCI deliverer
 #   - PostgreSQL (Debian package postgresql) for the catalog service's tests (tests/server)
+#   - Chromium (Debian package chromium) for the catalog pages' browser tests (tests/server/test_browser_pages.py,
+#     driven by Playwright from the dev extra with executable_path; Playwright's own browser download is not used)
 # Idempotent: does nothing when everything is already there. Quiet unless it fails.
 set -euo pipefail
 
@@ -49,3 +51,15 @@ if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
   rm -f "$log"
 fi
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || die "pg_ctl missing after apt-get install postgresql"
+
+# -- Chromium (apt) --------------------------------------------------------------
+if ! command -v chromium >/dev/null; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  log="$(mktemp)"
+  if ! { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium; } >"$log" 2>&1; then
+    cat "$log" >&2; rm -f "$log"; die "apt-get install chromium failed"
+  fi
+  rm -f "$log"
+fi
+command -v chromium >/dev/null || die "chromium missing after apt-get install chromium"
