@@ -573,7 +573,9 @@ def search_capsules(
         rows = [found[i] for i in page_ids]
     else:
         total = int(session.scalar(select(func.count(CapsuleRow.id)).where(where)) or 0)
-        rows = list(session.scalars(select(CapsuleRow).where(where).order_by(CapsuleRow.name).offset(offset).limit(limit)))
+        rows = list(
+            session.scalars(select(CapsuleRow).where(where).order_by(CapsuleRow.name).offset(offset).limit(limit))
+        )
     ids = [c.id for c in rows]
     repos: dict[int, list[str]] = {}
     for cid, repo in session.execute(
@@ -749,9 +751,7 @@ def dashboard(catalog: Catalog, days: int = 30) -> dict[str, list[dict[str, Any]
     band = cast(func.coalesce(ValidationRow.score, -1.0) * 10, Integer)
     scores = [
         {"band": _band(b), "count": int(n)}
-        for b, n in session.execute(
-            select(band, func.count(ValidationRow.id)).group_by(band).order_by(band)
-        )
+        for b, n in session.execute(select(band, func.count(ValidationRow.id)).group_by(band).order_by(band))
     ]
     pday = func.date(VersionRow.published_at)
     published = [

@@ -98,7 +98,17 @@ def seed(call: Any, token: str, key: Path) -> None:
     }
     pubs = [
         publication("web", "1.0.0", key=key, commit=c[0], template=("tpl-svc", "1.0.0"), tags=["v1.0.0"]),
-        publication("web", "1.1.0", key=key, commit=c[1], parents=[c[0]], template=("tpl-svc", "1.0.0"), files={"app.py": "x = 1\n", XSS_PATH: "hi\n"}, findings=[finding], score=0.5),
+        publication(
+            "web",
+            "1.1.0",
+            key=key,
+            commit=c[1],
+            parents=[c[0]],
+            template=("tpl-svc", "1.0.0"),
+            files={"app.py": "x = 1\n", XSS_PATH: "hi\n"},
+            findings=[finding],
+            score=0.5,
+        ),
         publication("web", "1.2.0-rc", key=key, commit=c[2], parents=[c[0]], template=("tpl-svc", "1.0.0")),
         publication("web", "2.0.0", key=key, commit=c[3], parents=[c[1], c[2]], template=("tpl-svc", "1.0.0")),
         publication("api", "0.1.0", key=key, template=("tpl-svc", "3.0.0")),

@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Key, free_port
 from pages_seed import XSS, seed
+
+from conftest import Key, free_port
 
 pytestmark = pytest.mark.e2e
 

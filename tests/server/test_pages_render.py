@@ -9,11 +9,11 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-import pytest
-from conftest import Key, LiveServer, Serve
 import httpx
+import pytest
 from pages_seed import XSS, seed
 
+from conftest import Key, LiveServer, Serve
 from qlcapsule_server import db, tokens
 
 
@@ -147,9 +147,7 @@ def test_pages_need_a_read_token_and_the_login_form_is_csrf_safe(private_site: S
     refused = client.post("/login", data={"token": publisher, "csrf": csrf, "next": "/capsules/web"})
     assert refused.status_code == 403 and "lacks the &#39;read&#39; scope" in refused.text
     assert client.post("/login", data={"token": "qlc_nope", "csrf": csrf}).status_code == 401
-    ok = client.post(
-        "/login", data={"token": reader, "csrf": csrf, "next": "//evil.example/x"}, follow_redirects=False
-    )
+    ok = client.post("/login", data={"token": reader, "csrf": csrf, "next": "//evil.example/x"}, follow_redirects=False)
     assert ok.status_code == 303 and ok.headers["location"] == "/"  # never off this server
     assert "HttpOnly" in ok.headers["set-cookie"] and reader in ok.headers["set-cookie"]
     assert client.get("/capsules/web").status_code == 200

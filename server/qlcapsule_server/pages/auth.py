@@ -109,9 +109,7 @@ def router(sessions: sessionmaker[Session], settings: Settings) -> APIRouter:
 
             found = await run_in_threadpool(check)
         if found is None or not found.allows("read"):
-            message = (
-                "unknown or revoked token" if found is None else f"token {found.name!r} lacks the 'read' scope"
-            )
+            message = "unknown or revoked token" if found is None else f"token {found.name!r} lacks the 'read' scope"
             return render(
                 request,
                 "login.html",

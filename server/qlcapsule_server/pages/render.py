@@ -83,16 +83,16 @@ def render(
     **context: Any,
 ) -> HTMLResponse:
     csrf, new = csrf_of(request)
-    html = _env.get_template(template).render(
-        title=title, viewer=viewer, csrf=csrf, path=request.url.path, **context
-    )
+    html = _env.get_template(template).render(title=title, viewer=viewer, csrf=csrf, path=request.url.path, **context)
     response = HTMLResponse(html, status_code=status, headers=HEADERS)
     if new:
         set_cookie(request, response, CSRF_COOKIE, csrf, samesite="strict")
     return response
 
 
-def set_cookie(request: Request, response: Response, name: str, value: str, *, samesite: str, max_age: int | None = None) -> None:
+def set_cookie(
+    request: Request, response: Response, name: str, value: str, *, samesite: str, max_age: int | None = None
+) -> None:
     response.set_cookie(
         name,
         value,

@@ -79,7 +79,7 @@ def lineage(versions: list[dict[str, Any]]) -> Lineage:
         at[key] = node
     edges: list[tuple[int, int, int, int]] = []
     merges = 0
-    for v, node in zip(versions, nodes):
+    for v, node in zip(versions, nodes, strict=True):
         parents = [p for p in v.get("parents") or [] if isinstance(p, str)]
         merges += len(parents) > 1
         for parent in parents:
@@ -88,9 +88,9 @@ def lineage(versions: list[dict[str, Any]]) -> Lineage:
                 edges.append((node.x, node.y, target.x, target.y))
             else:
                 edges.append((node.x, node.y, node.x, node.y + ROW // 2))
-    lanes = max((n.lane for n in nodes), default=0) + 1
-    labels_x = PAD + lanes * LANE + 4
-    return Lineage(nodes, edges, lanes, labels_x + 360, PAD * 2 + max(len(nodes) - 1, 0) * ROW + 8, merges, labels_x)
+    width = max((n.lane for n in nodes), default=0) + 1
+    labels_x = PAD + width * LANE + 4
+    return Lineage(nodes, edges, width, labels_x + 360, PAD * 2 + max(len(nodes) - 1, 0) * ROW + 8, merges, labels_x)
 
 
 def _free(expected: list[str | None]) -> int:
@@ -149,7 +149,7 @@ def stacked_bars(groups: list[tuple[str, dict[str, int]]], keys: list[str]) -> C
     width = max(min(slot * 0.8, 40), 2)
     for i, (label, counts) in enumerate(groups):
         x = chart.left + i * slot + (slot - width) / 2
-        base = chart.top + chart.plot_height
+        base = float(chart.top + chart.plot_height)
         for k, key in enumerate(keys):
             n = counts.get(key, 0)
             if not n:
@@ -157,8 +157,16 @@ def stacked_bars(groups: list[tuple[str, dict[str, int]]], keys: list[str]) -> C
             h = n / top * chart.plot_height
             base -= h
             chart.marks.append(
-                {"x": round(x, 1), "y": round(base, 1), "w": round(width, 1), "h": round(h, 1), "key": key,
-                 "index": k, "label": label, "value": n}
+                {
+                    "x": round(x, 1),
+                    "y": round(base, 1),
+                    "w": round(width, 1),
+                    "h": round(h, 1),
+                    "key": key,
+                    "index": k,
+                    "label": label,
+                    "value": n,
+                }
             )
         if len(groups) <= 12 or i % max(len(groups) // 6, 1) == 0:
             chart.labels.append({"x": round(x + width / 2, 1), "text": label})

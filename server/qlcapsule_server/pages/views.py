@@ -96,7 +96,14 @@ def router(sessions: sessionmaker[Session], settings: Settings, hub: Hub) -> API
         with db.transaction(sessions) as session:
             items, total = queries.search_capsules(Catalog(session), offset, PAGE, **filters)
         return render(
-            request, "capsules.html", "Capsules", me, items=items, total=total, offset=offset, size=PAGE,
+            request,
+            "capsules.html",
+            "Capsules",
+            me,
+            items=items,
+            total=total,
+            offset=offset,
+            size=PAGE,
             filters=filters,
         )
 
@@ -119,8 +126,19 @@ def router(sessions: sessionmaker[Session], settings: Settings, hub: Hub) -> API
                 entry = signers.setdefault(k["keyid"], {"keyid": k["keyid"], "verified": [], "unverified": []})
                 entry["verified" if k["verified"] else "unverified"].append(v["version"])
         return render(
-            request, "capsule.html", f"{name} · capsule", me, name=name, versions=versions, total=total,
-            offset=offset, size=PAGE, graph=graph, scorechart=chart, scores=scores, targets=targets,
+            request,
+            "capsule.html",
+            f"{name} · capsule",
+            me,
+            name=name,
+            versions=versions,
+            total=total,
+            offset=offset,
+            size=PAGE,
+            graph=graph,
+            scorechart=chart,
+            scores=scores,
+            targets=targets,
             signers=sorted(signers.values(), key=lambda s: s["keyid"]),
         )
 
@@ -139,7 +157,7 @@ def router(sessions: sessionmaker[Session], settings: Settings, hub: Hub) -> API
             diff = catalog.diff(name, base, version) if base else None
             deliveries = catalog.deliveries(name, version) or []
             receipts = queries.delivery_receipts(catalog, name, version)
-            recent, _ = catalog.versions(name, 0, PAGE)
+            recent, _ = catalog.scores(name, 0, PAGE)  # the newest versions' names (cheaper than versions())
         if against and diff is None:
             raise PageError(404, f"{name}@{against} is not in the catalog")
         commands = {
@@ -151,10 +169,24 @@ def router(sessions: sessionmaker[Session], settings: Settings, hub: Hub) -> API
         }
         files = found["files"]
         return render(
-            request, "version.html", f"{name}@{version}", me, name=name, v=found,
-            files=files[offset : offset + FILES_PAGE], files_total=len(files), offset=offset, size=FILES_PAGE,
-            parents=parents, diff=diff, base=base, against=against, deliveries=deliveries, receipts=receipts,
-            findings=_group_findings(found["findings"]), commands=commands,
+            request,
+            "version.html",
+            f"{name}@{version}",
+            me,
+            name=name,
+            v=found,
+            files=files[offset : offset + FILES_PAGE],
+            files_total=len(files),
+            offset=offset,
+            size=FILES_PAGE,
+            parents=parents,
+            diff=diff,
+            base=base,
+            against=against,
+            deliveries=deliveries,
+            receipts=receipts,
+            findings=_group_findings(found["findings"]),
+            commands=commands,
             others=[r["version"] for r in recent if r["version"] != version],
         )
 
@@ -170,8 +202,14 @@ def router(sessions: sessionmaker[Session], settings: Settings, hub: Hub) -> API
             last = last_event_id(session)
             events = [e for e in read_events(session, max(last - 500, 0), 500) if wanted.matches(e)]
         return render(
-            request, "live.html", "Deliveries, live", me, events=list(reversed(events[-PAGE:])), last=last,
-            wanted=wanted, statuses=STATUSES,
+            request,
+            "live.html",
+            "Deliveries, live",
+            me,
+            events=list(reversed(events[-PAGE:])),
+            last=last,
+            wanted=wanted,
+            statuses=STATUSES,
         )
 
     @pages.get("/live/events")
@@ -221,8 +259,18 @@ def router(sessions: sessionmaker[Session], settings: Settings, hub: Hub) -> API
             only, only_total = catalog.signed_by(keyid, only=True, offset=0, limit=500)
             delivered = queries.deliveries_of(catalog, [(o["capsule"], o["digest"]) for o in only])
         return render(
-            request, "key.html", f"Key {keyid}", me, keyid=keyid, signed=signed, total=total, offset=offset,
-            size=PAGE, only=only, only_total=only_total, delivered=delivered,
+            request,
+            "key.html",
+            f"Key {keyid}",
+            me,
+            keyid=keyid,
+            signed=signed,
+            total=total,
+            offset=offset,
+            size=PAGE,
+            only=only,
+            only_total=only_total,
+            delivered=delivered,
         )
 
     @pages.get("/dashboard")
