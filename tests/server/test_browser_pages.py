@@ -265,3 +265,33 @@ def test_axe_finds_no_serious_violation_and_screenshots_are_written(
         context.close()
     assert found == [], "\n".join(found)
     assert len(list(shots.glob(f"*-{scheme}.png"))) == len(PAGES) * len(WIDTHS)
+
+
+def test_a_real_ship_and_publish_appear_on_the_open_pages(
+    page: Any, served: Served, ship: Any, release_key: Key, tmp_path: Path
+) -> None:
+    """The README's path with the CLI: ``qlcapsule ship`` (a real local delivery), then ``qlcapsule catalog
+    publish`` of its report, while the live page is open: the delivery appears without a reload, and the
+    capsule is on the capsules page. (``ship --publish`` does not exist yet; see docs/pages.md.)"""
+    page.goto("/live")
+    page.wait_for_selector("#live-state[data-state=live]")
+    page.evaluate("window.__sameDocument = true")
+    report = ship("shipped", "1.0.0", key=release_key)
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report), encoding="utf-8")
+    subprocess.run(
+        [sys.executable, "-m", "qlcapsule", "catalog", "publish", "--url", served.url, "--token-env", "QLC_TEST_TOKEN"]
+        + [str(path)],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "QLC_TEST_TOKEN": served.publisher},
+    )
+    row = page.locator("#events tbody tr", has_text="shipped@1.0.0").first
+    row.wait_for(timeout=15_000)
+    assert "delivered" in row.inner_text()
+    assert page.evaluate("window.__sameDocument") is True
+    row.locator("a").click()
+    page.wait_for_url("**/capsules/shipped/versions/1.0.0")
+    assert "verified" in page.locator("dl.facts").inner_text()
+    page.goto("/?q=shipped")
+    assert page.locator("tbody th a").all_inner_texts() == ["shipped"]
