@@ -5,19 +5,25 @@
 ``qlcapsule_register_commands`` hook. It is a plugin like any other: it imports only ``qlcapsule``'s public API
 (an import-linter contract holds it to that).
 
-Modules, each importing only those below it:
+Modules, each importing only those below it (an import-linter layers contract holds them to it):
 
     plugin       the hook implementation (imports click only: it runs for ``qlcapsule --help``)
-    commands     the click commands: serve, catalog token/publish/migrate
-    app          the FastAPI application: routes, limits, authentication, metrics, logs
+    commands     the click commands: serve, catalog migrate/token/publish/sync
+    app          the FastAPI application: start and stop, probes, errors, metrics, the request log
+    routes_*     the routes: ingest (publish, delivery status, sync), catalog (queries, events), webhooks
+    web          what the routes share: authentication, bounded bodies, ETags, pages
+    sync         ``catalog sync``: a version store's new commits, through the publish API
     client       the Python client: publish a ship report (``catalog publish``, ``ship --publish``)
-    catalog      the repository: idempotent writes keyed by digest, the queries
+    gitstore     reading a version store by its documented ref layout (pygit2)
+    webhooks     signed webhook sends, claimed once per event across processes
+    catalog      the repository: idempotent writes keyed by digest, and the queries
+    events       the event hub: new delivery events to SSE subscribers and webhooks (LISTEN/NOTIFY on PostgreSQL)
     verify       a publication's signatures against the server's own trust policy
     tokens       API tokens: created once, stored hashed, with scopes
     db           engines, sessions and the Alembic migrations shipped in ``migrations/``
     models       the SQLAlchemy 2 tables
-    config       settings and defaults (the database under the user's data directory)
-    bounds       size and shape checks of untrusted JSON before any work
+    schemas      the request bodies (pydantic), bounded
+    metrics, logs, config, bounds
 """
 
 from __future__ import annotations

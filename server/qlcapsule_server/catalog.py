@@ -9,6 +9,7 @@ leave exactly one row and neither fails.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,6 +42,17 @@ MAX_LIMIT = 500
 DELIVERY_STATUSES = ("planned", "uploading", "verifying", "delivered", "failed")
 
 
+@functools.lru_cache(maxsize=64)
+def _insert_ignore(dialect_name: str, table: Any, keys: tuple[str, ...]) -> Any:
+    """``INSERT ... ON CONFLICT (keys) DO NOTHING RETURNING id``, built once per table (statements are immutable,
+    and building one costs more than running it). RETURNING yields only the rows inserted (rowcount is -1 for
+    this statement under psycopg)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing(index_elements=list(keys)).returning(table.c.id)
+
+
 class Catalog:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -48,17 +60,11 @@ class Catalog:
     # -- writing --------------------------------------------------------------
     def insert_ignore(self, model: Any, rows: list[dict[str, Any]] | dict[str, Any], keys: list[str]) -> int:
         """Insert rows that are not there yet (by the unique ``keys``); return how many were inserted."""
-        from sqlalchemy.dialects import postgresql, sqlite
-
-        dialect = postgresql if self.session.get_bind().dialect.name == "postgresql" else sqlite
-        table = model.__table__
-        # RETURNING yields only the rows inserted (rowcount is -1 for this statement under psycopg)
-        stmt = dialect.insert(table).on_conflict_do_nothing(index_elements=keys).returning(table.c.id)
-        if isinstance(rows, list):
-            if not rows:
-                return 0
-            return len(self.session.execute(stmt, rows).all())
-        return len(self.session.execute(stmt.values(**rows)).all())
+        if isinstance(rows, list) and not rows:
+            return 0
+        stmt = _insert_ignore(self.session.get_bind().dialect.name, model.__table__, tuple(keys))
+        # a dict executes one row, a list many; the column defaults fill what the rows leave out
+        return len(self.session.execute(stmt, rows).all())
 
     def _capsule_id(self, name: str) -> int:
         self.insert_ignore(CapsuleRow, {"name": name, "labels": {}}, ["name"])

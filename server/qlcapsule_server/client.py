@@ -104,7 +104,7 @@ def publication(shipped: dict[str, Any], *, repository: str | None = None) -> di
     }
     store, commit = shipped.get("store"), shipped.get("commit")
     if isinstance(store, str) and isinstance(commit, str):
-        from .sync import commit_facts
+        from .gitstore import commit_facts
 
         body.update(commit_facts(store, commit))
     return body

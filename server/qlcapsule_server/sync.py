@@ -16,19 +16,14 @@ directory first; a path is read in place.
 
 from __future__ import annotations
 
-import hashlib
 import urllib.parse
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from qlcapsule import CredentialsError, InputError, StoreError
+from qlcapsule import CredentialsError, InputError
 
 from .client import check_url, error_line, request
-
-REF_ROOT = "refs/capsules/"
-#: a capsule.lock or capsule.sig blob larger than this is not read (the server refuses it anyway)
-MAX_BLOB = 16 * 1024 * 1024
+from .gitstore import REF_ROOT, blob_text, open_repository, refs
 
 
 @dataclass
@@ -51,102 +46,6 @@ class SyncResult:
         }
 
 
-def _is_url(repo: str) -> bool:
-    return "://" in repo or (repo.count(":") == 1 and "@" in repo.split(":", 1)[0])
-
-
-def open_repository(repo: str) -> tuple[Any, str]:
-    """(pygit2 repository, the name the catalog records it under)."""
-    import pygit2
-
-    if _is_url(repo):
-        parts = urllib.parse.urlsplit(repo)
-        shown = urllib.parse.urlunsplit(parts._replace(netloc=parts.hostname or "")) if parts.password else repo
-        from .config import cache_dir
-
-        mirror = cache_dir() / "sync" / (hashlib.sha256(shown.encode()).hexdigest()[:24] + ".git")
-        mirror.parent.mkdir(parents=True, exist_ok=True)
-        local = (
-            pygit2.Repository(str(mirror))
-            if (mirror / "HEAD").is_file()
-            else pygit2.init_repository(str(mirror), bare=True)
-        )
-        try:
-            local.remotes.create_anonymous(repo).fetch(
-                [f"+{REF_ROOT}*:{REF_ROOT}*"], prune=pygit2.enums.FetchPrune.PRUNE
-            )
-        except pygit2.GitError as exc:
-            raise StoreError(f"{shown}: fetching refs/capsules/* failed: {exc}") from None
-        return local, shown
-    path = Path(repo).expanduser()
-    try:
-        found = pygit2.Repository(str(path))
-    except (pygit2.GitError, KeyError, ValueError):
-        raise InputError(f"{repo}: not a git repository (a version store: a path or a git URL)") from None
-    return found, str(path.resolve())
-
-
-def _blob_text(tree: Any, name: str, where: str) -> str | None:
-    import pygit2
-
-    try:
-        blob = tree[name]
-    except KeyError:
-        return None
-    if not isinstance(blob, pygit2.Blob):
-        raise InputError(f"{where}: {name} is not a file")
-    if blob.size > MAX_BLOB:
-        raise InputError(f"{where}: {name} is larger than {MAX_BLOB} bytes")
-    try:
-        return bytes(blob.data).decode("utf-8")
-    except UnicodeDecodeError:
-        raise InputError(f"{where}: {name} is not UTF-8") from None
-
-
-def commit_facts(store: str, commit: str) -> dict[str, Any]:
-    """The lineage ``ship --json`` does not carry: the parents and committer of ``commit`` in ``store``, and
-    the store's tags pointing at it ({} when the store or the commit cannot be read: publishing goes on)."""
-    import pygit2
-
-    try:
-        repo = pygit2.Repository(store)
-        found = repo.get(commit)
-    except (pygit2.GitError, KeyError, ValueError):
-        return {}
-    if not isinstance(found, pygit2.Commit):
-        return {}
-    _, tags = _refs(repo)
-    author = found.author
-    return {
-        "parents": [str(p) for p in found.parent_ids],
-        "committer": f"{author.name} <{author.email}>"[:512],
-        "tags": sorted(tags.get(commit, [])),
-    }
-
-
-def _refs(repo: Any) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """(head ref -> commit id, commit id -> tag versions) under refs/capsules/."""
-    import pygit2
-
-    heads: dict[str, str] = {}
-    tags: dict[str, list[str]] = {}
-    for refname in repo.listall_references():
-        if not refname.startswith(REF_ROOT):
-            continue
-        parts = refname[len(REF_ROOT) :].split("/", 2)
-        if len(parts) != 3:
-            continue
-        try:
-            commit = repo.references[refname].peel(pygit2.Commit)
-        except (pygit2.GitError, KeyError, ValueError):
-            continue  # a ref to a missing or non-commit object: nothing to index
-        if parts[1] == "heads":
-            heads[refname] = str(commit.id)
-        elif parts[1] == "tags":
-            tags.setdefault(str(commit.id), []).append(parts[2])
-    return heads, tags
-
-
 def sync(url: str, token: str, repo: str) -> SyncResult:
     """Index the new versions of ``repo`` into the catalog at ``url`` (see the module docstring)."""
     import pygit2
@@ -157,7 +56,7 @@ def sync(url: str, token: str, repo: str) -> SyncResult:
     status, answer = request(f"{base}/api/v1/sync?{urllib.parse.urlencode({'repository': name})}", token)
     _check(base, status, answer)
     known: dict[str, str] = dict(answer.get("refs") or {})
-    heads, tags = _refs(git)
+    heads, tags = refs(git)
     result.refs = len(heads)
     for refname, tip in sorted(heads.items()):
         old = known.get(refname)
@@ -188,7 +87,7 @@ def _publish_commit(
 ) -> None:
     cid = str(commit.id)
     where = f"{repository}@{cid[:12]}"
-    lock = _blob_text(commit.tree, "capsule.lock", where)
+    lock = blob_text(commit.tree, "capsule.lock", where)
     if lock is None:
         result.skipped.append(f"{cid[:12]}: no capsule.lock")
         return
@@ -209,7 +108,7 @@ def _publish_commit(
             "store": repository,
         },
         "lock": lock,
-        "envelope": _blob_text(commit.tree, "capsule.sig", where),
+        "envelope": blob_text(commit.tree, "capsule.sig", where),
         "repository": repository,
         "committer": f"{author.name} <{author.email}>"[:512],
         "parents": [str(p) for p in commit.parent_ids],

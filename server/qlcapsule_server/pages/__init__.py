@@ -18,13 +18,11 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
-    from sqlalchemy.orm import Session, sessionmaker
-
-    from ..config import Settings
 
 
-def install(app: FastAPI, sessions: sessionmaker[Session], settings: Settings) -> None:
-    """Add the pages, their static files and their error pages to ``app``."""
+def install(app: FastAPI) -> None:
+    """Add the pages, their static files and their error pages to ``app`` (its ``state.service``: the same
+    sessions, settings and event hub as the API)."""
     from pathlib import Path
 
     from fastapi.staticfiles import StaticFiles
@@ -34,5 +32,6 @@ def install(app: FastAPI, sessions: sessionmaker[Session], settings: Settings) -
 
     app.add_exception_handler(PageError, page_error)  # type: ignore[arg-type]
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
-    app.include_router(auth.router(sessions, settings))
-    app.include_router(views.router(sessions, settings, app.state.hub))
+    svc = app.state.service
+    app.include_router(auth.router(svc.sessions, svc.settings))
+    app.include_router(views.router(svc.sessions, svc.settings, svc.hub))

@@ -27,9 +27,14 @@ MAX_FORM = 4096
 def viewer(request: Request, sessions: sessionmaker[Session], settings: Settings) -> tokens.Principal:
     """The principal of a page request: the bearer header or cookie token with the ``read`` scope, or the
     anonymous reader when the server allows it. Otherwise the login page (or 403 for a token without read)."""
-    header = request.headers.get("authorization", "")
-    kind, _, value = header.partition(" ")
-    token = value.strip() if kind.lower() == "bearer" else request.cookies.get(TOKEN_COOKIE, "")
+    if request.headers.get("authorization"):  # a script's bearer header: exactly the API's rule
+        from ..web import ApiError, principal
+
+        try:
+            return principal(request, "read")
+        except ApiError as exc:
+            raise PageError(exc.status, exc.message) from None
+    token = request.cookies.get(TOKEN_COOKIE, "")
     here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     if not token:
         if settings.anonymous_read:

@@ -23,6 +23,7 @@ from .. import db
 from ..catalog import Catalog
 from ..config import Settings
 from ..events import Filter, Hub, last_event_id, read_events
+from ..web import KEYID
 from . import svg
 from .auth import viewer
 from .render import HEADERS, PageError, render
@@ -247,8 +248,6 @@ def router(sessions: sessionmaker[Session], settings: Settings, hub: Hub) -> API
 
     @pages.get("/keys/{keyid}")
     def key(request: Request, keyid: str) -> Response:
-        from ..app import KEYID
-
         me = who(request)
         if not re.match(KEYID, keyid):
             raise PageError(404, "not a key id")
