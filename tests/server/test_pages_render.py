@@ -118,6 +118,7 @@ def test_drift_keys_and_dashboard_data(site: Site, release_key: Key) -> None:
     assert csv.text.splitlines()[0] == "day,status,provider,count"
     assert csv.headers["content-disposition"] == 'attachment; filename="deliveries.csv"'
     assert site.client.get("/dashboard/nothing.csv").status_code == 404
+    assert site.client.get("/dashboard/published.csv").text.splitlines()[0] == "day,count"
 
 
 def test_filters_and_paging_keep_their_urls(site: Site) -> None:
@@ -168,4 +169,7 @@ def test_a_revoked_token_logs_the_browser_out(private_site: Site) -> None:
         for n in name:
             tokens.revoke(session, n)
     answer = client.get("/", follow_redirects=False)
-    assert answer.status_code == 303 and "why=" in answer.headers["location"]
+    assert answer.status_code == 303 and answer.headers["location"] == "/login?next=%2F&why=revoked"
+    assert "your token is unknown or revoked" in client.get(answer.headers["location"]).text
+    # the login page says only what the server chose: a crafted reason is not shown
+    assert "paste your token" not in client.get("/login?why=paste+your+token+at+evil").text

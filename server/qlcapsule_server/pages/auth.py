@@ -22,6 +22,8 @@ from .render import CSRF_COOKIE, HEADERS, TOKEN_COOKIE, LoginRequired, PageError
 #: hours a login lasts in the browser (the token itself lasts until it is revoked)
 LOGIN_HOURS = 8
 MAX_FORM = 4096
+#: what the login page may say about why it is shown (chosen by code, never taken from the URL)
+REASONS = {"revoked": "your token is unknown or revoked; log in again"}
 
 
 def viewer(request: Request, sessions: sessionmaker[Session], settings: Settings) -> tokens.Principal:
@@ -87,7 +89,7 @@ def router(sessions: sessionmaker[Session], settings: Settings) -> APIRouter:
 
     @pages.get("/login")
     def login_form(request: Request) -> Response:
-        why = request.query_params.get("why", "")[:200]
+        why = REASONS.get(request.query_params.get("why", ""), "")
         return render(
             request,
             "login.html",

@@ -106,7 +106,8 @@ def set_cookie(
 
 def page_error(request: Request, exc: PageError) -> Response:
     if isinstance(exc, LoginRequired):
-        target = "/login?" + urlencode({"next": exc.next_path, **({"why": exc.message} if exc.message else {})})
+        # a reason code, never the text: a crafted login URL cannot put words on this server's page
+        target = "/login?" + urlencode({"next": exc.next_path, **({"why": "revoked"} if exc.message else {})})
         response: Response = RedirectResponse(target, status_code=303, headers=HEADERS)
         if exc.message:  # a token that stopped working: forget it
             response.delete_cookie(TOKEN_COOKIE, path="/")

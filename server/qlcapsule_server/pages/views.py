@@ -33,7 +33,13 @@ PAGE = 50
 FILES_PAGE = 500
 STATUSES = ("planned", "uploading", "verifying", "delivered", "failed")
 SEVERITIES = ("error", "warning", "note")
-SERIES = ("deliveries", "failures", "scores", "published")
+#: the dashboard's series and their columns (the CSV header, also when a series is empty)
+SERIES = {
+    "deliveries": ("day", "status", "provider", "count"),
+    "failures": ("cause", "count"),
+    "scores": ("band", "count"),
+    "published": ("day", "count"),
+}
 
 
 def _text(request: Request, name: str, limit: int = 256) -> str | None:
@@ -292,7 +298,7 @@ def router(sessions: sessionmaker[Session], settings: Settings, hub: Hub) -> API
             "published": svg.stacked_bars([(p["day"], {"count": p["count"]}) for p in data["published"]], ["count"]),
         }
         return render(
-            request, "dashboard.html", "Dashboard", me, data=data, charts=charts, statuses=STATUSES, series=SERIES
+            request, "dashboard.html", "Dashboard", me, data=data, charts=charts, statuses=STATUSES, series=list(SERIES)
         )
 
     @pages.get("/dashboard/{series}.{fmt}")
@@ -306,10 +312,9 @@ def router(sessions: sessionmaker[Session], settings: Settings, hub: Hub) -> API
         if fmt == "json":
             return Response(json.dumps(rows, indent=1), media_type="application/json", headers=headers)
         out = io.StringIO()
-        if rows:
-            writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows({k: _csv_cell(v) for k, v in r.items()} for r in rows)
+        writer = csv.DictWriter(out, fieldnames=SERIES[series])
+        writer.writeheader()
+        writer.writerows({k: _csv_cell(v) for k, v in r.items()} for r in rows)
         return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
 
     return pages
