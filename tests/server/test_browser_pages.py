@@ -293,5 +293,10 @@ def test_a_real_ship_and_publish_appear_on_the_open_pages(
     row.locator("a").click()
     page.wait_for_url("**/capsules/shipped/versions/1.0.0")
     assert "verified" in page.locator("dl.facts").inner_text()
+    shipped = report["capsules"][0]
+    deliveries = page.locator("section[aria-labelledby=deliveries]").inner_text()
+    assert "Receipts" in deliveries and shipped["receipts"][0]["location"] in deliveries
+    artifacts = page.locator("section[aria-labelledby=artifacts]").inner_text()
+    assert shipped["artifacts"][0]["sha256"] in artifacts
     page.goto("/?q=shipped")
     assert page.locator("tbody th a").all_inner_texts() == ["shipped"]
