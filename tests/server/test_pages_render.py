@@ -129,6 +129,12 @@ def test_filters_and_paging_keep_their_urls(site: Site) -> None:
     assert site.client.get("/capsules/nope").status_code == 404
     assert site.client.get("/capsules/web/versions/9.9.9").status_code == 404
     assert site.client.get("/?offset=abc").status_code == 200  # clamped, not refused
+    compared = site.client.get("/capsules/web/versions/2.0.0?diff=1.0.0").text
+    assert "From 1.0.0 to 2.0.0: 0 added, 0 removed, 1 changed." in compared
+    assert site.client.get("/capsules/web/versions/2.0.0?diff=0.0.1").status_code == 404
+    live = site.client.get("/live?capsule=api").text
+    assert "No delivery events yet." in live and "prod-s3" not in live
+    assert "prod-s3" in site.client.get("/live?status=delivered").text
 
 
 def test_pages_need_a_read_token_and_the_login_form_is_csrf_safe(private_site: Site) -> None:
