@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 HERE = Path(__file__).resolve().parent
-AREAS = ["core", "signing", "validate", "store", "export", "deliver", "ship", "server"]
+AREAS = ["core", "signing", "validate", "store", "export", "deliver", "ship", "server", "pages"]
 
 
 def qlcapsule_cmd() -> list[str]:

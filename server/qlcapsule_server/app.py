@@ -28,6 +28,7 @@ from .config import Settings
 from .events import Hub
 from .logs import log
 from .metrics import Metrics
+from .pages import install as install_pages
 from .verify import load_keys
 from .web import KEYID, ApiError, Service
 
@@ -92,6 +93,9 @@ def create_app(settings: Settings) -> FastAPI:
     _probes(app, svc)
     for module in (routes_ingest, routes_catalog, routes_webhooks):
         app.include_router(module.router)
+    # the web pages (docs/pages.md): the same sessions, tokens and event hub
+
+    install_pages(app)
     return app
 
 

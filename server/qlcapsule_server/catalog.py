@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from packaging.version import InvalidVersion, Version
-from sqlalchemy import ColumnElement, and_, exists, func, select, text, true, update
+from sqlalchemy import ColumnElement, Integer, and_, cast, exists, func, select, text, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -529,3 +529,252 @@ def _version_key(text: str) -> tuple[int, Any]:
 
 def when(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value else None
+
+
+# -- queries of the web pages (server/qlcapsule_server/pages, docs/pages.md) ----------------------------------
+# Each answers one page section in a bounded number of queries (none per row), so a page's cost does not grow
+# with the catalog's size beyond what it shows.
+
+
+def search_capsules(
+    catalog: Catalog,
+    offset: int,
+    limit: int,
+    *,
+    q: str | None = None,
+    label: str | None = None,
+    template: str | None = None,
+    repository: str | None = None,
+) -> tuple[list[dict[str, Any]], int]:
+    """Capsules by name substring ``q``, a label (``key`` or ``key=value``), a template name and a repository
+    substring, each with its newest version, score and newest delivery's status."""
+    conds: list[ColumnElement[bool]] = [CapsuleRow.name.contains(q, autoescape=True)] if q else []
+    if template:
+        conds.append(
+            exists().where(
+                VersionRow.capsule_id == CapsuleRow.id,
+                VersionRow.template_id == TemplateRow.id,
+                TemplateRow.name == template,
+            )
+        )
+    if repository:
+        conds.append(
+            exists().where(
+                RepositoryRow.capsule_id == CapsuleRow.id,
+                RepositoryRow.repository.contains(repository, autoescape=True),
+            )
+        )
+    where = and_(true(), *conds)
+    session = catalog.session
+    if label:
+        # labels are a JSON object (portable JSON predicates differ between SQLite and PostgreSQL): filtered
+        # here over (id, labels) pairs, which stay small next to the versions
+        key, _, value = label.partition("=")
+        pairs = session.execute(select(CapsuleRow.id, CapsuleRow.labels).where(where).order_by(CapsuleRow.name))
+        ids = [i for i, labels in pairs if key in (labels or {}) and (not value or str(labels[key]) == value)]
+        total = len(ids)
+        page_ids = ids[offset : offset + limit]
+        found = {c.id: c for c in session.scalars(select(CapsuleRow).where(CapsuleRow.id.in_(page_ids)))}
+        rows = [found[i] for i in page_ids]
+    else:
+        total = int(session.scalar(select(func.count(CapsuleRow.id)).where(where)) or 0)
+        rows = list(
+            session.scalars(select(CapsuleRow).where(where).order_by(CapsuleRow.name).offset(offset).limit(limit))
+        )
+    ids = [c.id for c in rows]
+    repos: dict[int, list[str]] = {}
+    for cid, repo in session.execute(
+        select(RepositoryRow.capsule_id, RepositoryRow.repository)
+        .where(RepositoryRow.capsule_id.in_(ids))
+        .order_by(RepositoryRow.repository)
+    ):
+        repos.setdefault(cid, []).append(repo)
+    newest = (
+        select(func.max(VersionRow.id)).where(VersionRow.capsule_id.in_(ids)).group_by(VersionRow.capsule_id)
+    ).scalar_subquery()
+    last: dict[int, dict[str, Any]] = {}
+    for cid, version, status, score, tname, tversion in session.execute(
+        select(
+            VersionRow.capsule_id,
+            VersionRow.version,
+            VersionRow.signature_status,
+            ValidationRow.score,
+            TemplateRow.name,
+            TemplateRow.version,
+        )
+        .outerjoin(ValidationRow, ValidationRow.version_id == VersionRow.id)
+        .outerjoin(TemplateRow, TemplateRow.id == VersionRow.template_id)
+        .where(VersionRow.id.in_(newest))
+    ):
+        template_of = {"name": tname, "version": tversion} if tname else None
+        last[cid] = {"version": version, "signature_status": status, "score": score, "template": template_of}
+    newest_delivery = (
+        select(func.max(DeliveryRow.id))
+        .join(VersionRow, VersionRow.id == DeliveryRow.version_id)
+        .where(VersionRow.capsule_id.in_(ids))
+        .group_by(VersionRow.capsule_id)
+    ).scalar_subquery()
+    delivered = dict(
+        session.execute(
+            select(VersionRow.capsule_id, DeliveryRow.status)
+            .join(VersionRow, VersionRow.id == DeliveryRow.version_id)
+            .where(DeliveryRow.id.in_(newest_delivery))
+        ).all()
+    )
+    out = [
+        {
+            "name": c.name,
+            "labels": c.labels,
+            "repositories": repos.get(c.id, []),
+            "last": last.get(c.id),
+            "last_delivery_status": delivered.get(c.id),
+        }
+        for c in rows
+    ]
+    return out, total
+
+
+def capsule_targets(catalog: Catalog, name: str) -> list[dict[str, Any]]:
+    """Deliveries of a capsule per target: how many in each status, and the newest one's version and status."""
+    base = (
+        select(DeliveryRow.target, DeliveryRow.provider, DeliveryRow.status, func.count(DeliveryRow.id))
+        .join(VersionRow, VersionRow.id == DeliveryRow.version_id)
+        .join(CapsuleRow, CapsuleRow.id == VersionRow.capsule_id)
+        .where(CapsuleRow.name == name)
+        .group_by(DeliveryRow.target, DeliveryRow.provider, DeliveryRow.status)
+    )
+    found: dict[str, dict[str, Any]] = {}
+    for target, provider, status, count in catalog.session.execute(base):
+        entry = found.setdefault(target, {"target": target, "provider": provider, "counts": {}, "newest": None})
+        entry["counts"][status] = int(count)
+    newest = (
+        select(func.max(DeliveryRow.id))
+        .join(VersionRow, VersionRow.id == DeliveryRow.version_id)
+        .join(CapsuleRow, CapsuleRow.id == VersionRow.capsule_id)
+        .where(CapsuleRow.name == name)
+        .group_by(DeliveryRow.target)
+    ).scalar_subquery()
+    for target, version, status, at in catalog.session.execute(
+        select(DeliveryRow.target, VersionRow.version, DeliveryRow.status, DeliveryRow.updated_at)
+        .join(VersionRow, VersionRow.id == DeliveryRow.version_id)
+        .where(DeliveryRow.id.in_(newest))
+    ):
+        found[target]["newest"] = {"version": version, "status": status, "updated_at": at}
+    return [found[t] for t in sorted(found)]
+
+
+def delivery_receipts(catalog: Catalog, name: str, version: str) -> dict[str, list[dict[str, Any]]]:
+    """The receipts recorded for each target of ``name@version`` (the ship report's, as published)."""
+    vid = catalog.version_id(name, version)
+    rows = catalog.session.execute(
+        select(DeliveryRow.target, DeliveryRow.receipts).where(DeliveryRow.version_id == vid)
+    ).all()
+    return {target: list(receipts or []) for target, receipts in rows}
+
+
+def versions_at_commits(catalog: Catalog, name: str, commits: Sequence[str]) -> dict[str, str]:
+    """The version recorded at each of these store commits (a version's parents are commits)."""
+    if not commits:
+        return {}
+    rows = catalog.session.execute(
+        select(VersionRow.commit, VersionRow.version)
+        .join(CapsuleRow, CapsuleRow.id == VersionRow.capsule_id)
+        .where(CapsuleRow.name == name, VersionRow.commit.in_(list(commits)))
+    ).all()
+    return {str(c): v for c, v in rows}
+
+
+def signing_keys(catalog: Catalog) -> list[dict[str, Any]]:
+    """Every key id seen on a signature: versions it verifiably signed, versions naming it unverified."""
+    rows = catalog.session.execute(
+        select(
+            SignatureRow.keyid,
+            func.max(SignatureRow.algorithm),
+            SignatureRow.verified,
+            func.count(SignatureRow.id),
+        ).group_by(SignatureRow.keyid, SignatureRow.verified)
+    ).all()
+    found: dict[str, dict[str, Any]] = {}
+    for keyid, algorithm, verified, count in rows:
+        entry = found.setdefault(keyid, {"keyid": keyid, "algorithm": None, "verified": 0, "unverified": 0})
+        entry["algorithm"] = entry["algorithm"] or algorithm
+        entry["verified" if verified else "unverified"] += int(count)
+    return sorted(found.values(), key=lambda k: (-k["verified"], k["keyid"]))
+
+
+def deliveries_of(catalog: Catalog, refs: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The deliveries of these (capsule, digest) versions: what to re-deliver when their only key is revoked."""
+    if not refs:
+        return []
+    wanted = {(c, d) for c, d in refs}
+    digests = sorted({d for _, d in wanted})
+    rows = catalog.session.execute(
+        select(CapsuleRow.name, VersionRow.version, VersionRow.digest, DeliveryRow.target, DeliveryRow.status)
+        .join(VersionRow, VersionRow.id == DeliveryRow.version_id)
+        .join(CapsuleRow, CapsuleRow.id == VersionRow.capsule_id)
+        .where(VersionRow.digest.in_(digests))
+        .order_by(CapsuleRow.name, VersionRow.id.desc(), DeliveryRow.target)
+    ).all()
+    keys = ("capsule", "version", "digest", "target", "status")
+    return [dict(zip(keys, r, strict=True)) for r in rows if (r[0], r[2]) in wanted]
+
+
+def dashboard(catalog: Catalog, days: int = 30) -> dict[str, list[dict[str, Any]]]:
+    """The dashboard's series, aggregated in the database: deliveries per day by status and provider,
+    verification failures by cause, validation scores by band, versions published per day."""
+    session = catalog.session
+    since = utcnow() - dt.timedelta(days=days)
+    day = func.date(DeliveryRow.updated_at)
+    deliveries = [
+        {"day": str(d), "status": s, "provider": p, "count": int(n)}
+        for d, s, p, n in session.execute(
+            select(day, DeliveryRow.status, DeliveryRow.provider, func.count(DeliveryRow.id))
+            .where(DeliveryRow.updated_at >= since)
+            .group_by(day, DeliveryRow.status, DeliveryRow.provider)
+            .order_by(day)
+        )
+    ]
+    failures = [
+        {"cause": f"signature {s}", "count": int(n)}
+        for s, n in session.execute(
+            select(VersionRow.signature_status, func.count(VersionRow.id))
+            .where(VersionRow.signature_status != "verified")
+            .group_by(VersionRow.signature_status)
+            .order_by(VersionRow.signature_status)
+        )
+    ]
+    failures += [
+        {"cause": f"delivery failed ({p})", "count": int(n)}
+        for p, n in session.execute(
+            select(DeliveryRow.provider, func.count(DeliveryRow.id))
+            .where(DeliveryRow.status == "failed")
+            .group_by(DeliveryRow.provider)
+            .order_by(DeliveryRow.provider)
+        )
+    ]
+    # CAST truncates like floor for scores in 0..1 (SQLite has no floor() unless built with its math functions)
+    band = cast(func.coalesce(ValidationRow.score, -1.0) * 10, Integer)
+    scores = [
+        {"band": _band(b), "count": int(n)}
+        for b, n in session.execute(select(band, func.count(ValidationRow.id)).group_by(band).order_by(band))
+    ]
+    pday = func.date(VersionRow.published_at)
+    published = [
+        {"day": str(d), "count": int(n)}
+        for d, n in session.execute(
+            select(pday, func.count(VersionRow.id))
+            .where(VersionRow.published_at >= since)
+            .group_by(pday)
+            .order_by(pday)
+        )
+    ]
+    return {"deliveries": deliveries, "failures": failures, "scores": scores, "published": published}
+
+
+def _band(value: Any) -> str:
+    """A score band's label: ``0.9-1.0`` (1.0 counts as the top band), or ``none`` for no score."""
+    b = int(value)
+    if b < 0:
+        return "none"
+    b = min(b, 9)
+    return f"{b / 10:.1f}-{(b + 1) / 10:.1f}"

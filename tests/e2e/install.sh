@@ -2,8 +2,11 @@
 # Install what the end-to-end delivery tests need besides the Python test extras
 # (those come from `pip install -e '.[dev]'`, done by the CI setup):
 #   - Azurite (Azure Blob emulator), pinned in tests/e2e/package-lock.json -> tests/e2e/node_modules
+#   - axe-core (the accessibility engine the catalog pages' browser tests run), pinned there too
 #   - the CNCF distribution registry (Debian package docker-registry) for the OCI deliverer
 #   - PostgreSQL (Debian package postgresql) for the catalog service's tests (tests/server)
+#   - Chromium (Debian package chromium) for the catalog pages' browser tests (tests/server/test_browser_pages.py,
+#     driven by Playwright from the dev extra with executable_path; Playwright's own browser download is not used)
 # Idempotent: does nothing when everything is already there. Quiet unless it fails.
 set -euo pipefail
 
@@ -14,7 +17,7 @@ die() { echo "tests/e2e/install.sh: $*" >&2; exit 1; }
 # -- Azurite (npm) ------------------------------------------------------------
 command -v node >/dev/null || die "node is required for Azurite (Node 20 works with azurite@3.35.0)"
 command -v npm >/dev/null || die "npm is required for Azurite"
-if [ ! -x "$here/node_modules/.bin/azurite-blob" ]; then
+if [ ! -x "$here/node_modules/.bin/azurite-blob" ] || [ ! -f "$here/node_modules/axe-core/axe.min.js" ]; then
   log="$(mktemp)"
   if ! npm ci --prefix "$here" --no-audit --no-fund --loglevel=error >"$log" 2>&1; then
     cat "$log" >&2; rm -f "$log"; die "npm ci of Azurite failed"
@@ -22,6 +25,7 @@ if [ ! -x "$here/node_modules/.bin/azurite-blob" ]; then
   rm -f "$log"
 fi
 [ -x "$here/node_modules/.bin/azurite-blob" ] || die "azurite-blob missing after npm ci"
+[ -f "$here/node_modules/axe-core/axe.min.js" ] || die "axe-core missing after npm ci"
 
 # -- docker-registry (apt) ----------------------------------------------------
 if ! command -v docker-registry >/dev/null; then
@@ -49,3 +53,15 @@ if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
   rm -f "$log"
 fi
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || die "pg_ctl missing after apt-get install postgresql"
+
+# -- Chromium (apt) --------------------------------------------------------------
+if ! command -v chromium >/dev/null; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  log="$(mktemp)"
+  if ! { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium; } >"$log" 2>&1; then
+    cat "$log" >&2; rm -f "$log"; die "apt-get install chromium failed"
+  fi
+  rm -f "$log"
+fi
+command -v chromium >/dev/null || die "chromium missing after apt-get install chromium"
