@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from catalog_fixtures import Key, free_port
 from pages_seed import XSS, seed
-
-from conftest import Key, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -68,7 +67,7 @@ def _token(database: str, name: str, scope: str) -> str:
         capture_output=True,
         text=True,
     ).stdout
-    return str(json.loads(out)["token"])
+    return str(json.loads(out)["result"]["token"])  # the one --json answer
 
 
 @pytest.fixture

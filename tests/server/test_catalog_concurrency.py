@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+from catalog_fixtures import Key, Serve, Ship
 from sqlalchemy import func, select
 
-from conftest import Key, Serve, Ship
 from qlcapsule_server import db
 from qlcapsule_server.client import publish
 from qlcapsule_server.models import CapsuleRow, DeliveryEventRow, FileRow, VersionRow

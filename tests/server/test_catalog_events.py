@@ -10,8 +10,8 @@ import urllib.request
 from typing import Any
 
 import pytest
+from catalog_fixtures import Key, LiveServer, Serve, Ship
 
-from conftest import Key, LiveServer, Serve, Ship
 from qlcapsule_server.client import publish
 
 STEPS = ("planned", "uploading", "verifying", "delivered")
@@ -126,7 +126,8 @@ def test_postgresql_notifications_wake_the_other_server(postgres, ship: Ship, re
     """With polling pushed out of the test's reach, only LISTEN/NOTIFY can carry the event across servers."""
     import uuid
 
-    from conftest import LiveServer
+    from catalog_fixtures import LiveServer
+
     from qlcapsule_server.config import Settings
 
     name = f"t_{uuid.uuid4().hex[:12]}"

@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from conftest import Key, LiveServer, Ship
+from catalog_fixtures import Key, LiveServer, Ship
 
 schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is a dev dependency (pip install -e '.[dev]')")
 from hypothesis import HealthCheck, given, settings  # noqa: E402

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from catalog_fixtures import Serve, cli
 from sqlalchemy import inspect
 
-from conftest import Serve, cli
 from qlcapsule_server import db
 from qlcapsule_server.models import Base
 
@@ -88,7 +88,8 @@ def test_an_unsupported_database_is_refused_in_one_line(tmp_path: Path) -> None:
 
 @pytest.mark.e2e
 def test_readyz_reports_an_unreachable_database(postgres, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from conftest import LiveServer, free_port
+    from catalog_fixtures import LiveServer, free_port
+
     from qlcapsule_server.config import Settings
 
     # nothing listens on this port: the server starts (no migration) and says why it is not ready

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from catalog_fixtures import Key, Serve, Ship
 
-from conftest import Key, Serve, Ship
 from qlcapsule import CredentialsError, VerificationError
 from qlcapsule_server.client import publication, publish
 

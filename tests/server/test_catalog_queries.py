@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import hashlib
 
-from conftest import Key, Serve, Ship
+from catalog_fixtures import Key, Serve, Ship
+
 from qlcapsule_server.client import publication, publish
 
 
@@ -22,7 +23,7 @@ def test_versions_signed_only_by_a_key(serve: Serve, ship: Ship, release_key: Ke
     publish(server.url, token, ship("billing", key=other_key))
     # co-signed: the same sealed capsule signed by both keys (``qlcapsule sign`` adds to the envelope)
     cosigned = ship("ledger", key=release_key)
-    from conftest import cli
+    from catalog_fixtures import cli
 
     cli("sign", cosigned["capsules"][0]["path"], "--key", str(other_key.private), "--trust", str(both))
     publish(server.url, token, cosigned)

@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from catalog_fixtures import Key, Serve, Ship
 from click.testing import CliRunner
 
-from conftest import Key, Serve, Ship
 from qlcapsule.cli import main
 from qlcapsule_server.sync import sync
 

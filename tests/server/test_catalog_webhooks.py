@@ -13,8 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from catalog_fixtures import Key, LiveServer, Serve, Ship
 
-from conftest import Key, LiveServer, Serve, Ship
 from qlcapsule_server.client import publish
 
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
+from catalog_fixtures import Key, LiveServer, Serve
 from pages_seed import XSS, seed
 
-from conftest import Key, LiveServer, Serve
 from qlcapsule_server import db, tokens
 
 

@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from conftest import free_port
+from catalog_fixtures import free_port
 
 
 def _get(url: str) -> tuple[int, bytes]:

@@ -1,0 +1,276 @@
+"""Fixtures for the catalog service: real databases (SQLite files, and a real PostgreSQL started here), real
+shipped capsules, and the application on a real uvicorn server on 127.0.0.1.
+
+PostgreSQL: Debian's package (``apt-get install postgresql``, done by tests/e2e/install.sh for the e2e env),
+started once per session as the unprivileged ``postgres`` account when running as root (PostgreSQL refuses
+root; CI runs as root), with each test on a database of its own. Without the package the PostgreSQL cases skip
+with the reason printed (``-ra``), or fail when ``QLCAPSULE_E2E_REQUIRE=1``. The PostgreSQL cases are marked
+``e2e``, so tox runs them in the e2e env; the SQLite ones run everywhere.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("fastapi", reason="the catalog service needs the [server] extra")
+
+from qlcapsule.cli import main  # noqa: E402
+from qlcapsule_server import db, tokens  # noqa: E402
+from qlcapsule_server.app import create_app  # noqa: E402
+from qlcapsule_server.config import Settings  # noqa: E402
+
+PG_USER = "qlcapsule"
+
+
+def _require() -> bool:
+    return os.environ.get("QLCAPSULE_E2E_REQUIRE", "") == "1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- PostgreSQL -------------------------------------------------------------------
+
+
+@dataclass
+class Postgres:
+    host: str
+    port: int
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg://{PG_USER}@{self.host}:{self.port}/{database}"
+
+    def admin(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(f"postgresql://{PG_USER}@{self.host}:{self.port}/postgres", autocommit=True) as conn:
+            conn.execute(sql)  # type: ignore[arg-type]
+
+
+def _pg_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(Path(p).parts[-3]))
+    return Path(found[-1]).parent if found else None
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    bindir = _pg_bin()
+    if bindir is None:
+        reason = "PostgreSQL is not installed (apt-get install postgresql; tests/e2e/install.sh does it)"
+        if _require():
+            pytest.fail(f"QLCAPSULE_E2E_REQUIRE=1 but {reason}")
+        pytest.skip(reason)
+    as_root = os.geteuid() == 0
+    base = Path(tempfile.mkdtemp(prefix="qlcapsule-pg-"))  # in /tmp: the postgres account must reach it
+    prefix: list[str] = []
+    if as_root:
+        shutil.chown(base, "postgres", "postgres")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    data = base / "data"
+    subprocess.run(
+        [*prefix, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", PG_USER, "--no-sync"],
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run(
+        [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(base / "log"), "-w", "start"],
+        check=True,
+        capture_output=True,
+        start_new_session=True,
+    )
+    server = Postgres("127.0.0.1", port)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                server.admin("SELECT 1")
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        yield server
+    finally:
+        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'catalog.db'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.e2e)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file, or a new database on the session's PostgreSQL."""
+    if request.param == "sqlite":
+        yield _sqlite_url(tmp_path)
+        return
+    pg: Postgres = request.getfixturevalue("postgres")
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    pg.admin(f"CREATE DATABASE {name}")
+    try:
+        yield pg.url(name)
+    finally:
+        pg.admin(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+# -- keys and shipped capsules ----------------------------------------------------------
+
+
+def cli(*args: str) -> Any:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@dataclass
+class Key:
+    private: Path
+    public: Path
+    keyid: str
+    trust: Path
+
+
+def _key(folder: Path, name: str) -> Key:
+    folder.mkdir(parents=True, exist_ok=True)
+    private = folder / f"{name}.key"
+    out = cli("keygen", "-o", str(private)).output
+    keyid = out.split("key id:")[1].split()[0]
+    trust = folder / f"{name}-trust.yaml"
+    trust.write_text(f"- {{algorithm: ed25519, key_file: {name}.key.pub}}\n", encoding="utf-8")
+    return Key(private, Path(f"{private}.pub"), keyid, trust)
+
+
+@pytest.fixture
+def release_key(tmp_path: Path) -> Key:
+    """The key the server trusts (its trust file is ``trust``)."""
+    return _key(tmp_path / "keys", "release")
+
+
+@pytest.fixture
+def other_key(tmp_path: Path) -> Key:
+    """A key the server does not trust."""
+    return _key(tmp_path / "keys", "other")
+
+
+Ship = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture
+def ship(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ship:
+    """Ship a new capsule with the real CLI and return its ``ship --json`` report (local delivery to
+    ``tmp_path/dist``)."""
+    monkeypatch.chdir(tmp_path)
+
+    def run(
+        name: str,
+        version: str = "1.0.0",
+        *,
+        key: Key | None,
+        files: dict[str, str] | None = None,
+        template: tuple[str, str] | None = None,
+    ) -> dict[str, Any]:
+        root = tmp_path / "capsules" / f"{name}-{version}-{uuid.uuid4().hex[:6]}"
+        root.mkdir(parents=True)
+        definition = f"name: {name}\nversion: {version}\n"
+        if template:
+            definition += f"generator:\n  template: {template[0]}\n  version: {template[1]}\n"
+        (root / "capsule.yaml").write_text(definition, encoding="utf-8")
+        for path, text in (files or {"app.py": f"print('{name} {version}')\n"}).items():
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+            (root / path).write_text(text, encoding="utf-8")
+        args = ["ship", str(root), "--store", str(tmp_path / "store.git"), "-o", str(tmp_path / "dist"), "--json"]
+        args += ["--key", str(key.private)] if key else ["--no-sign"]
+        answer = json.loads(cli(*args).stdout)  # the one --json answer; its result is the ship report
+        assert answer["ok"], answer
+        return dict(answer["result"])
+
+    return run
+
+
+# -- the server ------------------------------------------------------------------
+
+
+class LiveServer:
+    """The application on a real uvicorn server on 127.0.0.1 (an ephemeral port), in a thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        import uvicorn
+
+        self.settings = settings
+        self.app = create_app(settings)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_config=None, access_log=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert self.thread.is_alive(), "the server stopped while starting"
+            assert time.monotonic() < deadline, "the server did not start in 30 s"
+            time.sleep(0.02)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    def token(self, *scopes: str) -> str:
+        with db.transaction(db.session_factory(self.app.state.engine)) as session:
+            return tokens.create(session, f"t-{uuid.uuid4().hex[:8]}", list(scopes))
+
+    def call(self, path: str, token: str | None = None, method: str = "GET", data: Any = None) -> tuple[int, Any]:
+        """One request, any status returned as it is (the client module retries 5xx; tests look at them)."""
+        import urllib.error
+        import urllib.request
+
+        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+        body = None if data is None else json.dumps(data).encode()
+        req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as answer:
+                return answer.status, json.loads(answer.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return exc.code, json.loads(exc.read() or b"null")
+
+    def stop(self) -> None:
+        self.app.state.hub.close_soon()  # as ``serve`` does on SIGTERM: open event streams end
+        self.server.should_exit = True
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+
+
+Serve = Callable[..., LiveServer]
+
+
+@pytest.fixture
+def serve(database_url: str) -> Iterator[Serve]:
+    """Start servers on ``database_url`` with the given settings; all are stopped after the test."""
+    started: list[LiveServer] = []
+
+    def start(**settings: Any) -> LiveServer:
+        server = LiveServer(Settings(database_url=database_url, **settings))
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
