@@ -6,7 +6,7 @@ rest are imported inside the commands, so ``qlcapsule --help`` works without the
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from qlcapsule import hookimpl
 
@@ -20,3 +20,11 @@ def qlcapsule_register_commands(cli: click.Group) -> None:
 
     cli.add_command(serve)
     cli.add_command(catalog)
+
+
+@hookimpl
+def qlcapsule_publish(url: str, token: str, report: dict[str, Any]) -> list[dict[str, Any]]:
+    """``ship --publish URL``: the catalog client (standard library only, no [server] extra needed)."""
+    from .client import publish  # noqa: PLC0415 -- start-up: the client loads only when ship publishes
+
+    return publish(url, token, report)

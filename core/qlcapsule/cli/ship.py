@@ -211,6 +211,20 @@ def print_summary(result: ShipResult) -> None:
     "overwrite at targets that can (their 'overwrite' option), and commit a directory whose base the branch head "
     "has moved past (as 'commit --force'). Bumping 'version:' is the usual fix.",
 )
+@click.option(
+    "--publish",
+    metavar="URL",
+    envvar="QLCAPSULE_PUBLISH_URL",
+    help="After shipping, publish the report to the catalog at URL (qlcapsule serve; https, or http on this "
+    "machine). The URL and token are checked before anything is written.",
+)
+@click.option(
+    "--publish-token-env",
+    metavar="NAME",
+    default="QLCAPSULE_CATALOG_TOKEN",
+    show_default=True,
+    help="Environment variable holding the catalog token (publish scope).",
+)
 @click.option("-j", "--jobs", type=click.IntRange(1), help="Capsules shipped at once (default: one per core).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @targets_file_option
@@ -254,6 +268,13 @@ def ship(directories: tuple[str, ...], **kw: Any) -> None:
         targets_file=kw["targets_file"],
         trust_capsule_targets=True if kw["trust_capsule_targets"] else None,
     )
+    publish_to, token = kw["publish"], None
+    if publish_to:  # checked now, before anything is written: the token, the URL, a plugin that publishes
+        from ..plugins.manager import registry  # noqa: PLC0415 -- plugin: the plugin manager loads only when ship publishes
+        from ..resilience import read_secret  # noqa: PLC0415 -- start-up: resilience loads only when ship publishes
+
+        token = read_secret(kw["publish_token_env"], what="a catalog token with the publish scope")
+        registry().publish(publish_to, token or "", {"capsules": []})  # no capsule: the checks, no request
     reporter = make_reporter(kw["quiet"])
     try:
         result = run_ship(
@@ -266,7 +287,20 @@ def ship(directories: tuple[str, ...], **kw: Any) -> None:
     finally:
         if reporter is not None:
             reporter.close()
-    emit(kw["as_json"], result.to_dict(), lambda: print_summary(result))
+    data = result.to_dict()
+    if publish_to and not options.dry_run and any(c.ok for c in result.capsules):
+        from ..plugins.manager import registry  # noqa: PLC0415 -- plugin: the plugin manager loads only when ship publishes
+
+        data["published"] = registry().publish(publish_to, token or "", data)
+
+    def text() -> None:
+        print_summary(result)
+        for answer in data.get("published", []):
+            click.echo(f"published {answer.get('ref')} to {publish_to} (signature {answer.get('signature_status')})")
+        if publish_to and options.dry_run:
+            click.echo(f"would publish to {publish_to}")
+
+    emit(kw["as_json"], data, text)
     if result.exit_code:
         raise SystemExit(result.exit_code)
 

@@ -23,7 +23,7 @@ registered for that kind.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import pluggy
 
@@ -124,4 +124,19 @@ def qlcapsule_register_commands(cli: click.Group) -> None:
     added: a plugin cannot replace one (a name a built-in already has fails the
     plugin). Import heavy dependencies inside the commands, not here: the hook
     runs for ``--help``. Return nothing.
+    """
+
+
+# -- publishing to a catalog ------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def qlcapsule_publish(url: str, token: str, report: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """Publish a ship report (``ShipResult.to_dict()``: what ``ship --json`` puts in ``result``) to the
+    catalog at ``url`` with ``token``; return the catalog's answer per published capsule.
+
+    ``ship --publish URL`` calls it after shipping. The first plugin that returns
+    something answers (``firstresult``); the built-in catalog client
+    (``qlcapsule_server``, standard library only) handles ``http(s)://`` URLs.
+    Raise a :class:`qlcapsule.QlcapsuleError` for a refusal.
     """

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import pluggy
 
-from ..errors import PluginError
+from ..errors import InputError, PluginError
 from . import hookspecs
 from .components import Component, Deliverer, Exporter, Generator, Signer, Validator
 
@@ -256,6 +256,17 @@ class Registry:
                     self._fail(culprit, exc)
                 finally:
                     del cli.add_command
+
+    def publish(self, url: str, token: str, report: dict[str, Any]) -> list[dict[str, Any]]:
+        """``pm.hook.qlcapsule_publish``: the first plugin that publishes to ``url`` answers."""
+        with self._load_lock:
+            for ep in sorted(self.pending.pop(ANY, []), key=lambda e: e.name):
+                self._load(ep)
+            self._check_pending()
+        answer = self.pm.hook.qlcapsule_publish(url=url, token=token, report=report)
+        if answer is None:
+            raise InputError(f"--publish {url}: no installed plugin publishes to a catalog (qlcapsule_publish)")
+        return list(answer)
 
     # -- registration ------------------------------------------------------
     def _register(self, plugin: str, cls: Any, kind: str) -> None:
