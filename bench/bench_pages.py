@@ -65,7 +65,8 @@ def run(workdir: Path, quick: bool = False) -> list[dict[str, Any]]:
     trust.write_text("- {algorithm: ed25519, key_file: bench.key.pub}\n")
     database = f"sqlite:///{workdir / 'catalog.db'}"
     create = q + ["catalog", "token", "create", "--database", database, "--name", "bench", "--scope", "admin", "--json"]
-    token = json.loads(subprocess.run(create, check=True, capture_output=True, text=True).stdout)["token"]
+    answer = json.loads(subprocess.run(create, check=True, capture_output=True, text=True).stdout)
+    token = answer["result"]["token"]  # the one --json answer
     port = _port()
     server = subprocess.Popen(
         q

@@ -125,7 +125,7 @@ def run(workdir: Path, quick: bool = False) -> list[dict[str, Any]]:
             capture_output=True,
             text=True,
         ).stdout
-    )["token"]
+    )["result"]["token"]  # the one --json answer
     port = _port()
     env = {**os.environ, "QLCAPSULE_NO_PROGRESS": "1"}
     server = subprocess.Popen(

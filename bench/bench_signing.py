@@ -42,6 +42,7 @@ def run(workdir: Path, quick: bool = False) -> list[dict[str, Any]]:
     if keydir.exists():
         shutil.rmtree(keydir)
     key = keydir / "bench.key"
+    keydir.mkdir(parents=True)  # keygen writes the key file, not its folder
     subprocess.run(q + ["keygen", "-o", str(key)], check=True, capture_output=True)
     pub = str(keydir / "bench.key.pub")
 

@@ -40,6 +40,10 @@ def test_a_default_install_reports_an_invalid_permissions_value(tmp_path: Path) 
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     bindir = venv / ("Scripts" if os.name == "nt" else "bin")
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    # the optional engines are looked up beside qlcapsule's Python, then on PATH: keep the test env's out
+    env["PATH"] = os.pathsep.join(
+        d for d in env.get("PATH", "").split(os.pathsep) if d and not (Path(d) / "hadolint").exists()
+    )
     subprocess.run([str(bindir / "python"), "-m", "pip", "install", "-q", str(REPO)], check=True, timeout=1200, env=env)
     capsule = tmp_path / "svc"
     (capsule / ".github" / "workflows").mkdir(parents=True)
