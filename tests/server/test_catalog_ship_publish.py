@@ -72,14 +72,16 @@ def test_a_bad_publish_input_is_refused_before_anything_is_written(
     needle: str,
 ) -> None:
     server = serve(trust_file=str(release_key.trust))
-    monkeypatch.chdir(tmp_path)
+    work = tmp_path / "work"  # the capsule, its store and dist/; the server's database lives beside it
+    work.mkdir()
+    monkeypatch.chdir(work)
     monkeypatch.delenv("CATALOG_TOKEN", raising=False)
     if token:
         monkeypatch.setenv("CATALOG_TOKEN", token)
-    root = _capsule(tmp_path)
-    before = _tree(tmp_path)
+    root = _capsule(work)
+    before = _tree(work)
     args = ["ship", str(root), "--key", str(release_key.private), "--store", "st.git"]
     result = CliRunner().invoke(main, [*args, "--publish", url or server.url, "--publish-token-env", "CATALOG_TOKEN"])
     assert result.exit_code == 2, result.output
     assert needle in result.output
-    assert _tree(tmp_path) == before  # not sealed, signed, committed or exported
+    assert _tree(work) == before  # not sealed, signed, committed or exported
