@@ -19,7 +19,7 @@ import types
 import typing
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Iterable, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Iterable, Mapping, NamedTuple, Sequence, TypeVar
 
 from ..errors import InputError, OptionsError, PluginError, QlcapsuleError
 
@@ -44,6 +44,7 @@ __all__ = [
     "GeneratorRecord",
     "TemplateInfo",
     "Validator",
+    "FileToCheck",
     "Signer",
     "KeyPair",
     "Exporter",
@@ -345,6 +346,14 @@ class Generator(Component):
 # -- validators ---------------------------------------------------------------
 
 
+class FileToCheck(NamedTuple):
+    """One file handed to :meth:`Validator.check_files`: its capsule, capsule-relative POSIX path and bytes."""
+
+    capsule: Capsule
+    path: str
+    data: bytes
+
+
 class Validator(Component):
     """Produces findings for files (matched by ``patterns``) and/or whole capsules."""
 
@@ -361,6 +370,20 @@ class Validator(Component):
     def check_capsule(self, capsule: Capsule) -> Iterable[Finding]:
         """Findings for the capsule as a whole."""
         return ()
+
+    def check_files(self, files: Sequence[FileToCheck]) -> Iterable[Iterable[Finding]]:
+        """Findings for many files at once, one iterable per file in the order given.
+
+        Validation calls this, not :meth:`check_file`, for a validator that runs
+        engines (one that overrides :meth:`engines`): it hands over every file the
+        validator applies to across the capsules one process validates, possibly
+        of several capsules, so an engine that is slow to start (zizmor, hadolint)
+        starts once per batch instead of once per file. The default checks each
+        file with :meth:`check_file`. An override must keep one capsule's content
+        from changing another capsule's findings (run a failed batch again per
+        capsule, say).
+        """
+        return [self.check_file(f.capsule, f.path, f.data) for f in files]
 
     def engines(self) -> Sequence[Engine]:
         """The external engines this validator runs, as installed now (``qlcapsule validate --engines``).

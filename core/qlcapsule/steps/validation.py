@@ -23,10 +23,12 @@ where E, W, N count its errors, warnings and notes in that capsule (one error
 ``score_v`` over the validators that applied; a run's score is the lowest
 capsule score. A capsule.yaml that cannot be loaded scores 0.
 
-Many capsules are validated in parallel in worker processes: parsing (YAML,
-Python ``compile``, regexes) holds the GIL, so threads would use one core. Within
-a capsule, the validators that run engines (subprocesses such as zizmor and
-hadolint) check their files in a few threads, so those engines run side by side.
+Many capsules are validated in parallel in worker processes, each a batch of
+capsules: parsing (YAML, Python ``compile``, regexes) holds the GIL, so threads
+would use one core. The validators that run engines (subprocesses such as zizmor
+and hadolint) get the files of a whole batch in one call
+(``Validator.check_files``), so an engine starts once per batch, not once per
+file; the engines of a batch run side by side in a few threads.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from ..format.capsule import Capsule
 from ..format.globs import compile_glob
 from ..format.tree import walk
 from ..log import event, get_logger, scrub
-from ..plugins.components import Validator
+from ..plugins.components import FileToCheck, Validator
 from ..plugins.findings import Engine, Finding, Rule, Severity, meets, redact_secrets
 
 log = get_logger("validation")
@@ -194,7 +196,7 @@ def _definition_finding(exc: QlcapsuleError, directory: str) -> Finding:
     return Finding("schema.invalid", Severity.ERROR, message, "capsule.yaml", line, validator="schema")
 
 
-def validate_one(  # noqa: C901 - each validator kind with its own failure handling
+def validate_one(
     directory: str | Path,
     *,
     fail_on: str | None = None,
@@ -202,7 +204,61 @@ def validate_one(  # noqa: C901 - each validator kind with its own failure handl
     validators: Sequence[Validator] | None = None,
 ) -> CapsuleReport:
     """Validate one capsule directory; never raises for what is wrong *inside* the capsule."""
-    directory = str(directory)
+    return validate_batch([directory], fail_on=fail_on, min_score=min_score, validators=validators)[0]
+
+
+def validate_batch(
+    directories: Sequence[str | Path],
+    *,
+    fail_on: str | None = None,
+    min_score: float | None = None,
+    validators: Sequence[Validator] | None = None,
+) -> list[CapsuleReport]:
+    """Validate capsule directories in this process, one report each, in order.
+
+    Each capsule's own checks run as it is read; the files of validators that run engines
+    are gathered across the capsules and handed to each such validator in batches
+    (:meth:`Validator.check_files`), so zizmor or hadolint starts once per batch rather
+    than once per file. The engines of a batch run side by side in threads.
+    """
+    every = list(validators) if validators is not None else _validators()
+    batch = _EngineBatch()
+    opened: list[_Open | CapsuleReport] = []
+    for d in directories:
+        try:
+            opened.append(_open(str(d), fail_on, min_score, every, batch))
+        except QlcapsuleError as exc:
+            opened.append(_unreadable(str(d), exc))
+        if batch.nbytes > MAX_BATCH_BYTES:
+            batch.run()
+    batch.run()
+    return [o if isinstance(o, CapsuleReport) else _close(o) for o in opened]
+
+
+@dataclass
+class _Open:
+    """A capsule between its own checks and its engines' answers."""
+
+    report: CapsuleReport
+    capsule: Capsule
+    active: list[Validator]
+    switches: dict[str, bool | str]
+    raw: dict[str, list[Finding]]
+    applied: dict[str, int]
+    skipped: set[str]
+
+
+def _unreadable(directory: str, exc: QlcapsuleError) -> CapsuleReport:
+    rep = CapsuleReport(directory)
+    rep.findings.append(Finding("qlcapsule.load", Severity.ERROR, _clean(exc.message), None, validator="schema"))
+    rep.validators["schema"] = ValidatorSummary("schema", 0.0, errors=1)
+    return rep
+
+
+def _open(
+    directory: str, fail_on: str | None, min_score: float | None, every: list[Validator], batch: _EngineBatch
+) -> _Open | CapsuleReport:
+    """Load a capsule and run its own checks; its engine-backed file checks go to ``batch``."""
     report = CapsuleReport(directory, fail_on=fail_on or "error", min_score=min_score or 0.0)
     try:
         capsule = Capsule.load(directory)
@@ -230,14 +286,13 @@ def validate_one(  # noqa: C901 - each validator kind with its own failure handl
     report.fail_on = fail_on or cfg_fail_on
     report.min_score = cfg_min_score if min_score is None else min_score
     switches = dict(rules)
-    every = list(validators) if validators is not None else _validators()
     # a validator switched off still runs when one of its rules is switched back on
     active = [v for v in every if switches.get(v.name, True) or any(switches.get(r.id) for r in v.rules)]
     known = {v.name for v in every} | {r.id for v in every for r in v.rules}
     raw: dict[str, list[Finding]] = {v.name: [] for v in active}
     applied: dict[str, int] = {v.name: 0 for v in active if type(v).check_capsule is not Validator.check_capsule}
     # an engine's rules are open-ended (hadolint's DL/SC codes): any "<validator>.<id>" of a validator with engines
-    open_ended = {v.name for v in every if type(v).engines is not Validator.engines}
+    open_ended = {v.name for v in every if _runs_engines(v)}
     for key in sorted(switches):
         if key not in known and key.split(".", 1)[0] not in open_ended and "schema" in raw:
             raw["schema"].append(
@@ -253,89 +308,123 @@ def validate_one(  # noqa: C901 - each validator kind with its own failure handl
     off = [v for v in every if v not in active]
     matchers = [(v, [compile_glob(p).regex for p in v.patterns]) for v in active + off if v.patterns]
     skipped: set[str] = {v.name for v in off if type(v).check_capsule is not Validator.check_capsule}
-    with _Concurrent() as engines:
-        for entry in walk(capsule.root, capsule.globs()):
-            wanted = [v for v, regexes in matchers if any(r.fullmatch(entry.path) for r in regexes)]
-            skipped.update(v.name for v in wanted if v in off)
-            wanted = [v for v in wanted if v not in off]
-            if not wanted or entry.size > MAX_FILE_BYTES:
-                continue
-            try:
-                data = (capsule.root / entry.path).read_bytes()
-            except OSError as exc:
-                raise InputError(f"{capsule.root / entry.path}: cannot read: {exc.strerror}") from None
-            for v in wanted:
-                applied[v.name] = applied.get(v.name, 0) + 1
+    for entry in walk(capsule.root, capsule.globs()):
+        wanted = [v for v, regexes in matchers if any(r.fullmatch(entry.path) for r in regexes)]
+        skipped.update(v.name for v in wanted if v in off)
+        wanted = [v for v in wanted if v not in off]
+        if not wanted or entry.size > MAX_FILE_BYTES:
+            continue
+        try:
+            data = (capsule.root / entry.path).read_bytes()
+        except OSError as exc:
+            raise InputError(f"{capsule.root / entry.path}: cannot read: {exc.strerror}") from None
+        for v in wanted:
+            applied[v.name] = applied.get(v.name, 0) + 1
+            if _runs_engines(v):
+                batch.add(v, FileToCheck(capsule, entry.path, data), raw[v.name])
+            else:
                 call = lambda v=v, p=entry.path, d=data: v.check_file(capsule, p, d)  # noqa: E731
-                if type(v).engines is Validator.engines:
-                    raw[v.name].extend(_run(v, entry.path, call))
-                else:
-                    engines.submit(v, entry.path, call)
-        for name, found in engines.results():
-            raw[name].extend(found)
+                raw[v.name].extend(_run(v, entry.path, call))
     for v in active:
         if type(v).check_capsule is not Validator.check_capsule:
             raw[v.name].extend(_run(v, None, lambda v=v: v.check_capsule(capsule)))
-    for v in active:
-        if v.name not in applied:
+    return _Open(report, capsule, active, switches, raw, applied, skipped)
+
+
+def _close(o: _Open) -> CapsuleReport:
+    """The report of a capsule whose engines have answered: switches and severities applied, scored."""
+    report = o.report
+    for v in o.active:
+        if v.name not in o.applied:
             continue
-        raw[v.name].extend(_missing_engines(v))
+        o.raw[v.name].extend(_missing_engines(v))
         kept = []
-        for f in raw[v.name]:
+        for f in o.raw[v.name]:
             f.validator = f.validator or v.name
-            setting = _switch(switches, f.rule, v.name)
+            setting = _switch(o.switches, f.rule, v.name)
             if setting is False:
                 report.suppressed += 1
                 continue
             if isinstance(setting, str):
                 f.severity = Severity(setting)  # validate.rules: {zizmor.unpinned-uses: error}
             kept.append(f)
-        summary = ValidatorSummary(v.name, validator_score(kept), files=applied[v.name])
+        summary = ValidatorSummary(v.name, validator_score(kept), files=o.applied[v.name])
         for f in kept:
             setattr(summary, f"{f.severity.value}s", getattr(summary, f"{f.severity.value}s") + 1)
         report.validators[v.name] = summary
         report.findings.extend(kept)
-    report.disabled = sorted(skipped)
+    report.disabled = sorted(o.skipped)
     report.findings.sort(key=lambda f: ((f.path or "").encode("utf-8"), f.line or 0, f.column or 0, f.rule))
     _sanitize(report.findings)
     for f in report.findings:
-        f.capsule = capsule.ref
+        f.capsule = o.capsule.ref
     return report
 
 
-class _Concurrent:
-    """The file checks of validators that run engines, in threads beside the rest of the run.
+def _runs_engines(v: Validator) -> bool:
+    return type(v).engines is not Validator.engines
 
-    Their engines are mostly other processes (zizmor, hadolint) that a thread only waits for,
-    so one capsule's engines run in parallel with each other and with the Python validators;
-    at most :data:`ENGINE_THREADS` at a time.
+
+class _EngineBatch:
+    """The files of validators that run engines, gathered across capsules until :meth:`run`.
+
+    Each validator gets its files in one :meth:`Validator.check_files` call (a plugin may
+    split it further); the validators of a batch run side by side in at most
+    :data:`ENGINE_THREADS` threads, as their engines are mostly other processes (zizmor,
+    hadolint) that a thread only waits for.
     """
 
     def __init__(self) -> None:
-        self._pool: Any = None
-        self._pending: list[tuple[str, Any]] = []
+        self._files: dict[str, tuple[Validator, list[FileToCheck], list[list[Finding]]]] = {}
+        self.nbytes = 0
 
-    def __enter__(self) -> _Concurrent:
-        return self
+    def add(self, v: Validator, file: FileToCheck, into: list[Finding]) -> None:
+        """Check ``file`` with ``v`` at the next :meth:`run`, its findings appended to ``into``."""
+        _, files, sinks = self._files.setdefault(v.name, (v, [], []))
+        files.append(file)
+        sinks.append(into)
+        self.nbytes += len(file.data)
 
-    def __exit__(self, *exc: object) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+    def run(self) -> None:
+        pending, self._files, self.nbytes = list(self._files.values()), {}, 0
+        if not pending:
+            return
+        if len(pending) == 1:
+            answers = [_run_files(*pending[0][:2])]
+        else:
+            from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 -- start-up: concurrent.futures loads only when engines run
 
-    def submit(self, v: Validator, path: str, call: Any) -> None:
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 -- start-up: concurrent.futures loads only when this is called
-
-            self._pool = ThreadPoolExecutor(max_workers=ENGINE_THREADS, thread_name_prefix="qlcapsule-engine")
-        self._pending.append((v.name, self._pool.submit(_run, v, path, call)))
-
-    def results(self) -> Iterable[tuple[str, list[Finding]]]:
-        for name, future in self._pending:
-            yield name, future.result()
+            with ThreadPoolExecutor(min(ENGINE_THREADS, len(pending)), thread_name_prefix="qlcapsule-engine") as pool:
+                answers = list(pool.map(lambda p: _run_files(p[0], p[1]), pending))
+        for (_, _, sinks), found in zip(pending, answers, strict=True):
+            for sink, findings in zip(sinks, found, strict=True):
+                sink.extend(findings)
 
 
-#: engine-backed file checks running at once in one capsule (their engines are mostly subprocesses)
+#: validators (engines) running at once on one batch
 ENGINE_THREADS = 4
+#: capsules one worker validates as one batch (engines start once per batch)
+MAX_BATCH_CAPSULES = 64
+#: file bytes gathered for engines before they run (a bound on memory, not a tuning knob)
+MAX_BATCH_BYTES = 64 * 1024 * 1024
+
+
+def _run_files(v: Validator, files: list[FileToCheck]) -> list[list[Finding]]:
+    """``v.check_files(files)`` as one finding list per file, each capped like :func:`_run`'s."""
+    try:
+        answers = v.check_files(files)
+        out: list[list[Finding]] = []
+        for f, found in zip(files, answers, strict=False):  # a short answer: said below
+            out.append(_run(v, f.path, lambda found=found: found))
+    except QlcapsuleError as exc:
+        return [[Finding(f"{v.name}.failed", Severity.ERROR, exc.message, f.path, validator=v.name)] for f in files]
+    except Exception as exc:  # noqa: BLE001 - a broken validator is a finding, not a crash of the run
+        msg = f"validator {v.name!r} crashed: {type(exc).__name__}: {exc}"
+        return [[Finding(f"{v.name}.failed", Severity.ERROR, msg, f.path, validator=v.name)] for f in files]
+    if len(out) != len(files):
+        msg = f"validator {v.name!r} answered for {len(out)} of {len(files)} files"
+        out += [[Finding(f"{v.name}.failed", Severity.ERROR, msg, f.path, validator=v.name)] for f in files[len(out) :]]
+    return out
 
 
 def _missing_engines(v: Validator) -> list[Finding]:
@@ -491,15 +580,9 @@ def find_capsules(root: Path) -> list[Path]:
     return sorted(found)
 
 
-def _worker(args: tuple[str, str | None, float | None]) -> CapsuleReport:
-    directory, fail_on, min_score = args
-    try:
-        return validate_one(directory, fail_on=fail_on, min_score=min_score)
-    except QlcapsuleError as exc:
-        rep = CapsuleReport(directory)
-        rep.findings.append(Finding("qlcapsule.load", Severity.ERROR, _clean(exc.message), None, validator="schema"))
-        rep.validators["schema"] = ValidatorSummary("schema", 0.0, errors=1)
-        return rep
+def _worker(args: tuple[list[str], str | None, float | None]) -> list[CapsuleReport]:
+    directories, fail_on, min_score = args
+    return validate_batch(directories, fail_on=fail_on, min_score=min_score)
 
 
 def _single_threaded() -> bool:
@@ -605,16 +688,18 @@ def validate_capsules(
     validators = _validators()
     rules = {r.id: (r, v.name) for v in validators for r in v.rules}
     workers = max(1, min(jobs or (os.cpu_count() or 1), len(dirs)))
-    args = [(d, fail_on, min_score) for d in dirs]
     if workers == 1 or len(dirs) < 4:
-        results = [_worker(a) for a in args]
+        results = validate_batch(dirs, fail_on=fail_on, min_score=min_score)
     else:
         from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415 -- start-up: concurrent.futures loads only to validate in parallel
 
         registry()  # load plugins once, before forking
-        chunk = max(1, len(args) // (workers * 8))
+        # each task a batch of capsules, so an engine starts once per batch; several batches per
+        # worker, so the workers finish together
+        size = max(1, min(MAX_BATCH_CAPSULES, -(-len(dirs) // (workers * 4))))
+        args = [(dirs[i : i + size], fail_on, min_score) for i in range(0, len(dirs), size)]
         with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
-            results = list(pool.map(_worker, args, chunksize=chunk))
+            results = [rep for batch in pool.map(_worker, args) for rep in batch]
     report = Report(results, rules)
     if known is not None:
         apply_baseline(report, known)
@@ -628,6 +713,7 @@ __all__ = [
     "ValidatorSummary",
     "validate_capsules",
     "validate_one",
+    "validate_batch",
     "validator_score",
     "find_capsules",
     "engine_status",

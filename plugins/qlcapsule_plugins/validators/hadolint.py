@@ -17,22 +17,21 @@ Findings are mapped as:
 
 What the capsule decides: nothing about what runs. The binary is the one
 installed beside this Python, else ``hadolint`` on the operator's PATH; the
-file goes on stdin, hadolint runs in an empty folder with ``--config`` set to
-an empty file (a ``.hadolint.yaml`` in the capsule is never read) and an
-environment without ``HADOLINT_*``. hadolint's own inline pragma
-(``# hadolint ignore=DL3008`` on the line before) is honoured. Each run is
-bounded like zizmor's (``_engines.run``).
+Dockerfiles of many capsules go to one process (written into a private
+temporary folder, where hadolint runs), with ``--config`` set to an empty file
+(a ``.hadolint.yaml`` in the capsule is never read) and an environment without
+``HADOLINT_*``. hadolint's own inline pragma (``# hadolint ignore=DL3008`` on
+the line before) is honoured. Each run is bounded like zizmor's
+(``_engines.run_files``).
 """
 
 from __future__ import annotations
 
-import tempfile
 from functools import lru_cache
 from importlib import metadata
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from qlcapsule import Capsule, Engine, Finding, Register, Rule, Severity, Validator, hookimpl
+from qlcapsule import Capsule, Engine, FileToCheck, Finding, Register, Rule, Severity, Validator, hookimpl
 
 from . import _engines
 
@@ -70,20 +69,28 @@ class HadolintValidator(Validator):
         return (_engine(),)
 
     def check_file(self, capsule: Capsule, path: str, data: bytes) -> Iterable[Finding]:
+        return self.check_files([FileToCheck(capsule, path, data)])[0]
+
+    def check_files(self, files: Sequence[FileToCheck]) -> list[list[Finding]]:
+        """Every Dockerfile in as few hadolint processes as :func:`_engines.run_files` allows."""
+        found: list[list[Finding]] = [[] for _ in files]
         exe = _engines.binary("hadolint")
-        if exe is None or b"\x00" in data:
-            return  # missing: listed by --engines (an extra); binary: the dockerfile validator's finding
-        with tempfile.TemporaryDirectory() as empty:
-            config = Path(empty) / "hadolint.yaml"
-            config.write_text("{}\n", encoding="utf-8")
-            cmd = [exe, "--no-fail", "--no-color", "--config", str(config), "--format", "json", "-"]
-            out = _engines.run("hadolint", cmd, data, cwd=empty)
-        if isinstance(out, str):
-            yield Finding("hadolint.failed", Severity.WARNING, out, path)
-            return
-        for item in out:
-            if isinstance(item, dict):
-                yield _finding(item, path)
+        if exe is None:
+            return found  # missing: listed by --engines (an extra)
+        todo = [i for i, f in enumerate(files) if b"\x00" not in f.data]  # binary: the dockerfile validator's finding
+        cmd = [exe, "--no-fail", "--no-color", "--config", "{config}", "--format", "json"]
+        answers = _engines.run_files("hadolint", cmd, [files[i] for i in todo], _given_path, config=b"{}\n")
+        for i, answer in zip(todo, answers, strict=True):
+            path = files[i].path
+            if answer.error is not None:
+                found[i].append(Finding("hadolint.failed", Severity.WARNING, answer.error, path))
+            found[i].extend(_finding(item, path) for item in answer.items)
+        return found
+
+
+def _given_path(item: dict[str, Any]) -> str | None:
+    file = item.get("file")
+    return file if isinstance(file, str) else None
 
 
 def _finding(item: dict[str, Any], path: str) -> Finding:

@@ -3,8 +3,10 @@
 `zizmor <https://docs.zizmor.sh>`_ finds template injection, excessive
 permissions, unpinned actions, credentials persisted into artifacts, dangerous
 triggers and more. It is a dependency (its wheels carry the binary for Linux,
-macOS and Windows); this validator runs it as a subprocess on each workflow
-and ``action.yml``, handing the file on stdin, and maps its JSON findings:
+macOS and Windows); this validator runs it as a subprocess on the workflows
+and ``action.yml`` files of many capsules at once (zizmor's start costs ~0.2 s
+of CPU, its audits little), written into a private temporary folder from the
+bytes validation read, and maps its JSON findings back to each file:
 
 - rule id ``zizmor.<audit>`` (``zizmor.template-injection``), help URI the
   audit's documentation page (zizmor's ``url``);
@@ -20,8 +22,9 @@ else ``zizmor`` on the operator's PATH; it runs with ``--offline`` (no network,
 no token: the environment handed to it holds no ``GH_TOKEN``/``GITHUB_TOKEN``)
 and ``--no-config`` (a ``zizmor.yml`` in the capsule is not read). zizmor's own
 inline suppressions (``# zizmor: ignore[audit]``) in the file are honoured, as
-zizmor documents them. Each run is bounded (``_engines.run``: 60 seconds, and
-output over 16 MiB is not parsed; one finding says so).
+zizmor documents them. Each run is bounded (``_engines.run_files``: 100 files,
+60 seconds, and output over 16 MiB is not parsed; one finding says so); a run
+that fails is run again per capsule, so one capsule never fails another's audit.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from functools import lru_cache
 from importlib import metadata
 from typing import Any, Iterable, Sequence
 
-from qlcapsule import Capsule, Engine, Finding, Register, Rule, Severity, Validator, hookimpl
+from qlcapsule import Capsule, Engine, FileToCheck, Finding, Register, Rule, Severity, Validator, hookimpl
 
 from . import _engines
 from ._yaml import compose_all
@@ -43,6 +46,7 @@ _SEVERITY = {
     "unknown": Severity.NOTE,
 }
 DOCS = "https://docs.zizmor.sh/audits/"
+UNREADABLE = "zizmor did not audit it: it cannot read it as a workflow or action"
 
 
 def binary() -> str | None:
@@ -79,31 +83,42 @@ class ZizmorValidator(Validator):
         return (_engine(),)
 
     def check_file(self, capsule: Capsule, path: str, data: bytes) -> Iterable[Finding]:
+        return self.check_files([FileToCheck(capsule, path, data)])[0]
+
+    def check_files(self, files: Sequence[FileToCheck]) -> list[list[Finding]]:
+        """Every file in as few zizmor processes as :func:`_engines.run_files` allows (its start costs ~0.2 s)."""
+        found: list[list[Finding]] = [[] for _ in files]
         exe = binary()
         if exe is None:
-            return  # validation reports the missing engine (zizmor.engine-missing)
-        docs, error = compose_all(data.decode("utf-8", "replace"))
-        if error is not None or not docs:
-            return  # the yaml validator's finding; zizmor would only fail on it
-        out = _run(exe, data)
-        if isinstance(out, str):
-            if "no audit was performed" in out:
-                # zizmor reads only files that fit its model of a workflow or action: one the schema
-                # rejects (the github-workflow findings say why) it does not audit, and says so
-                out += " (zizmor cannot read it as a workflow or action)"
-                yield Finding("zizmor.failed", Severity.NOTE, out, path)
-            else:
-                yield Finding("zizmor.failed", Severity.WARNING, out, path)
-            return
-        for item in out:
-            if isinstance(item, dict) and not item.get("ignored"):
-                yield _finding(item, path)
+            return found  # validation reports the missing engine (zizmor.engine-missing)
+        todo = []
+        for i, f in enumerate(files):
+            docs, error = compose_all(f.data.decode("utf-8", "replace"))
+            if error is None and docs:  # else the yaml validator's finding; zizmor would only fail on it
+                todo.append(i)
+        cmd = [exe, "--offline", "--no-config", "--no-exit-codes", "--no-progress", "--format", "json-v1"]
+        answers = _engines.run_files("zizmor", cmd, [files[i] for i in todo], _given_path)
+        for i, answer in zip(todo, answers, strict=True):
+            path = files[i].path
+            # zizmor reads only files that fit its model of a workflow or action: one the schema rejects
+            # (the github-workflow findings say why) it skips, saying so on stderr, or fails on when alone
+            if answer.error is not None and "no audit was performed" not in answer.error:
+                found[i].append(Finding("zizmor.failed", Severity.WARNING, answer.error, path))
+            elif answer.error is not None or f"failed to validate file://{answer.given} " in answer.stderr:
+                found[i].append(Finding("zizmor.failed", Severity.NOTE, UNREADABLE, path))
+            found[i].extend(_finding(item, path) for item in answer.items if not item.get("ignored"))
+        return found
 
 
-def _run(exe: str, data: bytes) -> list[Any] | str:
-    """zizmor's JSON findings for ``data``, or one line saying why there are none."""
-    cmd = [exe, "--offline", "--no-config", "--no-exit-codes", "--no-progress", "--format", "json-v1", "-"]
-    return _engines.run("zizmor", cmd, data)
+def _given_path(item: dict[str, Any]) -> str | None:
+    """The path zizmor was given for the file a finding is about (its primary location's)."""
+    for loc in item.get("locations") or ():
+        symbolic = loc.get("symbolic") if isinstance(loc, dict) else None
+        key = symbolic.get("key") if isinstance(symbolic, dict) else None
+        local = key.get("Local") if isinstance(key, dict) else None
+        if isinstance(local, dict) and isinstance(local.get("verbatim_path"), str):
+            return str(local["verbatim_path"])
+    return None
 
 
 def _finding(item: dict[str, Any], path: str) -> Finding:

@@ -1,4 +1,4 @@
-"""The zizmor validator: zizmor's security audits, run offline on each workflow and action.yml."""
+"""The zizmor validator: zizmor's security audits, run offline on the workflows and action.yml files."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import sys
 import pytest
 from vcase import findings, report
 
+from qlcapsule import FileToCheck
+from qlcapsule.testing import write_capsule
 from qlcapsule_plugins.validators import _engines, zizmor
 
 WF = ".github/workflows/pr.yml"
@@ -111,17 +113,24 @@ def test_broken_yaml_is_left_to_the_yaml_validator(tmp_path):
     assert [f.rule for f in rep.findings if f.validator in ("zizmor", "yaml")] == ["yaml.syntax"]
 
 
-def test_an_engine_that_fails_is_one_line():
+def _one(cmd: list[str], tmp_path) -> _engines.Answer:
+    capsule = write_capsule(tmp_path / "c", {WF: INJECTION})
+    (answer,) = _engines.run_files("zizmor", cmd, [FileToCheck(capsule, WF, INJECTION.encode())], lambda i: None)
+    return answer
+
+
+def test_an_engine_that_fails_is_one_line(tmp_path):
     """A real executable that exits 1 without output stands for a zizmor that breaks."""
     script = "import sys; sys.stderr.write('warning: x\\nfatal: no audit was performed\\n'); sys.exit(1)"
-    result = _engines.run("zizmor", [sys.executable, "-c", script], b"")
-    assert result == "zizmor failed (exit 1): fatal: no audit was performed"
+    answer = _one([sys.executable, "-c", script], tmp_path)
+    assert answer.error == "zizmor failed (exit 1): fatal: no audit was performed"
+    assert answer.items == []
 
 
 @pytest.mark.parametrize("output", ["not json", '{"a": 1}'])
-def test_output_that_is_not_zizmors_json_is_one_line(output):
-    result = _engines.run("zizmor", [sys.executable, "-c", f"print({output!r})"], b"")
-    assert isinstance(result, str) and result.startswith("zizmor wrote")
+def test_output_that_is_not_zizmors_json_is_one_line(output, tmp_path):
+    answer = _one([sys.executable, "-c", f"print({output!r})"], tmp_path)
+    assert answer.error is not None and answer.error.startswith("zizmor wrote")
 
 
 def test_sarif_carries_the_audits_help_and_matches_the_sarif_schema(tmp_path, monkeypatch):
