@@ -115,6 +115,7 @@ _EXPORTS: dict[str, str] = {
     "on_termination": "cli",
     "emit": "cli._common",
     "json_option": "cli._common",
+    "publish_report": "plugins.manager",
     # reading a version store someone else wrote (catalog sync): refs, versions, the stored lock and signature
     "read_store": "store.versions",
     "StoreReader": "store.versions",
@@ -223,6 +224,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         Register,
         hookimpl,
         hookspec,
+    )
+    from .plugins.manager import (  # noqa: F401
+        publish_report,
     )
     from .plugins.records import (  # noqa: F401
         Artifact,
