@@ -4,7 +4,7 @@ Thin on purpose (black's pattern): every decision lives in the library, reached
 only through its public API (``from qlcapsule import ...``, never a submodule;
 tests/action/test_main.py holds it to that). This file reads the inputs, masks
 secrets, calls one command, and reports in the places a workflow looks:
-``$GITHUB_OUTPUT`` (digest, artifacts, urls, score, report, report-file),
+``$GITHUB_OUTPUT`` (digest, artifacts, urls, score, published, report, report-file),
 ``$GITHUB_STEP_SUMMARY`` (Markdown), ``::error``/``::warning`` annotations on
 stdout, and an optional SARIF file.
 
@@ -57,6 +57,9 @@ CREDENTIAL_NAME = re.compile(
 #: the library's opt-in that lets capsule.yaml define credentialed targets (never on a pull request)
 CAPSULE_TARGETS_ENV = "QLCAPSULE_CAPSULE_TARGETS"
 TARGETS_FILE_ENV = "QLCAPSULE_TARGETS_FILE"
+#: where the catalog token is by default (``publish-token-env``): the variable ``qlcapsule ship --publish`` reads
+CATALOG_TOKEN_ENV = "QLCAPSULE_CATALOG_TOKEN"
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
 
 
 # -- inputs -----------------------------------------------------------------------
@@ -298,19 +301,24 @@ def set_output(path: str | None, name: str, value: str) -> None:
 
 def mask_secrets(env: Mapping[str, str]) -> int:
     """``::add-mask::`` every secret-looking environment value, and have qlcapsule scrub it too."""
-    from qlcapsule import redact  # noqa: PLC0415 -- extra: qlcapsule is not installed yet when --extras runs
-
     n = 0
     for name, value in env.items():
         if name in NOT_SECRET or name.startswith(("INPUT_", "GITHUB_", "RUNNER_")) or len(value) < 4:
             continue
         if SECRET_NAME.search(name):
-            for line in value.splitlines():
-                if len(line.strip()) >= 4:
-                    emit("add-mask", line.strip())
-            redact(value)
+            mask(value)
             n += 1
     return n
+
+
+def mask(value: str) -> None:
+    """``::add-mask::`` each line of a secret, and have qlcapsule scrub it from what it prints."""
+    from qlcapsule import redact  # noqa: PLC0415 -- extra: qlcapsule is not installed yet when --extras runs
+
+    for line in value.splitlines():
+        if len(line.strip()) >= 4:
+            emit("add-mask", line.strip())
+    redact(value)
 
 
 def _fail(message: str) -> int:
@@ -332,6 +340,8 @@ class Outcome:
         self.warnings: list[tuple[str, str]] = []  # (file, message): passed, but something to look at
         self.report: dict[str, Any] = {}
         self.exit_code = 0
+        self.published: list[dict[str, Any]] = []  # the catalog's answer per published capsule (publish input)
+        self.catalog = ""  # where they were published
 
     @property
     def scores(self) -> list[float]:
@@ -565,6 +575,90 @@ RUNNERS = {
 }
 
 
+# -- publishing to a catalog ------------------------------------------------------------
+
+
+class Publication:
+    """Where ``ship`` publishes its report (the ``publish`` input), and the token read from the environment."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url = url
+        self.token = token
+
+
+def publication(env: dict[str, str] | os._Environ[str], command: str) -> Publication | None:
+    """The ``publish`` and ``publish-token-env`` inputs, checked before anything runs; None without ``publish``.
+
+    On a pull-request run that is not allowed to release, nothing is published and the token's variable is
+    removed from the environment (a notice says so). Otherwise the token is masked in the log and scrubbed
+    from everything qlcapsule prints, and the URL, the token and an installed publisher are checked now,
+    without a request (``publish_report`` with no capsule), so a bad input stops the run before ship writes.
+    """
+    url = get_input(env, "publish")
+    token_env = get_input(env, "publish-token-env") or CATALOG_TOKEN_ENV
+    if not ENV_NAME.match(token_env):
+        raise ActionInputError(f"publish-token-env: {token_env[:60]!r} is not an environment variable name")
+    if not url:
+        return None
+    if command != "ship":
+        raise ActionInputError(f"publish: only the ship command publishes to a catalog, not {command}")
+    pr = sandboxed(env)
+    if pr:
+        env.pop(token_env, None)
+        emit(
+            "notice",
+            f"{pr} event: the report is not published to {url} (allow-pull-request-release: true lifts this)",
+            title="qlcapsule ship",
+        )
+        return None
+    from qlcapsule import QlcapsuleError, publish_report, read_secret  # noqa: PLC0415 -- extra: qlcapsule is not installed yet when --extras runs
+
+    try:
+        token = read_secret(token_env, what="the catalog token with the publish scope, from a secret") or ""
+        mask(token)
+        publish_report(url, token, {"capsules": []})  # no capsule: the checks, no request
+    except QlcapsuleError as exc:
+        raise ActionInputError(f"publish: {exc.message}") from None
+    return Publication(url, token)
+
+
+def publish(outcome: Outcome, target: Publication) -> None:
+    """Publish each capsule the ship delivered, one at a time, into ``outcome``: the catalog's answers, or an
+    error per capsule it refused (the exit code of the refusal: 1 untrusted, 2 token, 3 unreachable)."""
+    from qlcapsule import QlcapsuleError, VerificationError, publish_report  # noqa: PLC0415 -- extra: qlcapsule is not installed yet when --extras runs
+
+    outcome.catalog = target.url
+    shipped = [c for c in outcome.report.get("capsules", []) if isinstance(c, dict) and c.get("ok")]
+    for i, entry in enumerate(shipped):
+        ref = f"{entry.get('name')}@{entry.get('version')}"
+        try:
+            answers = publish_report(target.url, target.token, {"capsules": [entry]})
+        except QlcapsuleError as exc:
+            where = _rel(str(entry.get("path") or "."), "capsule.lock")
+            outcome.errors.append((where, f"{ref}: not published to {target.url}: {exc.message}"))
+            outcome.exit_code = max(outcome.exit_code, exc.exit_code)
+            if isinstance(exc, VerificationError):
+                continue  # the catalog refused this version; the next may be fine
+            rest = [f"{c.get('name')}@{c.get('version')}" for c in shipped[i + 1 :]]
+            if rest:
+                outcome.errors.append(("", f"not published to {target.url}: {', '.join(rest)} (after the error above)"))
+            break
+        outcome.published += [_answer(a) for a in answers if isinstance(a, dict)]
+    outcome.report["published"] = outcome.published
+    if outcome.exit_code:
+        outcome.report.update(ok=False, exit_code=outcome.exit_code)
+
+
+def _answer(answer: dict[str, Any]) -> dict[str, Any]:
+    """What the outputs carry of one catalog answer (the catalog's JSON is data: only these fields, as text)."""
+    return {
+        "ref": str(answer.get("ref", "")),
+        "digest": str(answer.get("digest", "")),
+        "created": answer.get("created") is True,
+        "signature_status": str(answer.get("signature_status", "")),
+    }
+
+
 # -- reporting ---------------------------------------------------------------------
 
 
@@ -636,6 +730,16 @@ def summary_markdown(outcome: Outcome) -> str:
         score = f"{c['score']:.2f}" if isinstance(c.get("score"), (int, float)) else "–"
         arts = "<br>".join(_cell(os.path.basename(a)) for a in c["artifacts"]) or "–"
         lines.append(f"| {_cell(c['ref'])} | {status} | {digest} | {score} | {arts} |")
+    if outcome.published:
+        lines += [
+            "",
+            f"### Published to {_cell(outcome.catalog)}",
+            "",
+            "| capsule | signature | new |",
+            "|---|---|---|",
+        ]
+        for p in outcome.published:
+            lines.append(f"| {_cell(p['ref'])} | {_cell(p['signature_status'])} | {'yes' if p['created'] else 'no'} |")
     for level, items in (("Errors", outcome.errors), ("Warnings", outcome.warnings)):
         if items:
             lines += ["", f"### {level} ({len(items)})", "", "| location | message |", "|---|---|"]
@@ -667,6 +771,7 @@ def write_outputs(outcome: Outcome, env: Mapping[str, str], cwd: Path) -> None:
     set_output(gh_out, "urls", json.dumps([u for c in outcome.capsules for u in c["urls"]]))
     scores = outcome.scores
     set_output(gh_out, "score", f"{min(scores):.4g}" if scores else "")
+    set_output(gh_out, "published", json.dumps(outcome.published))
     full = json.dumps(outcome.report, default=str, sort_keys=True)
     report_dir = Path(env.get("RUNNER_TEMP") or cwd)
     report_file = report_dir / "qlcapsule-report.json"
@@ -699,8 +804,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"command: {command!r} is not one of {', '.join(COMMANDS)}")
     try:
         confine(env, command)
+        target = publication(env, command)
         paths = expand_paths(get_input(env, "path", "."), cwd)
         outcome = RUNNERS[command](paths, env)
+        if target is not None:
+            publish(outcome, target)
     except ActionInputError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP once on_termination() is installed

@@ -116,6 +116,11 @@ _EXPORTS: dict[str, str] = {
     "on_termination": "cli",
     "emit": "cli._common",
     "json_option": "cli._common",
+    "publish_report": "plugins.manager",
+    # reading a version store someone else wrote (catalog sync): refs, versions, the stored lock and signature
+    "read_store": "store.versions",
+    "StoreReader": "store.versions",
+    "StoredVersion": "store.versions",
 }
 
 #: the public API is exactly the names above (a test holds the TYPE_CHECKING imports below to them)
@@ -222,6 +227,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         hookimpl,
         hookspec,
     )
+    from .plugins.manager import (  # noqa: F401
+        publish_report,
+    )
     from .plugins.records import (  # noqa: F401
         Artifact,
         GeneratorRecord,
@@ -280,4 +288,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from .steps.validation import (  # noqa: F401
         Report,
         validate_capsules,
+    )
+    from .store.versions import (  # noqa: F401
+        StoredVersion,
+        StoreReader,
+        read_store,
     )

@@ -14,7 +14,7 @@ Modules, each importing only those below it (an import-linter layers contract ho
     web          what the routes share: authentication, bounded bodies, ETags, pages
     sync         ``catalog sync``: a version store's new commits, through the publish API
     client       the Python client: publish a ship report (``catalog publish``, ``ship --publish``)
-    gitstore     reading a version store by its documented ref layout (pygit2)
+    gitstore     getting at a version store (a path, or a git URL mirrored); qlcapsule.read_store reads it
     webhooks     signed webhook sends, claimed once per event across processes
     catalog      the repository: idempotent writes keyed by digest, and the queries
     events       the event hub: new delivery events to SSE subscribers and webhooks (LISTEN/NOTIFY on PostgreSQL)

@@ -1,14 +1,17 @@
 """``qlcapsule catalog sync REPO``: index the capsule versions of a version store through the publish API.
 
-The store's layout is the documented one (ARCHITECTURE.md, "Version store"): ``refs/capsules/<name>/heads/
-<branch>`` and ``refs/capsules/<name>/tags/<version>``, each version a commit whose tree holds capsule.lock and
-capsule.sig. Each new commit is sent to ``POST /api/v1/publish`` like a ship report, so the server's own trust
-policy judges it and the write is idempotent by digest; nothing read from the repository is trusted here.
+The store is read by the core's one reader (:func:`qlcapsule.read_store`, docs/versions.md): the heads under
+``refs/capsules/<name>/heads/``, each version a commit whose tree holds capsule.lock and capsule.sig. Each new
+commit is sent to ``POST /api/v1/publish`` like a ship report, so the server's own trust policy judges it and
+the write is idempotent by digest; nothing read from the repository is trusted here.
 
 Incremental: the server keeps, per repository and head ref, the commit indexed last (``/api/v1/sync``). A run
-walks each head from its tip down to that commit only (pygit2's revwalk with the old tip hidden), publishes the
-new commits oldest first, then moves the server's record with a compare-and-swap. Two runs at once publish the
-same commits (a no-op for the second) and only one moves the record: safe from cron or many workers.
+walks each head from that commit to its tip only, publishes the new commits oldest first, then moves the
+server's record with a compare-and-swap. Two runs at once publish the same commits (a no-op for the second)
+and only one moves the record: safe from cron or many workers.
+
+Bounded: at most :data:`MAX_COMMITS` commits are published per run; a head cut short has its record moved to
+the last commit published, and the next run goes on from there. The reader bounds the refs and the blobs.
 
 A git URL is fetched (``+refs/capsules/*:refs/capsules/*``) into a bare mirror under the user's cache
 directory first; a path is read in place.
@@ -20,12 +23,13 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
-import pygit2
-
-from qlcapsule import CredentialsError, InputError, parse_lock
+from qlcapsule import CredentialsError, InputError, StoredVersion, parse_lock
 
 from .client import check_url, error_line, request
-from .gitstore import REF_ROOT, blob_text, open_repository, refs
+from .gitstore import open_repository
+
+#: the most commits one run publishes (the rest wait for the next run)
+MAX_COMMITS = 10_000
 
 
 @dataclass
@@ -48,57 +52,62 @@ class SyncResult:
         }
 
 
-def sync(url: str, token: str, repo: str) -> SyncResult:
+def sync(url: str, token: str, repo: str, *, max_commits: int = MAX_COMMITS) -> SyncResult:
     """Index the new versions of ``repo`` into the catalog at ``url`` (see the module docstring)."""
 
     base = check_url(url)
-    git, name = open_repository(repo)
-    result = SyncResult(name)
+    reader, name = open_repository(repo)
+    result = SyncResult(name, skipped=list(reader.skipped))
     status, answer = request(f"{base}/api/v1/sync?{urllib.parse.urlencode({'repository': name})}", token)
     _check(base, status, answer)
-    known: dict[str, str] = dict(answer.get("refs") or {})
-    heads, tags = refs(git)
-    result.refs = len(heads)
-    for refname, tip in sorted(heads.items()):
+    known = {k: v for k, v in (answer.get("refs") or {}).items() if isinstance(v, str)}
+    result.refs = len(reader.heads)
+    budget = max_commits
+    for refname, tip in sorted(reader.heads.items()):
         old = known.get(refname)
         if old == tip:
             continue
-        branch = refname[len(REF_ROOT) :].split("/", 2)[2]
-        walker = git.walk(tip, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.REVERSE)
-        if old is not None and pygit2.Oid(hex=old) in git:
-            walker.hide(old)
-        for commit in walker:
-            _publish_commit(base, token, git, commit, name, branch if str(commit.id) == tip else None, tags, result)
+        if budget <= 0:
+            result.skipped.append(f"{refname}: left for the next run (at most {max_commits} commits per run)")
+            continue
+        last = None
+        for version in reader.versions(refname, since=old, limit=budget):
+            budget -= 1
+            _publish_version(base, token, version, name, result)
+            last = version.commit
+        reached = last or tip  # the tip comes last: any other last commit means the walk was cut short
+        if reached != tip:
+            result.skipped.append(
+                f"{refname}: indexed up to {reached[:12]}; the rest is left for the next run "
+                f"(at most {max_commits} commits per run)"
+            )
         status, answer = request(
-            f"{base}/api/v1/sync", token, "POST", {"repository": name, "ref": refname, "commit": tip, "previous": old}
+            f"{base}/api/v1/sync",
+            token,
+            "POST",
+            {"repository": name, "ref": refname, "commit": reached, "previous": old},
         )
         _check(base, status, answer)
     return result
 
 
-def _publish_commit(
-    base: str,
-    token: str,
-    git: Any,
-    commit: Any,
-    repository: str,
-    branch: str | None,
-    tags: dict[str, list[str]],
-    result: SyncResult,
-) -> None:
-    cid = str(commit.id)
+def _publish_version(base: str, token: str, version: StoredVersion, repository: str, result: SyncResult) -> None:
+    cid = version.commit
     where = f"{repository}@{cid[:12]}"
-    lock = blob_text(commit.tree, "capsule.lock", where)
-    if lock is None:
-        result.skipped.append(f"{cid[:12]}: no capsule.lock")
+    if version.lock is None:
+        result.skipped.append(f"{cid[:12]}: {version.problem or 'no capsule.lock'}")
         return
-
     try:
-        parsed = parse_lock(lock.encode("utf-8"), f"{where}: capsule.lock")
+        lock = version.lock.decode("utf-8")
+        envelope = version.signature.decode("utf-8") if version.signature is not None else None
+    except UnicodeDecodeError:
+        result.skipped.append(f"{cid[:12]}: capsule.lock or capsule.sig is not UTF-8")
+        return
+    try:
+        parsed = parse_lock(version.lock, f"{where}: capsule.lock")
     except InputError as exc:
         result.skipped.append(f"{cid[:12]}: {exc.message}")
         return
-    author = commit.author
     body = {
         "capsule": {
             "name": parsed.name,
@@ -108,12 +117,12 @@ def _publish_commit(
             "store": repository,
         },
         "lock": lock,
-        "envelope": blob_text(commit.tree, "capsule.sig", where),
+        "envelope": envelope,
         "repository": repository,
-        "committer": f"{author.name} <{author.email}>"[:512],
-        "parents": [str(p) for p in commit.parent_ids],
-        "tags": sorted(tags.get(cid, [])),
-        "branches": [branch] if branch else [],
+        "committer": version.author,
+        "parents": list(version.parents),
+        "tags": list(version.tags),
+        "branches": list(version.branches),
     }
     status, answer = request(f"{base}/api/v1/publish", token, "POST", body)
     if status == 422:

@@ -168,7 +168,11 @@ def test_every_input_reaches_main_and_every_output_is_written() -> None:
     assert "action/main.py" in run_step["run"]
     for name, out in meta["outputs"].items():
         assert out["value"] == "${{ steps.run.outputs." + name + " }}"
-    assert not any(re.search(r"token|secret|password", n, re.I) for n in meta["inputs"]), "secrets go through env:"
+    # secrets go through env: (an input is printed in the log's step header); an input ending in -env names one
+    secret_inputs = [
+        n for n in meta["inputs"] if re.search(r"token|secret|password", n, re.I) and not n.endswith("-env")
+    ]
+    assert secret_inputs == [], "secrets go through env:"
 
 
 def test_main_uses_only_the_public_api() -> None:
@@ -204,7 +208,8 @@ def test_ship_writes_outputs_summary_annotations_and_sarif(runner: Runner) -> No
     good, bad = _capsules(runner.ws)
     code, stdout, outputs, summary = runner.run(command="ship", path="caps/*", **{"sarif-file": "out/q.sarif"})
     assert code == 1  # the bad capsule fails validation; the good one still ships
-    assert set(outputs) == {"digest", "artifacts", "urls", "score", "report", "report-file"}
+    assert set(outputs) == {"digest", "artifacts", "urls", "score", "published", "report", "report-file"}
+    assert outputs["published"] == "[]"  # nothing published without the publish input
 
     lock = json.loads((good / "capsule.lock").read_text())
     # ship seals before it judges, so the bad capsule has a digest too (but no artifact)

@@ -503,3 +503,15 @@ def component(kind: str, name: str) -> type[Component]:
 def instantiate(kind: str, name: str, options: dict[str, Any] | None = None, *, where: str = "") -> Component:
     """Look up a component and validate its options before any work starts."""
     return component(kind, name).from_options(options, where=where or f"{kind} {name!r} options")
+
+
+def publish_report(url: str, token: str, report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Publish a ship report (``ShipResult.to_dict()``) to the catalog at ``url`` through the
+    ``qlcapsule_publish`` hook; the catalog's answer per published capsule.
+
+    ``ship --publish`` and the GitHub Action call it. A report with no capsules checks the URL, the token and
+    that a plugin publishes, without a request: call it so before shipping. Raises what the publisher raises
+    (CredentialsError for a refused token, VerificationError when the catalog refuses a version, RemoteError
+    when it cannot be reached), and InputError when no installed plugin publishes.
+    """
+    return registry().publish(url, token, report)

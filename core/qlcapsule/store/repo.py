@@ -463,19 +463,9 @@ def _open_store(start: str | os.PathLike[str] | None, store: str | os.PathLike[s
                 if not create:
                     raise StoreError(f"{explicit}: the store is empty (nothing committed yet)")
                 return _init_bare(explicit)
-            try:
-                repo = pygit2.Repository(str(explicit))
-            except (pygit2.GitError, KeyError, ValueError):
-                raise StoreError(
-                    f"{explicit}: not a git repository (--store / {ENV_STORE} must name a bare repository)"
-                ) from None
-            opened = {Path(repo.path).resolve(), *([Path(repo.workdir).resolve()] if repo.workdir else [])}
-            if explicit.resolve() not in opened:  # libgit2 looked upwards from a subdirectory
-                raise StoreError(
-                    f"{explicit}: not a git repository but a directory inside {Path(repo.workdir or repo.path)} "
-                    f"(--store / {ENV_STORE} must name a bare repository)"
-                )
-            return Store(repo, dedicated=True)
+            return Store(
+                open_repository(explicit, f"--store / {ENV_STORE} must name a bare repository"), dedicated=True
+            )
         if not create:
             raise StoreError(f"{explicit}: no store here yet (commit a capsule first)")
         return _init_bare(explicit)
@@ -490,6 +480,22 @@ def _open_store(start: str | os.PathLike[str] | None, store: str | os.PathLike[s
             f"{where}: not inside a git repository; pass --store PATH or set {ENV_STORE} to keep versions in a bare repository"
         )
     return Store(pygit2.Repository(found), dedicated=False)
+
+
+def open_repository(path: Path, hint: str) -> Any:
+    """The git repository at exactly ``path`` (a bare repository or a work tree), never one libgit2 finds
+    above it; StoreError ending in ``(hint)`` otherwise."""
+    pygit2 = load_pygit2()
+    try:
+        repo = pygit2.Repository(str(path))
+    except (pygit2.GitError, KeyError, ValueError):
+        raise StoreError(f"{path}: not a git repository ({hint})") from None
+    opened = {Path(repo.path).resolve(), *([Path(repo.workdir).resolve()] if repo.workdir else [])}
+    if path.resolve() not in opened:  # libgit2 looked upwards from a subdirectory
+        raise StoreError(
+            f"{path}: not a git repository but a directory inside {Path(repo.workdir or repo.path)} ({hint})"
+        )
+    return repo
 
 
 def _init_bare(path: Path) -> Store:

@@ -64,15 +64,18 @@ import contextlib
 import datetime as dt
 import json
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError
 from ..format.capsule import Capsule
-from ..format.names import SEMVER
+from ..format.names import LOCK_FILE, MAX_LOCK_BYTES, MAX_SIG_BYTES, SEMVER, SIG_FILE
 from ..log import event, get_logger
 from .commit import commit_tree
 from .repo import (
+    _OID,
     DEFAULT_BRANCH,
     MERGE_STATE,
     NOTES_REF,
@@ -89,6 +92,7 @@ from .repo import (
     load_pygit2,
     merge_record_path,
     message_body,
+    open_repository,
     open_store,
     parse_trailers,
     printable,
@@ -106,6 +110,8 @@ __all__ = [
     "Accept",
     "CommitResult",
     "Store",
+    "StoreReader",
+    "StoredVersion",
     "add_note",
     "commit_capsule",
     "create_branch",
@@ -117,6 +123,7 @@ __all__ = [
     "parse_trailers",
     "printable",
     "read_notes",
+    "read_store",
     "semver_key",
     "tag_version",
     "version_message",
@@ -254,8 +261,12 @@ def read_notes(st: Store, commit_id: str) -> list[dict[str, Any]]:
 
 
 def _when(sig: Any) -> str:
-    tz = dt.timezone(dt.timedelta(minutes=sig.offset))
-    return dt.datetime.fromtimestamp(sig.time, tz).isoformat()
+    """A commit's time as ISO 8601; "" for a time or offset no clock has (a crafted commit)."""
+    try:
+        tz = dt.timezone(dt.timedelta(minutes=sig.offset))
+        return dt.datetime.fromtimestamp(sig.time, tz).isoformat()
+    except (ValueError, OverflowError, OSError):
+        return ""
 
 
 def log_versions(
@@ -384,3 +395,200 @@ def create_branch(st: Store, name: str, branch: str, *, rev: str | None = None) 
         if not st.cas_ref(refname, commit.id, None, f"qlcapsule branch: from {rev or DEFAULT_BRANCH}"):
             raise StoreError(f"{name}: branch {branch!r} already exists")
     return {"capsule": name, "branch": branch, "commit": str(commit.id), "ref": refname}
+
+
+# -- reading someone else's store -----------------------------------------------------
+
+#: :func:`read_store` refuses a repository with more refs than this under ``refs/capsules/``
+READ_MAX_REFS = 10_000
+#: the longest author line a :class:`StoredVersion` carries
+_AUTHOR_LIMIT = 512
+#: the trailers are read from the end of a commit message: this many bytes of it
+_TRAILER_WINDOW = 4096
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    """One commit under ``refs/capsules/`` as the repository holds it (see :func:`read_store`).
+
+    Nothing here is checked or trusted: ``lock`` and ``signature`` are the stored bytes, ``version`` is the
+    commit message's ``Qlcapsule-Version`` trailer, ``author`` is what the commit says (at most 512
+    characters). Parse the lock with :func:`qlcapsule.parse_lock` and verify the signature before believing
+    any of it.
+    """
+
+    capsule: str  #: the ``<name>`` of ``refs/capsules/<name>/...`` it was reached from
+    commit: str
+    parents: tuple[str, ...]
+    author: str  #: ``name <email>``
+    date: str  #: the author time, ISO 8601 ("" when the commit's time is impossible)
+    version: str | None  #: the ``Qlcapsule-Version`` trailer, when the message has one
+    lock: bytes | None  #: capsule.lock as stored; None when the tree has none or it was not read (``problem``)
+    signature: bytes | None  #: capsule.sig as stored, likewise
+    tags: tuple[str, ...]  #: the capsule's version tags (``refs/capsules/<name>/tags/*``) at this commit
+    branches: tuple[str, ...]  #: the capsule's branches whose head is this commit
+    problem: str | None = None  #: why capsule.lock or capsule.sig was not read
+
+
+class StoreReader:
+    """A version store opened by :func:`read_store`: its refs listed once, its versions read on demand."""
+
+    def __init__(self, repo: Any, location: str, *, max_refs: int, max_file: int | None) -> None:
+        self.repo = repo
+        #: where the repository is (resolved path)
+        self.location = location
+        #: ``refs/capsules/<name>/heads/<branch>`` -> the commit id it points at
+        self.heads: dict[str, str] = {}
+        #: refs under ``refs/capsules/`` not read, each with why (symbolic, not a commit, not of the layout)
+        self.skipped: list[str] = []
+        self._limits = {
+            LOCK_FILE: min(MAX_LOCK_BYTES, max_file or MAX_LOCK_BYTES),
+            SIG_FILE: min(MAX_SIG_BYTES, max_file or MAX_SIG_BYTES),
+        }
+        self._tags: dict[tuple[str, str], list[str]] = {}  # (capsule, commit id) -> versions
+        self._branches: dict[tuple[str, str], list[str]] = {}  # (capsule, commit id) -> branches
+        self._list_refs(max_refs)
+
+    def _list_refs(self, max_refs: int) -> None:
+        pygit2 = load_pygit2()
+        names = [n for n in self.repo.listall_references() if n.startswith(REF_ROOT + "/")]
+        if len(names) > max_refs:
+            raise StoreError(
+                f"{self.location}: {len(names)} refs under {REF_ROOT}/; at most {max_refs} are read in one go"
+            )
+        for refname in sorted(names):
+            parts = refname[len(REF_ROOT) + 1 :].split("/", 2)
+            if len(parts) != 3 or parts[1] not in ("heads", "tags") or not parts[0] or not parts[2]:
+                self.skipped.append(f"{refname}: not refs/capsules/<name>/heads|tags/<name>")
+                continue
+            ref = self.repo.references.get(refname)
+            if ref is None or ref.type != pygit2.enums.ReferenceType.DIRECT:
+                self.skipped.append(f"{refname}: a symbolic ref (it names another ref, which is not followed)")
+                continue
+            try:
+                commit_id = str(ref.peel(pygit2.Commit).id)
+            except (pygit2.GitError, KeyError, ValueError):
+                self.skipped.append(f"{refname}: points at a missing object or at no commit")
+                continue
+            name, kind, leaf = parts
+            if kind == "heads":
+                self.heads[refname] = commit_id
+                self._branches.setdefault((name, commit_id), []).append(leaf)
+            else:
+                self._tags.setdefault((name, commit_id), []).append(leaf)
+
+    def versions(self, ref: str, *, since: str | None = None, limit: int | None = None) -> Iterator[StoredVersion]:
+        """The commits reachable from head ``ref`` and not from commit ``since``, oldest first (parents before
+        children), at most ``limit`` of them. A ``since`` the repository lacks hides nothing."""
+        pygit2 = load_pygit2()
+        tip = self.heads.get(ref)
+        if tip is None:
+            raise StoreError(f"{self.location}: {ref!r} is not a head under {REF_ROOT}/ that can be read")
+        capsule = ref[len(REF_ROOT) + 1 :].split("/", 1)[0]
+        walker = self.repo.walk(tip, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.REVERSE)
+        hidden = self._commit(since) if since else None
+        if hidden is not None:
+            walker.hide(hidden.id)
+        count = 0
+        try:
+            for commit in walker:
+                if limit is not None and count >= limit:
+                    return
+                count += 1
+                yield self._stored(capsule, commit)
+        except pygit2.GitError as exc:  # a parent missing from the repository (shallow, pruned)
+            raise StoreError(f"{self.location}: {ref}: the history cannot be walked ({exc})") from None
+
+    def version(self, commit: str) -> StoredVersion | None:
+        """The commit ``commit`` (a full id) read the same way, its tags and branches those of the capsule its
+        ``Qlcapsule-Capsule`` trailer names; None when the repository holds no such commit."""
+        found = self._commit(commit)
+        if found is None:
+            return None
+        return self._stored(_trailers(found).get("capsule", ""), found)
+
+    def _commit(self, commit_id: str) -> Any | None:
+        pygit2 = load_pygit2()
+        if not _OID.match(commit_id):
+            return None
+        try:
+            found = self.repo.get(commit_id)
+        except (pygit2.GitError, KeyError, ValueError):
+            return None
+        return found if isinstance(found, pygit2.Commit) else None
+
+    def _stored(self, capsule: str, commit: Any) -> StoredVersion:
+        cid = str(commit.id)
+        author = commit.author
+        who = f"{_text(author.raw_name)} <{_text(author.raw_email)}>"
+        files: dict[str, bytes | None] = {}
+        problems = []
+        for name in (LOCK_FILE, SIG_FILE):
+            files[name], problem = self._file(commit, name)
+            if problem:
+                problems.append(problem)
+        return StoredVersion(
+            capsule=capsule,
+            commit=cid,
+            parents=tuple(str(p) for p in commit.parent_ids),
+            author=who[:_AUTHOR_LIMIT],
+            date=_when(author),
+            version=_trailers(commit).get("version"),
+            lock=files[LOCK_FILE],
+            signature=files[SIG_FILE],
+            tags=tuple(sorted(self._tags.get((capsule, cid), []), key=semver_key)),
+            branches=tuple(self._branches.get((capsule, cid), [])),
+            problem="; ".join(problems) or None,
+        )
+
+    def _file(self, commit: Any, name: str) -> tuple[bytes | None, str | None]:
+        """A top-level file of the commit's tree, read only when it is a regular file within its size limit."""
+        pygit2 = load_pygit2()
+        try:
+            entry = commit.tree[name]
+        except KeyError:
+            return None, None
+        except pygit2.GitError:
+            return None, f"the tree of {str(commit.id)[:12]} is missing"
+        if entry.filemode not in (pygit2.GIT_FILEMODE_BLOB, pygit2.GIT_FILEMODE_BLOB_EXECUTABLE):
+            return None, f"{name} is not a regular file"
+        try:
+            kind, size = self.repo.odb.read_header(entry.id)  # the size, without inflating the blob
+        except (pygit2.GitError, KeyError, ValueError):
+            return None, f"{name} is missing from the repository"
+        limit = self._limits[name]
+        if kind != pygit2.enums.ObjectType.BLOB or size > limit:
+            return None, f"{name} is {size} bytes; at most {limit} are read"
+        return bytes(self.repo[entry.id].data), None
+
+
+def _text(raw: bytes) -> str:
+    return raw[: _AUTHOR_LIMIT * 4].decode("utf-8", "replace")
+
+
+def _trailers(commit: Any) -> dict[str, str]:
+    return parse_trailers(commit.raw_message[-_TRAILER_WINDOW:].decode("utf-8", "replace"))
+
+
+def read_store(
+    path: str | os.PathLike[str], *, max_refs: int = READ_MAX_REFS, max_file: int | None = None
+) -> StoreReader:
+    """Open the version store at ``path`` to read its versions as untrusted content (``catalog sync`` does).
+
+    ``path`` is a bare repository or a work tree, exactly (never one found above it). Nothing the
+    repository names outside itself is followed: a repository with ``objects/info/alternates`` (objects
+    kept elsewhere) is refused, symbolic refs are listed in ``skipped``, never resolved. Sizes are bounded
+    before anything is read: at most ``max_refs`` refs under ``refs/capsules/`` (more is refused),
+    capsule.lock and capsule.sig at most the format's limits (64 MiB, 1 MiB) or ``max_file`` bytes, the
+    author line 512 characters. Raises StoreError (exit 2) for anything that is not such a repository.
+    """
+    where = Path(path).expanduser()
+    st = Store(open_repository(where, "a version store: a bare repository or a work tree"), dedicated=True)
+    alternates = st.git_dir / "objects" / "info" / "alternates"
+    if alternates.is_file():
+        with alternates.open("rb") as f:
+            if f.read(1 << 16).strip():
+                raise StoreError(
+                    f"{where}: keeps objects outside itself (objects/info/alternates); refusing to read it"
+                )
+    return StoreReader(st.repo, str(where.resolve()), max_refs=max_refs, max_file=max_file)
