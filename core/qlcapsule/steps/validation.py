@@ -28,7 +28,8 @@ capsules: parsing (YAML, Python ``compile``, regexes) holds the GIL, so threads
 would use one core. The validators that run engines (subprocesses such as zizmor
 and hadolint) get the files of a whole batch in one call
 (``Validator.check_files``), so an engine starts once per batch, not once per
-file; the engines of a batch run side by side in a few threads.
+file; the engines of a batch run side by side in a few threads while the Python
+validators check the same files.
 """
 
 from __future__ import annotations
@@ -323,8 +324,7 @@ def _open(
             if _runs_engines(v):
                 batch.add(v, FileToCheck(capsule, entry.path, data), raw[v.name])
             else:
-                call = lambda v=v, p=entry.path, d=data: v.check_file(capsule, p, d)  # noqa: E731
-                raw[v.name].extend(_run(v, entry.path, call))
+                batch.add_local(v, FileToCheck(capsule, entry.path, data), raw[v.name])
     for v in active:
         if type(v).check_capsule is not Validator.check_capsule:
             raw[v.name].extend(_run(v, None, lambda v=v: v.check_capsule(capsule)))
@@ -366,39 +366,51 @@ def _runs_engines(v: Validator) -> bool:
 
 
 class _EngineBatch:
-    """The files of validators that run engines, gathered across capsules until :meth:`run`.
+    """The file checks of a batch of capsules, gathered until :meth:`run`.
 
-    Each validator gets its files in one :meth:`Validator.check_files` call (a plugin may
-    split it further); the validators of a batch run side by side in at most
+    A validator that runs engines gets its files in one :meth:`Validator.check_files` call (a
+    plugin may split it further); those validators run side by side in at most
     :data:`ENGINE_THREADS` threads, as their engines are mostly other processes (zizmor,
-    hadolint) that a thread only waits for.
+    hadolint) that a thread only waits for, while this thread runs the Python validators'
+    checks of the same files.
     """
 
     def __init__(self) -> None:
         self._files: dict[str, tuple[Validator, list[FileToCheck], list[list[Finding]]]] = {}
+        self._local: list[tuple[Validator, FileToCheck, list[Finding]]] = []
         self.nbytes = 0
 
     def add(self, v: Validator, file: FileToCheck, into: list[Finding]) -> None:
-        """Check ``file`` with ``v`` at the next :meth:`run`, its findings appended to ``into``."""
+        """Check ``file`` with ``v``'s engines at the next :meth:`run`, its findings appended to ``into``."""
         _, files, sinks = self._files.setdefault(v.name, (v, [], []))
         files.append(file)
         sinks.append(into)
         self.nbytes += len(file.data)
 
+    def add_local(self, v: Validator, file: FileToCheck, into: list[Finding]) -> None:
+        """Check ``file`` with ``v.check_file`` in this thread at the next :meth:`run`."""
+        self._local.append((v, file, into))
+        self.nbytes += len(file.data)
+
     def run(self) -> None:
-        pending, self._files, self.nbytes = list(self._files.values()), {}, 0
-        if not pending:
-            return
-        if len(pending) == 1:
-            answers = [_run_files(*pending[0][:2])]
-        else:
+        pending, self._files = list(self._files.values()), {}
+        local, self._local, self.nbytes = self._local, [], 0
+        pool = None
+        if pending:
             from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 -- start-up: concurrent.futures loads only when engines run
 
-            with ThreadPoolExecutor(min(ENGINE_THREADS, len(pending)), thread_name_prefix="qlcapsule-engine") as pool:
-                answers = list(pool.map(lambda p: _run_files(p[0], p[1]), pending))
-        for (_, _, sinks), found in zip(pending, answers, strict=True):
-            for sink, findings in zip(sinks, found, strict=True):
-                sink.extend(findings)
+            pool = ThreadPoolExecutor(min(ENGINE_THREADS, len(pending)), thread_name_prefix="qlcapsule-engine")
+        try:
+            futures = [pool.submit(_run_files, v, files) for v, files, _ in pending] if pool else []
+            for v, f, into in local:
+                call = lambda v=v, f=f: v.check_file(f.capsule, f.path, f.data)  # noqa: E731
+                into.extend(_run(v, f.path, call))
+            for (_, _, sinks), future in zip(pending, futures, strict=True):
+                for sink, findings in zip(sinks, future.result(), strict=True):
+                    sink.extend(findings)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
 
 
 #: validators (engines) running at once on one batch
