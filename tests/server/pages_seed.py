@@ -13,6 +13,8 @@ from typing import Any
 
 XSS = '<img src=x onerror="window.__xss=1">'
 XSS_PATH = 'docs/<img src=x onerror="window.__xss=1">.md'
+#: the help page a seeded finding links to (as zizmor's findings carry theirs)
+HELP = "https://docs.zizmor.sh/audits/#template-injection"
 
 
 def publication(
@@ -94,8 +96,18 @@ def seed(call: Any, token: str, key: Path) -> None:
         "message": f"bad {XSS}",
         "path": XSS_PATH,
         "validator": "python",
-        "help_uri": "javascript:alert(1)",
+        "extra": {"help_uri": "javascript:alert(1)"},  # not https: shown as text, never a link
     }
+    helped = {
+        "rule": "zizmor.template-injection",
+        "severity": "warning",
+        "message": "template expansion in run",
+        "path": ".github/workflows/ci.yml",
+        "line": 7,
+        "validator": "zizmor",
+        "extra": {"help_uri": HELP},
+    }
+    crafted = {**helped, "line": 9, "extra": {"help_uri": 'https://docs.zizmor.sh/"><img src=x onerror=1>'}}
     pubs = [
         publication("web", "1.0.0", key=key, commit=c[0], template=("tpl-svc", "1.0.0"), tags=["v1.0.0"]),
         publication(
@@ -106,7 +118,7 @@ def seed(call: Any, token: str, key: Path) -> None:
             parents=[c[0]],
             template=("tpl-svc", "1.0.0"),
             files={"app.py": "x = 1\n", XSS_PATH: "hi\n"},
-            findings=[finding],
+            findings=[finding, helped, crafted],
             score=0.5,
         ),
         publication("web", "1.2.0-rc", key=key, commit=c[2], parents=[c[0]], template=("tpl-svc", "1.0.0")),

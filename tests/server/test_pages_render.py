@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from catalog_fixtures import Key, LiveServer, Serve
-from pages_seed import XSS, seed
+from pages_seed import HELP, XSS, seed
 
 from qlcapsule_server import db, tokens
 
@@ -95,8 +95,11 @@ def test_the_version_page_escapes_paths_findings_and_targets(site: Site) -> None
     html = site.client.get("/capsules/web/versions/1.1.0").text
     assert "docs/&lt;img src=x onerror=&#34;window.__xss=1&#34;&gt;.md" in html
     assert "bad &lt;img src=x" in html
-    assert "javascript:" not in html  # a help link that is not http(s) is not a link
-    assert "<h3>python (1)</h3>" in html
+    assert "javascript:" not in html  # a help link that is not https is not a link
+    assert "<h3>python (1)</h3>" in html and "<h3>zizmor (2)</h3>" in html
+    links = re.findall(r'<a href="([^"]*)" rel="([^"]*)"><code>([^<]*)</code></a>', html)
+    assert links == [(HELP, "noopener noreferrer nofollow", "zizmor.template-injection")]  # the crafted one: text
+    assert "<code>python.syntax</code>" in html and html.count("<code>zizmor.template-injection</code>") == 2
     assert "1 added, 0 removed, 1 changed" in html  # against its parent 1.0.0
     assert "qlcapsule verify web --trust trust.yaml" in html
     delivered = site.client.get("/capsules/web/versions/2.0.0").text
