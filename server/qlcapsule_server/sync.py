@@ -109,6 +109,7 @@ def _publish_commit(
         },
         "lock": lock,
         "envelope": blob_text(commit.tree, "capsule.sig", where),
+        "definition": blob_text(commit.tree, "capsule.yaml", where),  # its labels, when the lock seals it
         "repository": repository,
         "committer": f"{author.name} <{author.email}>"[:512],
         "parents": [str(p) for p in commit.parent_ids],

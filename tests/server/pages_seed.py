@@ -30,10 +30,17 @@ def publication(
     findings: list[dict[str, Any]] | None = None,
     score: float | None = 0.9,
     receipts: list[dict[str, Any]] | None = None,
+    labels: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     from qlcapsule import Envelope, LockEntry, Statement, capsule_digest
 
     files = files or {"app.py": f"print({name!r}, {version!r})\n"}
+    definition = None
+    if labels is not None:  # sealed in the lock and sent as the publication's capsule.yaml
+        definition = f"name: {name}\nversion: {version}\nlabels:\n" + "".join(
+            f"  {k}: {v}\n" for k, v in labels.items()
+        )
+        files = {**files, "capsule.yaml": definition}
     entries = [
         LockEntry(p, hashlib.sha256(t.encode()).hexdigest(), len(t.encode()), "644") for p, t in sorted(files.items())
     ]
@@ -81,6 +88,8 @@ def publication(
     pub: dict[str, Any] = {"capsule": capsule, "lock": json.dumps(lock), "repository": f"/srv/store-{name}.git"}
     if envelope:
         pub["envelope"] = envelope
+    if definition is not None:
+        pub["definition"] = definition
     pub["parents"] = parents or []
     pub["tags"] = tags or []
     return pub
@@ -124,7 +133,7 @@ def seed(call: Any, token: str, key: Path) -> None:
         publication("web", "1.2.0-rc", key=key, commit=c[2], parents=[c[0]], template=("tpl-svc", "1.0.0")),
         publication("web", "2.0.0", key=key, commit=c[3], parents=[c[1], c[2]], template=("tpl-svc", "1.0.0")),
         publication("api", "0.1.0", key=key, template=("tpl-svc", "3.0.0")),
-        publication("api", "0.2.0", key=None, template=None, score=None),
+        publication("api", "0.2.0", key=None, template=None, score=None, labels={"team": "payments", "tier": "gold"}),
     ]
     for pub in pubs:
         status, body = call("/api/v1/publish", token, "POST", pub)

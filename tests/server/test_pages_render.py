@@ -128,7 +128,11 @@ def test_filters_and_paging_keep_their_urls(site: Site) -> None:
     html = site.client.get("/?template=tpl-svc&repository=store-api").text
     assert 'href="/capsules/api"' in html and 'href="/capsules/web"' not in html
     assert "1 capsule<" in html
-    assert "0 capsules" in site.client.get("/?label=team").text
+    labelled = site.client.get("/?label=team=payments").text
+    assert 'href="/capsules/api"' in labelled and 'href="/capsules/web"' not in labelled
+    assert 'class="label" href="/?label=team%3Dpayments">team=payments</a>' in labelled and "1 capsule<" in labelled
+    assert "1 capsule<" in site.client.get("/?label=tier").text
+    assert "0 capsules" in site.client.get("/?label=team=admins").text
     assert site.client.get("/capsules/nope").status_code == 404
     assert site.client.get("/capsules/web/versions/9.9.9").status_code == 404
     assert site.client.get("/?offset=abc").status_code == 200  # clamped, not refused
