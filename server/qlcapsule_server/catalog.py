@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from packaging.version import InvalidVersion, Version
-from sqlalchemy import ColumnElement, Integer, and_, cast, exists, func, select, text, true, update
+from sqlalchemy import ColumnElement, Integer, and_, cast, exists, false, func, select, text, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
-from qlcapsule import Lock
+from qlcapsule import InputError, Lock, VerificationError, yamlsrc
 
 from .events import CHANNEL
 from .models import (
@@ -41,6 +43,10 @@ from .schemas import Publication
 from .verify import Verdict
 
 MAX_LIMIT = 500
+#: a capsule's labels as the catalog keeps them (capsule.yaml bounds none of these; the catalog does)
+MAX_LABELS, MAX_LABEL_KEY, MAX_LABEL_VALUE = 64, 128, 256
+#: a label key the filters can look up (a JSON path on SQLite quotes it, so quotes and brackets are out)
+LABEL_KEY = r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}"
 #: the statuses a delivery moves through
 DELIVERY_STATUSES = ("planned", "uploading", "verifying", "delivered", "failed")
 
@@ -84,6 +90,7 @@ class Catalog:
 
     def publish(self, pub: Publication, lock: Lock, verdict: Verdict, actor: str) -> dict[str, Any]:
         """Record one publication (a verdict the caller's policy accepted); the same digest twice is a no-op."""
+        labels = sealed_labels(pub.definition, lock)  # before any write: refuses a capsule.yaml the lock does not seal
         capsule_id = self._capsule_id(lock.name)
         if pub.repository:
             self.insert_ignore(
@@ -109,6 +116,7 @@ class Catalog:
         version = self.session.scalars(
             select(VersionRow).where(VersionRow.capsule_id == capsule_id, VersionRow.digest == lock.digest)
         ).one()
+        self._record_labels(capsule_id, version.id, labels)
         if not created and verdict.status == "verified" and version.signature_status != "verified":
             # the server trusts the key now: the verdict only ever improves, never silently worsens
             for key in ("signature_status", "signature_reason", "signed_at", "expires_at", "template_id"):
@@ -158,6 +166,15 @@ class Catalog:
             "signature_reason": version.signature_reason,
             "signed_by": signed_by,
         }
+
+    def _record_labels(self, capsule_id: int, version_id: int, labels: dict[str, str] | None) -> None:
+        """The capsule's labels become those of its newest version (the one published last), when the
+        publication carried that version's capsule.yaml; publishing the newest again fills them in."""
+        if labels is None:
+            return
+        newest = self.session.scalar(select(func.max(VersionRow.id)).where(VersionRow.capsule_id == capsule_id))
+        if newest == version_id:
+            self.session.execute(update(CapsuleRow).where(CapsuleRow.id == capsule_id).values(labels=labels))
 
     def _record_artifacts(self, version_id: int, pub: Publication) -> None:
         located = {r.sha256: r.location for r in pub.capsule.receipts}
@@ -251,8 +268,18 @@ class Catalog:
             .limit(1)
         )
 
-    def capsules(self, offset: int, limit: int, q: str | None = None) -> tuple[list[dict[str, Any]], int]:
-        where = CapsuleRow.name.contains(q, autoescape=True) if q else true()
+    def capsules(
+        self,
+        offset: int,
+        limit: int,
+        q: str | None = None,
+        *,
+        label: str | None = None,
+        template: str | None = None,
+        repository: str | None = None,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Capsules by the filters of :func:`capsule_filter`, by name, with the repositories they live in."""
+        where = capsule_filter(q=q, label=label, template=template, repository=repository)
         total = self.session.scalar(select(func.count(CapsuleRow.id)).where(where)) or 0
         rows = self.session.scalars(
             select(CapsuleRow).where(where).order_by(CapsuleRow.name).offset(offset).limit(limit)
@@ -531,24 +558,46 @@ def when(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-# -- queries of the web pages (server/qlcapsule_server/pages, docs/pages.md) ----------------------------------
-# Each answers one page section in a bounded number of queries (none per row), so a page's cost does not grow
-# with the catalog's size beyond what it shows.
+def sealed_labels(definition: str | None, lock: Lock) -> dict[str, str] | None:
+    """The labels of a publication's capsule.yaml (``Publication.definition``), or None when it carries none.
+
+    The text is trusted only as far as the lock seals it: its SHA-256 must be the lock's entry for capsule.yaml
+    (else :class:`VerificationError`, refused like any tampering). Its labels must be a mapping of strings within
+    :data:`MAX_LABELS` and the lengths beside it (else :class:`InputError`)."""
+    if definition is None:
+        return None
+    sealed = next((e.sha256 for e in lock.files if e.path == "capsule.yaml"), None)
+    if sealed != hashlib.sha256(definition.encode("utf-8")).hexdigest():
+        raise VerificationError(
+            f"definition: this capsule.yaml is not the one {lock.name}@{lock.version}'s lock seals (SHA-256 differs)"
+        )
+    data = yamlsrc.safe_load(definition, "definition (capsule.yaml)")
+    labels = data.get("labels", {}) if isinstance(data, dict) else {}
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in [*labels, *labels.values()]):
+        raise InputError("definition (capsule.yaml): labels: expected a mapping of strings to strings")
+    if len(labels) > MAX_LABELS or any(len(k) > MAX_LABEL_KEY or len(v) > MAX_LABEL_VALUE for k, v in labels.items()):
+        raise InputError(
+            f"definition (capsule.yaml): labels: the catalog keeps at most {MAX_LABELS} labels, keys of at most "
+            f"{MAX_LABEL_KEY} and values of at most {MAX_LABEL_VALUE} characters"
+        )
+    return dict(labels)
 
 
-def search_capsules(
-    catalog: Catalog,
-    offset: int,
-    limit: int,
-    *,
-    q: str | None = None,
-    label: str | None = None,
-    template: str | None = None,
-    repository: str | None = None,
-) -> tuple[list[dict[str, Any]], int]:
-    """Capsules by name substring ``q``, a label (``key`` or ``key=value``), a template name and a repository
-    substring, each with its newest version, score and newest delivery's status."""
+def capsule_filter(
+    *, q: str | None = None, label: str | None = None, template: str | None = None, repository: str | None = None
+) -> ColumnElement[bool]:
+    """The capsules whose name contains ``q``, that carry ``label`` (``key`` or ``key=value``; a key that is not
+    a :data:`LABEL_KEY` matches nothing), that have a version generated from the template named ``template``,
+    and that live in a repository whose path or URL contains ``repository``: the API's and the page's filter."""
     conds: list[ColumnElement[bool]] = [CapsuleRow.name.contains(q, autoescape=True)] if q else []
+    if label:
+        key, has_value, value = label.partition("=")
+        if not re.fullmatch(LABEL_KEY, key):
+            conds.append(false())
+        else:
+            # ->> on PostgreSQL, json_extract on SQLite: NULL when the key is absent
+            found = CapsuleRow.labels[key].as_string()
+            conds.append(found == value if has_value else found.is_not(None))
     if template:
         conds.append(
             exists().where(
@@ -564,23 +613,34 @@ def search_capsules(
                 RepositoryRow.repository.contains(repository, autoescape=True),
             )
         )
-    where = and_(true(), *conds)
+    return and_(true(), *conds)
+
+
+# -- queries of the web pages (server/qlcapsule_server/pages, docs/pages.md) ----------------------------------
+# Each answers one page section in a bounded number of queries (none per row), so a page's cost does not grow
+# with the catalog's size beyond what it shows.
+
+
+# -- queries of the web pages (server/qlcapsule_server/pages, docs/pages.md) ----------------------------------
+# Each answers one page section in a bounded number of queries (none per row), so a page's cost does not grow
+# with the catalog's size beyond what it shows.
+
+
+def search_capsules(
+    catalog: Catalog,
+    offset: int,
+    limit: int,
+    *,
+    q: str | None = None,
+    label: str | None = None,
+    template: str | None = None,
+    repository: str | None = None,
+) -> tuple[list[dict[str, Any]], int]:
+    """Capsules by :func:`capsule_filter`, each with its newest version, score and newest delivery's status."""
     session = catalog.session
-    if label:
-        # labels are a JSON object (portable JSON predicates differ between SQLite and PostgreSQL): filtered
-        # here over (id, labels) pairs, which stay small next to the versions
-        key, _, value = label.partition("=")
-        pairs = session.execute(select(CapsuleRow.id, CapsuleRow.labels).where(where).order_by(CapsuleRow.name))
-        ids = [i for i, labels in pairs if key in (labels or {}) and (not value or str(labels[key]) == value)]
-        total = len(ids)
-        page_ids = ids[offset : offset + limit]
-        found = {c.id: c for c in session.scalars(select(CapsuleRow).where(CapsuleRow.id.in_(page_ids)))}
-        rows = [found[i] for i in page_ids]
-    else:
-        total = int(session.scalar(select(func.count(CapsuleRow.id)).where(where)) or 0)
-        rows = list(
-            session.scalars(select(CapsuleRow).where(where).order_by(CapsuleRow.name).offset(offset).limit(limit))
-        )
+    where = capsule_filter(q=q, label=label, template=template, repository=repository)
+    total = int(session.scalar(select(func.count(CapsuleRow.id)).where(where)) or 0)
+    rows = list(session.scalars(select(CapsuleRow).where(where).order_by(CapsuleRow.name).offset(offset).limit(limit)))
     ids = [c.id for c in rows]
     repos: dict[int, list[str]] = {}
     for cid, repo in session.execute(

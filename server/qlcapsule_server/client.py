@@ -88,7 +88,7 @@ def error_line(status: int, answer: Any) -> str:
 
 def publication(shipped: dict[str, Any], *, repository: str | None = None) -> dict[str, Any]:
     """The body of ``POST /api/v1/publish`` for one ``ship --json`` capsule entry: the entry itself with its
-    capsule.lock and capsule.sig as they are on disk in the shipped directory."""
+    capsule.lock, capsule.sig and capsule.yaml (for its labels) as they are on disk in the shipped directory."""
     root = Path(str(shipped.get("path") or "."))
     try:
         lock = (root / "capsule.lock").read_text(encoding="utf-8")
@@ -96,10 +96,12 @@ def publication(shipped: dict[str, Any], *, repository: str | None = None) -> di
         raise InputError(f"{root / 'capsule.lock'}: {exc.strerror or exc} (publish a report of a real ship)") from None
     sig = root / "capsule.sig"
     envelope = sig.read_text(encoding="utf-8") if sig.is_file() else None
+    definition = root / "capsule.yaml"  # the exact bytes (no newline translation): the server checks its SHA-256
     body: dict[str, Any] = {
         "capsule": shipped,
         "lock": lock,
         "envelope": envelope,
+        "definition": definition.read_bytes().decode("utf-8") if definition.is_file() else None,
         "repository": repository or shipped.get("store"),
     }
     store, commit = shipped.get("store"), shipped.get("commit")

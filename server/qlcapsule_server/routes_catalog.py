@@ -11,12 +11,14 @@ from fastapi import Path as PathParam
 from fastapi.responses import StreamingResponse
 
 from . import db
-from .catalog import Catalog
+from .catalog import LABEL_KEY, Catalog
 from .events import Filter
 from .web import API, KEYID, MAX_ID, ApiError, Limit, Offset, Reader, etagged, page, service
 
 router = APIRouter(prefix=API, tags=["catalog"])
 STATUS = r"^(planned|uploading|verifying|delivered|failed)$"
+#: ``key`` or ``key=value``
+LABEL_FILTER = rf"^{LABEL_KEY}(=.*)?$"
 
 
 @router.get("/capsules")
@@ -26,10 +28,15 @@ def capsules(
     offset: Offset = 0,
     limit: Limit = 50,
     q: Annotated[str | None, Query(max_length=63)] = None,
+    label: Annotated[str | None, Query(max_length=512, pattern=LABEL_FILTER)] = None,
+    template: Annotated[str | None, Query(max_length=512)] = None,
+    repository: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> Response:
-    """Capsules by name (``q``: a substring), with the repositories they live in."""
+    """Capsules by name (``q``: a substring), label (``key`` or ``key=value``), template (a name) and repository
+    (a substring), with the repositories they live in."""
     with db.transaction(service(request).sessions) as session:
-        return page(request, Catalog(session).capsules(offset, limit, q), offset, limit)
+        found = Catalog(session).capsules(offset, limit, q, label=label, template=template, repository=repository)
+        return page(request, found, offset, limit)
 
 
 @router.get("/capsules/{name}/versions")

@@ -54,6 +54,11 @@ class Publication(BaseModel):
     capsule: ShippedCapsule
     lock: str = Field(min_length=2, description="capsule.lock, the file's text")
     envelope: str | None = Field(default=None, description="capsule.sig (a DSSE envelope), the file's text")
+    definition: str | None = Field(
+        default=None,
+        max_length=1024 * 1024,
+        description="capsule.yaml, the file's exact text: its labels are recorded when the lock seals this text",
+    )
     #: the store the capsule lives in (a path or URL, for "the repositories it lives in")
     repository: str | None = Field(default=None, max_length=2048)
     committer: str | None = Field(default=None, max_length=512)

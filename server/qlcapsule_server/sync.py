@@ -100,8 +100,9 @@ def _publish_version(base: str, token: str, version: StoredVersion, repository: 
     try:
         lock = version.lock.decode("utf-8")
         envelope = version.signature.decode("utf-8") if version.signature is not None else None
+        definition = version.definition.decode("utf-8") if version.definition is not None else None
     except UnicodeDecodeError:
-        result.skipped.append(f"{cid[:12]}: capsule.lock or capsule.sig is not UTF-8")
+        result.skipped.append(f"{cid[:12]}: capsule.lock, capsule.sig or capsule.yaml is not UTF-8")
         return
     try:
         parsed = parse_lock(version.lock, f"{where}: capsule.lock")
@@ -118,6 +119,7 @@ def _publish_version(base: str, token: str, version: StoredVersion, repository: 
         },
         "lock": lock,
         "envelope": envelope,
+        "definition": definition,  # its labels, when the lock seals it
         "repository": repository,
         "committer": version.author,
         "parents": list(version.parents),

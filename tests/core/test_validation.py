@@ -198,6 +198,39 @@ def test_a_third_party_validator_cannot_print_a_secret(qlcapsule_plugin, tmp_pat
     assert f.message == "odd line 'token ***'" and f.extra == {"l": "token ***"}
 
 
+def test_a_finding_carries_its_declared_rules_help_page(qlcapsule_plugin, tmp_path):
+    """ship --json and the catalog have the findings but not the rules table: each finding of a rule declared
+    with a help page carries it in extra, unless the validator gave the finding one of its own."""
+    from qlcapsule import Rule, Validator, hookimpl
+
+    class Helpful(Validator):
+        name = "helpful"
+        patterns = ("*.txt",)
+        rules = (
+            Rule("helpful.doc", "documented", Severity.WARNING, help_uri="https://example.org/rules/doc"),
+            Rule("helpful.bare", "undocumented", Severity.WARNING),
+        )
+
+        def check_file(self, capsule, path, data):
+            yield Finding("helpful.doc", Severity.WARNING, "declared help", path, 1)
+            yield Finding("helpful.doc", Severity.WARNING, "own help", path, 2, extra={"help_uri": "https://x.test/2"})
+            yield Finding("helpful.bare", Severity.WARNING, "no help", path, 3)
+
+    class Plugin:
+        @hookimpl
+        def qlcapsule_register_validators(self, register):
+            register(Helpful)
+
+    qlcapsule_plugin(Plugin(), "helpful-plugin")
+    rep = validate_one(write_capsule(tmp_path / "c", {"a.txt": "x"}, definition=BASE).root)
+    found = {f["message"]: f.get("extra", {}) for f in rep.to_dict()["findings"] if f["validator"] == "helpful"}
+    assert found == {
+        "declared help": {"help_uri": "https://example.org/rules/doc"},
+        "own help": {"help_uri": "https://x.test/2"},
+        "no help": {},
+    }
+
+
 def test_quoted_source_is_cut(tmp_path):
     """A requirements error once quoted a whole 900 KB line."""
     rep = validate_one(

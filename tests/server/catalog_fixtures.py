@@ -180,7 +180,7 @@ Ship = Callable[..., dict[str, Any]]
 @pytest.fixture
 def ship(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ship:
     """Ship a new capsule with the real CLI and return its ``ship --json`` report (local delivery to
-    ``tmp_path/dist``)."""
+    ``tmp_path/dist``); ``more`` is added to its capsule.yaml."""
     monkeypatch.chdir(tmp_path)
 
     def run(
@@ -190,10 +190,11 @@ def ship(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ship:
         key: Key | None,
         files: dict[str, str] | None = None,
         template: tuple[str, str] | None = None,
+        more: str = "",
     ) -> dict[str, Any]:
         root = tmp_path / "capsules" / f"{name}-{version}-{uuid.uuid4().hex[:6]}"
         root.mkdir(parents=True)
-        definition = f"name: {name}\nversion: {version}\n"
+        definition = f"name: {name}\nversion: {version}\n{more}"
         if template:
             definition += f"generator:\n  template: {template[0]}\n  version: {template[1]}\n"
         (root / "capsule.yaml").write_text(definition, encoding="utf-8")

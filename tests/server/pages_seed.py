@@ -13,6 +13,8 @@ from typing import Any
 
 XSS = '<img src=x onerror="window.__xss=1">'
 XSS_PATH = 'docs/<img src=x onerror="window.__xss=1">.md'
+#: the help page a seeded finding links to (as zizmor's findings carry theirs)
+HELP = "https://docs.zizmor.sh/audits/#template-injection"
 
 
 def publication(
@@ -28,10 +30,17 @@ def publication(
     findings: list[dict[str, Any]] | None = None,
     score: float | None = 0.9,
     receipts: list[dict[str, Any]] | None = None,
+    labels: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     from qlcapsule import Envelope, LockEntry, Statement, capsule_digest
 
     files = files or {"app.py": f"print({name!r}, {version!r})\n"}
+    definition = None
+    if labels is not None:  # sealed in the lock and sent as the publication's capsule.yaml
+        definition = f"name: {name}\nversion: {version}\nlabels:\n" + "".join(
+            f"  {k}: {v}\n" for k, v in labels.items()
+        )
+        files = {**files, "capsule.yaml": definition}
     entries = [
         LockEntry(p, hashlib.sha256(t.encode()).hexdigest(), len(t.encode()), "644") for p, t in sorted(files.items())
     ]
@@ -79,6 +88,8 @@ def publication(
     pub: dict[str, Any] = {"capsule": capsule, "lock": json.dumps(lock), "repository": f"/srv/store-{name}.git"}
     if envelope:
         pub["envelope"] = envelope
+    if definition is not None:
+        pub["definition"] = definition
     pub["parents"] = parents or []
     pub["tags"] = tags or []
     return pub
@@ -94,8 +105,18 @@ def seed(call: Any, token: str, key: Path) -> None:
         "message": f"bad {XSS}",
         "path": XSS_PATH,
         "validator": "python",
-        "help_uri": "javascript:alert(1)",
+        "extra": {"help_uri": "javascript:alert(1)"},  # not https: shown as text, never a link
     }
+    helped = {
+        "rule": "zizmor.template-injection",
+        "severity": "warning",
+        "message": "template expansion in run",
+        "path": ".github/workflows/ci.yml",
+        "line": 7,
+        "validator": "zizmor",
+        "extra": {"help_uri": HELP},
+    }
+    crafted = {**helped, "line": 9, "extra": {"help_uri": 'https://docs.zizmor.sh/"><img src=x onerror=1>'}}
     pubs = [
         publication("web", "1.0.0", key=key, commit=c[0], template=("tpl-svc", "1.0.0"), tags=["v1.0.0"]),
         publication(
@@ -106,13 +127,13 @@ def seed(call: Any, token: str, key: Path) -> None:
             parents=[c[0]],
             template=("tpl-svc", "1.0.0"),
             files={"app.py": "x = 1\n", XSS_PATH: "hi\n"},
-            findings=[finding],
+            findings=[finding, helped, crafted],
             score=0.5,
         ),
         publication("web", "1.2.0-rc", key=key, commit=c[2], parents=[c[0]], template=("tpl-svc", "1.0.0")),
         publication("web", "2.0.0", key=key, commit=c[3], parents=[c[1], c[2]], template=("tpl-svc", "1.0.0")),
         publication("api", "0.1.0", key=key, template=("tpl-svc", "3.0.0")),
-        publication("api", "0.2.0", key=None, template=None, score=None),
+        publication("api", "0.2.0", key=None, template=None, score=None, labels={"team": "payments", "tier": "gold"}),
     ]
     for pub in pubs:
         status, body = call("/api/v1/publish", token, "POST", pub)

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 from catalog_fixtures import Key, free_port
-from pages_seed import XSS, seed
+from pages_seed import HELP, XSS, seed
 
 pytestmark = pytest.mark.e2e
 
@@ -157,6 +157,10 @@ def test_every_page_renders_and_runs_no_publisher_markup(page: Any, served: Serv
         assert page.evaluate("window.__xss") is None, path
     page.goto("/capsules/web/versions/1.1.0")
     assert XSS.split(" ")[0] in page.locator("#files ~ div table").inner_text()  # shown as text
+    helps = page.locator("ul.findings a")
+    assert helps.count() == 1 and helps.get_attribute("href") == HELP  # the javascript: and crafted ones: text
+    assert helps.get_attribute("rel") == "noopener noreferrer nofollow"
+    assert helps.inner_text() == "zizmor.template-injection"
     nodes = page.locator("svg.lineage circle")
     page.goto("/capsules/web")
     assert nodes.count() == 4
@@ -188,6 +192,15 @@ def test_keyboard_navigation_search_and_links(page: Any) -> None:
     page.click("text=api")
     page.wait_for_url("**/capsules/api")
     assert page.title().startswith("api · capsule")
+    page.goto("/")
+    page.fill("input[name=label]", "team")
+    page.press("input[name=label]", "Enter")
+    page.wait_for_url("**/?*label=team*")
+    assert page.locator("tbody th a").all_inner_texts() == ["api"]
+    page.click("a.label >> text=tier=gold")  # a label is a link to the list filtered by it
+    page.wait_for_url("**/?label=tier%3Dgold")
+    assert page.locator("input[name=label]").input_value() == "tier=gold"
+    assert page.locator("tbody th a").all_inner_texts() == ["api"]
 
 
 def test_the_live_page_shows_a_delivery_event_without_a_reload(page: Any, served: Served) -> None:
@@ -235,18 +248,23 @@ AXE_RUN = """axe.run(document, {resultTypes: ['violations']}).then(r => r.violat
   .filter(v => v.impact === 'serious' || v.impact === 'critical')
   .map(v => v.id + ' (' + v.impact + '): ' + v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', ')))"""
 WIDTHS = {"phone": (390, 844), "wide": (1280, 900)}
+#: the screenshots taken: every page at both widths, the wide one light and the phone dark (docs/catalog.md)
+SHOTS = {("wide", "light"), ("phone", "dark")}
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_axe_finds_no_serious_violation_and_screenshots_are_written(
-    browser: Any, served: Served, scheme: str, tmp_path: Path
+    browser: Any, served: Served, release_key: Key, scheme: str, tmp_path: Path
 ) -> None:
     """axe-core (pinned in tests/e2e/package.json) on every page in both colour schemes, at a phone's width and
-    a wide screen's; the screenshots go to $QLCAPSULE_SCREENSHOTS (docs/pages.md links a set) or tmp_path."""
+    a wide screen's; the screenshots go to $QLCAPSULE_SCREENSHOTS (the e2e env: docs/catalog/, which
+    docs/catalog.md shows) or tmp_path."""
     if not AXE.is_file():
         _unavailable(f"{AXE} is missing (npm ci --prefix tests/e2e; tests/e2e/install.sh does it)")
     shots = Path(os.environ.get("QLCAPSULE_SCREENSHOTS") or tmp_path / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
+    every = {path: path.strip("/").replace("/", "-").replace(".", "_") or "capsules" for path in PAGES}
+    every[f"/keys/{release_key.keyid}"] = "keys-key"  # a key id of this run, a file name of every run
     found: list[str] = []
     for width, (w, h) in WIDTHS.items():
         # the pages' CSP forbids injected scripts, rightly; this context lets axe's in
@@ -255,15 +273,17 @@ def test_axe_finds_no_serious_violation_and_screenshots_are_written(
         )
         context.add_cookies([{"name": "qlc_token", "value": served.reader, "url": served.url}])
         tab = context.new_page()
-        for path in PAGES:
+        for path, name in every.items():
             tab.goto(path)
             tab.add_script_tag(path=str(AXE))
             found += [f"{path} {scheme} {width}: {v}" for v in tab.evaluate(AXE_RUN)]
-            name = path.strip("/").replace("/", "-").replace(".", "_") or "capsules"
-            tab.screenshot(path=str(shots / f"{name}-{width}-{scheme}.png"))
+            if (width, scheme) in SHOTS:
+                (shots / f"{name}-{width}-{scheme}.png").unlink(missing_ok=True)
+                tab.screenshot(path=str(shots / f"{name}-{width}-{scheme}.png"), full_page=True)
         context.close()
     assert found == [], "\n".join(found)
-    assert len(list(shots.glob(f"*-{scheme}.png"))) == len(PAGES) * len(WIDTHS)
+    taken = [f"{name}-{width}-{scheme}.png" for name in every.values() for width in WIDTHS if (width, scheme) in SHOTS]
+    assert len(taken) == len(every) and all((shots / t).stat().st_size > 10_000 for t in taken)
 
 
 def test_a_real_ship_and_publish_appear_on_the_open_pages(
@@ -271,7 +291,7 @@ def test_a_real_ship_and_publish_appear_on_the_open_pages(
 ) -> None:
     """The README's path with the CLI: ``qlcapsule ship`` (a real local delivery), then ``qlcapsule catalog
     publish`` of its report, while the live page is open: the delivery appears without a reload, and the
-    capsule is on the capsules page. (``ship --publish`` does not exist yet; see docs/pages.md.)"""
+    capsule is on the capsules page. (``ship --publish URL`` calls the same client after shipping.)"""
     page.goto("/live")
     page.wait_for_selector("#live-state[data-state=live]")
     page.evaluate("window.__sameDocument = true")

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from catalog_fixtures import Key, LiveServer, Serve
-from pages_seed import XSS, seed
+from pages_seed import HELP, XSS, seed
 
 from qlcapsule_server import db, tokens
 
@@ -95,8 +95,11 @@ def test_the_version_page_escapes_paths_findings_and_targets(site: Site) -> None
     html = site.client.get("/capsules/web/versions/1.1.0").text
     assert "docs/&lt;img src=x onerror=&#34;window.__xss=1&#34;&gt;.md" in html
     assert "bad &lt;img src=x" in html
-    assert "javascript:" not in html  # a help link that is not http(s) is not a link
-    assert "<h3>python (1)</h3>" in html
+    assert "javascript:" not in html  # a help link that is not https is not a link
+    assert "<h3>python (1)</h3>" in html and "<h3>zizmor (2)</h3>" in html
+    links = re.findall(r'<a href="([^"]*)" rel="([^"]*)"><code>([^<]*)</code></a>', html)
+    assert links == [(HELP, "noopener noreferrer nofollow", "zizmor.template-injection")]  # the crafted one: text
+    assert "<code>python.syntax</code>" in html and html.count("<code>zizmor.template-injection</code>") == 2
     assert "1 added, 0 removed, 1 changed" in html  # against its parent 1.0.0
     assert "qlcapsule verify web --trust trust.yaml" in html
     delivered = site.client.get("/capsules/web/versions/2.0.0").text
@@ -125,7 +128,11 @@ def test_filters_and_paging_keep_their_urls(site: Site) -> None:
     html = site.client.get("/?template=tpl-svc&repository=store-api").text
     assert 'href="/capsules/api"' in html and 'href="/capsules/web"' not in html
     assert "1 capsule<" in html
-    assert "0 capsules" in site.client.get("/?label=team").text
+    labelled = site.client.get("/?label=team=payments").text
+    assert 'href="/capsules/api"' in labelled and 'href="/capsules/web"' not in labelled
+    assert 'class="label" href="/?label=team%3Dpayments">team=payments</a>' in labelled and "1 capsule<" in labelled
+    assert "1 capsule<" in site.client.get("/?label=tier").text
+    assert "0 capsules" in site.client.get("/?label=team=admins").text
     assert site.client.get("/capsules/nope").status_code == 404
     assert site.client.get("/capsules/web/versions/9.9.9").status_code == 404
     assert site.client.get("/?offset=abc").status_code == 200  # clamped, not refused

@@ -338,9 +338,14 @@ def _close(o: _Open) -> CapsuleReport:
         if v.name not in o.applied:
             continue
         o.raw[v.name].extend(_missing_engines(v))
+        # a declared rule's help page goes with each of its findings (an engine's own, in extra, is kept), so
+        # a report read without the rules table (ship --json, the catalog) still links the rule's help
+        helps = {r.id: r.help_uri for r in v.rules if r.help_uri}
         kept = []
         for f in o.raw[v.name]:
             f.validator = f.validator or v.name
+            if f.rule in helps:
+                f.extra.setdefault("help_uri", helps[f.rule])
             setting = _switch(o.switches, f.rule, v.name)
             if setting is False:
                 report.suppressed += 1

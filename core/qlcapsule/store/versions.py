@@ -71,7 +71,7 @@ from typing import Any
 
 from ..errors import StoreError
 from ..format.capsule import Capsule
-from ..format.names import LOCK_FILE, MAX_LOCK_BYTES, MAX_SIG_BYTES, SEMVER, SIG_FILE
+from ..format.names import DEFINITION_FILE, LOCK_FILE, MAX_LOCK_BYTES, MAX_SIG_BYTES, MAX_YAML_BYTES, SEMVER, SIG_FILE
 from ..log import event, get_logger
 from .commit import commit_tree
 from .repo import (
@@ -427,7 +427,9 @@ class StoredVersion:
     signature: bytes | None  #: capsule.sig as stored, likewise
     tags: tuple[str, ...]  #: the capsule's version tags (``refs/capsules/<name>/tags/*``) at this commit
     branches: tuple[str, ...]  #: the capsule's branches whose head is this commit
-    problem: str | None = None  #: why capsule.lock or capsule.sig was not read
+    problem: str | None = None  #: why capsule.lock, capsule.sig or capsule.yaml was not read
+    #: capsule.yaml as stored (check its digest against the lock's entry before reading it), likewise
+    definition: bytes | None = None
 
 
 class StoreReader:
@@ -444,6 +446,7 @@ class StoreReader:
         self._limits = {
             LOCK_FILE: min(MAX_LOCK_BYTES, max_file or MAX_LOCK_BYTES),
             SIG_FILE: min(MAX_SIG_BYTES, max_file or MAX_SIG_BYTES),
+            DEFINITION_FILE: min(MAX_YAML_BYTES, max_file or MAX_YAML_BYTES),
         }
         self._tags: dict[tuple[str, str], list[str]] = {}  # (capsule, commit id) -> versions
         self._branches: dict[tuple[str, str], list[str]] = {}  # (capsule, commit id) -> branches
@@ -523,7 +526,7 @@ class StoreReader:
         who = f"{_text(author.raw_name)} <{_text(author.raw_email)}>"
         files: dict[str, bytes | None] = {}
         problems = []
-        for name in (LOCK_FILE, SIG_FILE):
+        for name in (LOCK_FILE, SIG_FILE, DEFINITION_FILE):
             files[name], problem = self._file(commit, name)
             if problem:
                 problems.append(problem)
@@ -539,6 +542,7 @@ class StoreReader:
             tags=tuple(sorted(self._tags.get((capsule, cid), []), key=semver_key)),
             branches=tuple(self._branches.get((capsule, cid), [])),
             problem="; ".join(problems) or None,
+            definition=files[DEFINITION_FILE],
         )
 
     def _file(self, commit: Any, name: str) -> tuple[bytes | None, str | None]:

@@ -33,6 +33,9 @@ PAGE = 50
 FILES_PAGE = 500
 STATUSES = ("planned", "uploading", "verifying", "delivered", "failed")
 SEVERITIES = ("error", "warning", "note")
+#: a help link's only shape: https, a host name (nothing can follow it but a port, a path, a query or a fragment),
+#: then printable ASCII without space, double quote or angle brackets
+HELP_URI = re.compile(r"https://[A-Za-z0-9.-]+(:[0-9]{1,5})?([/?#][!#-;=?-~]*)?\Z")
 #: the dashboard's series and their columns (the CSV header, also when a series is empty)
 SERIES = {
     "deliveries": ("day", "status", "provider", "count"),
@@ -53,12 +56,13 @@ def _offset(request: Request) -> int:
 
 
 def _help_link(finding: dict[str, Any]) -> str | None:
-    """A rule's help page when the finding carries one as an http(s) URL (anything else is not a link)."""
-    for key in ("help_uri", "helpUri"):
-        value = finding.get(key)
-        if isinstance(value, str) and re.match(r"^https?://[^\s]+$", value):
-            return value
-    return None
+    """The rule's help page (``extra.help_uri``, as ``Finding.to_dict`` writes it) when it is an https URL with a
+    host and no space or control character; anything else (javascript:, data:, http:, a path) is not a link."""
+    extra = finding.get("extra")
+    value = extra.get("help_uri") if isinstance(extra, dict) else None
+    if not isinstance(value, str) or len(value) > 2048 or not HELP_URI.match(value):
+        return None
+    return value
 
 
 def _group_findings(findings: list[Any]) -> list[dict[str, Any]]:
