@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from qlcapsule.cli import main  # noqa: E402
 from qlcapsule_server import db, tokens  # noqa: E402
 from qlcapsule_server.app import create_app  # noqa: E402
 from qlcapsule_server.config import Settings  # noqa: E402
+from qlcapsule_server.events import last_event_id  # noqa: E402
 
 PG_USER = "qlcapsule"
 
@@ -213,14 +215,14 @@ def ship(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ship:
 
 
 class LiveServer:
-    """The application on a real uvicorn server on 127.0.0.1 (an ephemeral port), in a thread."""
+    """The application on a real uvicorn server on 127.0.0.1 (an ephemeral port, or ``port``), in a thread."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, port: int = 0) -> None:
         import uvicorn
 
         self.settings = settings
         self.app = create_app(settings)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_config=None, access_log=False)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=port, log_config=None, access_log=False)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
@@ -252,6 +254,8 @@ class LiveServer:
                 return exc.code, json.loads(exc.read() or b"null")
 
     def stop(self) -> None:
+        if not self.thread.is_alive():
+            return  # stopped by the test already
         self.app.state.hub.close_soon()  # as ``serve`` does on SIGTERM: open event streams end
         self.server.should_exit = True
         self.thread.join(30)
@@ -263,14 +267,81 @@ Serve = Callable[..., LiveServer]
 
 @pytest.fixture
 def serve(database_url: str) -> Iterator[Serve]:
-    """Start servers on ``database_url`` with the given settings; all are stopped after the test."""
+    """Start servers on ``database_url`` with the given settings (``port``: a fixed one, e.g. to bring a stopped
+    server back at its URL); all are stopped after the test."""
     started: list[LiveServer] = []
 
-    def start(**settings: Any) -> LiveServer:
-        server = LiveServer(Settings(database_url=database_url, **settings))
+    def start(port: int = 0, **settings: Any) -> LiveServer:
+        server = LiveServer(Settings(database_url=database_url, **settings), port)
         started.append(server)
         return server
 
     yield start
     for server in started:
         server.stop()
+
+
+# -- the event stream ------------------------------------------------------------------
+
+
+class Subscriber(threading.Thread):
+    """Reads ``count`` events of one SSE stream in a thread."""
+
+    def __init__(
+        self, server: LiveServer, token: str, query: str = "", count: int = 1, last_id: int | None = None
+    ) -> None:
+        super().__init__(daemon=True)
+        self.events: list[dict[str, Any]] = []
+        self.error: BaseException | None = None
+        headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
+        if last_id is not None:
+            headers["Last-Event-ID"] = str(last_id)
+        self.request = urllib.request.Request(f"{server.url}/api/v1/events{query}", headers=headers)
+        self.count = count
+        caught_up(server)  # events recorded before this subscription (the publish's own) are not live ones
+        before = server.app.state.hub.subscriptions
+        self.start()
+        deadline = time.monotonic() + 20
+        while server.app.state.hub.subscriptions <= before:  # subscribed: nothing published from now is missed
+            assert time.monotonic() < deadline and self.error is None, self.error
+            time.sleep(0.01)
+
+    def run(self) -> None:
+        try:
+            with urllib.request.urlopen(self.request, timeout=30) as stream:
+                assert stream.headers["Content-Type"].startswith("text/event-stream")
+                fields: dict[str, str] = {}
+                for raw in stream:
+                    line = raw.decode("utf-8").rstrip("\n")
+                    if line.startswith(":"):
+                        continue
+                    if line:
+                        key, _, value = line.partition(": ")
+                        fields[key] = value
+                        continue
+                    if "data" in fields:
+                        assert fields["event"] == "delivery"
+                        event = json.loads(fields["data"])
+                        assert str(event["id"]) == fields["id"]
+                        self.events.append(event)
+                        if len(self.events) == self.count:
+                            return
+                    fields = {}
+        except BaseException as exc:  # reported by result()
+            self.error = exc
+
+    def result(self) -> list[dict[str, Any]]:
+        self.join(30)
+        assert not self.is_alive(), f"only {len(self.events)} of {self.count} events arrived"
+        assert self.error is None, self.error
+        return self.events
+
+
+def caught_up(server: LiveServer) -> None:
+    """Wait until the server's event hub has read every event recorded so far."""
+    with db.transaction(db.session_factory(server.app.state.engine)) as session:
+        newest = last_event_id(session)
+    deadline = time.monotonic() + 20
+    while server.app.state.hub._last is None or server.app.state.hub._last < newest:
+        assert time.monotonic() < deadline, "the hub did not read the events already recorded"
+        time.sleep(0.01)
