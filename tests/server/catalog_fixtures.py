@@ -1,5 +1,6 @@
 """Fixtures for the catalog service: real databases (SQLite files, and a real PostgreSQL started here), real
-shipped capsules, and the application on a real uvicorn server on 127.0.0.1.
+shipped capsules, the application on a real uvicorn server on 127.0.0.1, a reader of its event stream, and for
+the pages a ``qlcapsule serve`` process with a real browser.
 
 PostgreSQL: Debian's package (``apt-get install postgresql``, done by tests/e2e/install.sh for the e2e env),
 started once per session as the unprivileged ``postgres`` account when running as root (PostgreSQL refuses
@@ -14,11 +15,14 @@ import glob
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -30,6 +34,8 @@ import pytest
 from click.testing import CliRunner
 
 pytest.importorskip("fastapi", reason="the catalog service needs the [server] extra")
+
+from pages_seed import seed  # noqa: E402
 
 from qlcapsule.cli import main  # noqa: E402
 from qlcapsule_server import db, tokens  # noqa: E402
@@ -345,3 +351,114 @@ def caught_up(server: LiveServer) -> None:
     while server.app.state.hub._last is None or server.app.state.hub._last < newest:
         assert time.monotonic() < deadline, "the hub did not read the events already recorded"
         time.sleep(0.01)
+
+
+# -- the pages in a real browser ---------------------------------------------------------
+# Debian's Chromium, headless, driven by Playwright for Python with the system browser (``executable_path``;
+# nothing is downloaded), against a real ``qlcapsule serve`` process. Installed by the project's files
+# (Playwright from the dev extra, Chromium by tests/e2e/install.sh).
+
+CHROMIUM = os.environ.get("QLCAPSULE_CHROMIUM", "/usr/bin/chromium")
+
+
+def unavailable(reason: str) -> None:
+    """Skip with the reason printed, or fail when QLCAPSULE_E2E_REQUIRE=1 (the e2e env's promise)."""
+    if os.environ.get("QLCAPSULE_E2E_REQUIRE", "") == "1":
+        pytest.fail(f"QLCAPSULE_E2E_REQUIRE=1 but {reason}")
+    pytest.skip(reason)
+
+
+@dataclass
+class Served:
+    """A ``qlcapsule serve`` process (see :func:`served`) and its two tokens."""
+
+    url: str
+    database: str
+    reader: str
+    publisher: str
+
+    def call(self, path: str, token: str, method: str = "GET", data: Any = None) -> tuple[int, Any]:
+        body = None if data is None else json.dumps(data).encode()
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+        req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as answer:
+                return answer.status, json.loads(answer.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return exc.code, json.loads(exc.read() or b"null")
+
+
+def _token(database: str, name: str, scope: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "qlcapsule", "catalog", "token", "create", "--database", database]
+        + ["--name", name, "--scope", scope, "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return str(json.loads(out)["result"]["token"])  # the one --json answer
+
+
+@pytest.fixture
+def served(tmp_path: Path, release_key: Key) -> Iterator[Served]:
+    """``qlcapsule serve`` (reads need a token) on a seeded SQLite catalog."""
+    database = f"sqlite:///{tmp_path / 'catalog.db'}"
+    subprocess.run(
+        [sys.executable, "-m", "qlcapsule", "catalog", "migrate", "--database", database],
+        check=True,
+        capture_output=True,
+    )
+    reader, publisher = _token(database, "browser", "read"), _token(database, "ci", "publish")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qlcapsule", "serve", "--database", database, "--port", str(port)]
+        + ["--trust", str(release_key.trust), "--unsigned", "mark", "--log-level", "warning"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.communicate()[1].decode()
+            try:
+                urllib.request.urlopen(f"{url}/readyz", timeout=2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "qlcapsule serve did not answer in 60 s"
+                time.sleep(0.1)
+        server = Served(url, database, reader, publisher)
+        seed(server.call, publisher, release_key.private)
+        yield server
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.communicate(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("Playwright for Python is not installed (pip install -e '.[dev]')")
+    if not shutil.which(CHROMIUM):
+        unavailable(f"{CHROMIUM} is missing (apt-get install chromium; tests/e2e/install.sh does it)")
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Any, served: Served) -> Iterator[Any]:
+    """A fresh browser context, logged in with the read token through the login form."""
+    context = browser.new_context(base_url=served.url)
+    tab = context.new_page()
+    tab.goto("/login")
+    tab.fill("#token", served.reader)
+    tab.press("#token", "Enter")
+    tab.wait_for_url(f"{served.url}/")
+    yield tab
+    context.close()
