@@ -212,7 +212,11 @@ class Catalog:
         nbytes: int | None = None,
         receipts: list[dict[str, Any]] | None = None,
     ) -> tuple[DeliveryRow, bool]:
-        """Move a delivery to ``status`` and add it to the timeline; the same status twice adds nothing."""
+        """Move a delivery to ``status`` and add it to the timeline.
+
+        The last status again adds nothing to the timeline unless it brings a new detail or byte count: a
+        retried request, or a publication's receipts arriving after ``ship --publish`` reported the delivery
+        live, only fill in its URL and receipts."""
         values = {"version_id": version_id, "target": target, "provider": provider, "status": status, "url": url}
         self.insert_ignore(DeliveryRow, {**values, "receipts": receipts or []}, ["version_id", "target"])
         delivery = self.session.scalars(
@@ -226,12 +230,17 @@ class Catalog:
             .order_by(DeliveryEventRow.id.desc())
             .limit(1)
         ).first()
-        if last is not None and (last.status, last.detail, last.bytes) == (status, detail, nbytes):
-            return delivery, False
-        delivery.status, delivery.updated_at = status, utcnow()
         delivery.url = url or delivery.url
         if receipts:
             delivery.receipts = receipts
+        if (
+            last is not None
+            and last.status == status
+            and detail in (None, last.detail)
+            and nbytes in (None, last.bytes)
+        ):
+            return delivery, False
+        delivery.status, delivery.updated_at = status, utcnow()
         self.session.add(DeliveryEventRow(delivery_id=delivery.id, status=status, detail=detail, bytes=nbytes))
         if self.session.get_bind().dialect.name == "postgresql":  # every server's event hub wakes on commit
             self.session.execute(text(f"NOTIFY {CHANNEL}"))

@@ -1,4 +1,5 @@
-"""The Python client: publish a ship report to a catalog server (``qlcapsule catalog publish``).
+"""The Python client: publish a ship report to a catalog server (``qlcapsule catalog publish``), and a
+delivery's steps as they happen (``ship --publish``'s live half).
 
 Standard library only (urllib), so ``qlcapsule ship --publish`` works without the ``[server]`` extra. The
 token goes only to the URL the operator gave: never over plain HTTP to another machine, and never along a
@@ -8,6 +9,7 @@ line (scrubbed) is shown.
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.parse
@@ -46,8 +48,12 @@ def check_url(url: str) -> str:
     return url.rstrip("/")
 
 
-def request(url: str, token: str | None, method: str = "GET", data: Any = None) -> tuple[int, Any]:
-    """One JSON request to the catalog; returns (status, body). 5xx and lost connections are retried."""
+def request(
+    url: str, token: str | None, method: str = "GET", data: Any = None, *, timeout: float | None = None
+) -> tuple[int, Any]:
+    """One JSON request to the catalog; returns (status, body). 5xx and lost connections are retried, except
+    with a ``timeout``: then one attempt, which takes at most about that long (a live status must not hold a
+    delivery up)."""
     body = None if data is None else json.dumps(data).encode("utf-8")
     headers = {"Accept": "application/json", "Content-Type": "application/json"}
     if token:
@@ -57,7 +63,7 @@ def request(url: str, token: str | None, method: str = "GET", data: Any = None) 
     def once() -> tuple[int, Any]:
         req = urllib.request.Request(url, data=body, method=method, headers=headers)
         try:
-            with opener.open(req, timeout=TIMEOUT) as answer:
+            with opener.open(req, timeout=timeout or TIMEOUT) as answer:
                 return answer.status, _read(answer)
         except urllib.error.HTTPError as exc:
             with exc:
@@ -66,8 +72,10 @@ def request(url: str, token: str | None, method: str = "GET", data: Any = None) 
                 return exc.code, _read(exc)
         except urllib.error.URLError as exc:
             raise TransientError(f"{url}: {exc.reason}") from None
+        except (OSError, http.client.HTTPException) as exc:  # a read that timed out, a connection cut mid-answer
+            raise TransientError(f"{url}: {type(exc).__name__}: {exc or 'no answer'}") from None
 
-    return retry(once, attempts=3, what=f"{method} {url}")
+    return retry(once, attempts=1 if timeout else 3, what=f"{method} {url}")
 
 
 def _read(answer: Any) -> Any:
@@ -112,10 +120,11 @@ def publication(shipped: dict[str, Any], *, repository: str | None = None) -> di
     return body
 
 
-def publish(url: str, token: str, report: dict[str, Any]) -> list[dict[str, Any]]:
+def publish(url: str, token: str, report: dict[str, Any], *, timeout: float | None = None) -> list[dict[str, Any]]:
     """Publish every capsule of a ``qlcapsule ship --json`` report (``ship --publish`` calls this).
 
-    ``report`` is the JSON answer ``ship --json`` prints, or its ``result``.
+    ``report`` is the JSON answer ``ship --json`` prints, or its ``result``. A capsule published before
+    (the same digest) is merged: its artifacts and receipts are added. ``timeout``: see :func:`request`.
 
     Returns the server's answer per capsule. Raises CredentialsError (401/403), VerificationError (the server
     refused the signature, 422), InputError (other 4xx) or RemoteError (unreachable, 5xx after retries).
@@ -130,7 +139,7 @@ def publish(url: str, token: str, report: dict[str, Any]) -> list[dict[str, Any]
     for shipped in capsules:
         if not isinstance(shipped, dict) or not shipped.get("ok", True) or shipped.get("dry_run"):
             continue  # a failed or dry-run ship recorded nothing worth publishing
-        status, answer = request(f"{base}/api/v1/publish", token, "POST", publication(shipped))
+        status, answer = request(f"{base}/api/v1/publish", token, "POST", publication(shipped), timeout=timeout)
         if status in (401, 403):
             raise CredentialsError(f"{base}: {error_line(status, answer)}")
         if status == 422:
@@ -141,3 +150,19 @@ def publish(url: str, token: str, report: dict[str, Any]) -> list[dict[str, Any]
             raise InputError(f"{base}: {error_line(status, answer)}")
         out.append(answer)
     return out
+
+
+def publish_status(url: str, token: str, status: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
+    """Record one delivery step (``POST /api/v1/deliveries``): ``{"capsule", "version", "target", "provider",
+    "status", "url", "detail", "bytes"}``; the version must be published first.
+
+    Returns the server's answer (``{"status", "changed"}``). Raises CredentialsError (401/403), InputError
+    (the version is not in the catalog, or another 4xx) or RemoteError (unreachable, 5xx).
+    """
+    base = check_url(url)
+    code, answer = request(f"{base}/api/v1/deliveries", token, "POST", status, timeout=timeout)
+    if code in (401, 403):
+        raise CredentialsError(f"{base}: {error_line(code, answer)}")
+    if code >= 400 or not isinstance(answer, dict):
+        raise InputError(f"{base}: {error_line(code, answer)}")
+    return answer

@@ -23,8 +23,16 @@ def qlcapsule_register_commands(cli: click.Group) -> None:
 
 
 @hookimpl
-def qlcapsule_publish(url: str, token: str, report: dict[str, Any]) -> list[dict[str, Any]]:
+def qlcapsule_publish(url: str, token: str, report: dict[str, Any], timeout: float | None) -> list[dict[str, Any]]:
     """``ship --publish URL``: the catalog client (standard library only, no [server] extra needed)."""
     from .client import publish  # noqa: PLC0415 -- start-up: the client loads only when ship publishes
 
-    return publish(url, token, report)
+    return publish(url, token, report, timeout=timeout)
+
+
+@hookimpl
+def qlcapsule_publish_status(url: str, token: str, status: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+    """``ship --publish URL``: each delivery step as it happens, through the same client."""
+    from .client import publish_status  # noqa: PLC0415 -- start-up: the client loads only when ship publishes
+
+    return publish_status(url, token, status, timeout=timeout)

@@ -408,6 +408,53 @@ def test_default_target_is_local_dist_and_exports_first(tmp_path: Path, monkeypa
     assert sorted(p.name for p in (tmp_path / "dist").iterdir()) == ["demo-1.0.0.tar.gz"]  # no temp files
 
 
+def test_each_step_is_told_as_it_happens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = write_capsule(tmp_path / "c")
+    monkeypatch.chdir(tmp_path)
+    seen: list[dict[str, Any]] = []
+    (receipt,) = deliver_capsule(root, on_status=seen.append)
+    assert [s["status"] for s in seen] == ["planned", "uploading", "verifying", "delivered"]
+    assert {(s["capsule"], s["version"], s["target"], s["provider"]) for s in seen} == {
+        ("demo", "1.0.0", "local", "local")
+    }
+    assert [s["bytes"] for s in seen] == [None, receipt.size, receipt.size, receipt.size]  # exported after planned
+    assert seen[-1]["url"] == receipt.url and seen[-1]["detail"] is None
+    seen.clear()
+    deliver_capsule(root, on_status=seen.append)  # the same bytes again: delivered, and says so
+    assert seen[-1]["status"] == "delivered" and seen[-1]["detail"] == "the target held these bytes already"
+    seen.clear()
+    deliver_capsule(root, dry_run=True, on_status=seen.append)
+    assert seen == []  # a dry run delivers nothing, so it tells nothing
+
+
+def test_a_failed_step_is_told_in_one_scrubbed_line(tmp_path: Path, qlcapsule_plugin) -> None:
+    class Liar(Deliverer):
+        name = "liar2"
+
+        def deliver(self, capsule: Capsule, artifacts: Sequence[Artifact], *, target: str) -> list[Receipt]:
+            return [Receipt("liar2", target, "somewhere", "0" * 64, a.size) for a in artifacts]
+
+    class Plugin:
+        @hookimpl
+        def qlcapsule_register_deliverers(self, register):  # type: ignore[no-untyped-def]
+            register(Liar)
+
+    qlcapsule_plugin(Plugin(), name="liar2-plugin")
+    root = write_capsule(tmp_path / "c", {"l": {"provider": "liar2"}})
+    art = tmp_path / "a.bin"
+    art.write_bytes(b"xy")
+    seen: list[dict[str, Any]] = []
+    with pytest.raises(qlcapsule.IntegrityError):
+        deliver_capsule(root, "l", [art], on_status=seen.append)
+    assert [(s["status"], s["bytes"]) for s in seen] == [
+        ("planned", 2),
+        ("uploading", 2),
+        ("verifying", 2),
+        ("failed", None),
+    ]
+    assert "matches no artifact" in seen[-1]["detail"] and "\n" not in seen[-1]["detail"]
+
+
 def test_dry_run_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, qlcapsule_cli) -> None:
     root = write_capsule(tmp_path / "c")
     monkeypatch.chdir(tmp_path)
@@ -610,6 +657,9 @@ def test_a_signed_url_is_shown_but_never_kept_in_the_git_note(tmp_path: Path, ql
     assert "abc123" not in note and "AKIAEXAMPLE" not in note
     (kept,) = json.loads(note)[-1]["receipts"]
     assert kept["url"] == "https://b.example/k" and kept["url_signed"] is True
+    told: list[dict[str, Any]] = []
+    deliver_capsule(root, "p", [art], on_status=told.append)
+    assert told[-1]["status"] == "delivered" and told[-1]["url"] == "https://b.example/k"  # nor in a status
 
 
 # -- canaries: no secret in any output, at any log level ------------------------------------

@@ -6,6 +6,7 @@ import json
 import subprocess
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pygit2
 import pytest
@@ -198,6 +199,47 @@ def test_several_capsules_ship_concurrently_and_fail_independently(work: Path) -
     ok = ship([good, _capsule(work, "other")], ShipOptions(skip=NO_VALIDATE), jobs=2)
     assert ok.ok, [c.error for c in ok.capsules]
     assert sorted(p.name for p in (work / "dist").glob("*.tar.gz")) == ["good-1.0.0.tar.gz", "other-1.0.0.tar.gz"]
+
+
+class Watcher:
+    """A :class:`qlcapsule.steps.ship.ShipWatcher` that keeps what it was told, in order."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple[int, str, Any]] = []
+
+    def ready(self, index: int, capsule: dict[str, Any]) -> None:
+        self.told.append((index, "ready", capsule))
+
+    def delivery(self, index: int, status: dict[str, Any]) -> None:
+        self.told.append((index, "delivery", status))
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_watcher_hears_of_each_capsule_before_its_deliveries_and_of_each_step(work: Path, jobs: int) -> None:
+    """In this process and with workers (the calls then travel on the events' queue), in order per capsule."""
+    watcher = Watcher()
+    result = ship(
+        [_capsule(work, "one"), _capsule(work, "two")], ShipOptions(skip=NO_VALIDATE), jobs=jobs, watcher=watcher
+    )
+    assert result.ok, [c.error for c in result.capsules]
+    for index, c in enumerate(result.capsules):
+        mine = [(what, data) for i, what, data in watcher.told if i == index]
+        assert [w if w == "ready" else data["status"] for w, data in mine] == [
+            "ready",
+            "planned",
+            "uploading",
+            "verifying",
+            "delivered",
+        ]
+        ready = mine[0][1]
+        # committed and signed, not yet delivered: what a catalog can publish before the deliveries
+        assert ready["name"] == c.name and ready["digest"] == c.digest and ready["commit"] == c.commit
+        assert ready["signed_by"] == c.signed_by and ready["receipts"] == [] and ready["artifacts"] == []
+        assert mine[-1][1]["url"] == c.receipts[0]["url"]
+
+    dry = Watcher()
+    ship([work / "one"], ShipOptions(skip=NO_VALIDATE, dry_run=True), watcher=dry)
+    assert dry.told == []
 
 
 def test_cli_json_summary_and_exit_codes(work: Path, qlcapsule_cli) -> None:

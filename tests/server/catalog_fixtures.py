@@ -1,5 +1,6 @@
 """Fixtures for the catalog service: real databases (SQLite files, and a real PostgreSQL started here), real
-shipped capsules, and the application on a real uvicorn server on 127.0.0.1.
+shipped capsules, the application on a real uvicorn server on 127.0.0.1, a reader of its event stream, and for
+the pages a ``qlcapsule serve`` process with a real browser.
 
 PostgreSQL: Debian's package (``apt-get install postgresql``, done by tests/e2e/install.sh for the e2e env),
 started once per session as the unprivileged ``postgres`` account when running as root (PostgreSQL refuses
@@ -14,11 +15,15 @@ import glob
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,10 +35,13 @@ from click.testing import CliRunner
 
 pytest.importorskip("fastapi", reason="the catalog service needs the [server] extra")
 
+from pages_seed import seed  # noqa: E402
+
 from qlcapsule.cli import main  # noqa: E402
 from qlcapsule_server import db, tokens  # noqa: E402
 from qlcapsule_server.app import create_app  # noqa: E402
 from qlcapsule_server.config import Settings  # noqa: E402
+from qlcapsule_server.events import last_event_id  # noqa: E402
 
 PG_USER = "qlcapsule"
 
@@ -214,14 +222,14 @@ def ship(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ship:
 
 
 class LiveServer:
-    """The application on a real uvicorn server on 127.0.0.1 (an ephemeral port), in a thread."""
+    """The application on a real uvicorn server on 127.0.0.1 (an ephemeral port, or ``port``), in a thread."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, port: int = 0) -> None:
         import uvicorn
 
         self.settings = settings
         self.app = create_app(settings)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_config=None, access_log=False)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=port, log_config=None, access_log=False)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
@@ -253,6 +261,8 @@ class LiveServer:
                 return exc.code, json.loads(exc.read() or b"null")
 
     def stop(self) -> None:
+        if not self.thread.is_alive():
+            return  # stopped by the test already
         self.app.state.hub.close_soon()  # as ``serve`` does on SIGTERM: open event streams end
         self.server.should_exit = True
         self.thread.join(30)
@@ -264,14 +274,192 @@ Serve = Callable[..., LiveServer]
 
 @pytest.fixture
 def serve(database_url: str) -> Iterator[Serve]:
-    """Start servers on ``database_url`` with the given settings; all are stopped after the test."""
+    """Start servers on ``database_url`` with the given settings (``port``: a fixed one, e.g. to bring a stopped
+    server back at its URL); all are stopped after the test."""
     started: list[LiveServer] = []
 
-    def start(**settings: Any) -> LiveServer:
-        server = LiveServer(Settings(database_url=database_url, **settings))
+    def start(port: int = 0, **settings: Any) -> LiveServer:
+        server = LiveServer(Settings(database_url=database_url, **settings), port)
         started.append(server)
         return server
 
     yield start
     for server in started:
         server.stop()
+
+
+# -- the event stream ------------------------------------------------------------------
+
+
+class Subscriber(threading.Thread):
+    """Reads ``count`` events of one SSE stream in a thread."""
+
+    def __init__(
+        self, server: LiveServer, token: str, query: str = "", count: int = 1, last_id: int | None = None
+    ) -> None:
+        super().__init__(daemon=True)
+        self.events: list[dict[str, Any]] = []
+        self.error: BaseException | None = None
+        headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
+        if last_id is not None:
+            headers["Last-Event-ID"] = str(last_id)
+        self.request = urllib.request.Request(f"{server.url}/api/v1/events{query}", headers=headers)
+        self.count = count
+        caught_up(server)  # events recorded before this subscription (the publish's own) are not live ones
+        before = server.app.state.hub.subscriptions
+        self.start()
+        deadline = time.monotonic() + 20
+        while server.app.state.hub.subscriptions <= before:  # subscribed: nothing published from now is missed
+            assert time.monotonic() < deadline and self.error is None, self.error
+            time.sleep(0.01)
+
+    def run(self) -> None:
+        try:
+            with urllib.request.urlopen(self.request, timeout=30) as stream:
+                assert stream.headers["Content-Type"].startswith("text/event-stream")
+                fields: dict[str, str] = {}
+                for raw in stream:
+                    line = raw.decode("utf-8").rstrip("\n")
+                    if line.startswith(":"):
+                        continue
+                    if line:
+                        key, _, value = line.partition(": ")
+                        fields[key] = value
+                        continue
+                    if "data" in fields:
+                        assert fields["event"] == "delivery"
+                        event = json.loads(fields["data"])
+                        assert str(event["id"]) == fields["id"]
+                        self.events.append(event)
+                        if len(self.events) == self.count:
+                            return
+                    fields = {}
+        except BaseException as exc:  # reported by result()
+            self.error = exc
+
+    def result(self) -> list[dict[str, Any]]:
+        self.join(30)
+        assert not self.is_alive(), f"only {len(self.events)} of {self.count} events arrived"
+        assert self.error is None, self.error
+        return self.events
+
+
+def caught_up(server: LiveServer) -> None:
+    """Wait until the server's event hub has read every event recorded so far."""
+    with db.transaction(db.session_factory(server.app.state.engine)) as session:
+        newest = last_event_id(session)
+    deadline = time.monotonic() + 20
+    while server.app.state.hub._last is None or server.app.state.hub._last < newest:
+        assert time.monotonic() < deadline, "the hub did not read the events already recorded"
+        time.sleep(0.01)
+
+
+# -- the pages in a real browser ---------------------------------------------------------
+# Debian's Chromium, headless, driven by Playwright for Python with the system browser (``executable_path``;
+# nothing is downloaded), against a real ``qlcapsule serve`` process. Installed by the project's files
+# (Playwright from the dev extra, Chromium by tests/e2e/install.sh).
+
+CHROMIUM = os.environ.get("QLCAPSULE_CHROMIUM", "/usr/bin/chromium")
+
+
+def unavailable(reason: str) -> None:
+    """Skip with the reason printed, or fail when QLCAPSULE_E2E_REQUIRE=1 (the e2e env's promise)."""
+    if os.environ.get("QLCAPSULE_E2E_REQUIRE", "") == "1":
+        pytest.fail(f"QLCAPSULE_E2E_REQUIRE=1 but {reason}")
+    pytest.skip(reason)
+
+
+@dataclass
+class Served:
+    """A ``qlcapsule serve`` process (see :func:`served`) and its two tokens."""
+
+    url: str
+    database: str
+    reader: str
+    publisher: str
+
+    def call(self, path: str, token: str, method: str = "GET", data: Any = None) -> tuple[int, Any]:
+        body = None if data is None else json.dumps(data).encode()
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+        req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as answer:
+                return answer.status, json.loads(answer.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return exc.code, json.loads(exc.read() or b"null")
+
+
+def _token(database: str, name: str, scope: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "qlcapsule", "catalog", "token", "create", "--database", database]
+        + ["--name", name, "--scope", scope, "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return str(json.loads(out)["result"]["token"])  # the one --json answer
+
+
+@pytest.fixture
+def served(tmp_path: Path, release_key: Key) -> Iterator[Served]:
+    """``qlcapsule serve`` (reads need a token) on a seeded SQLite catalog."""
+    database = f"sqlite:///{tmp_path / 'catalog.db'}"
+    subprocess.run(
+        [sys.executable, "-m", "qlcapsule", "catalog", "migrate", "--database", database],
+        check=True,
+        capture_output=True,
+    )
+    reader, publisher = _token(database, "browser", "read"), _token(database, "ci", "publish")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qlcapsule", "serve", "--database", database, "--port", str(port)]
+        + ["--trust", str(release_key.trust), "--unsigned", "mark", "--log-level", "warning"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.communicate()[1].decode()
+            try:
+                urllib.request.urlopen(f"{url}/readyz", timeout=2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "qlcapsule serve did not answer in 60 s"
+                time.sleep(0.1)
+        server = Served(url, database, reader, publisher)
+        seed(server.call, publisher, release_key.private)
+        yield server
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.communicate(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("Playwright for Python is not installed (pip install -e '.[dev]')")
+    if not shutil.which(CHROMIUM):
+        unavailable(f"{CHROMIUM} is missing (apt-get install chromium; tests/e2e/install.sh does it)")
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Any, served: Served) -> Iterator[Any]:
+    """A fresh browser context, logged in with the read token through the login form."""
+    context = browser.new_context(base_url=served.url)
+    tab = context.new_page()
+    tab.goto("/login")
+    tab.fill("#token", served.reader)
+    tab.press("#token", "Enter")
+    tab.wait_for_url(f"{served.url}/")
+    yield tab
+    context.close()

@@ -13,126 +13,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from catalog_fixtures import Key, free_port
-from pages_seed import HELP, XSS, seed
+from catalog_fixtures import Key, Served, unavailable
+from pages_seed import HELP, XSS
 
 pytestmark = pytest.mark.e2e
-
-CHROMIUM = os.environ.get("QLCAPSULE_CHROMIUM", "/usr/bin/chromium")
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("QLCAPSULE_E2E_REQUIRE", "") == "1":
-        pytest.fail(f"QLCAPSULE_E2E_REQUIRE=1 but {reason}")
-    pytest.skip(reason)
-
-
-@dataclass
-class Served:
-    url: str
-    database: str
-    reader: str
-    publisher: str
-
-    def call(self, path: str, token: str, method: str = "GET", data: Any = None) -> tuple[int, Any]:
-        body = None if data is None else json.dumps(data).encode()
-        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
-        req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=30) as answer:
-                return answer.status, json.loads(answer.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            with exc:
-                return exc.code, json.loads(exc.read() or b"null")
-
-
-def _token(database: str, name: str, scope: str) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "qlcapsule", "catalog", "token", "create", "--database", database]
-        + ["--name", name, "--scope", scope, "--json"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return str(json.loads(out)["result"]["token"])  # the one --json answer
-
-
-@pytest.fixture
-def served(tmp_path: Path, release_key: Key) -> Iterator[Served]:
-    """``qlcapsule serve`` (reads need a token) on a seeded SQLite catalog."""
-    database = f"sqlite:///{tmp_path / 'catalog.db'}"
-    subprocess.run(
-        [sys.executable, "-m", "qlcapsule", "catalog", "migrate", "--database", database],
-        check=True,
-        capture_output=True,
-    )
-    reader, publisher = _token(database, "browser", "read"), _token(database, "ci", "publish")
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "qlcapsule", "serve", "--database", database, "--port", str(port)]
-        + ["--trust", str(release_key.trust), "--unsigned", "mark", "--log-level", "warning"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.communicate()[1].decode()
-            try:
-                urllib.request.urlopen(f"{url}/readyz", timeout=2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "qlcapsule serve did not answer in 60 s"
-                time.sleep(0.1)
-        server = Served(url, database, reader, publisher)
-        seed(server.call, publisher, release_key.private)
-        yield server
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.communicate(timeout=60)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("Playwright for Python is not installed (pip install -e '.[dev]')")
-    if not shutil.which(CHROMIUM):
-        _unavailable(f"{CHROMIUM} is missing (apt-get install chromium; tests/e2e/install.sh does it)")
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser: Any, served: Served) -> Iterator[Any]:
-    """A fresh browser context, logged in with the read token through the login form."""
-    context = browser.new_context(base_url=served.url)
-    tab = context.new_page()
-    tab.goto("/login")
-    tab.fill("#token", served.reader)
-    tab.press("#token", "Enter")
-    tab.wait_for_url(f"{served.url}/")
-    yield tab
-    context.close()
-
 
 PAGES = {
     "/": "Capsules",
@@ -260,7 +150,7 @@ def test_axe_finds_no_serious_violation_and_screenshots_are_written(
     a wide screen's; the screenshots go to $QLCAPSULE_SCREENSHOTS (the e2e env: docs/catalog/, which
     docs/catalog.md shows) or tmp_path."""
     if not AXE.is_file():
-        _unavailable(f"{AXE} is missing (npm ci --prefix tests/e2e; tests/e2e/install.sh does it)")
+        unavailable(f"{AXE} is missing (npm ci --prefix tests/e2e; tests/e2e/install.sh does it)")
     shots = Path(os.environ.get("QLCAPSULE_SCREENSHOTS") or tmp_path / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
     every = {path: path.strip("/").replace("/", "-").replace(".", "_") or "capsules" for path in PAGES}
@@ -291,7 +181,7 @@ def test_a_real_ship_and_publish_appear_on_the_open_pages(
 ) -> None:
     """The README's path with the CLI: ``qlcapsule ship`` (a real local delivery), then ``qlcapsule catalog
     publish`` of its report, while the live page is open: the delivery appears without a reload, and the
-    capsule is on the capsules page. (``ship --publish URL`` calls the same client after shipping.)"""
+    capsule is on the capsules page. (``ship --publish`` does both, live: test_browser_live_ship.py.)"""
     page.goto("/live")
     page.wait_for_selector("#live-state[data-state=live]")
     page.evaluate("window.__sameDocument = true")

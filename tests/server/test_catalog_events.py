@@ -3,83 +3,14 @@ shared by two servers on one database (SQLite file and a real PostgreSQL)."""
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-import urllib.request
-from typing import Any
 
 import pytest
-from catalog_fixtures import Key, LiveServer, Serve, Ship
+from catalog_fixtures import Key, LiveServer, Serve, Ship, Subscriber
 
 from qlcapsule_server.client import publish
 
 STEPS = ("planned", "uploading", "verifying", "delivered")
-
-
-class Subscriber(threading.Thread):
-    """Reads ``count`` events of one SSE stream in a thread."""
-
-    def __init__(
-        self, server: LiveServer, token: str, query: str = "", count: int = 1, last_id: int | None = None
-    ) -> None:
-        super().__init__(daemon=True)
-        self.events: list[dict[str, Any]] = []
-        self.error: BaseException | None = None
-        headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
-        if last_id is not None:
-            headers["Last-Event-ID"] = str(last_id)
-        self.request = urllib.request.Request(f"{server.url}/api/v1/events{query}", headers=headers)
-        self.count = count
-        _caught_up(server)  # events recorded before this subscription (the publish's own) are not live ones
-        before = server.app.state.hub.subscriptions
-        self.start()
-        deadline = time.monotonic() + 20
-        while server.app.state.hub.subscriptions <= before:  # subscribed: nothing published from now is missed
-            assert time.monotonic() < deadline and self.error is None, self.error
-            time.sleep(0.01)
-
-    def run(self) -> None:
-        try:
-            with urllib.request.urlopen(self.request, timeout=30) as stream:
-                assert stream.headers["Content-Type"].startswith("text/event-stream")
-                fields: dict[str, str] = {}
-                for raw in stream:
-                    line = raw.decode("utf-8").rstrip("\n")
-                    if line.startswith(":"):
-                        continue
-                    if line:
-                        key, _, value = line.partition(": ")
-                        fields[key] = value
-                        continue
-                    if "data" in fields:
-                        assert fields["event"] == "delivery"
-                        event = json.loads(fields["data"])
-                        assert str(event["id"]) == fields["id"]
-                        self.events.append(event)
-                        if len(self.events) == self.count:
-                            return
-                    fields = {}
-        except BaseException as exc:  # reported by result()
-            self.error = exc
-
-    def result(self) -> list[dict[str, Any]]:
-        self.join(30)
-        assert not self.is_alive(), f"only {len(self.events)} of {self.count} events arrived"
-        assert self.error is None, self.error
-        return self.events
-
-
-def _caught_up(server: LiveServer) -> None:
-    from qlcapsule_server import db
-    from qlcapsule_server.events import last_event_id
-
-    with db.transaction(db.session_factory(server.app.state.engine)) as session:
-        newest = last_event_id(session)
-    deadline = time.monotonic() + 20
-    while server.app.state.hub._last is None or server.app.state.hub._last < newest:
-        assert time.monotonic() < deadline, "the hub did not read the events already recorded"
-        time.sleep(0.01)
 
 
 def _report(server: LiveServer, token: str, target: str, status: str, version: str = "1.0.0") -> None:

@@ -215,8 +215,9 @@ def print_summary(result: ShipResult) -> None:
     "--publish",
     metavar="URL",
     envvar="QLCAPSULE_PUBLISH_URL",
-    help="After shipping, publish the report to the catalog at URL (qlcapsule serve; https, or http on this "
-    "machine). The URL and token are checked before anything is written.",
+    help="Publish to the catalog at URL (qlcapsule serve; https, or http on this machine): each version before "
+    "its deliveries, each delivery step as it happens, then the report. The URL and token are checked before "
+    "anything is written; a catalog failing during the deliveries is a warning, not a failed ship.",
 )
 @click.option(
     "--publish-token-env",
@@ -275,6 +276,11 @@ def ship(directories: tuple[str, ...], **kw: Any) -> None:
 
         token = read_secret(kw["publish_token_env"], what="a catalog token with the publish scope")
         registry().publish(publish_to, token or "", {"capsules": []})  # no capsule: the checks, no request
+    live = None
+    if publish_to and not options.dry_run:
+        from ..steps.publishing import LivePublisher  # noqa: PLC0415 -- plugin: the publisher (and the plugin manager) loads only when ship publishes
+
+        live = LivePublisher(publish_to, token or "")
     reporter = make_reporter(kw["quiet"])
     try:
         result = run_ship(
@@ -283,15 +289,24 @@ def ship(directories: tuple[str, ...], **kw: Any) -> None:
             jobs=kw["jobs"],
             events=reporter,
             on_plan=reporter.plan if reporter is not None else None,
+            watcher=live,
         )
     finally:
         if reporter is not None:
             reporter.close()
     data = result.to_dict()
+    if live is not None:
+        data["live"] = live.to_dict()
     if publish_to and not options.dry_run and any(c.ok for c in result.capsules):
         from ..plugins.manager import registry  # noqa: PLC0415 -- plugin: the plugin manager loads only when ship publishes
 
-        data["published"] = registry().publish(publish_to, token or "", data)
+        try:
+            data["published"] = registry().publish(publish_to, token or "", data)
+        except QlcapsuleError:
+            emit(
+                kw["as_json"], data, lambda: print_summary(result)
+            )  # what was shipped is said, then why publishing failed
+            raise
 
     def text() -> None:
         print_summary(result)

@@ -12,9 +12,9 @@ once per component class it provides::
 
 pluggy calls the hooks (``pm.hook.qlcapsule_register_exporters(register=...)``,
 see ``manager.py``), so every pluggy feature works: ``specname=``,
-``tryfirst``/``trylast``, ``wrapper=True``/``hookwrapper=True``. No spec is
-``firstresult`` (registration collects from every plugin) and none is
-``historic`` (each hook is called once, when its kind is first needed, after
+``tryfirst``/``trylast``, ``wrapper=True``/``hookwrapper=True``. No registration
+spec is ``firstresult`` (registration collects from every plugin; the publishing
+hooks pick one publisher) and none is ``historic`` (each hook is called once, when its kind is first needed, after
 every plugin that can provide it is registered). ``register`` raises
 :class:`qlcapsule.PluginError` when the class is not a subclass of the right
 base, leaves an abstract method unimplemented, or its ``name`` is already
@@ -131,12 +131,34 @@ def qlcapsule_register_commands(cli: click.Group) -> None:
 
 
 @hookspec(firstresult=True)
-def qlcapsule_publish(url: str, token: str, report: dict[str, Any]) -> list[dict[str, Any]] | None:
+def qlcapsule_publish(
+    url: str, token: str, report: dict[str, Any], timeout: float | None
+) -> list[dict[str, Any]] | None:
     """Publish a ship report (``ShipResult.to_dict()``: what ``ship --json`` puts in ``result``) to the
     catalog at ``url`` with ``token``; return the catalog's answer per published capsule.
 
-    ``ship --publish URL`` calls it after shipping. The first plugin that returns
-    something answers (``firstresult``); the built-in catalog client
+    ``ship --publish URL`` calls it three times: with no capsules before anything is
+    written (check the URL and token, send nothing); with each capsule once it is
+    sealed, signed and committed, before its deliveries (no artifacts or receipts
+    yet: publishing the same version again must merge, not fail); and with the whole
+    report after shipping. ``timeout``: seconds the call may take (the live call's
+    bound; ``None``: the publisher's own, retries included). The first plugin that
+    returns something answers (``firstresult``); the built-in catalog client
     (``qlcapsule_server``, standard library only) handles ``http(s)://`` URLs.
     Raise a :class:`qlcapsule.QlcapsuleError` for a refusal.
+    """
+
+
+@hookspec(firstresult=True)
+def qlcapsule_publish_status(
+    url: str, token: str, status: dict[str, Any], timeout: float | None
+) -> dict[str, Any] | None:
+    """Send one delivery step to the catalog at ``url`` as it happens; return the catalog's answer.
+
+    ``status`` is ``{"capsule", "version", "target", "provider", "status", "url", "detail", "bytes"}``,
+    ``status`` one of ``planned``, ``uploading``, ``verifying``, ``delivered``, ``failed``
+    (:mod:`qlcapsule.steps.delivery`). ``ship --publish URL`` calls it during its deliveries, after
+    publishing the capsule (``qlcapsule_publish``), with ``timeout`` seconds to answer; a failure
+    is reported once as a warning and the deliveries go on. First plugin that returns something
+    answers; raise a :class:`qlcapsule.QlcapsuleError` for a refusal.
     """

@@ -257,16 +257,32 @@ class Registry:
                 finally:
                     del cli.add_command
 
-    def publish(self, url: str, token: str, report: dict[str, Any]) -> list[dict[str, Any]]:
-        """``pm.hook.qlcapsule_publish``: the first plugin that publishes to ``url`` answers."""
+    def _load_any(self) -> None:
+        """Register the plugins not tied to a component kind (the publishers, third-party plugins)."""
         with self._load_lock:
             for ep in sorted(self.pending.pop(ANY, []), key=lambda e: e.name):
                 self._load(ep)
             self._check_pending()
-        answer = self.pm.hook.qlcapsule_publish(url=url, token=token, report=report)
+
+    def publish(
+        self, url: str, token: str, report: dict[str, Any], *, timeout: float | None = None
+    ) -> list[dict[str, Any]]:
+        """``pm.hook.qlcapsule_publish``: the first plugin that publishes to ``url`` answers."""
+        self._load_any()
+        answer = self.pm.hook.qlcapsule_publish(url=url, token=token, report=report, timeout=timeout)
         if answer is None:
             raise InputError(f"--publish {url}: no installed plugin publishes to a catalog (qlcapsule_publish)")
         return list(answer)
+
+    def publish_status(self, url: str, token: str, status: dict[str, Any], *, timeout: float) -> dict[str, Any]:
+        """``pm.hook.qlcapsule_publish_status``: the first plugin that sends delivery steps to ``url`` answers."""
+        self._load_any()
+        answer = self.pm.hook.qlcapsule_publish_status(url=url, token=token, status=status, timeout=timeout)
+        if answer is None:
+            raise InputError(
+                f"--publish {url}: no installed plugin sends delivery status to a catalog (qlcapsule_publish_status)"
+            )
+        return dict(answer)
 
     # -- registration ------------------------------------------------------
     def _register(self, plugin: str, cls: Any, kind: str) -> None:

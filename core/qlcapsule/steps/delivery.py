@@ -19,6 +19,14 @@
    the receipts as a git note on the committed version (when there is a store),
    and calls the target's webhooks on success and on failure.
 
+A caller that wants to watch (``ship --publish`` sends it to a catalog as it happens)
+passes ``on_status``: it is called with each step of :data:`DELIVERY_STATUSES` as a dict
+(the body of a catalog's ``POST /api/v1/deliveries``): ``planned`` once the target is
+checked, ``uploading`` when the deliverer is handed the artifacts (``bytes``: their
+total), ``verifying`` when it returns and the core checks its receipts, then
+``delivered`` (``url``: the first receipt's, without a presigned query) or ``failed``
+(``detail``: the error's line, scrubbed). It must not raise.
+
 Credentials never appear in receipts, logs or errors: deliverers read them with
 :func:`qlcapsule.read_secret` (or register them with :func:`qlcapsule.redact`), and
 every SDK message goes through :func:`qlcapsule.scrub_error`.
@@ -30,7 +38,7 @@ import json
 import shutil
 import tempfile
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +54,8 @@ from .targets import OperatorTargets, check_capsule_defined, check_local_path, o
 
 __all__ = [
     "DEFAULT_TARGET",
+    "DELIVERY_STATUSES",
+    "StatusSink",
     "check_target",
     "deliver_capsule",
     "describe_delivery",
@@ -59,6 +69,12 @@ log = get_logger("qlcapsule.delivery")
 #: used when no target is named and capsule.yaml defines none called ``local``
 DEFAULT_TARGET = "local"
 DEFAULT_LOCAL_PATH = "dist"
+#: the steps ``on_status`` sees, in order (the last is one of the final two)
+DELIVERY_STATUSES = ("planned", "uploading", "verifying", "delivered", "failed")
+#: ``on_status(status)``: one step of a delivery as it happens (see the module docstring); must not raise
+StatusSink = Callable[[dict[str, Any]], None]
+#: a failed step's ``detail`` is the error's first line, at most this long
+_DETAIL_CHARS = 500
 _MEDIA_TYPES = {
     ".zip": "application/zip",
     ".tar": "application/x-tar",
@@ -325,6 +341,32 @@ def _record(capsule: Capsule, receipts: list[Receipt]) -> bool:
     return True
 
 
+def _status_reporter(on_status: StatusSink | None, capsule: Capsule, target: str, provider: str) -> Callable[..., None]:
+    """``report(status, url=, detail=, bytes=)`` for one delivery; does nothing without ``on_status``."""
+
+    def report(status: str, *, url: str | None = None, detail: str | None = None, nbytes: int | None = None) -> None:
+        if on_status is not None:
+            on_status(
+                {
+                    "capsule": capsule.name,
+                    "version": capsule.version,
+                    "target": target,
+                    "provider": provider,
+                    "status": status,
+                    "url": url,
+                    "detail": detail,
+                    "bytes": nbytes,
+                }
+            )
+
+    return report
+
+
+def _one_line(message: str) -> str:
+    lines = scrub(message).strip().splitlines()
+    return (lines[0] if lines else "failed")[:_DETAIL_CHARS]
+
+
 def _notify(config: TargetConfig, outcome: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
     if not config.notify:
         return []
@@ -343,6 +385,7 @@ def deliver_capsule(
     record: bool = True,
     operator: OperatorTargets | None = None,
     overwrite: bool = False,
+    on_status: StatusSink | None = None,
 ) -> list[Receipt]:
     """Deliver ``artifacts`` (or fresh exports of the capsule at ``root``) to ``target``.
 
@@ -351,7 +394,8 @@ def deliver_capsule(
     the returned receipts (``extra["dry_run"] = True``) say what would be sent
     where; nothing is exported or uploaded. ``operator``: the operator's targets
     (default: found from the environment, see :mod:`qlcapsule.steps.targets`); ``overwrite``: see
-    :func:`check_target`.
+    :func:`check_target`. ``on_status``: told each step as it happens (the module docstring; not
+    under ``dry_run``).
     """
     capsule = Capsule.load(root)
     name, config, deliverer = check_target(capsule, target, operator, overwrite=overwrite)
@@ -367,6 +411,8 @@ def deliver_capsule(
 
     tmp: Path | None = None
     base = {"capsule": capsule.ref, "target": name, "provider": config.provider}
+    report = _status_reporter(on_status, capsule, name, config.provider)
+    report("planned", nbytes=sum(a.size for a in given) if given else None)
     try:
         if given:
             arts = given
@@ -374,6 +420,8 @@ def deliver_capsule(
             capsule.require_lock()
             tmp = Path(tempfile.mkdtemp(prefix="qlcapsule-deliver-"))
             arts = _export(capsule, fmts, tmp, directories=getattr(deliverer, "accepts_directories", False))
+        total = sum(a.size for a in arts)
+        report("uploading", nbytes=total)
         breaker = breaker_for(config.provider)
         try:
             receipts = breaker.call(lambda: deliverer.deliver(capsule, arts, target=name))
@@ -381,16 +429,24 @@ def deliver_capsule(
             raise
         except Exception as exc:  # noqa: BLE001 - an SDK error a deliverer did not translate
             raise RemoteError(f"target {name!r} ({config.provider}): {scrub_error(exc)}") from None
+        report("verifying", nbytes=total)
         _check_receipts(receipts, arts, name)
     except QlcapsuleError as exc:
         _notify(config, "failure", {**base, "error": scrub(exc.message)})
+        report("failed", detail=_one_line(exc.message))
+        raise
+    except Exception as exc:  # a bug: ship reports it; a watcher must not see this delivery hang at its last step
+        report("failed", detail=_one_line(f"internal error: {type(exc).__name__}"))
         raise
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     for r in receipts:
         event(log, "deliver.done", target=name, provider=r.provider, location=r.location, sha256=r.sha256)
-    if record and not all(r.extra.get("existing") for r in receipts):  # a delivery that changed nothing notes nothing
+    held = all(r.extra.get("existing") for r in receipts)
+    url = next((_lasting(r.to_dict())["url"] for r in receipts if r.url), None)
+    report("delivered", url=url, nbytes=total, detail="the target held these bytes already" if held else None)
+    if record and not held:  # a delivery that changed nothing notes nothing
         _record(capsule, receipts)
     _notify(config, "success", {**base, "receipts": [r.to_dict() for r in receipts]})
     return receipts

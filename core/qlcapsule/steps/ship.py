@@ -28,6 +28,11 @@ Defaults need nothing outside the machine:
 Several capsules run concurrently in worker processes (one per core by
 default), so CPU-bound validators use every core. Each capsule stops at its
 first failing step; the others carry on.
+
+A :class:`ShipWatcher` (``ship --publish``'s catalog) is told, in this process and in
+order per capsule, when a capsule is ready to deliver (sealed, validated, signed and
+committed) and each step of each delivery as it happens
+(:mod:`qlcapsule.steps.delivery`); a worker's calls travel on the events' queue.
 """
 
 from __future__ import annotations
@@ -39,8 +44,9 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import IntegrityError, QlcapsuleError
 from ..format.capsule import Capsule
@@ -56,6 +62,7 @@ __all__ = [
     "StepResult",
     "CapsuleResult",
     "ShipResult",
+    "ShipWatcher",
     "ship",
     "ship_capsules",
     "default_store",
@@ -66,6 +73,23 @@ log = get_logger("ship")
 
 #: ``events(index, step, status, detail)``: status is running, ok, skipped or failed
 EventSink = Callable[[int, str, str, str], None]
+
+
+class ShipWatcher(Protocol):
+    """What a ship tells an observer that reports it elsewhere as it happens (``ship --publish``).
+
+    Called from the process that called :func:`ship`, in order for each capsule; a real run only
+    (never a dry run). The calls must not raise, and should not wait long: with ``jobs=1`` the
+    delivery waits for them.
+    """
+
+    def ready(self, index: int, capsule: dict[str, Any]) -> None:
+        """The capsule is sealed, validated, signed and committed, and its deliveries start now:
+        ``capsule`` is its result so far (:meth:`CapsuleResult.to_dict`, no artifacts or receipts yet)."""
+
+    def delivery(self, index: int, status: dict[str, Any]) -> None:
+        """One step of one of its deliveries (:data:`qlcapsule.steps.delivery.DELIVERY_STATUSES`): capsule,
+        version, target, provider, status, url, detail, bytes."""
 
 
 @dataclass
@@ -170,11 +194,19 @@ def plan(paths: Iterable[str | Path], options: ShipOptions) -> list[CapsulePlan]
 
 
 class _Context:
-    def __init__(self, job: CapsulePlan, capsule: Capsule, result: CapsuleResult, staging: Path) -> None:
+    def __init__(
+        self,
+        job: CapsulePlan,
+        capsule: Capsule,
+        result: CapsuleResult,
+        staging: Path,
+        watcher: ShipWatcher | None = None,
+    ) -> None:
         self.job = job
         self.capsule = capsule
         self.result = result
         self.staging = staging
+        self.watcher = watcher
         self.dry_run = job.options.dry_run
         self.artifacts: dict[str, Any] = {}  # format -> Artifact
         self.wrote: set[str] = set()  # the steps that changed something
@@ -385,11 +417,14 @@ def _step_deliver(ctx: _Context) -> str:
             by_target.setdefault(a["target"], []).append(a["location"])
         return "; ".join(f"{t}: would deliver {', '.join(where)}" for t, where in by_target.items())
     where = []
+    on_status = partial(ctx.watcher.delivery, job.index) if ctx.watcher is not None else None
     for target in job.targets:
         name, config = resolve_target(ctx.capsule, target, job.operator)
         fmts = list(config.formats or job.formats)
         arts = [ctx.artifacts[f] for f in fmts]
-        receipts = deliver_capsule(ctx.capsule.root, name, arts, operator=job.operator, overwrite=job.options.force)
+        receipts = deliver_capsule(
+            ctx.capsule.root, name, arts, operator=job.operator, overwrite=job.options.force, on_status=on_status
+        )
         by_sha = {r.sha256: r for r in receipts}
         for fmt, art in zip(fmts, arts, strict=True):
             receipt = by_sha.get(art.sha256) or receipts[fmts.index(fmt)]
@@ -416,8 +451,10 @@ class _StepFailed(QlcapsuleError):
     exit_code = 1
 
 
-def ship_one(job: CapsulePlan, events: EventSink | None = None) -> CapsuleResult:
-    """Carry out (or, in a dry run, report) one capsule's plan; never raises for an expected failure."""
+def ship_one(job: CapsulePlan, events: EventSink | None = None, watcher: ShipWatcher | None = None) -> CapsuleResult:
+    """Carry out (or, in a dry run, report) one capsule's plan; never raises for an expected failure.
+
+    ``watcher`` (a real run only) is told when the deliveries start and each of their steps."""
     emit = events or (lambda *_: None)
     result = CapsuleResult(path=job.root, name=job.name, version=job.version, dry_run=job.options.dry_run)
     result.plan = job.to_dict()
@@ -427,7 +464,8 @@ def ship_one(job: CapsulePlan, events: EventSink | None = None) -> CapsuleResult
     for warning in job.warnings:
         sys.stderr.write(f"warning: {warning}\n")
     try:
-        ctx = _Context(job, Capsule.load(job.root), result, staging)
+        watching = watcher if not job.options.dry_run else None
+        ctx = _Context(job, Capsule.load(job.root), result, staging, watching)
         for step in result.steps:
             runner = _RUNNERS[step.name]
             if step.status == "skipped":
@@ -436,6 +474,8 @@ def ship_one(job: CapsulePlan, events: EventSink | None = None) -> CapsuleResult
                     continue
                 runner = _verify_sealed  # not resealing still means: ship only what was sealed
             emit(job.index, step.name, "running", "")
+            if step.name == "deliver" and watching is not None:
+                watching.ready(job.index, result.to_dict())  # every step before it succeeded
             started = time.perf_counter()
             try:
                 step.detail = runner(ctx)
@@ -475,19 +515,29 @@ def _init_worker(queue: Any, env: dict[str, str]) -> None:
     os.environ.update(env)
 
 
-def _worker(job: CapsulePlan) -> CapsuleResult:
+class _QueuedWatcher:
+    """A worker's :class:`ShipWatcher`: the calls go to the parent on the events' queue, in order."""
+
+    def ready(self, index: int, capsule: dict[str, Any]) -> None:
+        _worker_queue.put(("ready", index, capsule))
+
+    def delivery(self, index: int, status: dict[str, Any]) -> None:
+        _worker_queue.put(("delivery", index, status))
+
+
+def _worker(job: CapsulePlan, watched: bool) -> CapsuleResult:
     def sink(index: int, step: str, status: str, detail: str) -> None:
         if _worker_queue is not None:
-            _worker_queue.put((index, step, status, detail))
+            _worker_queue.put(("step", index, step, status, detail))
 
     try:
-        return ship_one(job, sink)
+        return ship_one(job, sink, _QueuedWatcher() if watched and _worker_queue is not None else None)
     finally:
         # The queue's feeder thread may still hold this job's events when the
         # result reaches the parent; this marker, queued after them, tells the
         # parent they have all arrived.
         if _worker_queue is not None:
-            _worker_queue.put((job.index, None, None, None))
+            _worker_queue.put(("end", job.index))
 
 
 def _prepare_shared(jobs: list[CapsulePlan]) -> None:
@@ -513,12 +563,14 @@ def ship(
     jobs: int | None = None,
     events: EventSink | None = None,
     on_plan: Callable[[list[CapsuleResult]], None] | None = None,
+    watcher: ShipWatcher | None = None,
 ) -> ShipResult:
     """Ship every capsule in ``paths``; see the module docstring.
 
     ``jobs`` caps the worker processes (default: one per core, never more than
     the capsules); ``jobs=1`` runs in this process. ``events`` is called for
-    every step start and end, from this process.
+    every step start and end, and ``watcher`` (:class:`ShipWatcher`) when deliveries
+    start and at each of their steps, from this process.
     """
     options = options or ShipOptions()
     planned = plan(paths, options)
@@ -527,15 +579,17 @@ def ship(
     _prepare_shared(planned)
     workers = min(len(planned), jobs or os.cpu_count() or 1)
     if workers <= 1:
-        return ShipResult([ship_one(j, events) for j in planned])
-    return ShipResult(_run_pool(planned, workers, events))
+        return ShipResult([ship_one(j, events, watcher) for j in planned])
+    return ShipResult(_run_pool(planned, workers, events, watcher))
 
 
 #: the public name (``from qlcapsule import ship_capsules``): in the package, ``ship`` is this module
 ship_capsules = ship
 
 
-def _run_pool(planned: list[CapsulePlan], workers: int, events: EventSink | None) -> list[CapsuleResult]:
+def _run_pool(
+    planned: list[CapsulePlan], workers: int, events: EventSink | None, watcher: ShipWatcher | None
+) -> list[CapsuleResult]:
     import multiprocessing  # noqa: PLC0415 -- start-up: multiprocessing loads only when this is called
     import queue as queue_mod  # noqa: PLC0415 -- start-up: queue loads only when this is called
     from concurrent.futures import Future, ProcessPoolExecutor  # noqa: PLC0415 -- start-up: concurrent.futures loads only when this is called
@@ -544,7 +598,7 @@ def _run_pool(planned: list[CapsulePlan], workers: int, events: EventSink | None
     queue = ctx.Queue()
     env = {k: v for k, v in os.environ.items() if k.startswith("QLCAPSULE_")}
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(queue, env)) as pool:
-        futures: list[Future[CapsuleResult]] = [pool.submit(_worker, j) for j in planned]
+        futures: list[Future[CapsuleResult]] = [pool.submit(_worker, j, watcher is not None) for j in planned]
         flushed: set[int] = set()
 
         def drain(block: bool) -> None:
@@ -553,10 +607,15 @@ def _run_pool(planned: list[CapsulePlan], workers: int, events: EventSink | None
                     item = queue.get(timeout=0.1) if block else queue.get_nowait()
                 except queue_mod.Empty:
                     return
-                if item[1] is None:
-                    flushed.add(item[0])
-                elif events is not None:
-                    events(*item)
+                kind, index, *rest = item
+                if kind == "end":
+                    flushed.add(index)
+                elif kind == "step" and events is not None:
+                    events(index, *rest)
+                elif kind == "ready" and watcher is not None:
+                    watcher.ready(index, *rest)
+                elif kind == "delivery" and watcher is not None:
+                    watcher.delivery(index, *rest)
                 block = False
 
         while not all(f.done() for f in futures):
