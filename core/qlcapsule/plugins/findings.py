@@ -96,6 +96,13 @@ def meets(severity: Severity, fail_on: str) -> bool:
 
 _NL = r"(?:\r?\n|\\r\\n|\\n)"  # a line break, or one escaped inside a JSON/YAML string
 _PEM_LABEL = r"(?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?"
+#: names a password assignment ends with; a bare "secret" only as the whole name, since Helm's
+#: existingSecret, imagePullSecret or tlsSecret name a Kubernetes Secret, not a value
+_PW_KEYWORDS = (
+    r"passw(?:or)?d|passphrase|(?<![A-Za-z0-9_.-])secret"
+    r"|(?:client|app|api|jwt|webhook|signing|session|shared)[_.-]?secret"
+    r"|secret[_.-]?key|api[_.-]?key|(?:auth|access|api|bearer|refresh)[_.-]?token"
+)
 
 
 @dataclass(frozen=True)
@@ -134,9 +141,40 @@ SECRET_PATTERNS: tuple[SecretPattern, ...] = (
         r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{82})\b",
     ),
     SecretPattern("secrets.gitlab-token", "a GitLab token", r"\bgl(?:pat|dt|rt|ptt|cbt)-[A-Za-z0-9_-]{20,}"),
-    SecretPattern("secrets.slack-token", "a Slack token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
+    SecretPattern(
+        "secrets.slack-token",
+        "a Slack token",
+        # each kind has a numeric segment after its prefix, which docs' "xoxb-your-token" lacks
+        r"\b(?:xox[abposr]-\d+-[A-Za-z0-9-]{8,}|xoxe(?:\.xox[bp])?-\d-[A-Za-z0-9]{100,}|xapp-\d-[A-Z0-9]+-\d+-[a-z0-9]{20,})",
+    ),
+    SecretPattern(
+        "secrets.slack-webhook",
+        "a Slack webhook URL",
+        r"hooks\.slack\.com/(?:services|workflows|triggers)/(?P<slack_hook>[A-Za-z0-9_/+-]{30,160})",
+        "slack_hook",
+    ),
     SecretPattern("secrets.google-api-key", "a Google API key", r"\bAIza[0-9A-Za-z_-]{35}\b"),
     SecretPattern("secrets.stripe-key", "a Stripe secret key", r"\b[rs]k_live_[0-9A-Za-z]{24,}\b"),
+    SecretPattern("secrets.twilio-key", "a Twilio API key", r"\bSK[0-9a-fA-F]{32}\b"),
+    SecretPattern(
+        "secrets.npm-token",
+        "an npm token",
+        r"\bnpm_[A-Za-z0-9]{36}\b|:_authToken[ \t]*=[ \t]*(?P<npm_value>[A-Za-z0-9_+/=-]{20,200})",
+        "npm_value",
+    ),
+    SecretPattern(
+        "secrets.azure-storage-key",
+        "an Azure storage or shared access key",
+        r"(?i:accountkey|sharedaccesskey)[ \t]*=[ \t]*(?P<az_value>[A-Za-z0-9+/]{40,100}={0,2})",
+        "az_value",
+    ),
+    SecretPattern(
+        "secrets.jwt",
+        "a JSON Web Token",
+        # starts only where a run of base64url starts: a long run of "eyJ" without dots stays linear
+        r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}(?:\.[A-Za-z0-9_-]+)?",
+        severity=Severity.WARNING,
+    ),
     SecretPattern(
         "secrets.url-credentials",
         "a password in a URL",
@@ -147,8 +185,11 @@ SECRET_PATTERNS: tuple[SecretPattern, ...] = (
     SecretPattern(
         "secrets.password-assignment",
         "a hard-coded password",
-        r"\b(?P<pw_key>(?i:password|passwd|secret_key|api_key|apikey|auth_token|access_token))\b[\"']?\s*[:=]\s*[\"']"
-        r"(?!\$\{|\{\{|<|(?i:changeme|example|dummy|xxx)|\*\*\*)(?P<pw_value>[^\"'\s]{12,})[\"']",
+        # the keyword ends the name (DB_PASSWORD, dbPassword, db.password, "password"); the value is quoted,
+        # or bare to the end of the line where bare values are literals (the validator decides that)
+        # (the lookahead of the keywords' first letters makes scanning other text several times faster)
+        rf"(?=[PpSsCcAaJjWwBbRr])(?P<pw_key>(?i:{_PW_KEYWORDS}))(?![A-Za-z0-9_.-])[\"']?[ \t]*(?:=>|:=|[:=])[ \t]*"
+        r"(?P<pw_q>[\"']?)(?P<pw_value>[^\s\"'`]{8,200})(?P=pw_q)",
         "pw_value",
         Severity.WARNING,
     ),

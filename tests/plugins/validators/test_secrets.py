@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 from vcase import findings, report
@@ -132,3 +133,111 @@ def test_a_password_in_a_url_is_a_warning_placeholders_are_not(tmp_path):
     assert [(f.rule, f.severity.value, f.line) for f in found] == [("secrets.url-credentials", "warning", 5)]
     out = render(Report([report(tmp_path / "r", {"settings.py": text})]), "json")
     assert "s3cr3t-Pa55" not in out
+
+
+# -- the kinds added after the measurement against detect-secrets (issue 19) ------------------------------------
+_MIX = "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8s9T0u1V2w3X4y5Z6"
+_JWT = ".".join(
+    base64.urlsafe_b64encode(part).decode().rstrip("=")
+    for part in (b'{"alg":"RS256","kid":"k1"}', b'{"sub":"svc","exp":4102444800}', bytes(range(40, 104)))
+)
+SLACK_HOOK = "https://hooks.slack" + f".com/services/T0{_MIX[:7].upper()}/B0{_MIX[7:14].upper()}/{_MIX[:24]}"
+TWILIO = "S" + "K" + "9f8e7d6c5b4a39281706f5e4d3c2b1a0"
+NPM = "np" + f"m_{_MIX[:36]}"
+AZURE_KEY = _MIX[:44] + _MIX[2:44] + "=="
+AZURITE = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/" + "K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def test_each_new_kind_is_found_under_its_own_rule(tmp_path):
+    files = {
+        "hook.md": f"Alerts go to {SLACK_HOOK}\n",
+        "twilio.env": f"TWILIO_API_KEY={TWILIO}\n",  # an API_KEY assignment, reported as what the value is
+        "ci/.npmrc": f"//npm.pkg.example.org/:_authToken={NPM}\n",
+        "conn.txt": f"DefaultEndpointsProtocol=https;AccountName=orders;AccountKey={AZURE_KEY};EndpointSuffix=core\n",
+        "auth.http": f"Authorization: Bearer {_JWT}\n",
+        "app.yaml": f"oauth:\n  access_token: {_JWT}\n",  # a rejected assignment does not hide the JWT inside it
+    }
+    found = findings(tmp_path, files, "secrets")
+    assert sorted((f.path, f.rule, f.severity.value) for f in found) == [
+        ("app.yaml", "secrets.jwt", "warning"),
+        ("auth.http", "secrets.jwt", "warning"),
+        ("ci/.npmrc", "secrets.npm-token", "error"),
+        ("conn.txt", "secrets.azure-storage-key", "error"),
+        ("hook.md", "secrets.slack-webhook", "error"),
+        ("twilio.env", "secrets.twilio-key", "error"),
+    ]
+
+
+def test_new_kinds_never_appear_in_any_output(tmp_path):
+    text = f"{SLACK_HOOK}\nTWILIO={TWILIO}\n//r/:_authToken={NPM}\nAccountKey={AZURE_KEY}\nBearer {_JWT}\n"
+    out = "\n".join(render(Report([report(tmp_path, {"notes.txt": text})]), fmt) for fmt in ("text", "json", "sarif"))
+    for secret in (SLACK_HOOK.rsplit("/", 1)[1], TWILIO, NPM, AZURE_KEY, _JWT.split(".")[2]):
+        assert secret not in out and secret[4:14] not in out
+    assert out.count("secrets.") >= 5
+
+
+def test_shapes_without_a_secret_are_left_alone(tmp_path):
+    unsigned_header = base64.urlsafe_b64encode(b'{"typ":"JWT"}').decode().rstrip("=")  # no alg: not a token header
+    files = {
+        "slack.md": "POST to https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX\n"
+        "Use a bot token: `xoxb-your-bot-token`\n",
+        "azurite.env": f"AccountName=devstoreaccount1;AccountKey={AZURITE};\n",  # the emulator's published key
+        ".npmrc": "//registry.npmjs.org/:_authToken=${NPM_TOKEN}\n//r/:_authToken=NPM_AUTH_TOKEN_VALUE\n",
+        "twilio.md": "An API key SID looks like `SK00000000000000000000000000000000`.\n",
+        "pull.yaml": "data:\n  .dockerconfigjson: " + base64.b64encode(b'{"auths":{}}').decode() + "\n",
+        "notjwt.txt": f"{unsigned_header}.eyJzdWIiOiJzdmMifQ.c2lnbmF0dXJlLWJ5dGVz\n",
+    }
+    assert findings(tmp_path, files, "secrets") == []
+
+
+def test_keyword_assignments_in_the_forms_config_files_use(tmp_path):
+    files = {
+        "db.env": f"POSTGRES_PASSWORD={_MIX[7:25]}\n",
+        "app.properties": f"spring.datasource.password = {_MIX[9:29]}\n",
+        "Dockerfile": f"FROM python:3.12\nENV APP_SECRET_KEY={_MIX[11:37]}\n",
+        "values.yaml": f"db:\n  rootPassword: {_MIX[4:20]}  # rotate yearly\n",
+        "conf.json": f'{{"clientSecret": "{_MIX[1:33]}"}}\n',
+        "deploy.sh": f"mysql --password='{_MIX[3:19]}' orders\n",
+    }
+    found = findings(tmp_path, files, "secrets")
+    assert sorted((f.path, f.rule) for f in found) == sorted((p, "secrets.password-assignment") for p in files)
+    assert {f.severity.value for f in found} == {"warning"}
+
+
+def test_keyword_false_positives_are_not_reported(tmp_path):
+    """Placeholders, references, names and code: what the keyword rule must leave alone."""
+    files = {
+        "compose.yaml": "services:\n  db:\n    environment:\n      POSTGRES_PASSWORD: example\n"
+        "      MYSQL_ROOT_PASSWORD: ${MYSQL_ROOT_PASSWORD:-changeit}\n      POSTGRES_PASSWORD_FILE: /run/secrets/db\n",
+        "deploy.yaml": "env:\n- name: DB_PASSWORD\n  valueFrom:\n    secretKeyRef:\n      name: orders-db\n      key: password\n",
+        "values.yaml": 'auth:\n  password: ""\n  existingSecret: orders-postgresql-credentials\n'
+        "  existingSecretPasswordKey: password\nimagePullSecret: registry-credentials-prod\n",
+        "README.md": "```yaml\npassword: <your password>\napi_key: <your-api-key>\n```\n",
+        "config.yml.j2": 'password: {{ password }}\nadmin_password: "{{ vault_admin_password }}"\n',
+        "sops.yaml": "password: ENC[AES256_GCM,data:Zm9vYmFyYmF6,iv:c2l4dGVlbg==,type:str]\n",
+        "vault.yml": "db_password: !vault |\n  $ANSIBLE_VAULT;1.1;AES256\n",
+        ".env.example": "DB_PASSWORD=\nAPI_KEY=\nsnowflake.password=\njdbc.snowflake.url=jdbc:snowflake://x\n",
+        "settings.py": "DATABASES = {'default': {'PASSWORD': os.environ['DB_PASSWORD']}}\n"
+        "password = getpass.getpass()\napi_key = settings.ORDERS_API_KEY_VALUE\nsecret_key = load_secret_key_from_vault\n",
+        "main.tf": "password = var.db_admin_password_value\n",
+        "login.html": '<input type="password" name="password" autocomplete="current-password">\n',
+        "names.sh": 'LLM_SECRET_NAME="NEXUS-GPT4-API-KEY"\nJFROG_SECRET=$(cat /run/secrets/jfrog_secret)\nPuttyPassword=0\n',
+        "docs.txt": "access_token_url='https://github.com/login/oauth/access_token'\n",
+    }
+    assert findings(tmp_path, files, "secrets") == []
+
+
+def test_every_rule_is_declared_with_its_help_page():
+    from qlcapsule_plugins.validators.secrets import HELP, SecretsValidator
+
+    rules = {r.id: r for r in SecretsValidator.rules}
+    new = {
+        "secrets.jwt",
+        "secrets.slack-webhook",
+        "secrets.twilio-key",
+        "secrets.npm-token",
+        "secrets.azure-storage-key",
+    }
+    assert new <= set(rules)
+    assert all(r.help_uri == HELP and r.description.endswith("appears in a file") for r in rules.values())
+    assert HELP.endswith("#what-the-secrets-validator-finds")
