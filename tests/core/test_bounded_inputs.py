@@ -175,7 +175,7 @@ def test_a_trust_file_key_file_on_a_fifo_is_refused_not_waited_on(capsule_dir, t
         capture_output=True,
         text=True,
         cwd=root,
-        timeout=5,
+        timeout=BOUND,  # a reader of the fifo would wait for ever; a loaded CI machine needs more than 5 s to start
     )
     assert proc.returncode == 2 and "key_file" in proc.stderr, proc.stderr
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ..errors import DefinitionError, InputError, QlcapsuleError, UsageError
+from ..errors import DefinitionError, InputError, UsageError
 from ._common import emit, is_ci, json_option, main
 
 
@@ -230,18 +230,10 @@ def refuse_unreadable(report: Any) -> None:
     """Bad input (exit 2) when a capsule's capsule.yaml is missing or malformed.
 
     The report already lists each of its errors as a ``schema.invalid`` finding (annotations, SARIF);
-    the error raised here names them again with file, line and key, read by the one validator, the
-    model, from the capsule directory as the user named it.
+    the error raised here names them again with file, line and key: the error validation met loading
+    it (the one validator, the model, from the capsule directory as the user named it), not a second read.
     """
-    from ..format.capsule import Capsule  # noqa: PLC0415 -- start-up: the capsule format loads only in the commands that use it, not for --help
-
-    failed: list[QlcapsuleError] = []
-    for c in report.capsules:
-        if any(f.rule == "schema.invalid" for f in c.findings):
-            try:
-                Capsule.load(c.directory)
-            except QlcapsuleError as exc:
-                failed.append(exc)
+    failed = [c.definition_error for c in report.capsules if c.definition_error is not None]
     if len(failed) == 1:
         raise failed[0]
     if failed:

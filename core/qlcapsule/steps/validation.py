@@ -98,6 +98,8 @@ class CapsuleReport:
     baselined: int = 0
     fail_on: str = "error"
     min_score: float = 0.0
+    #: why capsule.yaml could not be loaded (its errors are the ``schema.invalid`` findings too); not reported
+    definition_error: QlcapsuleError | None = field(default=None, repr=False, compare=False)
 
     @property
     def score(self) -> float:
@@ -264,6 +266,7 @@ def _open(
     try:
         capsule = Capsule.load(directory)
     except DefinitionError as exc:
+        report.definition_error = exc
         problems = getattr(exc, "problems", None)  # model.SchemaError: every error of capsule.yaml, one finding each
         if problems:
             for p in problems:
