@@ -327,10 +327,11 @@ def _open(
             if _runs_engines(v):
                 batch.add(v, FileToCheck(capsule, entry.path, data), raw[v.name])
             else:
-                batch.add_local(v, FileToCheck(capsule, entry.path, data), raw[v.name])
+                call = lambda v=v, p=entry.path, d=data: v.check_file(capsule, p, d)  # noqa: E731
+                batch.add_local(v, entry.path, call, raw[v.name], len(data))
     for v in active:
         if type(v).check_capsule is not Validator.check_capsule:
-            raw[v.name].extend(_run(v, None, lambda v=v: v.check_capsule(capsule)))
+            batch.add_local(v, None, lambda v=v: v.check_capsule(capsule), raw[v.name])
     return _Open(report, capsule, active, switches, raw, applied, skipped)
 
 
@@ -380,12 +381,12 @@ class _EngineBatch:
     plugin may split it further); those validators run side by side in at most
     :data:`ENGINE_THREADS` threads, as their engines are mostly other processes (zizmor,
     hadolint) that a thread only waits for, while this thread runs the Python validators'
-    checks of the same files.
+    checks of the same files and the whole-capsule checks (the lock, the signature).
     """
 
     def __init__(self) -> None:
         self._files: dict[str, tuple[Validator, list[FileToCheck], list[list[Finding]]]] = {}
-        self._local: list[tuple[Validator, FileToCheck, list[Finding]]] = []
+        self._local: list[tuple[Validator, str | None, Any, list[Finding]]] = []
         self.nbytes = 0
 
     def add(self, v: Validator, file: FileToCheck, into: list[Finding]) -> None:
@@ -395,10 +396,11 @@ class _EngineBatch:
         sinks.append(into)
         self.nbytes += len(file.data)
 
-    def add_local(self, v: Validator, file: FileToCheck, into: list[Finding]) -> None:
-        """Check ``file`` with ``v.check_file`` in this thread at the next :meth:`run`."""
-        self._local.append((v, file, into))
-        self.nbytes += len(file.data)
+    def add_local(self, v: Validator, path: str | None, call: Any, into: list[Finding], nbytes: int = 0) -> None:
+        """Run ``call`` (``v``'s check of ``path``, or of the capsule when None) in this thread at the next
+        :meth:`run`."""
+        self._local.append((v, path, call, into))
+        self.nbytes += nbytes
 
     def run(self) -> None:
         pending, self._files = list(self._files.values()), {}
@@ -410,9 +412,8 @@ class _EngineBatch:
             pool = ThreadPoolExecutor(min(ENGINE_THREADS, len(pending)), thread_name_prefix="qlcapsule-engine")
         try:
             futures = [pool.submit(_run_files, v, files) for v, files, _ in pending] if pool else []
-            for v, f, into in local:
-                call = lambda v=v, f=f: v.check_file(f.capsule, f.path, f.data)  # noqa: E731
-                into.extend(_run(v, f.path, call))
+            for v, path, call, into in local:
+                into.extend(_run(v, path, call))
             for (_, _, sinks), future in zip(pending, futures, strict=True):
                 for sink, findings in zip(sinks, future.result(), strict=True):
                     sink.extend(findings)
