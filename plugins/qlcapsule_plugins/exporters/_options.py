@@ -115,6 +115,9 @@ class HelmOptions(Options):
     )
     ingress_host: Host = Field(default="", description="when set, the Ingress is enabled for this host")
     ingress_class: IngressClass = Field(default="", description="ingressClassName of the Ingress (with ingress_host)")
+    ingress_tls_secret: Annotated[str, _like(f"^$|{k8s.SUBDOMAIN}", "empty or a Secret's name", 253)] = Field(
+        default="", description="Secret holding the Ingress host's TLS certificate (empty: no TLS section)"
+    )
     env_secrets: dict[EnvName, SecretKeyRef] = Field(
         default_factory=dict, description="environment variables read from Secrets: NAME -> SECRET/KEY"
     )

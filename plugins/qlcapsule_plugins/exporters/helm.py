@@ -57,6 +57,7 @@ def chart_files(capsule: Capsule, opts: HelmOptions) -> list[tuple[str, bytes]]:
             "className": opts.ingress_class,
             "host": opts.ingress_host or f"{name}.example.com",
             "path": "/",
+            "tlsSecret": opts.ingress_tls_secret,
         },
         "resources": opts.resources,
         "env": dict(sorted(opts.env.items())),
@@ -149,6 +150,7 @@ def _schema() -> dict[str, Any]:
                     "className": {"type": "string"},
                     "host": {"type": "string"},
                     "path": {"type": "string", "pattern": "^/"},
+                    "tlsSecret": {"type": "string"},
                 },
             },
             "resources": {"type": "object", "properties": {"requests": str_map, "limits": str_map}},
@@ -314,6 +316,12 @@ metadata:
 spec:
   {{- with .Values.ingress.className }}
   ingressClassName: {{ . }}
+  {{- end }}
+  {{- with .Values.ingress.tlsSecret }}
+  tls:
+    - hosts:
+        - {{ $.Values.ingress.host | quote }}
+      secretName: {{ . | quote }}
   {{- end }}
   rules:
     - host: {{ .Values.ingress.host | quote }}

@@ -2,7 +2,7 @@
 
 It handles exactly the subset the exported chart uses: ``{{- -}}`` trimming,
 comments, ``define``/``include``, ``if``/``else``, ``with``, ``range $k, $v :=``,
-field chains on ``.`` and ``$vars``, string literals, and the functions
+field chains on ``.``, ``$`` and ``$vars``, string literals, and the functions
 ``trunc trimSuffix printf replace quote default or toYaml nindent``. Anything else
 raises, so a template change that needs more fails loudly instead of passing.
 """
@@ -76,7 +76,7 @@ class Renderer:
         self.bodies = {name: _parse(_tokens(src), 0, self.defines)[0] for name, src in templates.items()}
 
     def render(self, name: str, context: dict[str, Any]) -> str:
-        return self._run(self.bodies[name], context, {})
+        return self._run(self.bodies[name], context, {"": context})  # "$": the data the template was given
 
     def _run(self, nodes: list, dot: Any, vars_: dict[str, Any]) -> str:
         out = []
@@ -131,7 +131,7 @@ class Renderer:
         if vals is not None and piped is not _NOTHING:
             vals.append(piped)
         if fn == "include":
-            return self._run(self.defines[vals[0]], vals[1], {})  # type: ignore[index]
+            return self._run(self.defines[vals[0]], vals[1], {"": vals[1]})  # type: ignore[index]
         if fn in _FUNCS:
             return _FUNCS[fn](*vals)  # type: ignore[misc]
         if len(args) == 1 and piped is _NOTHING:

@@ -107,6 +107,7 @@ def test_a_broken_manifest_is_caught_by_the_validator() -> None:
         ({"env": {"DB": "x"}, "env_secrets": {"DB": "db/url"}}, "env_secrets: DB also set in env"),
         ({"secret_mounts": {"etc/trust": "trust"}}, "'etc/trust' is not an absolute path"),
         ({"secret_mounts": {"/etc/trust": "a_b"}}, "'a_b' is not a Secret's name"),
+        ({"ingress_tls_secret": "Orders_TLS"}, "ingress_tls_secret: 'Orders_TLS' is not empty or a Secret's name"),
         ({"liveness_path": "healthz"}, "liveness_path: 'healthz' is not empty or an absolute URL path"),
         ({"readiness_path": "/ready z"}, "readiness_path: .* is not empty or an absolute URL path"),
         ({"run_as_user": 0}, "run_as_user: .*greater than or equal to 1"),  # root is what it is there to avoid
@@ -218,3 +219,13 @@ def test_the_values_schema_refuses_a_secret_without_its_key(demo_capsule: Capsul
     ):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, schema)
+
+
+def test_an_ingress_with_tls_names_its_host_and_secret(demo_capsule: Capsule) -> None:
+    files = chart(demo_capsule, ingress_host="demo.example.org", ingress_tls_secret="demo-tls")
+    ingress = yaml.safe_load(render(files)["ingress.yaml"])
+    kubernetes_validate.validate(ingress, K8S_VERSION, strict=True)
+    assert ingress["spec"]["tls"] == [{"hosts": ["demo.example.org"], "secretName": "demo-tls"}]
+    assert ingress["spec"]["rules"][0]["host"] == "demo.example.org"
+    plain = yaml.safe_load(render(chart(demo_capsule, ingress_host="demo.example.org"))["ingress.yaml"])
+    assert "tls" not in plain["spec"]
