@@ -30,6 +30,8 @@ RESOURCE = r"^[a-z0-9](?:[-a-z0-9./]*[a-z0-9])?$"
 QUANTITY = r"^[0-9]+(?:\.[0-9]+)?(?:m|[kMGTPE]i?|[eE][0-9]+)?$"
 #: an absolute path in an image, without whitespace or quotes
 ABS_PATH = r"^/[^\s\"'\\]*$"
+#: a Secret and one of its keys, ``NAME/KEY``: a DNS-1123 subdomain, then a key of ``-._a-zA-Z0-9`` (not . or ..)
+SECRET_KEY_REF = SUBDOMAIN[:-1] + r"/(?!\.\.?$)[-._a-zA-Z0-9]+$"
 
 
 def label_value(text: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
 from qlcapsule import Options
 
@@ -91,6 +91,9 @@ IngressClass = Annotated[str, _like(f"^$|{k8s.SUBDOMAIN}", "empty or a DNS-1123 
 Namespace = Annotated[str, _like(k8s.LABEL, "a Kubernetes namespace (lower-case DNS-1123 label)", 63)]
 EnvName = Annotated[str, _like(k8s.ENV_NAME, "an environment variable name")]
 AbsPath = Annotated[str, _like(k8s.ABS_PATH, "an absolute path without spaces or quotes")]
+HttpPath = Annotated[str, _like(f"^$|{k8s.ABS_PATH}", "empty or an absolute URL path like '/healthz'")]
+SecretName = Annotated[str, _like(k8s.SUBDOMAIN, "a Secret's name (a DNS-1123 name like 'orders-db')", 253)]
+SecretKeyRef = Annotated[str, _like(k8s.SECRET_KEY_REF, "SECRET/KEY, a Secret's name and one of its keys", 507)]
 Resources = dict[
     Annotated[str, _like(k8s.RESOURCE, "a resource name like 'cpu' or 'memory'")],
     Annotated[str, _like(k8s.QUANTITY, "a Kubernetes quantity like '500m' or '256Mi'", 64)],
@@ -112,8 +115,33 @@ class HelmOptions(Options):
     )
     ingress_host: Host = Field(default="", description="when set, the Ingress is enabled for this host")
     ingress_class: IngressClass = Field(default="", description="ingressClassName of the Ingress (with ingress_host)")
+    ingress_tls_secret: Annotated[str, _like(f"^$|{k8s.SUBDOMAIN}", "empty or a Secret's name", 253)] = Field(
+        default="", description="Secret holding the Ingress host's TLS certificate (empty: no TLS section)"
+    )
+    env_secrets: dict[EnvName, SecretKeyRef] = Field(
+        default_factory=dict, description="environment variables read from Secrets: NAME -> SECRET/KEY"
+    )
+    secret_mounts: dict[AbsPath, SecretName] = Field(
+        default_factory=dict, description="Secrets mounted read-only as directories: PATH -> SECRET"
+    )
+    liveness_path: HttpPath = Field(default="", description="HTTP path of the liveness probe (empty: none)")
+    readiness_path: HttpPath = Field(default="", description="HTTP path of the readiness probe (empty: none)")
+    run_as_user: int | None = Field(
+        default=None,
+        ge=1,
+        le=2147483647,
+        description="non-root UID (and GID) the pod runs as, with the 'restricted' Pod Security Standard's settings",
+    )
 
     _resources = field_validator("resources", mode="before")(_merge_resources)
+
+    @field_validator("env_secrets")
+    @classmethod
+    def _env_once(cls, v: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        both = sorted(set(v) & set(info.data.get("env") or {}))
+        if both:
+            raise ValueError(f"{', '.join(both)} also set in env (a variable comes from one place)")
+        return v
 
 
 class TerraformOptions(Options):

@@ -57,9 +57,20 @@ def chart_files(capsule: Capsule, opts: HelmOptions) -> list[tuple[str, bytes]]:
             "className": opts.ingress_class,
             "host": opts.ingress_host or f"{name}.example.com",
             "path": "/",
+            "tlsSecret": opts.ingress_tls_secret,
         },
         "resources": opts.resources,
         "env": dict(sorted(opts.env.items())),
+        # SECRET/KEY: a Secret's name has no "/" (the option's pattern), so the first one splits it
+        "secretEnv": {
+            var: dict(zip(("secret", "key"), ref.split("/", 1), strict=True))
+            for var, ref in sorted(opts.env_secrets.items())
+        },
+        "secretMounts": [{"mountPath": path, "secret": secret} for path, secret in sorted(opts.secret_mounts.items())],
+        "livenessProbe": _probe(opts.liveness_path),
+        "readinessProbe": _probe(opts.readiness_path),
+        "podSecurityContext": _pod_security(opts.run_as_user),
+        "securityContext": _container_security(opts.run_as_user),
         "capsule": {"name": name, "version": version, "digest": digest},
     }
     files = [
@@ -83,8 +94,32 @@ def chart_files(capsule: Capsule, opts: HelmOptions) -> list[tuple[str, bytes]]:
     return files
 
 
+def _probe(path: str) -> dict[str, Any]:
+    """An HTTP GET of ``path`` on the container's port (Kubernetes' timings); none for an empty path."""
+    return {"httpGet": {"path": path, "port": "http"}} if path else {}
+
+
+def _pod_security(uid: int | None) -> dict[str, Any]:
+    """The pod's part of the Pod Security Standard "restricted": a non-root UID/GID and the runtime's seccomp."""
+    if uid is None:
+        return {}
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "fsGroup": uid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _container_security(uid: int | None) -> dict[str, Any]:
+    """The container's part of "restricted": no privilege escalation, no capabilities."""
+    return {} if uid is None else {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
 def _schema() -> dict[str, Any]:
     str_map = {"type": "object", "additionalProperties": {"type": "string"}}
+    name = {"type": "string", "minLength": 1}
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "type": "object",
@@ -115,10 +150,33 @@ def _schema() -> dict[str, Any]:
                     "className": {"type": "string"},
                     "host": {"type": "string"},
                     "path": {"type": "string", "pattern": "^/"},
+                    "tlsSecret": {"type": "string"},
                 },
             },
             "resources": {"type": "object", "properties": {"requests": str_map, "limits": str_map}},
             "env": str_map,
+            "secretEnv": {
+                "type": "object",
+                "additionalProperties": {
+                    "type": "object",
+                    "required": ["secret", "key"],
+                    "properties": {"secret": name, "key": name},
+                    "additionalProperties": False,
+                },
+            },
+            "secretMounts": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["mountPath", "secret"],
+                    "properties": {"mountPath": {"type": "string", "pattern": "^/"}, "secret": name},
+                    "additionalProperties": False,
+                },
+            },
+            "livenessProbe": {"type": "object"},
+            "readinessProbe": {"type": "object"},
+            "podSecurityContext": {"type": "object"},
+            "securityContext": {"type": "object"},
             "capsule": {"type": "object"},
         },
     }
@@ -169,6 +227,10 @@ spec:
       annotations:
         qlcapsule.dev/digest: {{ .Values.capsule.digest | quote }}
     spec:
+      {{- with .Values.podSecurityContext }}
+      securityContext:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
       containers:
         - name: {{ .Chart.Name }}
           image: "{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}"
@@ -177,17 +239,52 @@ spec:
             - name: http
               containerPort: {{ .Values.service.port }}
               protocol: TCP
-          {{- with .Values.env }}
+          {{- if or .Values.env .Values.secretEnv }}
           env:
-            {{- range $name, $value := . }}
+            {{- range $name, $value := .Values.env }}
             - name: {{ $name | quote }}
               value: {{ $value | quote }}
             {{- end }}
+            {{- range $name, $ref := .Values.secretEnv }}
+            - name: {{ $name | quote }}
+              valueFrom:
+                secretKeyRef:
+                  name: {{ $ref.secret | quote }}
+                  key: {{ $ref.key | quote }}
+            {{- end }}
+          {{- end }}
+          {{- with .Values.secretMounts }}
+          volumeMounts:
+            {{- range $i, $mount := . }}
+            - name: secret-{{ $i }}
+              mountPath: {{ $mount.mountPath | quote }}
+              readOnly: true
+            {{- end }}
+          {{- end }}
+          {{- with .Values.livenessProbe }}
+          livenessProbe:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+          {{- with .Values.readinessProbe }}
+          readinessProbe:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+          {{- with .Values.securityContext }}
+          securityContext:
+            {{- toYaml . | nindent 12 }}
           {{- end }}
           {{- with .Values.resources }}
           resources:
             {{- toYaml . | nindent 12 }}
           {{- end }}
+      {{- with .Values.secretMounts }}
+      volumes:
+        {{- range $i, $mount := . }}
+        - name: secret-{{ $i }}
+          secret:
+            secretName: {{ $mount.secret | quote }}
+        {{- end }}
+      {{- end }}
 """
 
 _SERVICE = """\
@@ -219,6 +316,12 @@ metadata:
 spec:
   {{- with .Values.ingress.className }}
   ingressClassName: {{ . }}
+  {{- end }}
+  {{- with .Values.ingress.tlsSecret }}
+  tls:
+    - hosts:
+        - {{ $.Values.ingress.host | quote }}
+      secretName: {{ . | quote }}
   {{- end }}
   rules:
     - host: {{ .Values.ingress.host | quote }}

@@ -2,8 +2,8 @@
 
 It handles exactly the subset the exported chart uses: ``{{- -}}`` trimming,
 comments, ``define``/``include``, ``if``/``else``, ``with``, ``range $k, $v :=``,
-field chains on ``.`` and ``$vars``, string literals, and the functions
-``trunc trimSuffix printf replace quote default toYaml nindent``. Anything else
+field chains on ``.``, ``$`` and ``$vars``, string literals, and the functions
+``trunc trimSuffix printf replace quote default or toYaml nindent``. Anything else
 raises, so a template change that needs more fails loudly instead of passing.
 """
 
@@ -76,7 +76,7 @@ class Renderer:
         self.bodies = {name: _parse(_tokens(src), 0, self.defines)[0] for name, src in templates.items()}
 
     def render(self, name: str, context: dict[str, Any]) -> str:
-        return self._run(self.bodies[name], context, {})
+        return self._run(self.bodies[name], context, {"": context})  # "$": the data the template was given
 
     def _run(self, nodes: list, dot: Any, vars_: dict[str, Any]) -> str:
         out = []
@@ -131,7 +131,7 @@ class Renderer:
         if vals is not None and piped is not _NOTHING:
             vals.append(piped)
         if fn == "include":
-            return self._run(self.defines[vals[0]], vals[1], {})  # type: ignore[index]
+            return self._run(self.defines[vals[0]], vals[1], {"": vals[1]})  # type: ignore[index]
         if fn in _FUNCS:
             return _FUNCS[fn](*vals)  # type: ignore[misc]
         if len(args) == 1 and piped is _NOTHING:
@@ -156,6 +156,30 @@ _FUNCS = {
     # sprig's quote is Go's %q: backslash, quote and control characters escaped (JSON's escapes are the same here)
     "quote": lambda v: json.dumps(str(v), ensure_ascii=False),
     "default": lambda d, v: v if v else d,
+    # Go's builtin: the first non-empty argument, else the last
+    "or": lambda *a: next((v for v in a if _truthy(v)), a[-1]),
     "toYaml": _to_yaml,
     "nindent": lambda n, s: "\n" + "\n".join(" " * n + line if line else line for line in str(s).split("\n")),
 }
+
+
+def render_chart(files: dict[str, bytes], values_over: dict | None = None, release: str = "rel") -> dict[str, str]:
+    """A packaged chart's templates rendered as ``helm template`` would: {template name: text}.
+
+    ``files`` maps the .tgz member names (``CHART/...``) to their bytes; ``values_over`` goes over
+    values.yaml one top-level key at a time (a mapping merged one level deep, as ``--set a.b=...``).
+    """
+    chart = next(iter(files)).split("/", 1)[0]
+    values = yaml.safe_load(files[f"{chart}/values.yaml"])
+    for key, val in (values_over or {}).items():
+        values[key] = {**values.get(key, {}), **val} if isinstance(val, dict) else val
+    meta = yaml.safe_load(files[f"{chart}/Chart.yaml"])
+    context = {
+        "Values": values,
+        "Chart": {"Name": meta["name"], "Version": meta["version"], "AppVersion": meta["appVersion"]},
+        "Release": {"Name": release, "Service": "Helm", "Namespace": "default"},
+    }
+    prefix = f"{chart}/templates/"
+    templates = {n[len(prefix) :]: d.decode() for n, d in files.items() if n.startswith(prefix)}
+    r = Renderer(templates)
+    return {n: r.render(n, context) for n in templates if not n.startswith("_")}

@@ -7,10 +7,11 @@ import json
 import re
 import tarfile
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from gotemplate import Renderer
+from gotemplate import render_chart as render
 
 from qlcapsule import Capsule, OptionsError
 from qlcapsule.steps.exporting import write_export
@@ -25,21 +26,6 @@ def chart(capsule: Capsule, **options: object) -> dict[str, bytes]:
     write_export(HelmExporter.from_options(options), capsule, buf, "helm")
     with tarfile.open(fileobj=io.BytesIO(buf.getvalue())) as tf:
         return {m.name: tf.extractfile(m).read() for m in tf.getmembers()}  # type: ignore[union-attr]
-
-
-def render(files: dict[str, bytes], values_over: dict | None = None) -> dict[str, str]:
-    values = yaml.safe_load(files["demo/values.yaml"])
-    for key, val in (values_over or {}).items():
-        values[key] = {**values.get(key, {}), **val} if isinstance(val, dict) else val
-    meta = yaml.safe_load(files["demo/Chart.yaml"])
-    context = {
-        "Values": values,
-        "Chart": {"Name": meta["name"], "Version": meta["version"], "AppVersion": meta["appVersion"]},
-        "Release": {"Name": "rel", "Service": "Helm", "Namespace": "default"},
-    }
-    templates = {n.split("/", 2)[2]: d.decode() for n, d in files.items() if n.startswith("demo/templates/")}
-    r = Renderer(templates)
-    return {n: r.render(n, context) for n in templates if not n.startswith("_")}
 
 
 def test_layout_matches_helm_package(demo_capsule: Capsule) -> None:
@@ -66,7 +52,6 @@ def test_chart_yaml_and_values(demo_capsule: Capsule) -> None:
     assert values["service"]["port"] == 9000 and values["env"] == {"LOG_LEVEL": "debug"}
     assert {"replicaCount", "resources"} <= set(values)
     schema = json.loads(files["demo/values.schema.json"])
-    jsonschema = pytest.importorskip("jsonschema")
     jsonschema.validate(values, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**values, "replicaCount": "three"}, schema)
@@ -116,6 +101,16 @@ def test_a_broken_manifest_is_caught_by_the_validator() -> None:
         ({"env": {"1 bad": "x"}}, "'1 bad' is not an environment variable name"),
         ({"resources": {"limits": {"cpu": "lots"}}}, "resources.limits.cpu: 'lots' is not a Kubernetes quantity"),
         ({"resources": {"limit": {"cpu": "1"}}}, "resources: unknown key 'limit' \\(use requests, limits\\)"),
+        ({"env_secrets": {"DB": "orders-db"}}, "env_secrets.DB: 'orders-db' is not SECRET/KEY"),
+        ({"env_secrets": {"DB": "Orders/url"}}, "is not SECRET/KEY"),  # a Secret's name is lower-case
+        ({"env_secrets": {"DB": "db/.."}}, "is not SECRET/KEY"),
+        ({"env": {"DB": "x"}, "env_secrets": {"DB": "db/url"}}, "env_secrets: DB also set in env"),
+        ({"secret_mounts": {"etc/trust": "trust"}}, "'etc/trust' is not an absolute path"),
+        ({"secret_mounts": {"/etc/trust": "a_b"}}, "'a_b' is not a Secret's name"),
+        ({"ingress_tls_secret": "Orders_TLS"}, "ingress_tls_secret: 'Orders_TLS' is not empty or a Secret's name"),
+        ({"liveness_path": "healthz"}, "liveness_path: 'healthz' is not empty or an absolute URL path"),
+        ({"readiness_path": "/ready z"}, "readiness_path: .* is not empty or an absolute URL path"),
+        ({"run_as_user": 0}, "run_as_user: .*greater than or equal to 1"),  # root is what it is there to avoid
         ({"port": True}, "port: expected a number, not true"),  # pydantic's lax mode made this port 1
         ({"replicas": False}, "replicas: expected a number, not false"),
     ],
@@ -154,3 +149,83 @@ def test_a_build_version_renders_valid_labels_and_image(demo_capsule: Capsule) -
     container = yaml.safe_load(rendered["deployment.yaml"])["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "demo:1.0.0-rc.1_build.5"
     assert container["env"] == [{"name": "QUOTED", "value": 'say "hi"\nnext: line\\'}]
+
+
+DEPLOYMENT_OPTIONS: dict[str, object] = {
+    "env": {"LOG_LEVEL": "info"},
+    "env_secrets": {"DATABASE_URL": "demo-db/url", "API_TOKEN": "demo.tokens/api"},
+    "secret_mounts": {"/etc/demo/trust": "demo-trust", "/etc/demo/tls": "demo-tls"},
+    "liveness_path": "/healthz",
+    "readiness_path": "/readyz",
+    "run_as_user": 10001,
+}
+
+
+def _pod(rendered: dict[str, str]) -> dict:
+    deploy = yaml.safe_load(rendered["deployment.yaml"])
+    kubernetes_validate.validate(deploy, K8S_VERSION, strict=True)
+    return deploy["spec"]["template"]["spec"]
+
+
+def test_what_a_deployment_needs_renders_valid_manifests(demo_capsule: Capsule) -> None:
+    """Probes, variables from Secrets, Secrets mounted as files, and a non-root "restricted" security context."""
+    files = chart(demo_capsule, **DEPLOYMENT_OPTIONS)
+    values = yaml.safe_load(files["demo/values.yaml"])
+    jsonschema.validate(values, json.loads(files["demo/values.schema.json"]))
+    pod = _pod(render(files))
+    container = pod["containers"][0]
+    assert container["env"] == [
+        {"name": "LOG_LEVEL", "value": "info"},
+        {"name": "API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "demo.tokens", "key": "api"}}},
+        {"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": "demo-db", "key": "url"}}},
+    ]
+    assert container["livenessProbe"] == {"httpGet": {"path": "/healthz", "port": "http"}}
+    assert container["readinessProbe"] == {"httpGet": {"path": "/readyz", "port": "http"}}
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"]}
+    assert {m["mountPath"]: volumes[name] for name, m in mounts.items()} == {
+        "/etc/demo/trust": "demo-trust",
+        "/etc/demo/tls": "demo-tls",
+    }
+    assert all(m["readOnly"] is True for m in mounts.values())
+    # the Pod Security Standard "restricted" (kubernetes.io/docs/concepts/security/pod-security-standards)
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+        "fsGroup": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert container["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+def test_without_those_options_the_pod_is_as_before(demo_capsule: Capsule) -> None:
+    pod = _pod(render(chart(demo_capsule)))
+    container = pod["containers"][0]
+    assert "securityContext" not in pod and "volumes" not in pod
+    assert not {"env", "volumeMounts", "livenessProbe", "readinessProbe", "securityContext"} & set(container)
+    only_secrets = _pod(render(chart(demo_capsule, env_secrets={"DB": "db/url"})))["containers"][0]
+    assert only_secrets["env"] == [{"name": "DB", "valueFrom": {"secretKeyRef": {"name": "db", "key": "url"}}}]
+
+
+def test_the_values_schema_refuses_a_secret_without_its_key(demo_capsule: Capsule) -> None:
+    """``helm install --set secretEnv.DB.secret=x`` without the key fails Helm's schema check, not the API server."""
+    files = chart(demo_capsule, **DEPLOYMENT_OPTIONS)
+    values = yaml.safe_load(files["demo/values.yaml"])
+    schema = json.loads(files["demo/values.schema.json"])
+    for bad in (
+        {**values, "secretEnv": {"DB": {"secret": "db"}}},
+        {**values, "secretMounts": [{"mountPath": "relative", "secret": "s"}]},
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
+
+
+def test_an_ingress_with_tls_names_its_host_and_secret(demo_capsule: Capsule) -> None:
+    files = chart(demo_capsule, ingress_host="demo.example.org", ingress_tls_secret="demo-tls")
+    ingress = yaml.safe_load(render(files)["ingress.yaml"])
+    kubernetes_validate.validate(ingress, K8S_VERSION, strict=True)
+    assert ingress["spec"]["tls"] == [{"hosts": ["demo.example.org"], "secretName": "demo-tls"}]
+    assert ingress["spec"]["rules"][0]["host"] == "demo.example.org"
+    plain = yaml.safe_load(render(chart(demo_capsule, ingress_host="demo.example.org"))["ingress.yaml"])
+    assert "tls" not in plain["spec"]
