@@ -3,6 +3,8 @@ models and the migrations agree, and /readyz tells a database that is behind."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,6 +38,25 @@ def test_upgrade_creates_every_table_and_downgrade_removes_them(database_url: st
         assert _tables(database_url) == set(Base.metadata.tables)
     finally:
         engine.dispose()
+
+
+def test_processes_migrating_one_empty_database_together_all_succeed(database_url: str) -> None:
+    """Replicas that migrate on start: four processes upgrade the same empty database at once; each exits 0
+    and the schema is current once (PostgreSQL: the advisory lock in migrations/env.py; SQLite: its write
+    lock). Without the lock, the losers on PostgreSQL failed creating tables that already existed."""
+    script = "import sys; from qlcapsule_server import db; db.upgrade(db.make_engine(sys.argv[1]))"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, database_url], stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, "\n".join(errors)[-2000:]
+    engine = db.make_engine(database_url)
+    try:
+        assert db.current_revision(engine) == db.head_revision()
+    finally:
+        engine.dispose()
+    assert _tables(database_url) == set(Base.metadata.tables)
 
 
 def test_the_models_and_the_migrations_agree(database_url: str) -> None:
