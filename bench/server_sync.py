@@ -73,7 +73,9 @@ def sync_rows(folder: Path, server: Serve, secret: str, key_path: Path, quick: b
     setup_s = time.perf_counter() - start
     env = {"QLCAPSULE_NO_PROGRESS": "1", "QLCAPSULE_BENCH_TOKEN": secret}
     sync = qlcapsule_cmd() + ["catalog", "sync", "--url", server.url, "--token-env", "QLCAPSULE_BENCH_TOKEN"]
+    cpu = server.cpu_s()
     full_s, full_rss = timed([*sync, str(store)], env=env, repeat=1)
+    cpu_ms = (server.cpu_s() - cpu) * 1000 / count
     synced = _total(server, secret, capsules)
     if synced != count:
         raise RuntimeError(f"catalog sync indexed {synced} of {count} versions")
@@ -91,6 +93,7 @@ def sync_rows(folder: Path, server: Serve, secret: str, key_path: Path, quick: b
             ok=full_s < 10,
             setup_s=round(setup_s, 1),
             client_peak_rss_mb=round(full_rss, 1),
+            server_cpu_ms=round(cpu_ms, 2),
         ),
         row(
             f"catalog re-sync, nothing new, {count:,} versions (PostgreSQL)",
