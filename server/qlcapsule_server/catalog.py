@@ -376,7 +376,9 @@ class Catalog:
         return None if vid is None else self.describe(self.session.get_one(VersionRow, vid))
 
     def containing(self, sha256: str, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
-        """Versions whose lock lists a file with this SHA-256 (the indexed column)."""
+        """Versions whose lock lists a file with this SHA-256: newest version first, and within one version its
+        paths in reverse order, the index (sha256, version_id, path) read backwards, so a page costs its own
+        rows however many versions share the file."""
         base = select(FileRow.version_id).where(FileRow.sha256 == sha256)
         total = self.session.scalar(select(func.count()).select_from(base.subquery())) or 0
         rows = self.session.execute(
@@ -384,7 +386,7 @@ class Catalog:
             .join(VersionRow, FileRow.version_id == VersionRow.id)
             .join(CapsuleRow, CapsuleRow.id == VersionRow.capsule_id)
             .where(FileRow.sha256 == sha256)
-            .order_by(FileRow.version_id.desc(), FileRow.path)
+            .order_by(FileRow.version_id.desc(), FileRow.path.desc())
             .offset(offset)
             .limit(limit)
         ).all()
@@ -481,9 +483,22 @@ class Catalog:
         return sorted(out, key=lambda r: (-r["behind"], r["capsule"]))
 
     def lineage(self, name: str, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
-        """The capsule's versions as a graph, newest first: each node with the commits of its parents."""
-        items, total = self.versions(name, offset, limit)
-        return [{k: v[k] for k in ("version", "digest", "commit", "parents", "published_at")} for v in items], total
+        """The capsule's versions as a graph, newest first: each node with the commits of its parents. Only the
+        columns a node has are read (a whole capsule's graph is one page; ``versions`` would load each node's
+        signatures, refs and score only to drop them)."""
+        base = (
+            select(
+                VersionRow.version, VersionRow.digest, VersionRow.commit, VersionRow.parents, VersionRow.published_at
+            )
+            .join(CapsuleRow, CapsuleRow.id == VersionRow.capsule_id)
+            .where(CapsuleRow.name == name)
+        )
+        total = self.session.scalar(select(func.count()).select_from(base.subquery())) or 0
+        rows = self.session.execute(
+            base.order_by(VersionRow.published_at.desc(), VersionRow.id.desc()).offset(offset).limit(limit)
+        )
+        keys = ("version", "digest", "commit", "parents", "published_at")
+        return [dict(zip(keys, r, strict=True)) for r in rows], int(total)
 
     def _files(self, version_id: int) -> dict[str, tuple[str, str]]:
         rows = self.session.execute(

@@ -41,8 +41,8 @@ fi
 command -v docker-registry >/dev/null || die "docker-registry missing after apt-get install"
 
 # -- PostgreSQL (apt) ----------------------------------------------------------
-# tests/server/conftest.py starts its own server with the package's initdb/pg_ctl (as the postgres account
-# when run as root); the packaged cluster is not used.
+# tests/server/pg_cluster.py (for the tests' fixture and the catalog bench) starts its own server with the
+# package's initdb/pg_ctl (as the postgres account when run as root); the packaged cluster is not used.
 if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

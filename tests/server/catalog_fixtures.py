@@ -11,7 +11,6 @@ with the reason printed (``-ra``), or fail when ``QLCAPSULE_E2E_REQUIRE=1``. The
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import shutil
@@ -19,7 +18,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -36,14 +34,13 @@ from click.testing import CliRunner
 pytest.importorskip("fastapi", reason="the catalog service needs the [server] extra")
 
 from pages_seed import seed  # noqa: E402
+from pg_cluster import Postgres, pg_bin, running_postgres  # noqa: E402
 
 from qlcapsule.cli import main  # noqa: E402
 from qlcapsule_server import db, tokens  # noqa: E402
 from qlcapsule_server.app import create_app  # noqa: E402
 from qlcapsule_server.config import Settings  # noqa: E402
 from qlcapsule_server.events import last_event_id  # noqa: E402
-
-PG_USER = "qlcapsule"
 
 
 def _require() -> bool:
@@ -59,69 +56,16 @@ def free_port() -> int:
 # -- PostgreSQL -------------------------------------------------------------------
 
 
-@dataclass
-class Postgres:
-    host: str
-    port: int
-
-    def url(self, database: str = "postgres") -> str:
-        return f"postgresql+psycopg://{PG_USER}@{self.host}:{self.port}/{database}"
-
-    def admin(self, sql: str) -> None:
-        import psycopg
-
-        with psycopg.connect(f"postgresql://{PG_USER}@{self.host}:{self.port}/postgres", autocommit=True) as conn:
-            conn.execute(sql)  # type: ignore[arg-type]
-
-
-def _pg_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(Path(p).parts[-3]))
-    return Path(found[-1]).parent if found else None
-
-
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
-    bindir = _pg_bin()
-    if bindir is None:
+    """One real PostgreSQL for the session (pg_cluster.py starts and stops it; the bench uses the same)."""
+    if pg_bin() is None:
         reason = "PostgreSQL is not installed (apt-get install postgresql; tests/e2e/install.sh does it)"
         if _require():
             pytest.fail(f"QLCAPSULE_E2E_REQUIRE=1 but {reason}")
         pytest.skip(reason)
-    as_root = os.geteuid() == 0
-    base = Path(tempfile.mkdtemp(prefix="qlcapsule-pg-"))  # in /tmp: the postgres account must reach it
-    prefix: list[str] = []
-    if as_root:
-        shutil.chown(base, "postgres", "postgres")
-        prefix = ["runuser", "-u", "postgres", "--"]
-    port = free_port()
-    data = base / "data"
-    subprocess.run(
-        [*prefix, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", PG_USER, "--no-sync"],
-        check=True,
-        capture_output=True,
-    )
-    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run(
-        [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(base / "log"), "-w", "start"],
-        check=True,
-        capture_output=True,
-        start_new_session=True,
-    )
-    server = Postgres("127.0.0.1", port)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                server.admin("SELECT 1")
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+    with running_postgres({"fsync": "off"}) as server:
         yield server
-    finally:
-        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _sqlite_url(tmp_path: Path) -> str:

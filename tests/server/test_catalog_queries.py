@@ -87,16 +87,21 @@ def test_which_version_contains_a_file(serve: Serve, ship: Ship, release_key: Ke
     server = serve(trust_file=str(release_key.trust))
     token = server.token("publish", "read")
     shared = "def health():\n    return 'ok'\n"
-    publish(server.url, token, ship("orders", key=release_key, files={"health.py": shared, "a.py": "a = 1\n"}))
+    files = {"health.py": shared, "tools/health.py": shared, "a.py": "a = 1\n"}
+    publish(server.url, token, ship("orders", key=release_key, files=files))
     publish(server.url, token, ship("billing", key=release_key, files={"lib/health.py": shared}))
     publish(server.url, token, ship("ledger", key=release_key, files={"other.py": "b = 2\n"}))
     digest = hashlib.sha256(shared.encode()).hexdigest()
     status, found = server.call(f"/api/v1/files/{digest}/versions", token)
-    assert status == 200 and found["total"] == 2
-    assert sorted((i["capsule"], i["path"]) for i in found["items"]) == [
+    assert status == 200 and found["total"] == 3
+    # newest version first; within a version, paths in reverse (the index read backwards)
+    assert [(i["capsule"], i["path"]) for i in found["items"]] == [
         ("billing", "lib/health.py"),
+        ("orders", "tools/health.py"),
         ("orders", "health.py"),
     ]
+    _, second = server.call(f"/api/v1/files/{digest}/versions?offset=1&limit=1", token)
+    assert [(i["capsule"], i["path"]) for i in second["items"]] == [("orders", "tools/health.py")]
     assert server.call("/api/v1/files/NOTHEX/versions", token)[0] == 422
 
 
@@ -161,8 +166,9 @@ def test_lineage_diff_scores_and_templates(serve: Serve, ship: Ship, release_key
     )
 
     status, graph = server.call("/api/v1/capsules/orders/lineage", token)
-    assert status == 200 and [n["version"] for n in graph["items"]] == ["1.1.0", "1.0.0"]
+    assert status == 200 and [n["version"] for n in graph["items"]] == ["1.1.0", "1.0.0"] and graph["total"] == 2
     newest, first = graph["items"]
+    assert set(newest) == {"version", "digest", "commit", "parents", "published_at"}
     assert newest["parents"] == [first["commit"]] and first["parents"] == []
 
     status, diff = server.call("/api/v1/capsules/orders/diff?from=1.0.0&to=1.1.0", token)
