@@ -244,7 +244,13 @@ def token_revoke(database: str | None, name: str) -> None:
 
 @catalog.command()
 @click.option("--url", required=True, metavar="URL", help="The catalog server (https, or http on this machine).")
-@click.option("--token-env", required=True, metavar="NAME", help="Environment variable holding a publish token.")
+@click.option(
+    "--token-env",
+    default="QLCAPSULE_CATALOG_TOKEN",
+    show_default=True,
+    metavar="NAME",
+    help="Environment variable holding a publish token (the same default as ship --publish-token-env).",
+)
 @click.argument("report", type=click.File("rb"))
 @json_option
 def publish(url: str, token_env: str, report: Any, as_json: bool) -> None:
@@ -273,7 +279,13 @@ def publish(url: str, token_env: str, report: Any, as_json: bool) -> None:
 
 @catalog.command("sync")
 @click.option("--url", required=True, metavar="URL", help="The catalog server (https, or http on this machine).")
-@click.option("--token-env", required=True, metavar="NAME", help="Environment variable holding a publish token.")
+@click.option(
+    "--token-env",
+    default="QLCAPSULE_CATALOG_TOKEN",
+    show_default=True,
+    metavar="NAME",
+    help="Environment variable holding a publish token (the same default as ship --publish-token-env).",
+)
 @click.argument("repo")
 @json_option
 def sync_command(url: str, token_env: str, repo: str, as_json: bool) -> None:
