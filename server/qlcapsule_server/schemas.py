@@ -3,12 +3,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 HEX64 = r"^[0-9a-f]{64}$"
 _NAME = Field(min_length=1, max_length=63)
+
+
+def _without_query(url: str | None) -> str | None:
+    """A delivered URL as the catalog keeps it: without its query or fragment. A presigned URL (S3, GCS, Azure
+    SAS) is a bearer credential until it expires; whatever a publisher sends, the catalog never stores one."""
+    return url.split("?", 1)[0].split("#", 1)[0] if url else url
+
+
+#: a delivery's URL, kept without its query (see :func:`_without_query`)
+DeliveredUrl = Annotated[str | None, Field(default=None, max_length=4096), AfterValidator(_without_query)]
 
 
 class ArtifactIn(BaseModel):
@@ -24,10 +34,10 @@ class ReceiptIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
     provider: str = Field(max_length=64)
     target: str = Field(max_length=256)
-    location: str = Field(max_length=4096)
+    location: Annotated[str, Field(max_length=4096), AfterValidator(_without_query)]
     sha256: str = Field(max_length=64)
     size: int = Field(ge=0, le=2**53 - 1)
-    url: str | None = Field(default=None, max_length=4096)
+    url: DeliveredUrl = None
     time: str | None = Field(default=None, max_length=64)
 
 
@@ -85,7 +95,7 @@ class DeliveryStatusIn(BaseModel):
     target: str = Field(min_length=1, max_length=256)
     provider: str = Field(min_length=1, max_length=64)
     status: str = Field(pattern=r"^(planned|uploading|verifying|delivered|failed)$")
-    url: str | None = Field(default=None, max_length=4096)
+    url: DeliveredUrl = None
     detail: str | None = Field(default=None, max_length=4096)
     bytes: int | None = Field(default=None, ge=0, le=2**63 - 1)
 

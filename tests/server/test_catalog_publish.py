@@ -39,6 +39,43 @@ def test_a_signed_ship_is_verified_by_the_servers_trust_and_recorded_once(
     assert version["commit"] == report["capsules"][0]["commit"]
 
 
+def test_a_presigned_url_is_never_stored_whatever_the_publisher_sends(
+    serve: Serve, ship: Ship, release_key: Key, tmp_path: Path
+) -> None:
+    """A presigned URL is a bearer credential until it expires: the catalog keeps receipts' and live statuses'
+    URLs without their query, even from a publisher that does not strip them (this one is hand-made)."""
+    server = serve(trust_file=str(release_key.trust))
+    token = server.token("publish", "read")
+    report = ship("orders", "2.2.0", key=release_key)
+    signed = "https://b.s3.amazonaws.com/orders.tgz?X-Amz-Credential=AKIA&X-Amz-Signature=feedface#frag"
+    shipped = report["capsules"][0]
+    assert shipped["receipts"], "the ship fixture delivers to a local target"
+    for r in shipped["receipts"]:
+        r["url"], r["location"] = signed, signed
+    publish(server.url, token, report)
+    status, answer = server.call(
+        "/api/v1/deliveries",
+        token,
+        "POST",
+        {
+            "capsule": "orders",
+            "version": "2.2.0",
+            "target": "s3",
+            "provider": "s3",
+            "status": "uploading",
+            "url": signed,
+        },
+    )
+    assert status == 200, answer
+    status, deliveries = server.call("/api/v1/capsules/orders/versions/2.2.0/deliveries", token)
+    assert status == 200
+    text = json.dumps(deliveries)
+    assert "https://b.s3.amazonaws.com/orders.tgz" in text
+    assert "X-Amz" not in text and "feedface" not in text and "#frag" not in text
+    status, version = server.call("/api/v1/capsules/orders/versions/2.2.0", token)
+    assert status == 200 and "X-Amz" not in json.dumps(version)
+
+
 def test_untrusted_and_unsigned_are_refused_by_default_and_recorded_when_marked(
     serve: Serve, ship: Ship, release_key: Key, other_key: Key
 ) -> None:
