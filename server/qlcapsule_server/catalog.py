@@ -241,7 +241,7 @@ class Catalog:
         ):
             return delivery, False
         delivery.status, delivery.updated_at = status, utcnow()
-        self.session.add(DeliveryEventRow(delivery_id=delivery.id, status=status, detail=detail, bytes=nbytes))
+        self.session.add(DeliveryEventRow(delivery_id=delivery.id, status=status, detail=detail, bytes=nbytes, url=url))
         if self.session.get_bind().dialect.name == "postgresql":  # every server's event hub wakes on commit
             self.session.execute(text(f"NOTIFY {CHANNEL}"))
         return delivery, True
@@ -441,7 +441,8 @@ class Catalog:
                     "url": d.url,
                     "updated_at": d.updated_at,
                     "timeline": [
-                        {"status": e.status, "detail": e.detail, "bytes": e.bytes, "at": e.at} for e in events
+                        {"status": e.status, "detail": e.detail, "bytes": e.bytes, "url": e.url, "at": e.at}
+                        for e in events
                     ],
                 }
             )

@@ -62,7 +62,6 @@ def read_events(session: Session, after: int, limit: int = 500) -> list[dict[str
             DeliveryEventRow,
             DeliveryRow.target,
             DeliveryRow.provider,
-            DeliveryRow.url,
             VersionRow.version,
             CapsuleRow.name,
         )
@@ -80,13 +79,13 @@ def read_events(session: Session, after: int, limit: int = 500) -> list[dict[str
             "version": version,
             "target": target,
             "provider": provider,
-            "url": url,
+            "url": e.url,  # the URL this step reported (the delivery's latest is in the deliveries API)
             "status": e.status,
             "detail": e.detail,
             "bytes": e.bytes,
             "at": e.at.isoformat(),
         }
-        for e, target, provider, url, version, name in rows
+        for e, target, provider, version, name in rows
     ]
 
 

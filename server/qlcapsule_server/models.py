@@ -190,6 +190,8 @@ class DeliveryEventRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     detail: Mapped[str | None] = mapped_column(Text, nullable=True)
     bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    #: the URL this step reported (None: none, or an event recorded before migration 0004)
+    url: Mapped[str | None] = mapped_column(String(4096), nullable=True)
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

@@ -41,6 +41,23 @@ def test_status_changes_stream_as_they_happen_filtered_and_resumable(
     assert server.call("/api/v1/events?status=done", token)[0] == 422
 
 
+def test_each_event_keeps_the_url_of_its_own_step(serve: Serve, ship: Ship, release_key: Key) -> None:
+    """A subscriber that reads the timeline after the delivery ended sees each step as it was reported: no URL
+    while planned and uploading, the delivered URL on delivered (the events read the delivery's latest URL)."""
+    server = serve(trust_file=str(release_key.trust))
+    token = server.token("publish", "read")
+    publish(server.url, token, ship("orders", key=release_key))
+    where = {"planned": None, "uploading": None, "verifying": None, "delivered": "s3://bucket/orders-1.0.0.tgz"}
+    for step, url in where.items():
+        body = {"capsule": "orders", "version": "1.0.0", "target": "t", "provider": "s3", "status": step}
+        assert server.call("/api/v1/deliveries", token, "POST", {**body, "url": url})[0] == 200
+    seen = Subscriber(server, token, "?target=t", count=len(STEPS), last_id=0).result()
+    assert [(e["status"], e["url"]) for e in seen] == list(where.items())
+    _, found = server.call("/api/v1/capsules/orders/versions/1.0.0/deliveries", token)
+    (t,) = [d for d in found["items"] if d["target"] == "t"]
+    assert [(e["status"], e["url"]) for e in t["timeline"]] == list(where.items())
+
+
 def test_two_servers_on_one_database_share_events(serve: Serve, ship: Ship, release_key: Key) -> None:
     one = serve(trust_file=str(release_key.trust))
     two = serve(trust_file=str(release_key.trust))
