@@ -557,13 +557,27 @@ class StoreReader:
         if entry.filemode not in (pygit2.GIT_FILEMODE_BLOB, pygit2.GIT_FILEMODE_BLOB_EXECUTABLE):
             return None, f"{name} is not a regular file"
         try:
-            kind, size = self.repo.odb.read_header(entry.id)  # the size, without inflating the blob
+            kind, size = _header(self.repo.odb, entry.id)  # the size, without inflating the blob
         except (pygit2.GitError, KeyError, ValueError):
             return None, f"{name} is missing from the repository"
         limit = self._limits[name]
         if kind != pygit2.enums.ObjectType.BLOB or size > limit:
             return None, f"{name} is {size} bytes; at most {limit} are read"
         return bytes(self.repo[entry.id].data), None
+
+
+def _header(odb: Any, oid: Any) -> tuple[Any, int]:
+    """An object's type and size from its header, without inflating it. pygit2 1.19 has ``Odb.read_header``;
+    older ones (the last for Python 3.10 is 1.18) have it per backend (loose objects, packs)."""
+    read_header = getattr(odb, "read_header", None)
+    if read_header is not None:
+        return read_header(oid)  # type: ignore[no-any-return]
+    for backend in odb.backends:
+        try:
+            return backend.read_header(oid)  # type: ignore[no-any-return]
+        except KeyError:
+            continue
+    raise KeyError(str(oid))
 
 
 def _text(raw: bytes) -> str:
