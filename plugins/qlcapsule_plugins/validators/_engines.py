@@ -23,7 +23,7 @@ from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Collection, Sequence
 
-from qlcapsule import FileToCheck, clip
+from qlcapsule import FileToCheck, Finding, Severity, clip
 
 #: seconds one engine run may take, and the most output parsed from it
 TIMEOUT = 60
@@ -155,6 +155,37 @@ def run_files(
         for start in range(0, len(todo), MAX_BATCH_FILES):
             _run_group(name, argv, files, answers, todo[start : start + MAX_BATCH_FILES], path_of, tmp, found)
     return answers
+
+
+def run_selected(
+    name: str,
+    cmd: Sequence[str],
+    files: Sequence[FileToCheck],
+    wanted: Callable[[FileToCheck], bool],
+    path_of: Callable[[dict[str, Any]], str | None],
+    *,
+    config: bytes | None = None,
+    found: Collection[int] = (),
+) -> list[Answer | None]:
+    """:func:`run_files` on the files ``wanted`` accepts, one answer per file of ``files`` in order: None for a
+    file left out (one another validator reports, such as a YAML file that does not parse)."""
+    todo = [i for i, f in enumerate(files) if wanted(f)]
+    answers: list[Answer | None] = [None] * len(files)
+    ran = run_files(name, cmd, [files[i] for i in todo], path_of, config=config, found=found)
+    for i, answer in zip(todo, ran, strict=True):
+        answers[i] = answer
+    return answers
+
+
+def findings(
+    answer: Answer | None, path: str, failed: str, to_finding: Callable[[dict[str, Any], str], Finding]
+) -> list[Finding]:
+    """One file's findings from its answer (None: the file was left out): a ``failed`` warning when the engine
+    could not check it, then each of the engine's findings mapped by ``to_finding(item, path)``."""
+    if answer is None:
+        return []
+    found = [Finding(failed, Severity.WARNING, answer.error, path)] if answer.error is not None else []
+    return found + [to_finding(item, path) for item in answer.items]
 
 
 def _run_group(

@@ -82,6 +82,12 @@ def compose_all(text: str) -> tuple[list[yaml.Node], YamlError | None]:
     return docs, None
 
 
+def parses(data: bytes) -> bool:
+    """True when ``data`` is YAML with at least one document (else the yaml validator says why, or it is empty)."""
+    docs, error = compose_all(data.decode("utf-8", "replace"))
+    return error is None and bool(docs)
+
+
 def _key(node: yaml.Node) -> Any:
     if isinstance(node, yaml.ScalarNode):
         return node.value

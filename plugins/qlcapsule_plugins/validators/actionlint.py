@@ -49,7 +49,7 @@ from typing import Any, Iterable, Sequence
 from qlcapsule import Capsule, Engine, FileToCheck, Finding, Register, Rule, Severity, Validator, clip, hookimpl
 
 from . import _engines
-from ._yaml import compose_all
+from ._yaml import parses
 
 CHECKS = "https://github.com/rhysd/actionlint/blob/main/docs/checks.md"
 SHELLCHECK_WIKI = "https://www.shellcheck.net/wiki/"
@@ -112,25 +112,15 @@ class ActionlintValidator(Validator):
 
     def check_files(self, files: Sequence[FileToCheck]) -> list[list[Finding]]:
         """Every workflow in as few actionlint processes as :func:`_engines.run_files` allows."""
-        found: list[list[Finding]] = [[] for _ in files]
         exe = _engines.binary("actionlint")
         if exe is None:
-            return found  # optional: listed by --engines
-        todo = []
-        for i, f in enumerate(files):
-            docs, error = compose_all(f.data.decode("utf-8", "replace"))
-            if error is None and docs:  # else the yaml validator's finding, or an empty file
-                todo.append(i)
+            return [[] for _ in files]  # optional: listed by --engines
         cmd = [exe, "-format", "{{json .}}", "-no-color", "-config-file", "{config}"]
-        answers = _engines.run_files(
-            "actionlint", cmd, [files[i] for i in todo], _given_path, config=b"{}\n", found=(1,)
-        )
-        for i, answer in zip(todo, answers, strict=True):
-            path = files[i].path
-            if answer.error is not None:
-                found[i].append(Finding("actionlint.failed", Severity.WARNING, answer.error, path))
-            found[i].extend(_finding(item, path) for item in answer.items)
-        return found
+        wanted = lambda f: parses(f.data)  # noqa: E731 -- else the yaml validator's finding, or an empty file
+        answers = _engines.run_selected("actionlint", cmd, files, wanted, _given_path, config=b"{}\n", found=(1,))
+        return [
+            _engines.findings(a, f.path, "actionlint.failed", _finding) for f, a in zip(files, answers, strict=True)
+        ]
 
 
 def _given_path(item: dict[str, Any]) -> str | None:

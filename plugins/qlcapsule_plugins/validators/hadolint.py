@@ -73,19 +73,13 @@ class HadolintValidator(Validator):
 
     def check_files(self, files: Sequence[FileToCheck]) -> list[list[Finding]]:
         """Every Dockerfile in as few hadolint processes as :func:`_engines.run_files` allows."""
-        found: list[list[Finding]] = [[] for _ in files]
         exe = _engines.binary("hadolint")
         if exe is None:
-            return found  # missing: listed by --engines (an extra)
-        todo = [i for i, f in enumerate(files) if b"\x00" not in f.data]  # binary: the dockerfile validator's finding
+            return [[] for _ in files]  # missing: listed by --engines (an extra)
         cmd = [exe, "--no-fail", "--no-color", "--config", "{config}", "--format", "json"]
-        answers = _engines.run_files("hadolint", cmd, [files[i] for i in todo], _given_path, config=b"{}\n")
-        for i, answer in zip(todo, answers, strict=True):
-            path = files[i].path
-            if answer.error is not None:
-                found[i].append(Finding("hadolint.failed", Severity.WARNING, answer.error, path))
-            found[i].extend(_finding(item, path) for item in answer.items)
-        return found
+        binary = lambda f: b"\x00" not in f.data  # noqa: E731 -- a binary file: the dockerfile validator's finding
+        answers = _engines.run_selected("hadolint", cmd, files, binary, _given_path, config=b"{}\n")
+        return [_engines.findings(a, f.path, "hadolint.failed", _finding) for f, a in zip(files, answers, strict=True)]
 
 
 def _given_path(item: dict[str, Any]) -> str | None:

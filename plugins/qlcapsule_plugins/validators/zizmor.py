@@ -36,7 +36,7 @@ from typing import Any, Iterable, Sequence
 from qlcapsule import Capsule, Engine, FileToCheck, Finding, Register, Rule, Severity, Validator, hookimpl
 
 from . import _engines
-from ._yaml import compose_all
+from ._yaml import parses
 
 _SEVERITY = {
     "high": Severity.WARNING,
@@ -87,27 +87,26 @@ class ZizmorValidator(Validator):
 
     def check_files(self, files: Sequence[FileToCheck]) -> list[list[Finding]]:
         """Every file in as few zizmor processes as :func:`_engines.run_files` allows (its start costs ~0.2 s)."""
-        found: list[list[Finding]] = [[] for _ in files]
         exe = binary()
         if exe is None:
-            return found  # validation reports the missing engine (zizmor.engine-missing)
-        todo = []
-        for i, f in enumerate(files):
-            docs, error = compose_all(f.data.decode("utf-8", "replace"))
-            if error is None and docs:  # else the yaml validator's finding; zizmor would only fail on it
-                todo.append(i)
+            return [[] for _ in files]  # validation reports the missing engine (zizmor.engine-missing)
         cmd = [exe, "--offline", "--no-config", "--no-exit-codes", "--no-progress", "--format", "json-v1"]
-        answers = _engines.run_files("zizmor", cmd, [files[i] for i in todo], _given_path)
-        for i, answer in zip(todo, answers, strict=True):
-            path = files[i].path
-            # zizmor reads only files that fit its model of a workflow or action: one the schema rejects
-            # (the github-workflow findings say why) it skips, saying so on stderr, or fails on when alone
-            if answer.error is not None and "no audit was performed" not in answer.error:
-                found[i].append(Finding("zizmor.failed", Severity.WARNING, answer.error, path))
-            elif answer.error is not None or f"failed to validate file://{answer.given} " in answer.stderr:
-                found[i].append(Finding("zizmor.failed", Severity.NOTE, UNREADABLE, path))
-            found[i].extend(_finding(item, path) for item in answer.items if not item.get("ignored"))
-        return found
+        wanted = lambda f: parses(f.data)  # noqa: E731 -- else the yaml validator's finding; zizmor would only fail
+        answers = _engines.run_selected("zizmor", cmd, files, wanted, _given_path)
+        return [_findings(a, f.path) for f, a in zip(files, answers, strict=True)]
+
+
+def _findings(answer: _engines.Answer | None, path: str) -> list[Finding]:
+    if answer is None:
+        return []
+    found = []
+    # zizmor reads only files that fit its model of a workflow or action: one the schema rejects (the
+    # github-workflow findings say why) it skips, saying so on stderr, or fails on when alone
+    if answer.error is not None and "no audit was performed" not in answer.error:
+        found.append(Finding("zizmor.failed", Severity.WARNING, answer.error, path))
+    elif answer.error is not None or f"failed to validate file://{answer.given} " in answer.stderr:
+        found.append(Finding("zizmor.failed", Severity.NOTE, UNREADABLE, path))
+    return found + [_finding(item, path) for item in answer.items if not item.get("ignored")]
 
 
 def _given_path(item: dict[str, Any]) -> str | None:
