@@ -277,6 +277,32 @@ class Catalog:
             .limit(1)
         )
 
+    def capsule_page(
+        self,
+        offset: int,
+        limit: int,
+        *,
+        q: str | None = None,
+        label: str | None = None,
+        template: str | None = None,
+        repository: str | None = None,
+    ) -> tuple[list[CapsuleRow], dict[int, list[str]], int]:
+        """One page of capsules by the filters of :func:`capsule_filter`, by name; the repositories each lives in
+        (by capsule id, sorted; one query for the page); the total that match."""
+        where = capsule_filter(q=q, label=label, template=template, repository=repository)
+        total = int(self.session.scalar(select(func.count(CapsuleRow.id)).where(where)) or 0)
+        rows = list(
+            self.session.scalars(select(CapsuleRow).where(where).order_by(CapsuleRow.name).offset(offset).limit(limit))
+        )
+        repos: dict[int, list[str]] = {}
+        for cid, repo in self.session.execute(
+            select(RepositoryRow.capsule_id, RepositoryRow.repository)
+            .where(RepositoryRow.capsule_id.in_([c.id for c in rows]))
+            .order_by(RepositoryRow.repository)
+        ):
+            repos.setdefault(cid, []).append(repo)
+        return rows, repos, total
+
     def capsules(
         self,
         offset: int,
@@ -287,17 +313,15 @@ class Catalog:
         template: str | None = None,
         repository: str | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
-        """Capsules by the filters of :func:`capsule_filter`, by name, with the repositories they live in."""
-        where = capsule_filter(q=q, label=label, template=template, repository=repository)
-        total = self.session.scalar(select(func.count(CapsuleRow.id)).where(where)) or 0
-        rows = self.session.scalars(
-            select(CapsuleRow).where(where).order_by(CapsuleRow.name).offset(offset).limit(limit)
+        """Capsules as the API lists them (:meth:`capsule_page`), with the repositories they live in."""
+        rows, repos, total = self.capsule_page(
+            offset, limit, q=q, label=label, template=template, repository=repository
         )
-        out = []
-        for c in rows:
-            repos = self.session.scalars(select(RepositoryRow.repository).where(RepositoryRow.capsule_id == c.id)).all()
-            out.append({"name": c.name, "labels": c.labels, "repositories": list(repos), "created_at": c.created_at})
-        return out, int(total)
+        out = [
+            {"name": c.name, "labels": c.labels, "repositories": repos.get(c.id, []), "created_at": c.created_at}
+            for c in rows
+        ]
+        return out, total
 
     def versions(self, name: str, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         base = select(VersionRow).join(CapsuleRow).where(CapsuleRow.name == name)
@@ -661,19 +685,10 @@ def search_capsules(
     template: str | None = None,
     repository: str | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
-    """Capsules by :func:`capsule_filter`, each with its newest version, score and newest delivery's status."""
+    """Capsules by :meth:`Catalog.capsule_page`, each with its newest version, score and newest delivery's status."""
     session = catalog.session
-    where = capsule_filter(q=q, label=label, template=template, repository=repository)
-    total = int(session.scalar(select(func.count(CapsuleRow.id)).where(where)) or 0)
-    rows = list(session.scalars(select(CapsuleRow).where(where).order_by(CapsuleRow.name).offset(offset).limit(limit)))
+    rows, repos, total = catalog.capsule_page(offset, limit, q=q, label=label, template=template, repository=repository)
     ids = [c.id for c in rows]
-    repos: dict[int, list[str]] = {}
-    for cid, repo in session.execute(
-        select(RepositoryRow.capsule_id, RepositoryRow.repository)
-        .where(RepositoryRow.capsule_id.in_(ids))
-        .order_by(RepositoryRow.repository)
-    ):
-        repos.setdefault(cid, []).append(repo)
     newest = (
         select(func.max(VersionRow.id)).where(VersionRow.capsule_id.in_(ids)).group_by(VersionRow.capsule_id)
     ).scalar_subquery()
