@@ -27,7 +27,6 @@ PAE) and signed with ``cryptography``, so the figures are the server's work, not
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import json
@@ -57,44 +56,29 @@ def _port() -> int:
 
 
 def _publication(key: Any, name: str, version: str, shared: str) -> dict[str, Any]:
-    from qlcapsule import Envelope, LockEntry, Statement, capsule_digest
+    from pages_seed import lock_text, sealed, signed  # type: ignore[import-not-found]
+
+    from qlcapsule import Statement
 
     files = {
         "app.py": f"print({name!r}, {version!r})\n",
         "capsule.yaml": f"name: {name}\nversion: {version}\n",
         "lib/shared.py": shared,
     }
-    entries = [
-        LockEntry(p, hashlib.sha256(t.encode()).hexdigest(), len(t.encode()), "644") for p, t in sorted(files.items())
-    ]
-    digest = capsule_digest(entries)
-    lock = {
-        "lockVersion": 1,
-        "algorithm": "sha256",
-        "name": name,
-        "version": version,
-        "digest": digest,
-        "files": [e._asdict() for e in entries],
-    }
+    lock = sealed(name, version, files)
     payload = Statement.build(
-        name=name, version=version, digest=digest, files=len(entries), created=dt.datetime.now(dt.timezone.utc)
+        name=name, version=version, digest=lock.digest, files=len(lock.files), created=dt.datetime.now(dt.timezone.utc)
     )
-    sig = key.sign(Envelope(payload=payload).pae())
-    envelope = {
-        "payload": base64.b64encode(payload).decode(),
-        "payloadType": Envelope(payload=payload).payload_type,
-        "signatures": [{"keyid": "bench", "sig": base64.b64encode(sig).decode()}],
-    }
     capsule = {
         "name": name,
         "version": version,
-        "digest": digest,
+        "digest": lock.digest,
         "score": 1.0,
         "findings": [],
         "artifacts": [],
         "receipts": [],
     }
-    return {"capsule": capsule, "lock": json.dumps(lock), "envelope": json.dumps(envelope)}
+    return {"capsule": capsule, "lock": lock_text(lock), "envelope": signed(key, payload, "bench")}
 
 
 def _call(url: str, token: str, data: Any = None) -> float:

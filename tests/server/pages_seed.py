@@ -1,20 +1,48 @@
-"""Publications for the pages' tests, built with qlcapsule's public API (a lock and, when signed, a DSSE
-envelope) and sent through the real publish API; the text fields carry markup, so every page shows whether
+"""Publications for the pages' tests and the catalog bench, built with qlcapsule's own lock and DSSE envelope
+writers and sent through the real publish API; the text fields carry markup, so every page shows whether
 publisher text is escaped."""
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
+
+from qlcapsule import Envelope, Lock
 
 XSS = '<img src=x onerror="window.__xss=1">'
 XSS_PATH = 'docs/<img src=x onerror="window.__xss=1">.md'
 #: the help page a seeded finding links to (as zizmor's findings carry theirs)
 HELP = "https://docs.zizmor.sh/audits/#template-injection"
+
+
+def sealed(name: str, version: str, files: dict[str, str]) -> Lock:
+    """The lock of a capsule holding ``files`` (mode 644), by the core's own lock writer."""
+    from qlcapsule.format.lock import build_lock
+    from qlcapsule.format.tree import FileEntry
+
+    return build_lock(
+        name,
+        version,
+        [FileEntry(p, hashlib.sha256(t.encode()).hexdigest(), len(t.encode()), "644") for p, t in files.items()],
+    )
+
+
+def lock_text(lock: Lock) -> str:
+    """capsule.lock as the core writes it."""
+    from qlcapsule.format.lock import render_lock
+
+    return render_lock(lock).decode("utf-8")
+
+
+def signed(private: Any, payload: bytes, keyid: str) -> str:
+    """The DSSE envelope (capsule.sig) of ``payload`` signed by ``private`` (a cryptography key), as the core writes it."""
+    from qlcapsule.signing.envelope import EnvelopeSignature
+
+    envelope = Envelope(payload=payload)
+    envelope.signatures.append(EnvelopeSignature(keyid, private.sign(envelope.pae())))
+    return envelope.to_json().decode("utf-8")
 
 
 def publication(
@@ -32,7 +60,7 @@ def publication(
     receipts: list[dict[str, Any]] | None = None,
     labels: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    from qlcapsule import Envelope, LockEntry, Statement, capsule_digest
+    from qlcapsule import Statement
 
     files = files or {"app.py": f"print({name!r}, {version!r})\n"}
     definition = None
@@ -41,18 +69,8 @@ def publication(
             f"  {k}: {v}\n" for k, v in labels.items()
         )
         files = {**files, "capsule.yaml": definition}
-    entries = [
-        LockEntry(p, hashlib.sha256(t.encode()).hexdigest(), len(t.encode()), "644") for p, t in sorted(files.items())
-    ]
-    digest = capsule_digest(entries)
-    lock = {
-        "lockVersion": 1,
-        "algorithm": "sha256",
-        "name": name,
-        "version": version,
-        "digest": digest,
-        "files": [e._asdict() for e in entries],
-    }
+    lock = sealed(name, version, files)
+    digest, entries = lock.digest, lock.files
     envelope = None
     if key is not None:
         from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -66,15 +84,7 @@ def publication(
             created=dt.datetime.now(dt.timezone.utc),
             generator=generator,
         )
-        private = load_pem_private_key(key.read_bytes(), None)
-        sig = private.sign(Envelope(payload=payload).pae())  # type: ignore[call-arg,union-attr]
-        envelope = json.dumps(
-            {
-                "payload": base64.b64encode(payload).decode(),
-                "payloadType": Envelope(payload=payload).payload_type,
-                "signatures": [{"keyid": "hint", "sig": base64.b64encode(sig).decode()}],
-            }
-        )
+        envelope = signed(load_pem_private_key(key.read_bytes(), None), payload, "hint")
     capsule = {
         "name": name,
         "version": version,
@@ -85,7 +95,7 @@ def publication(
         "receipts": receipts or [],
         "commit": commit,
     }
-    pub: dict[str, Any] = {"capsule": capsule, "lock": json.dumps(lock), "repository": f"/srv/store-{name}.git"}
+    pub: dict[str, Any] = {"capsule": capsule, "lock": lock_text(lock), "repository": f"/srv/store-{name}.git"}
     if envelope:
         pub["envelope"] = envelope
     if definition is not None:
