@@ -125,16 +125,13 @@ class Serve:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{self.url}/healthz", timeout=2).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    self.stop()
-                    raise RuntimeError("qlcapsule serve did not start") from None
-                time.sleep(0.1)
+        from serving import wait_until_answers  # type: ignore[import-not-found]
+
+        try:
+            wait_until_answers(self.proc, f"{self.url}/healthz")
+        except RuntimeError:
+            self.stop()
+            raise
 
     def cpu_s(self) -> float:
         return cpu_s(self.proc.pid)

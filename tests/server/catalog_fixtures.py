@@ -35,6 +35,7 @@ pytest.importorskip("fastapi", reason="the catalog service needs the [server] ex
 
 from pages_seed import seed  # noqa: E402
 from pg_cluster import Postgres, pg_bin, running_postgres  # noqa: E402
+from serving import wait_until_answers  # noqa: E402
 
 from qlcapsule.cli import main  # noqa: E402
 from qlcapsule_server import db, tokens  # noqa: E402
@@ -365,15 +366,7 @@ def served(tmp_path: Path, release_key: Key) -> Iterator[Served]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.communicate()[1].decode()
-            try:
-                urllib.request.urlopen(f"{url}/readyz", timeout=2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "qlcapsule serve did not answer in 60 s"
-                time.sleep(0.1)
+        wait_until_answers(proc, f"{url}/readyz")
         server = Served(url, database, reader, publisher)
         seed(server.call, publisher, release_key.private)
         yield server

@@ -8,12 +8,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from catalog_fixtures import free_port
+from serving import wait_until_answers
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -39,15 +39,7 @@ def test_serve_with_no_arguments_on_a_fresh_machine(tmp_path: Path) -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.communicate()[1].decode()
-            try:
-                if _get(f"{base}/healthz")[0] == 200:
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                assert time.monotonic() < deadline, "qlcapsule serve did not answer in 60 s"
-                time.sleep(0.1)
+        wait_until_answers(proc, f"{base}/healthz")
         assert (tmp_path / "data" / "qlcapsule" / "catalog.db").is_file()
         status, body = _get(f"{base}/readyz")
         assert status == 200 and json.loads(body)["status"] == "ready"
