@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import typing
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import yaml
+from action_main import load_main
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _load_main() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("qlcapsule_action_main_inputs", REPO / "action" / "main.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-action = _load_main()
+action = load_main("qlcapsule_action_main_inputs")
 
 
 def test_fail_on_takes_what_validate_takes_and_action_yml_says_so() -> None:

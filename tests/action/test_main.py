@@ -9,32 +9,23 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import importlib.util
 import json
 import re
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
+from action_main import load_main
 
 from qlcapsule.testing import write_capsule
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _load_main() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("qlcapsule_action_main", REPO / "action" / "main.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-action = _load_main()
+action = load_main("qlcapsule_action_main")
 
 
 def parse_github_output(text: str) -> dict[str, str]:

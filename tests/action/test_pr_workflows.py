@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from action_main import load_main
 
 REPO = Path(__file__).resolve().parents[2]
 MAIN = REPO / "action" / "main.py"
@@ -397,12 +398,7 @@ def test_push_run_prints_hostile_names_as_data(world: World) -> None:
     ],
 )
 def test_every_printed_line_is_data(data: str, capsys: pytest.CaptureFixture[str]) -> None:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("qlcapsule_action_main_pr", MAIN)
-    assert spec and spec.loader
-    action = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(action)
+    action = load_main("qlcapsule_action_main_pr")
     action.emit(None, f"{data}: seal: ok")
     action.emit("error", data, file=data, title=data)
     lines = [action.neutralize(part) for part in re.split(r"\r\n|\r|\n", data)]
