@@ -242,15 +242,22 @@ def token_revoke(database: str | None, name: str) -> None:
     click.echo(f"revoked {name}")
 
 
+def _client_options(command: Any) -> Any:
+    """``--url`` and ``--token-env``: where a client command sends, and the variable holding its token."""
+    command = click.option(
+        "--token-env",
+        default="QLCAPSULE_CATALOG_TOKEN",
+        show_default=True,
+        metavar="NAME",
+        help="Environment variable holding a publish token (the same default as ship --publish-token-env).",
+    )(command)
+    return click.option(
+        "--url", required=True, metavar="URL", help="The catalog server (https, or http on this machine)."
+    )(command)
+
+
 @catalog.command()
-@click.option("--url", required=True, metavar="URL", help="The catalog server (https, or http on this machine).")
-@click.option(
-    "--token-env",
-    default="QLCAPSULE_CATALOG_TOKEN",
-    show_default=True,
-    metavar="NAME",
-    help="Environment variable holding a publish token (the same default as ship --publish-token-env).",
-)
+@_client_options
 @click.argument("report", type=click.File("rb"))
 @json_option
 def publish(url: str, token_env: str, report: Any, as_json: bool) -> None:
@@ -278,14 +285,7 @@ def publish(url: str, token_env: str, report: Any, as_json: bool) -> None:
 
 
 @catalog.command("sync")
-@click.option("--url", required=True, metavar="URL", help="The catalog server (https, or http on this machine).")
-@click.option(
-    "--token-env",
-    default="QLCAPSULE_CATALOG_TOKEN",
-    show_default=True,
-    metavar="NAME",
-    help="Environment variable holding a publish token (the same default as ship --publish-token-env).",
-)
+@_client_options
 @click.argument("repo")
 @json_option
 def sync_command(url: str, token_env: str, repo: str, as_json: bool) -> None:
